@@ -1,0 +1,24 @@
+# STARS toolbox. `make demo` runs the main job end to end; `make test` runs the whole suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export QT_QPA_PLATFORM ?= offscreen
+export XDG_RUNTIME_DIR ?= /tmp/runtime-$(shell id -u)
+
+.PHONY: setup test demo bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+test: setup
+	@mkdir -p $(XDG_RUNTIME_DIR) && chmod 700 $(XDG_RUNTIME_DIR)
+	$(PY) -m pytest -q tests
+
+demo: setup
+	@mkdir -p $(XDG_RUNTIME_DIR) && chmod 700 $(XDG_RUNTIME_DIR)
+	$(PY) -m stars_core.demo $(if $(DEMO_DIR),--out $(DEMO_DIR),)
+
+bench: setup
+	$(PY) bench/model_speed.py
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache

@@ -1,0 +1,91 @@
+"""Model size and speed: parameters per part, forward and forward+backward time per 512x512 chip.
+
+Prints, never asserts. CPU: fp32 (the fast path on this AVX2 machine). CUDA, when present: autocast
+bf16 with channels_last as well. Usage: python bench/model_speed.py [--backbone resnet50] [--size 512]
+[--batches 1 8] [--repeats 3] [--device auto|cpu|cuda]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import platform
+import time
+
+import torch
+
+from stars_core import LossConfig, StarsConfig, build_model
+from stars_core.losses import stars_loss
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time(fn, device: torch.device, repeats: int) -> float:
+    fn()  # warm-up
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backbone", default="resnet50")
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--bands", type=int, nargs=2, default=[1, 3])
+    args = ap.parse_args()
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    cfg = StarsConfig(in_channels=tuple(args.bands), num_classes=8, backbone=args.backbone)
+    model = build_model(cfg).to(device)
+    print(f"# STARS {args.backbone}, bands {tuple(args.bands)}, {args.size}x{args.size}, {device}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    print("\n| part | parameters (M) |\n|---|---|")
+    for name, part in model.parts().items():
+        print(f"| {name} | {sum(p.numel() for p in part.parameters()) / 1e6:.2f} |")
+    print(f"| total | {sum(p.numel() for p in model.parameters()) / 1e6:.2f} |")
+
+    variants = [("fp32", contextlib.nullcontext, torch.contiguous_format)]
+    if device.type == "cuda":
+        bf16 = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
+        variants += [("bf16 autocast", bf16, torch.contiguous_format),
+                     ("bf16 autocast + channels_last", bf16, torch.channels_last)]
+    print("\n| precision | batch | forward s/chip | fwd+bwd s/chip | missing-modality fwd s/chip |\n|---|---|---|---|---|")
+    gen = torch.Generator().manual_seed(0)
+    for label, ctx, fmt in variants:
+        model = model.to(memory_format=fmt)
+        for b in args.batches:
+            x1 = torch.randn(b, args.bands[0], args.size, args.size, device=device).to(memory_format=fmt)
+            x2 = torch.randn(b, args.bands[1], args.size, args.size, device=device).to(memory_format=fmt)
+            y = torch.randint(0, 8, (b, args.size, args.size), device=device)
+
+            def fwd():
+                with torch.no_grad(), ctx():
+                    model(x1, x2)
+
+            def fwd_bwd():
+                model.zero_grad(set_to_none=True)
+                with ctx():
+                    loss, _ = stars_loss(model(x1, x2), y, LossConfig(), gen)
+                loss.backward()
+
+            def missing():
+                with torch.no_grad(), ctx():
+                    model(x1)
+
+            model.train()
+            t_fb = _time(fwd_bwd, device, args.repeats)
+            model.eval()
+            t_f, t_m = _time(fwd, device, args.repeats), _time(missing, device, args.repeats)
+            print(f"| {label} | {b} | {t_f / b:.3f} | {t_fb / b:.3f} | {t_m / b:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Idempotent setup: Debian packages (QGIS, GDAL, rasterio, shapely) when missing, then a
+# --system-site-packages venv with torch, the project (editable) and the test tools.
+# Debian's numpy is pinned through a constraints file so pip never replaces it with numpy 2.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+DEB_PACKAGES="qgis python3-qgis qgis-providers python3-rasterio python3-gdal python3-shapely \
+python3-matplotlib python3-venv gdal-bin"
+
+missing=""
+for pkg in $DEB_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+    echo "setup: installing Debian packages:$missing"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "setup: creating $VENV (system site packages visible: QGIS, GDAL, rasterio, numpy)"
+    /usr/bin/python3 -m venv --system-site-packages "$VENV"
+fi
+PY="$VENV/bin/python"
+stamp="$VENV/.stars-setup"
+# Re-install only when the project metadata changed since the last successful setup.
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$(cat "$stamp")" != "$TORCH_SPEC" ]; then
+    constraints="$VENV/constraints.txt"
+    /usr/bin/python3 -c 'import numpy; print(f"numpy=={numpy.__version__}")' > "$constraints"
+    "$PY" -m pip install -q --disable-pip-version-check -c "$constraints" "$TORCH_SPEC"
+    "$PY" -m pip install -q --disable-pip-version-check -c "$constraints" -e ".[test]"
+    echo "$TORCH_SPEC" > "$stamp"
+fi
+"$PY" - <<'PY'
+import numpy, torch
+assert numpy.__version__.startswith("1."), f"numpy {numpy.__version__} replaced Debian's numpy 1.x"
+print(f"setup: ok (torch {torch.__version__}, numpy {numpy.__version__})")
+PY

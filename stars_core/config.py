@@ -1,0 +1,117 @@
+"""Frozen configuration dataclasses for the STARS model and its losses.
+
+Every value a checkpoint needs to rebuild the model lives in `StarsConfig`; the loss weights and
+ablation switches live in `LossConfig`. Both round-trip through plain dicts (`to_dict`/`from_dict`)
+so a model file holds nothing but tensors and plain types.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
+
+BACKBONES = ("resnet18", "resnet34", "resnet50")
+MODES = ("stars", "single", "concat")
+
+
+@dataclass(frozen=True)
+class StarsConfig:
+    """Architecture of a STARS model (or of one of the paper's baselines).
+
+    in_channels: band counts of modality 1 (SAR or DSM) and modality 2 (optical).
+    mode: "stars" (the method), "single" (Baseline-SAR: modality 1 only, same backbone) or
+        "concat" (early fusion of both modalities stacked along the band axis).
+    use_translation: the bidirectional translation modules h_12, h_21 (paper section 3.2.1); when
+        off, L_ncs compares the shared features directly (the paper's "exp-1" ablation row).
+    align_stages: encoder stages (1..4) whose shared features the translation modules, L_ncs and
+        L_psc act on; the paper uses stages 3 and 4 (section 3.4.1).
+    """
+
+    in_channels: tuple[int, int] = (1, 3)
+    num_classes: int = 8
+    backbone: str = "resnet50"
+    mode: str = "stars"
+    pyramid_channels: int = 256
+    segmentation_channels: int = 128
+    scse_reduction: int = 16
+    decoder_dropout: float = 0.2
+    use_translation: bool = True
+    align_stages: tuple[int, ...] = (3, 4)
+
+    def __post_init__(self) -> None:
+        # Lists arrive from JSON and checkpoints; store tuples so the config stays hashable.
+        object.__setattr__(self, "in_channels", tuple(int(c) for c in self.in_channels))
+        object.__setattr__(self, "align_stages", tuple(int(s) for s in self.align_stages))
+        if len(self.in_channels) != 2 or min(self.in_channels) < 1:
+            raise ValueError(
+                f"in_channels must be two positive band counts (modality 1, modality 2), "
+                f"got {self.in_channels}"
+            )
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if not self.align_stages or not set(self.align_stages) <= {1, 2, 3, 4}:
+            raise ValueError(f"align_stages must be a non-empty subset of 1..4, got {self.align_stages}")
+        if not 0.0 <= self.decoder_dropout < 1.0:
+            raise ValueError(f"decoder_dropout must be in [0, 1), got {self.decoder_dropout}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "StarsConfig":
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights and switches of L_total = L_seg + alpha * L_psc + beta * L_ncs (paper eq. 7).
+
+    n_samples: pixels sampled per valid class for L_psc (the paper's N, section 3.3.1).
+    tau: temperature of L_psc; the paper does not give it, we use 0.1.
+    detach: stop-gradient on the L_ncs targets; False is the "w/o detach" ablation (Table 5).
+    ignore_index: label value excluded from every loss (no-data and unlabelled pixels).
+    """
+
+    alpha: float = 0.5
+    beta: float = 0.2
+    n_samples: int = 32
+    tau: float = 0.1
+    use_ncs: bool = True
+    use_psc: bool = True
+    detach: bool = True
+    ignore_index: int = 255
+
+    def __post_init__(self) -> None:
+        if self.alpha < 0 or self.beta < 0:
+            raise ValueError(f"alpha and beta must be >= 0, got alpha={self.alpha}, beta={self.beta}")
+        if self.n_samples < 1:
+            raise ValueError(f"n_samples must be at least 1, got {self.n_samples}")
+        if self.tau <= 0:
+            raise ValueError(f"tau must be > 0, got {self.tau}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "LossConfig":
+        return _from_dict(cls, data)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists, recursively, so the dict is JSON- and weights_only-safe."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _from_dict(cls: type, data: Mapping[str, Any]) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {unknown}; known fields are {sorted(known)}")
+    return cls(**dict(data))

@@ -1,0 +1,215 @@
+"""ResNet-18/34/50 written with torchvision's state_dict key names (torchvision is not importable here).
+
+A full `ResNet` has `conv1`, `bn1`, `layer1`..`layer4` exactly as in torchvision, so
+`load_pretrained(module, "resnet50.pth")` loads a local ImageNet file saved from
+`torchvision.models.resnet50(...).state_dict()`. The STARS model splits a ResNet in two: a per-modality
+`ResNetStem` (conv1, bn1, maxpool) and a `ResNet(..., in_channels=None)` body (layer1..layer4) shared by
+both modalities; both keep the key names, so both load from the same file.
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping, Union
+
+import torch
+from torch import nn
+
+StateDict = Mapping[str, torch.Tensor]
+
+
+def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+
+
+def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = _conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """torchvision's ResNet v1.5 bottleneck: the stride sits on the 3x3 convolution."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = _conv1x1(inplanes, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = _conv1x1(planes, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+ARCHS: dict[str, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
+    "resnet18": (BasicBlock, (2, 2, 2, 2)),
+    "resnet34": (BasicBlock, (3, 4, 6, 3)),
+    "resnet50": (Bottleneck, (3, 4, 6, 3)),
+}
+
+
+class ResNetStem(nn.Module):
+    """conv1 (7x7, stride 2) + bn1 + ReLU + max-pool: stride 4, 64 channels, for any band count."""
+
+    def __init__(self, in_channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, 64, H/4, W/4)
+
+
+class ResNet(nn.Module):
+    """ResNet encoder returning the four stage outputs, high to low resolution (strides 4, 8, 16, 32).
+
+    With `in_channels=None` the module is the body alone (layer1..layer4) and expects the 64-channel,
+    stride-4 output of a `ResNetStem`.
+    """
+
+    def __init__(self, name: str = "resnet50", in_channels: int | None = 3):
+        super().__init__()
+        if name not in ARCHS:
+            raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(ARCHS)}")
+        block, layers = ARCHS[name]
+        self.name = name
+        self.has_stem = in_channels is not None
+        if self.has_stem:
+            self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+            self.bn1 = nn.BatchNorm2d(64)
+            self.relu = nn.ReLU(inplace=True)
+            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self._inplanes = 64
+        self.layer1 = self._make_layer(block, 64, layers[0])
+        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.out_channels = tuple(64 * 2**i * block.expansion for i in range(4))
+        self._init_weights()
+
+    def _make_layer(self, block: type[nn.Module], planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self._inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                _conv1x1(self._inplanes, planes * block.expansion, stride),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        layers = [block(self._inplanes, planes, stride, downsample)]
+        self._inplanes = planes * block.expansion
+        layers += [block(self._inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        # Zero-init the last BN of each residual branch, as torchvision's zero_init_residual option.
+        for m in self.modules():
+            if isinstance(m, Bottleneck):
+                nn.init.zeros_(m.bn3.weight)
+            elif isinstance(m, BasicBlock):
+                nn.init.zeros_(m.bn2.weight)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.has_stem:
+            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, 64, H/4, W/4)
+        c1 = self.layer1(x)  # (B, C1, H/4, W/4)
+        c2 = self.layer2(c1)  # (B, C2, H/8, W/8)
+        c3 = self.layer3(c2)  # (B, C3, H/16, W/16)
+        c4 = self.layer4(c3)  # (B, C4, H/32, W/32)
+        return [c1, c2, c3, c4]
+
+
+def adapt_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """Adapt an RGB first-convolution weight (O, 3, k, k) to `in_channels` bands.
+
+    Three bands keep the weights as they are. Any other count gets the mean of the RGB filters
+    repeated per band, scaled by 3 / in_channels so a band-constant input gives the same response.
+    """
+    if weight.ndim != 4:
+        raise ValueError(f"expected a 4-D convolution weight, got shape {tuple(weight.shape)}")
+    if weight.shape[1] == in_channels:
+        return weight.clone()
+    mean = weight.mean(dim=1, keepdim=True)  # (O, 1, k, k)
+    return mean.repeat(1, in_channels, 1, 1) * (weight.shape[1] / in_channels)
+
+
+def read_state_dict(source: Union[str, os.PathLike, StateDict]) -> dict[str, torch.Tensor]:
+    """A torchvision-style state_dict from a local file (loaded with weights_only) or a mapping."""
+    if isinstance(source, Mapping):
+        return dict(source)
+    path = os.fspath(source)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"pretrained weights {path!r} not found; save them once with "
+            f"torch.save(torchvision.models.resnet50(weights='IMAGENET1K_V2').state_dict(), {path!r}) "
+            f"on a machine with torchvision and copy the file here"
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path!r} does not hold a state_dict (got {type(state).__name__})")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_pretrained(module: nn.Module, source: Union[str, os.PathLike, StateDict]) -> list[str]:
+    """Load torchvision ResNet weights into a `ResNet`, a body-only `ResNet` or a `ResNetStem`.
+
+    The first convolution is adapted to the module's band count (`adapt_first_conv`); the classifier
+    (`fc.*`) and keys the module does not have (conv1/bn1 for a body, layers for a stem) are skipped.
+    Returns the loaded key names. Raises ValueError when a key the module needs is missing or has
+    another shape (for instance resnet18 weights loaded into a resnet50).
+    """
+    state = read_state_dict(source)
+    own = module.state_dict()
+    if "conv1.weight" in own and "conv1.weight" in state:
+        state["conv1.weight"] = adapt_first_conv(state["conv1.weight"], own["conv1.weight"].shape[1])
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise ValueError(
+            f"pretrained weights lack {len(missing)} keys this {type(module).__name__} needs, "
+            f"e.g. {missing[:3]}; are they weights of the same ResNet depth?"
+        )
+    wrong = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if wrong:
+        raise ValueError(f"pretrained weights do not fit the backbone: {wrong[:3]}")
+    loaded = {k: state[k] for k in own if k in state}
+    module.load_state_dict(loaded, strict=False)
+    return sorted(loaded)

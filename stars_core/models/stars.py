@@ -1,0 +1,215 @@
+"""STARS wiring (paper Figure 2; METHOD.md) and the two baselines, all built from one `StarsConfig`.
+
+Calling convention shared by every model here:
+    model(x1, x2) -> dict of logits ("m1", "m2", "fused" for STARS) plus, for STARS, the aligned-stage
+                     shared features "shared_m1"/"shared_m2" and translations "trans_12"/"trans_21"
+                     (lists ordered as `cfg.align_stages`) that the losses need;
+    model(x1)     -> (B, K, H, W) logits from modality 1 alone (the missing-modality case);
+    model(x2=x2)  -> (B, K, H, W) logits from modality 2 alone (the DSM + optical setting).
+"""
+from __future__ import annotations
+
+import os
+from typing import Union
+
+import torch
+from torch import nn
+
+from ..config import StarsConfig
+from .fpn import FPNDecoder
+from .fusion import FusionModule
+from .resnet import ResNet, ResNetStem, load_pretrained, read_state_dict
+from .translation import TranslationModule
+
+STRIDE = 32  # the input height and width must be multiples of the deepest stage's stride
+
+
+def check_input(x: torch.Tensor, name: str, channels: int) -> None:
+    """Raise a ValueError naming expected and received values for a badly shaped input."""
+    if x.ndim != 4:
+        raise ValueError(f"{name} must be a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
+    if x.shape[1] != channels:
+        raise ValueError(f"{name} must have {channels} band(s), got {x.shape[1]} (shape {tuple(x.shape)})")
+    h, w = x.shape[-2:]
+    if h % STRIDE or w % STRIDE or h == 0 or w == 0:
+        raise ValueError(
+            f"{name} height and width must be positive multiples of {STRIDE}, got {h}x{w}; "
+            f"pad or crop to {(-(-h // STRIDE)) * STRIDE}x{(-(-w // STRIDE)) * STRIDE}"
+        )
+
+
+def _check_pair(x1: torch.Tensor, x2: torch.Tensor) -> None:
+    if x1.shape[0] != x2.shape[0] or x1.shape[-2:] != x2.shape[-2:]:
+        raise ValueError(
+            f"x1 and x2 must share batch size and height x width, got {tuple(x1.shape)} and {tuple(x2.shape)}"
+        )
+
+
+class StarsModel(nn.Module):
+    """Shared encoder body with per-modality stems, two specific encoders, fusion modules at every
+    stage, three FPN decoders (m1, m2, fused) and the bidirectional translation modules."""
+
+    def __init__(self, cfg: StarsConfig):
+        super().__init__()
+        self.cfg = cfg
+        c1, c2 = cfg.in_channels
+        self.stem_m1 = ResNetStem(c1)
+        self.stem_m2 = ResNetStem(c2)
+        self.shared = ResNet(cfg.backbone, in_channels=None)
+        self.specific_m1 = ResNet(cfg.backbone, in_channels=c1)
+        self.specific_m2 = ResNet(cfg.backbone, in_channels=c2)
+        chs = self.shared.out_channels
+
+        def fusions() -> nn.ModuleList:
+            return nn.ModuleList(FusionModule(c, cfg.scse_reduction) for c in chs)
+
+        def decoder() -> FPNDecoder:
+            return FPNDecoder(
+                [2 * c for c in chs], cfg.num_classes, cfg.pyramid_channels,
+                cfg.segmentation_channels, cfg.decoder_dropout,
+            )
+
+        self.fusion_m1, self.fusion_m2, self.fusion_fused = fusions(), fusions(), fusions()
+        self.decoder_m1, self.decoder_m2, self.decoder_fused = decoder(), decoder(), decoder()
+        if cfg.use_translation:
+            self.translate_12 = nn.ModuleList(TranslationModule(chs[s - 1]) for s in cfg.align_stages)
+            self.translate_21 = nn.ModuleList(TranslationModule(chs[s - 1]) for s in cfg.align_stages)
+
+    def _encode(self, x: torch.Tensor, stem: ResNetStem, specific: ResNet) -> tuple[list, list]:
+        return self.shared(stem(x)), specific(x)
+
+    def _branch(self, fusion: nn.ModuleList, decoder: FPNDecoder, a: list, b: list, size) -> torch.Tensor:
+        fused = [f(x, y) for f, x, y in zip(fusion, a, b)]  # each (B, 2C_i, H/s_i, W/s_i)
+        return decoder(fused, size)
+
+    def _translate(self, modules: nn.ModuleList | None, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        if modules is None:  # "no translation" ablation: L_ncs compares the features directly
+            return feats
+        return [h(f) for h, f in zip(modules, feats)]
+
+    def forward(self, x1: torch.Tensor | None = None, x2: torch.Tensor | None = None):
+        c1, c2 = self.cfg.in_channels
+        if x1 is None and x2 is None:
+            raise ValueError("give at least one modality: model(x1), model(x2=x2) or model(x1, x2)")
+        if x1 is not None:
+            check_input(x1, "x1 (modality 1)", c1)
+        if x2 is not None:
+            check_input(x2, "x2 (modality 2)", c2)
+        if x2 is None:
+            shared, spec = self._encode(x1, self.stem_m1, self.specific_m1)
+            return self._branch(self.fusion_m1, self.decoder_m1, spec, shared, x1.shape[-2:])
+        if x1 is None:
+            shared, spec = self._encode(x2, self.stem_m2, self.specific_m2)
+            return self._branch(self.fusion_m2, self.decoder_m2, spec, shared, x2.shape[-2:])
+
+        _check_pair(x1, x2)
+        size = x1.shape[-2:]
+        shared1, spec1 = self._encode(x1, self.stem_m1, self.specific_m1)
+        shared2, spec2 = self._encode(x2, self.stem_m2, self.specific_m2)
+        f1 = [shared1[s - 1] for s in self.cfg.align_stages]
+        f2 = [shared2[s - 1] for s in self.cfg.align_stages]
+        return {
+            "m1": self._branch(self.fusion_m1, self.decoder_m1, spec1, shared1, size),
+            "m2": self._branch(self.fusion_m2, self.decoder_m2, spec2, shared2, size),
+            "fused": self._branch(self.fusion_fused, self.decoder_fused, shared1, shared2, size),
+            "shared_m1": f1,
+            "shared_m2": f2,
+            "trans_12": self._translate(getattr(self, "translate_12", None), f1),
+            "trans_21": self._translate(getattr(self, "translate_21", None), f2),
+        }
+
+    def encoders(self) -> dict[str, nn.Module]:
+        return {
+            "stem_m1": self.stem_m1, "stem_m2": self.stem_m2, "shared": self.shared,
+            "specific_m1": self.specific_m1, "specific_m2": self.specific_m2,
+        }
+
+    def parts(self) -> dict[str, nn.Module]:
+        """Named groups of modules, for parameter reports."""
+        parts = self.encoders()
+        parts["fusion"] = nn.ModuleList([self.fusion_m1, self.fusion_m2, self.fusion_fused])
+        parts["decoders"] = nn.ModuleList([self.decoder_m1, self.decoder_m2, self.decoder_fused])
+        if self.cfg.use_translation:
+            parts["translation"] = nn.ModuleList([self.translate_12, self.translate_21])
+        return parts
+
+
+class SingleModel(nn.Module):
+    """Baseline-SAR: one ResNet + FPN on modality 1 alone. `model(x1, x2)` ignores x2 and returns
+    {"m1": logits} so the training loop treats every mode alike."""
+
+    def __init__(self, cfg: StarsConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = ResNet(cfg.backbone, in_channels=cfg.in_channels[0])
+        self.decoder = FPNDecoder(
+            self.encoder.out_channels, cfg.num_classes, cfg.pyramid_channels,
+            cfg.segmentation_channels, cfg.decoder_dropout,
+        )
+
+    def forward(self, x1: torch.Tensor | None = None, x2: torch.Tensor | None = None):
+        if x1 is None:
+            raise ValueError("mode='single' segments modality 1 only; train it with modality 2 as x1 "
+                             "to make a modality-2 baseline")
+        check_input(x1, "x1 (modality 1)", self.cfg.in_channels[0])
+        logits = self.decoder(self.encoder(x1), x1.shape[-2:])
+        return logits if x2 is None else {"m1": logits}
+
+    def encoders(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder}
+
+    def parts(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder, "decoders": self.decoder}
+
+
+class ConcatModel(nn.Module):
+    """Early-fusion baseline: both modalities stacked along the band axis into one ResNet + FPN.
+    A missing modality is filled with zeros (the per-band mean after normalisation)."""
+
+    def __init__(self, cfg: StarsConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = ResNet(cfg.backbone, in_channels=sum(cfg.in_channels))
+        self.decoder = FPNDecoder(
+            self.encoder.out_channels, cfg.num_classes, cfg.pyramid_channels,
+            cfg.segmentation_channels, cfg.decoder_dropout,
+        )
+
+    def forward(self, x1: torch.Tensor | None = None, x2: torch.Tensor | None = None):
+        c1, c2 = self.cfg.in_channels
+        if x1 is None and x2 is None:
+            raise ValueError("give at least one modality: model(x1), model(x2=x2) or model(x1, x2)")
+        if x1 is not None:
+            check_input(x1, "x1 (modality 1)", c1)
+        if x2 is not None:
+            check_input(x2, "x2 (modality 2)", c2)
+        both = x1 is not None and x2 is not None
+        if both:
+            _check_pair(x1, x2)
+        ref = x1 if x1 is not None else x2
+        if x1 is None:
+            x1 = ref.new_zeros((ref.shape[0], c1, *ref.shape[-2:]))
+        if x2 is None:
+            x2 = ref.new_zeros((ref.shape[0], c2, *ref.shape[-2:]))
+        logits = self.decoder(self.encoder(torch.cat([x1, x2], dim=1)), ref.shape[-2:])
+        return {"fused": logits} if both else logits
+
+    def encoders(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder}
+
+    def parts(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder, "decoders": self.decoder}
+
+
+Model = Union[StarsModel, SingleModel, ConcatModel]
+
+
+def build_model(cfg: StarsConfig, pretrained: Union[str, os.PathLike, None] = None) -> Model:
+    """Build the model `cfg.mode` names; optionally load local torchvision ImageNet weights into
+    every ResNet part (first convolutions adapted to the band counts)."""
+    model = {"stars": StarsModel, "single": SingleModel, "concat": ConcatModel}[cfg.mode](cfg)
+    if pretrained is not None:
+        state = read_state_dict(pretrained)
+        for part in model.encoders().values():
+            load_pretrained(part, state)
+    return model
