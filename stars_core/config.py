@@ -22,6 +22,8 @@ class StarsConfig:
         "concat" (early fusion of both modalities stacked along the band axis).
     use_translation: the bidirectional translation modules h_12, h_21 (paper section 3.2.1); when
         off, L_ncs compares the shared features directly (the paper's "exp-1" ablation row).
+    encoder_width: base channel count of the ResNets (64 as in the paper and in ImageNet weights;
+        16 or 32 make light models for CPU work and tests).
     align_stages: encoder stages (1..4) whose shared features the translation modules, L_ncs and
         L_psc act on; the paper uses stages 3 and 4 (section 3.4.1).
     """
@@ -30,6 +32,7 @@ class StarsConfig:
     num_classes: int = 8
     backbone: str = "resnet50"
     mode: str = "stars"
+    encoder_width: int = 64
     pyramid_channels: int = 256
     segmentation_channels: int = 128
     scse_reduction: int = 16
@@ -54,6 +57,8 @@ class StarsConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if not self.align_stages or not set(self.align_stages) <= {1, 2, 3, 4}:
             raise ValueError(f"align_stages must be a non-empty subset of 1..4, got {self.align_stages}")
+        if self.encoder_width < 8 or self.encoder_width % 8:
+            raise ValueError(f"encoder_width must be a positive multiple of 8, got {self.encoder_width}")
         if not 0.0 <= self.decoder_dropout < 1.0:
             raise ValueError(f"decoder_dropout must be in [0, 1), got {self.decoder_dropout}")
 

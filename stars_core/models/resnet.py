@@ -76,27 +76,28 @@ ARCHS: dict[str, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
 
 
 class ResNetStem(nn.Module):
-    """conv1 (7x7, stride 2) + bn1 + ReLU + max-pool: stride 4, 64 channels, for any band count."""
+    """conv1 (7x7, stride 2) + bn1 + ReLU + max-pool: stride 4, `width` channels, any band count."""
 
-    def __init__(self, in_channels: int):
+    def __init__(self, in_channels: int, width: int = 64):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, 64, H/4, W/4)
+        return self.maxpool(self.relu(self.bn1(self.conv1(x))))  # (B, width, H/4, W/4)
 
 
 class ResNet(nn.Module):
     """ResNet encoder returning the four stage outputs, high to low resolution (strides 4, 8, 16, 32).
 
-    With `in_channels=None` the module is the body alone (layer1..layer4) and expects the 64-channel,
-    stride-4 output of a `ResNetStem`.
+    With `in_channels=None` the module is the body alone (layer1..layer4) and expects the stride-4
+    output of a `ResNetStem`. `width` is the base channel count (64 in the standard ResNets and in
+    ImageNet weights; smaller values make light models for CPUs and tests).
     """
 
-    def __init__(self, name: str = "resnet50", in_channels: int | None = 3):
+    def __init__(self, name: str = "resnet50", in_channels: int | None = 3, width: int = 64):
         super().__init__()
         if name not in ARCHS:
             raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(ARCHS)}")
@@ -104,16 +105,16 @@ class ResNet(nn.Module):
         self.name = name
         self.has_stem = in_channels is not None
         if self.has_stem:
-            self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
-            self.bn1 = nn.BatchNorm2d(64)
+            self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
+            self.bn1 = nn.BatchNorm2d(width)
             self.relu = nn.ReLU(inplace=True)
             self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        self._inplanes = 64
-        self.layer1 = self._make_layer(block, 64, layers[0])
-        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
-        self.out_channels = tuple(64 * 2**i * block.expansion for i in range(4))
+        self._inplanes = width
+        self.layer1 = self._make_layer(block, width, layers[0])
+        self.layer2 = self._make_layer(block, width * 2, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, width * 4, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, width * 8, layers[3], stride=2)
+        self.out_channels = tuple(width * 2**i * block.expansion for i in range(4))
         self._init_weights()
 
     def _make_layer(self, block: type[nn.Module], planes: int, blocks: int, stride: int = 1) -> nn.Sequential:

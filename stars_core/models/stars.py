@@ -53,11 +53,12 @@ class StarsModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         c1, c2 = cfg.in_channels
-        self.stem_m1 = ResNetStem(c1)
-        self.stem_m2 = ResNetStem(c2)
-        self.shared = ResNet(cfg.backbone, in_channels=None)
-        self.specific_m1 = ResNet(cfg.backbone, in_channels=c1)
-        self.specific_m2 = ResNet(cfg.backbone, in_channels=c2)
+        w = cfg.encoder_width
+        self.stem_m1 = ResNetStem(c1, w)
+        self.stem_m2 = ResNetStem(c2, w)
+        self.shared = ResNet(cfg.backbone, in_channels=None, width=w)
+        self.specific_m1 = ResNet(cfg.backbone, in_channels=c1, width=w)
+        self.specific_m2 = ResNet(cfg.backbone, in_channels=c2, width=w)
         chs = self.shared.out_channels
 
         def fusions() -> nn.ModuleList:
@@ -141,7 +142,7 @@ class SingleModel(nn.Module):
     def __init__(self, cfg: StarsConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = ResNet(cfg.backbone, in_channels=cfg.in_channels[0])
+        self.encoder = ResNet(cfg.backbone, in_channels=cfg.in_channels[0], width=cfg.encoder_width)
         self.decoder = FPNDecoder(
             self.encoder.out_channels, cfg.num_classes, cfg.pyramid_channels,
             cfg.segmentation_channels, cfg.decoder_dropout,
@@ -169,7 +170,7 @@ class ConcatModel(nn.Module):
     def __init__(self, cfg: StarsConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = ResNet(cfg.backbone, in_channels=sum(cfg.in_channels))
+        self.encoder = ResNet(cfg.backbone, in_channels=sum(cfg.in_channels), width=cfg.encoder_width)
         self.decoder = FPNDecoder(
             self.encoder.out_channels, cfg.num_classes, cfg.pyramid_channels,
             cfg.segmentation_channels, cfg.decoder_dropout,

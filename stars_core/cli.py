@@ -1,0 +1,201 @@
+"""The `stars` command line: demo-scene, train, info (segment and evaluate follow with the
+inference issue)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EPILOG_TRAIN = """examples:
+  stars demo-scene --out demo
+  stars train --m1 demo/sar.tif --m2 demo/optical.tif --labels demo/labels.tif \\
+      --class-table demo/classes.csv --out demo/model.stars --backbone resnet18 --steps 500
+  several scenes: repeat --m1/--m2/--labels in the same order (one --labels polygon file may serve all)
+  continue a run: stars train --m1 ... --resume demo/model.stars --out demo/model.stars --steps 2000
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="stars", description="STARS: land cover from SAR (or DSM) alone, "
+                                 "trained on SAR + optical pairs.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo-scene", help="write the generated demo scene (SAR, optical, labels, sheets)")
+    demo.add_argument("--out", required=True, help="output folder")
+    demo.add_argument("--size", type=int, default=2048, help="pixels per side (default 2048)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--sheets", default="2x2", help="map-sheet grid, ROWSxCOLS (default 2x2)")
+    demo.add_argument("--pixel-size", type=float, default=2.0, help="metres per pixel (default 2)")
+
+    tr = sub.add_parser("train", help="train a model on paired rasters", epilog=EPILOG_TRAIN,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = tr.add_argument_group("inputs")
+    g.add_argument("--m1", action="append", required=True, help="modality-1 raster (SAR or DSM); repeat per scene")
+    g.add_argument("--m2", action="append", required=True, help="modality-2 raster (optical); repeat per scene")
+    g.add_argument("--labels", action="append", required=True,
+                   help="label raster, or polygon file with --class-field; repeat per scene or give one for all")
+    g.add_argument("--class-field", help="attribute holding the class (polygon labels)")
+    g.add_argument("--class-table", help="CSV (value,name,color) or JSON class table")
+    g.add_argument("--ignore-value", type=int, action="append", default=[],
+                   help="label value to leave out of training (e.g. 0 'no data', clouds); repeatable")
+    g.add_argument("--aoi", help="polygon file limiting where training chips come from")
+    g.add_argument("--m1-name", default="SAR", help="name of modality 1 (default SAR)")
+    g.add_argument("--m2-name", default="optical", help="name of modality 2 (default optical)")
+    g.add_argument("--out", required=True, help="model file to write (e.g. model.stars)")
+    g = tr.add_argument_group("model")
+    g.add_argument("--backbone", default="resnet50", choices=["resnet50", "resnet34", "resnet18"])
+    g.add_argument("--encoder-width", type=int, default=64, help="ResNet base width (64 = standard)")
+    g.add_argument("--mode", default="stars", choices=["stars", "single", "concat"],
+                   help="stars, or a baseline: single (modality 1 only), concat (early fusion)")
+    g.add_argument("--pretrained", help="local torchvision ResNet state_dict file (ImageNet weights)")
+    g.add_argument("--no-translation", action="store_true", help="ablation: no translation modules")
+    g = tr.add_argument_group("losses")
+    g.add_argument("--alpha", type=float, default=0.5, help="weight of L_psc (default 0.5)")
+    g.add_argument("--beta", type=float, default=0.2, help="weight of L_ncs (default 0.2)")
+    g.add_argument("--samples-per-class", type=int, default=32, help="PSA pixels per class (N, default 32)")
+    g.add_argument("--tau", type=float, default=0.1, help="L_psc temperature (default 0.1)")
+    g.add_argument("--no-ncs", action="store_true", help="ablation: no L_ncs")
+    g.add_argument("--no-psc", action="store_true", help="ablation: no L_psc")
+    g.add_argument("--no-detach", action="store_true", help="ablation: no stop-gradient in L_ncs")
+    g = tr.add_argument_group("schedule")
+    g.add_argument("--steps", type=int, default=80_000)
+    g.add_argument("--batch-size", type=int, default=8)
+    g.add_argument("--chip-size", type=int, default=512, help="multiple of 32; reduced for small scenes")
+    g.add_argument("--lr", type=float, default=1e-4)
+    g.add_argument("--warmup-steps", type=int, default=1000)
+    g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument("--grad-clip", type=float, default=5.0)
+    g.add_argument("--val-fraction", type=float, default=0.1, help="share of chip-sized blocks held out")
+    g.add_argument("--val-every", type=int, default=1000)
+    g.add_argument("--checkpoint-every", type=int, default=500)
+    g.add_argument("--min-valid", type=float, default=0.5, help="least labelled share of a chip")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    g.add_argument("--workers", type=int, default=1, help="data-loading processes (default 1)")
+    g.add_argument("--resume", help="model file of an unfinished run to continue")
+
+    info = sub.add_parser("info", help="print what a model file holds")
+    info.add_argument("model")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    return ap
+
+
+def _scenes(args):
+    from .data import SceneSpec
+
+    n = len(args.m1)
+    labels = args.labels * n if len(args.labels) == 1 else args.labels
+    if len(args.m2) != n or len(labels) != n:
+        raise ValueError(f"give one --m2 and one --labels per --m1 (got {n} --m1, {len(args.m2)} --m2, "
+                         f"{len(args.labels)} --labels)")
+    return [SceneSpec(a, b, c, args.class_field) for a, b, c in zip(args.m1, args.m2, labels)]
+
+
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from .config import LossConfig, StarsConfig
+    from .train import TrainConfig, train
+
+    model_cfg = StarsConfig(backbone=args.backbone, mode=args.mode, encoder_width=args.encoder_width,
+                            use_translation=not args.no_translation)
+    loss_cfg = LossConfig(alpha=args.alpha, beta=args.beta, n_samples=args.samples_per_class, tau=args.tau,
+                          use_ncs=not args.no_ncs, use_psc=not args.no_psc, detach=not args.no_detach)
+    train_cfg = TrainConfig(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=min(args.warmup_steps, args.steps),
+        weight_decay=args.weight_decay, grad_clip=args.grad_clip, chip_size=args.chip_size,
+        val_fraction=args.val_fraction, val_every=args.val_every, checkpoint_every=args.checkpoint_every,
+        min_valid=args.min_valid, seed=args.seed, device=args.device, amp=not args.no_amp, num_workers=args.workers,
+    )
+    bar = None
+
+    def progress(step: int, total: int, row: dict) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, initial=step - 1, unit="step", dynamic_ncols=True)
+        bar.update(1)
+        bar.set_postfix({k: f"{row[k]:.3f}" for k in ("total", "seg", "psc", "ncs")})
+
+    result = train(
+        _scenes(args), args.out, model_cfg, loss_cfg, train_cfg, class_table=args.class_table,
+        ignore_values=args.ignore_value, aoi=args.aoi, resume=args.resume, pretrained=args.pretrained,
+        modalities=(args.m1_name, args.m2_name), progress=progress, log=lambda m: tqdm.write(m),
+    )
+    if bar is not None:
+        bar.close()
+    val = result.summary.get("validation", {})
+    miou = val.get("val_m1_miou")
+    print(f"wrote {result.path} after {result.steps_done} steps"
+          + (f"; validation mIoU from {args.m1_name} alone: {miou:.4f}" if miou is not None else ""))
+    return 0
+
+
+def describe(payload: dict) -> dict:
+    """The human-relevant content of a model file, as plain data."""
+    keep = ("model_config", "loss_config", "train_config", "classes", "modalities", "bands",
+            "chip_size", "pixel_size", "crs", "summary")
+    info = {k: payload.get(k) for k in keep}
+    info["parameters"] = int(sum(v.numel() for v in payload["state_dict"].values() if v.is_floating_point()))
+    info["resumable"] = "resume" in payload
+    return info
+
+
+def cmd_info(args) -> int:
+    from .checkpoint import read_model_file
+
+    info = describe(read_model_file(args.model))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    mc, cls, s = info["model_config"], info["classes"], info["summary"] or {}
+    m1, m2 = info["modalities"]
+    print(f"STARS model file {args.model}")
+    print(f"  model     {mc['mode']} / {mc['backbone']} (width {mc['encoder_width']}), "
+          f"{info['parameters'] / 1e6:.1f}M parameters")
+    print(f"  {m1:<9} bands {', '.join(info['bands']['m1']['names'])}")
+    print(f"  {m2:<9} bands {', '.join(info['bands']['m2']['names'])}")
+    print(f"  pixels    {info['pixel_size'][0]:g} x {info['pixel_size'][1]:g} ({info['crs']}), chips {info['chip_size']}")
+    print(f"  trained   {s.get('steps')} of {info['train_config']['steps']} steps on {s.get('device')}"
+          + (" (resumable)" if info["resumable"] else ""))
+    val = s.get("validation") or {}
+    print("  classes   value  name                 colour    val IoU")
+    for v, n, c in zip(cls["values"], cls["names"], cls["colors"]):
+        iou = val.get(f"val_m1_iou_{n}")
+        print(f"            {v:>5}  {n:<20} {c}   {'' if iou is None else f'{iou:.3f}'}")
+    if "val_m1_miou" in val:
+        print(f"  validation mIoU {val['val_m1_miou']:.4f} from {m1} alone"
+              + (f", {val['val_fused_miou']:.4f} with both" if "val_fused_miou" in val else "")
+              + f" (step {val.get('step')})")
+    return 0
+
+
+def cmd_demo_scene(args) -> int:
+    from .demo_scene import make_demo_scene
+
+    try:
+        rows, cols = (int(v) for v in args.sheets.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--sheets must look like 2x2, got {args.sheets!r}") from None
+    paths = make_demo_scene(args.out, size=args.size, seed=args.seed, sheets=(rows, cols), pixel_size=args.pixel_size)
+    for name, path in paths.items():
+        print(f"{name:<8} {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {"demo-scene": cmd_demo_scene, "train": cmd_train, "info": cmd_info}
+    try:
+        return handlers[args.command](args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"stars {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"stars {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,444 @@
+"""Paired-raster training data: scenes, class table, normalisation statistics, chips and splits.
+
+A scene is a modality-1 raster (SAR or DSM), a modality-2 raster (optical) and a label (raster, or
+polygons with a class field). Modality 2 and the label are read on modality 1's grid (WarpedVRT,
+bilinear for images and nearest for labels) when their CRS, resolution or extent differ.
+
+Chips are sampled on a coarse grid of CELL x CELL pixels. A scan over each scene records, per cell,
+the fraction of pixels usable for training (label valid, both modalities valid, inside the AOI);
+chips mostly no-data are never drawn. Validation uses whole chip-sized blocks kept out of training,
+so no validation pixel is ever seen by a training chip. Chip i is drawn from a generator seeded with
+(seed, i): the same run gives the same chips in any process, which makes resuming exact.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.enums import Resampling
+from rasterio.features import rasterize
+from rasterio.windows import Window
+
+from .classes import IGNORE, ClassTable
+from .raster import aligned, band_names, geometries_in, open_raster, pixel_size, read_polygons, valid_mask
+
+CELL = 8  # chip positions and validity are tracked on an 8 x 8 pixel grid
+STATS_SAMPLES = 2_000_000  # pixels per modality used for normalisation statistics
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    """Paths of one training scene. `labels` is a raster or a vector file (then `class_field`)."""
+
+    m1: str
+    m2: str
+    labels: str
+    class_field: str | None = None
+
+
+@dataclass(frozen=True)
+class BandStats:
+    """Robust per-band normalisation: clip to [lo, hi] (0.5/99.5 percentiles), then (x - mean) / std."""
+
+    names: tuple[str, ...]
+    lo: tuple[float, ...]
+    hi: tuple[float, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """(C, H, W) raw values -> float32 normalised values (no-data handling is the caller's)."""
+        if x.shape[0] != len(self.names):
+            raise ValueError(f"expected {len(self.names)} bands ({', '.join(self.names)}), got {x.shape[0]}")
+        lo, hi, mean, std = (np.asarray(v, np.float32)[:, None, None] for v in (self.lo, self.hi, self.mean, self.std))
+        return ((np.clip(x.astype(np.float32), lo, hi) - mean) / std).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {k: list(getattr(self, k)) for k in ("names", "lo", "hi", "mean", "std")}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BandStats":
+        return cls(*(tuple(d[k]) for k in ("names", "lo", "hi", "mean", "std")))
+
+    @classmethod
+    def from_samples(cls, names: Sequence[str], samples: np.ndarray) -> "BandStats":
+        """samples: (N, C) valid pixel values (float64 accepted)."""
+        if samples.shape[0] < 2:
+            raise ValueError("no valid pixels to compute normalisation statistics from")
+        lo, hi = np.percentile(samples, [0.5, 99.5], axis=0)
+        clipped = np.clip(samples, lo, hi)
+        std = np.maximum(clipped.std(axis=0), 1e-6 * np.maximum(1.0, np.abs(hi - lo)))
+        return cls(tuple(names), *(tuple(float(v) for v in a) for a in (lo, hi, clipped.mean(axis=0), std)))
+
+
+class Scene:
+    """One scene on modality 1's grid. Opens its files lazily, once per process (fork-safe)."""
+
+    def __init__(
+        self, spec: SceneSpec, table: ClassTable | None = None, ignore_values: Iterable[int] = (),
+        aoi: tuple[str, list] | None = None,
+    ):
+        self.spec = spec
+        self.table = table
+        self.ignore_values = tuple(int(v) for v in ignore_values)
+        self.aoi = aoi
+        self._pid = None
+        self._label_array: np.ndarray | None = None
+        with open_raster(spec.m1, "modality-1") as m1:
+            self.crs, self.transform = m1.crs, m1.transform
+            self.height, self.width = m1.height, m1.width
+            self.m1_bands = band_names(m1)
+            self.pixel_size = pixel_size(m1)
+        with open_raster(spec.m2, "modality-2") as m2:
+            self.m2_bands = band_names(m2)
+        self.vector_labels = not _is_raster(spec.labels)
+
+    # -- file access -------------------------------------------------------------------------
+    def _open(self) -> None:
+        if self._pid == os.getpid():
+            return
+        self._m1 = open_raster(self.spec.m1, "modality-1")
+        self._m2_src = open_raster(self.spec.m2, "modality-2")
+        self._m2 = aligned(self._m1, self._m2_src, Resampling.bilinear, self.spec.m1, self.spec.m2)
+        if not self.vector_labels:
+            self._lab_src = open_raster(self.spec.labels, "label")
+            self._lab = aligned(self._m1, self._lab_src, Resampling.nearest, self.spec.m1, self.spec.labels)
+        self._pid = os.getpid()
+
+    def __getstate__(self) -> dict:
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_m") and not k.startswith("_lab")}
+        state["_pid"] = None
+        state["_label_array"] = self._label_array
+        return state
+
+    def raw_label_values(self) -> set[int]:
+        """Distinct label values (raster) or class-field values (vector), no-data excluded."""
+        if self.vector_labels:
+            _, items = read_polygons(self.spec.labels, self.spec.class_field)
+            return {v for _, v in items if v is not None}
+        self._open()
+        values: set[int] = set()
+        for window in _strips(self):
+            block = self._lab.read(1, window=window, masked=True)
+            values.update(int(v) for v in np.unique(block.compressed()))
+        return values
+
+    def label_colormap(self) -> dict:
+        if self.vector_labels:
+            return {}
+        self._open()
+        try:
+            return self._lab_src.colormap(1)
+        except ValueError:
+            return {}
+
+    def _rasterized_labels(self) -> np.ndarray:
+        if self._label_array is None:
+            wkt, items = read_polygons(self.spec.labels, self.spec.class_field)
+            index = {v: i for i, v in enumerate(self.table.values)}
+            names = {n: i for i, n in enumerate(self.table.names)}
+            shapes = []
+            for geom, value in geometries_in(wkt, items, self.crs):
+                if value is None:
+                    continue
+                key = value if isinstance(value, str) else int(value)
+                cls = names.get(key) if isinstance(key, str) else index.get(key)
+                if cls is None:
+                    if key in self.ignore_values:
+                        continue
+                    raise ValueError(
+                        f"class {key!r} of field {self.spec.class_field!r} in {self.spec.labels} is not in "
+                        f"the class table; add it to the table or list it with --ignore-value"
+                    )
+                shapes.append((geom, cls))
+            self._label_array = rasterize(
+                shapes, out_shape=(self.height, self.width), transform=self.transform,
+                fill=IGNORE, dtype="uint8",
+            ) if shapes else np.full((self.height, self.width), IGNORE, np.uint8)
+        return self._label_array
+
+    def read(self, window: Window) -> tuple[np.ndarray, ...]:
+        """Raw m1 (C1, h, w), raw m2 (C2, h, w), label indices (h, w) and the validity masks of m1
+        and m2 (h, w). The label is IGNORE wherever it or either modality has no data."""
+        self._open()
+        x1 = self._m1.read(window=window)
+        x2 = self._m2.read(window=window)
+        if self.vector_labels:
+            r, c = int(window.row_off), int(window.col_off)
+            y = self._rasterized_labels()[r:r + int(window.height), c:c + int(window.width)].copy()
+        else:
+            raw = self._lab.read(1, window=window, masked=True)
+            y = self.table.lookup(raw.data, self.ignore_values, self.spec.labels, mask=np.ma.getmaskarray(raw))
+        v1 = valid_mask(self._m1, x1, window)
+        v2 = valid_mask(self._m2, x2, window)
+        y[~(v1 & v2)] = IGNORE
+        return x1, x2, y, v1, v2
+
+    def aoi_cells(self) -> np.ndarray | None:
+        """(rows/CELL, cols/CELL) bool mask of cells whose centre lies inside the AOI, or None."""
+        if self.aoi is None:
+            return None
+        wkt, items = self.aoi
+        geoms = [g for g, _ in geometries_in(wkt, items, self.crs)]
+        shape = (self.height // CELL, self.width // CELL)
+        return rasterize([(g, 1) for g in geoms], out_shape=shape, transform=self.transform * self.transform.scale(CELL),
+                         fill=0, dtype="uint8").astype(bool)
+
+
+def _is_raster(path: str) -> bool:
+    try:
+        with rasterio.open(path):
+            return True
+    except rasterio.errors.RasterioIOError:
+        return False
+
+
+def _strips(scene: Scene, rows: int = 512):
+    for r in range(0, scene.height, rows):
+        yield Window(0, r, scene.width, min(rows, scene.height - r))
+
+
+@dataclass
+class SceneScan:
+    """What one pass over a scene learns: usable fraction per cell, class pixel counts, samples."""
+
+    valid: np.ndarray  # (rows/CELL, cols/CELL) float32
+    class_counts: np.ndarray  # (K,) int64
+    m1_samples: np.ndarray  # (n, C1)
+    m2_samples: np.ndarray  # (n, C2)
+
+
+def scan_scene(scene: Scene, num_classes: int, rng: np.random.Generator, budget: int,
+               progress=None) -> SceneScan:
+    rows_c, cols_c = scene.height // CELL, scene.width // CELL
+    valid = np.zeros((rows_c, cols_c), np.float32)
+    counts = np.zeros(num_classes, np.int64)
+    per_strip = max(1, budget * 512 // max(1, scene.height))
+    s1, s2 = [], []
+    strip = 512
+    for r0 in range(0, rows_c * CELL, strip):
+        h = min(strip, rows_c * CELL - r0)
+        x1, x2, y, _, _ = scene.read(Window(0, r0, cols_c * CELL, h))
+        ok = y != IGNORE
+        valid[r0 // CELL:(r0 + h) // CELL] = ok.reshape(h // CELL, CELL, cols_c, CELL).mean(axis=(1, 3))
+        counts += np.bincount(y[ok], minlength=num_classes)[:num_classes]
+        idx = np.flatnonzero(ok)
+        if idx.size:
+            pick = rng.choice(idx, size=min(per_strip, idx.size), replace=False)
+            s1.append(x1.reshape(x1.shape[0], -1)[:, pick].T.astype(np.float64))
+            s2.append(x2.reshape(x2.shape[0], -1)[:, pick].T.astype(np.float64))
+        if progress:
+            progress()
+    aoi = scene.aoi_cells()
+    if aoi is not None:
+        valid *= aoi
+    empty = lambda c: np.zeros((0, c))  # noqa: E731
+    return SceneScan(valid, counts,
+                     np.concatenate(s1) if s1 else empty(len(scene.m1_bands)),
+                     np.concatenate(s2) if s2 else empty(len(scene.m2_bands)))
+
+
+def _window_sums(grid: np.ndarray, k: int) -> np.ndarray:
+    """Sum of every k x k window of `grid` (top-left indexed), shape (R-k+1, C-k+1)."""
+    s = np.pad(grid.astype(np.float64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    return s[k:, k:] - s[:-k, k:] - s[k:, :-k] + s[:-k, :-k]
+
+
+@dataclass
+class ChipPlan:
+    """Where training and validation chips come from, for all scenes."""
+
+    chip_size: int
+    train: np.ndarray  # (N, 3) int: scene, row, col (pixels) of candidate training chips
+    val: np.ndarray  # (M, 3) int: validation chips
+    class_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+def plan_chips(scans: Sequence[SceneScan], chip_size: int, val_fraction: float, min_valid: float,
+               seed: int) -> ChipPlan:
+    """Choose validation blocks (chip-sized, spatially separate) and the training candidates."""
+    k = chip_size // CELL
+    rng = np.random.default_rng([seed, 7])
+    blocks = []  # (scene, row_cell, col_cell) of full blocks usable for validation
+    for s, scan in enumerate(scans):
+        rows, cols = scan.valid.shape
+        for r in range(0, rows - k + 1, k):
+            for c in range(0, cols - k + 1, k):
+                if scan.valid[r:r + k, c:c + k].mean() >= min_valid:
+                    blocks.append((s, r, c))
+    n_val = int(round(val_fraction * len(blocks)))
+    if val_fraction > 0 and len(blocks) >= 2:
+        n_val = min(max(n_val, 1), len(blocks) - 1)
+    else:
+        n_val = 0
+    chosen = [blocks[i] for i in sorted(rng.choice(len(blocks), size=n_val, replace=False))] if n_val else []
+
+    train = []
+    for s, scan in enumerate(scans):
+        held = np.zeros(scan.valid.shape, np.float32)
+        for bs, r, c in chosen:
+            if bs == s:
+                held[r:r + k, c:c + k] = 1
+        if scan.valid.shape[0] < k or scan.valid.shape[1] < k:
+            continue
+        usable = _window_sums(scan.valid * (1 - held), k) / (k * k)
+        overlap = _window_sums(held, k)
+        rr, cc = np.nonzero((usable >= min_valid) & (overlap == 0))
+        train.append(np.stack([np.full_like(rr, s), rr * CELL, cc * CELL], axis=1))
+    train_arr = np.concatenate(train) if train else np.zeros((0, 3), np.int64)
+    val_arr = np.array([(s, r * CELL, c * CELL) for s, r, c in chosen], np.int64).reshape(-1, 3)
+    counts = np.sum([scan.class_counts for scan in scans], axis=0)
+    return ChipPlan(chip_size, train_arr, val_arr, counts)
+
+
+def augment(arrays: Sequence[np.ndarray], k: int) -> list[np.ndarray]:
+    """The same one of the 8 flips/rotations (k in 0..7) applied to every (..., H, W) array."""
+    out = []
+    for a in arrays:
+        a = np.rot90(a, k % 4, axes=(-2, -1))
+        if k >= 4:
+            a = a[..., ::-1]
+        out.append(np.ascontiguousarray(a))
+    return out
+
+
+class ChipDataset(torch.utils.data.Dataset):
+    """Normalised (x1, x2, y) chips. Training: chip i of the run is random but fixed by (seed, i),
+    `offset` skips chips already used (resume) and `stride`/`rank` split chips between processes.
+    Validation (`positions` given, no augmentation): the listed chips in order."""
+
+    def __init__(self, scenes: Sequence[Scene], stats: tuple[BandStats, BandStats], chip_size: int,
+                 positions: np.ndarray, length: int, seed: int = 0, train: bool = True,
+                 offset: int = 0, stride: int = 1, rank: int = 0):
+        self.scenes, self.stats, self.chip_size = list(scenes), stats, chip_size
+        self.positions, self.length, self.seed, self.train = positions, length, seed, train
+        self.offset, self.stride, self.rank = offset, stride, rank
+        if len(positions) == 0:
+            raise ValueError("no chip positions to draw from")
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int):
+        if self.train:
+            index = (self.offset + i) * self.stride + self.rank
+            rng = np.random.default_rng([self.seed, index])
+            s, r, c = self.positions[rng.integers(len(self.positions))]
+            k = int(rng.integers(8))
+        else:
+            s, r, c = self.positions[i]
+            k = 0
+        scene = self.scenes[int(s)]
+        x1, x2, y, v1, v2 = scene.read(Window(int(c), int(r), self.chip_size, self.chip_size))
+        x1 = np.where(v1, self.stats[0].apply(x1), 0.0).astype(np.float32)  # no data -> the band mean
+        x2 = np.where(v2, self.stats[1].apply(x2), 0.0).astype(np.float32)
+        x1, x2, y = augment([x1, x2, y], k)
+        return torch.from_numpy(x1), torch.from_numpy(x2), torch.from_numpy(y.astype(np.int64))
+
+
+@dataclass
+class TrainingData:
+    """Everything training needs from the rasters, decided once before the first step."""
+
+    scenes: list[Scene]
+    table: ClassTable
+    stats: tuple[BandStats, BandStats]
+    plan: ChipPlan
+    pixel_size: tuple[float, float]
+    crs: str
+
+    @property
+    def chip_size(self) -> int:
+        return self.plan.chip_size
+
+
+def build_class_table(scenes: Sequence[Scene], class_table: str | None, ignore_values: Sequence[int]) -> ClassTable:
+    """The class table from a file, else from the label values found (colours from the label
+    raster's colour table when it has one)."""
+    if class_table:
+        return ClassTable.from_file(class_table)
+    values: set = set()
+    for scene in scenes:
+        values |= scene.raw_label_values()
+    values -= set(ignore_values)
+    if any(isinstance(v, str) for v in values):
+        names = sorted(str(v) for v in values)
+        return ClassTable.generated(range(1, len(names) + 1), names)
+    if len(values) < 2:
+        raise ValueError(f"the labels hold {len(values)} class value(s) {sorted(values)}; at least 2 are needed")
+    colormap = scenes[0].label_colormap()
+    return ClassTable.from_colormap(colormap, values) if colormap else ClassTable.generated(values)
+
+
+def prepare_training_data(
+    specs: Sequence[SceneSpec], class_table: str | None = None, ignore_values: Sequence[int] = (),
+    aoi: str | None = None, chip_size: int = 512, val_fraction: float = 0.1, min_valid: float = 0.5,
+    seed: int = 0, log=print,
+) -> TrainingData:
+    """Open and check the scenes, build the class table, scan for statistics and plan the chips."""
+    if not specs:
+        raise ValueError("no training scenes given")
+    if chip_size % 32 or chip_size < 32:
+        raise ValueError(f"chip size must be a positive multiple of 32, got {chip_size}")
+    aoi_items = None
+    if aoi:
+        aoi_items = read_polygons(aoi)
+        if not aoi_items[1]:
+            raise ValueError(f"the AOI {aoi!r} holds no polygon; draw one or leave the AOI out")
+    scenes = [Scene(spec, aoi=aoi_items, ignore_values=ignore_values) for spec in specs]
+    for scene in scenes[1:]:
+        for attr, role in (("m1_bands", "modality-1"), ("m2_bands", "modality-2")):
+            a, b = getattr(scenes[0], attr), getattr(scene, attr)
+            if len(a) != len(b):
+                raise ValueError(
+                    f"band count mismatch between scenes: {role} {scenes[0].spec.m1 if attr == 'm1_bands' else scenes[0].spec.m2} "
+                    f"has {len(a)} band(s), {scene.spec.m1 if attr == 'm1_bands' else scene.spec.m2} has {len(b)}; "
+                    f"every scene must give the same bands in the same order"
+                )
+    for scene in scenes:
+        if scene.vector_labels and not scene.spec.class_field:
+            raise ValueError(f"labels {scene.spec.labels!r} are polygons: name the class field (--class-field)")
+    table = build_class_table(scenes, class_table, ignore_values)
+    for scene in scenes:
+        scene.table = table
+        scene._open()  # fail early on non-overlapping inputs
+    if aoi_items is not None and not any(_aoi_overlaps(scene, aoi_items) for scene in scenes):
+        raise ValueError(f"the AOI {aoi!r} does not overlap any training scene; check its extent and CRS")
+
+    smallest = min(min(s.height, s.width) for s in scenes)
+    chip = min(chip_size, smallest // 32 * 32)
+    if chip < 32:
+        raise ValueError(f"scenes must be at least 32 x 32 pixels; the smallest is {smallest} pixels across")
+    if chip < chip_size:
+        log(f"chip size {chip_size} is larger than the smallest scene: using {chip}")
+
+    rng = np.random.default_rng([seed, 11])
+    budget = STATS_SAMPLES // len(scenes)
+    scans = []
+    for i, scene in enumerate(scenes):
+        log(f"scanning scene {i + 1}/{len(scenes)}: {os.path.basename(scene.spec.m1)} ({scene.width} x {scene.height})")
+        scans.append(scan_scene(scene, len(table), rng, budget))
+    if sum(int(sc.class_counts.sum()) for sc in scans) == 0:
+        raise ValueError("no labelled pixel with valid data in both modalities: the label, the rasters' "
+                         "no-data and the AOI leave nothing to train on")
+    stats = (
+        BandStats.from_samples(scenes[0].m1_bands, np.concatenate([sc.m1_samples for sc in scans])),
+        BandStats.from_samples(scenes[0].m2_bands, np.concatenate([sc.m2_samples for sc in scans])),
+    )
+    plan = plan_chips(scans, chip, val_fraction, min_valid, seed)
+    if len(plan.train) == 0:
+        raise ValueError(
+            f"every {chip} x {chip} chip is mostly no-data (less than {min_valid:.0%} labelled and valid in "
+            f"both modalities); use a smaller --chip-size, a lower --min-valid, or check the no-data values"
+        )
+    log(f"{len(table)} classes, chip {chip} px, {len(plan.train)} training positions, {len(plan.val)} validation chips")
+    return TrainingData(scenes, table, stats, plan, scenes[0].pixel_size, scenes[0].crs.to_string())
+
+
+def _aoi_overlaps(scene: Scene, aoi_items) -> bool:
+    cells = scene.aoi_cells()
+    return bool(cells is not None and cells.any())

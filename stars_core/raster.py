@@ -1,0 +1,140 @@
+"""Raster and vector I/O shared by training, segmentation and evaluation (rasterio, GDAL/OGR)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds, transform_geom
+
+
+def open_raster(path: str | os.PathLike, role: str) -> rasterio.io.DatasetReader:
+    """Open a raster, with an error that names its role when it is missing or unreadable."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{role} raster {path!r} not found")
+    try:
+        ds = rasterio.open(path)
+    except rasterio.errors.RasterioIOError as exc:
+        raise ValueError(f"{role} {path!r} is not a raster GDAL can read: {exc}") from None
+    if ds.crs is None:
+        ds.close()
+        raise ValueError(f"{role} {path!r} has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:XXXX) first")
+    return ds
+
+
+def same_grid(a, b, tolerance: float = 1e-6) -> bool:
+    return (
+        a.crs == b.crs and a.width == b.width and a.height == b.height
+        and a.transform.almost_equals(b.transform, precision=tolerance)
+    )
+
+
+def check_overlap(ref, other, ref_name: str, other_name: str) -> None:
+    """Raise ValueError when `other` does not overlap the grid of `ref` at all."""
+    left, bottom, right, top = transform_bounds(other.crs, ref.crs, *other.bounds, densify_pts=21)
+    r = ref.bounds
+    if left >= r.right or right <= r.left or bottom >= r.top or top <= r.bottom:
+        raise ValueError(
+            f"{other_name} does not overlap {ref_name}: their footprints are disjoint once both are in "
+            f"{ref.crs.to_string()}; check that the files belong to the same area and carry the right CRS"
+        )
+
+
+def aligned(ref, src, resampling: Resampling, ref_name: str, src_name: str):
+    """`src` as seen on the grid of `ref`: itself when the grids match, else a WarpedVRT."""
+    if same_grid(ref, src):
+        return src
+    check_overlap(ref, src, ref_name, src_name)
+    nodata = src.nodata
+    if nodata is None:
+        nodata = 0 if np.dtype(src.dtypes[0]).kind in "ui" else np.nan
+        kwargs: dict[str, Any] = {"src_nodata": None, "nodata": nodata, "add_alpha": False}
+    else:
+        kwargs = {"nodata": nodata}
+    return WarpedVRT(
+        src, crs=ref.crs, transform=ref.transform, width=ref.width, height=ref.height,
+        resampling=resampling, **kwargs,
+    )
+
+
+def valid_mask(ds, data: np.ndarray, window=None) -> np.ndarray:
+    """(H, W) bool: every band holds data (GDAL mask, declared no-data and NaN/inf all respected)."""
+    masks = ds.read_masks(window=window, boundless=False)
+    valid = (masks > 0).all(axis=0)
+    if data.dtype.kind == "f":
+        valid &= np.isfinite(data).all(axis=0)
+    if ds.nodata is not None and not np.isnan(ds.nodata):
+        valid &= (data != ds.nodata).any(axis=0) | (data.shape[0] == 0)
+    return valid
+
+
+def band_names(ds) -> list[str]:
+    return [d or f"band {i + 1}" for i, d in enumerate(ds.descriptions)]
+
+
+def pixel_size(ds) -> tuple[float, float]:
+    return abs(ds.transform.a), abs(ds.transform.e)
+
+
+def read_polygons(path: str | os.PathLike, field: str | None = None, layer: str | None = None):
+    """Polygons of a vector file: (crs WKT, [(GeoJSON geometry, field value or None), ...])."""
+    from osgeo import ogr
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"vector file {path!r} not found")
+    ds = ogr.Open(path)
+    if ds is None:
+        raise ValueError(f"{path!r} is not a vector file GDAL/OGR can read")
+    lyr = ds.GetLayerByName(layer) if layer else ds.GetLayer(0)
+    if lyr is None:
+        raise ValueError(f"layer {layer!r} not found in {path!r}")
+    srs = lyr.GetSpatialRef()
+    if srs is None:
+        raise ValueError(f"{path!r} has no CRS; assign one before using it")
+    defn = lyr.GetLayerDefn()
+    names = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
+    if field is not None and field not in names:
+        raise ValueError(f"field {field!r} not found in {path!r}; its fields are {names}")
+    items = []
+    for feature in lyr:
+        geom = feature.GetGeometryRef()
+        if geom is None or geom.IsEmpty():
+            continue
+        value = feature.GetField(field) if field is not None else None
+        items.append((_geojson(geom), value))
+    return srs.ExportToWkt(), items
+
+
+def _geojson(geom) -> dict:
+    import json
+
+    return json.loads(geom.ExportToJson())
+
+
+def geometries_in(crs_wkt: str, items, dst_crs) -> list[tuple[dict, Any]]:
+    """Reproject (geometry, value) pairs into `dst_crs`."""
+    src = rasterio.crs.CRS.from_wkt(crs_wkt)
+    if src == dst_crs:
+        return list(items)
+    return [(transform_geom(src, dst_crs, g), v) for g, v in items]
+
+
+def write_atomic_tiff(path: str | os.PathLike, arrays: np.ndarray, profile: dict, **extras) -> None:
+    """Write a GeoTIFF to a temporary name beside `path`, then rename it into place."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.tif")
+    try:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(arrays)
+            for key, value in extras.items():
+                setattr(dst, key, value)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
