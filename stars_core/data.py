@@ -210,6 +210,7 @@ class SceneScan:
     class_counts: np.ndarray  # (K,) int64
     m1_samples: np.ndarray  # (n, C1)
     m2_samples: np.ndarray  # (n, C2)
+    outside: np.ndarray | None = None  # (rows/CELL, cols/CELL) bool: outside the AOI, never in a chip
 
 
 def scan_scene(scene: Scene, num_classes: int, rng: np.random.Generator, budget: int,
@@ -239,7 +240,8 @@ def scan_scene(scene: Scene, num_classes: int, rng: np.random.Generator, budget:
     empty = lambda c: np.zeros((0, c))  # noqa: E731
     return SceneScan(valid, counts,
                      np.concatenate(s1) if s1 else empty(len(scene.m1_bands)),
-                     np.concatenate(s2) if s2 else empty(len(scene.m2_bands)))
+                     np.concatenate(s2) if s2 else empty(len(scene.m2_bands)),
+                     None if aoi is None else ~aoi)
 
 
 def _window_sums(grid: np.ndarray, k: int) -> np.ndarray:
@@ -260,15 +262,17 @@ class ChipPlan:
 
 def plan_chips(scans: Sequence[SceneScan], chip_size: int, val_fraction: float, min_valid: float,
                seed: int) -> ChipPlan:
-    """Choose validation blocks (chip-sized, spatially separate) and the training candidates."""
+    """Choose validation blocks (chip-sized, spatially separate) and the training candidates: chips
+    with at least `min_valid` usable pixels that overlap no validation block and no cell outside the AOI."""
     k = chip_size // CELL
     rng = np.random.default_rng([seed, 7])
     blocks = []  # (scene, row_cell, col_cell) of full blocks usable for validation
     for s, scan in enumerate(scans):
         rows, cols = scan.valid.shape
+        outside = scan.outside if scan.outside is not None else np.zeros(scan.valid.shape, bool)
         for r in range(0, rows - k + 1, k):
             for c in range(0, cols - k + 1, k):
-                if scan.valid[r:r + k, c:c + k].mean() >= min_valid:
+                if scan.valid[r:r + k, c:c + k].mean() >= min_valid and not outside[r:r + k, c:c + k].any():
                     blocks.append((s, r, c))
     n_val = int(round(val_fraction * len(blocks)))
     if val_fraction > 0 and len(blocks) >= 2:
@@ -279,7 +283,7 @@ def plan_chips(scans: Sequence[SceneScan], chip_size: int, val_fraction: float, 
 
     train = []
     for s, scan in enumerate(scans):
-        held = np.zeros(scan.valid.shape, np.float32)
+        held = np.zeros(scan.valid.shape, np.float32) if scan.outside is None else scan.outside.astype(np.float32)
         for bs, r, c in chosen:
             if bs == s:
                 held[r:r + k, c:c + k] = 1

@@ -240,7 +240,9 @@ def train(
     val_loader = None
     if len(val_positions) and is_main:
         val_set = ChipDataset(data.scenes, data.stats, data.chip_size, val_positions, len(val_positions), train=False)
-        val_loader = torch.utils.data.DataLoader(val_set, batch_size=train_cfg.batch_size, num_workers=0)
+        # Its own generator: iterating a loader must not draw from the global RNG (exact resume).
+        val_loader = torch.utils.data.DataLoader(val_set, batch_size=train_cfg.batch_size, num_workers=0,
+                                                 generator=torch.Generator())
     paired = model_cfg.mode != "single"
 
     def payload(step: int, finished: bool, summary: dict) -> dict:

@@ -1,0 +1,73 @@
+"""Shared helpers for the core tests: tiny configurations and raster rewrites."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+from stars_core.config import StarsConfig
+from stars_core.train import TrainConfig
+
+TINY_MODEL = StarsConfig(backbone="resnet18", encoder_width=16, pyramid_channels=32, segmentation_channels=32)
+
+
+def tiny_train(**overrides) -> TrainConfig:
+    base = dict(steps=4, batch_size=2, chip_size=64, warmup_steps=2, lr=1e-3, val_every=1000,
+                checkpoint_every=1000, num_workers=0, device="cpu")
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def rewrite(src: Path, dst: Path, data=None, count=None, **profile_changes) -> Path:
+    """Copy a raster with new data and/or profile entries (e.g. transform, crs)."""
+    with rasterio.open(src) as s:
+        profile = s.profile
+        arr = s.read() if data is None else data
+        descriptions = s.descriptions
+    if count is not None:
+        arr = arr[:count]
+    profile.update(count=arr.shape[0], **profile_changes)
+    with rasterio.open(dst, "w", **profile) as d:
+        d.write(arr)
+        if count is None and data is None:
+            d.descriptions = descriptions
+    return dst
+
+
+def reproject_raster(src: Path, dst: Path, crs: str, resolution: float) -> Path:
+    with rasterio.open(src) as s:
+        transform, width, height = calculate_default_transform(s.crs, crs, s.width, s.height, *s.bounds,
+                                                               resolution=resolution)
+        profile = s.profile
+        profile.update(crs=crs, transform=transform, width=width, height=height)
+        with rasterio.open(dst, "w", **profile) as d:
+            for b in range(1, s.count + 1):
+                reproject(rasterio.band(s, b), rasterio.band(d, b), resampling=Resampling.bilinear)
+    return dst
+
+
+def write_polygons(path: Path, crs_wkt: str, polys, field: str = "class", field_type: str = "int") -> Path:
+    """Write (GeoJSON geometry, value) pairs to a GeoPackage."""
+    import json
+
+    from osgeo import ogr, osr
+
+    srs = osr.SpatialReference()
+    srs.ImportFromWkt(crs_wkt)
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    layer = ds.CreateLayer("polygons", srs, ogr.wkbMultiPolygon)
+    layer.CreateField(ogr.FieldDefn(field, ogr.OFTInteger if field_type == "int" else ogr.OFTString))
+    for geom, value in polys:
+        f = ogr.Feature(layer.GetLayerDefn())
+        f.SetField(field, value)
+        f.SetGeometry(ogr.CreateGeometryFromJson(json.dumps(geom)))
+        layer.CreateFeature(f)
+    ds = None
+    return path
+
+
+def label_array(path: Path) -> np.ndarray:
+    with rasterio.open(path) as s:
+        return s.read(1)
