@@ -38,8 +38,15 @@ def check_input(x: torch.Tensor, name: str, channels: int) -> None:
         )
 
 
-def _check_pair(x1: torch.Tensor, x2: torch.Tensor) -> None:
-    if x1.shape[0] != x2.shape[0] or x1.shape[-2:] != x2.shape[-2:]:
+def _check_inputs(cfg: StarsConfig, x1: torch.Tensor | None, x2: torch.Tensor | None) -> None:
+    """At least one modality, each with its band count and a valid size, and a pair that matches."""
+    if x1 is None and x2 is None:
+        raise ValueError("give at least one modality: model(x1), model(x2=x2) or model(x1, x2)")
+    if x1 is not None:
+        check_input(x1, "x1 (modality 1)", cfg.in_channels[0])
+    if x2 is not None:
+        check_input(x2, "x2 (modality 2)", cfg.in_channels[1])
+    if x1 is not None and x2 is not None and (x1.shape[0] != x2.shape[0] or x1.shape[-2:] != x2.shape[-2:]):
         raise ValueError(
             f"x1 and x2 must share batch size and height x width, got {tuple(x1.shape)} and {tuple(x2.shape)}"
         )
@@ -89,13 +96,7 @@ class StarsModel(nn.Module):
         return [h(f) for h, f in zip(modules, feats)]
 
     def forward(self, x1: torch.Tensor | None = None, x2: torch.Tensor | None = None):
-        c1, c2 = self.cfg.in_channels
-        if x1 is None and x2 is None:
-            raise ValueError("give at least one modality: model(x1), model(x2=x2) or model(x1, x2)")
-        if x1 is not None:
-            check_input(x1, "x1 (modality 1)", c1)
-        if x2 is not None:
-            check_input(x2, "x2 (modality 2)", c2)
+        _check_inputs(self.cfg, x1, x2)
         if x2 is None:
             shared, spec = self._encode(x1, self.stem_m1, self.specific_m1)
             return self._branch(self.fusion_m1, self.decoder_m1, spec, shared, x1.shape[-2:])
@@ -103,7 +104,6 @@ class StarsModel(nn.Module):
             shared, spec = self._encode(x2, self.stem_m2, self.specific_m2)
             return self._branch(self.fusion_m2, self.decoder_m2, spec, shared, x2.shape[-2:])
 
-        _check_pair(x1, x2)
         size = x1.shape[-2:]
         shared1, spec1 = self._encode(x1, self.stem_m1, self.specific_m1)
         shared2, spec2 = self._encode(x2, self.stem_m2, self.specific_m2)
@@ -177,16 +177,9 @@ class ConcatModel(nn.Module):
         )
 
     def forward(self, x1: torch.Tensor | None = None, x2: torch.Tensor | None = None):
+        _check_inputs(self.cfg, x1, x2)
         c1, c2 = self.cfg.in_channels
-        if x1 is None and x2 is None:
-            raise ValueError("give at least one modality: model(x1), model(x2=x2) or model(x1, x2)")
-        if x1 is not None:
-            check_input(x1, "x1 (modality 1)", c1)
-        if x2 is not None:
-            check_input(x2, "x2 (modality 2)", c2)
         both = x1 is not None and x2 is not None
-        if both:
-            _check_pair(x1, x2)
         ref = x1 if x1 is not None else x2
         if x1 is None:
             x1 = ref.new_zeros((ref.shape[0], c1, *ref.shape[-2:]))
