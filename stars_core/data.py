@@ -88,6 +88,7 @@ class Scene:
         self.aoi = aoi
         self._pid = None
         self._label_array: np.ndarray | None = None
+        self._aoi_cells: np.ndarray | None = None
         with open_raster(spec.m1, "modality-1") as m1:
             self.crs, self.transform = m1.crs, m1.transform
             self.height, self.width = m1.height, m1.width
@@ -109,10 +110,12 @@ class Scene:
             self._lab = aligned(self._m1, self._lab_src, Resampling.nearest, self.spec.m1, self.spec.labels)
         self._pid = os.getpid()
 
+    _HANDLES = ("_m1", "_m2_src", "_m2", "_lab_src", "_lab")
+
     def __getstate__(self) -> dict:
-        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_m") and not k.startswith("_lab")}
+        """Open datasets do not cross process boundaries; each process reopens them."""
+        state = {k: v for k, v in self.__dict__.items() if k not in self._HANDLES}
         state["_pid"] = None
-        state["_label_array"] = self._label_array
         return state
 
     def raw_label_values(self) -> set[int]:
@@ -182,11 +185,13 @@ class Scene:
         """(rows/CELL, cols/CELL) bool mask of cells whose centre lies inside the AOI, or None."""
         if self.aoi is None:
             return None
-        wkt, items = self.aoi
-        geoms = [g for g, _ in geometries_in(wkt, items, self.crs)]
-        shape = (self.height // CELL, self.width // CELL)
-        return rasterize([(g, 1) for g in geoms], out_shape=shape, transform=self.transform * self.transform.scale(CELL),
-                         fill=0, dtype="uint8").astype(bool)
+        if self._aoi_cells is None:
+            wkt, items = self.aoi
+            geoms = [g for g, _ in geometries_in(wkt, items, self.crs)]
+            shape = (self.height // CELL, self.width // CELL)
+            self._aoi_cells = rasterize([(g, 1) for g in geoms], out_shape=shape, fill=0, dtype="uint8",
+                                        transform=self.transform * self.transform.scale(CELL)).astype(bool)
+        return self._aoi_cells
 
 
 def _is_raster(path: str) -> bool:
@@ -213,8 +218,7 @@ class SceneScan:
     outside: np.ndarray | None = None  # (rows/CELL, cols/CELL) bool: outside the AOI, never in a chip
 
 
-def scan_scene(scene: Scene, num_classes: int, rng: np.random.Generator, budget: int,
-               progress=None) -> SceneScan:
+def scan_scene(scene: Scene, num_classes: int, rng: np.random.Generator, budget: int) -> SceneScan:
     rows_c, cols_c = scene.height // CELL, scene.width // CELL
     valid = np.zeros((rows_c, cols_c), np.float32)
     counts = np.zeros(num_classes, np.int64)
@@ -232,8 +236,6 @@ def scan_scene(scene: Scene, num_classes: int, rng: np.random.Generator, budget:
             pick = rng.choice(idx, size=min(per_strip, idx.size), replace=False)
             s1.append(x1.reshape(x1.shape[0], -1)[:, pick].T.astype(np.float64))
             s2.append(x2.reshape(x2.shape[0], -1)[:, pick].T.astype(np.float64))
-        if progress:
-            progress()
     aoi = scene.aoi_cells()
     if aoi is not None:
         valid *= aoi
@@ -394,14 +396,15 @@ def prepare_training_data(
         if not aoi_items[1]:
             raise ValueError(f"the AOI {aoi!r} holds no polygon; draw one or leave the AOI out")
     scenes = [Scene(spec, aoi=aoi_items, ignore_values=ignore_values) for spec in specs]
+    first = scenes[0]
     for scene in scenes[1:]:
-        for attr, role in (("m1_bands", "modality-1"), ("m2_bands", "modality-2")):
-            a, b = getattr(scenes[0], attr), getattr(scene, attr)
+        for role, key in (("modality-1", "m1"), ("modality-2", "m2")):
+            a, b = getattr(first, f"{key}_bands"), getattr(scene, f"{key}_bands")
             if len(a) != len(b):
                 raise ValueError(
-                    f"band count mismatch between scenes: {role} {scenes[0].spec.m1 if attr == 'm1_bands' else scenes[0].spec.m2} "
-                    f"has {len(a)} band(s), {scene.spec.m1 if attr == 'm1_bands' else scene.spec.m2} has {len(b)}; "
-                    f"every scene must give the same bands in the same order"
+                    f"band count mismatch between scenes: {role} {getattr(first.spec, key)} has {len(a)} "
+                    f"band(s), {getattr(scene.spec, key)} has {len(b)}; every scene must give the same bands "
+                    f"in the same order"
                 )
     for scene in scenes:
         if scene.vector_labels and not scene.spec.class_field:

@@ -19,6 +19,8 @@ import rasterio
 from rasterio.transform import from_origin
 from scipy import ndimage
 
+from .classes import rgb
+
 CRS_EPSG = 32632
 ORIGIN = (600000.0, 5200000.0)  # upper-left corner, metres in UTM 32N
 
@@ -225,7 +227,7 @@ def make_demo_scene(
         dst.update_tags(modality="optical", scale="reflectance x 10000")
     with rasterio.open(paths["labels"], "w", **_profile(size, 1, "uint8", LABEL_NODATA, pixel_size)) as dst:
         dst.write(labels, 1)
-        dst.write_colormap(1, {v: _rgb(c) + (255,) for v, _, c in CLASSES})
+        dst.write_colormap(1, {v: rgb(c) + (255,) for v, _, c in CLASSES})
         dst.descriptions = ("land cover",)
 
     paths["classes"] = out / "classes.csv"
@@ -237,7 +239,3 @@ def make_demo_scene(
     write_sheets(paths["sheets"], size, pixel_size, *sheets)
     return paths
 
-
-def _rgb(hex_colour: str) -> tuple[int, int, int]:
-    h = hex_colour.lstrip("#")
-    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)

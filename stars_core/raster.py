@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -124,17 +123,3 @@ def geometries_in(crs_wkt: str, items, dst_crs) -> list[tuple[dict, Any]]:
         return list(items)
     return [(transform_geom(src, dst_crs, g), v) for g, v in items]
 
-
-def write_atomic_tiff(path: str | os.PathLike, arrays: np.ndarray, profile: dict, **extras) -> None:
-    """Write a GeoTIFF to a temporary name beside `path`, then rename it into place."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.tif")
-    try:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(arrays)
-            for key, value in extras.items():
-                setattr(dst, key, value)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
