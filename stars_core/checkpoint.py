@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,22 +18,16 @@ import torch
 from .classes import ClassTable
 from .config import StarsConfig
 from .data import BandStats
+from .files import atomic_path
 from .models import build_model
 
 FORMAT = "stars-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: decoder_norm in model_config (format 1 files used GroupNorm)
 
 
 def save_atomic(payload: dict, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def read_model_file(path: str | os.PathLike) -> dict:
@@ -69,10 +62,17 @@ class LoadedModel:
         return tuple(self.payload["pixel_size"])
 
 
+def model_config(payload: dict) -> StarsConfig:
+    d = dict(payload["model_config"])
+    if payload.get("format_version", 1) < 2:
+        d.setdefault("decoder_norm", "group")
+    return StarsConfig.from_dict(d)
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild the model from its file alone, in eval mode on `device`."""
     payload = read_model_file(path)
-    cfg = StarsConfig.from_dict(payload["model_config"])
+    cfg = model_config(payload)
     model = build_model(cfg)
     model.load_state_dict(payload["state_dict"])
     model.to(device).eval()

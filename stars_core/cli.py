@@ -1,5 +1,4 @@
-"""The `stars` command line: demo-scene, train, info (segment and evaluate follow with the
-inference issue)."""
+"""The `stars` command line: demo-scene, train, info, segment, evaluate."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +12,13 @@ EPILOG_TRAIN = """examples:
       --class-table demo/classes.csv --out demo/model.stars --backbone resnet18 --steps 500
   several scenes: repeat --m1/--m2/--labels in the same order (one --labels polygon file may serve all)
   continue a run: stars train --m1 ... --resume demo/model.stars --out demo/model.stars --steps 2000
+"""
+
+
+EPILOG_SEGMENT = """examples:
+  stars segment demo/model.stars demo/sar.tif demo/landcover.tif --confidence demo/confidence.tif
+  with the optical image too:   stars segment demo/model.stars demo/sar.tif out.tif --with-m2 demo/optical.tif
+  optical only (DSM+optical):   stars segment model.stars optical.tif out.tif --modality 2
 """
 
 
@@ -75,6 +81,35 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     g.add_argument("--workers", type=int, default=1, help="data-loading processes (default 1)")
     g.add_argument("--resume", help="model file of an unfinished run to continue")
+
+    seg = sub.add_parser("segment", help="classify a raster with a trained model (SAR alone by default)",
+                         epilog=EPILOG_SEGMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    seg.add_argument("model", help="model file written by `stars train`")
+    seg.add_argument("input", help="raster of the available modality (SAR/DSM unless --modality 2)")
+    seg.add_argument("output", help="classified GeoTIFF to write")
+    seg.add_argument("--tile-size", type=int, default=512, help="model input size, multiple of 32 (default 512)")
+    seg.add_argument("--overlap", type=int, help="pixels shared by neighbouring tiles (default: a quarter of a tile)")
+    seg.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default 4)")
+    seg.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    seg.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    seg.add_argument("--confidence", metavar="PATH", help="also write the chosen class's probability")
+    seg.add_argument("--probabilities", metavar="PATH", help="also write one probability band per class")
+    seg.add_argument("--with-m2", metavar="PATH", help="optical raster of the same area: use both (fused branch)")
+    seg.add_argument("--modality", type=int, choices=[1, 2], default=1,
+                     help="which modality INPUT is: 1 = SAR/DSM (default), 2 = optical")
+    seg.add_argument("--resample", action="store_true",
+                     help="segment at the model's pixel size when the input's differs (result on the input grid)")
+
+    ev = sub.add_parser("evaluate", help="accuracy of a classified raster against reference labels")
+    ev.add_argument("prediction", help="classified raster (e.g. from `stars segment`)")
+    ev.add_argument("labels", help="reference label raster (read on the prediction grid)")
+    ev.add_argument("--class-table", help="CSV/JSON class table (default: the one stored in the prediction)")
+    ev.add_argument("--ignore-value", type=int, action="append", default=[],
+                    help="label value to leave out (e.g. 0 'no data'); repeatable")
+    ev.add_argument("--json", metavar="PATH", help="write the metrics as JSON")
+    ev.add_argument("--markdown", metavar="PATH", help="write a Markdown report")
+    ev.add_argument("--html", metavar="PATH", help="write an HTML report")
+    ev.add_argument("--png", metavar="PATH", help="write the confusion matrix as a PNG")
 
     info = sub.add_parser("info", help="print what a model file holds")
     info.add_argument("model")
@@ -171,6 +206,44 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_segment(args) -> int:
+    from tqdm import tqdm
+
+    from .config import SegmentConfig
+    from .infer import segment
+
+    cfg = SegmentConfig(tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
+                        device=args.device, amp=not args.no_amp, modality=args.modality, resample=args.resample)
+    with tqdm(unit="tile", dynamic_ncols=True, leave=False) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = segment(args.model, args.input, args.output, cfg, with_m2=args.with_m2,
+                         confidence=args.confidence, probabilities=args.probabilities,
+                         progress=progress, log=lambda m: tqdm.write(f"warning: {m}", file=sys.stderr))
+    total = max(1, sum(result.class_pixels.values()))
+    print(f"wrote {result.path} ({result.width} x {result.height}, branch {result.branch}, {result.tiles} tiles, "
+          f"{result.seconds:.1f} s, {result.megapixels_per_second:.2f} Mpx/s on {result.device})")
+    for path in (result.confidence, result.probabilities):
+        if path is not None:
+            print(f"wrote {path}")
+    for name, n in sorted(result.class_pixels.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<20} {100 * n / total:5.1f} %")
+    if result.nodata_pixels:
+        print(f"  {'(no data)':<20} {result.nodata_pixels:,} pixels")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate, markdown_report, write_reports
+
+    report = evaluate(args.prediction, args.labels, args.class_table, args.ignore_value)
+    write_reports(report, args.json, args.markdown, args.html, args.png)
+    print(markdown_report(report), end="")
+    return 0
+
+
 def cmd_demo_scene(args) -> int:
     from .demo_scene import make_demo_scene
 
@@ -186,7 +259,8 @@ def cmd_demo_scene(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"demo-scene": cmd_demo_scene, "train": cmd_train, "info": cmd_info}
+    handlers = {"demo-scene": cmd_demo_scene, "train": cmd_train, "info": cmd_info, "segment": cmd_segment,
+                "evaluate": cmd_evaluate}
     try:
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError) as exc:

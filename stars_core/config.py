@@ -24,6 +24,8 @@ class StarsConfig:
         off, L_ncs compares the shared features directly (the paper's "exp-1" ablation row).
     encoder_width: base channel count of the ResNets (64 as in the paper and in ImageNet weights;
         16 or 32 make light models for CPU work and tests).
+    decoder_norm: "batch" (default: predictions stay local, so tiled maps do not depend on the tiling)
+        or "group" (GroupNorm as in segmentation_models_pytorch; statistics over the whole tile).
     align_stages: encoder stages (1..4) whose shared features the translation modules, L_ncs and
         L_psc act on; the paper uses stages 3 and 4 (section 3.4.1).
     """
@@ -37,6 +39,7 @@ class StarsConfig:
     segmentation_channels: int = 128
     scse_reduction: int = 16
     decoder_dropout: float = 0.2
+    decoder_norm: str = "batch"
     use_translation: bool = True
     align_stages: tuple[int, ...] = (3, 4)
 
@@ -59,6 +62,8 @@ class StarsConfig:
             raise ValueError(f"align_stages must be a non-empty subset of 1..4, got {self.align_stages}")
         if self.encoder_width < 8 or self.encoder_width % 8:
             raise ValueError(f"encoder_width must be a positive multiple of 8, got {self.encoder_width}")
+        if self.decoder_norm not in ("batch", "group"):
+            raise ValueError(f"decoder_norm must be 'batch' or 'group', got {self.decoder_norm!r}")
         if not 0.0 <= self.decoder_dropout < 1.0:
             raise ValueError(f"decoder_dropout must be in [0, 1), got {self.decoder_dropout}")
 
@@ -103,6 +108,44 @@ class LossConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "LossConfig":
         return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """How `stars segment` runs a model over a raster.
+
+    tile_size: model input size in pixels (multiple of 32); the training chip size is a good choice.
+    overlap: pixels shared by neighbouring tiles, blended with raised-cosine weights (default: a
+        quarter of the tile).
+    modality: which modality the input raster is: 1 (SAR/DSM, the missing-modality case) or 2
+        (optical only). With a second raster (`with_m2`) the fused branch is used.
+    resample: segment at the model's pixel size when the input's differs (the result is brought
+        back to the input grid); otherwise a large difference is only warned about.
+    """
+
+    tile_size: int = 512
+    overlap: int | None = None
+    batch_size: int = 4
+    device: str = "auto"
+    amp: bool = True
+    modality: int = 1
+    resample: bool = False
+
+    def __post_init__(self) -> None:
+        if self.tile_size < 32 or self.tile_size % 32:
+            raise ValueError(f"tile size must be a positive multiple of 32, got {self.tile_size}")
+        if self.overlap is None:
+            object.__setattr__(self, "overlap", self.tile_size // 4)
+        if not 0 <= self.overlap < self.tile_size:
+            raise ValueError(f"overlap must be in 0..{self.tile_size - 1} for tile size {self.tile_size}, "
+                             f"got {self.overlap}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.modality not in (1, 2):
+            raise ValueError(f"modality must be 1 (SAR/DSM) or 2 (optical), got {self.modality}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))
 
 
 def _plain(value: Any) -> Any:

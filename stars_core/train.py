@@ -22,10 +22,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .checkpoint import FORMAT, FORMAT_VERSION, read_model_file, save_atomic
+from .checkpoint import FORMAT, FORMAT_VERSION, model_config, read_model_file, save_atomic
 from .classes import IGNORE, ClassTable
 from .config import LossConfig, StarsConfig
 from .data import BandStats, ChipDataset, SceneSpec, TrainingData, prepare_training_data
+from .files import atomic_path
 from .losses import stars_loss
 from .metrics import confusion_matrix, metrics_from_confusion
 from .models import build_model
@@ -173,7 +174,7 @@ def train(
         state = read_model_file(resume)
         if "resume" not in state:
             raise ValueError(f"{resume} holds no training state to resume from (it was finalised)")
-        model_cfg = StarsConfig.from_dict(state["model_config"])
+        model_cfg = model_config(state)
         loss_cfg = LossConfig.from_dict(state["loss_config"])
         saved = TrainConfig(**state["train_config"])
         steps = max(saved.steps, train_cfg.steps) if train_cfg else saved.steps
@@ -204,7 +205,7 @@ def train(
     model_cfg = dataclasses.replace(
         model_cfg, in_channels=(len(data.stats[0].names), len(data.stats[1].names)), num_classes=len(data.table)
     )
-    if state is not None and StarsConfig.from_dict(state["model_config"]) != model_cfg:
+    if state is not None and model_config(state) != model_cfg:
         raise ValueError("the resumed model file does not match these scenes' band or class counts")
 
     torch.manual_seed(train_cfg.seed)
@@ -337,12 +338,10 @@ def write_log(history: list[dict], out: Path) -> tuple[Path, Path | None]:
     """The CSV of every logged term beside the model file, and a PNG of the curves."""
     csv_path = out.with_name(out.stem + ".log.csv")
     keys = list(dict.fromkeys(k for row in history for k in row))
-    tmp = csv_path.with_name("." + csv_path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(history)
-    os.replace(tmp, csv_path)
     try:
         png = plot_curves(history, out.with_name(out.stem + ".curves.png"))
     except ImportError:
@@ -369,8 +368,7 @@ def plot_curves(history: list[dict], path: Path) -> Path:
     if ax2.lines:
         ax2.legend()
     fig.tight_layout()
-    tmp = path.with_name("." + path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=80)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80)
     plt.close(fig)
-    os.replace(tmp, path)
     return path

@@ -24,3 +24,17 @@ def demo_scene(tmp_path_factory):
     from stars_core.demo_scene import make_demo_scene
 
     return make_demo_scene(tmp_path_factory.mktemp("demo"), size=256, seed=1, sheets=(2, 2))
+
+
+@pytest.fixture(scope="session")
+def trained_model(demo_scene, tmp_path_factory):
+    """A tiny STARS model trained for a few CPU steps on the demo scene (shared by the session)."""
+    from stars_core.data import SceneSpec
+    from stars_core.train import train
+    from tests.core.helpers import TINY_MODEL, tiny_train
+
+    spec = SceneSpec(str(demo_scene["sar"]), str(demo_scene["optical"]), str(demo_scene["labels"]))
+    out = tmp_path_factory.mktemp("model") / "tiny.stars"
+    train([spec], out, TINY_MODEL, train_cfg=tiny_train(steps=30, warmup_steps=3, lr=2e-3, batch_size=4, chip_size=128),
+          class_table=str(demo_scene["classes"]), log=lambda *_: None)
+    return out

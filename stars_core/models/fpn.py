@@ -2,6 +2,11 @@
 
 A feature pyramid over the four encoder stages, each level brought to stride 4 by a segmentation
 block, the levels summed, dropout, a 1x1 classifier and a bilinear upsampling to the input size.
+
+Normalisation: BatchNorm by default. segmentation_models_pytorch uses GroupNorm here, but GroupNorm
+normalises over the whole input, so a pixel's class would depend on what else is in its tile and
+sliding-window maps would change with the tiling; BatchNorm at inference uses fixed statistics and
+keeps every prediction local. `norm="group"` restores the GroupNorm head (model files of format 1).
 """
 from __future__ import annotations
 
@@ -12,15 +17,19 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _group_norm(channels: int) -> nn.GroupNorm:
-    groups = 32 if channels % 32 == 0 else 1
-    return nn.GroupNorm(groups, channels)
+NORMS = ("batch", "group")
 
 
-class ConvGNReLU(nn.Module):
-    def __init__(self, cin: int, cout: int, upsample: bool):
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "group":
+        return nn.GroupNorm(32 if channels % 32 == 0 else 1, channels)
+    return nn.BatchNorm2d(channels)
+
+
+class ConvNormReLU(nn.Module):
+    def __init__(self, cin: int, cout: int, upsample: bool, norm: str = "batch"):
         super().__init__()
-        self.block = nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), _group_norm(cout), nn.ReLU(True))
+        self.block = nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), _norm(norm, cout), nn.ReLU(True))
         self.upsample = upsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -31,12 +40,12 @@ class ConvGNReLU(nn.Module):
 
 
 class SegmentationBlock(nn.Module):
-    """Conv-GN-ReLU blocks that take one pyramid level from stride 4 * 2**n_upsamples to stride 4."""
+    """Conv-norm-ReLU blocks that take one pyramid level from stride 4 * 2**n_upsamples to stride 4."""
 
-    def __init__(self, cin: int, cout: int, n_upsamples: int):
+    def __init__(self, cin: int, cout: int, n_upsamples: int, norm: str = "batch"):
         super().__init__()
-        blocks = [ConvGNReLU(cin, cout, upsample=n_upsamples > 0)]
-        blocks += [ConvGNReLU(cout, cout, upsample=True) for _ in range(1, n_upsamples)]
+        blocks = [ConvNormReLU(cin, cout, upsample=n_upsamples > 0, norm=norm)]
+        blocks += [ConvNormReLU(cout, cout, upsample=True, norm=norm) for _ in range(1, n_upsamples)]
         self.blocks = nn.Sequential(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -53,13 +62,16 @@ class FPNDecoder(nn.Module):
         pyramid_channels: int = 256,
         segmentation_channels: int = 128,
         dropout: float = 0.2,
+        norm: str = "batch",
     ):
         super().__init__()
+        if norm not in NORMS:
+            raise ValueError(f"decoder norm must be one of {NORMS}, got {norm!r}")
         if len(encoder_channels) != 4:
             raise ValueError(f"FPNDecoder needs four encoder stages, got {len(encoder_channels)}")
         self.lateral = nn.ModuleList(nn.Conv2d(c, pyramid_channels, 1) for c in encoder_channels)
         self.seg_blocks = nn.ModuleList(
-            SegmentationBlock(pyramid_channels, segmentation_channels, n_upsamples=i) for i in range(4)
+            SegmentationBlock(pyramid_channels, segmentation_channels, n_upsamples=i, norm=norm) for i in range(4)
         )
         self.dropout = nn.Dropout2d(dropout)
         self.classifier = nn.Conv2d(segmentation_channels, num_classes, 1)

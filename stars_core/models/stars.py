@@ -74,7 +74,7 @@ class StarsModel(nn.Module):
         def decoder() -> FPNDecoder:
             return FPNDecoder(
                 [2 * c for c in chs], cfg.num_classes, cfg.pyramid_channels,
-                cfg.segmentation_channels, cfg.decoder_dropout,
+                cfg.segmentation_channels, cfg.decoder_dropout, cfg.decoder_norm,
             )
 
         self.fusion_m1, self.fusion_m2, self.fusion_fused = fusions(), fusions(), fusions()
@@ -145,7 +145,7 @@ class SingleModel(nn.Module):
         self.encoder = ResNet(cfg.backbone, in_channels=cfg.in_channels[0], width=cfg.encoder_width)
         self.decoder = FPNDecoder(
             self.encoder.out_channels, cfg.num_classes, cfg.pyramid_channels,
-            cfg.segmentation_channels, cfg.decoder_dropout,
+            cfg.segmentation_channels, cfg.decoder_dropout, cfg.decoder_norm,
         )
 
     def forward(self, x1: torch.Tensor | None = None, x2: torch.Tensor | None = None):
@@ -173,7 +173,7 @@ class ConcatModel(nn.Module):
         self.encoder = ResNet(cfg.backbone, in_channels=sum(cfg.in_channels), width=cfg.encoder_width)
         self.decoder = FPNDecoder(
             self.encoder.out_channels, cfg.num_classes, cfg.pyramid_channels,
-            cfg.segmentation_channels, cfg.decoder_dropout,
+            cfg.segmentation_channels, cfg.decoder_dropout, cfg.decoder_norm,
         )
 
     def forward(self, x1: torch.Tensor | None = None, x2: torch.Tensor | None = None):

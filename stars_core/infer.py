@@ -1,0 +1,471 @@
+"""Sliding-window segmentation of a raster of any size, from one modality (or both).
+
+The input is read tile by tile (`tiling.TileGrid`), normalised with the statistics stored in the
+model file, run through the model in batches while a reader thread prepares the next batch, and
+blended with raised-cosine weights into a buffer that holds only the rows of tiles in flight.
+Rows are written as soon as no later tile touches them, in whole GeoTIFF block rows, so memory
+depends on the raster width and the tile size, never on the raster height.
+
+Outputs (GeoTIFF, same CRS, transform and size as the input):
+    classes: class values of the model's class table (uint8, no-data 255; uint16 when a value
+        does not fit), tiled, DEFLATE, overviews (mode), colour table, category names and a QGIS
+        style beside it (.qml) holding the legend;
+    confidence (optional): probability of the chosen class, float32, no-data NaN;
+    probabilities (optional): one float32 band per class, named after it.
+Everything is written under temporary names and renamed at the end; an error or a cancel leaves
+no output behind.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from .checkpoint import LoadedModel, load_model
+from .classes import ClassTable, rgb
+from .config import SegmentConfig
+from .data import BandStats
+from .files import atomic_outputs
+from .raster import aligned, band_names, open_raster, pixel_size, valid_mask
+from .style import paletted_qml
+from .tiling import Tile, TileGrid, blend_weights, pad_reflect
+from .train import autocast, resolve_device
+
+BLOCK = 256  # GeoTIFF block size; rows are written in whole block rows
+PIXEL_SIZE_TOLERANCE = 1.5  # warn when input and training pixel sizes differ by more than this factor
+
+
+class Cancelled(Exception):
+    """Raised when the cancel callable returns True; no output is left behind."""
+
+
+@dataclass
+class SegmentResult:
+    path: Path
+    confidence: Path | None
+    probabilities: Path | None
+    width: int
+    height: int
+    tiles: int
+    seconds: float
+    branch: str
+    device: str
+    class_pixels: dict[str, int]
+    nodata_pixels: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def megapixels_per_second(self) -> float:
+        return self.width * self.height / 1e6 / max(self.seconds, 1e-9)
+
+
+# -- inputs -------------------------------------------------------------------------------------
+def band_order(ds, stats: BandStats, role: str, path: str, log: Callable[[str], None]) -> list[int]:
+    """Band indexes (1-based) of `ds` in the model's training order. A different band count is an
+    error; band descriptions that are the training names in another order are reordered."""
+    expected = list(stats.names)
+    if ds.count != len(expected):
+        raise ValueError(
+            f"{role} raster {path!r} has {ds.count} band(s) but the model was trained on {len(expected)} "
+            f"({', '.join(expected)}); give a raster with exactly these bands in this order "
+            f"(gdalbuildvrt -separate stacks single-band files)"
+        )
+    names = band_names(ds)
+    if names != expected and sorted(names) == sorted(expected):
+        log(f"{role} bands are named {', '.join(names)}; reordering them to the training order "
+            f"{', '.join(expected)}")
+        return [names.index(n) + 1 for n in expected]
+    return list(range(1, ds.count + 1))
+
+
+def metres_per_pixel(crs, size: Sequence[float], latitude: float = 0.0) -> float:
+    """Mean pixel side in metres (geographic CRS: at the given latitude)."""
+    side = math.sqrt(abs(size[0] * size[1]))
+    if crs.is_geographic:
+        return side * 111_320.0 * math.sqrt(max(math.cos(math.radians(latitude)), 1e-6))
+    try:
+        return side * crs.linear_units_factor[1]
+    except Exception:  # CRS without a known linear unit: assume metres
+        return side
+
+
+def _latitude(ds) -> float:
+    from rasterio.warp import transform
+
+    cx, cy = (ds.bounds.left + ds.bounds.right) / 2, (ds.bounds.top + ds.bounds.bottom) / 2
+    _, lat = transform(ds.crs, "EPSG:4326", [cx], [cy])
+    return float(lat[0])
+
+
+class _Inputs:
+    """The rasters a run reads, on one grid, with the model's band order and statistics."""
+
+    def __init__(self, primary, secondary, order: tuple[list[int], list[int] | None],
+                 stats: tuple[BandStats, BandStats | None]):
+        self.primary, self.secondary = primary, secondary
+        self.order, self.stats = order, stats
+
+    def read(self, tile: Tile):
+        """Normalised, padded model inputs of one tile and the validity masks of its pixels."""
+        window = Window(tile.col, tile.row, tile.width, tile.height)
+        x = self.primary.read(self.order[0], window=window)
+        v = valid_mask(self.primary, x, window)
+        x = np.where(v, self.stats[0].apply(x), 0.0).astype(np.float32)  # no data -> band mean, as in training
+        x = pad_reflect(x, tile.pad_bottom, tile.pad_right)
+        if self.secondary is None:
+            return x, None, v, None
+        x2 = self.secondary.read(self.order[1], window=window)
+        v2 = valid_mask(self.secondary, x2, window)
+        x2 = np.where(v2, self.stats[1].apply(x2), 0.0).astype(np.float32)
+        return x, pad_reflect(x2, tile.pad_bottom, tile.pad_right), v, v2
+
+
+# -- the run ------------------------------------------------------------------------------------
+def segment(
+    model: str | os.PathLike | LoadedModel,
+    input: str | os.PathLike,
+    output: str | os.PathLike,
+    cfg: SegmentConfig = SegmentConfig(),
+    *,
+    with_m2: str | os.PathLike | None = None,
+    confidence: str | os.PathLike | None = None,
+    probabilities: str | os.PathLike | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> SegmentResult:
+    """Segment `input` (modality `cfg.modality` of the model; with `with_m2`, modality 1 plus the
+    optical raster through the fused branch) into a classified GeoTIFF at `output`."""
+    messages: list[str] = []
+
+    def note(msg: str) -> None:
+        messages.append(msg)
+        if log is not None:
+            log(msg)
+
+    start = time.perf_counter()
+    device = resolve_device(cfg.device)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
+    loaded.model.to(device).eval()
+    branch = _check_request(loaded, cfg, with_m2)
+    _check_paths(input, with_m2, output, confidence, probabilities)
+    m1_name, m2_name = loaded.payload.get("modalities", ("modality 1", "modality 2"))
+    role = m1_name if cfg.modality == 1 else m2_name
+    stats = loaded.stats[cfg.modality - 1]
+    qml = Path(output).with_suffix(".qml")
+
+    with open_raster(input, role) as src, _Opened() as opened:
+        order = band_order(src, stats, role, os.fspath(input), note)
+        work = _working_grid(src, loaded, cfg, note)
+        primary = opened.add(work) if work is not None else src
+        secondary, order2 = None, None
+        if with_m2 is not None:
+            m2 = opened.add(open_raster(with_m2, m2_name))
+            order2 = band_order(m2, loaded.stats[1], m2_name, os.fspath(with_m2), note)
+            secondary = opened.add(aligned(primary, m2, Resampling.bilinear, os.fspath(input), os.fspath(with_m2)))
+        inputs = _Inputs(primary, secondary, (order, order2),
+                         (stats, loaded.stats[1] if secondary is not None else None))
+        with atomic_outputs(output, confidence, probabilities, qml) as (out_t, conf_t, prob_t, qml_t):
+            finals = (out_t, conf_t, prob_t)
+            if work is None:
+                counts, nodata, tiles = _predict(loaded, inputs, src.profile, finals, cfg, device, branch,
+                                                 progress, cancel)
+            else:
+                import tempfile
+
+                with tempfile.TemporaryDirectory(dir=out_t.parent, prefix=".stars-work-") as tmp:
+                    works = tuple(None if t is None else Path(tmp) / t.name for t in finals)
+                    _, _, tiles = _predict(loaded, inputs, work.profile, works, cfg, device, branch,
+                                           progress, cancel)
+                    counts, nodata = _warp_back(works, finals, src, loaded.classes, cancel)
+            _finish(finals, loaded.classes)
+            qml_t.write_text(paletted_qml(loaded.classes))
+
+    return SegmentResult(
+        Path(output), Path(confidence) if confidence else None, Path(probabilities) if probabilities else None,
+        src.width, src.height, tiles, time.perf_counter() - start, branch, str(device),
+        {n: int(c) for n, c in zip(loaded.classes.names, counts)}, int(nodata), messages,
+    )
+
+
+class _Opened:
+    """Closes the datasets a run opens on top of its input (VRTs, the optical raster)."""
+
+    def __init__(self):
+        self.items: list = []
+
+    def add(self, ds):
+        if all(ds is not d for d in self.items):
+            self.items.append(ds)
+        return ds
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for ds in reversed(self.items):
+            ds.close()
+
+
+def _check_request(loaded: LoadedModel, cfg: SegmentConfig, with_m2) -> str:
+    """The model branch that serves the request, or a ValueError saying why none does."""
+    m1_name, m2_name = loaded.payload.get("modalities", ("modality 1", "modality 2"))
+    if with_m2 is not None and cfg.modality != 1:
+        raise ValueError(f"the {m2_name} raster is added to a {m1_name} input; leave it out when the input "
+                         f"is already {m2_name}")
+    if loaded.config.mode == "single" and (with_m2 is not None or cfg.modality == 2):
+        raise ValueError(f"this model (mode 'single') was trained on {m1_name} alone; segment a {m1_name} "
+                         f"raster without {m2_name}")
+    return "fused" if with_m2 is not None else f"m{cfg.modality}"
+
+
+def _check_paths(input, with_m2, *outputs) -> None:
+    ins = {os.path.abspath(os.fspath(p)) for p in (input, with_m2) if p is not None}
+    outs = [os.path.abspath(os.fspath(p)) for p in outputs if p is not None]
+    for p in outs:
+        if p in ins:
+            raise ValueError(f"output {p!r} would overwrite an input raster; choose another file name")
+    if len(set(outs)) != len(outs):
+        raise ValueError("the classified, confidence and probability outputs need different file names")
+
+
+def _working_grid(src, loaded: LoadedModel, cfg: SegmentConfig, note: Callable[[str], None]):
+    """None when the input's pixel size suits the model; else a warning and, with `cfg.resample`,
+    a VRT of the input at the model's pixel size (same CRS and footprint)."""
+    model_crs = rasterio.crs.CRS.from_user_input(loaded.payload["crs"]) if loaded.payload.get("crs") else src.crs
+    trained = metres_per_pixel(model_crs, loaded.pixel_size)
+    given = metres_per_pixel(src.crs, pixel_size(src), _latitude(src) if src.crs.is_geographic else 0.0)
+    ratio = given / trained
+    if 1 / PIXEL_SIZE_TOLERANCE <= ratio <= PIXEL_SIZE_TOLERANCE:
+        return None
+    if not cfg.resample:
+        note(f"the input's pixels are {given:.3g} m but the model was trained on {trained:.3g} m pixels "
+             f"({ratio:.2f}x); objects will look {'smaller' if ratio > 1 else 'larger'} than in training. "
+             f"Resample with --resample (or resample the raster to {trained:.3g} m) for better results")
+        return None
+    width, height = max(1, round(src.width * ratio)), max(1, round(src.height * ratio))
+    transform = src.transform * src.transform.scale(src.width / width, src.height / height)
+    note(f"resampling the input from {given:.3g} m to the model's {trained:.3g} m pixels ({width} x {height}); "
+         f"the result is brought back to the input grid")
+    return WarpedVRT(src, crs=src.crs, transform=transform, width=width, height=height,
+                     resampling=Resampling.average if ratio < 1 else Resampling.bilinear)
+
+
+def _profiles(base: dict, classes: ClassTable) -> tuple[dict, dict, dict]:
+    """GeoTIFF profiles of the class, confidence and probability rasters on the grid of `base`."""
+    fits_byte = min(classes.values) >= 0 and max(classes.values) < 255
+    if min(classes.values) < 0 or max(classes.values) >= 65535:
+        raise ValueError(f"class values must be in 0..65534 to be written as a GeoTIFF, got {list(classes.values)}")
+    common = dict(driver="GTiff", width=base["width"], height=base["height"], crs=base["crs"],
+                  transform=base["transform"], tiled=True, blockxsize=BLOCK, blockysize=BLOCK,
+                  compress="deflate", BIGTIFF="IF_SAFER")
+    cls = dict(common, count=1, dtype="uint8" if fits_byte else "uint16", nodata=255 if fits_byte else 65535)
+    conf = dict(common, count=1, dtype="float32", nodata=float("nan"), predictor=3)
+    prob = dict(conf, count=len(classes), interleave="band")
+    return cls, conf, prob
+
+
+@torch.inference_mode()
+def _predict(loaded: LoadedModel, inputs: _Inputs, base_profile: dict, outputs, cfg: SegmentConfig,
+             device: torch.device, branch: str, progress, cancel) -> tuple[np.ndarray, int, int]:
+    """Run the model over every tile of the input grid and write the outputs. Returns the pixel
+    count of every class, the no-data pixel count and the number of tiles."""
+    classes = loaded.classes
+    K = len(classes)
+    height, width = base_profile["height"], base_profile["width"]
+    grid = TileGrid.build(height, width, cfg.tile_size, cfg.overlap)
+    tiles = list(grid)
+    batches = [tiles[i:i + cfg.batch_size] for i in range(0, len(tiles), cfg.batch_size)]
+    weights = torch.from_numpy(blend_weights(grid.tile_h, grid.tile_w, cfg.overlap))
+    out_p, conf_p, prob_p = _profiles(base_profile, classes)
+    values = np.asarray(classes.values, dtype=out_p["dtype"])
+
+    # Blending buffer: rows [top, top + rows) of the raster. A tile row starts at most one block row
+    # below the last written row, so a tile height plus a block row always fits.
+    rows = grid.tile_h + BLOCK
+    acc = np.zeros((K, rows, width), np.float32)  # weighted sum of class probabilities
+    wsum = np.zeros((rows, width), np.float32)
+    valid = np.zeros((rows, width), bool)
+    top = 0
+    counts = np.zeros(K, np.int64)
+    nodata = 0
+
+    def flush(end: int) -> None:
+        """Write the finished rows [top, end) and slide the buffer down."""
+        nonlocal top, nodata
+        n = end - top
+        if n <= 0:
+            return
+        p = acc[:, :n] / np.maximum(wsum[:n], 1e-12)  # (K, n, W)
+        best = p.argmax(axis=0)
+        ok = valid[:n]
+        window = Window(0, top, width, n)
+        out = values[best]
+        out[~ok] = out_p["nodata"]
+        dst_out.write(out, 1, window=window)
+        counts[:] += np.bincount(best[ok], minlength=K)
+        nodata += int((~ok).sum())
+        if dst_conf is not None:
+            dst_conf.write(np.where(ok, np.take_along_axis(p, best[None], 0)[0], np.nan).astype(np.float32), 1,
+                           window=window)
+        if dst_prob is not None:
+            dst_prob.write(np.where(ok[None], p, np.nan).astype(np.float32), window=window)
+        acc[:, : rows - n] = acc[:, n:]  # numpy copies overlapping slices safely
+        acc[:, rows - n:] = 0
+        for buf in (wsum, valid):
+            buf[: rows - n] = buf[n:]
+            buf[rows - n:] = 0
+        top = end
+
+    def run(batch: list[Tile]):
+        x1, x2, v1, v2 = zip(*(inputs.read(t) for t in batch))
+        return np.stack(x1), None if x2[0] is None else np.stack(x2), v1, v2
+
+    def forward(batch: list[Tile], x: np.ndarray, x2: np.ndarray | None, v2) -> torch.Tensor:
+        """(B, C, h, w) inputs -> (B, K, h, w) class probabilities on the CPU."""
+        xt = torch.from_numpy(x).to(device, non_blocking=True)
+        with autocast(device, cfg.amp):
+            if branch == "m1":
+                logits = loaded.model(xt)
+            elif branch == "m2":
+                logits = loaded.model(x2=xt)
+            else:
+                out = loaded.model(xt, torch.from_numpy(x2).to(device, non_blocking=True))
+                logits = out["fused"]
+        p = torch.softmax(logits.float(), dim=1)
+        if branch == "fused" and "m1" in out:
+            # where the optical raster has no data, the modality-1 branch gives the answer
+            have2 = np.stack([pad_reflect(v[None], t.pad_bottom, t.pad_right)[0] for v, t in zip(v2, batch)])
+            have2 = torch.from_numpy(have2).to(device)
+            p = torch.where(have2[:, None], p, torch.softmax(out["m1"].float(), dim=1))
+        return p.cpu()
+
+    with rasterio.open(outputs[0], "w", **out_p) as dst_out, \
+            _maybe_open(outputs[1], conf_p) as dst_conf, _maybe_open(outputs[2], prob_p) as dst_prob:
+        if dst_prob is not None:
+            dst_prob.descriptions = tuple(classes.names)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stars-read") as pool:
+            pending = pool.submit(run, batches[0])
+            done = 0
+            for b, batch_tiles in enumerate(batches):
+                if cancel is not None and cancel():
+                    raise Cancelled("segmentation cancelled")
+                x1, x2, v1, v2 = pending.result()
+                if b + 1 < len(batches):
+                    pending = pool.submit(run, batches[b + 1])  # read ahead while the model runs
+                probs = forward(batch_tiles, x1, x2, v2)
+                for t, p, v in zip(batch_tiles, probs, v1):
+                    if t.row > top:  # tiles come row by row: every row above this tile is final
+                        flush(_block_floor(t.row, height))
+                    r = t.row - top
+                    w = weights[: t.height, : t.width]
+                    acc[:, r:r + t.height, t.col:t.col + t.width] += (p[:, : t.height, : t.width] * w).numpy()
+                    wsum[r:r + t.height, t.col:t.col + t.width] += w.numpy()
+                    valid[r:r + t.height, t.col:t.col + t.width] = v
+                done += len(batch_tiles)
+                if progress is not None:
+                    progress(done, len(tiles))
+        flush(height)
+    return counts, nodata, len(tiles)
+
+
+def _block_floor(row: int, height: int) -> int:
+    """The last whole block row boundary at or above `row` (the raster end counts as one)."""
+    return row if row >= height else (row // BLOCK) * BLOCK
+
+
+class _maybe_open:
+    def __init__(self, path, profile):
+        self.path, self.profile, self.ds = path, profile, None
+
+    def __enter__(self):
+        if self.path is not None:
+            self.ds = rasterio.open(self.path, "w", **self.profile)
+        return self.ds
+
+    def __exit__(self, *exc):
+        if self.ds is not None:
+            self.ds.close()
+
+
+def _overview_factors(width: int, height: int) -> list[int]:
+    factors, f = [], 2
+    while max(width, height) / f >= BLOCK / 2:
+        factors.append(f)
+        f *= 2
+    return factors
+
+
+def _finish(paths, classes: ClassTable) -> None:
+    """Colour table, class names and overviews (mode for classes, average for probabilities)."""
+    out, conf, prob = paths
+    with rasterio.open(out, "r+") as ds:
+        ds.write_colormap(1, {v: (*rgb(c), 255) for v, c in zip(classes.values, classes.colors)})
+        ds.update_tags(1, STARS_CLASSES=json.dumps(classes.to_dict()))
+        ds.update_tags(**{f"CLASS_{v}": n for v, n in zip(classes.values, classes.names)})
+    with rasterio.open(out, "r+") as ds:  # reopened so the overviews see the colour table
+        ds.build_overviews(_overview_factors(ds.width, ds.height), Resampling.mode)
+        ds.update_tags(ns="rio_overview", resampling="mode")
+    for path in (conf, prob):
+        if path is not None:
+            with rasterio.open(path, "r+") as ds:
+                ds.build_overviews(_overview_factors(ds.width, ds.height), Resampling.average)
+    _set_category_names(out, classes)
+
+
+def _set_category_names(path: Path, classes: ClassTable) -> None:
+    """GDAL category names (value -> class name), read by GDAL tools and ArcGIS (.aux.xml)."""
+    try:
+        from osgeo import gdal
+    except ImportError:  # the names also live in the file's metadata and in the .qml
+        return
+    names = [""] * (max(classes.values) + 1)
+    for v, n in zip(classes.values, classes.names):
+        names[v] = n
+    ds = gdal.Open(os.fspath(path), gdal.GA_Update)
+    ds.GetRasterBand(1).SetCategoryNames(names)
+    ds = None
+
+
+def _warp_back(works, finals, src, classes: ClassTable, cancel) -> tuple[np.ndarray, int]:
+    """Bring work-grid outputs back onto the input grid (classes: nearest; probabilities: bilinear),
+    with the input's no-data pixels as no-data. Returns class pixel counts and the no-data count."""
+    out_p, conf_p, prob_p = _profiles(src.profile, classes)
+    lut = np.full(65536, -1, np.int64)
+    lut[np.asarray(classes.values)] = np.arange(len(classes))
+    counts, nodata = np.zeros(len(classes), np.int64), 0
+    for work, final, profile in zip(works, finals, (out_p, conf_p, prob_p)):
+        if work is None:
+            continue
+        nearest = profile is out_p
+        with rasterio.open(work) as w, WarpedVRT(
+            w, crs=src.crs, transform=src.transform, width=src.width, height=src.height,
+            resampling=Resampling.nearest if nearest else Resampling.bilinear,
+        ) as vrt, rasterio.open(final, "w", **profile) as dst:
+            if profile is prob_p:
+                dst.descriptions = tuple(classes.names)
+            for row in range(0, src.height, BLOCK):
+                if cancel is not None and cancel():
+                    raise Cancelled("segmentation cancelled")
+                window = Window(0, row, src.width, min(BLOCK, src.height - row))
+                data = vrt.read(window=window)
+                ok = valid_mask(src, src.read(window=window), window)
+                data[:, ~ok] = profile["nodata"]
+                dst.write(data, window=window)
+                if nearest:
+                    idx = lut[data[0][ok & (data[0] != profile["nodata"])]]
+                    counts += np.bincount(idx[idx >= 0], minlength=len(classes))
+                    nodata += int((~ok).sum())
+    return counts, nodata

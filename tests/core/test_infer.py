@@ -1,0 +1,242 @@
+"""Sliding-window segmentation: georeferencing, no-data, odd sizes, seamless blending, cancel,
+clear errors, the other branches, the pixel-size check and the command line."""
+import numpy as np
+import pytest
+import rasterio
+import torch
+from affine import Affine
+
+from stars_core.checkpoint import load_model
+from stars_core.classes import ClassTable
+from stars_core.cli import main as cli_main
+from stars_core.config import SegmentConfig
+from stars_core.infer import Cancelled, segment
+from stars_core.raster import valid_mask
+from tests.core.helpers import rewrite
+
+CPU = dict(device="cpu")
+
+
+def _read(path):
+    with rasterio.open(path) as ds:
+        return ds.read(1), ds.profile
+
+
+def _sar_valid(path):
+    with rasterio.open(path) as ds:
+        return valid_mask(ds, ds.read())
+
+
+def test_output_has_the_input_grid_classes_legend_and_overviews(demo_scene, trained_model, tmp_path):
+    out = tmp_path / "map.tif"
+    res = segment(trained_model, demo_scene["sar"], out, SegmentConfig(tile_size=96, overlap=32, **CPU))
+    classes = ClassTable.from_file(demo_scene["classes"])
+    with rasterio.open(out) as ds, rasterio.open(demo_scene["sar"]) as src:
+        assert ds.crs == src.crs and ds.transform == src.transform
+        assert (ds.width, ds.height) == (src.width, src.height)
+        assert ds.dtypes[0] == "uint8" and ds.nodata == 255 and ds.count == 1
+        assert ds.profile["tiled"] and ds.compression.value == "DEFLATE"
+        assert ds.overviews(1), "overviews missing"
+        data = ds.read(1)
+        assert set(np.unique(data)) <= set(classes.values) | {255}
+        cmap = ds.colormap(1)
+        assert all(cmap[v][:3] == tuple(int(c[i:i + 2], 16) for i in (1, 3, 5))
+                   for v, c in zip(classes.values, classes.colors))
+    from osgeo import gdal
+
+    names = gdal.Info(str(out), format="json")["bands"][0]["categories"]  # as GDAL tools see them
+    assert [names[v] for v in classes.values] == list(classes.names)
+    qml = (tmp_path / "map.qml").read_text()
+    assert qml.count("<paletteEntry") == len(classes) and 'label="bare ground"' in qml
+    assert sum(res.class_pixels.values()) + res.nodata_pixels == data.size
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+def test_input_nodata_is_output_nodata(demo_scene, trained_model, tmp_path):
+    segment(trained_model, demo_scene["sar"], tmp_path / "map.tif", SegmentConfig(tile_size=128, overlap=32, **CPU))
+    data, _ = _read(tmp_path / "map.tif")
+    valid = _sar_valid(demo_scene["sar"])
+    assert (~valid).sum() > 100, "the demo SAR should hold a no-data corner"
+    np.testing.assert_array_equal(data == 255, ~valid)
+
+
+@pytest.mark.parametrize("shape", [(37, 50), (141, 203)], ids=["smaller-than-a-tile", "odd-size"])
+def test_rasters_smaller_than_a_tile_or_of_odd_size(demo_scene, trained_model, tmp_path, shape):
+    h, w = shape
+    with rasterio.open(demo_scene["sar"]) as ds:
+        data = ds.read(window=((60, 60 + h), (40, 40 + w)))
+        transform = ds.window_transform(((60, 60 + h), (40, 40 + w)))
+    small = rewrite(demo_scene["sar"], tmp_path / "small.tif", data=data, width=w, height=h, transform=transform)
+    segment(trained_model, small, tmp_path / "map.tif", SegmentConfig(tile_size=96, overlap=32, **CPU))
+    out, profile = _read(tmp_path / "map.tif")
+    assert out.shape == (h, w) and profile["transform"] == transform
+    np.testing.assert_array_equal(out == 255, ~_sar_valid(small))
+
+
+class _Pointwise(torch.nn.Module):
+    """A per-pixel stand-in for the network: any difference between tiled and whole-raster output
+    can then only come from the tiling, padding, blending and writing machinery."""
+
+    def __init__(self, bands: int, classes: int):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(bands, classes, 1)
+        torch.nn.init.normal_(self.conv.weight, std=3.0)
+
+    def forward(self, x1=None, x2=None):
+        return self.conv(x1)
+
+
+def test_tiling_machinery_is_exact_for_a_per_pixel_model(demo_scene, trained_model, tmp_path):
+    loaded = load_model(trained_model)
+    loaded.model = _Pointwise(2, len(loaded.classes)).eval()
+    cfg = dict(device="cpu")
+    segment(loaded, demo_scene["sar"], tmp_path / "whole.tif", SegmentConfig(tile_size=256, overlap=0, **cfg),
+            confidence=tmp_path / "whole_conf.tif")
+    segment(loaded, demo_scene["sar"], tmp_path / "tiled.tif", SegmentConfig(tile_size=96, overlap=40, batch_size=3, **cfg),
+            confidence=tmp_path / "tiled_conf.tif")
+    np.testing.assert_array_equal(_read(tmp_path / "whole.tif")[0], _read(tmp_path / "tiled.tif")[0])
+    np.testing.assert_allclose(_read(tmp_path / "whole_conf.tif")[0], _read(tmp_path / "tiled_conf.tif")[0], atol=1e-5)
+
+
+def test_tiled_prediction_agrees_with_one_window_and_shows_no_seams(trained_model, tmp_path):
+    from stars_core.demo_scene import make_demo_scene
+    from stars_core.tiling import TileGrid
+
+    scene = make_demo_scene(tmp_path / "scene", size=416, seed=5)  # a fresh area of the same kind
+    h = w = 416
+    segment(trained_model, scene["sar"], tmp_path / "whole.tif", SegmentConfig(tile_size=416, overlap=0, **CPU))
+    cfg = SegmentConfig(tile_size=256, overlap=128, batch_size=3, **CPU)
+    segment(trained_model, scene["sar"], tmp_path / "tiled.tif", cfg)
+    whole, _ = _read(tmp_path / "whole.tif")
+    tiled, _ = _read(tmp_path / "tiled.tif")
+    assert len(np.unique(whole)) > 2  # a real map, not one class
+    differ = whole != tiled
+    assert differ.mean() <= 0.01, f"{differ.mean():.2%} of pixels differ"
+    # where a seam would show: within 4 px of an inner tile edge
+    grid = TileGrid.build(h, w, cfg.tile_size, cfg.overlap)
+    edge = np.zeros_like(differ)
+    for r in grid.rows[1:]:
+        edge[r - 4:r + 4] = True
+    for r in grid.rows[:-1]:
+        edge[r + 256 - 4:r + 256 + 4] = True
+    for c in grid.cols[1:]:
+        edge[:, c - 4:c + 4] = True
+    for c in grid.cols[:-1]:
+        edge[:, c + 256 - 4:c + 256 + 4] = True
+    assert edge.mean() > 0.05
+    assert differ[edge].mean() <= max(2 * differ.mean(), 0.002), "disagreement concentrates on tile borders"
+
+
+def test_cancel_leaves_no_output_and_keeps_an_older_one(demo_scene, trained_model, tmp_path):
+    out = tmp_path / "map.tif"
+    out.write_bytes(b"previous result")
+    calls = []
+    with pytest.raises(Cancelled):
+        segment(trained_model, demo_scene["sar"], out, SegmentConfig(tile_size=64, overlap=16, batch_size=2, **CPU),
+                confidence=tmp_path / "conf.tif", cancel=lambda: len(calls) > 1,
+                progress=lambda d, n: calls.append(d))
+    assert out.read_bytes() == b"previous result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.tif"]
+
+
+def test_band_count_mismatch_is_a_clear_error(demo_scene, trained_model, tmp_path):
+    with pytest.raises(ValueError, match=r"has 4 band\(s\) but the model was trained on 2 \(VV, VH\)"):
+        segment(trained_model, demo_scene["optical"], tmp_path / "map.tif", SegmentConfig(**CPU))
+    assert not list(tmp_path.iterdir())
+
+
+def test_band_names_in_another_order_are_reordered(demo_scene, trained_model, tmp_path):
+    with rasterio.open(demo_scene["sar"]) as ds:
+        swapped = ds.read()[::-1]
+    sar = rewrite(demo_scene["sar"], tmp_path / "vhvv.tif", data=swapped)
+    with rasterio.open(sar, "r+") as ds:
+        ds.descriptions = ("VH", "VV")
+    notes = []
+    segment(trained_model, sar, tmp_path / "a.tif", SegmentConfig(tile_size=128, **CPU), log=notes.append)
+    segment(trained_model, demo_scene["sar"], tmp_path / "b.tif", SegmentConfig(tile_size=128, **CPU))
+    assert any("reordering" in n for n in notes)
+    np.testing.assert_array_equal(_read(tmp_path / "a.tif")[0], _read(tmp_path / "b.tif")[0])
+
+
+def test_fused_and_optical_only_branches(demo_scene, trained_model, tmp_path):
+    cfg = SegmentConfig(tile_size=128, overlap=32, **CPU)
+    fused = segment(trained_model, demo_scene["sar"], tmp_path / "fused.tif", cfg, with_m2=demo_scene["optical"])
+    opt = segment(trained_model, demo_scene["optical"], tmp_path / "opt.tif", SegmentConfig(tile_size=128, modality=2, **CPU))
+    sar = segment(trained_model, demo_scene["sar"], tmp_path / "sar.tif", cfg)
+    assert (fused.branch, opt.branch, sar.branch) == ("fused", "m2", "m1")
+    a, b, c = (_read(tmp_path / f"{n}.tif")[0] for n in ("fused", "opt", "sar"))
+    assert a.shape == b.shape == c.shape
+    assert (a != c).any() and (b != c).any(), "the branches should not all give the same map"
+    # the fused map has a class wherever SAR has data (optical gaps fall back to the SAR branch)
+    np.testing.assert_array_equal(a == 255, ~_sar_valid(demo_scene["sar"]))
+
+
+def test_probabilities_and_confidence_match_the_class_map(demo_scene, trained_model, tmp_path):
+    segment(trained_model, demo_scene["sar"], tmp_path / "map.tif", SegmentConfig(tile_size=96, overlap=32, **CPU),
+            confidence=tmp_path / "conf.tif", probabilities=tmp_path / "prob.tif")
+    classes = np.asarray(ClassTable.from_file(demo_scene["classes"]).values)
+    cls, _ = _read(tmp_path / "map.tif")
+    conf, _ = _read(tmp_path / "conf.tif")
+    with rasterio.open(tmp_path / "prob.tif") as ds:
+        prob = ds.read()
+        assert ds.descriptions[0] == "buildings"
+    ok = cls != 255
+    np.testing.assert_allclose(prob[:, ok].sum(axis=0), 1.0, atol=1e-4)
+    np.testing.assert_array_equal(classes[prob[:, ok].argmax(axis=0)], cls[ok])
+    np.testing.assert_allclose(prob[:, ok].max(axis=0), conf[ok], atol=1e-6)
+    assert np.isnan(conf[~ok]).all()
+
+
+def test_pixel_size_far_from_training_warns_and_resample_returns_to_the_input_grid(demo_scene, trained_model, tmp_path):
+    with rasterio.open(demo_scene["sar"]) as ds:
+        coarse = ds.transform * Affine.scale(3)  # 6 m pixels for a model trained on 2 m
+    sar = rewrite(demo_scene["sar"], tmp_path / "coarse.tif", transform=coarse)
+    plain = segment(trained_model, sar, tmp_path / "a.tif", SegmentConfig(tile_size=128, **CPU))
+    assert any("trained on 2 m" in w and "--resample" in w for w in plain.warnings)
+    res = segment(trained_model, sar, tmp_path / "b.tif", SegmentConfig(tile_size=128, resample=True, **CPU),
+                  confidence=tmp_path / "b_conf.tif")
+    assert any("resampling" in w for w in res.warnings)
+    b, profile = _read(tmp_path / "b.tif")
+    assert profile["transform"] == coarse and b.shape == (256, 256)
+    np.testing.assert_array_equal(b == 255, ~_sar_valid(sar))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_single_model_refuses_the_optical_raster(demo_scene, tmp_path):
+    from stars_core.data import SceneSpec
+    from stars_core.train import train
+    from tests.core.helpers import TINY_MODEL, tiny_train
+    import dataclasses
+
+    spec = SceneSpec(str(demo_scene["sar"]), str(demo_scene["optical"]), str(demo_scene["labels"]))
+    model = train([spec], tmp_path / "single.stars", dataclasses.replace(TINY_MODEL, mode="single"),
+                  train_cfg=tiny_train(steps=1), class_table=str(demo_scene["classes"]), log=lambda *_: None).path
+    with pytest.raises(ValueError, match="trained on SAR alone"):
+        segment(model, demo_scene["sar"], tmp_path / "m.tif", SegmentConfig(**CPU), with_m2=demo_scene["optical"])
+
+
+def test_the_loaded_model_can_be_reused(demo_scene, trained_model, tmp_path):
+    loaded = load_model(trained_model)
+    r1 = segment(loaded, demo_scene["sar"], tmp_path / "a.tif", SegmentConfig(tile_size=128, **CPU))
+    r2 = segment(trained_model, demo_scene["sar"], tmp_path / "b.tif", SegmentConfig(tile_size=128, **CPU))
+    assert r1.class_pixels == r2.class_pixels
+
+
+def test_cli_segment_and_evaluate(demo_scene, trained_model, tmp_path, capsys):
+    out = tmp_path / "map.tif"
+    rc = cli_main(["segment", str(trained_model), str(demo_scene["sar"]), str(out), "--tile-size", "128",
+                   "--device", "cpu", "--confidence", str(tmp_path / "conf.tif")])
+    assert rc == 0 and out.exists() and (tmp_path / "conf.tif").exists()
+    assert "wrote" in capsys.readouterr().out
+    rc = cli_main(["evaluate", str(out), str(demo_scene["labels"]), "--ignore-value", "0",
+                   "--json", str(tmp_path / "m.json"), "--markdown", str(tmp_path / "m.md"),
+                   "--png", str(tmp_path / "cm.png"), "--html", str(tmp_path / "m.html")])
+    assert rc == 0
+    import json
+
+    report = json.loads((tmp_path / "m.json").read_text())
+    assert 0 <= report["miou"] <= 1 and len(report["per_class"]) == 6
+    assert "| mIoU | mF1 | overall accuracy |" in (tmp_path / "m.md").read_text()
+    assert (tmp_path / "cm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rc = cli_main(["segment", str(trained_model), str(demo_scene["optical"]), str(tmp_path / "x.tif")])
+    assert rc == 2 and "trained on 2 (VV, VH)" in capsys.readouterr().err
