@@ -288,46 +288,54 @@ def _predict(loaded: LoadedModel, inputs: _Inputs, base_profile: dict, outputs, 
     grid = TileGrid.build(height, width, cfg.tile_size, cfg.overlap)
     tiles = list(grid)
     batches = [tiles[i:i + cfg.batch_size] for i in range(0, len(tiles), cfg.batch_size)]
-    weights = torch.from_numpy(blend_weights(grid.tile_h, grid.tile_w, cfg.overlap))
+    weights = blend_weights(grid.tile_h, grid.tile_w, cfg.overlap)
     out_p, conf_p, prob_p = _profiles(base_profile, classes)
     values = np.asarray(classes.values, dtype=out_p["dtype"])
 
-    # Blending buffer: rows [top, top + rows) of the raster. A tile row starts at most one block row
-    # below the last written row, so a tile height plus a block row always fits.
-    rows = grid.tile_h + BLOCK
-    acc = np.zeros((K, rows, width), np.float32)  # weighted sum of class probabilities
-    wsum = np.zeros((rows, width), np.float32)
-    valid = np.zeros((rows, width), bool)
-    top = 0
+    # Blending buffers, one per GeoTIFF block row in flight: the weighted sum of class
+    # probabilities (K, h, W), the summed weights and the validity. Tiles arrive row by row, so a
+    # block row is final (written, then dropped) once a tile starts below it.
+    blocks: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     counts = np.zeros(K, np.int64)
     nodata = 0
 
-    def flush(end: int) -> None:
-        """Write the finished rows [top, end) and slide the buffer down."""
-        nonlocal top, nodata
-        n = end - top
-        if n <= 0:
-            return
-        p = acc[:, :n] / np.maximum(wsum[:n], 1e-12)  # (K, n, W)
-        best = p.argmax(axis=0)
-        ok = valid[:n]
-        window = Window(0, top, width, n)
-        out = values[best]
-        out[~ok] = out_p["nodata"]
-        dst_out.write(out, 1, window=window)
-        counts[:] += np.bincount(best[ok], minlength=K)
-        nodata += int((~ok).sum())
-        if dst_conf is not None:
-            dst_conf.write(np.where(ok, np.take_along_axis(p, best[None], 0)[0], np.nan).astype(np.float32), 1,
-                           window=window)
-        if dst_prob is not None:
-            dst_prob.write(np.where(ok[None], p, np.nan).astype(np.float32), window=window)
-        acc[:, : rows - n] = acc[:, n:]  # numpy copies overlapping slices safely
-        acc[:, rows - n:] = 0
-        for buf in (wsum, valid):
-            buf[: rows - n] = buf[n:]
-            buf[rows - n:] = 0
-        top = end
+    def buffers(b: int):
+        if b not in blocks:
+            h = min(BLOCK, height - b * BLOCK)
+            blocks[b] = (np.zeros((K, h, width), np.float32), np.zeros((h, width), np.float32),
+                         np.zeros((h, width), bool))
+        return blocks[b]
+
+    def add(t: Tile, p: np.ndarray, v: np.ndarray) -> None:
+        """Blend one tile's (K, tile_h, tile_w) probabilities into the block rows it covers."""
+        w = weights[: t.height, : t.width]
+        cols = slice(t.col, t.col + t.width)
+        for b in range(t.row // BLOCK, (t.row + t.height - 1) // BLOCK + 1):
+            r0, r1 = max(t.row, b * BLOCK), min(t.row + t.height, (b + 1) * BLOCK)
+            src, dst = slice(r0 - t.row, r1 - t.row), slice(r0 - b * BLOCK, r1 - b * BLOCK)
+            acc, wsum, valid = buffers(b)
+            acc[:, dst, cols] += p[:, src, : t.width] * w[src]
+            wsum[dst, cols] += w[src]
+            valid[dst, cols] = v[src]
+
+    def flush(below: int) -> None:
+        """Write and drop every block row that ends at or above raster row `below`."""
+        nonlocal nodata
+        for b in sorted(k for k in blocks if min((k + 1) * BLOCK, height) <= below):
+            acc, wsum, ok = blocks.pop(b)
+            p = acc / np.maximum(wsum, 1e-12)  # (K, h, W)
+            best = p.argmax(axis=0)
+            window = Window(0, b * BLOCK, width, ok.shape[0])
+            out = values[best]
+            out[~ok] = out_p["nodata"]
+            dst_out.write(out, 1, window=window)
+            counts[:] += np.bincount(best[ok], minlength=K)
+            nodata += int((~ok).sum())
+            if dst_conf is not None:
+                conf = np.take_along_axis(p, best[None], 0)[0]
+                dst_conf.write(np.where(ok, conf, np.nan).astype(np.float32), 1, window=window)
+            if dst_prob is not None:
+                dst_prob.write(np.where(ok[None], p, np.nan).astype(np.float32), window=window)
 
     def run(batch: list[Tile]):
         x1, x2, v1, v2 = zip(*(inputs.read(t) for t in batch))
@@ -366,24 +374,14 @@ def _predict(loaded: LoadedModel, inputs: _Inputs, base_profile: dict, outputs, 
                 if b + 1 < len(batches):
                     pending = pool.submit(run, batches[b + 1])  # read ahead while the model runs
                 probs = forward(batch_tiles, x1, x2, v2)
-                for t, p, v in zip(batch_tiles, probs, v1):
-                    if t.row > top:  # tiles come row by row: every row above this tile is final
-                        flush(_block_floor(t.row, height))
-                    r = t.row - top
-                    w = weights[: t.height, : t.width]
-                    acc[:, r:r + t.height, t.col:t.col + t.width] += (p[:, : t.height, : t.width] * w).numpy()
-                    wsum[r:r + t.height, t.col:t.col + t.width] += w.numpy()
-                    valid[r:r + t.height, t.col:t.col + t.width] = v
+                for t, p, v in zip(batch_tiles, probs.numpy(), v1):
+                    flush(t.row)  # tiles come row by row: nothing above this one changes any more
+                    add(t, p, v)
                 done += len(batch_tiles)
                 if progress is not None:
                     progress(done, len(tiles))
         flush(height)
     return counts, nodata, len(tiles)
-
-
-def _block_floor(row: int, height: int) -> int:
-    """The last whole block row boundary at or above `row` (the raster end counts as one)."""
-    return row if row >= height else (row // BLOCK) * BLOCK
 
 
 class _maybe_open:
