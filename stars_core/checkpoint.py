@@ -78,3 +78,17 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     model.to(device).eval()
     stats = (BandStats.from_dict(payload["bands"]["m1"]), BandStats.from_dict(payload["bands"]["m2"]))
     return LoadedModel(model, cfg, ClassTable.from_dict(payload["classes"]), stats, payload)
+
+
+_CACHE: dict[tuple, LoadedModel] = {}
+
+
+def load_model_cached(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """`load_model`, remembered by (path, modification time, size, device): batch runs over many
+    rasters (QGIS batch mode, map sheets) read a model file once. Only the latest model is kept."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size, str(device))
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = load_model(path, device)
+    return _CACHE[key]

@@ -30,6 +30,7 @@ import numpy as np
 import rasterio
 import torch
 from rasterio.enums import Resampling
+from rasterio.features import geometry_mask
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
@@ -38,7 +39,7 @@ from .classes import ClassTable, rgb
 from .config import SegmentConfig
 from .data import BandStats
 from .files import atomic_outputs
-from .raster import aligned, band_names, open_raster, pixel_size, valid_mask
+from .raster import aligned, band_names, geometries_in, open_raster, pixel_size, valid_mask
 from .style import paletted_qml
 from .tiling import Tile, TileGrid, blend_weights, pad_reflect
 from .train import autocast, resolve_device
@@ -113,15 +114,17 @@ class _Inputs:
     """The rasters a run reads, on one grid, with the model's band order and statistics."""
 
     def __init__(self, primary, secondary, order: tuple[list[int], list[int] | None],
-                 stats: tuple[BandStats, BandStats | None]):
+                 stats: tuple[BandStats, BandStats | None], clip: list[dict] | None = None):
         self.primary, self.secondary = primary, secondary
-        self.order, self.stats = order, stats
+        self.order, self.stats, self.clip = order, stats, clip
 
     def read(self, tile: Tile):
         """Normalised, padded model inputs of one tile and the validity masks of its pixels."""
         window = Window(tile.col, tile.row, tile.width, tile.height)
         x = self.primary.read(self.order[0], window=window)
         v = valid_mask(self.primary, x, window)
+        if self.clip:  # pixels outside the clip polygons are no data
+            v &= geometry_mask(self.clip, (tile.height, tile.width), self.primary.window_transform(window), invert=True)
         x = np.where(v, self.stats[0].apply(x), 0.0).astype(np.float32)  # no data -> band mean, as in training
         x = pad_reflect(x, tile.pad_bottom, tile.pad_right)
         if self.secondary is None:
@@ -145,9 +148,11 @@ def segment(
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     log: Callable[[str], None] | None = None,
+    clip: tuple[str, list[dict]] | None = None,
 ) -> SegmentResult:
     """Segment `input` (modality `cfg.modality` of the model; with `with_m2`, modality 1 plus the
-    optical raster through the fused branch) into a classified GeoTIFF at `output`."""
+    optical raster through the fused branch) into a classified GeoTIFF at `output`.
+    `clip` (CRS WKT, GeoJSON polygons) leaves every pixel outside the polygons as no data."""
     messages: list[str] = []
 
     def note(msg: str) -> None:
@@ -175,8 +180,11 @@ def segment(
             m2 = opened.add(open_raster(with_m2, m2_name))
             order2 = band_order(m2, loaded.stats[1], m2_name, os.fspath(with_m2), note)
             secondary = opened.add(aligned(primary, m2, Resampling.bilinear, os.fspath(input), os.fspath(with_m2)))
+        polygons = None
+        if clip is not None:
+            polygons = [g for g, _ in geometries_in(clip[0], [(g, None) for g in clip[1]], primary.crs)]
         inputs = _Inputs(primary, secondary, (order, order2),
-                         (stats, loaded.stats[1] if secondary is not None else None))
+                         (stats, loaded.stats[1] if secondary is not None else None), polygons)
         with atomic_outputs(output, confidence, probabilities, qml) as (out_t, conf_t, prob_t, qml_t):
             finals = (out_t, conf_t, prob_t)
             if work is None:
