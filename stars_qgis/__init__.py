@@ -1,4 +1,11 @@
-"""STARS QGIS plugin: a Processing provider wrapping stars_core (the algorithms come with issue 5)."""
+"""STARS QGIS plugin: a Processing provider wrapping stars_core."""
+import os
+import sys
+
+# The packaged plugin carries stars_core inside its folder; a development checkout has it installed.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if os.path.isdir(os.path.join(_HERE, "stars_core")) and _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 
 def classFactory(iface):  # noqa: N802 (QGIS's entry-point name)

@@ -6,7 +6,7 @@ from pathlib import Path
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
-ICON = Path(__file__).resolve().parent.parent / "resources" / "icon.svg"
+from .algorithms.base import ICON
 
 
 class StarsProvider(QgsProcessingProvider):
@@ -27,4 +27,9 @@ class StarsProvider(QgsProcessingProvider):
             self.addAlgorithm(algorithm)
 
     def _algorithms(self) -> list:
-        return []
+        from .algorithms.evaluate_segmentation import EvaluateSegmentation
+        from .algorithms.segment_map_sheets import SegmentMapSheets
+        from .algorithms.segment_missing import SegmentMissingModality
+        from .algorithms.train_stars import TrainStars
+
+        return [TrainStars(), SegmentMissingModality(), SegmentMapSheets(), EvaluateSegmentation()]

@@ -1,0 +1,1 @@
+"""One Processing algorithm per file; the provider lists them."""

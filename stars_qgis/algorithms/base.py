@@ -1,0 +1,77 @@
+"""What every STARS algorithm shares: the icon and group, the dependency check, the bridge from
+Processing feedback to the core's progress/cancel/log callables, and core errors turned into
+QgsProcessingException messages."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterDefinition,
+                       QgsRasterLayer)
+from qgis.PyQt.QtGui import QIcon
+
+from .. import deps
+
+ICON = Path(__file__).resolve().parents[2] / "resources" / "icon.svg"
+if not ICON.is_file():  # packaged plugin: resources/ sits inside the plugin folder
+    ICON = Path(__file__).resolve().parents[1] / "resources" / "icon.svg"
+
+DEVICES = ["auto", "cpu", "cuda"]
+
+
+def advanced(param: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
+    param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    return param
+
+
+def raster_path(layer: QgsRasterLayer, what: str) -> str:
+    """The file behind a raster layer (GDAL provider), or a clear error."""
+    if layer is None:
+        raise QgsProcessingException(f"{what}: no raster layer given")
+    if layer.providerType() != "gdal":
+        raise QgsProcessingException(f"{what}: layer '{layer.name()}' is not a file raster (provider "
+                                     f"{layer.providerType()}); save it as a GeoTIFF first")
+    return layer.source().split("|")[0]
+
+
+class StarsAlgorithm(QgsProcessingAlgorithm):
+    """Subclasses define name/displayName/help, initAlgorithm and execute(parameters, context, feedback)."""
+
+    def createInstance(self):  # noqa: N802
+        return type(self)()
+
+    def group(self) -> str:
+        return ""
+
+    def groupId(self) -> str:  # noqa: N802
+        return ""
+
+    def icon(self) -> QIcon:
+        return QIcon(str(ICON))
+
+    def helpUrl(self) -> str:  # noqa: N802
+        return "https://github.com/stars-toolbox/stars#readme"
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        absent = deps.missing()
+        if absent:
+            raise QgsProcessingException(deps.explain(absent))
+        from stars_core.infer import Cancelled
+
+        try:
+            return self.execute(parameters, context, feedback)
+        except Cancelled:
+            raise QgsProcessingException("cancelled: no output was written")
+        except (ValueError, FileNotFoundError) as exc:
+            raise QgsProcessingException(str(exc)) from None
+
+    def execute(self, parameters, context, feedback) -> dict:
+        raise NotImplementedError
+
+    # -- bridges to the core's callables ----------------------------------------------------
+    @staticmethod
+    def progress(feedback):
+        return lambda done, total: feedback.setProgress(100.0 * done / max(total, 1))
+
+    @staticmethod
+    def log(feedback):
+        return lambda message: feedback.pushInfo(str(message))

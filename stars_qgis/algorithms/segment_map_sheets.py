@@ -1,0 +1,84 @@
+"""stars:segmentmapsheets — one classified GeoTIFF per map sheet, a mosaic and a summary."""
+from __future__ import annotations
+
+import os
+
+from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputFile, QgsProcessingOutputNumber,
+                       QgsProcessingOutputRasterLayer, QgsProcessingParameterBoolean, QgsProcessingParameterField,
+                       QgsProcessingParameterFile, QgsProcessingParameterFolderDestination,
+                       QgsProcessingParameterRasterLayer, QgsProcessingParameterVectorLayer)
+
+from .base import StarsAlgorithm, raster_path
+from .segment_missing import segment_config, segment_parameters
+
+
+class SegmentMapSheets(StarsAlgorithm):
+    SHEETS = "SHEETS"
+    NAME_FIELD = "NAME_FIELD"
+    INPUT = "INPUT"
+    MODEL = "MODEL"
+    SKIP_EXISTING = "SKIP_EXISTING"
+    TILE_SIZE = "TILE_SIZE"
+    OVERLAP = "OVERLAP"
+    BATCH_SIZE = "BATCH_SIZE"
+    DEVICE = "DEVICE"
+    OUTPUT_FOLDER = "OUTPUT_FOLDER"
+    MOSAIC = "MOSAIC"
+    SUMMARY = "SUMMARY"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+    def name(self) -> str:
+        return "segmentmapsheets"
+
+    def displayName(self) -> str:  # noqa: N802
+        return "Segment map sheets"
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return (
+            "Segments a large modality-1 raster (or a VRT of many) sheet by sheet: one classified GeoTIFF per "
+            "polygon of the map-sheet layer, clipped to the sheet and named after the name field, a VRT mosaic "
+            "of all sheets (mosaic.vrt) and a summary table (summary.csv). The model is loaded once.<br><br>"
+            "'Skip sheets already done' resumes an interrupted run. A sheet that fails is reported in the log "
+            "and the summary, and the others go on."
+        )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterVectorLayer(self.SHEETS, "Map sheets", [QgsProcessing.TypeVectorPolygon]))
+        self.addParameter(QgsProcessingParameterField(self.NAME_FIELD, "Sheet name field", parentLayerParameterName=self.SHEETS,
+                                                      optional=True))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Modality-1 raster (SAR or DSM, or a VRT)"))
+        self.addParameter(QgsProcessingParameterFile(self.MODEL, "STARS model file", fileFilter="STARS model (*.stars)"))
+        self.addParameter(QgsProcessingParameterBoolean(self.SKIP_EXISTING, "Skip sheets already done", defaultValue=True))
+        segment_parameters(self)
+        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.MOSAIC, "Mosaic of all sheets"))
+        self.addOutput(QgsProcessingOutputFile(self.SUMMARY, "Summary table"))
+        self.addOutput(QgsProcessingOutputNumber(self.DONE, "Sheets written or already done"))
+        self.addOutput(QgsProcessingOutputNumber(self.FAILED, "Sheets that failed"))
+
+    def execute(self, parameters, context, feedback) -> dict:
+        from stars_core.checkpoint import load_model_cached
+        from stars_core.sheets import read_sheets, segment_sheets
+        from stars_core.train import resolve_device
+
+        from .train_stars import TrainStars
+
+        cfg = segment_config(self, parameters, context)
+        layer = self.parameterAsVectorLayer(parameters, self.SHEETS, context)
+        sheets_file = TrainStars.vector_file(self, layer, context, feedback)
+        field = self.parameterAsString(parameters, self.NAME_FIELD, context) or None
+        source = raster_path(self.parameterAsRasterLayer(parameters, self.INPUT, context), "input raster")
+        folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
+        os.makedirs(folder, exist_ok=True)
+        loaded = load_model_cached(self.parameterAsFile(parameters, self.MODEL, context), resolve_device(cfg.device))
+        result = segment_sheets(loaded, source, read_sheets(sheets_file, field), folder, cfg,
+                                skip_existing=self.parameterAsBool(parameters, self.SKIP_EXISTING, context),
+                                progress=self.progress(feedback), cancel=feedback.isCanceled, log=self.log(feedback))
+        failed = result.count("failed")
+        if failed:
+            feedback.reportError(f"{failed} sheet(s) failed; see {result.summary}", fatalError=False)
+        if result.mosaic is None:
+            raise QgsProcessingException(f"no sheet was segmented; see {result.summary}")
+        return {self.OUTPUT_FOLDER: folder, self.MOSAIC: str(result.mosaic), self.SUMMARY: str(result.summary),
+                self.DONE: result.count("done") + result.count("skipped"), self.FAILED: failed}

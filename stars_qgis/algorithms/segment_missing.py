@@ -1,0 +1,105 @@
+"""stars:segmentmissingmodality — classify a raster of one modality with a trained model."""
+from __future__ import annotations
+
+from qgis.core import (QgsProcessingParameterBoolean, QgsProcessingParameterEnum, QgsProcessingParameterFile,
+                       QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
+                       QgsProcessingParameterRasterLayer)
+
+from .base import DEVICES, StarsAlgorithm, advanced, raster_path
+
+MODALITIES = ["modality 1 (SAR or DSM): the optical image is missing", "modality 2 (optical)"]
+
+
+def segment_parameters(alg: StarsAlgorithm) -> None:
+    """Tile size, overlap, batch size and device: shared with the map-sheet algorithm."""
+    num = QgsProcessingParameterNumber.Integer
+    alg.addParameter(advanced(QgsProcessingParameterNumber(alg.TILE_SIZE, "Tile size (pixels, multiple of 32)", num, 512, minValue=32)))
+    alg.addParameter(advanced(QgsProcessingParameterNumber(alg.OVERLAP, "Tile overlap (pixels)", num, 128, minValue=0)))
+    alg.addParameter(advanced(QgsProcessingParameterNumber(alg.BATCH_SIZE, "Tiles per batch", num, 4, minValue=1)))
+    alg.addParameter(advanced(QgsProcessingParameterEnum(alg.DEVICE, "Device", DEVICES, defaultValue=0)))
+
+
+def segment_config(alg: StarsAlgorithm, parameters, context, **extra):
+    from stars_core.config import SegmentConfig
+
+    return SegmentConfig(
+        tile_size=alg.parameterAsInt(parameters, alg.TILE_SIZE, context),
+        overlap=alg.parameterAsInt(parameters, alg.OVERLAP, context),
+        batch_size=alg.parameterAsInt(parameters, alg.BATCH_SIZE, context),
+        device=DEVICES[alg.parameterAsEnum(parameters, alg.DEVICE, context)], **extra,
+    )
+
+
+class SegmentMissingModality(StarsAlgorithm):
+    INPUT = "INPUT"
+    MODEL = "MODEL"
+    MODALITY = "MODALITY"
+    WITH_M2 = "WITH_M2"
+    RESAMPLE = "RESAMPLE"
+    TILE_SIZE = "TILE_SIZE"
+    OVERLAP = "OVERLAP"
+    BATCH_SIZE = "BATCH_SIZE"
+    DEVICE = "DEVICE"
+    OUTPUT = "OUTPUT"
+    CONFIDENCE = "CONFIDENCE"
+
+    def name(self) -> str:
+        return "segmentmissingmodality"
+
+    def displayName(self) -> str:  # noqa: N802
+        return "Segment with missing modality"
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return (
+            "Classifies a raster of one modality, usually SAR (or DSM) where no optical image exists, with "
+            "a model made by 'Train STARS'. The band order, normalisation and class table come from the model "
+            "file. The raster is processed in overlapping tiles, blended without seams, so any size works; "
+            "no-data pixels stay no-data.<br><br>The output is a GeoTIFF on the input grid with the class "
+            "colours and names of the model; it is added to the project with that legend. The optional "
+            "confidence raster holds the probability of the chosen class.<br><br>Advanced: give the optical "
+            "raster too to use both modalities; set the input to modality 2 to segment optical alone; "
+            "'resample' segments at the model's pixel size when the input's differs."
+        )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster (the available modality)"))
+        self.addParameter(QgsProcessingParameterFile(self.MODEL, "STARS model file", fileFilter="STARS model (*.stars)"))
+        self.addParameter(advanced(QgsProcessingParameterEnum(self.MODALITY, "The input raster is", MODALITIES, defaultValue=0)))
+        self.addParameter(advanced(QgsProcessingParameterRasterLayer(
+            self.WITH_M2, "Optical raster of the same area (optional: use both modalities)", optional=True)))
+        self.addParameter(advanced(QgsProcessingParameterBoolean(
+            self.RESAMPLE, "Resample to the model's pixel size when it differs", defaultValue=False)))
+        segment_parameters(self)
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Land-cover map"))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.CONFIDENCE, "Confidence (probability of the chosen class)", optional=True, createByDefault=False))
+
+    def execute(self, parameters, context, feedback) -> dict:
+        from stars_core.checkpoint import load_model_cached
+        from stars_core.infer import segment
+        from stars_core.train import resolve_device
+
+        from ..style import PalettedStyle
+
+        cfg = segment_config(self, parameters, context,
+                             modality=1 + self.parameterAsEnum(parameters, self.MODALITY, context),
+                             resample=self.parameterAsBool(parameters, self.RESAMPLE, context))
+        source = raster_path(self.parameterAsRasterLayer(parameters, self.INPUT, context), "input raster")
+        m2_layer = self.parameterAsRasterLayer(parameters, self.WITH_M2, context)
+        with_m2 = raster_path(m2_layer, "optical raster") if m2_layer is not None else None
+        out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        conf = self.parameterAsOutputLayer(parameters, self.CONFIDENCE, context) or None
+        loaded = load_model_cached(self.parameterAsFile(parameters, self.MODEL, context), resolve_device(cfg.device))
+        result = segment(loaded, source, out, cfg, with_m2=with_m2, confidence=conf,
+                         progress=self.progress(feedback), cancel=feedback.isCanceled,
+                         log=lambda m: feedback.pushWarning(m))
+        total = max(1, sum(result.class_pixels.values()))
+        feedback.pushInfo(f"{result.width} x {result.height} pixels, {result.tiles} tiles, {result.seconds:.1f} s "
+                          f"on {result.device}: " + ", ".join(f"{n} {100 * c / total:.1f}%"
+                                                              for n, c in result.class_pixels.items()))
+        if context.willLoadLayerOnCompletion(out):
+            context.layerToLoadOnCompletionDetails(out).setPostProcessor(PalettedStyle(loaded.classes))
+        outputs = {self.OUTPUT: out}
+        if conf:
+            outputs[self.CONFIDENCE] = conf
+        return outputs

@@ -1,0 +1,183 @@
+"""stars:trainstars — train a STARS model on paired rasters and labels."""
+from __future__ import annotations
+
+from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputNumber,
+                       QgsProcessingParameterEnum, QgsProcessingParameterField, QgsProcessingParameterFile,
+                       QgsProcessingParameterFileDestination, QgsProcessingParameterMultipleLayers,
+                       QgsProcessingParameterNumber, QgsProcessingParameterString,
+                       QgsProcessingParameterVectorLayer)
+
+from .base import DEVICES, StarsAlgorithm, advanced, raster_path
+
+BACKBONES = ["resnet50", "resnet34", "resnet18"]
+MODES = ["stars", "single", "concat"]
+
+
+class TrainStars(StarsAlgorithm):
+    M1 = "M1"
+    M2 = "M2"
+    LABELS = "LABELS"
+    LABEL_POLYGONS = "LABEL_POLYGONS"
+    CLASS_FIELD = "CLASS_FIELD"
+    AOI = "AOI"
+    CLASS_TABLE = "CLASS_TABLE"
+    IGNORE_VALUES = "IGNORE_VALUES"
+    OUTPUT = "OUTPUT"
+    STEPS = "STEPS"
+    BATCH_SIZE = "BATCH_SIZE"
+    CHIP_SIZE = "CHIP_SIZE"
+    LR = "LR"
+    ALPHA = "ALPHA"
+    BETA = "BETA"
+    SAMPLES_PER_CLASS = "SAMPLES_PER_CLASS"
+    TAU = "TAU"
+    BACKBONE = "BACKBONE"
+    ENCODER_WIDTH = "ENCODER_WIDTH"
+    DEVICE = "DEVICE"
+    SEED = "SEED"
+    VAL_FRACTION = "VAL_FRACTION"
+    MODE = "MODE"
+    RESUME = "RESUME"
+    VAL_MIOU = "VAL_MIOU"
+
+    def name(self) -> str:
+        return "trainstars"
+
+    def displayName(self) -> str:  # noqa: N802
+        return "Train STARS"
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return (
+            "Trains a STARS model on co-registered modality-1 rasters (SAR or DSM) and modality-2 rasters "
+            "(optical) with a land-cover label, so that land cover can later be mapped from modality 1 "
+            "alone.<br><br>Give the rasters of each scene in the same order in both lists; labels as one "
+            "label raster per scene, or one polygon layer with a class field. Optical and labels are read on "
+            "the SAR grid (reprojected when needed). An optional AOI limits where training chips come from; "
+            "a class table (CSV: value,name,color) names the classes; ignore values (e.g. 0) leave no-data "
+            "labels out.<br><br>The paper trains 80,000 steps of batch 8 on 512-pixel chips with ResNet-50 "
+            "(a GPU job). On a CPU, use ResNet-18, a width of 32 and a few thousand steps. Progress is the "
+            "training step; the log shows the losses and the validation mIoU from modality 1 alone. Cancel "
+            "keeps the last saved model, which 'Resume from' continues."
+        )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.M1, "Modality-1 rasters (SAR or DSM), one per scene", QgsProcessing.TypeRaster))
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.M2, "Modality-2 rasters (optical), same order", QgsProcessing.TypeRaster))
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.LABELS, "Label rasters, same order", QgsProcessing.TypeRaster, optional=True))
+        self.addParameter(QgsProcessingParameterVectorLayer(
+            self.LABEL_POLYGONS, "Or: label polygons (for all scenes)", [QgsProcessing.TypeVectorPolygon],
+            optional=True))
+        self.addParameter(QgsProcessingParameterField(
+            self.CLASS_FIELD, "Class field of the label polygons", parentLayerParameterName=self.LABEL_POLYGONS,
+            optional=True))
+        self.addParameter(QgsProcessingParameterVectorLayer(
+            self.AOI, "Area of interest (optional)", [QgsProcessing.TypeVectorPolygon], optional=True))
+        self.addParameter(QgsProcessingParameterFile(
+            self.CLASS_TABLE, "Class table (CSV value,name,color or JSON)", optional=True,
+            fileFilter="Class tables (*.csv *.json)"))
+        self.addParameter(QgsProcessingParameterString(
+            self.IGNORE_VALUES, "Label values to ignore (comma separated, e.g. 0)", optional=True))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT, "STARS model file", fileFilter="STARS model (*.stars)"))
+        num, flt = QgsProcessingParameterNumber.Integer, QgsProcessingParameterNumber.Double
+        for p in (
+            QgsProcessingParameterNumber(self.STEPS, "Training steps", num, 2000, minValue=1),
+            QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size", num, 8, minValue=1),
+            QgsProcessingParameterNumber(self.CHIP_SIZE, "Chip size (pixels, multiple of 32)", num, 512, minValue=32),
+            QgsProcessingParameterNumber(self.LR, "Learning rate", flt, 1e-4, minValue=1e-8),
+            QgsProcessingParameterNumber(self.ALPHA, "alpha (weight of the pixel contrastive loss)", flt, 0.5, minValue=0),
+            QgsProcessingParameterNumber(self.BETA, "beta (weight of the translation loss)", flt, 0.2, minValue=0),
+            QgsProcessingParameterNumber(self.SAMPLES_PER_CLASS, "Pixels sampled per class (N)", num, 32, minValue=1),
+            QgsProcessingParameterNumber(self.TAU, "Contrastive temperature (tau)", flt, 0.1, minValue=1e-4),
+            QgsProcessingParameterEnum(self.BACKBONE, "Backbone", BACKBONES, defaultValue=0),
+            QgsProcessingParameterNumber(self.ENCODER_WIDTH, "Backbone width (64 = standard)", num, 64, minValue=8),
+            QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICES, defaultValue=0),
+            QgsProcessingParameterNumber(self.SEED, "Random seed", num, 0, minValue=0),
+            QgsProcessingParameterNumber(self.VAL_FRACTION, "Validation fraction", flt, 0.1, minValue=0, maxValue=0.9),
+            QgsProcessingParameterEnum(self.MODE, "Model (stars, or a baseline)", MODES, defaultValue=0),
+            QgsProcessingParameterFile(self.RESUME, "Resume from model file", optional=True,
+                                       fileFilter="STARS model (*.stars)"),
+        ):
+            self.addParameter(advanced(p))
+        self.addOutput(QgsProcessingOutputNumber(self.VAL_MIOU, "Validation mIoU (modality 1 alone)"))
+
+    def execute(self, parameters, context, feedback) -> dict:
+        from stars_core.config import LossConfig, StarsConfig
+        from stars_core.data import SceneSpec
+        from stars_core.train import TrainConfig, train
+
+        m1 = [raster_path(l, "modality-1 raster") for l in self.parameterAsLayerList(parameters, self.M1, context)]
+        m2 = [raster_path(l, "modality-2 raster") for l in self.parameterAsLayerList(parameters, self.M2, context)]
+        labels = [raster_path(l, "label raster") for l in self.parameterAsLayerList(parameters, self.LABELS, context)]
+        polygons = self.parameterAsVectorLayer(parameters, self.LABEL_POLYGONS, context)
+        field = self.parameterAsString(parameters, self.CLASS_FIELD, context) or None
+        if polygons is not None:
+            if labels:
+                raise QgsProcessingException("give label rasters or label polygons, not both")
+            if not field:
+                raise QgsProcessingException("label polygons need a class field")
+            labels = [self.vector_file(polygons, context, feedback)] * len(m1)
+        if len(m2) != len(m1) or len(labels) != len(m1):
+            raise QgsProcessingException(
+                f"give one optical raster and one label per SAR raster, in the same order (got {len(m1)} "
+                f"modality-1, {len(m2)} modality-2 rasters and {len(labels)} labels)")
+        aoi_layer = self.parameterAsVectorLayer(parameters, self.AOI, context)
+        aoi = self.vector_file(aoi_layer, context, feedback) if aoi_layer is not None else None
+        ignore = self.parameterAsString(parameters, self.IGNORE_VALUES, context)
+        try:
+            ignore_values = [int(v) for v in ignore.replace(";", ",").split(",") if v.strip()]
+        except ValueError:
+            raise QgsProcessingException(f"ignore values must be integers separated by commas, got {ignore!r}")
+        num = lambda key: self.parameterAsInt(parameters, key, context)  # noqa: E731
+        dbl = lambda key: self.parameterAsDouble(parameters, key, context)  # noqa: E731
+        enum = lambda key, options: options[self.parameterAsEnum(parameters, key, context)]  # noqa: E731
+        steps = num(self.STEPS)
+        model_cfg = StarsConfig(backbone=enum(self.BACKBONE, BACKBONES), mode=enum(self.MODE, MODES),
+                                encoder_width=num(self.ENCODER_WIDTH))
+        loss_cfg = LossConfig(alpha=dbl(self.ALPHA), beta=dbl(self.BETA), n_samples=num(self.SAMPLES_PER_CLASS),
+                              tau=dbl(self.TAU))
+        train_cfg = TrainConfig(
+            steps=steps, batch_size=num(self.BATCH_SIZE), chip_size=num(self.CHIP_SIZE), lr=dbl(self.LR),
+            warmup_steps=min(1000, max(1, steps // 20)), val_fraction=dbl(self.VAL_FRACTION),
+            val_every=max(1, min(1000, steps // 5)), checkpoint_every=max(1, min(500, steps // 10)),
+            seed=num(self.SEED), device=enum(self.DEVICE, DEVICES), num_workers=0,
+        )
+        out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        resume = self.parameterAsFile(parameters, self.RESUME, context) or None
+        every = max(1, steps // 50)
+
+        def progress(step: int, total: int, row: dict) -> None:
+            feedback.setProgress(100.0 * step / total)
+            if step % every == 0 or step == total:
+                feedback.pushInfo(f"step {step}/{total}: " + ", ".join(
+                    f"{k} {row[k]:.4f}" for k in ("total", "seg", "psc", "ncs") if k in row))
+
+        result = train(
+            [SceneSpec(a, b, c, field) for a, b, c in zip(m1, m2, labels)], out, model_cfg, loss_cfg, train_cfg,
+            class_table=self.parameterAsFile(parameters, self.CLASS_TABLE, context) or None,
+            ignore_values=ignore_values, aoi=aoi, resume=resume, progress=progress,
+            cancel=feedback.isCanceled, log=self.log(feedback),
+        )
+        if result.cancelled:
+            feedback.pushWarning(f"training cancelled at step {result.steps_done}; {out} holds the last saved model "
+                                 f"(use 'Resume from model file' to continue)")
+        miou = (result.summary.get("validation") or {}).get("val_m1_miou")
+        return {self.OUTPUT: str(result.path), self.VAL_MIOU: float("nan") if miou is None else miou}
+
+    def vector_file(self, layer, context, feedback) -> str:
+        """A file the core can read holding the layer's polygons (exported when it is not one)."""
+        from qgis.core import QgsProcessingUtils, QgsVectorFileWriter
+
+        source = layer.source().split("|")[0]
+        if layer.providerType() == "ogr" and "|" not in layer.source() and source.lower().endswith((".gpkg", ".shp", ".geojson")):
+            return source
+        path = QgsProcessingUtils.generateTempFilename(f"{layer.id()}.gpkg")
+        options = QgsVectorFileWriter.SaveVectorOptions()
+        options.driverName = "GPKG"
+        err = QgsVectorFileWriter.writeAsVectorFormatV3(layer, path, context.transformContext(), options)
+        if err[0] != QgsVectorFileWriter.NoError:
+            raise QgsProcessingException(f"could not export layer '{layer.name()}': {err[1]}")
+        return path

@@ -1,0 +1,57 @@
+"""Finding the Python packages STARS needs (PyTorch above all) from inside QGIS.
+
+QGIS's own Python rarely has PyTorch. STARS looks, in this order, at QGIS's Python itself, the
+folder named by the STARS_SITE_PACKAGES environment variable, the folder written into
+`site-packages.txt` beside this file by `make install-plugin`, and the site-packages of the
+default STARS environment (~/.local/share/stars/venv, made with the command `install_command()`
+prints). The environment must use the same Python version as QGIS.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+REQUIRED = ("numpy", "torch", "rasterio")
+DEFAULT_VENV = Path.home() / ".local" / "share" / "stars" / "venv"
+
+
+def _candidates() -> list[Path]:
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    paths = []
+    if os.environ.get("STARS_SITE_PACKAGES"):
+        paths += [Path(p) for p in os.environ["STARS_SITE_PACKAGES"].split(os.pathsep) if p]
+    pinned = Path(__file__).with_name("site-packages.txt")
+    if pinned.is_file():
+        paths += [Path(line.strip()) for line in pinned.read_text().splitlines() if line.strip()]
+    paths += [DEFAULT_VENV / "lib" / version / "site-packages", DEFAULT_VENV / "Lib" / "site-packages"]
+    return paths
+
+
+def missing() -> list[str]:
+    """Names of the required packages that cannot be imported, after adding the known folders."""
+    absent = [m for m in REQUIRED if importlib.util.find_spec(m) is None]
+    if absent:
+        for folder in _candidates():
+            if folder.is_dir() and str(folder) not in sys.path:
+                sys.path.append(str(folder))
+        importlib.invalidate_caches()
+        absent = [m for m in REQUIRED if importlib.util.find_spec(m) is None]
+    return absent
+
+
+def install_command() -> str:
+    py = "python3" if os.name != "nt" else "python"
+    return (f"{py} -m venv --system-site-packages {DEFAULT_VENV} && "
+            f"{DEFAULT_VENV / ('Scripts' if os.name == 'nt' else 'bin') / 'pip'} install torch rasterio tqdm")
+
+
+def explain(names: list[str]) -> str:
+    return (
+        f"STARS needs the Python package(s) {', '.join(names)}, which QGIS's Python "
+        f"({sys.version.split()[0]}, {sys.executable}) cannot import. Install them once into a STARS "
+        f"environment that QGIS will find by itself:\n    {install_command()}\n"
+        f"(use the Python that QGIS uses, version {sys.version_info.major}.{sys.version_info.minor}), or set "
+        f"STARS_SITE_PACKAGES to the site-packages folder of an environment that has them; then restart QGIS."
+    )

@@ -1,0 +1,164 @@
+"""The STARS Processing algorithms in real QGIS: train, segment (styled output), map sheets with
+skip-existing, evaluate, cancel without partial outputs, and clear errors for bad inputs."""
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from qgis.core import (QgsApplication, QgsPalettedRasterRenderer, QgsProcessingException, QgsProcessingFeedback,
+                       QgsProject, QgsRasterLayer)
+
+from stars_core.classes import ClassTable
+from tests.core.helpers import rewrite
+
+SEG = {"TILE_SIZE": 128, "OVERLAP": 32, "BATCH_SIZE": 2, "DEVICE": 1}  # device 1 = cpu
+
+
+class CancelAfter(QgsProcessingFeedback):
+    """Feedback that reports 'cancelled' once progress has moved `n` times."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.n, self.seen = n, 0
+        self.progressChanged.connect(self._tick)
+
+    def _tick(self, _):
+        self.seen += 1
+        if self.seen >= self.n:
+            self.cancel()
+
+
+def test_provider_lists_the_four_algorithms_with_icons(stars_provider):
+    ids = sorted(a.id() for a in QgsApplication.processingRegistry().providerById("stars").algorithms())
+    assert ids == ["stars:evaluatesegmentation", "stars:segmentmapsheets", "stars:segmentmissingmodality",
+                   "stars:trainstars"]
+    assert not stars_provider.icon().isNull()
+    for alg in stars_provider.algorithms():
+        assert alg.shortHelpString() and not alg.icon().isNull()
+
+
+def test_train_writes_a_model_and_reports_validation(demo_scene, run_alg, tmp_path):
+    res, _ = run_alg("stars:trainstars", {
+        "M1": [str(demo_scene["sar"])], "M2": [str(demo_scene["optical"])], "LABELS": [str(demo_scene["labels"])],
+        "CLASS_TABLE": str(demo_scene["classes"]), "OUTPUT": str(tmp_path / "m.stars"), "STEPS": 3,
+        "BATCH_SIZE": 2, "CHIP_SIZE": 64, "BACKBONE": 2, "ENCODER_WIDTH": 16, "DEVICE": 1,
+    })
+    assert res["OUTPUT"] == str(tmp_path / "m.stars") and (tmp_path / "m.stars").stat().st_size > 0
+    assert 0 <= res["VAL_MIOU"] <= 1
+
+
+def test_train_with_polygon_labels_and_cancel_keeps_a_model(demo_scene, run_alg, tmp_path):
+    from tests.core.helpers import write_polygons
+
+    with rasterio.open(demo_scene["sar"]) as s:
+        l, b, r, t = s.bounds
+        wkt = s.crs.to_wkt()
+    half = (l + r) / 2
+    polys = [({"type": "Polygon", "coordinates": [[(l, b), (half, b), (half, t), (l, t), (l, b)]]}, 1),
+             ({"type": "Polygon", "coordinates": [[(half, b), (r, b), (r, t), (half, t), (half, b)]]}, 3)]
+    gpkg = write_polygons(tmp_path / "labels.gpkg", wkt, polys)
+    fb = CancelAfter(3)
+    res, _ = run_alg("stars:trainstars", {
+        "M1": [str(demo_scene["sar"])], "M2": [str(demo_scene["optical"])], "LABEL_POLYGONS": str(gpkg),
+        "CLASS_FIELD": "class", "OUTPUT": str(tmp_path / "m.stars"), "STEPS": 50, "BATCH_SIZE": 2,
+        "CHIP_SIZE": 64, "BACKBONE": 2, "ENCODER_WIDTH": 16, "DEVICE": 1,
+    }, feedback=fb)
+    from stars_core.checkpoint import read_model_file
+
+    payload = read_model_file(tmp_path / "m.stars")
+    assert "resume" in payload and payload["resume"]["step"] < 50  # stopped early, resumable
+    assert payload["classes"]["values"] == [1, 3]
+
+
+def test_segment_output_is_styled_with_one_entry_per_class(demo_scene, trained_model, run_alg, tmp_path):
+    import processing
+
+    out = tmp_path / "map.tif"
+    res = processing.runAndLoadResults("stars:segmentmissingmodality", {
+        "INPUT": str(demo_scene["sar"]), "MODEL": str(trained_model), "OUTPUT": str(out),
+        "CONFIDENCE": str(tmp_path / "conf.tif"), **SEG,
+    })
+    assert res["OUTPUT"] == str(out) and (tmp_path / "conf.tif").exists()
+    with rasterio.open(out) as ds, rasterio.open(demo_scene["sar"]) as src:
+        assert ds.transform == src.transform and ds.crs == src.crs
+    (layer,) = [l for l in QgsProject.instance().mapLayers().values() if l.source() == str(out)]
+    renderer = layer.renderer()
+    classes = ClassTable.from_file(demo_scene["classes"])
+    assert isinstance(renderer, QgsPalettedRasterRenderer)
+    assert [c.value for c in renderer.classes()] == list(classes.values)
+    assert [c.label for c in renderer.classes()] == list(classes.names)
+    assert [c.color.name() for c in renderer.classes()] == list(classes.colors)
+
+
+def test_the_map_loads_with_its_legend_without_the_plugin(demo_scene, trained_model, run_alg, tmp_path):
+    out = tmp_path / "map.tif"
+    run_alg("stars:segmentmissingmodality", {"INPUT": str(demo_scene["sar"]), "MODEL": str(trained_model),
+                                              "OUTPUT": str(out), **SEG})
+    layer = QgsRasterLayer(str(out), "map")  # QGIS applies map.qml, the style written beside the map
+    assert isinstance(layer.renderer(), QgsPalettedRasterRenderer)
+    assert [c.label for c in layer.renderer().classes()] == list(ClassTable.from_file(demo_scene["classes"]).names)
+
+
+def test_cancelled_segmentation_leaves_no_output(demo_scene, trained_model, run_alg, tmp_path):
+    with pytest.raises(QgsProcessingException, match="cancelled"):
+        run_alg("stars:segmentmissingmodality", {
+            "INPUT": str(demo_scene["sar"]), "MODEL": str(trained_model), "OUTPUT": str(tmp_path / "map.tif"),
+            **dict(SEG, TILE_SIZE=64, BATCH_SIZE=1),
+        }, feedback=CancelAfter(2))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mismatched_and_misaligned_inputs_are_clear_errors(demo_scene, trained_model, run_alg, tmp_path):
+    with pytest.raises(QgsProcessingException, match=r"has 4 band\(s\) but the model was trained on 2"):
+        run_alg("stars:segmentmissingmodality", {"INPUT": str(demo_scene["optical"]), "MODEL": str(trained_model),
+                                                  "OUTPUT": str(tmp_path / "map.tif"), **SEG})
+    with rasterio.open(demo_scene["optical"]) as s:
+        far = rewrite(demo_scene["optical"], tmp_path / "far.tif", transform=s.transform * s.transform.translation(1e5, 0))
+    with pytest.raises(QgsProcessingException, match="does not overlap"):
+        run_alg("stars:trainstars", {
+            "M1": [str(demo_scene["sar"])], "M2": [str(far)], "LABELS": [str(demo_scene["labels"])],
+            "OUTPUT": str(tmp_path / "m.stars"), "STEPS": 2, "CHIP_SIZE": 64, "BACKBONE": 2,
+            "ENCODER_WIDTH": 16, "DEVICE": 1})
+    with pytest.raises(QgsProcessingException, match="one optical raster and one label per SAR raster"):
+        run_alg("stars:trainstars", {
+            "M1": [str(demo_scene["sar"]), str(demo_scene["sar"])], "M2": [str(demo_scene["optical"])],
+            "LABELS": [str(demo_scene["labels"])], "OUTPUT": str(tmp_path / "m.stars"), "DEVICE": 1})
+    assert not (tmp_path / "m.stars").exists() and not (tmp_path / "map.tif").exists()
+
+
+def test_map_sheets_write_rasters_a_mosaic_and_skip_what_is_done(demo_scene, trained_model, run_alg, tmp_path):
+    params = {"SHEETS": str(demo_scene["sheets"]), "NAME_FIELD": "name", "INPUT": str(demo_scene["sar"]),
+              "MODEL": str(trained_model), "OUTPUT_FOLDER": str(tmp_path / "sheets"), "SKIP_EXISTING": True, **SEG}
+    res, _ = run_alg("stars:segmentmapsheets", params)
+    tifs = sorted((tmp_path / "sheets").glob("*.tif"))
+    assert len(tifs) == 4 and res["DONE"] == 4 and res["FAILED"] == 0
+    assert res["MOSAIC"].endswith("mosaic.vrt") and QgsRasterLayer(res["MOSAIC"], "m").isValid()
+    stamps = [p.stat().st_mtime_ns for p in tifs]
+    fb = QgsProcessingFeedback()
+    logged = []
+    fb.pushInfo = logged.append  # noqa: the core's log goes through pushInfo
+    run_alg("stars:segmentmapsheets", params, feedback=fb)
+    assert [p.stat().st_mtime_ns for p in tifs] == stamps, "a sheet already done was recomputed"
+    summary = (tmp_path / "sheets" / "summary.csv").read_text()
+    assert summary.count(",skipped,") == 4
+
+
+def test_evaluate_gives_metrics_as_outputs_and_reports(demo_scene, trained_model, run_alg, tmp_path):
+    out = tmp_path / "map.tif"
+    run_alg("stars:segmentmissingmodality", {"INPUT": str(demo_scene["sar"]), "MODEL": str(trained_model),
+                                              "OUTPUT": str(out), **SEG})
+    res, _ = run_alg("stars:evaluatesegmentation", {
+        "PREDICTION": str(out), "LABELS": str(demo_scene["labels"]), "IGNORE_VALUES": "0",
+        "OUTPUT_HTML": str(tmp_path / "report.html"), "OUTPUT_JSON": str(tmp_path / "metrics.json")})
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert res["MIOU"] == pytest.approx(metrics["miou"]) and 0 <= res["OA"] <= 1
+    assert "mIoU" in (tmp_path / "report.html").read_text() and (tmp_path / "report_confusion.png").exists()
+
+
+def test_missing_torch_is_explained_with_the_install_command(stars_provider, monkeypatch, run_alg, tmp_path, demo_scene):
+    from stars_qgis import deps
+
+    monkeypatch.setattr(deps, "missing", lambda: ["torch"])
+    with pytest.raises(QgsProcessingException, match=r"(?s)needs the Python package\(s\) torch.*pip install torch"):
+        run_alg("stars:segmentmissingmodality", {"INPUT": str(demo_scene["sar"]), "MODEL": str(tmp_path / "x.stars"),
+                                                  "OUTPUT": str(tmp_path / "map.tif")})
