@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export QT_QPA_PLATFORM ?= offscreen
 export XDG_RUNTIME_DIR ?= /tmp/runtime-$(shell id -u)
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench package install-plugin clean
 
 setup:
 	@bash scripts/setup.sh
@@ -19,6 +19,12 @@ demo: setup
 
 bench: setup
 	$(PY) bench/model_speed.py
+
+package: setup
+	$(PY) scripts/plugin.py package
+
+install-plugin: package
+	$(PY) scripts/plugin.py install
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache

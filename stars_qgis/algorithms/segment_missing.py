@@ -14,7 +14,8 @@ def segment_parameters(alg: StarsAlgorithm) -> None:
     """Tile size, overlap, batch size and device: shared with the map-sheet algorithm."""
     num = QgsProcessingParameterNumber.Integer
     alg.addParameter(advanced(QgsProcessingParameterNumber(alg.TILE_SIZE, "Tile size (pixels, multiple of 32)", num, 512, minValue=32)))
-    alg.addParameter(advanced(QgsProcessingParameterNumber(alg.OVERLAP, "Tile overlap (pixels)", num, 128, minValue=0)))
+    alg.addParameter(advanced(QgsProcessingParameterNumber(
+        alg.OVERLAP, "Tile overlap (pixels; empty: a quarter of the tile)", num, None, optional=True, minValue=0)))
     alg.addParameter(advanced(QgsProcessingParameterNumber(alg.BATCH_SIZE, "Tiles per batch", num, 4, minValue=1)))
     alg.addParameter(advanced(QgsProcessingParameterEnum(alg.DEVICE, "Device", DEVICES, defaultValue=0)))
 
@@ -24,7 +25,7 @@ def segment_config(alg: StarsAlgorithm, parameters, context, **extra):
 
     return SegmentConfig(
         tile_size=alg.parameterAsInt(parameters, alg.TILE_SIZE, context),
-        overlap=alg.parameterAsInt(parameters, alg.OVERLAP, context),
+        overlap=None if parameters.get(alg.OVERLAP) in (None, "") else alg.parameterAsInt(parameters, alg.OVERLAP, context),
         batch_size=alg.parameterAsInt(parameters, alg.BATCH_SIZE, context),
         device=DEVICES[alg.parameterAsEnum(parameters, alg.DEVICE, context)], **extra,
     )
