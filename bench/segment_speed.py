@@ -102,7 +102,7 @@ def main() -> None:
         t_bare = bare_forward(loaded.model, len(grid), args.tile, 2, args.batch, device, amp)
         r = segment(loaded, p["sar"], tmp / "seg.tif", seg_cfg)
         t_naive = naive_loop(loaded, str(p["sar"]), str(tmp / "naive.tif"), args.tile, device, amp)
-        naive_tiles = -(-args.size // args.tile) ** 2
+        naive_tiles = (-(-args.size // args.tile)) ** 2
         print("\n| run | tiles | seconds | Mpx/s | vs bare forward |\n|---|---|---|---|---|")
         print(f"| bare model forward, same tiles | {len(grid)} | {t_bare:.2f} | {mpx / t_bare:.3f} | 1.00 |")
         print(f"| stars segment | {r.tiles} | {r.seconds:.2f} | {mpx / r.seconds:.3f} | {t_bare / r.seconds:.2f} |")
