@@ -61,6 +61,11 @@ class LoadedModel:
     def pixel_size(self) -> tuple[float, float]:
         return tuple(self.payload["pixel_size"])
 
+    @property
+    def modalities(self) -> tuple[str, str]:
+        """Names of modality 1 and 2 (e.g. SAR, optical)."""
+        return tuple(self.payload.get("modalities", ("modality 1", "modality 2")))
+
 
 def model_config(payload: dict) -> StarsConfig:
     d = dict(payload["model_config"])

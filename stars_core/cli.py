@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 EPILOG_TRAIN = """examples:
   stars demo-scene --out demo

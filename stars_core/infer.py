@@ -22,6 +22,7 @@ import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -166,20 +167,22 @@ def segment(
     loaded.model.to(device).eval()
     branch = _check_request(loaded, cfg, with_m2)
     _check_paths(input, with_m2, output, confidence, probabilities)
-    m1_name, m2_name = loaded.payload.get("modalities", ("modality 1", "modality 2"))
+    m1_name, m2_name = loaded.modalities
     role = m1_name if cfg.modality == 1 else m2_name
     stats = loaded.stats[cfg.modality - 1]
     qml = Path(output).with_suffix(".qml")
 
-    with open_raster(input, role) as src, _Opened() as opened:
+    with open_raster(input, role) as src, ExitStack() as opened:  # `opened` closes the VRTs and optical raster
         order = band_order(src, stats, role, os.fspath(input), note)
         work = _working_grid(src, loaded, cfg, note)
-        primary = opened.add(work) if work is not None else src
+        primary = opened.enter_context(work) if work is not None else src
         secondary, order2 = None, None
         if with_m2 is not None:
-            m2 = opened.add(open_raster(with_m2, m2_name))
+            m2 = opened.enter_context(open_raster(with_m2, m2_name))
             order2 = band_order(m2, loaded.stats[1], m2_name, os.fspath(with_m2), note)
-            secondary = opened.add(aligned(primary, m2, Resampling.bilinear, os.fspath(input), os.fspath(with_m2)))
+            secondary = aligned(primary, m2, Resampling.bilinear, os.fspath(input), os.fspath(with_m2))
+            if secondary is not m2:
+                opened.enter_context(secondary)
         polygons = None
         if clip is not None:
             polygons = [g for g, _ in geometries_in(clip[0], [(g, None) for g in clip[1]], primary.crs)]
@@ -208,28 +211,9 @@ def segment(
     )
 
 
-class _Opened:
-    """Closes the datasets a run opens on top of its input (VRTs, the optical raster)."""
-
-    def __init__(self):
-        self.items: list = []
-
-    def add(self, ds):
-        if all(ds is not d for d in self.items):
-            self.items.append(ds)
-        return ds
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        for ds in reversed(self.items):
-            ds.close()
-
-
 def _check_request(loaded: LoadedModel, cfg: SegmentConfig, with_m2) -> str:
     """The model branch that serves the request, or a ValueError saying why none does."""
-    m1_name, m2_name = loaded.payload.get("modalities", ("modality 1", "modality 2"))
+    m1_name, m2_name = loaded.modalities
     if with_m2 is not None and cfg.modality != 1:
         raise ValueError(f"the {m2_name} raster is added to a {m1_name} input; leave it out when the input "
                          f"is already {m2_name}")
@@ -368,8 +352,9 @@ def _predict(loaded: LoadedModel, inputs: _Inputs, base_profile: dict, outputs, 
             p = torch.where(have2[:, None], p, torch.softmax(out["m1"].float(), dim=1))
         return p.cpu()
 
-    with rasterio.open(outputs[0], "w", **out_p) as dst_out, \
-            _maybe_open(outputs[1], conf_p) as dst_conf, _maybe_open(outputs[2], prob_p) as dst_prob:
+    with rasterio.open(outputs[0], "w", **out_p) as dst_out, ExitStack() as optional:
+        dst_conf, dst_prob = (None if path is None else optional.enter_context(rasterio.open(path, "w", **profile))
+                              for path, profile in ((outputs[1], conf_p), (outputs[2], prob_p)))
         if dst_prob is not None:
             dst_prob.descriptions = tuple(classes.names)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stars-read") as pool:
@@ -390,20 +375,6 @@ def _predict(loaded: LoadedModel, inputs: _Inputs, base_profile: dict, outputs, 
                     progress(done, len(tiles))
         flush(height)
     return counts, nodata, len(tiles)
-
-
-class _maybe_open:
-    def __init__(self, path, profile):
-        self.path, self.profile, self.ds = path, profile, None
-
-    def __enter__(self):
-        if self.path is not None:
-            self.ds = rasterio.open(self.path, "w", **self.profile)
-        return self.ds
-
-    def __exit__(self, *exc):
-        if self.ds is not None:
-            self.ds.close()
 
 
 def _overview_factors(width: int, height: int) -> list[int]:

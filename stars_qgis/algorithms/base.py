@@ -33,6 +33,31 @@ def raster_path(layer: QgsRasterLayer, what: str) -> str:
     return layer.source().split("|")[0]
 
 
+def vector_file(layer, context) -> str:
+    """A file the core can read holding the layer's polygons (exported to a GeoPackage when the layer
+    is not a single-layer file already)."""
+    from qgis.core import QgsProcessingUtils, QgsVectorFileWriter
+
+    source = layer.source().split("|")[0]
+    if layer.providerType() == "ogr" and "|" not in layer.source() and source.lower().endswith((".gpkg", ".shp", ".geojson")):
+        return source
+    path = QgsProcessingUtils.generateTempFilename(f"{layer.id()}.gpkg")
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName = "GPKG"
+    err = QgsVectorFileWriter.writeAsVectorFormatV3(layer, path, context.transformContext(), options)
+    if err[0] != QgsVectorFileWriter.NoError:
+        raise QgsProcessingException(f"could not export layer '{layer.name()}': {err[1]}")
+    return path
+
+
+def integers(text: str, what: str) -> list[int]:
+    """'0, 255' -> [0, 255] (commas or semicolons), or a clear error."""
+    try:
+        return [int(v) for v in (text or "").replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        raise QgsProcessingException(f"{what} must be integers separated by commas, got {text!r}") from None
+
+
 class StarsAlgorithm(QgsProcessingAlgorithm):
     """Subclasses define name/displayName/help, initAlgorithm and execute(parameters, context, feedback)."""
 

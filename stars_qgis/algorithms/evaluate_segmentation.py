@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import os
 
-from qgis.core import (QgsProcessingException, QgsProcessingOutputNumber, QgsProcessingParameterFile,
+from qgis.core import (QgsProcessingOutputNumber, QgsProcessingParameterFile,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString)
 
-from .base import StarsAlgorithm, raster_path
+from .base import StarsAlgorithm, integers, raster_path
 
 
 class EvaluateSegmentation(StarsAlgorithm):
@@ -56,11 +56,7 @@ class EvaluateSegmentation(StarsAlgorithm):
 
         pred = raster_path(self.parameterAsRasterLayer(parameters, self.PREDICTION, context), "land-cover map")
         labels = raster_path(self.parameterAsRasterLayer(parameters, self.LABELS, context), "reference labels")
-        ignore = self.parameterAsString(parameters, self.IGNORE_VALUES, context)
-        try:
-            ignore_values = [int(v) for v in ignore.replace(";", ",").split(",") if v.strip()]
-        except ValueError:
-            raise QgsProcessingException(f"ignore values must be integers separated by commas, got {ignore!r}")
+        ignore_values = integers(self.parameterAsString(parameters, self.IGNORE_VALUES, context), "ignore values")
         report = evaluate(pred, labels, self.parameterAsFile(parameters, self.CLASS_TABLE, context) or None,
                           ignore_values, cancel=feedback.isCanceled)
         out = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)

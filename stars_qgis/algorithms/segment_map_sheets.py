@@ -8,7 +8,7 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutpu
                        QgsProcessingParameterFile, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterVectorLayer)
 
-from .base import StarsAlgorithm, raster_path
+from .base import StarsAlgorithm, raster_path, vector_file
 from .segment_missing import segment_config, segment_parameters
 
 
@@ -62,11 +62,9 @@ class SegmentMapSheets(StarsAlgorithm):
         from stars_core.sheets import read_sheets, segment_sheets
         from stars_core.train import resolve_device
 
-        from .train_stars import TrainStars
-
         cfg = segment_config(self, parameters, context)
         layer = self.parameterAsVectorLayer(parameters, self.SHEETS, context)
-        sheets_file = TrainStars.vector_file(self, layer, context, feedback)
+        sheets_file = vector_file(layer, context)
         field = self.parameterAsString(parameters, self.NAME_FIELD, context) or None
         source = raster_path(self.parameterAsRasterLayer(parameters, self.INPUT, context), "input raster")
         folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)

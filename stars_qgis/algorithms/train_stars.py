@@ -7,7 +7,7 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutpu
                        QgsProcessingParameterNumber, QgsProcessingParameterString,
                        QgsProcessingParameterVectorLayer)
 
-from .base import DEVICES, StarsAlgorithm, advanced, raster_path
+from .base import DEVICES, StarsAlgorithm, advanced, integers, raster_path, vector_file
 
 BACKBONES = ["resnet50", "resnet34", "resnet18"]
 MODES = ["stars", "single", "concat"]
@@ -119,18 +119,14 @@ class TrainStars(StarsAlgorithm):
                 raise QgsProcessingException("give label rasters or label polygons, not both")
             if not field:
                 raise QgsProcessingException("label polygons need a class field")
-            labels = [self.vector_file(polygons, context, feedback)] * len(m1)
+            labels = [vector_file(polygons, context)] * len(m1)
         if len(m2) != len(m1) or len(labels) != len(m1):
             raise QgsProcessingException(
                 f"give one optical raster and one label per SAR raster, in the same order (got {len(m1)} "
                 f"modality-1, {len(m2)} modality-2 rasters and {len(labels)} labels)")
         aoi_layer = self.parameterAsVectorLayer(parameters, self.AOI, context)
-        aoi = self.vector_file(aoi_layer, context, feedback) if aoi_layer is not None else None
-        ignore = self.parameterAsString(parameters, self.IGNORE_VALUES, context)
-        try:
-            ignore_values = [int(v) for v in ignore.replace(";", ",").split(",") if v.strip()]
-        except ValueError:
-            raise QgsProcessingException(f"ignore values must be integers separated by commas, got {ignore!r}")
+        aoi = vector_file(aoi_layer, context) if aoi_layer is not None else None
+        ignore_values = integers(self.parameterAsString(parameters, self.IGNORE_VALUES, context), "ignore values")
         num = lambda key: self.parameterAsInt(parameters, key, context)  # noqa: E731
         dbl = lambda key: self.parameterAsDouble(parameters, key, context)  # noqa: E731
         enum = lambda key, options: options[self.parameterAsEnum(parameters, key, context)]  # noqa: E731
@@ -166,18 +162,3 @@ class TrainStars(StarsAlgorithm):
                                  f"(use 'Resume from model file' to continue)")
         miou = (result.summary.get("validation") or {}).get("val_m1_miou")
         return {self.OUTPUT: str(result.path), self.VAL_MIOU: float("nan") if miou is None else miou}
-
-    def vector_file(self, layer, context, feedback) -> str:
-        """A file the core can read holding the layer's polygons (exported when it is not one)."""
-        from qgis.core import QgsProcessingUtils, QgsVectorFileWriter
-
-        source = layer.source().split("|")[0]
-        if layer.providerType() == "ogr" and "|" not in layer.source() and source.lower().endswith((".gpkg", ".shp", ".geojson")):
-            return source
-        path = QgsProcessingUtils.generateTempFilename(f"{layer.id()}.gpkg")
-        options = QgsVectorFileWriter.SaveVectorOptions()
-        options.driverName = "GPKG"
-        err = QgsVectorFileWriter.writeAsVectorFormatV3(layer, path, context.transformContext(), options)
-        if err[0] != QgsVectorFileWriter.NoError:
-            raise QgsProcessingException(f"could not export layer '{layer.name()}': {err[1]}")
-        return path
