@@ -1,7 +1,6 @@
 """The "STARS" Processing provider; it lists its algorithms explicitly."""
 from __future__ import annotations
 
-
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
