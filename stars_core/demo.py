@@ -1,14 +1,15 @@
-"""`make demo`: the end-to-end demo through QGIS. Not complete yet: it needs the segmentation
-(issue 4) and QGIS plugin (issue 5) pieces; until then it says so and exits non-zero."""
+"""`make demo`: the end-to-end demo through QGIS. Not complete yet (issue 6): until the scripted
+run through qgis_process lands, it lists the steps that work by hand and exits non-zero."""
 import sys
 
-MISSING = """make demo is not complete yet. What works today:
+MISSING = """make demo is not complete yet. The same job, step by step, works today:
   .venv/bin/stars demo-scene --out demo
   .venv/bin/stars train --m1 demo/sar.tif --m2 demo/optical.tif --labels demo/labels.tif \\
       --class-table demo/classes.csv --out demo/model.stars --backbone resnet18 --steps 300 --chip-size 256
-  .venv/bin/stars info demo/model.stars
-Still missing: `stars segment` / `stars evaluate` (sliding-window inference) and the QGIS
-Processing algorithms that the demo drives through qgis_process."""
+  .venv/bin/stars segment demo/model.stars demo/sar.tif demo/landcover.tif --tile-size 256
+  .venv/bin/stars evaluate demo/landcover.tif demo/labels.tif --ignore-value 0 --markdown demo/accuracy.md
+  make install-plugin   # then the STARS algorithms in QGIS's Processing toolbox or qgis_process.bin
+Still missing: the scripted run through qgis_process, the QGIS project and the quick-look PNG."""
 
 
 def main() -> int:
