@@ -15,7 +15,7 @@ test: setup
 
 demo: setup
 	@mkdir -p $(XDG_RUNTIME_DIR) && chmod 700 $(XDG_RUNTIME_DIR)
-	$(PY) -m stars_core.demo
+	$(PY) scripts/demo.py
 
 bench: setup
 	$(PY) bench/model_speed.py

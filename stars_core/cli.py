@@ -80,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     g.add_argument("--workers", type=int, default=1, help="data-loading processes (default 1)")
     g.add_argument("--resume", help="model file of an unfinished run to continue")
+    g = tr.add_argument_group("diagnostics")
+    g.add_argument("--diagnostics", metavar="DIR",
+                   help="draw PNGs here: cross-modal class similarity matrix (paper Fig. 10), curves, confusion")
+    g.add_argument("--similarity-steps", type=_int_list, default=(), metavar="N,N,...",
+                   help="steps at which to draw the similarity matrix too (always: before training and at the end)")
 
     seg = sub.add_parser("segment", help="classify a raster with a trained model (SAR alone by default)",
                          epilog=EPILOG_SEGMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -114,6 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("model")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     return ap
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated step numbers like 100,500, got {text!r}") from None
 
 
 def _scenes(args):
@@ -156,6 +168,7 @@ def cmd_train(args) -> int:
         _scenes(args), args.out, model_cfg, loss_cfg, train_cfg, class_table=args.class_table,
         ignore_values=args.ignore_value, aoi=args.aoi, resume=args.resume, pretrained=args.pretrained,
         modalities=(args.m1_name, args.m2_name), progress=progress, log=lambda m: tqdm.write(m),
+        diagnostics=args.diagnostics, similarity_steps=args.similarity_steps,
     )
     if bar is not None:
         bar.close()
@@ -163,6 +176,8 @@ def cmd_train(args) -> int:
     miou = val.get("val_m1_miou")
     print(f"wrote {result.path} after {result.steps_done} steps"
           + (f"; validation mIoU from {args.m1_name} alone: {miou:.4f}" if miou is not None else ""))
+    if args.diagnostics:
+        print(f"diagnostics in {args.diagnostics}")
     return 0
 
 

@@ -100,12 +100,12 @@ def pixel_contrastive_loss(f1: torch.Tensor, f2: torch.Tensor, classes: torch.Te
     return (log_all - log_pos).mean()
 
 
-def _stage_labels(target: torch.Tensor, size: torch.Size) -> torch.Tensor:
+def stage_labels(target: torch.Tensor, size: torch.Size) -> torch.Tensor:
     """Label (B, H, W) resized to a stage grid (B, h, w) by nearest neighbour."""
     return F.interpolate(target[:, None].float(), size=size, mode="nearest")[:, 0].long()
 
 
-def _flat_pixels(f: torch.Tensor) -> torch.Tensor:
+def flat_pixels(f: torch.Tensor) -> torch.Tensor:
     return f.permute(0, 2, 3, 1).reshape(-1, f.shape[1])  # (B, C, h, w) -> (B*h*w, C)
 
 
@@ -114,11 +114,11 @@ def psa_loss(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """PSA on one stage: sample N pixels per class of the resized label, then L_psc on them."""
-    labels = _stage_labels(target, f1.shape[-2:])
+    labels = stage_labels(target, f1.shape[-2:])
     idx, classes = sample_balanced_pixels(labels, cfg.n_samples, cfg.ignore_index, generator)
     if len(idx) == 0:  # nothing labelled at this stage: no alignment signal
         return f1.sum() * 0.0
-    return pixel_contrastive_loss(_flat_pixels(f1)[idx], _flat_pixels(f2)[idx], classes, cfg.tau)
+    return pixel_contrastive_loss(flat_pixels(f1)[idx], flat_pixels(f2)[idx], classes, cfg.tau)
 
 
 def stars_loss(

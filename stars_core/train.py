@@ -5,11 +5,14 @@ counts, and runs the paper's recipe (section 4.1.1): Adam with weight decay, lin
 cosine decay, gradient clipping. It validates every `val_every` steps on held-out blocks, writes the
 model file atomically every `checkpoint_every` steps, and on cancel or at the end. Progress and
 cancellation come in as callables so the command line and QGIS drive the same loop. Under `torchrun`
-it trains with DistributedDataParallel (gloo on CPU, NCCL on CUDA).
+it trains with DistributedDataParallel (gloo on CPU, NCCL on CUDA). Asked for a diagnostics folder,
+it also draws the cross-modal class similarity matrix (before training, at chosen steps and at the
+end), the curves and the validation confusion matrix there.
 """
 from __future__ import annotations
 
 import csv
+import json
 import dataclasses
 import math
 import os
@@ -25,6 +28,7 @@ import torch.distributed as dist
 from .checkpoint import FORMAT, FORMAT_VERSION, model_config, read_model_file, save_atomic
 from .classes import IGNORE, ClassTable
 from .config import LossConfig, StarsConfig
+from .diagnostics import AlignmentProbe, plot_similarity
 from .data import BandStats, ChipDataset, SceneSpec, TrainingData, prepare_training_data
 from .files import atomic_path
 from .losses import stars_loss
@@ -99,9 +103,9 @@ def autocast(device: torch.device, enabled: bool):
 
 @torch.no_grad()
 def validate(model: torch.nn.Module, loader, num_classes: int, device: torch.device, amp: bool,
-             names: Sequence[str], paired: bool) -> dict:
+             names: Sequence[str], paired: bool, probe: AlignmentProbe | None = None) -> dict:
     """Metrics of the missing-modality output (model(x1), key "m1") and, when `paired`, of the
-    output with both modalities (key "fused")."""
+    output with both modalities (key "fused"); `probe` collects the shared features on the way."""
     was_training = model.training
     model.eval()
     cms = {"m1": np.zeros((num_classes, num_classes), np.int64)}
@@ -114,6 +118,8 @@ def validate(model: torch.nn.Module, loader, num_classes: int, device: torch.dev
             if paired:
                 out = model(x1, x2)
                 cms["fused"] += confusion_matrix(out["fused"].argmax(1), y, num_classes, IGNORE)
+                if probe is not None:
+                    probe.add(out, y)
     model.train(was_training)
     return {k: metrics_from_confusion(cm, names) for k, cm in cms.items()}
 
@@ -160,12 +166,15 @@ def train(
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
     log: Callable[[str], None] = print,
+    diagnostics: str | os.PathLike | None = None,
+    similarity_steps: Sequence[int] = (),
 ) -> TrainResult:
     """Train a STARS model (or a baseline) and write the model file `out`.
 
     `model_cfg.in_channels` and `num_classes` are taken from the data. With `resume`, the configs,
     class table, statistics, weights, optimiser, schedule position and random state come from that
-    model file; only `train_cfg.steps` may be raised to train longer.
+    model file; only `train_cfg.steps` may be raised to train longer. `diagnostics`: folder for the
+    PNGs (similarity matrices before training, at `similarity_steps` and at the end; curves; confusion).
     """
     out = Path(out)
     world, rank, local_rank = _dist_info()
@@ -245,6 +254,22 @@ def train(
         val_loader = torch.utils.data.DataLoader(val_set, batch_size=train_cfg.batch_size, num_workers=0,
                                                  generator=torch.Generator())
     paired = model_cfg.mode != "single"
+    diag = Diagnostics(Path(diagnostics), data.table.names, modalities, set(similarity_steps)) \
+        if diagnostics is not None and is_main and val_loader is not None else None
+
+    def run_validation(step: int, row: dict) -> dict:
+        probe = AlignmentProbe(len(data.table)) if model_cfg.mode == "stars" else None
+        metrics = validate(model, val_loader, len(data.table), device, train_cfg.amp, data.table.names, paired, probe)
+        for key, m in metrics.items():
+            row[f"val_{key}_miou"], row[f"val_{key}_mf1"] = m["miou"], m["mf1"]
+            row.update({f"val_{key}_iou_{n}": v["iou"] for n, v in m["per_class"].items()})
+        alignment = probe.summary() if probe is not None and probe.pixels else None
+        if alignment is not None:
+            row.update(val_align_diagonal=alignment["diagonal"], val_align_gap=alignment["gap"],
+                       val_spread=alignment["spread"])
+        if diag is not None:
+            diag.write(step, metrics["m1"], alignment, history + [row], final=step == train_cfg.steps)
+        return metrics
 
     def payload(step: int, finished: bool, summary: dict) -> dict:
         p = {
@@ -273,6 +298,8 @@ def train(
             "class_pixels": data.plan.class_counts.tolist(),
         }
 
+    if diag is not None and start == 0:
+        run_validation(0, {"step": 0})
     model.train()
     step, cancelled = start, False
     t0, wait = time.perf_counter(), 0.0
@@ -303,11 +330,9 @@ def train(
 
         stop = bool(cancel and cancel())
         last = step == train_cfg.steps
-        if is_main and val_loader is not None and (step % train_cfg.val_every == 0 or last or stop):
-            metrics = validate(model, val_loader, len(data.table), device, train_cfg.amp, data.table.names, paired)
-            for key, m in metrics.items():
-                row[f"val_{key}_miou"], row[f"val_{key}_mf1"] = m["miou"], m["mf1"]
-                row.update({f"val_{key}_iou_{n}": v["iou"] for n, v in m["per_class"].items()})
+        chosen = diag is not None and step in diag.steps
+        if is_main and val_loader is not None and (step % train_cfg.val_every == 0 or last or stop or chosen):
+            metrics = run_validation(step, row)
             say(f"step {step}: validation mIoU {metrics['m1']['miou']:.4f} from {modalities[0]} alone"
                 + (f", {metrics['fused']['miou']:.4f} with both" if "fused" in metrics else ""))
         history.append(row)
@@ -332,6 +357,32 @@ def train(
     if world > 1:
         dist.barrier()
     return TrainResult(out, step, cancelled, summary)
+
+
+class Diagnostics:
+    """The PNGs training draws into a folder when asked (validation chips, modality-1 branch)."""
+
+    def __init__(self, folder: Path, names: Sequence[str], modalities: tuple[str, str], steps: set[int]):
+        self.folder, self.names, self.modalities, self.steps = folder, list(names), modalities, steps
+        folder.mkdir(parents=True, exist_ok=True)
+        saved = folder / "similarity.json"  # a resumed run adds to the matrices already drawn
+        self.matrices: dict[str, dict] = json.loads(saved.read_text())["steps"] if saved.exists() else {}
+
+    def write(self, step: int, metrics: dict, alignment: dict | None, history: list[dict], final: bool) -> None:
+        from .evaluate import plot_confusion
+
+        plot_confusion({**metrics, "class_names": self.names}, self.folder / "confusion.png")
+        if len(history) > 1:
+            plot_curves(history, self.folder / "curves.png")
+        if alignment is None or not (step == 0 or final or step in self.steps):
+            return
+        label = "init" if step == 0 else f"step{step:06d}"
+        title = "before training" if step == 0 else f"step {step}"
+        plot_similarity(alignment, self.names, f"cross-modal class similarity, {title}",
+                        self.folder / f"similarity_{label}.png", self.modalities)
+        self.matrices[str(step)] = alignment
+        with atomic_path(self.folder / "similarity.json") as tmp:
+            Path(tmp).write_text(json.dumps({"classes": self.names, "steps": self.matrices}, indent=1))
 
 
 def write_log(history: list[dict], out: Path) -> tuple[Path, Path | None]:

@@ -33,9 +33,11 @@ def missing() -> list[str]:
     """Names of the required packages that cannot be imported, after adding the known folders."""
     absent = [m for m in REQUIRED if importlib.util.find_spec(m) is None]
     if absent:
-        for folder in _candidates():
+        # In front of QGIS's own folders: PyTorch needs its own versions of packages the system may
+        # also have (Debian's sympy is too old for torch.optim, which imports torch._dynamo).
+        for folder in reversed(_candidates()):
             if folder.is_dir() and str(folder) not in sys.path:
-                sys.path.append(str(folder))
+                sys.path.insert(0, str(folder))
         importlib.invalidate_caches()
         absent = [m for m in REQUIRED if importlib.util.find_spec(m) is None]
     return absent

@@ -25,9 +25,10 @@ class StarsProvider(QgsProcessingProvider):
             self.addAlgorithm(algorithm)
 
     def _algorithms(self) -> list:
+        from .algorithms.demo_scene import DemoScene
         from .algorithms.evaluate_segmentation import EvaluateSegmentation
         from .algorithms.segment_map_sheets import SegmentMapSheets
         from .algorithms.segment_missing import SegmentMissingModality
         from .algorithms.train_stars import TrainStars
 
-        return [TrainStars(), SegmentMissingModality(), SegmentMapSheets(), EvaluateSegmentation()]
+        return [TrainStars(), SegmentMissingModality(), SegmentMapSheets(), EvaluateSegmentation(), DemoScene()]

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputNumber,
                        QgsProcessingParameterEnum, QgsProcessingParameterField, QgsProcessingParameterFile,
-                       QgsProcessingParameterFileDestination, QgsProcessingParameterMultipleLayers,
+                       QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination,
+                       QgsProcessingParameterMultipleLayers,
                        QgsProcessingParameterNumber, QgsProcessingParameterString,
                        QgsProcessingParameterVectorLayer)
 
@@ -38,6 +39,7 @@ class TrainStars(StarsAlgorithm):
     VAL_FRACTION = "VAL_FRACTION"
     MODE = "MODE"
     RESUME = "RESUME"
+    DIAGNOSTICS = "DIAGNOSTICS"
     VAL_MIOU = "VAL_MIOU"
 
     def name(self) -> str:
@@ -57,7 +59,9 @@ class TrainStars(StarsAlgorithm):
             "labels out.<br><br>The paper trains 80,000 steps of batch 8 on 512-pixel chips with ResNet-50 "
             "(a GPU job). On a CPU, use ResNet-18, a width of 32 and a few thousand steps. Progress is the "
             "training step; the log shows the losses and the validation mIoU from modality 1 alone. Cancel "
-            "keeps the last saved model, which 'Resume from' continues."
+            "keeps the last saved model, which 'Resume from' continues. A diagnostics folder receives PNGs of "
+            "the cross-modal class similarity matrix (before training and at the end), the curves and the "
+            "validation confusion matrix."
         )
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -100,6 +104,8 @@ class TrainStars(StarsAlgorithm):
             QgsProcessingParameterEnum(self.MODE, "Model (stars, or a baseline)", MODES, defaultValue=0),
             QgsProcessingParameterFile(self.RESUME, "Resume from model file", optional=True,
                                        fileFilter="STARS model (*.stars)"),
+            QgsProcessingParameterFolderDestination(self.DIAGNOSTICS, "Diagnostics folder (PNGs)", optional=True,
+                                                    createByDefault=False),
         ):
             self.addParameter(advanced(p))
         self.addOutput(QgsProcessingOutputNumber(self.VAL_MIOU, "Validation mIoU (modality 1 alone)"))
@@ -143,6 +149,7 @@ class TrainStars(StarsAlgorithm):
         )
         out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         resume = self.parameterAsFile(parameters, self.RESUME, context) or None
+        diagnostics = self.parameterAsString(parameters, self.DIAGNOSTICS, context) or None
         every = max(1, steps // 50)
 
         def progress(step: int, total: int, row: dict) -> None:
@@ -156,9 +163,13 @@ class TrainStars(StarsAlgorithm):
             class_table=self.parameterAsFile(parameters, self.CLASS_TABLE, context) or None,
             ignore_values=ignore_values, aoi=aoi, resume=resume, progress=progress,
             cancel=feedback.isCanceled, log=self.log(feedback),
+            diagnostics=diagnostics,
         )
         if result.cancelled:
             feedback.pushWarning(f"training cancelled at step {result.steps_done}; {out} holds the last saved model "
                                  f"(use 'Resume from model file' to continue)")
         miou = (result.summary.get("validation") or {}).get("val_m1_miou")
-        return {self.OUTPUT: str(result.path), self.VAL_MIOU: float("nan") if miou is None else miou}
+        outputs = {self.OUTPUT: str(result.path), self.VAL_MIOU: float("nan") if miou is None else miou}
+        if diagnostics:
+            outputs[self.DIAGNOSTICS] = diagnostics
+        return outputs

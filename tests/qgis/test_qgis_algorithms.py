@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import rasterio
 from qgis.core import (QgsApplication, QgsPalettedRasterRenderer, QgsProcessingException, QgsProcessingFeedback,
-                       QgsProject, QgsRasterLayer)
+                       QgsProject, QgsRasterLayer, QgsVectorLayer)
 
 from stars_core.classes import ClassTable
 from tests.core.helpers import rewrite
@@ -28,10 +28,10 @@ class CancelAfter(QgsProcessingFeedback):
             self.cancel()
 
 
-def test_provider_lists_the_four_algorithms_with_icons(stars_provider):
+def test_provider_lists_the_algorithms_with_icons(stars_provider):
     ids = sorted(a.id() for a in QgsApplication.processingRegistry().providerById("stars").algorithms())
-    assert ids == ["stars:evaluatesegmentation", "stars:segmentmapsheets", "stars:segmentmissingmodality",
-                   "stars:trainstars"]
+    assert ids == ["stars:demoscene", "stars:evaluatesegmentation", "stars:segmentmapsheets",
+                   "stars:segmentmissingmodality", "stars:trainstars"]
     assert not stars_provider.icon().isNull()
     for alg in stars_provider.algorithms():
         assert alg.shortHelpString() and not alg.icon().isNull()
@@ -42,9 +42,25 @@ def test_train_writes_a_model_and_reports_validation(demo_scene, run_alg, tmp_pa
         "M1": [str(demo_scene["sar"])], "M2": [str(demo_scene["optical"])], "LABELS": [str(demo_scene["labels"])],
         "CLASS_TABLE": str(demo_scene["classes"]), "OUTPUT": str(tmp_path / "m.stars"), "STEPS": 3,
         "BATCH_SIZE": 2, "CHIP_SIZE": 64, "BACKBONE": 2, "ENCODER_WIDTH": 16, "DEVICE": 1,
+        "DIAGNOSTICS": str(tmp_path / "diag"),
     })
     assert res["OUTPUT"] == str(tmp_path / "m.stars") and (tmp_path / "m.stars").stat().st_size > 0
     assert 0 <= res["VAL_MIOU"] <= 1
+    assert res["DIAGNOSTICS"] == str(tmp_path / "diag")
+    assert (tmp_path / "diag" / "similarity_init.png").is_file() and (tmp_path / "diag" / "confusion.png").is_file()
+
+
+def test_demo_scene_writes_the_named_files(run_alg, tmp_path):
+    res, _ = run_alg("stars:demoscene", {"SIZE": 96, "SHEETS": "1x3", "OUTPUT_FOLDER": str(tmp_path / "scene")})
+    for key, name in (("SAR", "sar.tif"), ("OPTICAL", "optical.tif"), ("LABELS", "labels.tif"),
+                      ("CLASSES", "classes.csv"), ("SHEET_GRID", "sheets.gpkg")):
+        assert res[key] == str(tmp_path / "scene" / name) and (tmp_path / "scene" / name).is_file()
+    with rasterio.open(res["SAR"]) as ds:
+        assert ds.width == ds.height == 96 and ds.count == 2 and ds.crs.to_epsg() == 32632
+    sheets = QgsVectorLayer(res["SHEET_GRID"], "sheets", "ogr")
+    assert sheets.featureCount() == 3
+    with pytest.raises(QgsProcessingException, match="2x2"):
+        run_alg("stars:demoscene", {"SIZE": 96, "SHEETS": "3", "OUTPUT_FOLDER": str(tmp_path / "bad")})
 
 
 def test_train_with_polygon_labels_and_cancel_keeps_a_model(demo_scene, run_alg, tmp_path):

@@ -1,0 +1,117 @@
+"""What training shows about the shared feature space, measured on the validation chips.
+
+`AlignmentProbe` accumulates, over the batches of one validation pass, the shared features of the
+last aligned encoder stage (labels resized to that stage by nearest neighbour):
+
+- the cross-modal class similarity matrix (the paper's Figure 10): S[i, j] is the cosine between the
+  mean unit-normalised feature of class i in modality 1 and that of class j in modality 2. A diagonal
+  that stands out means both modalities put each class at the same place of the shared space.
+- a feature-collapse indicator (SimSiam, section 4.1): the mean per-channel standard deviation of the
+  unit-normalised modality-1 features, times sqrt(channels). About 1 when features spread over the
+  sphere, 0 when every pixel maps to the same vector.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .files import atomic_path
+from .losses import flat_pixels, stage_labels
+
+
+class AlignmentProbe:
+    """Class means and channel moments of the shared features, summed over validation batches."""
+
+    def __init__(self, num_classes: int):
+        self.num_classes = num_classes
+        self.sums: torch.Tensor | None = None  # (2, K, C) float64
+        self.counts = torch.zeros(num_classes, dtype=torch.float64)
+        self.moments: torch.Tensor | None = None  # (2, C): sum and sum of squares, modality 1
+        self.pixels = 0
+
+    def add(self, out: dict, target: torch.Tensor) -> None:
+        """One batch: `out` from `model(x1, x2)` (no-op for baselines without shared features)."""
+        if "shared_m1" not in out:
+            return
+        f1, f2 = (F.normalize(out[key][-1].detach().float(), dim=1) for key in ("shared_m1", "shared_m2"))
+        p1, p2 = flat_pixels(f1).double().cpu(), flat_pixels(f2).double().cpu()  # (B*h*w, C)
+        labels = stage_labels(target, f1.shape[-2:]).reshape(-1).cpu()
+        keep = labels < self.num_classes
+        if self.sums is None:
+            self.sums = torch.zeros(2, self.num_classes, p1.shape[1], dtype=torch.float64)
+            self.moments = torch.zeros(2, p1.shape[1], dtype=torch.float64)
+        self.sums[0].index_add_(0, labels[keep], p1[keep])
+        self.sums[1].index_add_(0, labels[keep], p2[keep])
+        self.counts += torch.bincount(labels[keep], minlength=self.num_classes).double()
+        self.moments[0] += p1.sum(0)
+        self.moments[1] += (p1 * p1).sum(0)
+        self.pixels += len(p1)
+
+    def similarity(self) -> np.ndarray:
+        """(K, K) cosine similarities of the class means; NaN rows/columns for classes not seen."""
+        k = self.num_classes
+        if self.sums is None:
+            return np.full((k, k), np.nan)
+        means = F.normalize(self.sums / self.counts.clamp(min=1)[None, :, None], dim=2)
+        sim = (means[0] @ means[1].T).numpy()
+        absent = self.counts.numpy() == 0
+        sim[absent, :] = np.nan
+        sim[:, absent] = np.nan
+        return sim
+
+    def spread(self) -> float:
+        """Collapse indicator: ~1 for spread features, 0 for collapsed ones (NaN before any batch)."""
+        if self.moments is None or self.pixels < 2:
+            return float("nan")
+        mean = self.moments[0] / self.pixels
+        var = (self.moments[1] / self.pixels - mean * mean).clamp(min=0)
+        return float(var.sqrt().mean() * math.sqrt(len(mean)))
+
+    def summary(self) -> dict:
+        """Plain numbers: the matrix, its mean diagonal and off-diagonal, their gap, the spread."""
+        sim = self.similarity()
+        valid = ~np.isnan(np.diag(sim))
+        diag = float(np.mean(np.diag(sim)[valid])) if valid.any() else float("nan")
+        off = sim[np.ix_(valid, valid)][~np.eye(int(valid.sum()), dtype=bool)]
+        off_mean = float(np.mean(off)) if off.size else float("nan")
+        return {
+            "similarity": [[None if np.isnan(v) else round(float(v), 4) for v in row] for row in sim],
+            "diagonal": diag, "off_diagonal": off_mean, "gap": diag - off_mean, "spread": self.spread(),
+        }
+
+
+def plot_similarity(summary: dict, names: Sequence[str], title: str, path: str | os.PathLike,
+                    modalities: tuple[str, str] = ("SAR", "optical")) -> Path:
+    """PNG of one cross-modal class similarity matrix (rows modality 1, columns modality 2)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sim = np.array([[np.nan if v is None else v for v in row] for row in summary["similarity"]], np.float64)
+    k = len(names)
+    fig, ax = plt.subplots(figsize=(1.8 + 0.75 * k, 1.4 + 0.7 * k))
+    im = ax.imshow(sim, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(k), names, rotation=45, ha="right")
+    ax.set_yticks(range(k), names)
+    ax.set_xlabel(f"class mean, {modalities[1]}"), ax.set_ylabel(f"class mean, {modalities[0]}")
+    ax.set_title(f"{title}\ndiagonal {summary['diagonal']:.2f}, off-diagonal {summary['off_diagonal']:.2f}, "
+                 f"spread {summary['spread']:.2f}", fontsize=9)
+    if k <= 15:
+        for i in range(k):
+            for j in range(k):
+                if not np.isnan(sim[i, j]):
+                    ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if abs(sim[i, j]) > 0.6 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="cosine similarity")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,116 @@
+"""Write a QGIS project (.qgz) that opens on a set of rasters and vectors, styled for reading:
+SAR as a stretched grey band, optical as a stretched RGB composite, classified rasters with their
+class colours (the .qml STARS writes beside them, or the file's colour table), sheets as outlines.
+Runs headless; the demo uses it after the Processing steps."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer: `style` is "grey:B" (one band, 2-98 % stretch), "rgb:R,G,B" (composite), "outline"
+    (vector, labelled by its first text field), or "" (the layer's own: .qml beside it, colour table)."""
+
+    name: str
+    path: str
+    style: str = ""
+    visible: bool = True
+
+
+def _ensure_app():
+    from qgis.core import QgsApplication
+
+    if QgsApplication.instance() is None:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        app = QgsApplication([], False)
+        app.initQgis()
+        _ensure_app.app = app  # keep it alive for the life of the process
+    return QgsApplication.instance()
+
+
+def _style_raster(layer, style: str) -> None:
+    from qgis.core import (QgsContrastEnhancement, QgsMultiBandColorRenderer, QgsRasterMinMaxOrigin,
+                           QgsSingleBandGrayRenderer)
+
+    kind, _, bands = style.partition(":")
+    numbers = [int(b) for b in bands.split(",") if b]
+    provider = layer.dataProvider()
+    if kind == "grey":
+        renderer = QgsSingleBandGrayRenderer(provider, numbers[0])
+        targets = [(renderer.setContrastEnhancement, numbers[0])]
+    elif kind == "rgb":
+        renderer = QgsMultiBandColorRenderer(provider, *numbers)
+        targets = [(renderer.setRedContrastEnhancement, numbers[0]), (renderer.setGreenContrastEnhancement, numbers[1]),
+                   (renderer.setBlueContrastEnhancement, numbers[2])]
+    else:
+        raise ValueError(f"unknown raster style {style!r}; use grey:B or rgb:R,G,B")
+    for setter, band in targets:
+        ce = QgsContrastEnhancement(provider.dataType(band))
+        ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
+        lo, hi = provider.cumulativeCut(band, 0.02, 0.98, layer.extent(), 250_000)
+        ce.setMinimumValue(lo)
+        ce.setMaximumValue(hi)
+        setter(ce)
+    renderer.minMaxOrigin().setLimits(QgsRasterMinMaxOrigin.CumulativeCut)
+    layer.setRenderer(renderer)
+
+
+def _style_outline(layer) -> None:
+    from qgis.core import (QgsPalLayerSettings, QgsSimpleFillSymbolLayer, QgsTextFormat,
+                           QgsVectorLayerSimpleLabeling)
+    from qgis.PyQt.QtCore import Qt
+    from qgis.PyQt.QtGui import QColor
+
+    symbol = layer.renderer().symbol()
+    fill = QgsSimpleFillSymbolLayer()
+    fill.setBrushStyle(Qt.NoBrush)
+    fill.setStrokeColor(QColor("#202020"))
+    fill.setStrokeWidth(0.6)
+    symbol.changeSymbolLayer(0, fill)
+    text_fields = [f.name() for f in layer.fields() if f.type() == 10]  # QVariant.String
+    if text_fields:
+        settings = QgsPalLayerSettings()
+        settings.fieldName = text_fields[0]
+        fmt = QgsTextFormat()
+        fmt.setSize(11)
+        settings.setFormat(fmt)
+        layer.setLabeling(QgsVectorLayerSimpleLabeling(settings))
+        layer.setLabelsEnabled(True)
+
+
+def write_project(path: str | os.PathLike, groups: Sequence[tuple[str, Sequence[LayerSpec]]],
+                  title: str = "STARS") -> Path:
+    """Write `path` (.qgz) with one layer-tree group per (group name, layers), first group on top."""
+    _ensure_app()
+    from qgis.core import QgsProject, QgsRasterLayer, QgsVectorLayer
+
+    path = Path(path)
+    project = QgsProject()
+    project.setTitle(title)
+    root = project.layerTreeRoot()
+    crs = None
+    for group_name, layers in groups:
+        group = root.addGroup(group_name)
+        for spec in layers:
+            is_vector = spec.path.lower().split("|")[0].endswith((".gpkg", ".shp", ".geojson"))
+            layer = QgsVectorLayer(spec.path, spec.name, "ogr") if is_vector else QgsRasterLayer(spec.path, spec.name)
+            if not layer.isValid():
+                raise ValueError(f"QGIS cannot open {spec.path} for the project layer '{spec.name}'")
+            if spec.style == "outline":
+                _style_outline(layer)
+            elif spec.style:
+                _style_raster(layer, spec.style)
+            project.addMapLayer(layer, False)
+            group.addLayer(layer).setItemVisibilityChecked(spec.visible)
+            crs = crs or layer.crs()
+    if crs is not None:
+        project.setCrs(crs)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    if not project.write(str(tmp)):
+        raise OSError(f"QGIS could not write the project {tmp}: {project.error()}")
+    os.replace(tmp, path)
+    return path
