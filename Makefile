@@ -18,7 +18,9 @@ demo: setup
 	$(PY) scripts/demo.py
 
 bench: setup
-	$(PY) bench/model_speed.py
+	$(PY) bench/model_speed.py --batches 1 --repeats 2
+	$(PY) bench/train_speed.py --workers 0 1
+	$(PY) bench/segment_speed.py --size 1024
 
 package: setup
 	$(PY) scripts/plugin.py package

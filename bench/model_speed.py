@@ -1,4 +1,5 @@
-"""Model size and speed: parameters per part, forward and forward+backward time per 512x512 chip.
+"""Model size and speed: parameters per part, forward and forward+backward time per 512x512 chip,
+and the forward passes' GFLOP/s against this machine's matmul GFLOP/s (the practical peak).
 
 Prints, never asserts. CPU: fp32 (the fast path on this AVX2 machine). CUDA, when present: autocast
 bf16 with channels_last as well. Usage: python bench/model_speed.py [--backbone resnet50] [--size 512]
@@ -12,6 +13,7 @@ import platform
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from stars_core import LossConfig, StarsConfig, build_model
 from stars_core.losses import stars_loss
@@ -30,6 +32,19 @@ def _time(fn, device: torch.device, repeats: int) -> float:
         fn()
     _sync(device)
     return (time.perf_counter() - start) / repeats
+
+
+def count_flops(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    """fp32 (CPU) or bf16 (CUDA) square matmul throughput: what the convolutions could reach at best."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    return 2 * n**3 / _time(lambda: a @ b, device, repeats) / 1e9
 
 
 def main() -> None:
@@ -59,6 +74,8 @@ def main() -> None:
                      ("bf16 autocast + channels_last", bf16, torch.channels_last)]
     print("\n| precision | batch | forward s/chip | fwd+bwd s/chip | missing-modality fwd s/chip |\n|---|---|---|---|---|")
     gen = torch.Generator().manual_seed(0)
+    peak = matmul_gflops(device)
+    throughput = []
     for label, ctx, fmt in variants:
         model = model.to(memory_format=fmt)
         for b in args.batches:
@@ -84,7 +101,13 @@ def main() -> None:
             t_fb = _time(fwd_bwd, device, args.repeats)
             model.eval()
             t_f, t_m = _time(fwd, device, args.repeats), _time(missing, device, args.repeats)
-            print(f"| {label} | {b} | {t_f / b:.3f} | {t_fb / b:.3f} | {t_m / b:.3f} |")
+            print(f"| {label} | {b} | {t_f / b:.3f} | {t_fb / b:.3f} | {t_m / b:.3f} |", flush=True)
+            for name, fn, t in (("forward, both modalities", fwd, t_f), ("forward, modality 1 alone", missing, t_m)):
+                throughput.append((label, b, name, count_flops(fn) / b / 1e9, t / b))
+    print(f"\nmatmul {'bf16' if device.type == 'cuda' else 'fp32'} 2048x2048: {peak:.0f} GFLOP/s on this machine")
+    print("\n| precision | batch | pass | GFLOP/chip | GFLOP/s | share of matmul GFLOP/s |\n|---|---|---|---|---|---|")
+    for label, b, name, gflop, seconds in throughput:
+        print(f"| {label} | {b} | {name} | {gflop:.1f} | {gflop / seconds:.0f} | {gflop / seconds / peak:.2f} |")
 
 
 if __name__ == "__main__":

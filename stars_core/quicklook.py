@@ -10,6 +10,7 @@ from typing import Sequence
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
+from rasterio.windows import from_bounds
 
 from .classes import ClassTable, rgb
 from .files import atomic_path
@@ -24,7 +25,7 @@ def _read(path: str | os.PathLike, bands: Sequence[int], max_size: int, resampli
         shape = (len(bands), max(1, round(ds.height / max(scale, 1))), max(1, round(ds.width / max(scale, 1))))
         window = None
         if ref is not None and (ds.transform != ref.transform or ds.shape != ref.shape):
-            window = rasterio.windows.from_bounds(*ref.bounds, transform=ds.transform)
+            window = from_bounds(*ref.bounds, transform=ds.transform)
             ref_scale = max(ref.width, ref.height) / max_size
             shape = (len(bands), max(1, round(ref.height / max(ref_scale, 1))),
                      max(1, round(ref.width / max(ref_scale, 1))))

@@ -12,8 +12,8 @@ end), the curves and the validation confusion matrix there.
 from __future__ import annotations
 
 import csv
-import json
 import dataclasses
+import json
 import math
 import os
 import time
@@ -28,8 +28,8 @@ import torch.distributed as dist
 from .checkpoint import FORMAT, FORMAT_VERSION, model_config, read_model_file, save_atomic
 from .classes import IGNORE, ClassTable
 from .config import LossConfig, StarsConfig
-from .diagnostics import AlignmentProbe, plot_similarity
 from .data import BandStats, ChipDataset, SceneSpec, TrainingData, prepare_training_data
+from .diagnostics import AlignmentProbe, plot_similarity
 from .files import atomic_path
 from .losses import stars_loss
 from .metrics import confusion_matrix, metrics_from_confusion
@@ -411,10 +411,11 @@ def plot_curves(history: list[dict], path: Path) -> Path:
     for key, label in (("total", "L_total"), ("seg", "L_seg"), ("psc", "L_psc"), ("ncs", "L_ncs")):
         ax1.plot(steps, [h.get(key, np.nan) for h in history], label=label, lw=1)
     ax1.set_xlabel("step"), ax1.set_title("training losses"), ax1.legend()
-    for key, label in (("val_m1_miou", "mIoU, modality 1 alone"), ("val_fused_miou", "mIoU, both")):
-        pts = [(h["step"], h[key]) for h in history if key in h]
+    for key, label, style in (("val_m1_miou", "mIoU, modality 1 alone", "-"), ("val_fused_miou", "mIoU, both", "-"),
+                              ("val_spread", "shared-feature spread (0 = collapse)", "--")):
+        pts = [(h["step"], h[key]) for h in history if key in h and h[key] is not None]
         if pts:
-            ax2.plot(*zip(*pts), marker="o", label=label)
+            ax2.plot(*zip(*pts), marker="o", ls=style, label=label)
     ax2.set_xlabel("step"), ax2.set_title("validation"), ax2.set_ylim(0, 1)
     if ax2.lines:
         ax2.legend()

@@ -7,9 +7,9 @@ import torch
 
 from stars_core.checkpoint import read_model_file
 from stars_core.cli import main as cli_main
+from stars_core.data import SceneSpec
 from stars_core.diagnostics import AlignmentProbe
 from stars_core.train import train
-from stars_core.data import SceneSpec
 from tests.core.helpers import TINY_MODEL, tiny_train
 
 
