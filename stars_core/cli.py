@@ -93,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     seg.add_argument("output", help="classified GeoTIFF to write")
     seg.add_argument("--tile-size", type=int, default=512, help="model input size, multiple of 32 (default 512)")
     seg.add_argument("--overlap", type=int, help="pixels shared by neighbouring tiles (default: a quarter of a tile)")
-    seg.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default 4)")
+    seg.add_argument("--batch-size", type=int, help="tiles per forward pass (default: 1 on CPU, where batching "
+                     "is slower per tile, 4 on CUDA)")
     seg.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     seg.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     seg.add_argument("--confidence", metavar="PATH", help="also write the chosen class's probability")

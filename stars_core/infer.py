@@ -279,7 +279,8 @@ def _predict(loaded: LoadedModel, inputs: _Inputs, base_profile: dict, outputs, 
     height, width = base_profile["height"], base_profile["width"]
     grid = TileGrid.build(height, width, cfg.tile_size, cfg.overlap)
     tiles = list(grid)
-    batches = [tiles[i:i + cfg.batch_size] for i in range(0, len(tiles), cfg.batch_size)]
+    batch = cfg.batch_for(device.type)
+    batches = [tiles[i:i + batch] for i in range(0, len(tiles), batch)]
     weights = blend_weights(grid.tile_h, grid.tile_w, cfg.overlap)
     out_p, conf_p, prob_p = _profiles(base_profile, classes)
     values = np.asarray(classes.values, dtype=out_p["dtype"])

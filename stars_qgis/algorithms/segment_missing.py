@@ -16,7 +16,8 @@ def segment_parameters(alg: StarsAlgorithm) -> None:
     alg.addParameter(advanced(QgsProcessingParameterNumber(alg.TILE_SIZE, "Tile size (pixels, multiple of 32)", num, 512, minValue=32)))
     alg.addParameter(advanced(QgsProcessingParameterNumber(
         alg.OVERLAP, "Tile overlap (pixels; empty: a quarter of the tile)", num, None, optional=True, minValue=0)))
-    alg.addParameter(advanced(QgsProcessingParameterNumber(alg.BATCH_SIZE, "Tiles per batch", num, 4, minValue=1)))
+    alg.addParameter(advanced(QgsProcessingParameterNumber(
+        alg.BATCH_SIZE, "Tiles per batch (empty: 1 on CPU, 4 on CUDA)", num, None, optional=True, minValue=1)))
     alg.addParameter(advanced(QgsProcessingParameterEnum(alg.DEVICE, "Device", DEVICES, defaultValue=0)))
 
 
@@ -26,7 +27,7 @@ def segment_config(alg: StarsAlgorithm, parameters, context, **extra):
     return SegmentConfig(
         tile_size=alg.parameterAsInt(parameters, alg.TILE_SIZE, context),
         overlap=None if parameters.get(alg.OVERLAP) in (None, "") else alg.parameterAsInt(parameters, alg.OVERLAP, context),
-        batch_size=alg.parameterAsInt(parameters, alg.BATCH_SIZE, context),
+        batch_size=None if parameters.get(alg.BATCH_SIZE) in (None, "") else alg.parameterAsInt(parameters, alg.BATCH_SIZE, context),
         device=DEVICES[alg.parameterAsEnum(parameters, alg.DEVICE, context)], **extra,
     )
 

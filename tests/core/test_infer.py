@@ -98,6 +98,18 @@ def test_tiling_machinery_is_exact_for_a_per_pixel_model(demo_scene, trained_mod
     np.testing.assert_allclose(_read(tmp_path / "whole_conf.tif")[0], _read(tmp_path / "tiled_conf.tif")[0], atol=1e-5)
 
 
+def test_batch_size_follows_the_device_and_does_not_change_the_map(demo_scene, trained_model, tmp_path):
+    assert SegmentConfig().batch_for("cpu") == 1
+    assert SegmentConfig().batch_for("cuda") == 4
+    assert SegmentConfig(batch_size=3).batch_for("cpu") == 3
+    with pytest.raises(ValueError, match="batch size must be at least 1"):
+        SegmentConfig(batch_size=0)
+    loaded = load_model(trained_model)
+    segment(loaded, demo_scene["sar"], tmp_path / "auto.tif", SegmentConfig(tile_size=128, overlap=32, **CPU))
+    segment(loaded, demo_scene["sar"], tmp_path / "b5.tif", SegmentConfig(tile_size=128, overlap=32, batch_size=5, **CPU))
+    assert (_read(tmp_path / "auto.tif")[0] == _read(tmp_path / "b5.tif")[0]).mean() >= 0.999
+
+
 def test_tiled_prediction_agrees_with_one_window_and_shows_no_seams(trained_model, tmp_path):
     from stars_core.demo_scene import make_demo_scene
     from stars_core.tiling import TileGrid

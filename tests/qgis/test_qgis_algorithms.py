@@ -110,8 +110,9 @@ def test_segment_output_is_styled_with_one_entry_per_class(demo_scene, trained_m
 
 def test_the_map_loads_with_its_legend_without_the_plugin(demo_scene, trained_model, run_alg, tmp_path):
     out = tmp_path / "map.tif"
+    no_batch = {k: v for k, v in SEG.items() if k != "BATCH_SIZE"}  # empty: the device's default
     run_alg("stars:segmentmissingmodality", {"INPUT": str(demo_scene["sar"]), "MODEL": str(trained_model),
-                                              "OUTPUT": str(out), **SEG})
+                                              "OUTPUT": str(out), **no_batch})
     layer = QgsRasterLayer(str(out), "map")  # QGIS applies map.qml, the style written beside the map
     assert isinstance(layer.renderer(), QgsPalettedRasterRenderer)
     assert [c.label for c in layer.renderer().classes()] == list(ClassTable.from_file(demo_scene["classes"]).names)
