@@ -315,8 +315,8 @@ def _predict(loaded: LoadedModel, inputs: _Inputs, base_profile: dict, outputs, 
         """Write and drop every block row that ends at or above raster row `below`."""
         nonlocal nodata
         for b in sorted(k for k in blocks if min((k + 1) * BLOCK, height) <= below):
-            acc, wsum, ok = blocks.pop(b)
-            p = acc / np.maximum(wsum, 1e-12)  # (K, h, W)
+            p, wsum, ok = blocks.pop(b)
+            p /= np.maximum(wsum, 1e-12)  # in place: (K, h, W) is the largest array of a full-width row
             best = p.argmax(axis=0)
             window = Window(0, b * BLOCK, width, ok.shape[0])
             out = values[best]
