@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .files import atomic_path
 from .losses import flat_pixels, stage_labels
+from .plots import class_matrix_png
 
 
 class AlignmentProbe:
@@ -89,29 +89,9 @@ class AlignmentProbe:
 def plot_similarity(summary: dict, names: Sequence[str], title: str, path: str | os.PathLike,
                     modalities: tuple[str, str] = ("SAR", "optical")) -> Path:
     """PNG of one cross-modal class similarity matrix (rows modality 1, columns modality 2)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     sim = np.array([[np.nan if v is None else v for v in row] for row in summary["similarity"]], np.float64)
-    k = len(names)
-    fig, ax = plt.subplots(figsize=(1.8 + 0.75 * k, 1.4 + 0.7 * k))
-    im = ax.imshow(sim, cmap="RdBu_r", vmin=-1, vmax=1)
-    ax.set_xticks(range(k), names, rotation=45, ha="right")
-    ax.set_yticks(range(k), names)
-    ax.set_xlabel(f"class mean, {modalities[1]}"), ax.set_ylabel(f"class mean, {modalities[0]}")
-    ax.set_title(f"{title}\ndiagonal {summary['diagonal']:.2f}, off-diagonal {summary['off_diagonal']:.2f}, "
-                 f"spread {summary['spread']:.2f}", fontsize=9)
-    if k <= 15:
-        for i in range(k):
-            for j in range(k):
-                if not np.isnan(sim[i, j]):
-                    ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if abs(sim[i, j]) > 0.6 else "black")
-    fig.colorbar(im, ax=ax, fraction=0.046, label="cosine similarity")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return class_matrix_png(
+        sim, names, path, title=f"{title}\ndiagonal {summary['diagonal']:.2f}, off-diagonal "
+        f"{summary['off_diagonal']:.2f}, spread {summary['spread']:.2f}", xlabel=f"class mean, {modalities[1]}",
+        ylabel=f"class mean, {modalities[0]}", cmap="RdBu_r", limits=(-1, 1), colorbar="cosine similarity",
+        annotate=~np.isnan(sim), white_above=0.6)

@@ -17,6 +17,7 @@ from .classes import IGNORE, ClassTable
 from .files import atomic_path
 from .infer import Cancelled
 from .metrics import confusion_matrix, metrics_from_confusion
+from .plots import class_matrix_png
 from .raster import aligned, open_raster
 
 STRIP = 512  # rows read at a time
@@ -137,35 +138,13 @@ tr:nth-child(even){{background:#f2f2f2}}</style></head><body>
 
 
 def plot_confusion(report: dict, path: str | os.PathLike) -> Path:
-    """PNG of the row-normalised confusion matrix (recall per reference class), counts annotated."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """PNG of the row-normalised confusion matrix (recall per reference class), non-empty cells annotated."""
     cm = np.asarray(report["confusion"], np.float64)
-    names = report["class_names"]
     with np.errstate(invalid="ignore", divide="ignore"):
-        norm = cm / cm.sum(axis=1, keepdims=True)
-    k = len(names)
-    fig, ax = plt.subplots(figsize=(1.6 + 0.75 * k, 1.2 + 0.7 * k))
-    im = ax.imshow(np.nan_to_num(norm), cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(k), names, rotation=45, ha="right")
-    ax.set_yticks(range(k), names)
-    ax.set_xlabel("prediction"), ax.set_ylabel("reference")
-    ax.set_title(f"mIoU {_fmt(report['miou'])}  OA {_fmt(report['oa'])}")
-    if k <= 15:
-        for i in range(k):
-            for j in range(k):
-                if cm[i, j]:
-                    ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if norm[i, j] > 0.5 else "black")
-    fig.colorbar(im, ax=ax, fraction=0.046, label="share of reference pixels")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    return Path(path)
+        norm = np.nan_to_num(cm / cm.sum(axis=1, keepdims=True))
+    return class_matrix_png(norm, report["class_names"], path, title=f"mIoU {_fmt(report['miou'])}  OA "
+                            f"{_fmt(report['oa'])}", xlabel="prediction", ylabel="reference", cmap="Blues",
+                            limits=(0, 1), colorbar="share of reference pixels", annotate=cm > 0, white_above=0.5)
 
 
 def write_reports(report: dict, json_path=None, markdown=None, html_path=None, png=None) -> None:
