@@ -29,7 +29,10 @@ sys.path.insert(0, str(ROOT))
 BACKBONES = ["resnet50", "resnet34", "resnet18"]  # the order of stars:trainstars' BACKBONE enum
 NOISE = ("QStandardPaths:", "<string>:1: DeprecationWarning: setapi", "----------------", "Inputs", "Results")
 PARAMETER_ECHO = re.compile(r"^[A-Z][A-Z0-9_]*:\t")  # qgis_process lists inputs and results as KEY:<tab>value
-PROGRESS = re.compile(r"^(?:\d{0,3}\.{1,3})+(?:\d{1,3})?(?: - done\.)?")  # "0...10...20.." before a message
+# qgis_process prints progress as "0...10...20.." with no line break before the next message, so a
+# line may start "20..sheet A2" or "10step 40": percentages are multiples of ten, glued to dots or text.
+TICK = r"(?:100|[1-9]?0)"
+PROGRESS = re.compile(rf"^(?:{TICK}?\.{{1,3}}(?={TICK}(?:\.|\D|$)|\D|$))*(?:{TICK}? - done\.|{TICK}(?=[^\s\d.]))?")
 
 
 def shown(line: str) -> str:
@@ -118,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_demo(args) -> int:
+    from stars_core.files import atomic_path
+
     runtime = Path(os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/runtime-{os.getuid()}")
     runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.environ.update(QT_QPA_PLATFORM="offscreen", XDG_RUNTIME_DIR=str(runtime))  # headless QGIS, here and below
@@ -189,7 +194,8 @@ def run_demo(args) -> int:
         },
     }
     summary["files"] = {k: str(v) for k, v in summary["files"].items()}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    with atomic_path(out / "summary.json") as tmp:
+        Path(tmp).write_text(json.dumps(summary, indent=2))
     print_summary(summary, metrics["held_out"], out)
     return 0
 

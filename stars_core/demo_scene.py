@@ -20,6 +20,7 @@ from rasterio.transform import from_origin
 from scipy import ndimage
 
 from .classes import rgb
+from .files import atomic_outputs
 
 CRS_EPSG = 32632
 ORIGIN = (600000.0, 5200000.0)  # upper-left corner, metres in UTM 32N
@@ -217,25 +218,25 @@ def make_demo_scene(
     optical = make_optical(rng, labels, parcels)
 
     paths = {name: out / f"{name}.tif" for name in ("sar", "optical", "labels")}
-    with rasterio.open(paths["sar"], "w", **_profile(size, 2, "float32", SAR_NODATA, pixel_size)) as dst:
-        dst.write(sar)
-        dst.descriptions = ("VV", "VH")
-        dst.update_tags(modality="SAR", units="dB")
-    with rasterio.open(paths["optical"], "w", **_profile(size, 4, "uint16", OPTICAL_NODATA, pixel_size)) as dst:
-        dst.write(optical)
-        dst.descriptions = ("B", "G", "R", "NIR")
-        dst.update_tags(modality="optical", scale="reflectance x 10000")
-    with rasterio.open(paths["labels"], "w", **_profile(size, 1, "uint8", LABEL_NODATA, pixel_size)) as dst:
-        dst.write(labels, 1)
-        dst.write_colormap(1, {v: rgb(c) + (255,) for v, _, c in CLASSES})
-        dst.descriptions = ("land cover",)
-
-    paths["classes"] = out / "classes.csv"
-    with open(paths["classes"], "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["value", "name", "color"])
-        writer.writerows(CLASSES)
-    paths["sheets"] = out / "sheets.gpkg"
-    write_sheets(paths["sheets"], size, pixel_size, *sheets)
+    paths.update(classes=out / "classes.csv", sheets=out / "sheets.gpkg")
+    with atomic_outputs(*paths.values()) as temps:  # all five files appear together, or none
+        tmp = dict(zip(paths, temps))
+        with rasterio.open(tmp["sar"], "w", **_profile(size, 2, "float32", SAR_NODATA, pixel_size)) as dst:
+            dst.write(sar)
+            dst.descriptions = ("VV", "VH")
+            dst.update_tags(modality="SAR", units="dB")
+        with rasterio.open(tmp["optical"], "w", **_profile(size, 4, "uint16", OPTICAL_NODATA, pixel_size)) as dst:
+            dst.write(optical)
+            dst.descriptions = ("B", "G", "R", "NIR")
+            dst.update_tags(modality="optical", scale="reflectance x 10000")
+        with rasterio.open(tmp["labels"], "w", **_profile(size, 1, "uint8", LABEL_NODATA, pixel_size)) as dst:
+            dst.write(labels, 1)
+            dst.write_colormap(1, {v: rgb(c) + (255,) for v, _, c in CLASSES})
+            dst.descriptions = ("land cover",)
+        with open(tmp["classes"], "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["value", "name", "color"])
+            writer.writerows(CLASSES)
+        write_sheets(tmp["sheets"], size, pixel_size, *sheets)
     return paths
 

@@ -21,6 +21,9 @@ def _read(path: str | os.PathLike, bands: Sequence[int], max_size: int, resampli
     """(bands, h, w) float array and its valid mask, decimated to at most max_size; on the grid of
     `ref` (a rasterio dataset) when given, so every panel covers the same ground."""
     with rasterio.open(path) as ds:
+        if ref is not None and ds.crs != ref.crs:
+            raise ValueError(f"{path} is in {ds.crs}, the SAR raster in {ref.crs}: the quick-look needs one "
+                             "CRS; reproject it first (e.g. gdalwarp -t_srs)")
         scale = max(ds.width, ds.height) / max_size
         shape = (len(bands), max(1, round(ds.height / max(scale, 1))), max(1, round(ds.width / max(scale, 1))))
         window = None

@@ -254,8 +254,14 @@ def train(
         val_loader = torch.utils.data.DataLoader(val_set, batch_size=train_cfg.batch_size, num_workers=0,
                                                  generator=torch.Generator())
     paired = model_cfg.mode != "single"
-    diag = Diagnostics(Path(diagnostics), data.table.names, modalities, set(similarity_steps)) \
-        if diagnostics is not None and is_main and val_loader is not None else None
+    diag = None
+    if diagnostics is not None and is_main:
+        if val_loader is None:
+            say(f"no diagnostics in {diagnostics}: there are no validation chips (raise the validation "
+                "fraction or give a larger area)")
+        else:
+            diag = Diagnostics(Path(diagnostics), data.table.names, modalities, set(similarity_steps),
+                               resuming=state is not None)
 
     def run_validation(step: int, row: dict) -> dict:
         probe = AlignmentProbe(len(data.table)) if model_cfg.mode == "stars" else None
@@ -362,11 +368,17 @@ def train(
 class Diagnostics:
     """The PNGs training draws into a folder when asked (validation chips, modality-1 branch)."""
 
-    def __init__(self, folder: Path, names: Sequence[str], modalities: tuple[str, str], steps: set[int]):
+    def __init__(self, folder: Path, names: Sequence[str], modalities: tuple[str, str], steps: set[int],
+                 resuming: bool):
         self.folder, self.names, self.modalities, self.steps = folder, list(names), modalities, steps
         folder.mkdir(parents=True, exist_ok=True)
-        saved = folder / "similarity.json"  # a resumed run adds to the matrices already drawn
-        self.matrices: dict[str, dict] = json.loads(saved.read_text())["steps"] if saved.exists() else {}
+        saved = folder / "similarity.json"
+        self.matrices: dict[str, dict] = {}
+        if resuming and saved.exists():  # a resumed run adds to the matrices already drawn
+            self.matrices = json.loads(saved.read_text())["steps"]
+        elif not resuming:  # a new run: no matrix of an earlier run may stay beside this one's
+            for old in [saved, *folder.glob("similarity_*.png")]:
+                old.unlink(missing_ok=True)
 
     def write(self, step: int, metrics: dict, alignment: dict | None, history: list[dict], final: bool) -> None:
         from .evaluate import plot_confusion
@@ -380,7 +392,9 @@ class Diagnostics:
         title = "before training" if step == 0 else f"step {step}"
         plot_similarity(alignment, self.names, f"cross-modal class similarity, {title}",
                         self.folder / f"similarity_{label}.png", self.modalities)
-        self.matrices[str(step)] = alignment
+        # NaN (no class present twice, say) is null in the JSON: strict readers refuse NaN tokens
+        self.matrices[str(step)] = {k: None if isinstance(v, float) and math.isnan(v) else v
+                                    for k, v in alignment.items()}
         with atomic_path(self.folder / "similarity.json") as tmp:
             Path(tmp).write_text(json.dumps({"classes": self.names, "steps": self.matrices}, indent=1))
 

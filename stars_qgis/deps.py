@@ -1,14 +1,17 @@
 """Finding the Python packages STARS needs (PyTorch above all) from inside QGIS.
 
-QGIS's own Python rarely has PyTorch. STARS looks, in this order, at QGIS's Python itself, the
-folder named by the STARS_SITE_PACKAGES environment variable, the folder written into
-`site-packages.txt` beside this file by `make install-plugin`, and the site-packages of the
-default STARS environment (~/.local/share/stars/venv, made with the command `install_command()`
-prints). The environment must use the same Python version as QGIS.
+QGIS's own Python rarely has PyTorch. When QGIS's Python lacks a required package, STARS puts in
+front of QGIS's own folders, in this order, the folder named by the STARS_SITE_PACKAGES
+environment variable, the folder written into `site-packages.txt` beside this file by `make
+install-plugin`, and the site-packages of the default STARS environment
+(~/.local/share/stars/venv, made with the command `install_command()` prints). From then on the
+environment's copy of any package wins over QGIS's, except for modules QGIS has already imported
+(numpy, usually). The environment must use the same Python version as QGIS.
 """
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 from pathlib import Path

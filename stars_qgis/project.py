@@ -55,7 +55,9 @@ def _style_raster(layer, style: str) -> None:
         ce.setMinimumValue(lo)
         ce.setMaximumValue(hi)
         setter(ce)
-    renderer.minMaxOrigin().setLimits(QgsRasterMinMaxOrigin.CumulativeCut)
+    origin = renderer.minMaxOrigin()  # a copy: set it back, or the 2-98 % cut is not what gets saved
+    origin.setLimits(QgsRasterMinMaxOrigin.CumulativeCut)
+    renderer.setMinMaxOrigin(origin)
     layer.setRenderer(renderer)
 
 
@@ -106,11 +108,15 @@ def write_project(path: str | os.PathLike, groups: Sequence[tuple[str, Sequence[
                 _style_raster(layer, spec.style)
             project.addMapLayer(layer, False)
             group.addLayer(layer).setItemVisibilityChecked(spec.visible)
-            crs = crs or layer.crs()
+            if crs is None and layer.crs().isValid():  # an empty CRS object is truthy
+                crs = layer.crs()
     if crs is not None:
         project.setCrs(crs)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    if not project.write(str(tmp)):
-        raise OSError(f"QGIS could not write the project {tmp}: {project.error()}")
-    os.replace(tmp, path)
+    try:
+        if not project.write(str(tmp)):
+            raise OSError(f"QGIS could not write the project {tmp}: {project.error()}")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path

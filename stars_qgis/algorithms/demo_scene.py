@@ -1,11 +1,13 @@
 """stars:demoscene — write the generated demo scene (SAR, optical, labels, class table, map sheets)."""
 from __future__ import annotations
 
+import re
+
 from qgis.core import (QgsProcessingOutputFile, QgsProcessingOutputRasterLayer, QgsProcessingOutputVectorLayer,
                        QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber,
                        QgsProcessingParameterString)
 
-from .base import StarsAlgorithm, advanced, integers
+from .base import StarsAlgorithm, advanced
 
 
 class DemoScene(StarsAlgorithm):
@@ -52,10 +54,11 @@ class DemoScene(StarsAlgorithm):
     def execute(self, parameters, context, feedback) -> dict:
         from stars_core.demo_scene import make_demo_scene
 
-        grid = integers(self.parameterAsString(parameters, self.SHEETS, context).lower().replace("x", ","),
-                        "map-sheet grid (e.g. 2x2)")
-        if len(grid) != 2:
-            raise ValueError(f"the map-sheet grid must look like 2x2 (rows x columns), got {grid}")
+        text = self.parameterAsString(parameters, self.SHEETS, context)
+        match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+        if match is None:
+            raise ValueError(f"the map-sheet grid must be rows x columns, e.g. 2x2; got {text!r}")
+        grid = [int(match[1]), int(match[2])]
         folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
         paths = make_demo_scene(folder, size=self.parameterAsInt(parameters, self.SIZE, context),
                                 seed=self.parameterAsInt(parameters, self.SEED, context), sheets=tuple(grid),

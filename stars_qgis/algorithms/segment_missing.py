@@ -24,10 +24,12 @@ def segment_parameters(alg: StarsAlgorithm) -> None:
 def segment_config(alg: StarsAlgorithm, parameters, context, **extra):
     from stars_core.config import SegmentConfig
 
+    def optional(key: str) -> int | None:  # left empty: SegmentConfig's default
+        return None if parameters.get(key) in (None, "") else alg.parameterAsInt(parameters, key, context)
+
     return SegmentConfig(
         tile_size=alg.parameterAsInt(parameters, alg.TILE_SIZE, context),
-        overlap=None if parameters.get(alg.OVERLAP) in (None, "") else alg.parameterAsInt(parameters, alg.OVERLAP, context),
-        batch_size=None if parameters.get(alg.BATCH_SIZE) in (None, "") else alg.parameterAsInt(parameters, alg.BATCH_SIZE, context),
+        overlap=optional(alg.OVERLAP), batch_size=optional(alg.BATCH_SIZE),
         device=DEVICES[alg.parameterAsEnum(parameters, alg.DEVICE, context)], **extra,
     )
 

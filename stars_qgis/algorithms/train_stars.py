@@ -1,6 +1,8 @@
 """stars:trainstars — train a STARS model on paired rasters and labels."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputNumber,
                        QgsProcessingParameterEnum, QgsProcessingParameterField, QgsProcessingParameterFile,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination,
@@ -170,6 +172,6 @@ class TrainStars(StarsAlgorithm):
                                  f"(use 'Resume from model file' to continue)")
         miou = (result.summary.get("validation") or {}).get("val_m1_miou")
         outputs = {self.OUTPUT: str(result.path), self.VAL_MIOU: float("nan") if miou is None else miou}
-        if diagnostics:
+        if diagnostics and Path(diagnostics).is_dir():  # none without validation chips (the log says so)
             outputs[self.DIAGNOSTICS] = diagnostics
         return outputs

@@ -9,7 +9,8 @@ from stars_core.checkpoint import read_model_file
 from stars_core.cli import main as cli_main
 from stars_core.data import SceneSpec
 from stars_core.diagnostics import AlignmentProbe
-from stars_core.train import train
+from stars_core.metrics import metrics_from_confusion
+from stars_core.train import Diagnostics, train
 from tests.core.helpers import TINY_MODEL, tiny_train
 
 
@@ -53,12 +54,16 @@ def test_probe_reports_collapse_and_swapped_classes():
 def test_training_draws_diagnostics_when_asked(demo_scene, tmp_path):
     spec = SceneSpec(str(demo_scene["sar"]), str(demo_scene["optical"]), str(demo_scene["labels"]))
     folder = tmp_path / "diag"
+    folder.mkdir()  # an earlier, longer run drew into the same folder: nothing of it may stay
+    (folder / "similarity_step000800.png").write_bytes(b"old")
+    (folder / "similarity.json").write_text(json.dumps({"classes": ["x"], "steps": {"800": {}}}))
     cfg = tiny_train(steps=6, chip_size=64, val_fraction=0.2, val_every=100)
     train([spec], tmp_path / "m.stars", TINY_MODEL, train_cfg=cfg, class_table=str(demo_scene["classes"]),
           diagnostics=folder, similarity_steps=[3], log=lambda *_: None)
     names = {p.name for p in folder.iterdir()}
     assert {"similarity_init.png", "similarity_step000003.png", "similarity_step000006.png", "curves.png",
             "confusion.png", "similarity.json"} <= names
+    assert "similarity_step000800.png" not in names
     saved = json.loads((folder / "similarity.json").read_text())
     assert set(saved["steps"]) == {"0", "3", "6"} and len(saved["classes"]) == 6
     assert len(saved["steps"]["6"]["similarity"]) == 6
@@ -80,3 +85,27 @@ def test_train_cli_takes_diagnostics_flags(demo_scene, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli_main(["train", "--m1", "a", "--m2", "b", "--labels", "c", "--out", "d", "--similarity-steps", "x"])
     assert "comma-separated step numbers" in capsys.readouterr().err
+
+
+def test_no_validation_chips_says_why_there_are_no_diagnostics(demo_scene, tmp_path):
+    spec = SceneSpec(str(demo_scene["sar"]), str(demo_scene["optical"]), str(demo_scene["labels"]))
+    messages = []
+    train([spec], tmp_path / "m.stars", TINY_MODEL, train_cfg=tiny_train(steps=2, chip_size=64, val_fraction=0),
+          class_table=str(demo_scene["classes"]), diagnostics=tmp_path / "diag", log=messages.append)
+    assert any("no validation chips" in m for m in messages)
+    assert not (tmp_path / "diag").exists()
+
+
+def test_similarity_json_holds_no_nan_tokens(tmp_path):
+    diag = Diagnostics(tmp_path, ["a", "b"], ("SAR", "optical"), set(), resuming=False)
+    metrics = metrics_from_confusion(np.array([[3, 1], [0, 2]]), ["a", "b"])
+    alignment = {"similarity": [[0.9, None], [None, None]], "diagonal": 0.9, "off_diagonal": float("nan"),
+                 "gap": float("nan"), "spread": 0.5}  # one class only: nothing off the diagonal
+    diag.write(0, metrics, alignment, [{"step": 0}], final=False)
+
+    def refuse(token):
+        raise ValueError(f"{token} in similarity.json")
+
+    saved = json.loads((tmp_path / "similarity.json").read_text(), parse_constant=refuse)
+    assert saved["steps"]["0"]["gap"] is None and saved["steps"]["0"]["diagonal"] == 0.9
+    assert (tmp_path / "similarity_init.png").is_file()

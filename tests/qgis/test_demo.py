@@ -49,3 +49,4 @@ def test_shortened_demo_runs_end_to_end_through_qgis_process(tmp_path):
                    "sheets.gpkg"):
         assert source in qgs
     assert "paletted" in qgs and "multibandcolor" in qgs  # class colours and the RGB composite are saved
+    assert "<limits>CumulativeCut</limits>" in qgs  # the 2-98 % stretch is what the project keeps

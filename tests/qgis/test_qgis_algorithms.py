@@ -61,8 +61,9 @@ def test_demo_scene_writes_the_named_files(run_alg, tmp_path):
     count = sheets.featureCount()
     del sheets  # a layer outliving QgsApplication crashes the interpreter at exit
     assert count == 3
-    with pytest.raises(QgsProcessingException, match="2x2"):
-        run_alg("stars:demoscene", {"SIZE": 96, "SHEETS": "3", "OUTPUT_FOLDER": str(tmp_path / "bad")})
+    for bad in ("3", "2by3", "2x2x2"):
+        with pytest.raises(QgsProcessingException, match=f"rows x columns, e.g. 2x2; got '{bad}'"):
+            run_alg("stars:demoscene", {"SIZE": 96, "SHEETS": bad, "OUTPUT_FOLDER": str(tmp_path / "bad")})
 
 
 def test_train_with_polygon_labels_and_cancel_keeps_a_model(demo_scene, run_alg, tmp_path):
