@@ -195,7 +195,7 @@ def run_demo(args) -> int:
     }
     summary["files"] = {k: str(v) for k, v in summary["files"].items()}
     with atomic_path(out / "summary.json") as tmp:
-        Path(tmp).write_text(json.dumps(summary, indent=2))
+        tmp.write_text(json.dumps(summary, indent=2))
     print_summary(summary, metrics["held_out"], out)
     return 0
 

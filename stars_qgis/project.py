@@ -89,6 +89,7 @@ def write_project(path: str | os.PathLike, groups: Sequence[tuple[str, Sequence[
     """Write `path` (.qgz) with one layer-tree group per (group name, layers), first group on top."""
     _ensure_app()
     from qgis.core import QgsProject, QgsRasterLayer, QgsVectorLayer
+    from stars_core.files import atomic_path
 
     path = Path(path)
     project = QgsProject()
@@ -112,11 +113,7 @@ def write_project(path: str | os.PathLike, groups: Sequence[tuple[str, Sequence[
                 crs = layer.crs()
     if crs is not None:
         project.setCrs(crs)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
+    with atomic_path(path) as tmp:
         if not project.write(str(tmp)):
             raise OSError(f"QGIS could not write the project {tmp}: {project.error()}")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
