@@ -21,12 +21,12 @@ from pathlib import Path
 
 import torch
 
-from stars_core.config import LossConfig, SegmentConfig, StarsConfig
+from stars_core.config import DataConfig, LossConfig, SegmentConfig, StarsConfig, TrainConfig
 from stars_core.data import SceneSpec
 from stars_core.demo_scene import make_demo_scene
 from stars_core.evaluate import evaluate
 from stars_core.infer import segment
-from stars_core.train import TrainConfig, train
+from stars_core.train import train
 
 STARS = dict(mode="stars")
 TABLE4 = [  # (row name, model switches, loss switches)
@@ -45,14 +45,14 @@ TABLE5 = [(f"STARS beta={beta}{'' if detach else ' w/o detach'}", STARS, dict(be
 def run_row(name, model_sw, loss_sw, args, train_scene, test_scene, work: Path, seed: int) -> dict:
     model_cfg = StarsConfig(backbone=args.backbone, encoder_width=args.width, **model_sw)
     loss_cfg = LossConfig(**loss_sw)
-    train_cfg = TrainConfig(steps=args.steps, batch_size=args.batch, chip_size=args.chip, lr=args.lr,
-                            warmup_steps=max(1, args.steps // 10), val_every=args.steps, val_fraction=0.1,
-                            checkpoint_every=10**9, seed=seed, device=args.device, num_workers=0)
+    train_cfg = TrainConfig.for_steps(args.steps, batch_size=args.batch, lr=args.lr, val_every=args.steps,
+                                      checkpoint_every=10**9, seed=seed, device=args.device, num_workers=0)
+    data_cfg = DataConfig(chip_size=args.chip, val_fraction=0.1, class_table=str(train_scene["classes"]),
+                          ignore_values=(0,))
     spec = [SceneSpec(str(train_scene["sar"]), str(train_scene["optical"]), str(train_scene["labels"]))]
     model = work / f"{abs(hash((name, seed)))}.stars"
     t0 = time.perf_counter()
-    result = train(spec, model, model_cfg, loss_cfg, train_cfg, class_table=str(train_scene["classes"]),
-                   ignore_values=[0], log=lambda *_: None)
+    result = train(spec, model, model_cfg, loss_cfg, train_cfg, data_cfg, log=lambda *_: None)
     seconds = time.perf_counter() - t0
     seg_cfg = SegmentConfig(tile_size=256, device=args.device)
     row = {"row": name, "seed": seed, "train_seconds": round(seconds, 1)}

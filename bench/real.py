@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stars_core.config import SegmentConfig, StarsConfig
+from stars_core.config import DataConfig, SegmentConfig, StarsConfig, TrainConfig
 from stars_core.data import SceneSpec
 from stars_core.evaluate import evaluate
 from stars_core.infer import segment
 from stars_core.metrics import metrics_from_confusion
-from stars_core.train import TrainConfig, train
+from stars_core.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 LULC = [  # value, name, colour (ESRI 10 m land cover legend)
@@ -44,12 +44,13 @@ def fold(tile: str, tiles: list[str], data: Path, mode: str, args, work: Path, c
     specs = [SceneSpec(str(data / "S1RTC" / f"{t}.tif"), str(data / "S2L2A" / f"{t}.tif"),
                        str(data / "LULC" / f"{t}.tif")) for t in tiles if t != tile]
     model = work / f"{tile}_{mode}.stars"
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch, chip_size=args.chip, lr=args.lr,
-                      warmup_steps=max(1, args.steps // 10), val_fraction=0, checkpoint_every=10**9,
-                      min_valid=0.3, seed=args.seed, device=args.device, num_workers=0)
+    cfg = TrainConfig.for_steps(args.steps, batch_size=args.batch, lr=args.lr, checkpoint_every=10**9,
+                                seed=args.seed, device=args.device, num_workers=0)
+    data_cfg = DataConfig(chip_size=args.chip, val_fraction=0, min_valid=0.3, class_table=str(classes),
+                          ignore_values=(0,))
     t0 = time.perf_counter()
     train(specs, model, StarsConfig(backbone=args.backbone, encoder_width=args.width, mode=mode), train_cfg=cfg,
-          class_table=str(classes), ignore_values=[0], modalities=("S1", "S2"), log=lambda *_: None)
+          data_cfg=data_cfg, modalities=("S1", "S2"), log=lambda *_: None)
     seconds = time.perf_counter() - t0
     pred = work / f"{tile}_{mode}.tif"
     segment(model, data / "S1RTC" / f"{tile}.tif", pred, SegmentConfig(tile_size=224 + 32 - 224 % 32,

@@ -67,19 +67,19 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
-    from stars_core.config import StarsConfig
+    from stars_core.config import DataConfig, StarsConfig, TrainConfig
     from stars_core.data import SceneSpec
     from stars_core.demo_scene import make_demo_scene
-    from stars_core.train import TrainConfig, train
+    from stars_core.train import train
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         p = make_demo_scene(tmp / "scene", size=1024, seed=0)
         spec = [SceneSpec(str(p["sar"]), str(p["optical"]), str(p["labels"]))]
-        cfg = TrainConfig(steps=1, batch_size=2, chip_size=128, warmup_steps=1, val_fraction=0, num_workers=0,
-                          device=args.device)
+        cfg = TrainConfig(steps=1, batch_size=2, warmup_steps=1, num_workers=0, device=args.device)
         model = train(spec, tmp / "m.stars", StarsConfig(backbone=args.backbone, encoder_width=args.width),
-                      train_cfg=cfg, class_table=str(p["classes"]), log=lambda *_: None).path
+                      train_cfg=cfg, data_cfg=DataConfig(chip_size=128, val_fraction=0, class_table=str(p["classes"])),
+                           log=lambda *_: None).path
         print(f"# segmentation memory, {args.backbone} width {args.width}, tile {args.tile}, batch {args.batch}, "
               f"device {args.device}, {platform.machine()}")
         print("\n| raster | megapixels | tiles | seconds | Mpx/s | peak RSS (MB) |\n|---|---|---|---|---|---|")

@@ -19,12 +19,13 @@ import torch
 from rasterio.windows import Window
 
 from stars_core.checkpoint import load_model
-from stars_core.config import SegmentConfig, StarsConfig
+from stars_core.config import DataConfig, SegmentConfig, StarsConfig, TrainConfig
 from stars_core.data import SceneSpec
 from stars_core.demo_scene import make_demo_scene
 from stars_core.infer import segment
+from stars_core.runtime import autocast, resolve_device
 from stars_core.tiling import TileGrid
-from stars_core.train import TrainConfig, autocast, resolve_device, train
+from stars_core.train import train
 
 
 def sync(device: torch.device) -> None:
@@ -86,10 +87,10 @@ def main() -> None:
         tmp = Path(tmp)
         p = make_demo_scene(tmp / "scene", size=args.size, seed=0)
         spec = [SceneSpec(str(p["sar"]), str(p["optical"]), str(p["labels"]))]
-        cfg = TrainConfig(steps=1, batch_size=2, chip_size=128, warmup_steps=1, val_fraction=0, num_workers=0,
-                          device=args.device)
+        cfg = TrainConfig(steps=1, batch_size=2, warmup_steps=1, num_workers=0, device=args.device)
         model_path = train(spec, tmp / "m.stars", StarsConfig(backbone=args.backbone, encoder_width=args.width),
-                           train_cfg=cfg, class_table=str(p["classes"]), log=lambda *_: None).path
+                           train_cfg=cfg, data_cfg=DataConfig(chip_size=128, val_fraction=0, class_table=str(p["classes"])),
+                           log=lambda *_: None).path
         loaded = load_model(model_path, device)
         grid = TileGrid.build(args.size, args.size, args.tile, args.overlap)
         mpx = args.size ** 2 / 1e6

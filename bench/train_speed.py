@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from stars_core.config import StarsConfig
+from stars_core.config import DataConfig, StarsConfig, TrainConfig
 from stars_core.data import SceneSpec
 from stars_core.demo_scene import make_demo_scene
-from stars_core.train import TrainConfig, train
+from stars_core.train import train
 
 
 def main() -> None:
@@ -38,10 +38,11 @@ def main() -> None:
               f"{platform.machine()}")
         print("\n| workers | device | steps/s | chips/s | data wait fraction |\n|---|---|---|---|---|")
         for workers in args.workers:
-            cfg = TrainConfig(steps=args.steps, batch_size=args.batch, chip_size=args.chip, warmup_steps=2,
-                              val_fraction=0, checkpoint_every=10**9, num_workers=workers, device=args.device)
+            cfg = TrainConfig.for_steps(args.steps, batch_size=args.batch, checkpoint_every=10**9,
+                                        num_workers=workers, device=args.device)
+            data = DataConfig(chip_size=args.chip, val_fraction=0, class_table=str(p["classes"]))
             r = train(spec, Path(tmp) / "m.stars", StarsConfig(backbone=args.backbone, encoder_width=args.width),
-                      train_cfg=cfg, class_table=str(p["classes"]), log=lambda *_: None)
+                      train_cfg=cfg, data_cfg=data, log=lambda *_: None)
             s = r.summary
             rate = s["steps"] / s["seconds"]
             print(f"| {workers} | {s['device']} | {rate:.3f} | {rate * args.batch:.2f} | {s['data_wait_fraction']:.3f} |")

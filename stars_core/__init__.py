@@ -1,6 +1,18 @@
-"""STARS core: the model, losses, data pipeline, training and inference. Never imports QGIS."""
-from .config import LossConfig, StarsConfig
-from .models import build_model
+"""STARS core: the model, losses, data pipeline, training and inference. Never imports QGIS.
+
+`stars_core.config` and `stars_core.runtime` load without PyTorch (the QGIS dialogs read their
+defaults from them); the names below load their modules on first use.
+"""
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 __all__ = ["LossConfig", "StarsConfig", "build_model", "__version__"]
+_LAZY = {"LossConfig": "config", "StarsConfig": "config", "build_model": "models"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

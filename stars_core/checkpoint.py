@@ -1,70 +1,119 @@
-"""The model file: everything segmentation needs, in one file that loads with weights_only=True.
+"""The model file: this module alone writes and reads it.
 
-Layout (plain types and tensors only):
-    format, format_version, model_config, loss_config, train_config, state_dict,
-    classes {values, names, colors}, modalities [m1 name, m2 name],
-    bands {m1: BandStats dict, m2: BandStats dict}, chip_size, pixel_size [x, y], crs,
-    summary {...}, resume {step, optimizer, rng...} (only while training can go on).
-Writes go to a temporary file in the same folder, then an atomic rename.
+One file holds everything segmentation needs, and, while training can go on, the state to resume
+it. It loads with `torch.load(weights_only=True)`: plain types and tensors only, no code runs.
+
+Layout (format 2):
+    format            "stars-model"
+    format_version    2 (format 1 files used GroupNorm in the decoders; they still load)
+    model_config      StarsConfig dict: rebuilds the network
+    loss_config       LossConfig dict
+    train_config      TrainConfig dict (files before DataConfig also hold chip_size, val_fraction,
+                      min_valid here; they still load)
+    data_config       DataConfig dict (absent in older files)
+    state_dict        the weights
+    classes           {values, names, colors}
+    modalities        [modality-1 name, modality-2 name], e.g. ["SAR", "optical"]
+    bands             {m1: BandStats dict, m2: BandStats dict}: band names and normalisation
+    chip_size         training chip side in pixels (the default segmentation tile)
+    pixel_size        [x, y] in CRS units; crs: the CRS of the training scenes (WKT or EPSG)
+    summary           steps, device, seconds, last losses, last validation metrics, class pixels
+    history           one row of logged values per step (finished files)
+    resume            {step, optimizer, rng, history} (only while training can go on)
+Writes go to a temporary file in the same folder, then an atomic rename: a crash or a cancel never
+leaves a half-written model file, and an earlier file survives.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from .bands import BandStats
 from .classes import ClassTable
-from .config import StarsConfig
-from .data import BandStats
+from .config import DataConfig, LossConfig, StarsConfig, TrainConfig, split_legacy_train_config
 from .files import atomic_path
 from .models import build_model
+from .runtime import InputError
 
 FORMAT = "stars-model"
 FORMAT_VERSION = 2  # 2: decoder_norm in model_config (format 1 files used GroupNorm)
+REQUIRED_KEYS = ("model_config", "loss_config", "train_config", "state_dict", "classes", "bands", "chip_size",
+                 "pixel_size")
 
 
-def save_atomic(payload: dict, path: str | os.PathLike) -> None:
+@dataclass(frozen=True)
+class ModelMeta:
+    """Everything a model file says about its model besides the weights."""
+
+    model: StarsConfig
+    loss: LossConfig
+    train: TrainConfig
+    data: DataConfig
+    classes: ClassTable
+    stats: tuple[BandStats, BandStats]
+    modalities: tuple[str, str] = ("SAR", "optical")
+    chip_size: int = 512
+    pixel_size: tuple[float, float] = (1.0, 1.0)
+    crs: str | None = None
+
+
+@dataclass
+class ResumeState:
+    """Where an unfinished training run stopped."""
+
+    step: int
+    optimizer: dict
+    rng: dict
+    history: list[dict] = field(default_factory=list)
+
+
+def save_model_file(path: str | os.PathLike, meta: ModelMeta, state_dict: dict, summary: dict,
+                    history: list[dict], resume: ResumeState | None = None) -> None:
+    """Write the model file atomically; with `resume` it can be continued with `stars train --resume`."""
+    payload = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "model_config": meta.model.to_dict(), "loss_config": meta.loss.to_dict(),
+        "train_config": meta.train.to_dict(), "data_config": meta.data.to_dict(),
+        "state_dict": state_dict, "classes": meta.classes.to_dict(), "modalities": list(meta.modalities),
+        "bands": {"m1": meta.stats[0].to_dict(), "m2": meta.stats[1].to_dict()},
+        "chip_size": int(meta.chip_size), "pixel_size": [float(v) for v in meta.pixel_size], "crs": meta.crs,
+        "summary": summary,
+    }
+    if resume is None:
+        payload["history"] = history
+    else:
+        payload["resume"] = {"step": resume.step, "optimizer": resume.optimizer, "rng": resume.rng,
+                             "history": history}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
 
 def read_model_file(path: str | os.PathLike) -> dict:
+    """The payload of a model file, checked: a STARS model of a format this version reads, with
+    every key segmentation needs. Never runs code held in the file."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file {path!r} not found")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for foreign or damaged files
-        raise ValueError(f"{path!r} is not a readable STARS model file: {exc}") from None
+        with warnings.catch_warnings():  # torch's own advice (e.g. about pickle protocols) is not for users
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # torch raises several types for foreign, damaged or code-carrying files
+        raise InputError(f"{path!r} is not a STARS model file: it is damaged, or holds Python objects that are "
+                         f"not plain data, so it was not loaded") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path!r} is not a STARS model file (made by `stars train`)")
+        raise InputError(f"{path!r} is not a STARS model file (made by `stars train`)")
     if payload.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{path!r} was written by a newer STARS (format {payload['format_version']}); upgrade")
+        raise InputError(f"{path!r} was written by a newer STARS (format {payload['format_version']}); upgrade")
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise InputError(f"{path!r} is an incomplete STARS model file: it lacks {', '.join(missing)}; "
+                         f"train it again or use the file `stars train` wrote")
     return payload
-
-
-@dataclass
-class LoadedModel:
-    model: torch.nn.Module
-    config: StarsConfig
-    classes: ClassTable
-    stats: tuple[BandStats, BandStats]
-    payload: dict[str, Any]
-
-    @property
-    def chip_size(self) -> int:
-        return int(self.payload["chip_size"])
-
-    @property
-    def pixel_size(self) -> tuple[float, float]:
-        return tuple(self.payload["pixel_size"])
-
-    @property
-    def modalities(self) -> tuple[str, str]:
-        """Names of modality 1 and 2 (e.g. SAR, optical)."""
-        return tuple(self.payload.get("modalities", ("modality 1", "modality 2")))
 
 
 def model_config(payload: dict) -> StarsConfig:
@@ -74,15 +123,80 @@ def model_config(payload: dict) -> StarsConfig:
     return StarsConfig.from_dict(d)
 
 
+def read_meta(payload: dict) -> ModelMeta:
+    """The ModelMeta of a payload from `read_model_file` (older layouts included)."""
+    if "data_config" in payload:
+        train_cfg, data_cfg = TrainConfig.from_dict(payload["train_config"]), DataConfig.from_dict(payload["data_config"])
+    else:
+        train_cfg, data_cfg = split_legacy_train_config(payload["train_config"])
+    bands = payload["bands"]
+    return ModelMeta(
+        model=model_config(payload), loss=LossConfig.from_dict(payload["loss_config"]), train=train_cfg,
+        data=data_cfg, classes=ClassTable.from_dict(payload["classes"]),
+        stats=(BandStats.from_dict(bands["m1"]), BandStats.from_dict(bands["m2"])),
+        modalities=tuple(payload.get("modalities", ("modality 1", "modality 2"))),
+        chip_size=int(payload["chip_size"]), pixel_size=tuple(payload["pixel_size"]), crs=payload.get("crs"),
+    )
+
+
+def read_resume(path: str | os.PathLike) -> tuple[ModelMeta, dict, ResumeState]:
+    """Meta, weights and resume state of an unfinished run, or an InputError saying why not."""
+    payload = read_model_file(path)
+    if "resume" not in payload:
+        raise InputError(f"{os.fspath(path)!r} holds no training state to resume from (the run finished); "
+                         f"start a new run without --resume")
+    r = payload["resume"]
+    state = ResumeState(int(r["step"]), r["optimizer"], r["rng"], list(r["history"]))
+    return read_meta(payload), payload["state_dict"], state
+
+
+@dataclass
+class LoadedModel:
+    """A model rebuilt from its file, in eval mode, with what segmentation needs to feed it."""
+
+    model: torch.nn.Module
+    meta: ModelMeta
+    payload: dict[str, Any]
+
+    @property
+    def config(self) -> StarsConfig:
+        return self.meta.model
+
+    @property
+    def classes(self) -> ClassTable:
+        return self.meta.classes
+
+    @property
+    def stats(self) -> tuple[BandStats, BandStats]:
+        return self.meta.stats
+
+    @property
+    def chip_size(self) -> int:
+        return self.meta.chip_size
+
+    @property
+    def pixel_size(self) -> tuple[float, float]:
+        return self.meta.pixel_size
+
+    @property
+    def modalities(self) -> tuple[str, str]:
+        """Names of modality 1 and 2 (e.g. SAR, optical)."""
+        return self.meta.modalities
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild the model from its file alone, in eval mode on `device`."""
     payload = read_model_file(path)
-    cfg = model_config(payload)
-    model = build_model(cfg)
-    model.load_state_dict(payload["state_dict"])
+    meta = read_meta(payload)
+    model = build_model(meta.model)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise InputError(f"{os.fspath(path)!r}: the weights do not fit the model its configuration describes "
+                         f"({first}); the file is damaged or was edited") from None
     model.to(device).eval()
-    stats = (BandStats.from_dict(payload["bands"]["m1"]), BandStats.from_dict(payload["bands"]["m2"]))
-    return LoadedModel(model, cfg, ClassTable.from_dict(payload["classes"]), stats, payload)
+    return LoadedModel(model, meta, payload)
 
 
 _CACHE: dict[tuple, LoadedModel] = {}
@@ -97,3 +211,4 @@ def load_model_cached(path: str | os.PathLike, device: str | torch.device = "cpu
         _CACHE.clear()
         _CACHE[key] = load_model(path, device)
     return _CACHE[key]
+

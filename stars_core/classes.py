@@ -10,6 +10,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .runtime import InputError
+
 IGNORE = 255  # index of pixels excluded from every loss and metric
 
 
@@ -26,13 +28,13 @@ class ClassTable:
         object.__setattr__(self, "names", tuple(str(n) for n in self.names))
         object.__setattr__(self, "colors", tuple(str(c) for c in self.colors))
         if not (len(self.values) == len(self.names) == len(self.colors)):
-            raise ValueError("class table values, names and colours must have the same length")
+            raise InputError("class table values, names and colours must have the same length")
         if len(self.values) < 2:
-            raise ValueError(f"a class table needs at least 2 classes, got {len(self.values)}")
+            raise InputError(f"a class table needs at least 2 classes, got {len(self.values)}")
         if len(self.values) >= IGNORE:
-            raise ValueError(f"at most {IGNORE - 1} classes are supported, got {len(self.values)}")
+            raise InputError(f"at most {IGNORE - 1} classes are supported, got {len(self.values)}")
         if len(set(self.values)) != len(self.values):
-            raise ValueError(f"class values must be unique, got {list(self.values)}")
+            raise InputError(f"class values must be unique, got {list(self.values)}")
 
     def __len__(self) -> int:
         return len(self.values)
@@ -55,11 +57,11 @@ class ClassTable:
             with open(path, newline="") as f:
                 rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in csv.DictReader(f)]
         if not rows or "value" not in rows[0]:
-            raise ValueError(f"class table {str(path)!r} needs a 'value' column (and 'name', optionally 'color')")
+            raise InputError(f"class table {str(path)!r} needs a 'value' column (and 'name', optionally 'color')")
         try:
             values = [int(float(r["value"])) for r in rows]
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"class table {str(path)!r} has a non-integer value: {exc}") from None
+            raise InputError(f"class table {str(path)!r} has a non-integer value: {exc}") from None
         defaults = palette(len(rows))
         names = [r.get("name") or f"class {v}" for r, v in zip(rows, values)]
         colors = [_hex(r.get("color") or r.get("colour") or d) for r, d in zip(rows, defaults)]
@@ -90,7 +92,7 @@ class ClassTable:
             known |= raw == v
         if not known.all():
             unknown = sorted(int(u) for u in np.unique(raw[~known])[:10])
-            raise ValueError(
+            raise InputError(
                 f"label value(s) {unknown} in {source} are not in the class table (values "
                 f"{list(self.values)}); add them to the table or list them with --ignore-value"
             )
@@ -120,7 +122,7 @@ def _hex(colour: str) -> str:
     parts = [p for p in c.replace(";", ",").split(",") if p.strip()]
     if len(parts) >= 3:
         return "#{:02x}{:02x}{:02x}".format(*(int(float(p)) for p in parts[:3]))
-    raise ValueError(f"colour {colour!r} is neither #rrggbb nor r,g,b")
+    raise InputError(f"colour {colour!r} is neither #rrggbb nor r,g,b")
 
 
 def rgb(colour: str) -> tuple[int, int, int]:

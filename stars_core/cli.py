@@ -5,12 +5,18 @@ import argparse
 import json
 import sys
 
+from .config import (BACKBONES, MODES, PAPER_STEPS, PAPER_WARMUP, DataConfig, LossConfig, SegmentConfig,
+                     StarsConfig, TrainConfig)
+from .runtime import Cancelled, InputError, StarsError, TrainingError
+
 EPILOG_TRAIN = """examples:
   stars demo-scene --out demo
   stars train --m1 demo/sar.tif --m2 demo/optical.tif --labels demo/labels.tif \\
       --class-table demo/classes.csv --out demo/model.stars --backbone resnet18 --steps 500
+  (the paper's recipe scaled to 500 steps: warm-up, validation and model-file cadence follow --steps)
   several scenes: repeat --m1/--m2/--labels in the same order (one --labels polygon file may serve all)
-  continue a run: stars train --m1 ... --resume demo/model.stars --out demo/model.stars --steps 2000
+  continue a run: stars train --m1 ... --resume demo/model.stars --out demo/model.stars
+  (it finishes the saved run; --steps 2000 trains to 2000 steps instead)
 """
 
 
@@ -26,6 +32,14 @@ def _parser() -> argparse.ArgumentParser:
                                  "trained on SAR + optical pairs.")
     sub = ap.add_subparsers(dest="command", required=True)
 
+    _demo_scene_parser(sub)
+    _train_parser(sub)
+    _segment_parser(sub)
+    _evaluate_and_info_parsers(sub)
+    return ap
+
+
+def _demo_scene_parser(sub) -> None:
     demo = sub.add_parser("demo-scene", help="write the generated demo scene (SAR, optical, labels, sheets)")
     demo.add_argument("--out", required=True, help="output folder")
     demo.add_argument("--size", type=int, default=2048, help="pixels per side (default 2048)")
@@ -33,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--sheets", default="2x2", help="map-sheet grid, ROWSxCOLS (default 2x2)")
     demo.add_argument("--pixel-size", type=float, default=2.0, help="metres per pixel (default 2)")
 
+
+def _train_parser(sub) -> None:
+    M, L, T, D = StarsConfig(), LossConfig(), TrainConfig(), DataConfig()
     tr = sub.add_parser("train", help="train a model on paired rasters", epilog=EPILOG_TRAIN,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     g = tr.add_argument_group("inputs")
@@ -49,36 +66,40 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--m2-name", default="optical", help="name of modality 2 (default optical)")
     g.add_argument("--out", required=True, help="model file to write (e.g. model.stars)")
     g = tr.add_argument_group("model")
-    g.add_argument("--backbone", default="resnet50", choices=["resnet50", "resnet34", "resnet18"])
-    g.add_argument("--encoder-width", type=int, default=64, help="ResNet base width (64 = standard)")
-    g.add_argument("--mode", default="stars", choices=["stars", "single", "concat"],
+    g.add_argument("--backbone", default=M.backbone, choices=BACKBONES)
+    g.add_argument("--encoder-width", type=int, default=M.encoder_width,
+                   help=f"ResNet base width ({M.encoder_width} = standard)")
+    g.add_argument("--mode", default=M.mode, choices=MODES,
                    help="stars, or a baseline: single (modality 1 only), concat (early fusion)")
     g.add_argument("--pretrained", help="local torchvision ResNet state_dict file (ImageNet weights)")
     g.add_argument("--no-translation", action="store_true", help="ablation: no translation modules")
     g = tr.add_argument_group("losses")
-    g.add_argument("--alpha", type=float, default=0.5, help="weight of L_psc (default 0.5)")
-    g.add_argument("--beta", type=float, default=0.2, help="weight of L_ncs (default 0.2)")
-    g.add_argument("--samples-per-class", type=int, default=32, help="PSA pixels per class (N, default 32)")
-    g.add_argument("--tau", type=float, default=0.1, help="L_psc temperature (default 0.1)")
+    g.add_argument("--alpha", type=float, default=L.alpha, help=f"weight of L_psc (default {L.alpha})")
+    g.add_argument("--beta", type=float, default=L.beta, help=f"weight of L_ncs (default {L.beta})")
+    g.add_argument("--samples-per-class", type=int, default=L.n_samples,
+                   help=f"PSA pixels per class (N, default {L.n_samples})")
+    g.add_argument("--tau", type=float, default=L.tau, help=f"L_psc temperature (default {L.tau})")
     g.add_argument("--no-ncs", action="store_true", help="ablation: no L_ncs")
     g.add_argument("--no-psc", action="store_true", help="ablation: no L_psc")
     g.add_argument("--no-detach", action="store_true", help="ablation: no stop-gradient in L_ncs")
-    g = tr.add_argument_group("schedule")
-    g.add_argument("--steps", type=int, default=80_000)
-    g.add_argument("--batch-size", type=int, default=8)
-    g.add_argument("--chip-size", type=int, default=512, help="multiple of 32; reduced for small scenes")
-    g.add_argument("--lr", type=float, default=1e-4)
-    g.add_argument("--warmup-steps", type=int, default=1000)
-    g.add_argument("--weight-decay", type=float, default=1e-4)
-    g.add_argument("--grad-clip", type=float, default=5.0)
-    g.add_argument("--val-fraction", type=float, default=0.1, help="share of chip-sized blocks held out")
-    g.add_argument("--val-every", type=int, default=1000)
-    g.add_argument("--checkpoint-every", type=int, default=500)
-    g.add_argument("--min-valid", type=float, default=0.5, help="least labelled share of a chip")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    g = tr.add_argument_group("schedule (defaults: the paper's recipe, scaled to --steps)")
+    g.add_argument("--steps", type=int, help=f"training steps (default {T.steps}; with --resume: the saved run's)")
+    g.add_argument("--batch-size", type=int, default=T.batch_size)
+    g.add_argument("--chip-size", type=int, default=D.chip_size, help="multiple of 32; reduced for small scenes")
+    g.add_argument("--lr", type=float, default=T.lr)
+    g.add_argument("--warmup-steps", type=int,
+                   help=f"default: {PAPER_WARMUP} of {PAPER_STEPS} steps, the paper's share, scaled to --steps")
+    g.add_argument("--weight-decay", type=float, default=T.weight_decay)
+    g.add_argument("--grad-clip", type=float, default=T.grad_clip)
+    g.add_argument("--val-fraction", type=float, default=D.val_fraction, help="share of chip-sized blocks held out")
+    g.add_argument("--val-every", type=int, help="steps between validations (default: 5 per run, at most 1000 apart)")
+    g.add_argument("--checkpoint-every", type=int,
+                   help="steps between model-file writes (default: 10 per run, at most 500 apart)")
+    g.add_argument("--min-valid", type=float, default=D.min_valid, help="least labelled share of a chip")
+    g.add_argument("--seed", type=int, default=T.seed)
+    g.add_argument("--device", default=T.device, help="auto, cpu, cuda or cuda:N")
     g.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
-    g.add_argument("--workers", type=int, default=1, help="data-loading processes (default 1)")
+    g.add_argument("--workers", type=int, default=T.num_workers, help=f"data-loading processes (default {T.num_workers})")
     g.add_argument("--resume", help="model file of an unfinished run to continue")
     g = tr.add_argument_group("diagnostics")
     g.add_argument("--diagnostics", metavar="DIR",
@@ -86,16 +107,20 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--similarity-steps", type=_int_list, default=(), metavar="N,N,...",
                    help="steps at which to draw the similarity matrix too (always: before training and at the end)")
 
+
+def _segment_parser(sub) -> None:
+    S = SegmentConfig()
     seg = sub.add_parser("segment", help="classify a raster with a trained model (SAR alone by default)",
                          epilog=EPILOG_SEGMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
     seg.add_argument("model", help="model file written by `stars train`")
     seg.add_argument("input", help="raster of the available modality (SAR/DSM unless --modality 2)")
     seg.add_argument("output", help="classified GeoTIFF to write")
-    seg.add_argument("--tile-size", type=int, default=512, help="model input size, multiple of 32 (default 512)")
+    seg.add_argument("--tile-size", type=int, help="model input size, multiple of 32 (default: the model's "
+                     "training chip size)")
     seg.add_argument("--overlap", type=int, help="pixels shared by neighbouring tiles (default: a quarter of a tile)")
     seg.add_argument("--batch-size", type=int, help="tiles per forward pass (default: 1 on CPU, where batching "
                      "is slower per tile, 4 on CUDA)")
-    seg.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    seg.add_argument("--device", default=S.device, help="auto, cpu, cuda or cuda:N")
     seg.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     seg.add_argument("--confidence", metavar="PATH", help="also write the chosen class's probability")
     seg.add_argument("--probabilities", metavar="PATH", help="also write one probability band per class")
@@ -105,6 +130,8 @@ def _parser() -> argparse.ArgumentParser:
     seg.add_argument("--resample", action="store_true",
                      help="segment at the model's pixel size when the input's differs (result on the input grid)")
 
+
+def _evaluate_and_info_parsers(sub) -> None:
     ev = sub.add_parser("evaluate", help="accuracy of a classified raster against reference labels")
     ev.add_argument("prediction", help="classified raster (e.g. from `stars segment`)")
     ev.add_argument("labels", help="reference label raster (read on the prediction grid)")
@@ -119,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print what a model file holds")
     info.add_argument("model")
     info.add_argument("--json", action="store_true", help="machine-readable output")
-    return ap
+
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -135,27 +162,37 @@ def _scenes(args):
     n = len(args.m1)
     labels = args.labels * n if len(args.labels) == 1 else args.labels
     if len(args.m2) != n or len(labels) != n:
-        raise ValueError(f"give one --m2 and one --labels per --m1 (got {n} --m1, {len(args.m2)} --m2, "
+        raise InputError(f"give one --m2 and one --labels per --m1 (got {n} --m1, {len(args.m2)} --m2, "
                          f"{len(args.labels)} --labels)")
     return [SceneSpec(a, b, c, args.class_field) for a, b, c in zip(args.m1, args.m2, labels)]
+
+
+def train_settings(args) -> tuple[StarsConfig, LossConfig, TrainConfig | None, DataConfig]:
+    """The configurations `stars train` builds from its flags. The recipe is `TrainConfig.for_steps`;
+    with --resume and no --steps the train config is None (the saved run's goes on)."""
+    model_cfg = StarsConfig(backbone=args.backbone, mode=args.mode, encoder_width=args.encoder_width,
+                            use_translation=not args.no_translation)
+    loss_cfg = LossConfig(alpha=args.alpha, beta=args.beta, n_samples=args.samples_per_class, tau=args.tau,
+                          use_ncs=not args.no_ncs, use_psc=not args.no_psc, detach=not args.no_detach)
+    data_cfg = DataConfig(chip_size=args.chip_size, val_fraction=args.val_fraction, min_valid=args.min_valid,
+                          class_table=args.class_table, ignore_values=tuple(args.ignore_value), aoi=args.aoi)
+    if args.resume and args.steps is None:
+        return model_cfg, loss_cfg, None, data_cfg
+    cadence = {k: v for k, v in (("warmup_steps", args.warmup_steps), ("val_every", args.val_every),
+                                 ("checkpoint_every", args.checkpoint_every)) if v is not None}
+    train_cfg = TrainConfig.for_steps(
+        args.steps if args.steps is not None else TrainConfig().steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip, seed=args.seed, device=args.device, amp=not args.no_amp,
+        num_workers=args.workers, **cadence)
+    return model_cfg, loss_cfg, train_cfg, data_cfg
 
 
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
-    from .config import LossConfig, StarsConfig
-    from .train import TrainConfig, train
+    from .train import train
 
-    model_cfg = StarsConfig(backbone=args.backbone, mode=args.mode, encoder_width=args.encoder_width,
-                            use_translation=not args.no_translation)
-    loss_cfg = LossConfig(alpha=args.alpha, beta=args.beta, n_samples=args.samples_per_class, tau=args.tau,
-                          use_ncs=not args.no_ncs, use_psc=not args.no_psc, detach=not args.no_detach)
-    train_cfg = TrainConfig(
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=min(args.warmup_steps, args.steps),
-        weight_decay=args.weight_decay, grad_clip=args.grad_clip, chip_size=args.chip_size,
-        val_fraction=args.val_fraction, val_every=args.val_every, checkpoint_every=args.checkpoint_every,
-        min_valid=args.min_valid, seed=args.seed, device=args.device, amp=not args.no_amp, num_workers=args.workers,
-    )
+    model_cfg, loss_cfg, train_cfg, data_cfg = train_settings(args)
     bar = None
 
     def progress(step: int, total: int, row: dict) -> None:
@@ -165,14 +202,15 @@ def cmd_train(args) -> int:
         bar.update(1)
         bar.set_postfix({k: f"{row[k]:.3f}" for k in ("total", "seg", "psc", "ncs")})
 
-    result = train(
-        _scenes(args), args.out, model_cfg, loss_cfg, train_cfg, class_table=args.class_table,
-        ignore_values=args.ignore_value, aoi=args.aoi, resume=args.resume, pretrained=args.pretrained,
-        modalities=(args.m1_name, args.m2_name), progress=progress, log=lambda m: tqdm.write(m),
-        diagnostics=args.diagnostics, similarity_steps=args.similarity_steps,
-    )
-    if bar is not None:
-        bar.close()
+    try:
+        result = train(
+            _scenes(args), args.out, model_cfg, loss_cfg, train_cfg, data_cfg, resume=args.resume,
+            pretrained=args.pretrained, modalities=(args.m1_name, args.m2_name), progress=progress,
+            log=lambda m: tqdm.write(m), diagnostics=args.diagnostics, similarity_steps=args.similarity_steps,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
     val = result.summary.get("validation", {})
     miou = val.get("val_m1_miou")
     print(f"wrote {result.path} after {result.steps_done} steps"
@@ -224,7 +262,6 @@ def cmd_info(args) -> int:
 def cmd_segment(args) -> int:
     from tqdm import tqdm
 
-    from .config import SegmentConfig
     from .infer import segment
 
     cfg = SegmentConfig(tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
@@ -265,7 +302,7 @@ def cmd_demo_scene(args) -> int:
     try:
         rows, cols = (int(v) for v in args.sheets.lower().split("x"))
     except ValueError:
-        raise ValueError(f"--sheets must look like 2x2, got {args.sheets!r}") from None
+        raise InputError(f"--sheets must look like 2x2, got {args.sheets!r}") from None
     paths = make_demo_scene(args.out, size=args.size, seed=args.seed, sheets=(rows, cols), pixel_size=args.pixel_size)
     for name, path in paths.items():
         print(f"{name:<8} {path}")
@@ -278,7 +315,13 @@ def main(argv: list[str] | None = None) -> int:
                 "evaluate": cmd_evaluate}
     try:
         return handlers[args.command](args)
-    except (ValueError, FileNotFoundError) as exc:
+    except Cancelled as exc:
+        print(f"stars {args.command}: {exc}", file=sys.stderr)
+        return 130
+    except TrainingError as exc:
+        print(f"stars {args.command}: training failed: {exc}", file=sys.stderr)
+        return 1
+    except (StarsError, ValueError, FileNotFoundError) as exc:
         print(f"stars {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

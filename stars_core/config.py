@@ -1,16 +1,22 @@
-"""Frozen configuration dataclasses for the STARS model and its losses.
+"""Frozen configuration dataclasses: model, losses, training recipe, training data, segmentation.
 
-Every value a checkpoint needs to rebuild the model lives in `StarsConfig`; the loss weights and
-ablation switches live in `LossConfig`. Both round-trip through plain dicts (`to_dict`/`from_dict`)
-so a model file holds nothing but tensors and plain types.
+Every value a model file needs to rebuild the model lives in `StarsConfig`; the loss weights and
+ablation switches in `LossConfig`; the optimisation recipe in `TrainConfig`; what training reads
+from the rasters in `DataConfig`; how a raster is segmented in `SegmentConfig`. All round-trip
+through plain dicts (`to_dict`/`from_dict`), so a model file holds nothing but tensors and plain
+types. The command line and the QGIS dialogs take their defaults from here.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping
 
-BACKBONES = ("resnet18", "resnet34", "resnet50")
+from .runtime import InputError, check_device
+
+BACKBONES = ("resnet50", "resnet34", "resnet18")  # the paper's first; the CLI and QGIS list them in this order
 MODES = ("stars", "single", "concat")
+STRIDE = 32  # the encoders' output stride: chip and tile sizes are multiples of it
+PAPER_STEPS, PAPER_WARMUP = 80_000, 1000  # the paper's recipe (section 4.1.1)
 
 
 @dataclass(frozen=True)
@@ -48,24 +54,24 @@ class StarsConfig:
         object.__setattr__(self, "in_channels", tuple(int(c) for c in self.in_channels))
         object.__setattr__(self, "align_stages", tuple(int(s) for s in self.align_stages))
         if len(self.in_channels) != 2 or min(self.in_channels) < 1:
-            raise ValueError(
+            raise InputError(
                 f"in_channels must be two positive band counts (modality 1, modality 2), "
                 f"got {self.in_channels}"
             )
         if self.num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
+            raise InputError(f"num_classes must be at least 2, got {self.num_classes}")
         if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+            raise InputError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+            raise InputError(f"mode must be one of {MODES}, got {self.mode!r}")
         if not self.align_stages or not set(self.align_stages) <= {1, 2, 3, 4}:
-            raise ValueError(f"align_stages must be a non-empty subset of 1..4, got {self.align_stages}")
+            raise InputError(f"align_stages must be a non-empty subset of 1..4, got {self.align_stages}")
         if self.encoder_width < 8 or self.encoder_width % 8:
-            raise ValueError(f"encoder_width must be a positive multiple of 8, got {self.encoder_width}")
+            raise InputError(f"encoder_width must be a positive multiple of 8, got {self.encoder_width}")
         if self.decoder_norm not in ("batch", "group"):
-            raise ValueError(f"decoder_norm must be 'batch' or 'group', got {self.decoder_norm!r}")
+            raise InputError(f"decoder_norm must be 'batch' or 'group', got {self.decoder_norm!r}")
         if not 0.0 <= self.decoder_dropout < 1.0:
-            raise ValueError(f"decoder_dropout must be in [0, 1), got {self.decoder_dropout}")
+            raise InputError(f"decoder_dropout must be in [0, 1), got {self.decoder_dropout}")
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(asdict(self))
@@ -96,11 +102,11 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         if self.alpha < 0 or self.beta < 0:
-            raise ValueError(f"alpha and beta must be >= 0, got alpha={self.alpha}, beta={self.beta}")
+            raise InputError(f"alpha and beta must be >= 0, got alpha={self.alpha}, beta={self.beta}")
         if self.n_samples < 1:
-            raise ValueError(f"n_samples must be at least 1, got {self.n_samples}")
+            raise InputError(f"n_samples must be at least 1, got {self.n_samples}")
         if self.tau <= 0:
-            raise ValueError(f"tau must be > 0, got {self.tau}")
+            raise InputError(f"tau must be > 0, got {self.tau}")
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(asdict(self))
@@ -111,10 +117,111 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation recipe; the defaults are the paper's (80k steps, batch 8, Adam, lr 1e-4 with
+    1000 warm-up steps, gradient clipping at 5). `for_steps` scales it to a shorter run."""
+
+    steps: int = PAPER_STEPS
+    batch_size: int = 8
+    lr: float = 1e-4
+    warmup_steps: int = PAPER_WARMUP
+    warmup_start_lr: float = 1e-6
+    weight_decay: float = 1e-4
+    grad_clip: float = 5.0
+    val_every: int = 1000
+    checkpoint_every: int = 500
+    max_val_chips: int = 64
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    num_workers: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "val_every", "checkpoint_every", "max_val_chips"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            raise InputError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.lr <= 0 or self.warmup_start_lr < 0:
+            raise InputError(f"lr must be > 0 and warmup_start_lr >= 0, got {self.lr} and {self.warmup_start_lr}")
+        if self.num_workers < 0:
+            raise InputError(f"num_workers must be >= 0, got {self.num_workers}")
+        check_device(self.device)
+
+    @classmethod
+    def for_steps(cls, steps: int, **overrides: Any) -> "TrainConfig":
+        """The paper's recipe scaled to `steps`: warm-up over the paper's share of the run (1000 of
+        80,000 steps, at least 1), validation 5 times per run and a model file 10 times per run,
+        never less often than the paper's every 1000 / every 500 steps. `overrides` win."""
+        if steps < 1:
+            raise InputError(f"steps must be at least 1, got {steps}")
+        scaled = dict(
+            steps=steps,
+            warmup_steps=min(PAPER_WARMUP, max(1, round(steps * PAPER_WARMUP / PAPER_STEPS))),
+            val_every=max(1, min(1000, steps // 5)),
+            checkpoint_every=max(1, min(500, steps // 10)),
+        )
+        scaled.update(overrides)
+        return cls(**scaled)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+        return _from_dict(cls, data)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What training reads from the rasters.
+
+    chip_size: training chip side in pixels (multiple of 32; reduced for scenes smaller than it).
+    val_fraction: share of chip-sized blocks held out for validation (never seen by training).
+    min_valid: least share of a chip that must be labelled and valid in both modalities.
+    class_table: CSV (value,name,color) or JSON class table; None builds one from the labels.
+    ignore_values: label values left out of training (e.g. 0 "no data", clouds).
+    aoi: polygon file limiting where chips come from.
+    """
+
+    chip_size: int = 512
+    val_fraction: float = 0.1
+    min_valid: float = 0.5
+    class_table: str | None = None
+    ignore_values: tuple[int, ...] = ()
+    aoi: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ignore_values", tuple(int(v) for v in self.ignore_values))
+        if self.chip_size < STRIDE or self.chip_size % STRIDE:
+            raise InputError(f"chip size must be a positive multiple of {STRIDE}, got {self.chip_size}")
+        if not 0 <= self.val_fraction < 1:
+            raise InputError(f"validation fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0 < self.min_valid <= 1:
+            raise InputError(f"min_valid must be in (0, 1], got {self.min_valid}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "DataConfig":
+        return _from_dict(cls, data)
+
+
+def split_legacy_train_config(d: Mapping[str, Any]) -> tuple[TrainConfig, DataConfig]:
+    """A model file written before DataConfig existed kept chip size, validation fraction and
+    min_valid in its train_config: split them out."""
+    d = dict(d)
+    data = {k: d.pop(k) for k in ("chip_size", "val_fraction", "min_valid") if k in d}
+    return TrainConfig.from_dict(d), DataConfig(**data)
+
+
+@dataclass(frozen=True)
 class SegmentConfig:
     """How `stars segment` runs a model over a raster.
 
-    tile_size: model input size in pixels (multiple of 32); the training chip size is a good choice.
+    tile_size: model input size in pixels (multiple of 32); None: the model's training chip size
+        (`for_model` fills it in).
     overlap: pixels shared by neighbouring tiles, blended with raised-cosine weights (default: a
         quarter of the tile).
     modality: which modality the input raster is: 1 (SAR/DSM, the missing-modality case) or 2
@@ -124,7 +231,7 @@ class SegmentConfig:
     batch_size: tiles per forward pass; None picks one for the device (`batch_for`).
     """
 
-    tile_size: int = 512
+    tile_size: int | None = None
     overlap: int | None = None
     batch_size: int | None = None
     device: str = "auto"
@@ -133,17 +240,29 @@ class SegmentConfig:
     resample: bool = False
 
     def __post_init__(self) -> None:
-        if self.tile_size < 32 or self.tile_size % 32:
-            raise ValueError(f"tile size must be a positive multiple of 32, got {self.tile_size}")
-        if self.overlap is None:
-            object.__setattr__(self, "overlap", self.tile_size // 4)
-        if not 0 <= self.overlap < self.tile_size:
-            raise ValueError(f"overlap must be in 0..{self.tile_size - 1} for tile size {self.tile_size}, "
-                             f"got {self.overlap}")
+        if self.tile_size is not None:
+            if self.tile_size < STRIDE or self.tile_size % STRIDE:
+                raise InputError(f"tile size must be a positive multiple of {STRIDE}, got {self.tile_size}")
+            if self.overlap is None:
+                object.__setattr__(self, "overlap", self.tile_size // 4)
+            if not 0 <= self.overlap < self.tile_size:
+                raise InputError(f"overlap must be in 0..{self.tile_size - 1} for tile size {self.tile_size}, "
+                                 f"got {self.overlap}")
+        elif self.overlap is not None and self.overlap < 0:
+            raise InputError(f"overlap must be >= 0, got {self.overlap}")
         if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {self.batch_size}")
+            raise InputError(f"batch size must be at least 1, got {self.batch_size}")
         if self.modality not in (1, 2):
-            raise ValueError(f"modality must be 1 (SAR/DSM) or 2 (optical), got {self.modality}")
+            raise InputError(f"modality must be 1 (SAR/DSM) or 2 (optical), got {self.modality}")
+        check_device(self.device)
+
+    def for_model(self, chip_size: int) -> "SegmentConfig":
+        """This configuration with the tile size filled in: the model's training chip size (rounded
+        up to a multiple of 32) unless one was given; the overlap follows (a quarter of the tile)."""
+        if self.tile_size is not None:
+            return self
+        tile = max(STRIDE, -(-int(chip_size) // STRIDE) * STRIDE)
+        return replace(self, tile_size=tile)
 
     def batch_for(self, device_type: str) -> int:
         """The batch size on a device: the configured one, else 4 on CUDA and 1 on CPU, where a
@@ -169,5 +288,5 @@ def _from_dict(cls: type, data: Mapping[str, Any]) -> Any:
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields {unknown}; known fields are {sorted(known)}")
+        raise InputError(f"unknown {cls.__name__} fields {unknown}; known fields are {sorted(known)}")
     return cls(**dict(data))

@@ -23,8 +23,11 @@ from rasterio.enums import Resampling
 from rasterio.features import rasterize
 from rasterio.windows import Window
 
+from .bands import BandStats, normalise
 from .classes import IGNORE, ClassTable
+from .config import STRIDE, DataConfig
 from .raster import aligned, band_names, geometries_in, open_raster, pixel_size, read_polygons, valid_mask
+from .runtime import InputError
 
 CELL = 8  # chip positions and validity are tracked on an 8 x 8 pixel grid
 STATS_SAMPLES = 2_000_000  # pixels per modality used for normalisation statistics
@@ -38,41 +41,6 @@ class SceneSpec:
     m2: str
     labels: str
     class_field: str | None = None
-
-
-@dataclass(frozen=True)
-class BandStats:
-    """Robust per-band normalisation: clip to [lo, hi] (0.5/99.5 percentiles), then (x - mean) / std."""
-
-    names: tuple[str, ...]
-    lo: tuple[float, ...]
-    hi: tuple[float, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        """(C, H, W) raw values -> float32 normalised values (no-data handling is the caller's)."""
-        if x.shape[0] != len(self.names):
-            raise ValueError(f"expected {len(self.names)} bands ({', '.join(self.names)}), got {x.shape[0]}")
-        lo, hi, mean, std = (np.asarray(v, np.float32)[:, None, None] for v in (self.lo, self.hi, self.mean, self.std))
-        return ((np.clip(x.astype(np.float32), lo, hi) - mean) / std).astype(np.float32)
-
-    def to_dict(self) -> dict:
-        return {k: list(getattr(self, k)) for k in ("names", "lo", "hi", "mean", "std")}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "BandStats":
-        return cls(*(tuple(d[k]) for k in ("names", "lo", "hi", "mean", "std")))
-
-    @classmethod
-    def from_samples(cls, names: Sequence[str], samples: np.ndarray) -> "BandStats":
-        """samples: (N, C) valid pixel values (float64 accepted)."""
-        if samples.shape[0] < 2:
-            raise ValueError("no valid pixels to compute normalisation statistics from")
-        lo, hi = np.percentile(samples, [0.5, 99.5], axis=0)
-        clipped = np.clip(samples, lo, hi)
-        std = np.maximum(clipped.std(axis=0), 1e-6 * np.maximum(1.0, np.abs(hi - lo)))
-        return cls(tuple(names), *(tuple(float(v) for v in a) for a in (lo, hi, clipped.mean(axis=0), std)))
 
 
 class Scene:
@@ -153,7 +121,7 @@ class Scene:
                 if cls is None:
                     if key in self.ignore_values:
                         continue
-                    raise ValueError(
+                    raise InputError(
                         f"class {key!r} of field {self.spec.class_field!r} in {self.spec.labels} is not in "
                         f"the class table; add it to the table or list it with --ignore-value"
                     )
@@ -324,7 +292,7 @@ class ChipDataset(torch.utils.data.Dataset):
         self.positions, self.length, self.seed, self.train = positions, length, seed, train
         self.offset, self.stride, self.rank = offset, stride, rank
         if len(positions) == 0:
-            raise ValueError("no chip positions to draw from")
+            raise InputError("no chip positions to draw from")
 
     def __len__(self) -> int:
         return self.length
@@ -340,8 +308,7 @@ class ChipDataset(torch.utils.data.Dataset):
             k = 0
         scene = self.scenes[int(s)]
         x1, x2, y, v1, v2 = scene.read(Window(int(c), int(r), self.chip_size, self.chip_size))
-        x1 = np.where(v1, self.stats[0].apply(x1), 0.0).astype(np.float32)  # no data -> the band mean
-        x2 = np.where(v2, self.stats[1].apply(x2), 0.0).astype(np.float32)
+        x1, x2 = normalise(x1, v1, self.stats[0]), normalise(x2, v2, self.stats[1])
         x1, x2, y = augment([x1, x2, y], k)
         return torch.from_numpy(x1), torch.from_numpy(x2), torch.from_numpy(y.astype(np.int64))
 
@@ -361,6 +328,12 @@ class TrainingData:
     def chip_size(self) -> int:
         return self.plan.chip_size
 
+    def use_table_and_stats(self, table: ClassTable, stats: tuple[BandStats, BandStats]) -> None:
+        """Read labels with `table` and normalise with `stats` (a resumed run keeps its model file's)."""
+        self.table, self.stats = table, stats
+        for scene in self.scenes:
+            scene.table = table
+
 
 def build_class_table(scenes: Sequence[Scene], class_table: str | None, ignore_values: Sequence[int]) -> ClassTable:
     """The class table from a file, else from the label values found (colours from the label
@@ -375,51 +348,47 @@ def build_class_table(scenes: Sequence[Scene], class_table: str | None, ignore_v
         names = sorted(str(v) for v in values)
         return ClassTable.generated(range(1, len(names) + 1), names)
     if len(values) < 2:
-        raise ValueError(f"the labels hold {len(values)} class value(s) {sorted(values)}; at least 2 are needed")
+        raise InputError(f"the labels hold {len(values)} class value(s) {sorted(values)}; at least 2 are needed")
     colormap = scenes[0].label_colormap()
     return ClassTable.from_colormap(colormap, values) if colormap else ClassTable.generated(values)
 
 
-def prepare_training_data(
-    specs: Sequence[SceneSpec], class_table: str | None = None, ignore_values: Sequence[int] = (),
-    aoi: str | None = None, chip_size: int = 512, val_fraction: float = 0.1, min_valid: float = 0.5,
-    seed: int = 0, log=print,
-) -> TrainingData:
+def prepare_training_data(specs: Sequence[SceneSpec], cfg: DataConfig, seed: int = 0, log=print) -> TrainingData:
     """Open and check the scenes, build the class table, scan for statistics and plan the chips."""
     if not specs:
-        raise ValueError("no training scenes given")
-    if chip_size % 32 or chip_size < 32:
-        raise ValueError(f"chip size must be a positive multiple of 32, got {chip_size}")
+        raise InputError("no training scenes given")
+    class_table, ignore_values, aoi = cfg.class_table, cfg.ignore_values, cfg.aoi
+    chip_size, val_fraction, min_valid = cfg.chip_size, cfg.val_fraction, cfg.min_valid
     aoi_items = None
     if aoi:
         aoi_items = read_polygons(aoi)
         if not aoi_items[1]:
-            raise ValueError(f"the AOI {aoi!r} holds no polygon; draw one or leave the AOI out")
+            raise InputError(f"the AOI {aoi!r} holds no polygon; draw one or leave the AOI out")
     scenes = [Scene(spec, aoi=aoi_items, ignore_values=ignore_values) for spec in specs]
     first = scenes[0]
     for scene in scenes[1:]:
         for role, key in (("modality-1", "m1"), ("modality-2", "m2")):
             a, b = getattr(first, f"{key}_bands"), getattr(scene, f"{key}_bands")
             if len(a) != len(b):
-                raise ValueError(
+                raise InputError(
                     f"band count mismatch between scenes: {role} {getattr(first.spec, key)} has {len(a)} "
                     f"band(s), {getattr(scene.spec, key)} has {len(b)}; every scene must give the same bands "
                     f"in the same order"
                 )
     for scene in scenes:
         if scene.vector_labels and not scene.spec.class_field:
-            raise ValueError(f"labels {scene.spec.labels!r} are polygons: name the class field (--class-field)")
+            raise InputError(f"labels {scene.spec.labels!r} are polygons: name the class field (--class-field)")
     table = build_class_table(scenes, class_table, ignore_values)
     for scene in scenes:
         scene.table = table
         scene._open()  # fail early on non-overlapping inputs
     if aoi_items is not None and not any(_aoi_overlaps(scene, aoi_items) for scene in scenes):
-        raise ValueError(f"the AOI {aoi!r} does not overlap any training scene; check its extent and CRS")
+        raise InputError(f"the AOI {aoi!r} does not overlap any training scene; check its extent and CRS")
 
     smallest = min(min(s.height, s.width) for s in scenes)
-    chip = min(chip_size, smallest // 32 * 32)
-    if chip < 32:
-        raise ValueError(f"scenes must be at least 32 x 32 pixels; the smallest is {smallest} pixels across")
+    chip = min(chip_size, smallest // STRIDE * STRIDE)
+    if chip < STRIDE:
+        raise InputError(f"scenes must be at least {STRIDE} x {STRIDE} pixels; the smallest is {smallest} pixels across")
     if chip < chip_size:
         log(f"chip size {chip_size} is larger than the smallest scene: using {chip}")
 
@@ -430,7 +399,7 @@ def prepare_training_data(
         log(f"scanning scene {i + 1}/{len(scenes)}: {os.path.basename(scene.spec.m1)} ({scene.width} x {scene.height})")
         scans.append(scan_scene(scene, len(table), rng, budget))
     if sum(int(sc.class_counts.sum()) for sc in scans) == 0:
-        raise ValueError("no labelled pixel with valid data in both modalities: the label, the rasters' "
+        raise InputError("no labelled pixel with valid data in both modalities: the label, the rasters' "
                          "no-data and the AOI leave nothing to train on")
     stats = (
         BandStats.from_samples(scenes[0].m1_bands, np.concatenate([sc.m1_samples for sc in scans])),
@@ -438,7 +407,7 @@ def prepare_training_data(
     )
     plan = plan_chips(scans, chip, val_fraction, min_valid, seed)
     if len(plan.train) == 0:
-        raise ValueError(
+        raise InputError(
             f"every {chip} x {chip} chip is mostly no-data (less than {min_valid:.0%} labelled and valid in "
             f"both modalities); use a smaller --chip-size, a lower --min-valid, or check the no-data values"
         )

@@ -21,6 +21,7 @@ from scipy import ndimage
 
 from .classes import rgb
 from .files import atomic_outputs
+from .runtime import InputError
 
 CRS_EPSG = 32632
 ORIGIN = (600000.0, 5200000.0)  # upper-left corner, metres in UTM 32N
@@ -206,9 +207,9 @@ def make_demo_scene(
 ) -> dict[str, Path]:
     """Write the demo scene into `out_dir` and return the paths by name."""
     if size < 64:
-        raise ValueError(f"size must be at least 64 pixels, got {size}")
+        raise InputError(f"size must be at least 64 pixels, got {size}")
     if min(sheets) < 1:
-        raise ValueError(f"sheets must be at least 1x1, got {sheets[0]}x{sheets[1]}")
+        raise InputError(f"sheets must be at least 1x1, got {sheets[0]}x{sheets[1]}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -12,6 +12,8 @@ last aligned encoder stage (labels resized to that stage by nearest neighbour):
 """
 from __future__ import annotations
 
+import csv
+import json
 import math
 import os
 from pathlib import Path
@@ -21,8 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .files import atomic_path
 from .losses import flat_pixels, stage_labels
-from .plots import class_matrix_png
+from .models import PairOutput
+from .plots import class_matrix_png, plot_curves
 
 
 class AlignmentProbe:
@@ -35,11 +39,11 @@ class AlignmentProbe:
         self.moments: torch.Tensor | None = None  # (2, C): sum and sum of squares, modality 1
         self.pixels = 0
 
-    def add(self, out: dict, target: torch.Tensor) -> None:
+    def add(self, out: PairOutput, target: torch.Tensor) -> None:
         """One batch: `out` from `model(x1, x2)` (no-op for baselines without shared features)."""
-        if "shared_m1" not in out:
+        if not out.shared_m1:
             return
-        f1, f2 = (F.normalize(out[key][-1].detach().float(), dim=1) for key in ("shared_m1", "shared_m2"))
+        f1, f2 = (F.normalize(feats[-1].detach().float(), dim=1) for feats in (out.shared_m1, out.shared_m2))
         p1, p2 = flat_pixels(f1).double().cpu(), flat_pixels(f2).double().cpu()  # (B*h*w, C)
         labels = stage_labels(target, f1.shape[-2:]).reshape(-1).cpu()
         keep = labels < self.num_classes
@@ -95,3 +99,52 @@ def plot_similarity(summary: dict, names: Sequence[str], title: str, path: str |
         f"{summary['off_diagonal']:.2f}, spread {summary['spread']:.2f}", xlabel=f"class mean, {modalities[1]}",
         ylabel=f"class mean, {modalities[0]}", cmap="RdBu_r", limits=(-1, 1), colorbar="cosine similarity",
         annotate=~np.isnan(sim), white_above=0.6)
+
+
+class Diagnostics:
+    """The PNGs training draws into a folder when asked (validation chips, modality-1 branch)."""
+
+    def __init__(self, folder: Path, names: Sequence[str], modalities: tuple[str, str], steps: set[int],
+                 resuming: bool):
+        self.folder, self.names, self.modalities, self.steps = folder, list(names), modalities, steps
+        folder.mkdir(parents=True, exist_ok=True)
+        saved = folder / "similarity.json"
+        self.matrices: dict[str, dict] = {}
+        if resuming and saved.exists():  # a resumed run adds to the matrices already drawn
+            self.matrices = json.loads(saved.read_text())["steps"]
+        elif not resuming:  # a new run: no matrix of an earlier run may stay beside this one's
+            for old in [saved, *folder.glob("similarity_*.png")]:
+                old.unlink(missing_ok=True)
+
+    def write(self, step: int, metrics: dict, alignment: dict | None, history: list[dict], final: bool) -> None:
+        from .evaluate import plot_confusion
+
+        plot_confusion({**metrics, "class_names": self.names}, self.folder / "confusion.png")
+        if len(history) > 1:
+            plot_curves(history, self.folder / "curves.png")
+        if alignment is None or not (step == 0 or final or step in self.steps):
+            return
+        label = "init" if step == 0 else f"step{step:06d}"
+        title = "before training" if step == 0 else f"step {step}"
+        plot_similarity(alignment, self.names, f"cross-modal class similarity, {title}",
+                        self.folder / f"similarity_{label}.png", self.modalities)
+        # NaN (no class present twice, say) is null in the JSON: strict readers refuse NaN tokens
+        self.matrices[str(step)] = {k: None if isinstance(v, float) and math.isnan(v) else v
+                                    for k, v in alignment.items()}
+        with atomic_path(self.folder / "similarity.json") as tmp:
+            Path(tmp).write_text(json.dumps({"classes": self.names, "steps": self.matrices}, indent=1))
+
+
+def write_log(history: list[dict], out: Path) -> tuple[Path, Path | None]:
+    """The CSV of every logged term beside the model file, and a PNG of the curves."""
+    csv_path = out.with_name(out.stem + ".log.csv")
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+    try:
+        png = plot_curves(history, out.with_name(out.stem + ".curves.png"))
+    except ImportError:
+        png = None
+    return csv_path, png

@@ -15,10 +15,10 @@ from rasterio.windows import Window
 
 from .classes import IGNORE, ClassTable
 from .files import atomic_path
-from .infer import Cancelled
 from .metrics import confusion_matrix, metrics_from_confusion
 from .plots import class_matrix_png
 from .raster import aligned, open_raster
+from .runtime import Cancelled, InputError
 
 STRIP = 512  # rows read at a time
 
@@ -48,7 +48,7 @@ def evaluate(
         else:
             classes = prediction_classes(pred)
             if classes is None:
-                raise ValueError(f"{os.fspath(prediction)!r} holds no STARS class table; give the class table "
+                raise InputError(f"{os.fspath(prediction)!r} holds no STARS class table; give the class table "
                                  f"(CSV value,name,color) the labels use")
         lab = aligned(pred, lab_src, Resampling.nearest, os.fspath(prediction), os.fspath(labels))
         K = len(classes)

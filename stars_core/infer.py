@@ -35,22 +35,18 @@ from rasterio.features import geometry_mask
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from .bands import BandStats, normalise
 from .checkpoint import LoadedModel, load_model
 from .classes import ClassTable, rgb
 from .config import SegmentConfig
-from .data import BandStats
 from .files import atomic_outputs
 from .raster import aligned, band_names, geometries_in, open_raster, pixel_size, valid_mask
+from .runtime import Cancelled, InputError, autocast, resolve_device
 from .style import paletted_qml
-from .tiling import Tile, TileGrid, blend_weights, pad_reflect
-from .train import autocast, resolve_device
+from .tiling import BlendRows, Tile, TileGrid, pad_reflect
 
 BLOCK = 256  # GeoTIFF block size; rows are written in whole block rows
 PIXEL_SIZE_TOLERANCE = 1.5  # warn when input and training pixel sizes differ by more than this factor
-
-
-class Cancelled(Exception):
-    """Raised when the cancel callable returns True; no output is left behind."""
 
 
 @dataclass
@@ -79,7 +75,7 @@ def band_order(ds, stats: BandStats, role: str, path: str, log: Callable[[str], 
     error; band descriptions that are the training names in another order are reordered."""
     expected = list(stats.names)
     if ds.count != len(expected):
-        raise ValueError(
+        raise InputError(
             f"{role} raster {path!r} has {ds.count} band(s) but the model was trained on {len(expected)} "
             f"({', '.join(expected)}); give a raster with exactly these bands in this order "
             f"(gdalbuildvrt -separate stacks single-band files)"
@@ -126,14 +122,17 @@ class _Inputs:
         v = valid_mask(self.primary, x, window)
         if self.clip:  # pixels outside the clip polygons are no data
             v &= geometry_mask(self.clip, (tile.height, tile.width), self.primary.window_transform(window), invert=True)
-        x = np.where(v, self.stats[0].apply(x), 0.0).astype(np.float32)  # no data -> band mean, as in training
-        x = pad_reflect(x, tile.pad_bottom, tile.pad_right)
+        x = pad_reflect(normalise(x, v, self.stats[0]), tile.pad_bottom, tile.pad_right)
         if self.secondary is None:
             return x, None, v, None
         x2 = self.secondary.read(self.order[1], window=window)
         v2 = valid_mask(self.secondary, x2, window)
-        x2 = np.where(v2, self.stats[1].apply(x2), 0.0).astype(np.float32)
-        return x, pad_reflect(x2, tile.pad_bottom, tile.pad_right), v, v2
+        return x, pad_reflect(normalise(x2, v2, self.stats[1]), tile.pad_bottom, tile.pad_right), v, v2
+
+    def read_batch(self, tiles: list[Tile]):
+        """Stacked inputs (B, C, h, w) of several tiles, and their validity masks."""
+        x1, x2, v1, v2 = zip(*(self.read(t) for t in tiles))
+        return np.stack(x1), None if x2[0] is None else np.stack(x2), v1, v2
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -165,6 +164,7 @@ def segment(
     device = resolve_device(cfg.device)
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
     loaded.model.to(device).eval()
+    cfg = cfg.for_model(loaded.chip_size)
     branch = _check_request(loaded, cfg, with_m2)
     _check_paths(input, with_m2, output, confidence, probabilities)
     m1_name, m2_name = loaded.modalities
@@ -215,10 +215,10 @@ def _check_request(loaded: LoadedModel, cfg: SegmentConfig, with_m2) -> str:
     """The model branch that serves the request, or a ValueError saying why none does."""
     m1_name, m2_name = loaded.modalities
     if with_m2 is not None and cfg.modality != 1:
-        raise ValueError(f"the {m2_name} raster is added to a {m1_name} input; leave it out when the input "
+        raise InputError(f"the {m2_name} raster is added to a {m1_name} input; leave it out when the input "
                          f"is already {m2_name}")
     if loaded.config.mode == "single" and (with_m2 is not None or cfg.modality == 2):
-        raise ValueError(f"this model (mode 'single') was trained on {m1_name} alone; segment a {m1_name} "
+        raise InputError(f"this model (mode 'single') was trained on {m1_name} alone; segment a {m1_name} "
                          f"raster without {m2_name}")
     return "fused" if with_m2 is not None else f"m{cfg.modality}"
 
@@ -228,9 +228,9 @@ def _check_paths(input, with_m2, *outputs) -> None:
     outs = [os.path.abspath(os.fspath(p)) for p in outputs if p is not None]
     for p in outs:
         if p in ins:
-            raise ValueError(f"output {p!r} would overwrite an input raster; choose another file name")
+            raise InputError(f"output {p!r} would overwrite an input raster; choose another file name")
     if len(set(outs)) != len(outs):
-        raise ValueError("the classified, confidence and probability outputs need different file names")
+        raise InputError("the classified, confidence and probability outputs need different file names")
 
 
 def _working_grid(src, loaded: LoadedModel, cfg: SegmentConfig, note: Callable[[str], None]):
@@ -259,7 +259,7 @@ def _profiles(base: dict, classes: ClassTable) -> tuple[dict, dict, dict]:
     """GeoTIFF profiles of the class, confidence and probability rasters on the grid of `base`."""
     fits_byte = min(classes.values) >= 0 and max(classes.values) < 255
     if min(classes.values) < 0 or max(classes.values) >= 65535:
-        raise ValueError(f"class values must be in 0..65534 to be written as a GeoTIFF, got {list(classes.values)}")
+        raise InputError(f"class values must be in 0..65534 to be written as a GeoTIFF, got {list(classes.values)}")
     common = dict(driver="GTiff", width=base["width"], height=base["height"], crs=base["crs"],
                   transform=base["transform"], tiled=True, blockxsize=BLOCK, blockysize=BLOCK,
                   compress="deflate", BIGTIFF="IF_SAFER")
@@ -274,108 +274,92 @@ def _predict(loaded: LoadedModel, inputs: _Inputs, base_profile: dict, outputs, 
              device: torch.device, branch: str, progress, cancel) -> tuple[np.ndarray, int, int]:
     """Run the model over every tile of the input grid and write the outputs. Returns the pixel
     count of every class, the no-data pixel count and the number of tiles."""
-    classes = loaded.classes
-    K = len(classes)
     height, width = base_profile["height"], base_profile["width"]
     grid = TileGrid.build(height, width, cfg.tile_size, cfg.overlap)
     tiles = list(grid)
-    batch = cfg.batch_for(device.type)
-    batches = [tiles[i:i + batch] for i in range(0, len(tiles), batch)]
-    weights = blend_weights(grid.tile_h, grid.tile_w, cfg.overlap)
-    out_p, conf_p, prob_p = _profiles(base_profile, classes)
-    values = np.asarray(classes.values, dtype=out_p["dtype"])
+    size = cfg.batch_for(device.type)
+    batches = [tiles[i:i + size] for i in range(0, len(tiles), size)]
+    blend = BlendRows(height, width, len(loaded.classes), BLOCK, grid.weights())
+    with _Writers(outputs, base_profile, loaded.classes) as writers, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="stars-read") as pool:
+        pending = pool.submit(inputs.read_batch, batches[0])
+        done = 0
+        for b, batch in enumerate(batches):
+            if cancel is not None and cancel():
+                raise Cancelled("segmentation cancelled; no output was written (an earlier one is kept)")
+            x1, x2, v1, v2 = pending.result()
+            if b + 1 < len(batches):
+                pending = pool.submit(inputs.read_batch, batches[b + 1])  # read ahead while the model runs
+            probs = _probabilities(loaded.model, branch, x1, x2, v2, batch, device, cfg.amp)
+            for t, p, v in zip(batch, probs.numpy(), v1):
+                writers.write(blend.finished(t.row))  # tiles come row by row: nothing above this one changes
+                blend.add(t, p, v)
+            done += len(batch)
+            if progress is not None:
+                progress(done, len(tiles))
+        writers.write(blend.finished(height))
+    return writers.counts, writers.nodata, len(tiles)
 
-    # Blending buffers, one per GeoTIFF block row in flight: the weighted sum of class
-    # probabilities (K, h, W), the summed weights and the validity. Tiles arrive row by row, so a
-    # block row is final (written, then dropped) once a tile starts below it.
-    blocks: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    counts = np.zeros(K, np.int64)
-    nodata = 0
 
-    def buffers(b: int):
-        if b not in blocks:
-            h = min(BLOCK, height - b * BLOCK)
-            blocks[b] = (np.zeros((K, h, width), np.float32), np.zeros((h, width), np.float32),
-                         np.zeros((h, width), bool))
-        return blocks[b]
+def _probabilities(model: torch.nn.Module, branch: str, x: np.ndarray, x2: np.ndarray | None, v2,
+                   tiles: list[Tile], device: torch.device, amp: bool) -> torch.Tensor:
+    """(B, C, h, w) inputs -> (B, K, h, w) class probabilities of `branch`, on the CPU."""
+    xt = torch.from_numpy(x).to(device, non_blocking=True)
+    with autocast(device, amp):
+        if branch == "m1":
+            logits = model(xt)
+        elif branch == "m2":
+            logits = model(x2=xt)
+        else:
+            out = model(xt, torch.from_numpy(x2).to(device, non_blocking=True))
+            logits = out.fused
+    p = torch.softmax(logits.float(), dim=1)
+    if branch == "fused" and out.m1 is not None:
+        # where the optical raster has no data, the modality-1 branch gives the answer
+        have2 = np.stack([pad_reflect(v[None], t.pad_bottom, t.pad_right)[0] for v, t in zip(v2, tiles)])
+        have2 = torch.from_numpy(have2).to(device)
+        p = torch.where(have2[:, None], p, torch.softmax(out.m1.float(), dim=1))
+    return p.cpu()
 
-    def add(t: Tile, p: np.ndarray, v: np.ndarray) -> None:
-        """Blend one tile's (K, tile_h, tile_w) probabilities into the block rows it covers."""
-        w = weights[: t.height, : t.width]
-        cols = slice(t.col, t.col + t.width)
-        for b in range(t.row // BLOCK, (t.row + t.height - 1) // BLOCK + 1):
-            r0, r1 = max(t.row, b * BLOCK), min(t.row + t.height, (b + 1) * BLOCK)
-            src, dst = slice(r0 - t.row, r1 - t.row), slice(r0 - b * BLOCK, r1 - b * BLOCK)
-            acc, wsum, valid = buffers(b)
-            acc[:, dst, cols] += p[:, src, : t.width] * w[src]
-            wsum[dst, cols] += w[src]
-            valid[dst, cols] = v[src]
 
-    def flush(below: int) -> None:
-        """Write and drop every block row that ends at or above raster row `below`."""
-        nonlocal nodata
-        for b in sorted(k for k in blocks if min((k + 1) * BLOCK, height) <= below):
-            p, wsum, ok = blocks.pop(b)
-            p /= np.maximum(wsum, 1e-12)  # in place: (K, h, W) is the largest array of a full-width row
+class _Writers:
+    """The open output rasters (classes; confidence and probabilities when asked for), written one
+    finished block row at a time, with the class pixel counts."""
+
+    def __init__(self, paths, base_profile: dict, classes: ClassTable):
+        self.paths, self.classes = paths, classes
+        self.profiles = _profiles(base_profile, classes)
+        self.values = np.asarray(classes.values, dtype=self.profiles[0]["dtype"])
+        self.counts = np.zeros(len(classes), np.int64)
+        self.nodata = 0
+
+    def __enter__(self) -> "_Writers":
+        self._stack = ExitStack().__enter__()
+        self.out, self.conf, self.prob = (
+            None if path is None else self._stack.enter_context(rasterio.open(path, "w", **profile))
+            for path, profile in zip(self.paths, self.profiles))
+        if self.prob is not None:
+            self.prob.descriptions = tuple(self.classes.names)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        return self._stack.__exit__(*exc)
+
+    def write(self, rows) -> None:
+        """Write block rows from `BlendRows.finished`: classes, confidence, probabilities."""
+        for row, p, ok in rows:
             best = p.argmax(axis=0)
-            window = Window(0, b * BLOCK, width, ok.shape[0])
-            out = values[best]
-            out[~ok] = out_p["nodata"]
-            dst_out.write(out, 1, window=window)
-            counts[:] += np.bincount(best[ok], minlength=K)
-            nodata += int((~ok).sum())
-            if dst_conf is not None:
+            window = Window(0, row, p.shape[2], ok.shape[0])
+            out = self.values[best]
+            out[~ok] = self.profiles[0]["nodata"]
+            self.out.write(out, 1, window=window)
+            self.counts += np.bincount(best[ok], minlength=len(self.classes))
+            self.nodata += int((~ok).sum())
+            if self.conf is not None:
                 conf = np.take_along_axis(p, best[None], 0)[0]
-                dst_conf.write(np.where(ok, conf, np.nan).astype(np.float32), 1, window=window)
-            if dst_prob is not None:
-                dst_prob.write(np.where(ok[None], p, np.nan).astype(np.float32), window=window)
-
-    def run(batch: list[Tile]):
-        x1, x2, v1, v2 = zip(*(inputs.read(t) for t in batch))
-        return np.stack(x1), None if x2[0] is None else np.stack(x2), v1, v2
-
-    def forward(batch: list[Tile], x: np.ndarray, x2: np.ndarray | None, v2) -> torch.Tensor:
-        """(B, C, h, w) inputs -> (B, K, h, w) class probabilities on the CPU."""
-        xt = torch.from_numpy(x).to(device, non_blocking=True)
-        with autocast(device, cfg.amp):
-            if branch == "m1":
-                logits = loaded.model(xt)
-            elif branch == "m2":
-                logits = loaded.model(x2=xt)
-            else:
-                out = loaded.model(xt, torch.from_numpy(x2).to(device, non_blocking=True))
-                logits = out["fused"]
-        p = torch.softmax(logits.float(), dim=1)
-        if branch == "fused" and "m1" in out:
-            # where the optical raster has no data, the modality-1 branch gives the answer
-            have2 = np.stack([pad_reflect(v[None], t.pad_bottom, t.pad_right)[0] for v, t in zip(v2, batch)])
-            have2 = torch.from_numpy(have2).to(device)
-            p = torch.where(have2[:, None], p, torch.softmax(out["m1"].float(), dim=1))
-        return p.cpu()
-
-    with rasterio.open(outputs[0], "w", **out_p) as dst_out, ExitStack() as optional:
-        dst_conf, dst_prob = (None if path is None else optional.enter_context(rasterio.open(path, "w", **profile))
-                              for path, profile in ((outputs[1], conf_p), (outputs[2], prob_p)))
-        if dst_prob is not None:
-            dst_prob.descriptions = tuple(classes.names)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stars-read") as pool:
-            pending = pool.submit(run, batches[0])
-            done = 0
-            for b, batch_tiles in enumerate(batches):
-                if cancel is not None and cancel():
-                    raise Cancelled("segmentation cancelled")
-                x1, x2, v1, v2 = pending.result()
-                if b + 1 < len(batches):
-                    pending = pool.submit(run, batches[b + 1])  # read ahead while the model runs
-                probs = forward(batch_tiles, x1, x2, v2)
-                for t, p, v in zip(batch_tiles, probs.numpy(), v1):
-                    flush(t.row)  # tiles come row by row: nothing above this one changes any more
-                    add(t, p, v)
-                done += len(batch_tiles)
-                if progress is not None:
-                    progress(done, len(tiles))
-        flush(height)
-    return counts, nodata, len(tiles)
+                self.conf.write(np.where(ok, conf, np.nan).astype(np.float32), 1, window=window)
+            if self.prob is not None:
+                self.prob.write(np.where(ok[None], p, np.nan).astype(np.float32), window=window)
 
 
 def _overview_factors(width: int, height: int) -> list[int]:
@@ -436,7 +420,7 @@ def _warp_back(works, finals, src, classes: ClassTable, cancel) -> tuple[np.ndar
                 dst.descriptions = tuple(classes.names)
             for row in range(0, src.height, BLOCK):
                 if cancel is not None and cancel():
-                    raise Cancelled("segmentation cancelled")
+                    raise Cancelled("segmentation cancelled; no output was written (an earlier one is kept)")
                 window = Window(0, row, src.width, min(BLOCK, src.height - row))
                 data = vrt.read(window=window)
                 ok = valid_mask(src, src.read(window=window), window)

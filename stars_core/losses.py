@@ -14,15 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from .config import LossConfig
+from .models import PairOutput
 
-BRANCHES = ("m1", "m2", "fused")
 
-
-def segmentation_loss(out: dict[str, torch.Tensor], target: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+def segmentation_loss(out: PairOutput, target: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
     """Mean cross-entropy over the branches present in `out` ("m1", "m2", "fused")."""
-    logits = [out[b] for b in BRANCHES if b in out]
+    logits = list(out.logits().values())
     if not logits:
-        raise ValueError(f"no branch logits in model output (keys {sorted(out)}); expected some of {BRANCHES}")
+        raise ValueError("the model output holds no branch logits (m1, m2 or fused)")
     losses = [F.cross_entropy(x, target, ignore_index=ignore_index) for x in logits]
     return torch.stack(losses).mean()
 
@@ -122,22 +121,22 @@ def psa_loss(
 
 
 def stars_loss(
-    out: dict, target: torch.Tensor, cfg: LossConfig, generator: torch.Generator | None = None
+    out: PairOutput, target: torch.Tensor, cfg: LossConfig, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L_total and its terms {"seg", "psc", "ncs", "total"} (terms detached, for logging).
 
-    `out` is the dict a model returns for `model(x1, x2)`. Baseline outputs carry no shared
+    `out` is what a model returns for `model(x1, x2)`. Baseline outputs carry no shared
     features, so only L_seg applies to them. Switched-off terms are reported as 0.
     """
     seg = segmentation_loss(out, target, cfg.ignore_index)
     zero = seg.new_zeros(())
     psc, ncs = zero, zero
-    if "shared_m1" in out:
-        f1s, f2s = out["shared_m1"], out["shared_m2"]
+    if out.shared_m1:
+        f1s, f2s = out.shared_m1, out.shared_m2
         if cfg.use_psc and cfg.alpha > 0:
             psc = torch.stack([psa_loss(a, b, target, cfg, generator) for a, b in zip(f1s, f2s)]).mean()
         if cfg.use_ncs and cfg.beta > 0:
-            stages = zip(out["trans_12"], out["trans_21"], f1s, f2s)
+            stages = zip(out.trans_12, out.trans_21, f1s, f2s)
             ncs = torch.stack([translation_loss(p1, p2, a, b, cfg.detach) for p1, p2, a, b in stages]).mean()
     total = seg + cfg.alpha * psc + cfg.beta * ncs
     terms = {"seg": seg.detach(), "psc": psc.detach(), "ncs": ncs.detach(), "total": total.detach()}

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .classes import IGNORE
+from .runtime import InputError
 
 
 def confusion_matrix(pred, target, num_classes: int, ignore_index: int = IGNORE) -> np.ndarray:
@@ -20,7 +21,7 @@ def confusion_matrix(pred, target, num_classes: int, ignore_index: int = IGNORE)
     keep = (target != ignore_index) & (target < num_classes) & (target >= 0)
     bad = (pred[keep] < 0) | (pred[keep] >= num_classes)
     if bad.any():
-        raise ValueError(f"predictions hold class indices outside 0..{num_classes - 1}")
+        raise InputError(f"predictions hold class indices outside 0..{num_classes - 1}")
     idx = target[keep].astype(np.int64) * num_classes + pred[keep].astype(np.int64)
     return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 

@@ -38,3 +38,30 @@ def class_matrix_png(matrix: np.ndarray, names: Sequence[str], path: str | os.Pa
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+def plot_curves(history: list[dict], path: str | os.PathLike) -> Path:
+    """PNG of the training losses and the validation curves of a run's history."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["step"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for key, label in (("total", "L_total"), ("seg", "L_seg"), ("psc", "L_psc"), ("ncs", "L_ncs")):
+        ax1.plot(steps, [h.get(key, np.nan) for h in history], label=label, lw=1)
+    ax1.set_xlabel("step"), ax1.set_title("training losses"), ax1.legend()
+    for key, label, style in (("val_m1_miou", "mIoU, modality 1 alone", "-"), ("val_fused_miou", "mIoU, both", "-"),
+                              ("val_spread", "shared-feature spread (0 = collapse)", "--")):
+        pts = [(h["step"], h[key]) for h in history if key in h and h[key] is not None]
+        if pts:
+            ax2.plot(*zip(*pts), marker="o", ls=style, label=label)
+    ax2.set_xlabel("step"), ax2.set_title("validation"), ax2.set_ylim(0, 1)
+    if ax2.lines:
+        ax2.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80)
+    plt.close(fig)
+    return path

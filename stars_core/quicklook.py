@@ -14,6 +14,7 @@ from rasterio.windows import from_bounds
 
 from .classes import ClassTable, rgb
 from .files import atomic_path
+from .runtime import InputError
 
 
 def _read(path: str | os.PathLike, bands: Sequence[int], max_size: int, resampling: Resampling,
@@ -22,7 +23,7 @@ def _read(path: str | os.PathLike, bands: Sequence[int], max_size: int, resampli
     `ref` (a rasterio dataset) when given, so every panel covers the same ground."""
     with rasterio.open(path) as ds:
         if ref is not None and ds.crs != ref.crs:
-            raise ValueError(f"{path} is in {ds.crs}, the SAR raster in {ref.crs}: the quick-look needs one "
+            raise InputError(f"{path} is in {ds.crs}, the SAR raster in {ref.crs}: the quick-look needs one "
                              "CRS; reproject it first (e.g. gdalwarp -t_srs)")
         scale = max(ds.width, ds.height) / max_size
         shape = (len(bands), max(1, round(ds.height / max(scale, 1))), max(1, round(ds.width / max(scale, 1))))

@@ -10,6 +10,8 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds, transform_geom
 
+from .runtime import InputError
+
 
 def open_raster(path: str | os.PathLike, role: str) -> rasterio.io.DatasetReader:
     """Open a raster, with an error that names its role when it is missing or unreadable."""
@@ -19,10 +21,10 @@ def open_raster(path: str | os.PathLike, role: str) -> rasterio.io.DatasetReader
     try:
         ds = rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
-        raise ValueError(f"{role} {path!r} is not a raster GDAL can read: {exc}") from None
+        raise InputError(f"{role} {path!r} is not a raster GDAL can read: {exc}") from None
     if ds.crs is None:
         ds.close()
-        raise ValueError(f"{role} {path!r} has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:XXXX) first")
+        raise InputError(f"{role} {path!r} has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:XXXX) first")
     return ds
 
 
@@ -38,7 +40,7 @@ def check_overlap(ref, other, ref_name: str, other_name: str) -> None:
     left, bottom, right, top = transform_bounds(other.crs, ref.crs, *other.bounds, densify_pts=21)
     r = ref.bounds
     if left >= r.right or right <= r.left or bottom >= r.top or top <= r.bottom:
-        raise ValueError(
+        raise InputError(
             f"{other_name} does not overlap {ref_name}: their footprints are disjoint once both are in "
             f"{ref.crs.to_string()}; check that the files belong to the same area and carry the right CRS"
         )
@@ -89,17 +91,17 @@ def read_polygons(path: str | os.PathLike, field: str | None = None, layer: str 
         raise FileNotFoundError(f"vector file {path!r} not found")
     ds = ogr.Open(path)
     if ds is None:
-        raise ValueError(f"{path!r} is not a vector file GDAL/OGR can read")
+        raise InputError(f"{path!r} is not a vector file GDAL/OGR can read")
     lyr = ds.GetLayerByName(layer) if layer else ds.GetLayer(0)
     if lyr is None:
-        raise ValueError(f"layer {layer!r} not found in {path!r}")
+        raise InputError(f"layer {layer!r} not found in {path!r}")
     srs = lyr.GetSpatialRef()
     if srs is None:
-        raise ValueError(f"{path!r} has no CRS; assign one before using it")
+        raise InputError(f"{path!r} has no CRS; assign one before using it")
     defn = lyr.GetLayerDefn()
     names = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
     if field is not None and field not in names:
-        raise ValueError(f"field {field!r} not found in {path!r}; its fields are {names}")
+        raise InputError(f"field {field!r} not found in {path!r}; its fields are {names}")
     items = []
     for feature in lyr:
         geom = feature.GetGeometryRef()

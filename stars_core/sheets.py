@@ -19,9 +19,9 @@ from rasterio.windows import from_bounds
 from .checkpoint import LoadedModel, load_model
 from .config import SegmentConfig
 from .files import atomic_path
-from .infer import Cancelled, segment
+from .infer import segment
 from .raster import geometries_in, open_raster, read_polygons
-from .train import resolve_device
+from .runtime import Cancelled, InputError, resolve_device
 
 
 @dataclass
@@ -55,7 +55,7 @@ def read_sheets(path: str | os.PathLike, name_field: str | None = None) -> tuple
     names = [safe_name(n) for n, _ in named]
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})[:5]
-        raise ValueError(f"sheet names must be unique once made file-safe; repeated: {dup}. Choose another "
+        raise InputError(f"sheet names must be unique once made file-safe; repeated: {dup}. Choose another "
                          f"name field or leave it empty to number the sheets")
     return wkt, named
 
@@ -89,7 +89,7 @@ def segment_sheets(
     loaded = model if isinstance(model, LoadedModel) else load_model(model, resolve_device(cfg.device))
     wkt, items = sheets
     if not items:
-        raise ValueError("the map-sheet layer holds no polygons")
+        raise InputError("the map-sheet layer holds no polygons")
     rows: list[SheetRow] = []
     with open_raster(input, "input") as src:
         geoms = geometries_in(wkt, [(g, n) for n, g in items], src.crs)

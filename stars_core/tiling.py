@@ -1,4 +1,5 @@
-"""Window grid and blending weights for sliding-window segmentation. Pure: no I/O, no torch.
+"""Window grid, blending weights and blending buffers for sliding-window segmentation. Pure: no
+I/O, no torch.
 
 Tiles overlap so that every pixel is predicted with enough context around it; where tiles
 overlap their class probabilities are averaged with weights that fall smoothly to (almost) zero
@@ -8,10 +9,12 @@ the blend exact even where a pixel is covered by one tile only (the raster edges
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
-STRIDE = 32  # input sizes must be multiples of the encoder's output stride
+from .config import STRIDE
+from .runtime import InputError
 
 
 def round_up(n: int, multiple: int = STRIDE) -> int:
@@ -28,7 +31,7 @@ def axis_starts(length: int, tile: int, overlap: int) -> list[int]:
     than the tile, when `overlap` asks for more); the last tile may run past the end by less than
     32 pixels (padded). One start (0) when the axis is no longer than a tile."""
     if tile <= overlap:
-        raise ValueError(f"overlap ({overlap}) must be smaller than the tile size ({tile})")
+        raise InputError(f"overlap ({overlap}) must be smaller than the tile size ({tile})")
     step = max(STRIDE, (tile - overlap) // STRIDE * STRIDE)
     last = round_up(max(length - tile, 0))
     starts = [0]
@@ -54,7 +57,8 @@ class Tile:
 class TileGrid:
     """All tiles of a raster, row-major. `tile_h` x `tile_w` is the model input size: `tile` or the
     raster size rounded up to a multiple of 32, whichever is smaller (a 224-pixel raster is one
-    224 x 224 tile, not a padded 512 one)."""
+    224 x 224 tile, not a padded 512 one). `overlap` is the effective overlap along rows and
+    columns (at most 32 pixels less than the tile there)."""
 
     height: int
     width: int
@@ -62,19 +66,24 @@ class TileGrid:
     tile_w: int
     rows: tuple[int, ...]
     cols: tuple[int, ...]
+    overlap: tuple[int, int] = (0, 0)
 
     @classmethod
     def build(cls, height: int, width: int, tile: int, overlap: int) -> "TileGrid":
         if tile % STRIDE or tile <= 0:
-            raise ValueError(f"tile size must be a positive multiple of {STRIDE}, got {tile}; try {round_up(max(tile, 1))}")
+            raise InputError(f"tile size must be a positive multiple of {STRIDE}, got {tile}; try {round_up(max(tile, 1))}")
         if overlap < 0 or overlap >= tile:
-            raise ValueError(f"overlap must be in 0..{tile - 1} for tile size {tile}, got {overlap}")
+            raise InputError(f"overlap must be in 0..{tile - 1} for tile size {tile}, got {overlap}")
         if height <= 0 or width <= 0:
-            raise ValueError(f"raster has no pixels ({height} x {width})")
+            raise InputError(f"raster has no pixels ({height} x {width})")
         tile_h, tile_w = min(tile, round_up(height)), min(tile, round_up(width))
-        rows = axis_starts(height, tile_h, min(overlap, tile_h - STRIDE))
-        cols = axis_starts(width, tile_w, min(overlap, tile_w - STRIDE))
-        return cls(height, width, tile_h, tile_w, tuple(rows), tuple(cols))
+        over_h, over_w = min(overlap, tile_h - STRIDE), min(overlap, tile_w - STRIDE)
+        rows, cols = axis_starts(height, tile_h, over_h), axis_starts(width, tile_w, over_w)
+        return cls(height, width, tile_h, tile_w, tuple(rows), tuple(cols), (over_h, over_w))
+
+    def weights(self) -> np.ndarray:
+        """(tile_h, tile_w) blending weights of a tile of this grid."""
+        return ramp(self.tile_h, self.overlap[0])[:, None] * ramp(self.tile_w, self.overlap[1])[None, :]
 
     def __len__(self) -> int:
         return len(self.rows) * len(self.cols)
@@ -111,3 +120,43 @@ def pad_reflect(x: np.ndarray, pad_bottom: int, pad_right: int) -> np.ndarray:
         return x
     mode = "reflect" if min(x.shape[1:]) > 1 else "edge"
     return np.pad(x, ((0, 0), (0, pad_bottom), (0, pad_right)), mode=mode)
+
+
+class BlendRows:
+    """Blends tile probabilities into buffers of whole block rows of the raster.
+
+    Each block row in flight holds the weighted sum of class probabilities (K, h, W), the summed
+    weights (h, W) and the validity (h, W). Tiles arrive row by row, so a block row is final once
+    a tile starts below it: `finished` hands it out, divided by its weights, and drops it. Memory
+    therefore depends on the raster width and the tile height, never on the raster height."""
+
+    def __init__(self, height: int, width: int, classes: int, block: int, weights: np.ndarray):
+        self.height, self.width, self.classes, self.block, self.weights = height, width, classes, block, weights
+        self.rows: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def _buffers(self, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if b not in self.rows:
+            h = min(self.block, self.height - b * self.block)
+            self.rows[b] = (np.zeros((self.classes, h, self.width), np.float32),
+                            np.zeros((h, self.width), np.float32), np.zeros((h, self.width), bool))
+        return self.rows[b]
+
+    def add(self, tile: Tile, probs: np.ndarray, valid: np.ndarray) -> None:
+        """Blend one tile's (K, tile_h, tile_w) probabilities; `valid` is (tile.height, tile.width)."""
+        w = self.weights[: tile.height, : tile.width]
+        cols = slice(tile.col, tile.col + tile.width)
+        for b in range(tile.row // self.block, (tile.row + tile.height - 1) // self.block + 1):
+            r0, r1 = max(tile.row, b * self.block), min(tile.row + tile.height, (b + 1) * self.block)
+            src, dst = slice(r0 - tile.row, r1 - tile.row), slice(r0 - b * self.block, r1 - b * self.block)
+            acc, wsum, ok = self._buffers(b)
+            acc[:, dst, cols] += probs[:, src, : tile.width] * w[src]
+            wsum[dst, cols] += w[src]
+            ok[dst, cols] = valid[src]
+
+    def finished(self, below: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(first raster row, probabilities (K, h, W), validity (h, W)) of every block row that ends
+        at or above raster row `below`, top to bottom; each is dropped once handed out."""
+        for b in sorted(k for k in self.rows if min((k + 1) * self.block, self.height) <= below):
+            probs, wsum, ok = self.rows.pop(b)
+            probs /= np.maximum(wsum, 1e-12)  # in place: (K, h, W) is the largest array of a full-width row
+            yield b * self.block, probs, ok

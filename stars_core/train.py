@@ -2,18 +2,15 @@
 
 `train(...)` prepares the data (stars_core.data), builds the model from the data's band and class
 counts, and runs the paper's recipe (section 4.1.1): Adam with weight decay, linear warm-up then
-cosine decay, gradient clipping. It validates every `val_every` steps on held-out blocks, writes the
-model file atomically every `checkpoint_every` steps, and on cancel or at the end. Progress and
-cancellation come in as callables so the command line and QGIS drive the same loop. Under `torchrun`
-it trains with DistributedDataParallel (gloo on CPU, NCCL on CUDA). Asked for a diagnostics folder,
-it also draws the cross-modal class similarity matrix (before training, at chosen steps and at the
-end), the curves and the validation confusion matrix there.
+cosine decay, gradient clipping. It validates every `val_every` steps on held-out blocks and writes
+the model file (stars_core.checkpoint) every `checkpoint_every` steps, at the end and on cancel.
+Progress and cancellation come in as callables so the command line and QGIS drive the same loop.
+Under `torchrun` it trains with DistributedDataParallel (gloo on CPU, NCCL on CUDA): every rank
+stops together on a NaN loss or a cancel, and each rank's random state is saved for resuming.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import math
 import os
 import time
@@ -25,59 +22,25 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .checkpoint import FORMAT, FORMAT_VERSION, model_config, read_model_file, save_atomic
-from .classes import IGNORE, ClassTable
-from .config import LossConfig, StarsConfig
-from .data import BandStats, ChipDataset, SceneSpec, TrainingData, prepare_training_data
-from .diagnostics import AlignmentProbe, plot_similarity
-from .files import atomic_path
+from .checkpoint import ModelMeta, ResumeState, read_resume, save_model_file
+from .classes import IGNORE
+from .config import DataConfig, LossConfig, StarsConfig, TrainConfig
+from .data import ChipDataset, SceneSpec, TrainingData, prepare_training_data
+from .diagnostics import AlignmentProbe, Diagnostics, write_log
 from .losses import stars_loss
 from .metrics import confusion_matrix, metrics_from_confusion
 from .models import build_model
+from .runtime import Cancelled, InputError, TrainingError, autocast, resolve_device
 
 ProgressFn = Callable[[int, int, dict], None]
 CancelFn = Callable[[], bool]
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. the loss became NaN); the last good model file is kept."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The optimisation recipe; defaults are the paper's (80k steps, batch 8, 512 px chips)."""
-
-    steps: int = 80_000
-    batch_size: int = 8
-    lr: float = 1e-4
-    warmup_steps: int = 1000
-    warmup_start_lr: float = 1e-6
-    weight_decay: float = 1e-4
-    grad_clip: float = 5.0
-    chip_size: int = 512
-    val_fraction: float = 0.1
-    val_every: int = 1000
-    checkpoint_every: int = 500
-    max_val_chips: int = 64
-    min_valid: float = 0.5
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    num_workers: int = 1
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "val_every", "checkpoint_every", "max_val_chips"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if not 0 < self.min_valid <= 1:
-            raise ValueError(f"min_valid must be in (0, 1], got {self.min_valid}")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+@dataclass
+class TrainResult:
+    path: Path
+    steps_done: int
+    summary: dict
 
 
 def get_lr(step: int, cfg: TrainConfig) -> float:
@@ -86,19 +49,6 @@ def get_lr(step: int, cfg: TrainConfig) -> float:
         return cfg.warmup_start_lr + (cfg.lr - cfg.warmup_start_lr) * step / cfg.warmup_steps
     progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return 0.5 * cfg.lr * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but PyTorch sees no CUDA GPU; use --device cpu or auto")
-    return torch.device(name if name != "cuda" else f"cuda:{local_rank}")
-
-
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA (fp32 stays the fast path on CPU)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
 @torch.no_grad()
@@ -117,38 +67,11 @@ def validate(model: torch.nn.Module, loader, num_classes: int, device: torch.dev
             cms["m1"] += confusion_matrix(model(x1).argmax(1), y, num_classes, IGNORE)
             if paired:
                 out = model(x1, x2)
-                cms["fused"] += confusion_matrix(out["fused"].argmax(1), y, num_classes, IGNORE)
+                cms["fused"] += confusion_matrix(out.fused.argmax(1), y, num_classes, IGNORE)
                 if probe is not None:
                     probe.add(out, y)
     model.train(was_training)
     return {k: metrics_from_confusion(cm, names) for k, cm in cms.items()}
-
-
-@dataclass
-class TrainResult:
-    path: Path
-    steps_done: int
-    cancelled: bool
-    summary: dict
-
-
-def _dist_info() -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def _rng_state(gen: torch.Generator) -> dict:
-    state = {"torch": torch.get_rng_state(), "psa": gen.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict, gen: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    gen.set_state(state["psa"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def train(
@@ -157,9 +80,8 @@ def train(
     model_cfg: StarsConfig | None = None,
     loss_cfg: LossConfig | None = None,
     train_cfg: TrainConfig | None = None,
-    class_table: str | None = None,
-    ignore_values: Sequence[int] = (),
-    aoi: str | None = None,
+    data_cfg: DataConfig | None = None,
+    *,
     resume: str | os.PathLike | None = None,
     pretrained: str | os.PathLike | None = None,
     modalities: tuple[str, str] = ("SAR", "optical"),
@@ -171,162 +93,57 @@ def train(
 ) -> TrainResult:
     """Train a STARS model (or a baseline) and write the model file `out`.
 
-    `model_cfg.in_channels` and `num_classes` are taken from the data. With `resume`, the configs,
-    class table, statistics, weights, optimiser, schedule position and random state come from that
-    model file; only `train_cfg.steps` may be raised to train longer. `diagnostics`: folder for the
-    PNGs (similarity matrices before training, at `similarity_steps` and at the end; curves; confusion).
+    `model_cfg.in_channels` and `num_classes` are taken from the data. With `resume`, every setting,
+    the class table, statistics, weights, optimiser, schedule position and random state come from
+    that model file; a `train_cfg` given with it only changes the total number of steps.
+    `diagnostics`: folder for the PNGs (similarity matrices before training, at `similarity_steps`
+    and at the end; curves; confusion). A cancel writes a resumable model file, then raises
+    `Cancelled`; a NaN loss keeps the last good file and raises `TrainingError`.
     """
     out = Path(out)
     world, rank, local_rank = _dist_info()
-    state = None
-    if resume is not None:
-        state = read_model_file(resume)
-        if "resume" not in state:
-            raise ValueError(f"{resume} holds no training state to resume from (it was finalised)")
-        model_cfg = model_config(state)
-        loss_cfg = LossConfig.from_dict(state["loss_config"])
-        saved = TrainConfig(**state["train_config"])
-        steps = max(saved.steps, train_cfg.steps) if train_cfg else saved.steps
-        train_cfg = dataclasses.replace(saved, steps=steps)
-        class_table = None
-        modalities = tuple(state["modalities"])
-    model_cfg = model_cfg or StarsConfig()
-    loss_cfg = loss_cfg or LossConfig()
-    train_cfg = train_cfg or TrainConfig()
+    say = log if rank == 0 else (lambda *_: None)
+    resumed = read_resume(resume) if resume is not None else None
+    if resumed is not None:
+        model_cfg, loss_cfg, train_cfg, data_cfg, modalities = _resumed_settings(resumed, train_cfg, say)
+    model_cfg, loss_cfg = model_cfg or StarsConfig(), loss_cfg or LossConfig()
+    train_cfg, data_cfg = train_cfg or TrainConfig(), data_cfg or DataConfig()
     if loss_cfg.ignore_index != IGNORE:
-        raise ValueError(f"loss ignore_index must be {IGNORE} (the pipeline's no-data index)")
-
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() and train_cfg.device != "cpu" else "gloo")
-    device = resolve_device(train_cfg.device, local_rank)
-    is_main = rank == 0
-    say = log if is_main else (lambda *_: None)
-
-    data: TrainingData = prepare_training_data(
-        scenes, class_table, ignore_values, aoi, train_cfg.chip_size, train_cfg.val_fraction,
-        train_cfg.min_valid, train_cfg.seed, log=say,
-    )
-    if state is not None:  # the model file's table and statistics are what the weights expect
-        data.table = ClassTable.from_dict(state["classes"])
-        data.stats = (BandStats.from_dict(state["bands"]["m1"]), BandStats.from_dict(state["bands"]["m2"]))
-        for s in data.scenes:
-            s.table = data.table
-    model_cfg = dataclasses.replace(
-        model_cfg, in_channels=(len(data.stats[0].names), len(data.stats[1].names)), num_classes=len(data.table)
-    )
-    if state is not None and model_config(state) != model_cfg:
-        raise ValueError("the resumed model file does not match these scenes' band or class counts")
-
-    torch.manual_seed(train_cfg.seed)
-    model = build_model(model_cfg, pretrained=pretrained if state is None else None).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-    psa_gen = torch.Generator().manual_seed(train_cfg.seed * 1000 + rank)
-    start, history = 0, []
-    if state is not None:
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["resume"]["optimizer"])
-        _set_rng_state(state["resume"]["rng"], psa_gen)
-        start, history = int(state["resume"]["step"]), list(state["resume"]["history"])
-        say(f"resuming from step {start} of {train_cfg.steps}")
-    net = model
+        raise InputError(f"loss ignore_index must be {IGNORE} (the pipeline's no-data index)")
+    device = _start_process(world, local_rank, train_cfg.device)
     if world > 1:
-        unused = model_cfg.mode == "stars" and model_cfg.use_translation and not (loss_cfg.use_ncs and loss_cfg.beta > 0)
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused
-        )
+        say(f"{world} processes x batch {train_cfg.batch_size} = global batch {world * train_cfg.batch_size}")
 
-    remaining = max(0, train_cfg.steps - start)
-    train_set = ChipDataset(
-        data.scenes, data.stats, data.chip_size, data.plan.train, remaining * train_cfg.batch_size,
-        seed=train_cfg.seed, train=True, offset=start * train_cfg.batch_size, stride=world, rank=rank,
-    )
-    workers = train_cfg.num_workers
-    loader = torch.utils.data.DataLoader(
-        train_set, batch_size=train_cfg.batch_size, shuffle=False, num_workers=workers, drop_last=True,
-        pin_memory=device.type == "cuda", generator=torch.Generator(),
-        prefetch_factor=4 if workers > 0 else None, persistent_workers=False,
-    )
-    val_positions = data.plan.val[: train_cfg.max_val_chips]
-    val_loader = None
-    if len(val_positions) and is_main:
-        val_set = ChipDataset(data.scenes, data.stats, data.chip_size, val_positions, len(val_positions), train=False)
-        # Its own generator: iterating a loader must not draw from the global RNG (exact resume).
-        val_loader = torch.utils.data.DataLoader(val_set, batch_size=train_cfg.batch_size, num_workers=0,
-                                                 generator=torch.Generator())
-    paired = model_cfg.mode != "single"
-    diag = None
-    if diagnostics is not None and is_main:
-        if val_loader is None:
-            say(f"no diagnostics in {diagnostics}: there are no validation chips (raise the validation "
-                "fraction or give a larger area)")
-        else:
-            diag = Diagnostics(Path(diagnostics), data.table.names, modalities, set(similarity_steps),
-                               resuming=state is not None)
+    data = prepare_training_data(scenes, data_cfg, train_cfg.seed, log=say)
+    meta = _model_meta(data, model_cfg, loss_cfg, train_cfg, data_cfg, modalities, resumed)
+    model, optimizer, psa_gen, start, history = _build(meta, pretrained, resumed, device, rank, world, say)
+    net = _distributed(model, meta, device) if world > 1 else model
+    loader = _train_loader(data, train_cfg, start, world, rank, device)
+    check = _Validation.create(data, meta, device, diagnostics, similarity_steps, resumed is not None, say) \
+        if rank == 0 else None
+    if check is not None and check.diag is not None and start == 0:  # the similarity matrix before training
+        check.run(model, 0, {"step": 0}, history)
 
-    def run_validation(step: int, row: dict) -> dict:
-        probe = AlignmentProbe(len(data.table)) if model_cfg.mode == "stars" else None
-        metrics = validate(model, val_loader, len(data.table), device, train_cfg.amp, data.table.names, paired, probe)
-        for key, m in metrics.items():
-            row[f"val_{key}_miou"], row[f"val_{key}_mf1"] = m["miou"], m["mf1"]
-            row.update({f"val_{key}_iou_{n}": v["iou"] for n, v in m["per_class"].items()})
-        alignment = probe.summary() if probe is not None and probe.pixels else None
-        if alignment is not None:
-            row.update(val_align_diagonal=alignment["diagonal"], val_align_gap=alignment["gap"],
-                       val_spread=alignment["spread"])
-        if diag is not None:
-            diag.write(step, metrics["m1"], alignment, history + [row], final=step == train_cfg.steps)
-        return metrics
+    def save(step: int) -> None:
+        finished = step >= train_cfg.steps
+        state = None if finished else ResumeState(step, optimizer.state_dict(), _rng_states(psa_gen, world), [])
+        if rank == 0:
+            save_model_file(out, meta, model.state_dict(), clock.summary(step, device, world, history, data),
+                            history, state)
+            write_log(history, out)
 
-    def payload(step: int, finished: bool, summary: dict) -> dict:
-        p = {
-            "format": FORMAT, "format_version": FORMAT_VERSION,
-            "model_config": model_cfg.to_dict(), "loss_config": loss_cfg.to_dict(),
-            "train_config": train_cfg.to_dict(), "state_dict": model.state_dict(),
-            "classes": data.table.to_dict(), "modalities": list(modalities),
-            "bands": {"m1": data.stats[0].to_dict(), "m2": data.stats[1].to_dict()},
-            "chip_size": data.chip_size, "pixel_size": list(data.pixel_size), "crs": data.crs,
-            "summary": summary,
-        }
-        if not finished:
-            p["resume"] = {"step": step, "optimizer": optimizer.state_dict(),
-                           "rng": _rng_state(psa_gen), "history": history}
-        else:
-            p["history"] = history
-        return p
-
-    def summarise(step: int, wall: float, wait: float) -> dict:
-        last_val = next((h for h in reversed(history) if "val_m1_miou" in h), {})
-        return {
-            "steps": step, "device": str(device), "world_size": world, "seconds": round(wall, 1),
-            "data_wait_fraction": round(wait / wall, 4) if wall > 0 else None,
-            "last": {k: v for k, v in (history[-1] if history else {}).items() if not k.startswith("val_")},
-            "validation": {k: v for k, v in last_val.items() if k == "step" or k.startswith("val_")},
-            "class_pixels": data.plan.class_counts.tolist(),
-        }
-
-    if diag is not None and start == 0:
-        run_validation(0, {"step": 0})
     model.train()
-    step, cancelled = start, False
-    t0, wait = time.perf_counter(), 0.0
-    last_saved = start if state is not None else None
-    t_fetch = time.perf_counter()
-    for x1, x2, y in loader:
-        wait += time.perf_counter() - t_fetch
+    clock = _Clock()
+    step, last_saved = start, (start if resumed is not None else None)
+    for x1, x2, y in clock.batches(loader):
         lr = get_lr(step, train_cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
         x1, x2, y = (t.to(device, non_blocking=True) for t in (x1, x2, y))
         with autocast(device, train_cfg.amp):
             loss, terms = stars_loss(net(x1, x2), y, loss_cfg, psa_gen)
-        if not torch.isfinite(loss):
-            where = f"the last good model file {out} (step {last_saved}) is kept" if last_saved is not None \
-                else "no model file was written"
-            raise TrainingError(
-                f"the loss became {loss.item()} at step {step + 1} (terms "
-                f"{ {k: round(float(v), 4) for k, v in terms.items()} }); {where}. Lower --lr, check the inputs "
-                f"for extreme values, or resume from the last model file"
-            )
+        if _any_rank(not bool(torch.isfinite(loss)), world, device):
+            raise TrainingError(_nan_message(loss, terms, step, out, last_saved))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
@@ -334,107 +151,238 @@ def train(
         step += 1
         row = {"step": step, "lr": lr, "grad_norm": float(grad_norm), **{k: float(v) for k, v in terms.items()}}
 
-        stop = bool(cancel and cancel())
+        stop = _any_rank(bool(cancel and cancel()), world, device)
         last = step == train_cfg.steps
-        chosen = diag is not None and step in diag.steps
-        if is_main and val_loader is not None and (step % train_cfg.val_every == 0 or last or stop or chosen):
-            metrics = run_validation(step, row)
-            say(f"step {step}: validation mIoU {metrics['m1']['miou']:.4f} from {modalities[0]} alone"
-                + (f", {metrics['fused']['miou']:.4f} with both" if "fused" in metrics else ""))
+        if check is not None and (step % train_cfg.val_every == 0 or last or stop or step in check.steps):
+            check.run(model, step, row, history, final=last)
         history.append(row)
-        if progress:
+        if progress is not None:
             progress(step, train_cfg.steps, row)
-        if is_main and (step % train_cfg.checkpoint_every == 0 or last or stop):
-            wall = time.perf_counter() - t0
-            save_atomic(payload(step, last, summarise(step, wall, wait)), out)
-            write_log(history, out)
+        if step % train_cfg.checkpoint_every == 0 or last or stop:
+            save(step)
             last_saved = step
         if stop:
-            cancelled = True
-            say(f"cancelled at step {step}; {out} holds the model and can be resumed with --resume")
-            break
-        t_fetch = time.perf_counter()
+            _barrier(world)
+            raise Cancelled(f"training cancelled at step {step}; {out} holds the model and can be resumed "
+                            f"with --resume (QGIS: 'Resume from model file')")
+    if last_saved != step:
+        save(step)
+    _barrier(world)
+    return TrainResult(out, step, clock.summary(step, device, world, history, data))
 
-    wall = time.perf_counter() - t0
-    summary = summarise(step, wall, wait)
-    if is_main and last_saved != step:
-        save_atomic(payload(step, step >= train_cfg.steps, summary), out)
-        write_log(history, out)
+
+# -- set-up ------------------------------------------------------------------------------------
+def _dist_info() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _start_process(world: int, local_rank: int, device_name: str) -> torch.device:
+    """The device of this process; joins the process group under torchrun."""
+    device = resolve_device(device_name, local_rank)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def _resumed_settings(resumed, train_cfg: TrainConfig | None, say: Callable[[str], None]):
+    """The saved run's settings; a given train_cfg changes only the total number of steps."""
+    meta = resumed[0]
+    steps = _resumed_steps(meta.train.steps, resumed[2].step, train_cfg, say)
+    train_cfg = dataclasses.replace(meta.train, steps=steps, warmup_steps=min(meta.train.warmup_steps, steps))
+    return meta.model, meta.loss, train_cfg, meta.data, meta.modalities
+
+
+def _resumed_steps(saved: int, done: int, train_cfg: TrainConfig | None, say: Callable[[str], None]) -> int:
+    """The total of a resumed run: the saved one, unless a train_cfg asks for another."""
+    steps = saved if train_cfg is None else train_cfg.steps
+    if steps <= done:
+        raise InputError(f"the run already did {done} steps; to train longer give a total above {done} "
+                         f"(--steps), or leave --steps out to finish the saved run of {saved}")
+    if steps != saved:
+        say(f"resuming at step {done} and training to {steps} steps instead of the saved {saved}: the "
+            f"learning rate now decays over {steps} steps")
+    else:
+        say(f"resuming from step {done} of {steps}")
+    return steps
+
+
+def _model_meta(data: TrainingData, model_cfg: StarsConfig, loss_cfg: LossConfig, train_cfg: TrainConfig,
+                data_cfg: DataConfig, modalities: tuple[str, str], resumed) -> ModelMeta:
+    """What the model file will say about the model. A resumed run keeps its file's class table and
+    statistics (they are what the weights expect) and must see the same band and class counts."""
+    if resumed is not None:
+        data.use_table_and_stats(resumed[0].classes, resumed[0].stats)
+    model_cfg = dataclasses.replace(
+        model_cfg, in_channels=(len(data.stats[0].names), len(data.stats[1].names)), num_classes=len(data.table))
+    if resumed is not None and resumed[0].model != model_cfg:
+        raise InputError("the resumed model file does not match these scenes' band or class counts")
+    return ModelMeta(model_cfg, loss_cfg, train_cfg, data_cfg, data.table, data.stats, tuple(modalities),
+                     data.chip_size, tuple(data.pixel_size), data.crs)
+
+
+def _build(meta: ModelMeta, pretrained, resumed, device: torch.device, rank: int, world: int, say):
+    """Model, optimiser, PSA sampling generator, first step and history: new, or as saved."""
+    torch.manual_seed(meta.train.seed)
+    model = build_model(meta.model, pretrained=pretrained if resumed is None else None).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=meta.train.lr, weight_decay=meta.train.weight_decay)
+    psa_gen = torch.Generator().manual_seed(meta.train.seed * 1000 + rank)
+    if resumed is None:
+        return model, optimizer, psa_gen, 0, []
+    _, weights, state = resumed
+    model.load_state_dict(weights)
+    optimizer.load_state_dict(state.optimizer)
+    _set_rng_state(state.rng, psa_gen, rank, world, say)
+    return model, optimizer, psa_gen, state.step, list(state.history)
+
+
+def _distributed(model: torch.nn.Module, meta: ModelMeta, device: torch.device) -> torch.nn.Module:
+    # Without L_ncs the translation modules get no gradient; DDP must be told.
+    unused = meta.model.mode == "stars" and meta.model.use_translation and not (meta.loss.use_ncs and meta.loss.beta > 0)
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=unused)
+
+
+def _train_loader(data: TrainingData, cfg: TrainConfig, start: int, world: int, rank: int, device: torch.device):
+    """The chips of the steps still to run, this rank's share; chip i is fixed by (seed, i)."""
+    remaining = max(0, cfg.steps - start)
+    chips = ChipDataset(data.scenes, data.stats, data.chip_size, data.plan.train, remaining * cfg.batch_size,
+                        seed=cfg.seed, train=True, offset=start * cfg.batch_size, stride=world, rank=rank)
+    return torch.utils.data.DataLoader(
+        chips, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers, drop_last=True,
+        pin_memory=device.type == "cuda", generator=torch.Generator(),
+        prefetch_factor=4 if cfg.num_workers > 0 else None, persistent_workers=False,
+    )
+
+
+# -- validation and records ----------------------------------------------------------------------
+class _Validation:
+    """Validation passes on the held-out chips, adding their metrics to the step's row, and the
+    diagnostics PNGs when a folder was asked for (rank 0 only)."""
+
+    def __init__(self, loader, meta: ModelMeta, device: torch.device, diag: Diagnostics | None, say):
+        self.loader, self.meta, self.device, self.diag, self.say = loader, meta, device, diag, say
+        self.steps = diag.steps if diag is not None else set()
+
+    @classmethod
+    def create(cls, data: TrainingData, meta: ModelMeta, device, diagnostics, similarity_steps, resuming: bool,
+               say) -> "_Validation | None":
+        positions = data.plan.val[: meta.train.max_val_chips]
+        if not len(positions):
+            if diagnostics is not None:
+                say(f"no diagnostics in {diagnostics}: there are no validation chips (raise the validation "
+                    "fraction or give a larger area)")
+            return None
+        chips = ChipDataset(data.scenes, data.stats, data.chip_size, positions, len(positions), train=False)
+        # Its own generator: iterating a loader must not draw from the global RNG (exact resume).
+        loader = torch.utils.data.DataLoader(chips, batch_size=meta.train.batch_size, num_workers=0,
+                                             generator=torch.Generator())
+        diag = None
+        if diagnostics is not None:
+            diag = Diagnostics(Path(diagnostics), meta.classes.names, meta.modalities, set(similarity_steps),
+                               resuming=resuming)
+        return cls(loader, meta, device, diag, say)
+
+    def run(self, model, step: int, row: dict, history: list[dict], final: bool = False) -> None:
+        cfg, names = self.meta.model, self.meta.classes.names
+        probe = AlignmentProbe(len(names)) if cfg.mode == "stars" else None
+        metrics = validate(model, self.loader, len(names), self.device, self.meta.train.amp, names,
+                           cfg.mode != "single", probe)
+        for key, m in metrics.items():
+            row[f"val_{key}_miou"], row[f"val_{key}_mf1"] = m["miou"], m["mf1"]
+            row.update({f"val_{key}_iou_{n}": v["iou"] for n, v in m["per_class"].items()})
+        alignment = probe.summary() if probe is not None and probe.pixels else None
+        if alignment is not None:
+            row.update(val_align_diagonal=alignment["diagonal"], val_align_gap=alignment["gap"],
+                       val_spread=alignment["spread"])
+        if self.diag is not None:
+            self.diag.write(step, metrics["m1"], alignment, history + [row], final=final)
+        if step > 0:
+            self.say(f"step {step}: validation mIoU {metrics['m1']['miou']:.4f} from {self.meta.modalities[0]} "
+                     f"alone" + (f", {metrics['fused']['miou']:.4f} with both" if "fused" in metrics else ""))
+
+
+class _Clock:
+    """Wall time and the time spent waiting for data, for the summary."""
+
+    def __init__(self):
+        self.t0, self.wait = time.perf_counter(), 0.0
+
+    def batches(self, loader):
+        it = iter(loader)
+        while True:
+            t = time.perf_counter()
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            self.wait += time.perf_counter() - t
+            yield batch
+
+    def summary(self, step: int, device, world: int, history: list[dict], data: TrainingData) -> dict:
+        wall = time.perf_counter() - self.t0
+        last_val = next((h for h in reversed(history) if "val_m1_miou" in h), {})
+        return {
+            "steps": step, "device": str(device), "world_size": world, "seconds": round(wall, 1),
+            "data_wait_fraction": round(self.wait / wall, 4) if wall > 0 else None,
+            "last": {k: v for k, v in (history[-1] if history else {}).items() if not k.startswith("val_")},
+            "validation": {k: v for k, v in last_val.items() if k == "step" or k.startswith("val_")},
+            "class_pixels": data.plan.class_counts.tolist(),
+        }
+
+
+def _nan_message(loss: torch.Tensor, terms: dict, step: int, out: Path, last_saved: int | None) -> str:
+    kept = f"the last good model file {out} (step {last_saved}) is kept" if last_saved is not None \
+        else "no model file was written"
+    values = {k: round(float(v), 4) for k, v in terms.items()}
+    return (f"the loss became {loss.item()} at step {step + 1} (terms {values}); {kept}. Lower --lr, check the "
+            f"inputs for extreme values, or resume from the last model file")
+
+
+# -- processes and random state ------------------------------------------------------------------
+def _any_rank(flag: bool, world: int, device: torch.device) -> bool:
+    """True on every rank when it is true on one (a NaN or a cancel stops all ranks together)."""
+    if world == 1:
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def _barrier(world: int) -> None:
     if world > 1:
         dist.barrier()
-    return TrainResult(out, step, cancelled, summary)
 
 
-class Diagnostics:
-    """The PNGs training draws into a folder when asked (validation chips, modality-1 branch)."""
+def _rng_state(gen: torch.Generator) -> dict:
+    state = {"torch": torch.get_rng_state(), "psa": gen.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
-    def __init__(self, folder: Path, names: Sequence[str], modalities: tuple[str, str], steps: set[int],
-                 resuming: bool):
-        self.folder, self.names, self.modalities, self.steps = folder, list(names), modalities, steps
-        folder.mkdir(parents=True, exist_ok=True)
-        saved = folder / "similarity.json"
-        self.matrices: dict[str, dict] = {}
-        if resuming and saved.exists():  # a resumed run adds to the matrices already drawn
-            self.matrices = json.loads(saved.read_text())["steps"]
-        elif not resuming:  # a new run: no matrix of an earlier run may stay beside this one's
-            for old in [saved, *folder.glob("similarity_*.png")]:
-                old.unlink(missing_ok=True)
 
-    def write(self, step: int, metrics: dict, alignment: dict | None, history: list[dict], final: bool) -> None:
-        from .evaluate import plot_confusion
+def _rng_states(gen: torch.Generator, world: int) -> dict:
+    """This process's random state, and under torchrun every rank's (gathered on all ranks)."""
+    mine = _rng_state(gen)
+    if world == 1:
+        return mine
+    ranks: list = [None] * world
+    dist.all_gather_object(ranks, mine)
+    return {**mine, "ranks": ranks}
 
-        plot_confusion({**metrics, "class_names": self.names}, self.folder / "confusion.png")
-        if len(history) > 1:
-            plot_curves(history, self.folder / "curves.png")
-        if alignment is None or not (step == 0 or final or step in self.steps):
+
+def _set_rng_state(state: dict, gen: torch.Generator, rank: int, world: int, say) -> None:
+    ranks = state.get("ranks")
+    if ranks is not None and len(ranks) == world:
+        state = ranks[rank]
+    elif ranks is not None or world > 1:
+        say(f"the run was saved with {len(ranks) if ranks else 1} process(es) and resumes with {world}: "
+            f"chips stay exact; random state restored on the first process only")
+        if rank > 0:
             return
-        label = "init" if step == 0 else f"step{step:06d}"
-        title = "before training" if step == 0 else f"step {step}"
-        plot_similarity(alignment, self.names, f"cross-modal class similarity, {title}",
-                        self.folder / f"similarity_{label}.png", self.modalities)
-        # NaN (no class present twice, say) is null in the JSON: strict readers refuse NaN tokens
-        self.matrices[str(step)] = {k: None if isinstance(v, float) and math.isnan(v) else v
-                                    for k, v in alignment.items()}
-        with atomic_path(self.folder / "similarity.json") as tmp:
-            Path(tmp).write_text(json.dumps({"classes": self.names, "steps": self.matrices}, indent=1))
-
-
-def write_log(history: list[dict], out: Path) -> tuple[Path, Path | None]:
-    """The CSV of every logged term beside the model file, and a PNG of the curves."""
-    csv_path = out.with_name(out.stem + ".log.csv")
-    keys = list(dict.fromkeys(k for row in history for k in row))
-    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(history)
-    try:
-        png = plot_curves(history, out.with_name(out.stem + ".curves.png"))
-    except ImportError:
-        png = None
-    return csv_path, png
-
-
-def plot_curves(history: list[dict], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = [h["step"] for h in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for key, label in (("total", "L_total"), ("seg", "L_seg"), ("psc", "L_psc"), ("ncs", "L_ncs")):
-        ax1.plot(steps, [h.get(key, np.nan) for h in history], label=label, lw=1)
-    ax1.set_xlabel("step"), ax1.set_title("training losses"), ax1.legend()
-    for key, label, style in (("val_m1_miou", "mIoU, modality 1 alone", "-"), ("val_fused_miou", "mIoU, both", "-"),
-                              ("val_spread", "shared-feature spread (0 = collapse)", "--")):
-        pts = [(h["step"], h[key]) for h in history if key in h and h[key] is not None]
-        if pts:
-            ax2.plot(*zip(*pts), marker="o", ls=style, label=label)
-    ax2.set_xlabel("step"), ax2.set_title("validation"), ax2.set_ylim(0, 1)
-    if ax2.lines:
-        ax2.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    return path
+    torch.set_rng_state(state["torch"])
+    gen.set_state(state["psa"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,5 +1,4 @@
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -35,6 +34,5 @@ def trained_model(demo_scene, tmp_path_factory):
 
     spec = SceneSpec(str(demo_scene["sar"]), str(demo_scene["optical"]), str(demo_scene["labels"]))
     out = tmp_path_factory.mktemp("model") / "tiny.stars"
-    train([spec], out, TINY_MODEL, train_cfg=tiny_train(steps=30, warmup_steps=3, lr=2e-3, batch_size=4, chip_size=128),
-          class_table=str(demo_scene["classes"]), log=lambda *_: None)
+    train([spec], out, TINY_MODEL, **tiny_train(steps=30, warmup_steps=3, lr=2e-3, batch_size=4, chip_size=128, class_table=str(demo_scene["classes"])), log=lambda *_: None)
     return out

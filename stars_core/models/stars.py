@@ -1,27 +1,42 @@
 """STARS wiring (paper Figure 2; METHOD.md) and the two baselines, all built from one `StarsConfig`.
 
 Calling convention shared by every model here:
-    model(x1, x2) -> dict of logits ("m1", "m2", "fused" for STARS) plus, for STARS, the aligned-stage
-                     shared features "shared_m1"/"shared_m2" and translations "trans_12"/"trans_21"
-                     (lists ordered as `cfg.align_stages`) that the losses need;
     model(x1)     -> (B, K, H, W) logits from modality 1 alone (the missing-modality case);
-    model(x2=x2)  -> (B, K, H, W) logits from modality 2 alone (the DSM + optical setting).
+    model(x2=x2)  -> (B, K, H, W) logits from modality 2 alone (the DSM + optical setting);
+    model(x1, x2) -> a `PairOutput`: the logits of every branch the model has and, for STARS, the
+                     aligned-stage shared features and their translations that the losses need.
 """
 from __future__ import annotations
 
 import os
-from typing import Union
+from typing import NamedTuple, Optional, Union, overload
 
 import torch
 from torch import nn
 
-from ..config import StarsConfig
+from ..config import STRIDE, StarsConfig
 from .fpn import FPNDecoder
 from .fusion import FusionModule
 from .resnet import ResNet, ResNetStem, load_pretrained, read_state_dict
 from .translation import TranslationModule
 
-STRIDE = 32  # the input height and width must be multiples of the deepest stage's stride
+
+class PairOutput(NamedTuple):
+    """What a model returns for a pair (x1, x2). Logits are (B, K, H, W); a branch the model does
+    not have is None (Baseline-SAR has m1 only, early fusion has fused only). The feature lists
+    follow `StarsConfig.align_stages`, each (B, C_s, H/s, W/s); empty for the baselines."""
+
+    m1: Optional[torch.Tensor] = None
+    m2: Optional[torch.Tensor] = None
+    fused: Optional[torch.Tensor] = None
+    shared_m1: list = []  # shared features of modality 1 (f_m1), stage by stage
+    shared_m2: list = []
+    trans_12: list = []  # h_12(f_m1): modality 1 translated towards modality 2
+    trans_21: list = []
+
+    def logits(self) -> dict[str, torch.Tensor]:
+        """The branches present, by name ("m1", "m2", "fused")."""
+        return {k: v for k, v in (("m1", self.m1), ("m2", self.m2), ("fused", self.fused)) if v is not None}
 
 
 def check_input(x: torch.Tensor, name: str, channels: int) -> None:
@@ -95,7 +110,15 @@ class StarsModel(nn.Module):
             return feats
         return [h(f) for h, f in zip(modules, feats)]
 
-    def forward(self, x1: torch.Tensor | None = None, x2: torch.Tensor | None = None):
+    @overload
+    def forward(self, x1: torch.Tensor, x2: None = None) -> torch.Tensor: ...
+    @overload
+    def forward(self, x1: None = None, *, x2: torch.Tensor) -> torch.Tensor: ...
+    @overload
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> PairOutput: ...
+
+    def forward(self, x1=None, x2=None):
+        """One modality: its branch's logits. Both: every branch and the features the losses need."""
         _check_inputs(self.cfg, x1, x2)
         if x2 is None:
             shared, spec = self._encode(x1, self.stem_m1, self.specific_m1)
@@ -109,15 +132,15 @@ class StarsModel(nn.Module):
         shared2, spec2 = self._encode(x2, self.stem_m2, self.specific_m2)
         f1 = [shared1[s - 1] for s in self.cfg.align_stages]
         f2 = [shared2[s - 1] for s in self.cfg.align_stages]
-        return {
-            "m1": self._branch(self.fusion_m1, self.decoder_m1, spec1, shared1, size),
-            "m2": self._branch(self.fusion_m2, self.decoder_m2, spec2, shared2, size),
-            "fused": self._branch(self.fusion_fused, self.decoder_fused, shared1, shared2, size),
-            "shared_m1": f1,
-            "shared_m2": f2,
-            "trans_12": self._translate(getattr(self, "translate_12", None), f1),
-            "trans_21": self._translate(getattr(self, "translate_21", None), f2),
-        }
+        return PairOutput(
+            m1=self._branch(self.fusion_m1, self.decoder_m1, spec1, shared1, size),
+            m2=self._branch(self.fusion_m2, self.decoder_m2, spec2, shared2, size),
+            fused=self._branch(self.fusion_fused, self.decoder_fused, shared1, shared2, size),
+            shared_m1=f1,
+            shared_m2=f2,
+            trans_12=self._translate(getattr(self, "translate_12", None), f1),
+            trans_21=self._translate(getattr(self, "translate_21", None), f2),
+        )
 
     def encoders(self) -> dict[str, nn.Module]:
         return {
@@ -137,7 +160,7 @@ class StarsModel(nn.Module):
 
 class SingleModel(nn.Module):
     """Baseline-SAR: one ResNet + FPN on modality 1 alone. `model(x1, x2)` ignores x2 and returns
-    {"m1": logits} so the training loop treats every mode alike."""
+    PairOutput(m1=logits), so the training loop treats every mode alike."""
 
     def __init__(self, cfg: StarsConfig):
         super().__init__()
@@ -149,12 +172,13 @@ class SingleModel(nn.Module):
         )
 
     def forward(self, x1: torch.Tensor | None = None, x2: torch.Tensor | None = None):
+        """model(x1) -> logits; model(x1, x2) -> PairOutput(m1=logits) (x2 is not used)."""
         if x1 is None:
             raise ValueError("mode='single' segments modality 1 only; train it with modality 2 as x1 "
                              "to make a modality-2 baseline")
         check_input(x1, "x1 (modality 1)", self.cfg.in_channels[0])
         logits = self.decoder(self.encoder(x1), x1.shape[-2:])
-        return logits if x2 is None else {"m1": logits}
+        return logits if x2 is None else PairOutput(m1=logits)
 
     def encoders(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder}
@@ -177,6 +201,7 @@ class ConcatModel(nn.Module):
         )
 
     def forward(self, x1: torch.Tensor | None = None, x2: torch.Tensor | None = None):
+        """One modality -> logits (the other filled with zeros); both -> PairOutput(fused=logits)."""
         _check_inputs(self.cfg, x1, x2)
         c1, c2 = self.cfg.in_channels
         both = x1 is not None and x2 is not None
@@ -186,7 +211,7 @@ class ConcatModel(nn.Module):
         if x2 is None:
             x2 = ref.new_zeros((ref.shape[0], c2, *ref.shape[-2:]))
         logits = self.decoder(self.encoder(torch.cat([x1, x2], dim=1)), ref.shape[-2:])
-        return {"fused": logits} if both else logits
+        return PairOutput(fused=logits) if both else logits
 
     def encoders(self) -> dict[str, nn.Module]:
         return {"encoder": self.encoder}

@@ -9,13 +9,15 @@ from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException, QgsProces
                        QgsRasterLayer)
 from qgis.PyQt.QtGui import QIcon
 
+from stars_core.runtime import DEVICES as RUNTIME_DEVICES
+
 from .. import deps
 
 ICON = Path(__file__).resolve().parents[2] / "resources" / "icon.svg"
 if not ICON.is_file():  # packaged plugin: resources/ sits inside the plugin folder
     ICON = Path(__file__).resolve().parents[1] / "resources" / "icon.svg"
 
-DEVICES = ["auto", "cpu", "cuda"]
+DEVICES = list(RUNTIME_DEVICES)  # the dialogs list them in the core's order
 
 
 def advanced(param: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
@@ -80,13 +82,15 @@ class StarsAlgorithm(QgsProcessingAlgorithm):
         absent = deps.missing()
         if absent:
             raise QgsProcessingException(deps.explain(absent))
-        from stars_core.infer import Cancelled
+        from stars_core.runtime import Cancelled, StarsError, TrainingError
 
         try:
             return self.execute(parameters, context, feedback)
-        except Cancelled:
-            raise QgsProcessingException("cancelled: no output was written")
-        except (ValueError, FileNotFoundError) as exc:
+        except Cancelled as exc:
+            raise QgsProcessingException(f"cancelled: {exc}") from None
+        except TrainingError as exc:
+            raise QgsProcessingException(f"training failed: {exc}") from None
+        except (StarsError, ValueError, FileNotFoundError) as exc:
             raise QgsProcessingException(str(exc)) from None
 
     def execute(self, parameters, context, feedback) -> dict:

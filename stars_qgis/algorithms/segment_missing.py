@@ -13,7 +13,9 @@ MODALITIES = ["modality 1 (SAR or DSM): the optical image is missing", "modality
 def segment_parameters(alg: StarsAlgorithm) -> None:
     """Tile size, overlap, batch size and device: shared with the map-sheet algorithm."""
     num = QgsProcessingParameterNumber.Integer
-    alg.addParameter(advanced(QgsProcessingParameterNumber(alg.TILE_SIZE, "Tile size (pixels, multiple of 32)", num, 512, minValue=32)))
+    alg.addParameter(advanced(QgsProcessingParameterNumber(
+        alg.TILE_SIZE, "Tile size (pixels, multiple of 32; empty: the model's training chip size)", num, None,
+        optional=True, minValue=32)))
     alg.addParameter(advanced(QgsProcessingParameterNumber(
         alg.OVERLAP, "Tile overlap (pixels; empty: a quarter of the tile)", num, None, optional=True, minValue=0)))
     alg.addParameter(advanced(QgsProcessingParameterNumber(
@@ -28,7 +30,7 @@ def segment_config(alg: StarsAlgorithm, parameters, context, **extra):
         return None if parameters.get(key) in (None, "") else alg.parameterAsInt(parameters, key, context)
 
     return SegmentConfig(
-        tile_size=alg.parameterAsInt(parameters, alg.TILE_SIZE, context),
+        tile_size=optional(alg.TILE_SIZE),
         overlap=optional(alg.OVERLAP), batch_size=optional(alg.BATCH_SIZE),
         device=DEVICES[alg.parameterAsEnum(parameters, alg.DEVICE, context)], **extra,
     )

@@ -10,10 +10,9 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutpu
                        QgsProcessingParameterNumber, QgsProcessingParameterString,
                        QgsProcessingParameterVectorLayer)
 
-from .base import DEVICES, StarsAlgorithm, advanced, integers, raster_path, vector_file
+from stars_core.config import BACKBONES, MODES, DataConfig, LossConfig, StarsConfig, TrainConfig
 
-BACKBONES = ["resnet50", "resnet34", "resnet18"]
-MODES = ["stars", "single", "concat"]
+from .base import DEVICES, StarsAlgorithm, advanced, integers, raster_path, vector_file
 
 
 class TrainStars(StarsAlgorithm):
@@ -89,21 +88,28 @@ class TrainStars(StarsAlgorithm):
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT, "STARS model file", fileFilter="STARS model (*.stars)"))
         num, flt = QgsProcessingParameterNumber.Integer, QgsProcessingParameterNumber.Double
+        m, loss, t, d = StarsConfig(), LossConfig(), TrainConfig(), DataConfig()
         for p in (
-            QgsProcessingParameterNumber(self.STEPS, "Training steps", num, 2000, minValue=1),
-            QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size", num, 8, minValue=1),
-            QgsProcessingParameterNumber(self.CHIP_SIZE, "Chip size (pixels, multiple of 32)", num, 512, minValue=32),
-            QgsProcessingParameterNumber(self.LR, "Learning rate", flt, 1e-4, minValue=1e-8),
-            QgsProcessingParameterNumber(self.ALPHA, "alpha (weight of the pixel contrastive loss)", flt, 0.5, minValue=0),
-            QgsProcessingParameterNumber(self.BETA, "beta (weight of the translation loss)", flt, 0.2, minValue=0),
-            QgsProcessingParameterNumber(self.SAMPLES_PER_CLASS, "Pixels sampled per class (N)", num, 32, minValue=1),
-            QgsProcessingParameterNumber(self.TAU, "Contrastive temperature (tau)", flt, 0.1, minValue=1e-4),
-            QgsProcessingParameterEnum(self.BACKBONE, "Backbone", BACKBONES, defaultValue=0),
-            QgsProcessingParameterNumber(self.ENCODER_WIDTH, "Backbone width (64 = standard)", num, 64, minValue=8),
-            QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICES, defaultValue=0),
-            QgsProcessingParameterNumber(self.SEED, "Random seed", num, 0, minValue=0),
-            QgsProcessingParameterNumber(self.VAL_FRACTION, "Validation fraction", flt, 0.1, minValue=0, maxValue=0.9),
-            QgsProcessingParameterEnum(self.MODE, "Model (stars, or a baseline)", MODES, defaultValue=0),
+            QgsProcessingParameterNumber(self.STEPS, "Training steps (the paper: 80,000 on a GPU)", num, t.steps,
+                                         minValue=1),
+            QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size", num, t.batch_size, minValue=1),
+            QgsProcessingParameterNumber(self.CHIP_SIZE, "Chip size (pixels, multiple of 32)", num, d.chip_size,
+                                         minValue=32),
+            QgsProcessingParameterNumber(self.LR, "Learning rate", flt, t.lr, minValue=1e-8),
+            QgsProcessingParameterNumber(self.ALPHA, "alpha (weight of the pixel contrastive loss)", flt, loss.alpha,
+                                         minValue=0),
+            QgsProcessingParameterNumber(self.BETA, "beta (weight of the translation loss)", flt, loss.beta, minValue=0),
+            QgsProcessingParameterNumber(self.SAMPLES_PER_CLASS, "Pixels sampled per class (N)", num, loss.n_samples,
+                                         minValue=1),
+            QgsProcessingParameterNumber(self.TAU, "Contrastive temperature (tau)", flt, loss.tau, minValue=1e-4),
+            QgsProcessingParameterEnum(self.BACKBONE, "Backbone", BACKBONES, defaultValue=BACKBONES.index(m.backbone)),
+            QgsProcessingParameterNumber(self.ENCODER_WIDTH, "Backbone width (64 = standard)", num, m.encoder_width,
+                                         minValue=8),
+            QgsProcessingParameterEnum(self.DEVICE, "Device", DEVICES, defaultValue=DEVICES.index(t.device)),
+            QgsProcessingParameterNumber(self.SEED, "Random seed", num, t.seed, minValue=0),
+            QgsProcessingParameterNumber(self.VAL_FRACTION, "Validation fraction", flt, d.val_fraction, minValue=0,
+                                         maxValue=0.9),
+            QgsProcessingParameterEnum(self.MODE, "Model (stars, or a baseline)", MODES, defaultValue=MODES.index(m.mode)),
             QgsProcessingParameterFile(self.RESUME, "Resume from model file", optional=True,
                                        fileFilter="STARS model (*.stars)"),
             QgsProcessingParameterFolderDestination(self.DIAGNOSTICS, "Diagnostics folder (PNGs)", optional=True,
@@ -112,10 +118,32 @@ class TrainStars(StarsAlgorithm):
             self.addParameter(advanced(p))
         self.addOutput(QgsProcessingOutputNumber(self.VAL_MIOU, "Validation mIoU (modality 1 alone)"))
 
-    def execute(self, parameters, context, feedback) -> dict:
-        from stars_core.config import LossConfig, StarsConfig
+    def settings(self, parameters, context) -> tuple[StarsConfig, LossConfig, TrainConfig, DataConfig]:
+        """The configurations the dialog's values describe: the same recipe as `stars train`
+        (`TrainConfig.for_steps`)."""
+        num = lambda key: self.parameterAsInt(parameters, key, context)  # noqa: E731
+        dbl = lambda key: self.parameterAsDouble(parameters, key, context)  # noqa: E731
+        enum = lambda key, options: options[self.parameterAsEnum(parameters, key, context)]  # noqa: E731
+        model_cfg = StarsConfig(backbone=enum(self.BACKBONE, BACKBONES), mode=enum(self.MODE, MODES),
+                                encoder_width=num(self.ENCODER_WIDTH))
+        loss_cfg = LossConfig(alpha=dbl(self.ALPHA), beta=dbl(self.BETA), n_samples=num(self.SAMPLES_PER_CLASS),
+                              tau=dbl(self.TAU))
+        train_cfg = TrainConfig.for_steps(num(self.STEPS), batch_size=num(self.BATCH_SIZE), lr=dbl(self.LR),
+                                          seed=num(self.SEED), device=enum(self.DEVICE, DEVICES), num_workers=0)
+        data_cfg = DataConfig(
+            chip_size=num(self.CHIP_SIZE), val_fraction=dbl(self.VAL_FRACTION),
+            class_table=self.parameterAsFile(parameters, self.CLASS_TABLE, context) or None,
+            ignore_values=tuple(integers(self.parameterAsString(parameters, self.IGNORE_VALUES, context),
+                                         "ignore values")),
+            aoi=self.aoi(parameters, context))
+        return model_cfg, loss_cfg, train_cfg, data_cfg
+
+    def aoi(self, parameters, context) -> str | None:
+        layer = self.parameterAsVectorLayer(parameters, self.AOI, context)
+        return vector_file(layer, context) if layer is not None else None
+
+    def scenes(self, parameters, context) -> list:
         from stars_core.data import SceneSpec
-        from stars_core.train import TrainConfig, train
 
         m1 = [raster_path(l, "modality-1 raster") for l in self.parameterAsLayerList(parameters, self.M1, context)]
         m2 = [raster_path(l, "modality-2 raster") for l in self.parameterAsLayerList(parameters, self.M2, context)]
@@ -132,27 +160,17 @@ class TrainStars(StarsAlgorithm):
             raise QgsProcessingException(
                 f"give one optical raster and one label per SAR raster, in the same order (got {len(m1)} "
                 f"modality-1, {len(m2)} modality-2 rasters and {len(labels)} labels)")
-        aoi_layer = self.parameterAsVectorLayer(parameters, self.AOI, context)
-        aoi = vector_file(aoi_layer, context) if aoi_layer is not None else None
-        ignore_values = integers(self.parameterAsString(parameters, self.IGNORE_VALUES, context), "ignore values")
-        num = lambda key: self.parameterAsInt(parameters, key, context)  # noqa: E731
-        dbl = lambda key: self.parameterAsDouble(parameters, key, context)  # noqa: E731
-        enum = lambda key, options: options[self.parameterAsEnum(parameters, key, context)]  # noqa: E731
-        steps = num(self.STEPS)
-        model_cfg = StarsConfig(backbone=enum(self.BACKBONE, BACKBONES), mode=enum(self.MODE, MODES),
-                                encoder_width=num(self.ENCODER_WIDTH))
-        loss_cfg = LossConfig(alpha=dbl(self.ALPHA), beta=dbl(self.BETA), n_samples=num(self.SAMPLES_PER_CLASS),
-                              tau=dbl(self.TAU))
-        train_cfg = TrainConfig(
-            steps=steps, batch_size=num(self.BATCH_SIZE), chip_size=num(self.CHIP_SIZE), lr=dbl(self.LR),
-            warmup_steps=min(1000, max(1, steps // 20)), val_fraction=dbl(self.VAL_FRACTION),
-            val_every=max(1, min(1000, steps // 5)), checkpoint_every=max(1, min(500, steps // 10)),
-            seed=num(self.SEED), device=enum(self.DEVICE, DEVICES), num_workers=0,
-        )
+        return [SceneSpec(a, b, c, field) for a, b, c in zip(m1, m2, labels)]
+
+    def execute(self, parameters, context, feedback) -> dict:
+        from stars_core.train import train
+
+        scenes = self.scenes(parameters, context)
+        model_cfg, loss_cfg, train_cfg, data_cfg = self.settings(parameters, context)
         out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         resume = self.parameterAsFile(parameters, self.RESUME, context) or None
         diagnostics = self.parameterAsString(parameters, self.DIAGNOSTICS, context) or None
-        every = max(1, steps // 50)
+        every = max(1, train_cfg.steps // 50)
 
         def progress(step: int, total: int, row: dict) -> None:
             feedback.setProgress(100.0 * step / total)
@@ -160,16 +178,8 @@ class TrainStars(StarsAlgorithm):
                 feedback.pushInfo(f"step {step}/{total}: " + ", ".join(
                     f"{k} {row[k]:.4f}" for k in ("total", "seg", "psc", "ncs") if k in row))
 
-        result = train(
-            [SceneSpec(a, b, c, field) for a, b, c in zip(m1, m2, labels)], out, model_cfg, loss_cfg, train_cfg,
-            class_table=self.parameterAsFile(parameters, self.CLASS_TABLE, context) or None,
-            ignore_values=ignore_values, aoi=aoi, resume=resume, progress=progress,
-            cancel=feedback.isCanceled, log=self.log(feedback),
-            diagnostics=diagnostics,
-        )
-        if result.cancelled:
-            feedback.pushWarning(f"training cancelled at step {result.steps_done}; {out} holds the last saved model "
-                                 f"(use 'Resume from model file' to continue)")
+        result = train(scenes, out, model_cfg, loss_cfg, train_cfg, data_cfg, resume=resume, progress=progress,
+                       cancel=feedback.isCanceled, log=self.log(feedback), diagnostics=diagnostics)
         miou = (result.summary.get("validation") or {}).get("val_m1_miou")
         outputs = {self.OUTPUT: str(result.path), self.VAL_MIOU: float("nan") if miou is None else miou}
         if diagnostics and Path(diagnostics).is_dir():  # none without validation chips (the log says so)

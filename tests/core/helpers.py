@@ -7,17 +7,22 @@ import numpy as np
 import rasterio
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 
-from stars_core.config import StarsConfig
-from stars_core.train import TrainConfig
+from dataclasses import fields
+
+from stars_core.config import DataConfig, StarsConfig, TrainConfig
 
 TINY_MODEL = StarsConfig(backbone="resnet18", encoder_width=16, pyramid_channels=32, segmentation_channels=32)
+_DATA_KEYS = {f.name for f in fields(DataConfig)}
 
 
-def tiny_train(**overrides) -> TrainConfig:
+def tiny_train(**overrides) -> dict:
+    """`train()` keyword arguments for a tiny CPU run: train_cfg and data_cfg, each taking the
+    overrides that belong to it (chip_size, class_table, ignore_values... go to DataConfig)."""
     base = dict(steps=4, batch_size=2, chip_size=64, warmup_steps=2, lr=1e-3, val_every=1000,
                 checkpoint_every=1000, num_workers=0, device="cpu")
     base.update(overrides)
-    return TrainConfig(**base)
+    data = {k: base.pop(k) for k in list(base) if k in _DATA_KEYS}
+    return {"train_cfg": TrainConfig(**base), "data_cfg": DataConfig(**data)}
 
 
 def rewrite(src: Path, dst: Path, data=None, count=None, **profile_changes) -> Path:

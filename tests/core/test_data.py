@@ -8,10 +8,15 @@ from rasterio.features import shapes
 from rasterio.windows import Window
 
 from stars_core.classes import IGNORE, ClassTable
+from stars_core.config import DataConfig
 from stars_core.data import CELL, SceneSpec, augment, prepare_training_data
 from tests.core.helpers import reproject_raster, rewrite, write_polygons
 
 QUIET = {"log": lambda *_: None}
+
+
+def _prepare(specs, class_table=None, seed=0, log=None, **data):
+    return prepare_training_data(specs, DataConfig(class_table=class_table, **data), seed, log=log)
 
 
 def _spec(p, **kw):
@@ -20,7 +25,7 @@ def _spec(p, **kw):
 
 
 def test_prepare_reads_table_stats_and_plans_chips(demo_scene):
-    data = prepare_training_data([_spec(demo_scene)], str(demo_scene["classes"]), chip_size=64, **QUIET)
+    data = _prepare([_spec(demo_scene)], str(demo_scene["classes"]), chip_size=64, **QUIET)
     assert data.table.names[0] == "buildings" and len(data.table) == 6
     assert data.stats[0].names == ("VV", "VH") and data.stats[1].names == ("B", "G", "R", "NIR")
     assert -25 < data.stats[0].mean[0] < 0 < data.stats[1].mean[3]  # dB vs reflectance
@@ -29,7 +34,7 @@ def test_prepare_reads_table_stats_and_plans_chips(demo_scene):
 
 
 def test_training_chips_never_touch_validation_blocks(demo_scene):
-    data = prepare_training_data([_spec(demo_scene)], str(demo_scene["classes"]), chip_size=64,
+    data = _prepare([_spec(demo_scene)], str(demo_scene["classes"]), chip_size=64,
                                  val_fraction=0.3, **QUIET)
     k = data.chip_size
     for _, vr, vc in data.plan.val:
@@ -39,7 +44,7 @@ def test_training_chips_never_touch_validation_blocks(demo_scene):
 
 
 def test_chips_hold_mostly_labelled_pixels(demo_scene):
-    data = prepare_training_data([_spec(demo_scene)], str(demo_scene["classes"]), chip_size=64,
+    data = _prepare([_spec(demo_scene)], str(demo_scene["classes"]), chip_size=64,
                                  min_valid=0.9, **QUIET)
     scene = data.scenes[0]
     for _, r, c in data.plan.train[:: max(1, len(data.plan.train) // 20)]:
@@ -49,8 +54,8 @@ def test_chips_hold_mostly_labelled_pixels(demo_scene):
 
 def test_misaligned_optical_is_warped_onto_the_sar_grid(demo_scene, tmp_path):
     moved = reproject_raster(demo_scene["optical"], tmp_path / "optical_3857.tif", "EPSG:3857", 3.0)
-    data = prepare_training_data([_spec(demo_scene, m2=moved)], str(demo_scene["classes"]), chip_size=64, **QUIET)
-    ref = prepare_training_data([_spec(demo_scene)], str(demo_scene["classes"]), chip_size=64, **QUIET)
+    data = _prepare([_spec(demo_scene, m2=moved)], str(demo_scene["classes"]), chip_size=64, **QUIET)
+    ref = _prepare([_spec(demo_scene)], str(demo_scene["classes"]), chip_size=64, **QUIET)
     window = Window(96, 96, 64, 64)
     warped = data.scenes[0].read(window)[1].astype(float)
     original = ref.scenes[0].read(window)[1].astype(float)
@@ -70,7 +75,7 @@ def _polygon_labels(demo_scene, tmp_path, as_names=False):
 @pytest.mark.parametrize("as_names", [False, True])
 def test_polygon_labels_rasterise_to_the_raster_labels(demo_scene, tmp_path, as_names):
     gpkg, labels = _polygon_labels(demo_scene, tmp_path, as_names)
-    data = prepare_training_data([_spec(demo_scene, labels=gpkg, class_field="class")],
+    data = _prepare([_spec(demo_scene, labels=gpkg, class_field="class")],
                                  str(demo_scene["classes"]), chip_size=64, **QUIET)
     _, _, y, _, _ = data.scenes[0].read(Window(0, 0, 256, 256))
     expected = np.where(labels > 0, labels.astype(int) - 1, IGNORE)
@@ -79,7 +84,7 @@ def test_polygon_labels_rasterise_to_the_raster_labels(demo_scene, tmp_path, as_
 
 
 def test_class_table_generated_from_raster_colours(demo_scene):
-    data = prepare_training_data([_spec(demo_scene)], chip_size=64, **QUIET)
+    data = _prepare([_spec(demo_scene)], chip_size=64, **QUIET)
     assert data.table.values == (1, 2, 3, 4, 5, 6)
     assert data.table.colors[0] == "#d7191c"  # from labels.tif's colour table
 
@@ -91,9 +96,9 @@ def test_error_label_value_missing_from_table(demo_scene, tmp_path):
         w.writerow(["value", "name", "color"])
         w.writerows([(v, f"c{v}", "#000000") for v in range(1, 6)])  # 6 is missing
     with pytest.raises(ValueError, match=r"label value\(s\) \[6\].*--ignore-value"):
-        prepare_training_data([_spec(demo_scene)], str(table), chip_size=64, **QUIET)
+        _prepare([_spec(demo_scene)], str(table), chip_size=64, **QUIET)
     # Ignoring it is the documented way out.
-    data = prepare_training_data([_spec(demo_scene)], str(table), ignore_values=[6], chip_size=64, **QUIET)
+    data = _prepare([_spec(demo_scene)], str(table), ignore_values=[6], chip_size=64, **QUIET)
     assert len(data.table) == 5
 
 
@@ -102,13 +107,13 @@ def test_error_no_overlap(demo_scene, tmp_path):
         far = ds.transform * ds.transform.translation(100000, 0)
     moved = rewrite(demo_scene["optical"], tmp_path / "far.tif", transform=far)
     with pytest.raises(ValueError, match="does not overlap"):
-        prepare_training_data([_spec(demo_scene, m2=moved)], str(demo_scene["classes"]), chip_size=64, **QUIET)
+        _prepare([_spec(demo_scene, m2=moved)], str(demo_scene["classes"]), chip_size=64, **QUIET)
 
 
 def test_error_band_count_mismatch_between_scenes(demo_scene, tmp_path):
     three = rewrite(demo_scene["optical"], tmp_path / "rgb.tif", count=3)
     with pytest.raises(ValueError, match="band count mismatch.*4 band.*3"):
-        prepare_training_data([_spec(demo_scene), _spec(demo_scene, m2=three)], str(demo_scene["classes"]),
+        _prepare([_spec(demo_scene), _spec(demo_scene, m2=three)], str(demo_scene["classes"]),
                               chip_size=64, **QUIET)
 
 
@@ -116,11 +121,11 @@ def test_error_empty_and_disjoint_aoi(demo_scene, tmp_path):
     wkt = rasterio.open(demo_scene["sar"]).crs.to_wkt()
     empty = write_polygons(tmp_path / "empty.gpkg", wkt, [])
     with pytest.raises(ValueError, match="holds no polygon"):
-        prepare_training_data([_spec(demo_scene)], str(demo_scene["classes"]), aoi=str(empty), chip_size=64, **QUIET)
+        _prepare([_spec(demo_scene)], str(demo_scene["classes"]), aoi=str(empty), chip_size=64, **QUIET)
     square = {"type": "Polygon", "coordinates": [[(0, 0), (10, 0), (10, 10), (0, 10), (0, 0)]]}
     far = write_polygons(tmp_path / "far.gpkg", wkt, [(square, 1)])
     with pytest.raises(ValueError, match="does not overlap any training scene"):
-        prepare_training_data([_spec(demo_scene)], str(demo_scene["classes"]), aoi=str(far), chip_size=64, **QUIET)
+        _prepare([_spec(demo_scene)], str(demo_scene["classes"]), aoi=str(far), chip_size=64, **QUIET)
 
 
 def test_aoi_limits_chip_positions(demo_scene, tmp_path):
@@ -130,7 +135,7 @@ def test_aoi_limits_chip_positions(demo_scene, tmp_path):
     west = {"type": "Polygon", "coordinates": [[(b.left, b.bottom), (midx, b.bottom), (midx, b.top),
                                                 (b.left, b.top), (b.left, b.bottom)]]}
     aoi = write_polygons(tmp_path / "west.gpkg", wkt, [(west, 1)])
-    data = prepare_training_data([_spec(demo_scene)], str(demo_scene["classes"]), aoi=str(aoi), chip_size=64,
+    data = _prepare([_spec(demo_scene)], str(demo_scene["classes"]), aoi=str(aoi), chip_size=64,
                                  val_fraction=0, **QUIET)
     assert data.plan.train[:, 2].max() + 64 <= 128 + CELL  # inside the west half, up to the cell grid
     assert data.plan.train[:, 2].min() == 0
@@ -142,10 +147,10 @@ def test_error_all_chips_mostly_nodata(demo_scene, tmp_path):
     sparse[:, ::4, ::4] = labels[:, ::4, ::4]  # 1 pixel in 16 labelled
     path = rewrite(demo_scene["labels"], tmp_path / "sparse.tif", data=sparse)
     with pytest.raises(ValueError, match="mostly no-data.*--chip-size.*--min-valid"):
-        prepare_training_data([_spec(demo_scene, labels=path)], str(demo_scene["classes"]), chip_size=64, **QUIET)
+        _prepare([_spec(demo_scene, labels=path)], str(demo_scene["classes"]), chip_size=64, **QUIET)
     none = rewrite(demo_scene["labels"], tmp_path / "none.tif", data=np.zeros_like(labels))
     with pytest.raises(ValueError, match="no labelled pixel"):
-        prepare_training_data([_spec(demo_scene, labels=none)], str(demo_scene["classes"]), chip_size=64, **QUIET)
+        _prepare([_spec(demo_scene, labels=none)], str(demo_scene["classes"]), chip_size=64, **QUIET)
 
 
 def test_augment_applies_one_transform_to_all():

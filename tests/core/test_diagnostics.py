@@ -8,14 +8,15 @@ import torch
 from stars_core.checkpoint import read_model_file
 from stars_core.cli import main as cli_main
 from stars_core.data import SceneSpec
-from stars_core.diagnostics import AlignmentProbe
+from stars_core.diagnostics import AlignmentProbe, Diagnostics
 from stars_core.metrics import metrics_from_confusion
-from stars_core.train import Diagnostics, train
+from stars_core.models import PairOutput
+from stars_core.train import train
 from tests.core.helpers import TINY_MODEL, tiny_train
 
 
-def _outputs(f1: torch.Tensor, f2: torch.Tensor) -> dict:
-    return {"shared_m1": [f1], "shared_m2": [f2]}
+def _outputs(f1: torch.Tensor, f2: torch.Tensor) -> PairOutput:
+    return PairOutput(shared_m1=[f1], shared_m2=[f2])
 
 
 def _class_features(labels: torch.Tensor, channels: int, noise: float = 0.0) -> torch.Tensor:
@@ -57,9 +58,8 @@ def test_training_draws_diagnostics_when_asked(demo_scene, tmp_path):
     folder.mkdir()  # an earlier, longer run drew into the same folder: nothing of it may stay
     (folder / "similarity_step000800.png").write_bytes(b"old")
     (folder / "similarity.json").write_text(json.dumps({"classes": ["x"], "steps": {"800": {}}}))
-    cfg = tiny_train(steps=6, chip_size=64, val_fraction=0.2, val_every=100)
-    train([spec], tmp_path / "m.stars", TINY_MODEL, train_cfg=cfg, class_table=str(demo_scene["classes"]),
-          diagnostics=folder, similarity_steps=[3], log=lambda *_: None)
+    cfg = tiny_train(steps=6, chip_size=64, val_fraction=0.2, val_every=100, class_table=str(demo_scene["classes"]))
+    train([spec], tmp_path / "m.stars", TINY_MODEL, **cfg, diagnostics=folder, similarity_steps=[3], log=lambda *_: None)
     names = {p.name for p in folder.iterdir()}
     assert {"similarity_init.png", "similarity_step000003.png", "similarity_step000006.png", "curves.png",
             "confusion.png", "similarity.json"} <= names
@@ -90,8 +90,7 @@ def test_train_cli_takes_diagnostics_flags(demo_scene, tmp_path, capsys):
 def test_no_validation_chips_says_why_there_are_no_diagnostics(demo_scene, tmp_path):
     spec = SceneSpec(str(demo_scene["sar"]), str(demo_scene["optical"]), str(demo_scene["labels"]))
     messages = []
-    train([spec], tmp_path / "m.stars", TINY_MODEL, train_cfg=tiny_train(steps=2, chip_size=64, val_fraction=0),
-          class_table=str(demo_scene["classes"]), diagnostics=tmp_path / "diag", log=messages.append)
+    train([spec], tmp_path / "m.stars", TINY_MODEL, **tiny_train(steps=2, chip_size=64, val_fraction=0, class_table=str(demo_scene["classes"])), diagnostics=tmp_path / "diag", log=messages.append)
     assert any("no validation chips" in m for m in messages)
     assert not (tmp_path / "diag").exists()
 

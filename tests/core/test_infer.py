@@ -10,7 +10,8 @@ from stars_core.checkpoint import load_model
 from stars_core.classes import ClassTable
 from stars_core.cli import main as cli_main
 from stars_core.config import SegmentConfig
-from stars_core.infer import Cancelled, segment
+from stars_core.infer import segment
+from stars_core.runtime import Cancelled
 from stars_core.raster import valid_mask
 from tests.core.helpers import rewrite
 
@@ -222,7 +223,7 @@ def test_single_model_refuses_the_optical_raster(demo_scene, tmp_path):
 
     spec = SceneSpec(str(demo_scene["sar"]), str(demo_scene["optical"]), str(demo_scene["labels"]))
     model = train([spec], tmp_path / "single.stars", dataclasses.replace(TINY_MODEL, mode="single"),
-                  train_cfg=tiny_train(steps=1), class_table=str(demo_scene["classes"]), log=lambda *_: None).path
+                  **tiny_train(steps=1, class_table=str(demo_scene["classes"])), log=lambda *_: None).path
     with pytest.raises(ValueError, match="trained on SAR alone"):
         segment(model, demo_scene["sar"], tmp_path / "m.tif", SegmentConfig(**CPU), with_m2=demo_scene["optical"])
 

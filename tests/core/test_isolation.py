@@ -1,13 +1,91 @@
-"""stars_core must never import QGIS or Qt: it runs in plain Python, on servers and in CI."""
+"""The import structure: stars_core never imports QGIS or Qt (it runs in plain Python, on servers
+and in CI), its modules import each other without a circle, segmentation loads no training code,
+and the configurations load without PyTorch (the QGIS dialogs read their defaults from them)."""
+import ast
 import subprocess
 import sys
+from pathlib import Path
+
+import stars_core
+
+PACKAGE = Path(stars_core.__file__).parent
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """stars_core modules that `path` imports anywhere (module level or inside functions)."""
+    me = _module_name(path)
+    package = me if path.name == "__init__.py" else me.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            names = [f"{target}.{a.name}" for a in node.names]
+            found |= {n for n in names if (PACKAGE / Path(*n.split(".")[1:])).with_suffix(".py").exists()}
+            found.add(target)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return {m for m in found if m.split(".")[0] == "stars_core" and m != me and m != "stars_core"}
+
+
+def test_import_graph_of_stars_core_has_no_circle():
+    graph = {_module_name(p): _imports(p) for p in PACKAGE.rglob("*.py")}
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                raise AssertionError("import circle: " + " -> ".join(path[path.index(nxt):] + [nxt]))
+            if nxt not in state:
+                visit(nxt, path + [nxt])
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert "stars_core.runtime" in graph and graph["stars_core.runtime"] == set()
 
 
 def test_import_stars_core_pulls_no_qgis_or_qt():
     code = (
-        "import sys, stars_core, stars_core.losses, stars_core.models;"
+        "import sys, stars_core, stars_core.losses, stars_core.models, stars_core.train, stars_core.infer;"
+        "import stars_core.cli, stars_core.sheets, stars_core.evaluate, stars_core.quicklook;"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'qgis', 'PyQt5', 'PyQt6', 'sip'});"
         "print(','.join(bad)); sys.exit(1 if bad else 0)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = _run(code)
     assert result.returncode == 0, f"stars_core imported {result.stdout.strip()} {result.stderr}"
+
+
+def test_segmentation_imports_no_training_code():
+    code = ("import sys, stars_core.infer, stars_core.sheets;"
+            "print(','.join(sorted(m for m in sys.modules if m.startswith('stars_core.'))))")
+    result = _run(code)
+    loaded = set(result.stdout.strip().split(","))
+    assert result.returncode == 0 and "stars_core.infer" in loaded, result.stderr
+    assert not loaded & {"stars_core.train", "stars_core.data", "stars_core.losses", "stars_core.diagnostics"}
+
+
+def test_configs_and_errors_load_without_torch():
+    code = ("import sys; sys.modules['torch'] = None;"  # any `import torch` now fails
+            "from stars_core.config import TrainConfig, DataConfig, SegmentConfig, StarsConfig;"
+            "from stars_core.runtime import Cancelled, InputError;"
+            "print(TrainConfig.for_steps(800).warmup_steps)")
+    result = _run(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "10"

@@ -12,7 +12,7 @@ from stars_core.losses import (
     stars_loss,
     translation_loss,
 )
-from stars_core.models import TranslationModule
+from stars_core.models import PairOutput, TranslationModule
 
 
 def _features(*shape):
@@ -134,12 +134,12 @@ def test_segmentation_loss_is_mean_of_branches_and_ignores_index():
     torch.manual_seed(0)
     target = torch.randint(0, 3, (2, 4, 4))
     target[0, 0, 0] = 255
-    out = {k: torch.randn(2, 3, 4, 4) for k in ("m1", "m2", "fused")}
-    ce = [torch.nn.functional.cross_entropy(out[k], target, ignore_index=255) for k in out]
+    out = PairOutput(*(torch.randn(2, 3, 4, 4) for _ in range(3)))
+    ce = [torch.nn.functional.cross_entropy(v, target, ignore_index=255) for v in out.logits().values()]
     assert segmentation_loss(out, target).item() == pytest.approx(sum(c.item() for c in ce) / 3)
     # Changing the logits at the ignored pixel changes nothing.
-    out2 = {k: v.clone() for k, v in out.items()}
-    for v in out2.values():
+    out2 = PairOutput(*(v.clone() for v in out.logits().values()))
+    for v in out2.logits().values():
         v[0, :, 0, 0] = 100.0
     assert segmentation_loss(out2, target).item() == pytest.approx(segmentation_loss(out, target).item())
 

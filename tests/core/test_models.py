@@ -1,43 +1,79 @@
-"""Model shapes, wiring and input checks, shared across modes and backbones."""
+"""Every model (backbone x mode) through the same checks, like segmentation_models_pytorch's shared
+tester; then the building blocks (ResNet, SCSE, fusion, translation)."""
 import pytest
 import torch
 
 from stars_core import StarsConfig, build_model
-from stars_core.models import SCSE, FusionModule, ResNet, TranslationModule
+from stars_core.config import BACKBONES, MODES
+from stars_core.models import SCSE, FusionModule, PairOutput, ResNet, TranslationModule
 
-BACKBONES = ["resnet18", "resnet34", "resnet50"]
-BANDS = [(1, 3), (2, 12), (1, 4)]
+BRANCHES = {"stars": {"m1", "m2", "fused"}, "single": {"m1"}, "concat": {"fused"}}
 
 
 def _pair(bands, b=2, h=64, w=96):
     return torch.randn(b, bands[0], h, w), torch.randn(b, bands[1], h, w)
 
 
-@pytest.mark.parametrize("bands", BANDS)
-def test_stars_forward_shapes_for_band_counts(bands, seed):
-    cfg = StarsConfig(in_channels=bands, num_classes=6, backbone="resnet18")
-    model = build_model(cfg)
-    x1, x2 = _pair(bands)
-    out = model(x1, x2)
-    for branch in ("m1", "m2", "fused"):
-        assert out[branch].shape == (2, 6, 64, 96)
-    channels = model.shared.out_channels
-    for key in ("shared_m1", "shared_m2", "trans_12", "trans_21"):
-        assert [tuple(f.shape) for f in out[key]] == [(2, channels[2], 4, 6), (2, channels[3], 2, 3)]
+@pytest.fixture(scope="module", params=[(b, m) for b in BACKBONES for m in MODES], ids=lambda p: f"{p[0]}-{p[1]}")
+def any_model(request):
+    backbone, mode = request.param
+    torch.manual_seed(0)
+    cfg = StarsConfig(in_channels=(2, 4), num_classes=5, backbone=backbone, mode=mode, encoder_width=16,
+                      pyramid_channels=32, segmentation_channels=32)
+    return cfg, build_model(cfg)
 
 
-@pytest.mark.parametrize("backbone", BACKBONES)
-def test_each_backbone_paired_and_missing_modality(backbone, seed):
-    model = build_model(StarsConfig(in_channels=(1, 3), num_classes=5, backbone=backbone)).eval()
-    x1, x2 = _pair((1, 3), b=1, h=64, w=64)
-    with torch.no_grad():
-        out = model(x1, x2)
-        logits = model(x1)
-        logits_m2 = model(x2=x2)
-    assert logits.shape == logits_m2.shape == (1, 5, 64, 64)
-    # In eval mode the missing-modality path is exactly the paired forward's m1 branch.
-    torch.testing.assert_close(logits, out["m1"])
-    torch.testing.assert_close(logits_m2, out["m2"])
+class TestEveryModel:
+    def test_pair_returns_the_branches_of_its_mode_at_input_size(self, any_model):
+        cfg, model = any_model
+        model.train()
+        out = model(*_pair(cfg.in_channels))
+        assert isinstance(out, PairOutput)
+        assert set(out.logits()) == BRANCHES[cfg.mode]
+        assert all(v.shape == (2, 5, 64, 96) for v in out.logits().values())
+        if cfg.mode == "stars":
+            chans = model.shared.out_channels
+            for feats in (out.shared_m1, out.shared_m2, out.trans_12, out.trans_21):
+                assert [tuple(f.shape) for f in feats] == [(2, chans[2], 4, 6), (2, chans[3], 2, 3)]
+        else:
+            assert out.shared_m1 == [] and out.trans_12 == []
+
+    def test_missing_modality_gives_the_paired_m1_answer_in_eval_mode(self, any_model):
+        cfg, model = any_model
+        model.eval()
+        x1, x2 = _pair(cfg.in_channels, b=1, h=64, w=64)
+        with torch.no_grad():
+            alone, out = model(x1), model(x1, x2)
+            if cfg.mode == "concat":  # a missing modality is zero-filled: the same as giving zeros
+                out = model(x1, torch.zeros_like(x2))
+        assert alone.shape == (1, 5, 64, 64)
+        torch.testing.assert_close(alone, out.m1 if out.m1 is not None else out.fused)
+
+    def test_gradients_reach_every_parameter_the_pair_uses(self, any_model):
+        cfg, model = any_model
+        model.train()
+        model.zero_grad(set_to_none=True)
+        out = model(*_pair(cfg.in_channels, b=2, h=64, w=64))
+        loss = sum(v.mean() for v in out.logits().values()) + sum(f.mean() for f in out.trans_12 + out.trans_21)
+        loss.backward()
+        missing = [n for n, p in model.named_parameters() if p.grad is None]
+        assert missing == []
+
+    def test_bad_inputs_name_expected_and_received(self, any_model):
+        cfg, model = any_model
+        with pytest.raises(ValueError, match=rf"{cfg.in_channels[0]} band\(s\), got 3"):
+            model(torch.randn(1, 3, 64, 64))
+        with pytest.raises(ValueError, match=r"multiples of 32, got 70x64.*96x64"):
+            model(torch.randn(1, cfg.in_channels[0], 70, 64))
+
+    def test_weights_round_trip_through_a_state_dict(self, any_model):
+        cfg, model = any_model
+        model.eval()
+        twin = build_model(cfg).eval()
+        twin.load_state_dict(model.state_dict())
+        x1 = torch.randn(1, cfg.in_channels[0], 64, 64)
+        with torch.no_grad():
+            torch.testing.assert_close(twin(x1), model(x1))
 
 
 def test_missing_modality_does_not_touch_modality_two_parts(seed):
@@ -49,74 +85,27 @@ def test_missing_modality_does_not_touch_modality_two_parts(seed):
     assert all(p.grad is None for m in unused for p in m.parameters())
 
 
-@pytest.mark.parametrize("mode,key", [("single", "m1"), ("concat", "fused")])
-def test_baselines_share_the_calling_convention(mode, key, seed):
-    model = build_model(StarsConfig(in_channels=(2, 12), num_classes=7, backbone="resnet18", mode=mode))
-    x1, x2 = _pair((2, 12))
-    out = model(x1, x2)
-    assert set(out) == {key}
-    assert out[key].shape == (2, 7, 64, 96)
-    assert model(x1).shape == (2, 7, 64, 96)
-
-
-def test_concat_missing_modality_is_zero_filled(seed):
-    model = build_model(StarsConfig(in_channels=(1, 3), num_classes=3, backbone="resnet18", mode="concat")).eval()
-    x1 = torch.randn(1, 1, 64, 64)
+def test_modality_two_alone_uses_the_m2_branch(seed):
+    model = build_model(StarsConfig(in_channels=(1, 3), num_classes=4, backbone="resnet18")).eval()
+    x1, x2 = _pair((1, 3), b=1, h=64, w=64)
     with torch.no_grad():
-        torch.testing.assert_close(model(x1), model(x1, torch.zeros(1, 3, 64, 64))["fused"])
+        torch.testing.assert_close(model(x2=x2), model(x1, x2).m2)
 
 
-def test_wrong_band_count_names_expected_and_received():
+def test_pair_size_mismatch_and_single_without_modality_one():
     model = build_model(StarsConfig(in_channels=(1, 3), num_classes=3, backbone="resnet18"))
-    with pytest.raises(ValueError, match=r"3 band\(s\), got 4"):
-        model(torch.randn(1, 1, 64, 64), torch.randn(1, 4, 64, 64))
-    with pytest.raises(ValueError, match=r"1 band\(s\), got 2"):
-        model(torch.randn(1, 2, 64, 64))
-
-
-def test_size_not_multiple_of_32_suggests_padding():
-    model = build_model(StarsConfig(in_channels=(1, 3), num_classes=3, backbone="resnet18"))
-    with pytest.raises(ValueError, match=r"multiples of 32, got 70x64.*96x64"):
-        model(torch.randn(1, 1, 70, 64))
     with pytest.raises(ValueError, match="share batch size"):
         model(torch.randn(1, 1, 64, 64), torch.randn(1, 3, 96, 64))
-
-
-def test_single_refuses_modality_two_only():
-    model = build_model(StarsConfig(in_channels=(1, 3), num_classes=3, backbone="resnet18", mode="single"))
+    single = build_model(StarsConfig(in_channels=(1, 3), num_classes=3, backbone="resnet18", mode="single"))
     with pytest.raises(ValueError, match="modality 1 only"):
-        model(x2=torch.randn(1, 3, 64, 64))
-
-
-@pytest.mark.parametrize(
-    "kwargs,match",
-    [
-        ({"in_channels": (0, 3)}, "positive band counts"),
-        ({"backbone": "vgg16"}, "vgg16"),
-        ({"mode": "late"}, "late"),
-        ({"num_classes": 1}, "at least 2"),
-        ({"align_stages": (5,)}, "subset of 1..4"),
-    ],
-)
-def test_config_rejects_bad_values(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        StarsConfig(**kwargs)
-
-
-def test_config_round_trips_through_plain_dict():
-    cfg = StarsConfig(in_channels=(2, 12), num_classes=9, backbone="resnet34", align_stages=(2, 3, 4))
-    data = cfg.to_dict()
-    assert data["in_channels"] == [2, 12] and isinstance(data["align_stages"], list)
-    assert StarsConfig.from_dict(data) == cfg
-    with pytest.raises(ValueError, match="unknown StarsConfig fields"):
-        StarsConfig.from_dict({**data, "depth": 3})
+        single(x2=torch.randn(1, 3, 64, 64))
 
 
 def test_no_translation_ablation_passes_features_through(seed):
     model = build_model(StarsConfig(num_classes=3, backbone="resnet18", use_translation=False))
     out = model(*_pair((1, 3)))
     assert not hasattr(model, "translate_12")
-    assert all(p is f for p, f in zip(out["trans_12"], out["shared_m1"]))
+    assert all(p is f for p, f in zip(out.trans_12, out.shared_m1))
 
 
 def test_resnet_strides_and_channels():

@@ -26,8 +26,7 @@ def test_train_on_two_utm_zones_and_segment_a_third_from_s1(tmp_path):
     specs = [SceneSpec(str(SHARED_DATA / "S1RTC" / f"{t}.tif"), str(SHARED_DATA / "S2L2A" / f"{t}.tif"),
                        str(SHARED_DATA / "LULC" / f"{t}.tif")) for t in TRAIN_TILES]
     model = tmp_path / "real.stars"
-    result = train(specs, model, TINY_MODEL, train_cfg=tiny_train(steps=3, chip_size=96, val_fraction=0),
-                   class_table=str(table), ignore_values=[0], modalities=("S1", "S2"), log=lambda *_: None)
+    result = train(specs, model, TINY_MODEL, **tiny_train(steps=3, chip_size=96, val_fraction=0, class_table=str(table), ignore_values=[0]), modalities=("S1", "S2"), log=lambda *_: None)
     assert result.steps_done == 3 and np.isfinite(result.summary["last"]["total"])
 
     s1 = SHARED_DATA / "S1RTC" / f"{TEST_TILE}.tif"

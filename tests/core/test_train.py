@@ -7,9 +7,9 @@ import torch
 
 import stars_core.train as train_mod
 from stars_core.checkpoint import load_model, read_model_file
-from stars_core.cli import main as cli_main
 from stars_core.data import SceneSpec
-from stars_core.train import TrainingError, get_lr, train
+from stars_core.runtime import Cancelled, TrainingError
+from stars_core.train import get_lr, train
 from tests.core.helpers import TINY_MODEL, tiny_train
 
 QUIET = {"log": lambda *_: None}
@@ -20,7 +20,7 @@ def _specs(p):
 
 
 def test_lr_schedule_warms_up_then_decays():
-    cfg = tiny_train(steps=100, warmup_steps=10, lr=1e-3)
+    cfg = tiny_train(steps=100, warmup_steps=10, lr=1e-3)["train_cfg"]
     assert get_lr(0, cfg) == pytest.approx(cfg.warmup_start_lr)
     assert get_lr(5, cfg) == pytest.approx((1e-6 + 1e-3) / 2, rel=1e-3)
     assert get_lr(10, cfg) == pytest.approx(1e-3)
@@ -32,19 +32,19 @@ def test_lr_schedule_warms_up_then_decays():
 
 def test_loss_falls_on_the_demo_scene(demo_scene, tmp_path):
     rows = []
-    cfg = tiny_train(steps=40, warmup_steps=4, lr=2e-3, batch_size=4)
-    train(_specs(demo_scene), tmp_path / "m.stars", TINY_MODEL, train_cfg=cfg, class_table=str(demo_scene["classes"]),
-          progress=lambda s, n, row: rows.append(row), **QUIET)
+    cfg = tiny_train(steps=40, warmup_steps=4, lr=2e-3, batch_size=4, class_table=str(demo_scene["classes"]))
+    train(_specs(demo_scene), tmp_path / "m.stars", TINY_MODEL, **cfg, progress=lambda s, n, row: rows.append(row),
+          **QUIET)
     seg = [r["seg"] for r in rows]
     assert len(seg) == 40
     assert np.mean(seg[-8:]) < 0.8 * np.mean(seg[:8])
 
 
 def test_resume_reproduces_the_uninterrupted_run(demo_scene, tmp_path):
-    cfg = tiny_train(steps=6, checkpoint_every=100)
-    kw = dict(model_cfg=TINY_MODEL, train_cfg=cfg, class_table=str(demo_scene["classes"]), **QUIET)
+    kw = dict(model_cfg=TINY_MODEL, **tiny_train(steps=6, checkpoint_every=100, class_table=str(demo_scene["classes"])),
+              **QUIET)
     full = train(_specs(demo_scene), tmp_path / "full.stars", **kw)
-    assert full.steps_done == 6 and not full.cancelled
+    assert full.steps_done == 6
 
     calls = {"n": 0}
 
@@ -52,8 +52,8 @@ def test_resume_reproduces_the_uninterrupted_run(demo_scene, tmp_path):
         calls["n"] += 1
         return calls["n"] == 3
 
-    part = train(_specs(demo_scene), tmp_path / "part.stars", cancel=cancel_after_three, **kw)
-    assert part.cancelled and part.steps_done == 3
+    with pytest.raises(Cancelled, match="cancelled at step 3; .*part.stars holds the model"):
+        train(_specs(demo_scene), tmp_path / "part.stars", cancel=cancel_after_three, **kw)
     assert read_model_file(tmp_path / "part.stars")["resume"]["step"] == 3
     resumed = train(_specs(demo_scene), tmp_path / "part.stars", resume=tmp_path / "part.stars", **QUIET)
     assert resumed.steps_done == 6
@@ -66,8 +66,7 @@ def test_resume_reproduces_the_uninterrupted_run(demo_scene, tmp_path):
 
 def test_model_file_is_self_contained_and_weights_only(demo_scene, tmp_path):
     path = tmp_path / "m.stars"
-    train(_specs(demo_scene), path, TINY_MODEL, train_cfg=tiny_train(steps=2),
-          class_table=str(demo_scene["classes"]), modalities=("S1", "S2"), **QUIET)
+    train(_specs(demo_scene), path, TINY_MODEL, **tiny_train(steps=2, class_table=str(demo_scene["classes"])), modalities=("S1", "S2"), **QUIET)
     payload = torch.load(path, weights_only=True)  # nothing pickled beyond tensors and plain types
     assert "resume" not in payload and payload["summary"]["steps"] == 2
     assert payload["modalities"] == ["S1", "S2"] and payload["pixel_size"] == [2.0, 2.0]
@@ -83,7 +82,7 @@ def test_model_file_is_self_contained_and_weights_only(demo_scene, tmp_path):
 @pytest.mark.parametrize("mode", ["single", "concat"])
 def test_baselines_train_from_the_same_loop(demo_scene, tmp_path, mode):
     result = train(_specs(demo_scene), tmp_path / f"{mode}.stars", dataclasses.replace(TINY_MODEL, mode=mode),
-                   train_cfg=tiny_train(steps=2, val_every=2), class_table=str(demo_scene["classes"]), **QUIET)
+                   **tiny_train(steps=2, val_every=2, class_table=str(demo_scene["classes"])), **QUIET)
     assert result.summary["last"]["psc"] == 0 and result.summary["last"]["ncs"] == 0
     assert "val_m1_miou" in result.summary["validation"]
 
@@ -100,27 +99,5 @@ def test_nan_loss_stops_and_keeps_the_last_good_file(demo_scene, tmp_path, monke
     monkeypatch.setattr(train_mod, "stars_loss", poisoned)
     path = tmp_path / "m.stars"
     with pytest.raises(TrainingError, match=r"loss became nan at step 3.*m.stars \(step 2\) is kept"):
-        train(_specs(demo_scene), path, TINY_MODEL, train_cfg=tiny_train(steps=6, checkpoint_every=2),
-              class_table=str(demo_scene["classes"]), **QUIET)
+        train(_specs(demo_scene), path, TINY_MODEL, **tiny_train(steps=6, checkpoint_every=2, class_table=str(demo_scene["classes"])), **QUIET)
     assert read_model_file(path)["resume"]["step"] == 2
-
-
-def test_cli_train_and_info(demo_scene, tmp_path, capsys):
-    out = tmp_path / "cli.stars"
-    code = cli_main(["train", "--m1", str(demo_scene["sar"]), "--m2", str(demo_scene["optical"]),
-                     "--labels", str(demo_scene["labels"]), "--class-table", str(demo_scene["classes"]),
-                     "--out", str(out), "--backbone", "resnet18", "--encoder-width", "16", "--steps", "2",
-                     "--batch-size", "2", "--chip-size", "64", "--workers", "0", "--device", "cpu"])
-    assert code == 0 and out.exists()
-    capsys.readouterr()
-    assert cli_main(["info", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert "stars / resnet18" in text and "bare ground" in text and "VV, VH" in text
-
-
-def test_cli_reports_bad_input_without_traceback(demo_scene, tmp_path, capsys):
-    code = cli_main(["train", "--m1", str(demo_scene["sar"]), "--m2", str(tmp_path / "missing.tif"),
-                     "--labels", str(demo_scene["labels"]), "--out", str(tmp_path / "x.stars")])
-    err = capsys.readouterr().err
-    assert code == 2 and "modality-2 raster" in err and "not found" in err
-    assert not (tmp_path / "x.stars").exists()

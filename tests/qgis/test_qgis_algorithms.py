@@ -50,6 +50,26 @@ def test_train_writes_a_model_and_reports_validation(demo_scene, run_alg, tmp_pa
     assert (tmp_path / "diag" / "similarity_init.png").is_file() and (tmp_path / "diag" / "confusion.png").is_file()
 
 
+def test_the_dialog_and_the_command_line_build_the_same_recipe(stars_provider, qgis_new_project, tmp_path):
+    from qgis.core import QgsProcessingContext
+
+    from stars_core.cli import _parser, train_settings
+    from stars_qgis.algorithms.train_stars import TrainStars
+
+    alg = TrainStars()
+    alg.initAlgorithm()
+    params = {p.name(): p.defaultValue() for p in alg.parameterDefinitions()}
+    params.update(STEPS=500, BATCH_SIZE=4, CHIP_SIZE=128, LR=1e-3, SEED=3, IGNORE_VALUES="0",
+                  OUTPUT=str(tmp_path / "m.stars"))
+    qgis = alg.settings(params, QgsProcessingContext())
+    args = _parser().parse_args(["train", "--m1", "a.tif", "--m2", "b.tif", "--labels", "c.tif", "--out", "m.stars",
+                                 "--steps", "500", "--batch-size", "4", "--chip-size", "128", "--lr", "1e-3",
+                                 "--seed", "3", "--ignore-value", "0", "--workers", "0"])
+    cli = train_settings(args)
+    assert qgis == cli
+    assert qgis[2].warmup_steps == 6 and qgis[2].val_every == 100  # the paper's recipe, scaled to 500 steps
+
+
 def test_demo_scene_writes_the_named_files(run_alg, tmp_path):
     res, _ = run_alg("stars:demoscene", {"SIZE": 96, "SHEETS": "1x3", "OUTPUT_FOLDER": str(tmp_path / "scene")})
     for key, name in (("SAR", "sar.tif"), ("OPTICAL", "optical.tif"), ("LABELS", "labels.tif"),
@@ -77,11 +97,12 @@ def test_train_with_polygon_labels_and_cancel_keeps_a_model(demo_scene, run_alg,
              ({"type": "Polygon", "coordinates": [[(half, b), (r, b), (r, t), (half, t), (half, b)]]}, 3)]
     gpkg = write_polygons(tmp_path / "labels.gpkg", wkt, polys)
     fb = CancelAfter(3)
-    res, _ = run_alg("stars:trainstars", {
-        "M1": [str(demo_scene["sar"])], "M2": [str(demo_scene["optical"])], "LABEL_POLYGONS": str(gpkg),
-        "CLASS_FIELD": "class", "OUTPUT": str(tmp_path / "m.stars"), "STEPS": 50, "BATCH_SIZE": 2,
-        "CHIP_SIZE": 64, "BACKBONE": 2, "ENCODER_WIDTH": 16, "DEVICE": 1,
-    }, feedback=fb)
+    with pytest.raises(QgsProcessingException, match=r"cancelled: training cancelled at step \d+; .*m.stars holds"):
+        run_alg("stars:trainstars", {
+            "M1": [str(demo_scene["sar"])], "M2": [str(demo_scene["optical"])], "LABEL_POLYGONS": str(gpkg),
+            "CLASS_FIELD": "class", "OUTPUT": str(tmp_path / "m.stars"), "STEPS": 50, "BATCH_SIZE": 2,
+            "CHIP_SIZE": 64, "BACKBONE": 2, "ENCODER_WIDTH": 16, "DEVICE": 1,
+        }, feedback=fb)
     from stars_core.checkpoint import read_model_file
 
     payload = read_model_file(tmp_path / "m.stars")
