@@ -1,13 +1,16 @@
-"""Method checks on the demo scene: a small version of the paper's Table 4 (which parts of STARS
-matter) and Table 5 (beta, with and without the stop-gradient), all rows with the same budget.
+"""Method checks on the demo scene: the paper's Table 4 rows (which parts of STARS matter), Table 5
+(beta, with and without the stop-gradient), Baseline-SAR, early fusion and STARS with the old mixed
+shared BatchNorm statistics; every row with the same budget, over several seeds (mean ± std).
 
 Every row trains on demo scene seed 0 and is tested on demo scene seed 1 (same generator, unseen
-ground) from SAR alone. Reported per row: SAR-only mIoU on the test scene, the fused mIoU (both
+ground) from SAR alone; `--sar-noise high` (or both) uses the harder scenes where SAR alone
+separates the classes poorly (same labels and optical image; the same recipe runs on both). Reported per row: SAR-only mIoU on the test scene, the fused mIoU (both
 modalities) where the model has a fused branch, and, for STARS rows, the feature-collapse indicator
 (spread of the unit-normalised shared features x sqrt(channels): ~1 spread, 0 collapsed) and the
 diagonal gap of the cross-modal class similarity matrix, both on the validation chips at the end.
 Prints, never asserts. One seed unless --seeds: differences of a few points are noise here. Usage:
-    python bench/ablation.py [--steps 200] [--size 512] [--seeds 0] [--rows all|table4|table5] [--json out.json]
+    python bench/ablation.py [--steps 200] [--size 512] [--seeds 0 1 2] [--rows all|table4|table5|core]
+        [--sar-noise normal|high|both] [--json out.json]
 """
 from __future__ import annotations
 
@@ -19,6 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from stars_core import threads  # first: the toolbox's thread policy, set before torch loads
+
+threads.prepare_environment()
 import torch
 
 from stars_core.config import DataConfig, LossConfig, SegmentConfig, StarsConfig, TrainConfig
@@ -28,16 +34,19 @@ from stars_core.evaluate import evaluate
 from stars_core.infer import segment
 from stars_core.train import train
 
+threads.configure("auto")
+
 STARS = dict(mode="stars")
-TABLE4 = [  # (row name, model switches, loss switches)
+TABLE4 = [  # (row name, model switches, loss switches): the paper's rows (trans, L_ncs, L_psc), then ours
     ("Baseline-SAR (single)", dict(mode="single"), {}),
+    ("exp-1: L_ncs", dict(STARS, use_translation=False), dict(use_psc=False)),
+    ("exp-2: trans + L_ncs", STARS, dict(use_psc=False)),
+    ("exp-3: L_ncs + L_psc", dict(STARS, use_translation=False), {}),
+    ("STARS (trans + L_ncs + L_psc)", STARS, {}),
+    ("STARS, old mixed statistics", dict(STARS, shared_norm="mixed"), {}),
     ("early fusion (concat)", dict(mode="concat"), {}),
-    ("STARS w/o translation", dict(STARS, use_translation=False), {}),
-    ("STARS w/o L_ncs", STARS, dict(use_ncs=False)),
-    ("STARS w/o L_psc", STARS, dict(use_psc=False)),
-    ("STARS w/o detach", STARS, dict(detach=False)),
-    ("STARS", STARS, {}),
 ]
+CORE = [TABLE4[0], TABLE4[4], TABLE4[5]]  # Baseline-SAR, STARS, STARS with mixed statistics
 TABLE5 = [(f"STARS beta={beta}{'' if detach else ' w/o detach'}", STARS, dict(beta=beta, detach=detach))
           for detach in (True, False) for beta in (0.02, 0.2, 0.8)]
 
@@ -50,7 +59,7 @@ def run_row(name, model_sw, loss_sw, args, train_scene, test_scene, work: Path, 
     data_cfg = DataConfig(chip_size=args.chip, val_fraction=0.1, class_table=str(train_scene["classes"]),
                           ignore_values=(0,))
     spec = [SceneSpec(str(train_scene["sar"]), str(train_scene["optical"]), str(train_scene["labels"]))]
-    model = work / f"{abs(hash((name, seed)))}.stars"
+    model = work / f"{abs(hash((name, seed, str(train_scene['sar']))))}.stars"
     t0 = time.perf_counter()
     result = train(spec, model, model_cfg, loss_cfg, train_cfg, data_cfg, log=lambda *_: None)
     seconds = time.perf_counter() - t0
@@ -90,7 +99,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--size", type=int, default=512, help="demo scene pixels per side")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--rows", choices=["all", "table4", "table5"], default="all")
+    ap.add_argument("--rows", choices=["all", "table4", "table5", "core"], default="all")
+    ap.add_argument("--sar-noise", choices=["normal", "high", "both"], default="normal")
     ap.add_argument("--backbone", default="resnet18")
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--chip", type=int, default=128)
@@ -99,28 +109,34 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--json", type=Path, help="also write every row as JSON")
     args = ap.parse_args()
-    plan = {"all": TABLE4 + [r for r in TABLE5 if r[0] not in ("STARS beta=0.2", "STARS beta=0.2 w/o detach")],
-            "table4": TABLE4, "table5": TABLE5}[args.rows]
+    stars_row = TABLE4[4][0]
+    plan = {"all": TABLE4 + [r for r in TABLE5 if r[0] != "STARS beta=0.2"], "table4": TABLE4,
+            "table5": TABLE5, "core": CORE}[args.rows]
+    noises = ["normal", "high"] if args.sar_noise == "both" else [args.sar_noise]
     print(f"# ablation: {args.backbone} width {args.width}, {args.steps} steps of batch {args.batch} on {args.chip}-px "
-          f"chips, lr {args.lr}, demo scene {args.size} px (train seed 0, test seed 1), seeds {args.seeds}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}", flush=True)
+          f"chips, lr {args.lr}, demo scene {args.size} px (train seed 0, test seed 1), SAR noise {noises}, "
+          f"seeds {args.seeds}, torch {torch.__version__}, {threads.describe()}, {platform.machine()}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        train_scene = make_demo_scene(work / "train", size=args.size, seed=0)
-        test_scene = make_demo_scene(work / "test", size=args.size, seed=1)
-        for seed in args.seeds:
-            for name, model_sw, loss_sw in plan:
-                row = run_row(name, model_sw, loss_sw, args, train_scene, test_scene, work, seed)
-                rows.append(row)
-                print(f"  {name} (seed {seed}): SAR-only mIoU {row['miou_sar_only']:.3f} "
-                      f"in {row['train_seconds']:.0f} s", flush=True)
-    if args.rows in ("all", "table4"):
-        print("\nTable 4 (components)\n" + table(rows, [n for n, *_ in TABLE4]))
-    if args.rows in ("all", "table5"):
-        alias = {"STARS beta=0.2": "STARS", "STARS beta=0.2 w/o detach": "STARS w/o detach"}
-        t5 = [dict(r, row=next((k for k, v in alias.items() if v == r["row"]), r["row"])) for r in rows]
-        print("\nTable 5 (beta and the stop-gradient)\n" + table(t5, [n for n, *_ in TABLE5]))
+        for noise in noises:
+            train_scene = make_demo_scene(work / f"train_{noise}", size=args.size, seed=0, sar_noise=noise)
+            test_scene = make_demo_scene(work / f"test_{noise}", size=args.size, seed=1, sar_noise=noise)
+            for seed in args.seeds:
+                for name, model_sw, loss_sw in plan:
+                    row = run_row(name, model_sw, loss_sw, args, train_scene, test_scene, work, seed)
+                    row["sar_noise"] = noise
+                    rows.append(row)
+                    print(f"  [{noise}] {name} (seed {seed}): SAR-only mIoU {row['miou_sar_only']:.3f} "
+                          f"in {row['train_seconds']:.0f} s", flush=True)
+    for noise in noises:
+        mine = [r for r in rows if r["sar_noise"] == noise]
+        if args.rows in ("all", "table4", "core"):
+            names = [n for n, *_ in (CORE if args.rows == "core" else TABLE4)]
+            print(f"\nTable 4 (components), SAR noise {noise}\n" + table(mine, names))
+        if args.rows in ("all", "table5"):
+            t5 = [dict(r, row="STARS beta=0.2") if r["row"] == stars_row else r for r in mine]
+            print(f"\nTable 5 (beta and the stop-gradient), SAR noise {noise}\n" + table(t5, [n for n, *_ in TABLE5]))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -12,11 +12,16 @@ import contextlib
 import platform
 import time
 
+from stars_core import threads  # first: the toolbox's thread policy, set before torch loads
+
+threads.prepare_environment()
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from stars_core import LossConfig, StarsConfig, build_model
 from stars_core.losses import stars_loss
+
+threads.configure("auto")
 
 
 def _sync(device: torch.device) -> None:

@@ -21,6 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from stars_core import threads  # first: the toolbox's thread policy, set before torch loads
+
+threads.prepare_environment()
 import numpy as np
 import torch
 
@@ -30,6 +33,8 @@ from stars_core.evaluate import evaluate
 from stars_core.infer import segment
 from stars_core.metrics import metrics_from_confusion
 from stars_core.train import train
+
+threads.configure("auto")
 
 ROOT = Path(__file__).resolve().parents[1]
 LULC = [  # value, name, colour (ESRI 10 m land cover legend)

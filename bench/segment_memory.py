@@ -16,6 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from stars_core import threads  # first: the toolbox's thread policy, set before torch loads
+
+threads.prepare_environment()
 import rasterio
 
 
@@ -49,8 +52,12 @@ def repeat_vrt(tile_path: Path, size: int, out: Path) -> Path:
 
 CHILD = """
 import json, resource, sys, time
+from stars_core import threads
+threads.prepare_environment()
 from stars_core.config import SegmentConfig
 from stars_core.infer import segment
+
+threads.configure("auto")
 model, src, out, tile, batch, device = sys.argv[1:7]
 r = segment(model, src, out, SegmentConfig(tile_size=int(tile), batch_size=int(batch), device=device))
 print(json.dumps({"seconds": r.seconds, "tiles": r.tiles,

@@ -13,6 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from stars_core import threads  # first: the toolbox's thread policy, set before torch loads
+
+threads.prepare_environment()
 import numpy as np
 import rasterio
 import torch
@@ -26,6 +29,8 @@ from stars_core.infer import segment
 from stars_core.runtime import autocast, resolve_device
 from stars_core.tiling import TileGrid
 from stars_core.train import train
+
+threads.configure("auto")
 
 
 def sync(device: torch.device) -> None:

@@ -11,12 +11,17 @@ import platform
 import tempfile
 from pathlib import Path
 
+from stars_core import threads  # first: the toolbox's thread policy, set before torch loads
+
+threads.prepare_environment()
 import torch
 
 from stars_core.config import DataConfig, StarsConfig, TrainConfig
 from stars_core.data import SceneSpec
 from stars_core.demo_scene import make_demo_scene
 from stars_core.train import train
+
+threads.configure("auto")
 
 
 def main() -> None:

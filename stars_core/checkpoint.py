@@ -3,9 +3,11 @@
 One file holds everything segmentation needs, and, while training can go on, the state to resume
 it. It loads with `torch.load(weights_only=True)`: plain types and tensors only, no code runs.
 
-Layout (format 2):
+Layout (format 3):
     format            "stars-model"
-    format_version    2 (format 1 files used GroupNorm in the decoders; they still load)
+    format_version    3 (format 2 files had one mixed set of BatchNorm statistics in the shared
+                      encoder: they load with shared_norm "mixed"; format 1 files used GroupNorm in
+                      the decoders; both still load)
     model_config      StarsConfig dict: rebuilds the network
     loss_config       LossConfig dict
     train_config      TrainConfig dict (files before DataConfig also hold chip_size, val_fraction,
@@ -40,7 +42,7 @@ from .models import build_model
 from .runtime import InputError
 
 FORMAT = "stars-model"
-FORMAT_VERSION = 2  # 2: decoder_norm in model_config (format 1 files used GroupNorm)
+FORMAT_VERSION = 3  # 3: per-modality shared BatchNorm statistics; 2: decoder_norm (format 1: GroupNorm)
 REQUIRED_KEYS = ("model_config", "loss_config", "train_config", "state_dict", "classes", "bands", "chip_size",
                  "pixel_size")
 
@@ -118,9 +120,24 @@ def read_model_file(path: str | os.PathLike) -> dict:
 
 def model_config(payload: dict) -> StarsConfig:
     d = dict(payload["model_config"])
-    if payload.get("format_version", 1) < 2:
+    version = payload.get("format_version", 1)
+    if version < 2:
         d.setdefault("decoder_norm", "group")
+    if version < 3:
+        d.setdefault("shared_norm", "mixed")
     return StarsConfig.from_dict(d)
+
+
+def fit_state_dict(model: torch.nn.Module, state: dict) -> dict:
+    """`state` completed for `model`: files before format 3 lack the modality-2 statistics of the
+    shared body (`*_m2`); they start as copies of the single set the file holds."""
+    own = model.state_dict()
+    state = dict(state)
+    for key in own:
+        base = key.removesuffix("_m2")
+        if base != key and key not in state and base in state:
+            state[key] = state[base].clone()
+    return state
 
 
 def read_meta(payload: dict) -> ModelMeta:
@@ -190,7 +207,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     meta = read_meta(payload)
     model = build_model(meta.model)
     try:
-        model.load_state_dict(payload["state_dict"])
+        model.load_state_dict(fit_state_dict(model, payload["state_dict"]))
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise InputError(f"{os.fspath(path)!r}: the weights do not fit the model its configuration describes "

@@ -4,6 +4,7 @@ from __future__ import annotations
 import colorsys
 import csv
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -13,6 +14,8 @@ import numpy as np
 from .runtime import InputError
 
 IGNORE = 255  # index of pixels excluded from every loss and metric
+MAX_VALUE = 65534  # class values must fit a uint16 GeoTIFF beside its no-data value 65535
+_HEX = re.compile(r"#[0-9a-f]{6}")
 
 
 @dataclass(frozen=True)
@@ -35,14 +38,23 @@ class ClassTable:
             raise InputError(f"at most {IGNORE - 1} classes are supported, got {len(self.values)}")
         if len(set(self.values)) != len(self.values):
             raise InputError(f"class values must be unique, got {list(self.values)}")
+        bad = [v for v in self.values if not 0 <= v <= MAX_VALUE]
+        if bad:
+            raise InputError(f"class values must be in 0..{MAX_VALUE} (they are written to a GeoTIFF), got {bad}")
+        bad = [c for c in self.colors if not _HEX.fullmatch(c)]
+        if bad:
+            raise InputError(f"class colours must be #rrggbb, got {bad}")
 
     def __len__(self) -> int:
         return len(self.values)
 
     @classmethod
     def generated(cls, values: Iterable[int], names: Sequence[str] | None = None) -> "ClassTable":
-        values = sorted(int(v) for v in values)
-        return cls(tuple(values), tuple(names or [f"class {v}" for v in values]), tuple(palette(len(values))))
+        values = [int(v) for v in values]
+        pairs = sorted(zip(values, list(names) if names else [None] * len(values)))
+        values = [v for v, _ in pairs]
+        names = [n if n is not None else f"class {v}" for v, n in pairs]
+        return cls(tuple(values), tuple(names), tuple(palette(len(values))))
 
     @classmethod
     def from_file(cls, path: str | Path) -> "ClassTable":
@@ -58,13 +70,16 @@ class ClassTable:
                 rows = [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in csv.DictReader(f)]
         if not rows or "value" not in rows[0]:
             raise InputError(f"class table {str(path)!r} needs a 'value' column (and 'name', optionally 'color')")
-        try:
-            values = [int(float(r["value"])) for r in rows]
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"class table {str(path)!r} has a non-integer value: {exc}") from None
         defaults = palette(len(rows))
-        names = [r.get("name") or f"class {v}" for r, v in zip(rows, values)]
-        colors = [_hex(r.get("color") or r.get("colour") or d) for r, d in zip(rows, defaults)]
+        values, names, colors = [], [], []
+        for i, (r, default) in enumerate(zip(rows, defaults), start=1):
+            where = f"class table {str(path)!r}, row {i}"
+            values.append(_value(r.get("value"), where))
+            names.append(str(r.get("name") or f"class {values[-1]}"))
+            colour = r.get("color") or r.get("colour") or default
+            if isinstance(colour, (list, tuple)):  # JSON [r, g, b]
+                colour = ",".join(str(c) for c in colour)
+            colors.append(_hex(str(colour), where))
         return cls(tuple(values), tuple(names), tuple(colors))
 
     @classmethod
@@ -88,8 +103,10 @@ class ClassTable:
             known |= hit
         if mask is not None:
             out[mask] = IGNORE
-        for v in ignore_values:
-            known |= raw == v
+        for v in ignore_values:  # ignored even when the table lists the value
+            hit = raw == v
+            out[hit] = IGNORE
+            known |= hit
         if not known.all():
             unknown = sorted(int(u) for u in np.unique(raw[~known])[:10])
             raise InputError(
@@ -115,14 +132,31 @@ def palette(n: int) -> list[str]:
     return colours
 
 
-def _hex(colour: str) -> str:
+def _value(text: Any, where: str) -> int:
+    """A class value: an integer in 0..MAX_VALUE ("3" and "3.0" are fine, "3.5" is not)."""
+    try:
+        number = float(text)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: value {text!r} is not a number") from None
+    if number != int(number) or not 0 <= number <= MAX_VALUE:
+        raise InputError(f"{where}: value {text!r} must be a whole number in 0..{MAX_VALUE}")
+    return int(number)
+
+
+def _hex(colour: str, where: str = "class table") -> str:
+    """'#RRGGBB' or 'r,g,b' (0..255 each; ';' also separates) -> '#rrggbb'."""
     c = colour.strip()
-    if c.startswith("#") and len(c) == 7:
+    if _HEX.fullmatch(c.lower()):
         return c.lower()
-    parts = [p for p in c.replace(";", ",").split(",") if p.strip()]
-    if len(parts) >= 3:
-        return "#{:02x}{:02x}{:02x}".format(*(int(float(p)) for p in parts[:3]))
-    raise InputError(f"colour {colour!r} is neither #rrggbb nor r,g,b")
+    parts = [p.strip() for p in c.replace(";", ",").split(",") if p.strip()]
+    if len(parts) == 3:
+        try:
+            channels = [float(p) for p in parts]
+        except ValueError:
+            channels = []
+        if channels and all(v == int(v) and 0 <= v <= 255 for v in channels):
+            return "#{:02x}{:02x}{:02x}".format(*(int(v) for v in channels))
+    raise InputError(f"{where}: colour {colour!r} must be #rrggbb or r,g,b with each channel in 0..255")
 
 
 def rgb(colour: str) -> tuple[int, int, int]:

@@ -1,4 +1,4 @@
-"""The `stars` command line: demo-scene, train, info, segment, evaluate."""
+"""The `stars` command line: demo-scene, train, info, segment, evaluate, recalibrate."""
 from __future__ import annotations
 
 import argparse
@@ -30,13 +30,32 @@ EPILOG_SEGMENT = """examples:
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="stars", description="STARS: land cover from SAR (or DSM) alone, "
                                  "trained on SAR + optical pairs.")
+    ap.add_argument("--threads", default="auto", metavar="N|auto",
+                    help="CPU threads for PyTorch (default auto: as many as there are idle cores, re-checked "
+                    "every few seconds, so a busy machine does not slow training 10-40x; OMP_NUM_THREADS "
+                    "fixes the count too)")
     sub = ap.add_subparsers(dest="command", required=True)
 
     _demo_scene_parser(sub)
     _train_parser(sub)
     _segment_parser(sub)
     _evaluate_and_info_parsers(sub)
+    _recalibrate_parser(sub)
     return ap
+
+
+def _recalibrate_parser(sub) -> None:
+    rc = sub.add_parser("recalibrate", help="re-estimate the shared encoder's per-modality BatchNorm statistics",
+                        description="Recompute the running statistics of the shared encoder's BatchNorms, per "
+                        "modality, from rasters (no weight changes). Turns a format-2 model file (one mixed set "
+                        "of statistics) into a per-modality one, or adapts the statistics to your own area.")
+    rc.add_argument("model", help="model file written by `stars train`")
+    rc.add_argument("--m1", action="append", default=[], help="modality-1 raster (SAR/DSM); repeatable")
+    rc.add_argument("--m2", action="append", default=[], help="modality-2 raster (optical); repeatable")
+    rc.add_argument("--out", help="write the recalibrated model here (default: replace MODEL, atomically)")
+    rc.add_argument("--chips", type=int, default=64, help="chips per modality (default 64)")
+    rc.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    rc.add_argument("--seed", type=int, default=0)
 
 
 def _demo_scene_parser(sub) -> None:
@@ -46,6 +65,9 @@ def _demo_scene_parser(sub) -> None:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--sheets", default="2x2", help="map-sheet grid, ROWSxCOLS (default 2x2)")
     demo.add_argument("--pixel-size", type=float, default=2.0, help="metres per pixel (default 2)")
+    demo.add_argument("--sar-noise", choices=["normal", "high"], default="normal",
+                      help="high: single-look speckle and close class means, so SAR alone separates the classes "
+                      "poorly and what optical teaches in training can show (same labels and optical image)")
 
 
 def _train_parser(sub) -> None:
@@ -149,6 +171,14 @@ def _evaluate_and_info_parsers(sub) -> None:
 
 
 
+def _threads(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise InputError(f"--threads must be a positive number or auto, got {text!r}")
+    return int(text)
+
+
 def _int_list(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.replace(" ", "").split(",") if v)
@@ -240,8 +270,11 @@ def cmd_info(args) -> int:
     mc, cls, s = info["model_config"], info["classes"], info["summary"] or {}
     m1, m2 = info["modalities"]
     print(f"STARS model file {args.model}")
+    shared = "" if mc["mode"] != "stars" else (
+        ", shared BatchNorm statistics per modality" if mc.get("shared_norm") == "per_modality"
+        else ", one mixed set of shared BatchNorm statistics (`stars recalibrate` separates them)")
     print(f"  model     {mc['mode']} / {mc['backbone']} (width {mc['encoder_width']}), "
-          f"{info['parameters'] / 1e6:.1f}M parameters")
+          f"{info['parameters'] / 1e6:.1f}M parameters{shared}")
     print(f"  {m1:<9} bands {', '.join(info['bands']['m1']['names'])}")
     print(f"  {m2:<9} bands {', '.join(info['bands']['m2']['names'])}")
     print(f"  pixels    {info['pixel_size'][0]:g} x {info['pixel_size'][1]:g} ({info['crs']}), chips {info['chip_size']}")
@@ -296,6 +329,15 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_recalibrate(args) -> int:
+    from .recalibrate import recalibrate_file
+
+    path = recalibrate_file(args.model, args.m1, args.m2, args.out, chips=args.chips, device=args.device,
+                            seed=args.seed, log=print)
+    print(f"wrote {path}")
+    return 0
+
+
 def cmd_demo_scene(args) -> int:
     from .demo_scene import make_demo_scene
 
@@ -303,17 +345,22 @@ def cmd_demo_scene(args) -> int:
         rows, cols = (int(v) for v in args.sheets.lower().split("x"))
     except ValueError:
         raise InputError(f"--sheets must look like 2x2, got {args.sheets!r}") from None
-    paths = make_demo_scene(args.out, size=args.size, seed=args.seed, sheets=(rows, cols), pixel_size=args.pixel_size)
+    paths = make_demo_scene(args.out, size=args.size, seed=args.seed, sheets=(rows, cols), pixel_size=args.pixel_size,
+                            sar_noise=args.sar_noise)
     for name, path in paths.items():
         print(f"{name:<8} {path}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import threads
+
+    threads.prepare_environment()  # before torch is imported: OpenMP reads it once
     args = _parser().parse_args(argv)
     handlers = {"demo-scene": cmd_demo_scene, "train": cmd_train, "info": cmd_info, "segment": cmd_segment,
-                "evaluate": cmd_evaluate}
+                "evaluate": cmd_evaluate, "recalibrate": cmd_recalibrate}
     try:
+        threads.configure(_threads(args.threads))
         return handlers[args.command](args)
     except Cancelled as exc:
         print(f"stars {args.command}: {exc}", file=sys.stderr)

@@ -15,6 +15,7 @@ from .runtime import InputError, check_device
 
 BACKBONES = ("resnet50", "resnet34", "resnet18")  # the paper's first; the CLI and QGIS list them in this order
 MODES = ("stars", "single", "concat")
+SHARED_NORMS = ("per_modality", "mixed")
 STRIDE = 32  # the encoders' output stride: chip and tile sizes are multiples of it
 PAPER_STEPS, PAPER_WARMUP = 80_000, 1000  # the paper's recipe (section 4.1.1)
 
@@ -34,6 +35,9 @@ class StarsConfig:
         or "group" (GroupNorm as in segmentation_models_pytorch; statistics over the whole tile).
     align_stages: encoder stages (1..4) whose shared features the translation modules, L_ncs and
         L_psc act on; the paper uses stages 3 and 4 (section 3.4.1).
+    shared_norm: "per_modality" (default): the shared body's BatchNorms keep one set of running
+        statistics per modality (models.norm); "mixed": one set for both, as plain BatchNorm (model
+        files of format 2, and an ablation row).
     """
 
     in_channels: tuple[int, int] = (1, 3)
@@ -48,6 +52,7 @@ class StarsConfig:
     decoder_norm: str = "batch"
     use_translation: bool = True
     align_stages: tuple[int, ...] = (3, 4)
+    shared_norm: str = "per_modality"
 
     def __post_init__(self) -> None:
         # Lists arrive from JSON and checkpoints; store tuples so the config stays hashable.
@@ -70,6 +75,8 @@ class StarsConfig:
             raise InputError(f"encoder_width must be a positive multiple of 8, got {self.encoder_width}")
         if self.decoder_norm not in ("batch", "group"):
             raise InputError(f"decoder_norm must be 'batch' or 'group', got {self.decoder_norm!r}")
+        if self.shared_norm not in SHARED_NORMS:
+            raise InputError(f"shared_norm must be one of {SHARED_NORMS}, got {self.shared_norm!r}")
         if not 0.0 <= self.decoder_dropout < 1.0:
             raise InputError(f"decoder_dropout must be in [0, 1), got {self.decoder_dropout}")
 

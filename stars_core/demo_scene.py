@@ -125,20 +125,29 @@ def make_labels(rng: np.random.Generator, parcels: np.ndarray) -> np.ndarray:
     return labels
 
 
-def make_sar(rng: np.random.Generator, labels: np.ndarray, parcels: np.ndarray, looks: float = 4.4) -> np.ndarray:
-    """VV, VH backscatter in dB: class means, per-field variation, incidence trend, gamma speckle."""
+SAR_NOISE = {  # speckle looks, class-mean contrast, texture amplitude (dB)
+    "normal": (4.4, 1.0, 1.5),
+    "high": (1.0, 0.45, 3.0),  # single-look speckle, class means pulled together: SAR alone separates poorly
+}
+
+
+def make_sar(rng: np.random.Generator, labels: np.ndarray, parcels: np.ndarray, looks: float = 4.4,
+             contrast: float = 1.0, texture_db: float = 1.5) -> np.ndarray:
+    """VV, VH backscatter in dB: class means (pulled towards their average by `contrast` < 1),
+    per-field variation, incidence trend, texture and gamma speckle of `looks` looks."""
     size = labels.shape[0]
     parcel_offset = rng.normal(0, 1.6, size=int(parcels.max()) + 1).astype(np.float32)[parcels]
     incidence = np.linspace(1.5, -1.5, size, dtype=np.float32)[None, :]  # near to far range
     sar = np.empty((2, size, size), np.float32)
     for band in range(2):
         mean = np.zeros(labels.shape, np.float32)
+        centre = float(np.mean([db[band] for db in SAR_DB.values()]))
         for value, db in SAR_DB.items():
-            mean[labels == value] = db[band]
+            mean[labels == value] = centre + contrast * (db[band] - centre)
         mean[labels == LABEL_NODATA] = SAR_DB[FARMLAND][band]
         variation = np.where(np.isin(labels, (FARMLAND, BARE)), parcel_offset, 0.0)
         bright = (labels == BUILDINGS) * rng.gamma(1.5, 2.5, size=labels.shape).astype(np.float32)
-        texture = 1.5 * (_smooth_field(rng, size, 12) - 0.5)
+        texture = texture_db * (_smooth_field(rng, size, 12) - 0.5)
         db = mean + variation + bright * (1.0 if band == 0 else 0.5) + incidence + texture
         power = 10 ** (db / 10) * rng.gamma(looks, 1 / looks, size=labels.shape)
         sar[band] = 10 * np.log10(power)
@@ -203,11 +212,16 @@ def write_sheets(path: Path, size: int, pixel_size: float, rows: int, cols: int)
 
 def make_demo_scene(
     out_dir: str | Path, size: int = 2048, seed: int = 0, sheets: tuple[int, int] = (2, 2),
-    pixel_size: float = 2.0,
+    pixel_size: float = 2.0, sar_noise: str = "normal",
 ) -> dict[str, Path]:
-    """Write the demo scene into `out_dir` and return the paths by name."""
+    """Write the demo scene into `out_dir` and return the paths by name. `sar_noise="high"` makes a
+    harder scene where SAR alone separates the classes poorly (same labels and optical image)."""
     if size < 64:
         raise InputError(f"size must be at least 64 pixels, got {size}")
+    if not (pixel_size > 0 and np.isfinite(pixel_size)):
+        raise InputError(f"pixel size must be a positive number of metres, got {pixel_size}")
+    if sar_noise not in SAR_NOISE:
+        raise InputError(f"sar noise must be one of {', '.join(SAR_NOISE)}, got {sar_noise!r}")
     if min(sheets) < 1:
         raise InputError(f"sheets must be at least 1x1, got {sheets[0]}x{sheets[1]}")
     out = Path(out_dir)
@@ -217,6 +231,8 @@ def make_demo_scene(
     labels = make_labels(rng, parcels)
     sar = make_sar(rng, labels, parcels)
     optical = make_optical(rng, labels, parcels)
+    if sar_noise != "normal":  # its own generator: labels and optical stay those of the normal scene
+        sar = make_sar(np.random.default_rng([seed, 99]), labels, parcels, *SAR_NOISE[sar_noise])
 
     paths = {name: out / f"{name}.tif" for name in ("sar", "optical", "labels")}
     paths.update(classes=out / "classes.csv", sheets=out / "sheets.gpkg")

@@ -41,6 +41,7 @@ from .classes import ClassTable, rgb
 from .config import SegmentConfig
 from .files import atomic_outputs
 from .raster import aligned, band_names, geometries_in, open_raster, pixel_size, valid_mask
+from . import threads
 from .runtime import Cancelled, InputError, autocast, resolve_device
 from .style import paletted_qml
 from .tiling import BlendRows, Tile, TileGrid, pad_reflect
@@ -288,6 +289,7 @@ def _predict(loaded: LoadedModel, inputs: _Inputs, base_profile: dict, outputs, 
             if cancel is not None and cancel():
                 raise Cancelled("segmentation cancelled; no output was written (an earlier one is kept)")
             x1, x2, v1, v2 = pending.result()
+            threads.adapt()  # as many threads as there are idle cores (stars_core.threads)
             if b + 1 < len(batches):
                 pending = pool.submit(inputs.read_batch, batches[b + 1])  # read ahead while the model runs
             probs = _probabilities(loaded.model, branch, x1, x2, v2, batch, device, cfg.amp)

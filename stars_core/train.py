@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .checkpoint import ModelMeta, ResumeState, read_resume, save_model_file
+from .checkpoint import ModelMeta, ResumeState, fit_state_dict, read_resume, save_model_file
 from .classes import IGNORE
 from .config import DataConfig, LossConfig, StarsConfig, TrainConfig
 from .data import ChipDataset, SceneSpec, TrainingData, prepare_training_data
@@ -30,6 +30,7 @@ from .diagnostics import AlignmentProbe, Diagnostics, write_log
 from .losses import stars_loss
 from .metrics import confusion_matrix, metrics_from_confusion
 from .models import build_model
+from . import threads
 from .runtime import Cancelled, InputError, TrainingError, autocast, resolve_device
 
 ProgressFn = Callable[[int, int, dict], None]
@@ -135,7 +136,9 @@ def train(
     model.train()
     clock = _Clock()
     step, last_saved = start, (start if resumed is not None else None)
+    threads.reserve(train_cfg.num_workers)
     for x1, x2, y in clock.batches(loader):
+        threads.adapt()  # as many threads as there are idle cores (stars_core.threads)
         lr = get_lr(step, train_cfg)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -232,7 +235,7 @@ def _build(meta: ModelMeta, pretrained, resumed, device: torch.device, rank: int
     if resumed is None:
         return model, optimizer, psa_gen, 0, []
     _, weights, state = resumed
-    model.load_state_dict(weights)
+    model.load_state_dict(fit_state_dict(model, weights))
     optimizer.load_state_dict(state.optimizer)
     _set_rng_state(state.rng, psa_gen, rank, world, say)
     return model, optimizer, psa_gen, state.step, list(state.history)

@@ -8,7 +8,14 @@ if os.path.isdir(os.path.join(_HERE, "stars_core")) and _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 
+THREADS_NOTE = ""  # what the thread policy could do at load time, logged with the first algorithm run
+
+
 def classFactory(iface):  # noqa: N802 (QGIS's entry-point name)
+    global THREADS_NOTE
+    from stars_core import threads
+
+    THREADS_NOTE = threads.prepare_environment()  # before anything imports torch (stars_core/threads.py)
     from .plugin import StarsPlugin
 
     return StarsPlugin(iface)

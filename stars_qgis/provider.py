@@ -7,7 +7,43 @@ from qgis.PyQt.QtGui import QIcon
 from .algorithms.base import ICON
 
 
+THREADS_SETTING = "STARS_THREADS"
+
+
+def threads_setting() -> int:
+    """Processing > Options > Providers > STARS > "CPU threads": 0 (default) adapts to the load."""
+    try:
+        from processing.core.ProcessingConfig import ProcessingConfig
+
+        value = ProcessingConfig.getSetting(THREADS_SETTING)
+        return max(0, int(value or 0))
+    except Exception:  # no Processing configuration (e.g. a bare test): adapt
+        return 0
+
+
 class StarsProvider(QgsProcessingProvider):
+    def load(self) -> bool:
+        try:
+            from processing.core.ProcessingConfig import ProcessingConfig, Setting
+
+            ProcessingConfig.settingIcons[self.name()] = self.icon()
+            ProcessingConfig.addSetting(Setting(
+                self.name(), THREADS_SETTING, "CPU threads for PyTorch (0 = as many as there are idle cores, "
+                "re-checked every few seconds)", 0, valuetype=Setting.INT))
+            ProcessingConfig.readSettings()
+        except ImportError:  # Processing's Python code is not there: the default (adapt) applies
+            pass
+        self.refreshAlgorithms()
+        return True
+
+    def unload(self) -> None:
+        try:
+            from processing.core.ProcessingConfig import ProcessingConfig
+
+            ProcessingConfig.removeSetting(THREADS_SETTING)
+        except ImportError:
+            pass
+
     def id(self) -> str:
         return "stars"
 

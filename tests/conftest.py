@@ -2,13 +2,17 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
+
+from stars_core import threads
+
+threads.prepare_environment()  # the toolbox's thread policy, before torch loads (stars_core/threads.py)
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data" / "terramind"
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+threads.configure("auto", settle=0.1)
 
 
 @pytest.fixture

@@ -9,12 +9,13 @@ both modalities; both keep the key names, so both load from the same file.
 from __future__ import annotations
 
 import os
-from typing import Mapping, Union
+from typing import Callable, Mapping, Union
 
 import torch
 from torch import nn
 
 StateDict = Mapping[str, torch.Tensor]
+NormLayer = Callable[[int], nn.Module]
 
 
 def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -28,13 +29,14 @@ def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 norm: NormLayer = nn.BatchNorm2d):
         super().__init__()
         self.conv1 = _conv3x3(inplanes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = _conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm(planes)
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -49,14 +51,15 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 norm: NormLayer = nn.BatchNorm2d):
         super().__init__()
         self.conv1 = _conv1x1(inplanes, planes)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm(planes)
         self.conv2 = _conv3x3(planes, planes, stride)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm(planes)
         self.conv3 = _conv1x1(planes, planes * self.expansion)
-        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.bn3 = norm(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
@@ -94,19 +97,22 @@ class ResNet(nn.Module):
 
     With `in_channels=None` the module is the body alone (layer1..layer4) and expects the stride-4
     output of a `ResNetStem`. `width` is the base channel count (64 in the standard ResNets and in
-    ImageNet weights; smaller values make light models for CPUs and tests).
+    ImageNet weights; smaller values make light models for CPUs and tests). `norm` builds every
+    normalisation layer (the STARS shared body uses per-modality statistics, `models.norm`).
     """
 
-    def __init__(self, name: str = "resnet50", in_channels: int | None = 3, width: int = 64):
+    def __init__(self, name: str = "resnet50", in_channels: int | None = 3, width: int = 64,
+                 norm: NormLayer = nn.BatchNorm2d):
         super().__init__()
         if name not in ARCHS:
             raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(ARCHS)}")
         block, layers = ARCHS[name]
         self.name = name
         self.has_stem = in_channels is not None
+        self._norm = norm
         if self.has_stem:
             self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
-            self.bn1 = nn.BatchNorm2d(width)
+            self.bn1 = norm(width)
             self.relu = nn.ReLU(inplace=True)
             self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         self._inplanes = width
@@ -122,11 +128,11 @@ class ResNet(nn.Module):
         if stride != 1 or self._inplanes != planes * block.expansion:
             downsample = nn.Sequential(
                 _conv1x1(self._inplanes, planes * block.expansion, stride),
-                nn.BatchNorm2d(planes * block.expansion),
+                self._norm(planes * block.expansion),
             )
-        layers = [block(self._inplanes, planes, stride, downsample)]
+        layers = [block(self._inplanes, planes, stride, downsample, norm=self._norm)]
         self._inplanes = planes * block.expansion
-        layers += [block(self._inplanes, planes) for _ in range(1, blocks)]
+        layers += [block(self._inplanes, planes, norm=self._norm) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def _init_weights(self) -> None:
@@ -196,6 +202,10 @@ def load_pretrained(module: nn.Module, source: Union[str, os.PathLike, StateDict
     """
     state = read_state_dict(source)
     own = module.state_dict()
+    for key in own:  # per-modality statistics (models.norm) start from the file's single set
+        base = key.removesuffix("_m2")
+        if base != key and key not in state and base in state:
+            state[key] = state[base]
     if "conv1.weight" in own and "conv1.weight" in state:
         state["conv1.weight"] = adapt_first_conv(state["conv1.weight"], own["conv1.weight"].shape[1])
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]

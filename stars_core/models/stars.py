@@ -9,6 +9,7 @@ Calling convention shared by every model here:
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import NamedTuple, Optional, Union, overload
 
 import torch
@@ -17,6 +18,7 @@ from torch import nn
 from ..config import STRIDE, StarsConfig
 from .fpn import FPNDecoder
 from .fusion import FusionModule
+from .norm import ModalityBatchNorm2d, use_modality
 from .resnet import ResNet, ResNetStem, load_pretrained, read_state_dict
 from .translation import TranslationModule
 
@@ -78,7 +80,8 @@ class StarsModel(nn.Module):
         w = cfg.encoder_width
         self.stem_m1 = ResNetStem(c1, w)
         self.stem_m2 = ResNetStem(c2, w)
-        self.shared = ResNet(cfg.backbone, in_channels=None, width=w)
+        norm = partial(ModalityBatchNorm2d, per_modality=cfg.shared_norm == "per_modality")
+        self.shared = ResNet(cfg.backbone, in_channels=None, width=w, norm=norm)
         self.specific_m1 = ResNet(cfg.backbone, in_channels=c1, width=w)
         self.specific_m2 = ResNet(cfg.backbone, in_channels=c2, width=w)
         chs = self.shared.out_channels
@@ -98,8 +101,12 @@ class StarsModel(nn.Module):
             self.translate_12 = nn.ModuleList(TranslationModule(chs[s - 1]) for s in cfg.align_stages)
             self.translate_21 = nn.ModuleList(TranslationModule(chs[s - 1]) for s in cfg.align_stages)
 
-    def _encode(self, x: torch.Tensor, stem: ResNetStem, specific: ResNet) -> tuple[list, list]:
-        return self.shared(stem(x)), specific(x)
+    def _encode(self, x: torch.Tensor, modality: int) -> tuple[list, list]:
+        """Shared and specific features of one modality; the shared body uses its statistics."""
+        stem, specific = (self.stem_m1, self.specific_m1) if modality == 1 else (self.stem_m2, self.specific_m2)
+        with use_modality(self.shared, modality):
+            shared = self.shared(stem(x))
+        return shared, specific(x)
 
     def _branch(self, fusion: nn.ModuleList, decoder: FPNDecoder, a: list, b: list, size) -> torch.Tensor:
         fused = [f(x, y) for f, x, y in zip(fusion, a, b)]  # each (B, 2C_i, H/s_i, W/s_i)
@@ -121,15 +128,15 @@ class StarsModel(nn.Module):
         """One modality: its branch's logits. Both: every branch and the features the losses need."""
         _check_inputs(self.cfg, x1, x2)
         if x2 is None:
-            shared, spec = self._encode(x1, self.stem_m1, self.specific_m1)
+            shared, spec = self._encode(x1, 1)
             return self._branch(self.fusion_m1, self.decoder_m1, spec, shared, x1.shape[-2:])
         if x1 is None:
-            shared, spec = self._encode(x2, self.stem_m2, self.specific_m2)
+            shared, spec = self._encode(x2, 2)
             return self._branch(self.fusion_m2, self.decoder_m2, spec, shared, x2.shape[-2:])
 
         size = x1.shape[-2:]
-        shared1, spec1 = self._encode(x1, self.stem_m1, self.specific_m1)
-        shared2, spec2 = self._encode(x2, self.stem_m2, self.specific_m2)
+        shared1, spec1 = self._encode(x1, 1)
+        shared2, spec2 = self._encode(x2, 2)
         f1 = [shared1[s - 1] for s in self.cfg.align_stages]
         f2 = [shared2[s - 1] for s in self.cfg.align_stages]
         return PairOutput(

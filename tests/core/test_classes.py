@@ -36,10 +36,15 @@ def test_missing_names_and_colours_get_defaults(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("id,name\n1,a\n2,b\n", "needs a 'value' column"),
     ("value,name\n", "needs a 'value' column"),
-    ("value,name\n1,a\nx,b\n", "non-integer value"),
+    ("value,name\n1,a\nx,b\n", r"row 2: value 'x' is not a number"),
+    ("value,name\n1,a\n1.7,b\n", r"row 2: value '1.7' must be a whole number in 0..65534"),
+    ("value,name\n-1,a\n2,b\n", r"row 1: value '-1' must be a whole number"),
+    ("value,name\n1,a\n70000,b\n", r"row 2: value '70000' must be a whole number"),
+    ("value,name,color\n1,a,300;0;0\n2,b,#00ff00\n", r"row 1: colour '300;0;0' must be #rrggbb or r,g,b"),
+    ("value,name,color\n1,a,#zzzzzz\n2,b,#00ff00\n", r"row 1: colour '#zzzzzz'"),
     ("value,name\n1,a\n1,b\n", r"unique, got \[1, 1\]"),
     ("value,name\n1,a\n", "at least 2 classes, got 1"),
-    ("value,name,color\n1,a,#ff0000\n2,b,blue\n", "'blue' is neither #rrggbb nor r,g,b"),
+    ("value,name,color\n1,a,#ff0000\n2,b,blue\n", "row 2: colour 'blue' must be #rrggbb or r,g,b"),
 ])
 def test_bad_tables_are_clear_errors(tmp_path, text, message):
     (tmp_path / "t.csv").write_text(text)
@@ -100,3 +105,13 @@ def test_lookup_names_unknown_values_and_the_source():
     raw = np.array([[10, 5, 40], [5, 20, 10]])
     with pytest.raises(InputError, match=r"label value\(s\) \[5, 40\] in ref\.tif .*\[10, 20, 30\].*--ignore-value"):
         TABLE.lookup(raw, ignore_values=[0], source="ref.tif")
+
+
+def test_an_ignored_value_is_ignored_even_when_the_table_lists_it():
+    table = ClassTable.generated([0, 1, 2])
+    np.testing.assert_array_equal(table.lookup(np.array([0, 1, 2]), [0]), [IGNORE, 1, 2])
+
+
+def test_generated_names_follow_their_values_when_sorted():
+    table = ClassTable.generated([3, 1, 2], ["c", "a", "b"])
+    assert table.values == (1, 2, 3) and table.names == ("a", "b", "c")

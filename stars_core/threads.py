@@ -1,0 +1,189 @@
+"""How many CPU threads PyTorch uses, adapted to what else runs on the machine.
+
+PyTorch's CPU build runs its intra-op threads on GNU OpenMP, whose threads spin while they wait for
+each other. Alone on its cores that is the fast path; beside another busy process every parallel
+region waits for a descheduled thread, and a forward pass runs 10-40x slower (bench/RESULTS.md).
+No single OpenMP setting wins both cases, so the toolbox adapts the thread count instead: it uses
+as many threads as there are idle cores, re-checked every few seconds between training steps and
+segmentation batches (`adapt()`), and drops to one thread (nothing left to spin for) while another
+process keeps a core busy.
+
+The user wins: with OMP_NUM_THREADS set, or a fixed `--threads N` / QGIS setting, the count stays
+fixed; OMP_WAIT_POLICY and GOMP_SPINCOUNT are never overridden. The count must leave room for
+DataLoader worker processes (`reserve`). Linux only (it reads /proc); elsewhere the count is fixed.
+Import this module before torch where possible; it does not import torch itself.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+INTERVAL = 2.0  # seconds between load checks
+MARGIN = 0.3  # cores of other load tolerated as noise (a desktop is never fully idle)
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _machine_jiffies() -> tuple[int, int] | None:
+    """(busy, total) CPU time of the whole machine, in clock ticks, or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    total = sum(values[:8])  # guest time is already counted in user
+    return total - idle, total
+
+
+def _own_jiffies() -> int | None:
+    """CPU time of this process (all its threads, spinning included), in clock ticks."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+@dataclass
+class Load:
+    """Cores kept busy by other processes over the last interval."""
+
+    others: float
+    machine_cores: int
+
+
+class LoadProbe:
+    """Measures other processes' CPU use between two calls (machine busy time minus our own)."""
+
+    def __init__(self):
+        self.machine_cores = os.cpu_count() or 1
+        self._last = (_machine_jiffies(), _own_jiffies())
+
+    def sample(self) -> Load | None:
+        machine, own = _machine_jiffies(), _own_jiffies()
+        last_machine, last_own = self._last
+        self._last = (machine, own)
+        if None in (machine, own, last_machine, last_own):
+            return None
+        busy, total = machine[0] - last_machine[0], machine[1] - last_machine[1]
+        if total <= 0:
+            return None
+        elapsed_cores = total / self.machine_cores  # ticks per core over the interval
+        others = max(0.0, (busy - (own - last_own)) / elapsed_cores)
+        return Load(others, self.machine_cores)
+
+
+def threads_for(load: Load | None, cores: int, reserve: int = 0) -> int:
+    """Threads to use on `cores` when other processes keep `load.others` cores busy and `reserve`
+    cores go to our own helper processes (DataLoader workers)."""
+    idle = cores - reserve - (0.0 if load is None else load.others)
+    return max(1, min(cores, int(idle + MARGIN)))
+
+
+class ThreadPolicy:
+    """The process's thread count: fixed, or adapted to the load (`adapt()` between units of work)."""
+
+    def __init__(self, fixed: int | None = None, reserve: int = 0, interval: float = INTERVAL):
+        self.cores = available_cores()
+        self.fixed, self.reserve, self.interval = fixed, reserve, interval
+        self.workers = 0  # cores left to DataLoader worker processes (`reserve()`)
+        self.probe = LoadProbe() if fixed is None else None
+        self.current: int | None = None
+        self._checked = 0.0
+        self.changes = 0
+
+    @property
+    def adaptive(self) -> bool:
+        return self.probe is not None
+
+    def decide(self) -> int:
+        if self.fixed is not None:
+            return self.fixed
+        return threads_for(self.probe.sample(), self.cores, self.reserve + self.workers)
+
+    def adapt(self, force: bool = False) -> int:
+        """Set torch's intra-op thread count if it should change; checks the load at most every
+        `interval` seconds (a cheap read of /proc). Returns the count in force."""
+        now = time.monotonic()
+        if self.current is not None and not force and now - self._checked < self.interval:
+            return self.current
+        self._checked = now
+        wanted = self.decide()
+        if wanted != self.current:
+            import torch
+
+            torch.set_num_threads(wanted)
+            self.changes += self.current is not None
+            self.current = wanted
+        return wanted
+
+
+_POLICY: ThreadPolicy | None = None
+USER_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
+SPINCOUNT = "10000"  # GOMP_SPINCOUNT the toolbox sets (bench/RESULTS.md, "Threads on a busy machine")
+
+
+def prepare_environment(environ=os.environ) -> str:
+    """Before torch is imported: bound how long OpenMP threads spin while they wait, so that the
+    few seconds before `adapt()` reacts to new load cost little, unless the user set a policy
+    (OMP_WAIT_POLICY, GOMP_SPINCOUNT or OMP_NUM_THREADS win). Returns a line saying what applies."""
+    import sys
+
+    mine = [k for k in USER_SETTINGS if k in environ]
+    if mine:
+        return f"thread settings from the environment ({', '.join(mine)}) are kept"
+    if "torch" in sys.modules:
+        return ("PyTorch was imported before STARS could set GOMP_SPINCOUNT; the thread count still adapts to "
+                "the load, but set GOMP_SPINCOUNT=%s in the environment that starts QGIS to bound spinning" % SPINCOUNT)
+    environ["GOMP_SPINCOUNT"] = SPINCOUNT
+    return f"GOMP_SPINCOUNT={SPINCOUNT}; the thread count adapts to the load"
+
+
+def configure(threads: int | str | None = "auto", reserve: int = 0, settle: float = 0.2) -> ThreadPolicy:
+    """Choose the process's thread policy: "auto"/None adapts (unless OMP_NUM_THREADS is set, which
+    fixes the count), an integer fixes it. `reserve` cores are left alone (e.g. to QGIS's interface).
+    Measures the load for `settle` seconds first."""
+    global _POLICY
+    fixed: int | None = None
+    if threads not in (None, "auto"):
+        fixed = int(threads)
+        if fixed < 1:
+            raise ValueError(f"threads must be at least 1 or 'auto', got {threads}")
+    elif os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        fixed = max(1, int(os.environ["OMP_NUM_THREADS"]))
+    policy = ThreadPolicy(fixed, reserve)
+    if policy.adaptive and _own_jiffies() is None:  # no /proc: keep what PyTorch chose
+        policy = ThreadPolicy(available_cores(), reserve)
+    if policy.adaptive and settle > 0:
+        time.sleep(settle)
+    policy.adapt(force=True)
+    _POLICY = policy
+    return policy
+
+
+def adapt() -> int | None:
+    """Re-check the load and adjust the thread count (no-op until `configure` was called)."""
+    return _POLICY.adapt() if _POLICY is not None else None
+
+
+def reserve(workers: int) -> None:
+    """Leave `workers` cores to DataLoader worker processes."""
+    if _POLICY is not None and _POLICY.adaptive and workers != _POLICY.workers:
+        _POLICY.workers = workers
+        _POLICY.adapt(force=True)
+
+
+def describe() -> str:
+    if _POLICY is None:
+        return "threads: PyTorch default"
+    if not _POLICY.adaptive:
+        return f"threads: {_POLICY.current} (fixed)"
+    return f"threads: {_POLICY.current} of {_POLICY.cores} cores, adapted to the load every {_POLICY.interval:g} s"

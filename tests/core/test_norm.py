@@ -1,0 +1,118 @@
+"""Per-modality BatchNorm statistics in the shared encoder (models/norm.py), format-2 files and
+recalibration."""
+import copy
+
+import pytest
+import torch
+
+from stars_core import StarsConfig, build_model
+from stars_core.checkpoint import load_model, read_model_file
+from stars_core.models.norm import ModalityBatchNorm2d, modality_norms, use_modality
+from stars_core.recalibrate import recalibrate_file, recalibrate_model
+
+CFG = StarsConfig(in_channels=(1, 3), num_classes=4, backbone="resnet18", encoder_width=16,
+                  pyramid_channels=16, segmentation_channels=16)
+
+
+def _shared_stats(model, modality):
+    return [n.statistics(modality)[:2] for n in modality_norms(model.shared)]
+
+
+def _assert_stats_equal(a, b):
+    for (m1, v1), (m2, v2) in zip(a, b):
+        torch.testing.assert_close(m1, m2, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(v1, v2, rtol=1e-4, atol=1e-5)
+
+
+def test_training_passes_keep_each_modalitys_statistics_apart(seed):
+    model = build_model(CFG).train()
+    sar_only, opt_only = copy.deepcopy(model), copy.deepcopy(model)
+    sar = [torch.randn(2, 1, 64, 64) * 3 - 5 for _ in range(4)]  # very different input distributions
+    opt = [torch.rand(2, 3, 64, 64) * 0.2 + 1 for _ in range(4)]
+    with torch.no_grad():
+        for x1, x2 in zip(sar, opt):
+            model(x1, x2)
+            with use_modality(sar_only.shared, 1):
+                sar_only.shared(sar_only.stem_m1(x1))
+            with use_modality(opt_only.shared, 2):
+                opt_only.shared(opt_only.stem_m2(x2))
+    _assert_stats_equal(_shared_stats(model, 1), _shared_stats(sar_only, 1))
+    _assert_stats_equal(_shared_stats(model, 2), _shared_stats(opt_only, 2))
+    gap = (_shared_stats(model, 1)[0][0] - _shared_stats(model, 2)[0][0]).abs().max()
+    assert gap > 1e-3  # the two sets really differ
+
+
+def test_sar_alone_in_eval_mode_uses_the_sar_statistics(seed):
+    model = build_model(CFG).eval()
+    x1 = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        before = model(x1)
+        for n in modality_norms(model.shared):
+            n.running_mean_m2.fill_(50.0)  # optical statistics: irrelevant to a SAR-only map
+        torch.testing.assert_close(model(x1), before)
+        for n in modality_norms(model.shared):
+            n.running_mean.fill_(5.0)
+        assert not torch.allclose(model(x1), before)
+
+
+def test_mixed_statistics_are_one_set_as_plain_batchnorm(seed):
+    norm = ModalityBatchNorm2d(4, per_modality=False).train()
+    plain = torch.nn.BatchNorm2d(4).train()
+    for modality in (1, 2, 1):
+        x = torch.randn(8, 4, 5, 5) + modality
+        norm.modality = modality
+        torch.testing.assert_close(norm(x), plain(x))
+    torch.testing.assert_close(norm.running_mean, plain.running_mean)
+    assert norm.num_batches_tracked_m2.item() == 0
+
+
+def _format2(path, out):
+    """The file as format 2 wrote it: no per-modality keys, no shared_norm."""
+    payload = read_model_file(path)
+    payload["format_version"] = 2
+    payload["model_config"].pop("shared_norm")
+    payload["state_dict"] = {k: v for k, v in payload["state_dict"].items() if not k.endswith("_m2")}
+    torch.save(payload, out)
+    return out
+
+
+def test_a_format_2_file_loads_with_mixed_statistics_and_segments(trained_model, demo_scene, tmp_path):
+    from stars_core.config import SegmentConfig
+    from stars_core.infer import segment
+
+    old = _format2(trained_model, tmp_path / "old.stars")
+    loaded = load_model(old)
+    assert loaded.config.shared_norm == "mixed"
+    res = segment(old, demo_scene["sar"], tmp_path / "map.tif", SegmentConfig(tile_size=128, device="cpu"))
+    assert sum(res.class_pixels.values()) > 0
+
+
+def test_recalibration_changes_the_shared_statistics_and_nothing_else(trained_model, demo_scene, tmp_path):
+    old = _format2(trained_model, tmp_path / "old.stars")
+    before = load_model(old).model.state_dict()
+    out = recalibrate_file(old, [str(demo_scene["sar"])], [str(demo_scene["optical"])], tmp_path / "new.stars",
+                           chips=8, device="cpu", log=lambda *_: None)
+    new = load_model(out)
+    assert new.config.shared_norm == "per_modality" and read_model_file(out)["format_version"] == 3
+    after = new.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("shared.") and ("running_" in k or "num_batches" in k) for k in changed)
+    assert any(k.endswith("running_mean") for k in changed) and any(k.endswith("running_mean_m2") for k in changed)
+    assert read_model_file(out)["summary"]["recalibration"]["chips"] == {"1": 8, "2": 8}
+
+
+def test_recalibrating_one_modality_keeps_the_other(seed):
+    model = build_model(CFG)
+    opt_before = [s[0].clone() for s in _shared_stats(model, 2)]
+    seen = recalibrate_model(model, [(1, torch.randn(4, 1, 64, 64) * 2 + 3)])
+    assert seen == {1: 4}
+    for a, (b, _) in zip(opt_before, _shared_stats(model, 2)):
+        torch.testing.assert_close(a, b)
+    assert all(n.momentum == 0.1 for n in modality_norms(model.shared))  # restored
+
+
+def test_baselines_cannot_be_recalibrated(tmp_path):
+    from stars_core.runtime import InputError
+
+    with pytest.raises(InputError, match="no shared encoder"):
+        recalibrate_model(build_model(StarsConfig(num_classes=3, backbone="resnet18", mode="single")), [])
