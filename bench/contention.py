@@ -2,8 +2,8 @@
 
 For each model (the demo model: ResNet-18 width 32 STARS, batch 2, 128-pixel chips, paired forward;
 ResNet-50 STARS SAR-only, one 512-pixel tile) and each policy ("default": PyTorch as installed;
-"stars": stars_core.threads, spinning bounded and the thread count adapted to the load; "adaptive":
-the count adapted, spinning as is), it measures iterations per
+"stars": stars_core.threads, the thread count adapted to the load; "bounded": the same with
+GOMP_SPINCOUNT=10000), it measures iterations per
 second alone, beside a second copy of itself (same policy) and beside a plain Python busy loop. Every
 measurement is a fresh process. Prints a Markdown table and the ratios; never asserts.
 Usage: python bench/contention.py [--seconds 20] [--models demo r50]
@@ -27,8 +27,8 @@ MODELS = {
 
 POLICIES = {
     "default": "PyTorch as installed",
-    "stars": "the toolbox's: GOMP_SPINCOUNT bounded, thread count adapted to the load",
-    "adaptive": "thread count adapted, OpenMP's spinning left as is",
+    "stars": "the toolbox's (stars_core.threads): thread count adapted to the load",
+    "bounded": "the same, with OpenMP's spinning bounded (GOMP_SPINCOUNT=10000), rejected",
 }
 
 
@@ -36,11 +36,12 @@ def worker(model: str, policy: str, seconds: float, warmup: float) -> None:
     """Runs in its own process: prints iterations per second over `seconds` after `warmup`."""
     from stars_core import threads
 
-    if policy == "stars":  # what the stars command, the plugin and the benches do
-        threads.prepare_environment()
+    threads.prepare_environment()
+    if policy == "bounded":
+        os.environ["GOMP_SPINCOUNT"] = "10000"  # read once, when torch loads OpenMP
     import torch
 
-    if policy in ("stars", "adaptive"):
+    if policy != "default":
         threads.configure("auto")
 
     from stars_core import StarsConfig, build_model

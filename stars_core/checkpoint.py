@@ -20,6 +20,7 @@ Layout (format 3):
     chip_size         training chip side in pixels (the default segmentation tile)
     pixel_size        [x, y] in CRS units; crs: the CRS of the training scenes (WKT or EPSG)
     summary           steps, device, seconds, last losses, last validation metrics, class pixels
+    pretrained        {all|m1|m2: {file, bytes, sha256}}: the weights the encoders started from
     history           one row of logged values per step (finished files)
     resume            {step, optimizer, rng, history} (only while training can go on)
 Writes go to a temporary file in the same folder, then an atomic rename: a crash or a cancel never
@@ -61,6 +62,7 @@ class ModelMeta:
     chip_size: int = 512
     pixel_size: tuple[float, float] = (1.0, 1.0)
     crs: str | None = None
+    pretrained: dict | None = None  # {"all"/"m1"/"m2": {file, bytes, sha256}} of the starting weights
 
 
 @dataclass
@@ -83,7 +85,7 @@ def save_model_file(path: str | os.PathLike, meta: ModelMeta, state_dict: dict, 
         "state_dict": state_dict, "classes": meta.classes.to_dict(), "modalities": list(meta.modalities),
         "bands": {"m1": meta.stats[0].to_dict(), "m2": meta.stats[1].to_dict()},
         "chip_size": int(meta.chip_size), "pixel_size": [float(v) for v in meta.pixel_size], "crs": meta.crs,
-        "summary": summary,
+        "summary": summary, "pretrained": meta.pretrained or {},
     }
     if resume is None:
         payload["history"] = history
@@ -153,6 +155,7 @@ def read_meta(payload: dict) -> ModelMeta:
         stats=(BandStats.from_dict(bands["m1"]), BandStats.from_dict(bands["m2"])),
         modalities=tuple(payload.get("modalities", ("modality 1", "modality 2"))),
         chip_size=int(payload["chip_size"]), pixel_size=tuple(payload["pixel_size"]), crs=payload.get("crs"),
+        pretrained=payload.get("pretrained") or {},
     )
 
 

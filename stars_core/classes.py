@@ -115,6 +115,14 @@ class ClassTable:
             )
         return out
 
+    def indices(self, values: Iterable[int], what: str = "class values") -> tuple[int, ...]:
+        """Class indices of label values, or an InputError naming the values the table lacks."""
+        values = [int(v) for v in values]
+        unknown = [v for v in values if v not in self.values]
+        if unknown:
+            raise InputError(f"{what}: {unknown} not in the class table (values {list(self.values)})")
+        return tuple(self.values.index(v) for v in values)
+
     def to_dict(self) -> dict[str, Any]:
         return {"values": list(self.values), "names": list(self.names), "colors": list(self.colors)}
 

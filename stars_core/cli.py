@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 
 from .config import (BACKBONES, MODES, PAPER_STEPS, PAPER_WARMUP, DataConfig, LossConfig, SegmentConfig,
                      StarsConfig, TrainConfig)
@@ -93,7 +95,12 @@ def _train_parser(sub) -> None:
                    help=f"ResNet base width ({M.encoder_width} = standard)")
     g.add_argument("--mode", default=M.mode, choices=MODES,
                    help="stars, or a baseline: single (modality 1 only), concat (early fusion)")
-    g.add_argument("--pretrained", help="local torchvision ResNet state_dict file (ImageNet weights)")
+    g.add_argument("--pretrained", metavar="FILE", help="local ResNet weights for every encoder (torchvision or "
+                   "timm layout, e.g. ImageNet)")
+    g.add_argument("--pretrained-m1", metavar="FILE", help="weights for the modality-1 encoders (e.g. SAR "
+                   "self-supervised SSL4EO-S12 weights as distributed with torchgeo)")
+    g.add_argument("--pretrained-m2", metavar="FILE", help="weights for the modality-2 encoders (e.g. ImageNet); "
+                   "the shared encoder takes --pretrained, else these")
     g.add_argument("--no-translation", action="store_true", help="ablation: no translation modules")
     g = tr.add_argument_group("losses")
     g.add_argument("--alpha", type=float, default=L.alpha, help=f"weight of L_psc (default {L.alpha})")
@@ -104,6 +111,9 @@ def _train_parser(sub) -> None:
     g.add_argument("--no-ncs", action="store_true", help="ablation: no L_ncs")
     g.add_argument("--no-psc", action="store_true", help="ablation: no L_psc")
     g.add_argument("--no-detach", action="store_true", help="ablation: no stop-gradient in L_ncs")
+    g.add_argument("--psa-exclude", type=int, action="append", default=[], metavar="VALUE",
+                   help="class value left out of PSA's balanced pixel sampling (the paper leaves out "
+                   "background); repeatable")
     g = tr.add_argument_group("schedule (defaults: the paper's recipe, scaled to --steps)")
     g.add_argument("--steps", type=int, help=f"training steps (default {T.steps}; with --resume: the saved run's)")
     g.add_argument("--batch-size", type=int, default=T.batch_size)
@@ -203,7 +213,8 @@ def train_settings(args) -> tuple[StarsConfig, LossConfig, TrainConfig | None, D
     model_cfg = StarsConfig(backbone=args.backbone, mode=args.mode, encoder_width=args.encoder_width,
                             use_translation=not args.no_translation)
     loss_cfg = LossConfig(alpha=args.alpha, beta=args.beta, n_samples=args.samples_per_class, tau=args.tau,
-                          use_ncs=not args.no_ncs, use_psc=not args.no_psc, detach=not args.no_detach)
+                          use_ncs=not args.no_ncs, use_psc=not args.no_psc, detach=not args.no_detach,
+                          psa_exclude=tuple(args.psa_exclude))
     data_cfg = DataConfig(chip_size=args.chip_size, val_fraction=args.val_fraction, min_valid=args.min_valid,
                           class_table=args.class_table, ignore_values=tuple(args.ignore_value), aoi=args.aoi)
     if args.resume and args.steps is None:
@@ -235,8 +246,10 @@ def cmd_train(args) -> int:
     try:
         result = train(
             _scenes(args), args.out, model_cfg, loss_cfg, train_cfg, data_cfg, resume=args.resume,
-            pretrained=args.pretrained, modalities=(args.m1_name, args.m2_name), progress=progress,
+            pretrained=args.pretrained, pretrained_m1=args.pretrained_m1, pretrained_m2=args.pretrained_m2,
+            modalities=(args.m1_name, args.m2_name), progress=progress,
             log=lambda m: tqdm.write(m), diagnostics=args.diagnostics, similarity_steps=args.similarity_steps,
+            cancel=STOP,
         )
     finally:
         if bar is not None:
@@ -299,14 +312,21 @@ def cmd_segment(args) -> int:
 
     cfg = SegmentConfig(tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
                         device=args.device, amp=not args.no_amp, modality=args.modality, resample=args.resample)
-    with tqdm(unit="tile", dynamic_ncols=True, leave=False) as bar:
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+    bar = None
 
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:  # created with the first tile: a refusal before any work prints one line only
+            bar = tqdm(total=total, unit="tile", dynamic_ncols=True, leave=False)
+        bar.update(done - bar.n)
+
+    try:
         result = segment(args.model, args.input, args.output, cfg, with_m2=args.with_m2,
                          confidence=args.confidence, probabilities=args.probabilities,
-                         progress=progress, log=lambda m: tqdm.write(f"warning: {m}", file=sys.stderr))
+                         progress=progress, log=lambda m: tqdm.write(f"warning: {m}", file=sys.stderr), cancel=STOP)
+    finally:
+        if bar is not None:
+            bar.close()
     total = max(1, sum(result.class_pixels.values()))
     print(f"wrote {result.path} ({result.width} x {result.height}, branch {result.branch}, {result.tiles} tiles, "
           f"{result.seconds:.1f} s, {result.megapixels_per_second:.2f} Mpx/s on {result.device})")
@@ -321,9 +341,10 @@ def cmd_segment(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import evaluate, markdown_report, write_reports
+    from .evaluate import check_report_paths, evaluate, markdown_report, write_reports
 
-    report = evaluate(args.prediction, args.labels, args.class_table, args.ignore_value)
+    check_report_paths(args.prediction, args.labels, args.class_table, args.json, args.markdown, args.html, args.png)
+    report = evaluate(args.prediction, args.labels, args.class_table, args.ignore_value, cancel=STOP)
     write_reports(report, args.json, args.markdown, args.html, args.png)
     print(markdown_report(report), end="")
     return 0
@@ -352,13 +373,45 @@ def cmd_demo_scene(args) -> int:
     return 0
 
 
+class Stop:
+    """Ctrl-C and SIGTERM (sent by `timeout`, batch schedulers, a closing terminal). For commands that
+    poll it (train, segment, evaluate) the first signal asks the job to stop cleanly: training writes
+    a resumable model file, segmentation and evaluation leave no partial output. A second signal, or
+    any signal during other commands, interrupts at once (temporary files are still removed)."""
+
+    def __init__(self):
+        self.requested = False
+        self.polled = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def handle(self, signum, frame) -> None:
+        if self.requested or not self.polled:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"stars: {signal.Signals(signum).name} received, stopping cleanly (send it again to stop at once)",
+              file=sys.stderr)
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self.handle)
+
+
+STOP = Stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     from . import threads
 
-    threads.prepare_environment()  # before torch is imported: OpenMP reads it once
+    threads.prepare_environment()  # before torch is imported
     args = _parser().parse_args(argv)
     handlers = {"demo-scene": cmd_demo_scene, "train": cmd_train, "info": cmd_info, "segment": cmd_segment,
                 "evaluate": cmd_evaluate, "recalibrate": cmd_recalibrate}
+    STOP.__init__()
+    STOP.polled = args.command in ("train", "segment", "evaluate")
+    STOP.install()
     try:
         threads.configure(_threads(args.threads))
         return handlers[args.command](args)

@@ -96,6 +96,8 @@ class LossConfig:
     tau: temperature of L_psc; the paper does not give it, we use 0.1.
     detach: stop-gradient on the L_ncs targets; False is the "w/o detach" ablation (Table 5).
     ignore_index: label value excluded from every loss (no-data and unlabelled pixels).
+    psa_exclude: class values left out of PSA's balanced sampling (the paper leaves out background);
+        they still count in L_seg.
     """
 
     alpha: float = 0.5
@@ -106,8 +108,10 @@ class LossConfig:
     use_psc: bool = True
     detach: bool = True
     ignore_index: int = 255
+    psa_exclude: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "psa_exclude", tuple(int(v) for v in self.psa_exclude))
         if self.alpha < 0 or self.beta < 0:
             raise InputError(f"alpha and beta must be >= 0, got alpha={self.alpha}, beta={self.beta}")
         if self.n_samples < 1:
@@ -236,6 +240,8 @@ class SegmentConfig:
     resample: segment at the model's pixel size when the input's differs (the result is brought
         back to the input grid); otherwise a large difference is only warned about.
     batch_size: tiles per forward pass; None picks one for the device (`batch_for`).
+    blend_on_device: blend in torch buffers on the model's device, copying finished rows back (None:
+        on CUDA only, where blending on the CPU would limit the GPU); False blends in numpy.
     """
 
     tile_size: int | None = None
@@ -245,6 +251,7 @@ class SegmentConfig:
     amp: bool = True
     modality: int = 1
     resample: bool = False
+    blend_on_device: bool | None = None
 
     def __post_init__(self) -> None:
         if self.tile_size is not None:

@@ -14,7 +14,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from .classes import IGNORE, ClassTable
-from .files import atomic_path
+from .files import atomic_path, check_outputs
 from .metrics import confusion_matrix, metrics_from_confusion
 from .plots import class_matrix_png
 from .raster import aligned, open_raster
@@ -145,6 +145,14 @@ def plot_confusion(report: dict, path: str | os.PathLike) -> Path:
     return class_matrix_png(norm, report["class_names"], path, title=f"mIoU {_fmt(report['miou'])}  OA "
                             f"{_fmt(report['oa'])}", xlabel="prediction", ylabel="reference", cmap="Blues",
                             limits=(0, 1), colorbar="share of reference pixels", annotate=cm > 0, white_above=0.5)
+
+
+def check_report_paths(prediction, labels, class_table=None, json_path=None, markdown=None, html_path=None,
+                       png=None) -> None:
+    """Before any work: no report may overwrite the map, the labels or the class table."""
+    check_outputs({"classified raster": prediction, "reference labels": labels, "class table": class_table},
+                  {"JSON report": json_path, "Markdown report": markdown, "HTML report": html_path,
+                   "confusion PNG": png})
 
 
 def write_reports(report: dict, json_path=None, markdown=None, html_path=None, png=None) -> None:

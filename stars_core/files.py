@@ -7,6 +7,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from .runtime import InputError
+
 # Files GDAL may write beside a raster; they travel with it.
 SIDECARS = (".aux.xml",)
 
@@ -51,3 +53,45 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """One output: `with atomic_path(out) as tmp: write(tmp)`."""
     with atomic_outputs(path) as (tmp,):
         yield tmp
+
+
+def check_outputs(inputs: dict[str, object], outputs: dict[str, object], folders: dict[str, object] | None = None,
+                  same_ok: tuple[tuple[str, str], ...] = ()) -> None:
+    """Refuse, before any work, an output that would destroy an input or cannot be written: an
+    output (file or folder) that resolves (symlinks followed) to an input of the same run, an output
+    file that is an existing folder, a folder output that is an existing file, and a location that
+    cannot be written. `same_ok` lists (output, input) names allowed to coincide (resume in place).
+    Names are what the user calls them ("--out", "input raster"); None entries are skipped."""
+    real = {name: os.path.realpath(os.fspath(p)) for name, p in inputs.items() if p is not None}
+    wanted = [(name, p, False) for name, p in outputs.items() if p is not None]
+    wanted += [(name, p, True) for name, p in (folders or {}).items() if p is not None]
+    seen: dict[str, str] = {}
+    for name, path, is_folder in wanted:
+        path = os.fspath(path)
+        target = os.path.realpath(path)
+        for in_name, in_real in real.items():
+            if target == in_real and (name, in_name) not in same_ok:
+                raise InputError(f"{name} {path!r} is the {in_name}; writing it would destroy the input. "
+                                 f"Choose another name")
+        if target in seen:
+            raise InputError(f"{name} and {seen[target]} are the same file {path!r}; give each its own name")
+        seen[target] = name
+        if not is_folder and os.path.isdir(target):
+            raise InputError(f"{name} {path!r} is a folder; give a file name")
+        if is_folder and os.path.exists(target) and not os.path.isdir(target):
+            raise InputError(f"{name} {path!r} is a file; give a folder")
+        _check_writable(name, target if is_folder else os.path.dirname(target) or ".")
+
+
+def _check_writable(name: str, folder: str) -> None:
+    """The folder, or the nearest existing folder above it (which will hold the new ones), must be writable."""
+    probe = folder
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise InputError(f"{name}: {probe!r} is a file, so the folder {folder!r} cannot be made there")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"{name}: the folder {probe!r} cannot be written (permissions); choose another place")

@@ -24,6 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -39,7 +40,7 @@ from .bands import BandStats, normalise
 from .checkpoint import LoadedModel, load_model
 from .classes import ClassTable, rgb
 from .config import SegmentConfig
-from .files import atomic_outputs
+from .files import atomic_outputs, check_outputs
 from .raster import aligned, band_names, geometries_in, open_raster, pixel_size, valid_mask
 from . import threads
 from .runtime import Cancelled, InputError, autocast, resolve_device
@@ -162,16 +163,19 @@ def segment(
             log(msg)
 
     start = time.perf_counter()
+    qml = Path(output).with_suffix(".qml")
+    check_outputs({"input raster": input, "optical raster": with_m2,
+                   "model file": None if isinstance(model, LoadedModel) else model},
+                  {"output": output, "confidence output": confidence, "probabilities output": probabilities,
+                   "style file beside the output": qml})
     device = resolve_device(cfg.device)
     loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
     loaded.model.to(device).eval()
     cfg = cfg.for_model(loaded.chip_size)
     branch = _check_request(loaded, cfg, with_m2)
-    _check_paths(input, with_m2, output, confidence, probabilities)
     m1_name, m2_name = loaded.modalities
     role = m1_name if cfg.modality == 1 else m2_name
     stats = loaded.stats[cfg.modality - 1]
-    qml = Path(output).with_suffix(".qml")
 
     with open_raster(input, role) as src, ExitStack() as opened:  # `opened` closes the VRTs and optical raster
         order = band_order(src, stats, role, os.fspath(input), note)
@@ -224,16 +228,6 @@ def _check_request(loaded: LoadedModel, cfg: SegmentConfig, with_m2) -> str:
     return "fused" if with_m2 is not None else f"m{cfg.modality}"
 
 
-def _check_paths(input, with_m2, *outputs) -> None:
-    ins = {os.path.abspath(os.fspath(p)) for p in (input, with_m2) if p is not None}
-    outs = [os.path.abspath(os.fspath(p)) for p in outputs if p is not None]
-    for p in outs:
-        if p in ins:
-            raise InputError(f"output {p!r} would overwrite an input raster; choose another file name")
-    if len(set(outs)) != len(outs):
-        raise InputError("the classified, confidence and probability outputs need different file names")
-
-
 def _working_grid(src, loaded: LoadedModel, cfg: SegmentConfig, note: Callable[[str], None]):
     """None when the input's pixel size suits the model; else a warning and, with `cfg.resample`,
     a VRT of the input at the model's pixel size (same CRS and footprint)."""
@@ -280,7 +274,10 @@ def _predict(loaded: LoadedModel, inputs: _Inputs, base_profile: dict, outputs, 
     tiles = list(grid)
     size = cfg.batch_for(device.type)
     batches = [tiles[i:i + size] for i in range(0, len(tiles), size)]
-    blend = BlendRows(height, width, len(loaded.classes), BLOCK, grid.weights())
+    on_device = cfg.blend_on_device if cfg.blend_on_device is not None else device.type == "cuda"
+    blend = (DeviceBlendRows if on_device else BlendRows)(height, width, len(loaded.classes), BLOCK, grid.weights())
+    if on_device:
+        blend.to(device)
     with _Writers(outputs, base_profile, loaded.classes) as writers, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="stars-read") as pool:
         pending = pool.submit(inputs.read_batch, batches[0])
@@ -293,7 +290,8 @@ def _predict(loaded: LoadedModel, inputs: _Inputs, base_profile: dict, outputs, 
             if b + 1 < len(batches):
                 pending = pool.submit(inputs.read_batch, batches[b + 1])  # read ahead while the model runs
             probs = _probabilities(loaded.model, branch, x1, x2, v2, batch, device, cfg.amp)
-            for t, p, v in zip(batch, probs.numpy(), v1):
+            probs = probs if on_device else probs.cpu().numpy()
+            for t, p, v in zip(batch, probs, v1):
                 writers.write(blend.finished(t.row))  # tiles come row by row: nothing above this one changes
                 blend.add(t, p, v)
             done += len(batch)
@@ -305,15 +303,15 @@ def _predict(loaded: LoadedModel, inputs: _Inputs, base_profile: dict, outputs, 
 
 def _probabilities(model: torch.nn.Module, branch: str, x: np.ndarray, x2: np.ndarray | None, v2,
                    tiles: list[Tile], device: torch.device, amp: bool) -> torch.Tensor:
-    """(B, C, h, w) inputs -> (B, K, h, w) class probabilities of `branch`, on the CPU."""
-    xt = torch.from_numpy(x).to(device, non_blocking=True)
+    """(B, C, h, w) inputs -> (B, K, h, w) class probabilities of `branch`, on `device`."""
+    xt = _to_device(x, device)
     with autocast(device, amp):
         if branch == "m1":
             logits = model(xt)
         elif branch == "m2":
             logits = model(x2=xt)
         else:
-            out = model(xt, torch.from_numpy(x2).to(device, non_blocking=True))
+            out = model(xt, _to_device(x2, device))
             logits = out.fused
     p = torch.softmax(logits.float(), dim=1)
     if branch == "fused" and out.m1 is not None:
@@ -321,7 +319,41 @@ def _probabilities(model: torch.nn.Module, branch: str, x: np.ndarray, x2: np.nd
         have2 = np.stack([pad_reflect(v[None], t.pad_bottom, t.pad_right)[0] for v, t in zip(v2, tiles)])
         have2 = torch.from_numpy(have2).to(device)
         p = torch.where(have2[:, None], p, torch.softmax(out.m1.float(), dim=1))
-    return p.cpu()
+    return p
+
+
+def _to_device(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Host array to the device; through pinned memory and without waiting, on CUDA."""
+    t = torch.from_numpy(x)
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+class DeviceBlendRows(BlendRows):
+    """`tiling.BlendRows` with its buffers in torch tensors on the model's device: the weighted sums
+    stay where the probabilities are computed, and only finished block rows are copied back."""
+
+    def to(self, device: torch.device) -> "DeviceBlendRows":
+        self.device = device
+        self.weights = torch.as_tensor(self.weights, device=device)
+        return self
+
+    def _buffers(self, b: int):
+        if b not in self.rows:
+            h = min(self.block, self.height - b * self.block)
+            zeros = partial(torch.zeros, device=self.device)
+            self.rows[b] = (zeros((self.classes, h, self.width)), zeros((h, self.width)),
+                            np.zeros((h, self.width), bool))
+        return self.rows[b]
+
+    def finished(self, below: int):
+        for row, probs, ok in super().finished(below):
+            yield row, probs.cpu().numpy(), ok
+
+    @staticmethod
+    def _normalise(probs, wsum):
+        return probs.div_(wsum.clamp_min(1e-12))
 
 
 class _Writers:

@@ -50,11 +50,13 @@ def translation_loss(
 
 
 def sample_balanced_pixels(
-    labels: torch.Tensor, n: int, ignore_index: int = 255, generator: torch.Generator | None = None
+    labels: torch.Tensor, n: int, ignore_index: int = 255, generator: torch.Generator | None = None,
+    exclude: tuple[int, ...] = (),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Class-balanced pixel sampling of PSA (paper section 3.3.1).
 
-    For every class present in `labels` (any shape, e.g. (B, h, w)) except `ignore_index`, the
+    For every class present in `labels` (any shape, e.g. (B, h, w)) except `ignore_index` and the
+    class indices in `exclude` (PSA exclusions, e.g. background), the
     class's flat positions are shuffled and the first `n` taken; a class with fewer than `n` pixels
     has its shuffled positions repeated until there are `n`. Returns (flat indices into
     labels.reshape(-1), their classes), both (n * n_classes,) long tensors on labels' device, classes
@@ -63,7 +65,7 @@ def sample_balanced_pixels(
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     flat = labels.detach().reshape(-1).cpu()
-    classes = [int(c) for c in torch.unique(flat) if int(c) != ignore_index]
+    classes = [int(c) for c in torch.unique(flat) if int(c) != ignore_index and int(c) not in exclude]
     picks, owners = [], []
     for c in classes:
         positions = torch.nonzero(flat == c, as_tuple=False).squeeze(1)
@@ -110,22 +112,25 @@ def flat_pixels(f: torch.Tensor) -> torch.Tensor:
 
 def psa_loss(
     f1: torch.Tensor, f2: torch.Tensor, target: torch.Tensor, cfg: LossConfig,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | None = None, exclude: tuple[int, ...] = (),
 ) -> torch.Tensor:
-    """PSA on one stage: sample N pixels per class of the resized label, then L_psc on them."""
+    """PSA on one stage: sample N pixels per class of the resized label (class indices in `exclude`
+    left out), then L_psc on them."""
     labels = stage_labels(target, f1.shape[-2:])
-    idx, classes = sample_balanced_pixels(labels, cfg.n_samples, cfg.ignore_index, generator)
+    idx, classes = sample_balanced_pixels(labels, cfg.n_samples, cfg.ignore_index, generator, exclude)
     if len(idx) == 0:  # nothing labelled at this stage: no alignment signal
         return f1.sum() * 0.0
     return pixel_contrastive_loss(flat_pixels(f1)[idx], flat_pixels(f2)[idx], classes, cfg.tau)
 
 
 def stars_loss(
-    out: PairOutput, target: torch.Tensor, cfg: LossConfig, generator: torch.Generator | None = None
+    out: PairOutput, target: torch.Tensor, cfg: LossConfig, generator: torch.Generator | None = None,
+    psa_exclude: tuple[int, ...] = (),
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L_total and its terms {"seg", "psc", "ncs", "total"} (terms detached, for logging).
 
-    `out` is what a model returns for `model(x1, x2)`. Baseline outputs carry no shared
+    `psa_exclude`: class indices (not values) left out of PSA's sampling; `cfg.psa_exclude` holds
+    the values, the training loop maps them. `out` is what a model returns for `model(x1, x2)`. Baseline outputs carry no shared
     features, so only L_seg applies to them. Switched-off terms are reported as 0.
     """
     seg = segmentation_loss(out, target, cfg.ignore_index)
@@ -134,7 +139,8 @@ def stars_loss(
     if out.shared_m1:
         f1s, f2s = out.shared_m1, out.shared_m2
         if cfg.use_psc and cfg.alpha > 0:
-            psc = torch.stack([psa_loss(a, b, target, cfg, generator) for a, b in zip(f1s, f2s)]).mean()
+            psc = torch.stack([psa_loss(a, b, target, cfg, generator, psa_exclude)
+                               for a, b in zip(f1s, f2s)]).mean()
         if cfg.use_ncs and cfg.beta > 0:
             stages = zip(out.trans_12, out.trans_21, f1s, f2s)
             ncs = torch.stack([translation_loss(p1, p2, a, b, cfg.detach) for p1, p2, a, b in stages]).mean()

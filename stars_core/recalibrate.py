@@ -19,6 +19,7 @@ from rasterio.windows import Window
 from .bands import BandStats, normalise
 from .checkpoint import ResumeState, fit_state_dict, read_meta, read_model_file, save_model_file
 from .config import STRIDE
+from .files import check_outputs
 from .infer import band_order
 from .models import build_model
 from .models.norm import modality_norms, use_modality
@@ -113,6 +114,8 @@ def recalibrate_file(model_path: str | os.PathLike, m1: Sequence[str] = (), m2: 
         raise InputError("give at least one raster to recalibrate from (--m1 for SAR/DSM, --m2 for optical)")
     if chips < 1:
         raise InputError(f"chips must be at least 1, got {chips}")
+    check_outputs({**{f"modality-1 raster {p}": p for p in m1}, **{f"modality-2 raster {p}": p for p in m2}},
+                  {"recalibrated model file": out if out is not None else model_path})
     payload = read_model_file(model_path)
     meta = read_meta(payload)
     if meta.model.mode != "stars":

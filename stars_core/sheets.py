@@ -18,8 +18,8 @@ from rasterio.windows import from_bounds
 
 from .checkpoint import LoadedModel, load_model
 from .config import SegmentConfig
-from .files import atomic_path
-from .infer import segment
+from .files import atomic_path, check_outputs
+from .infer import band_order, segment
 from .raster import geometries_in, open_raster, read_polygons
 from .runtime import Cancelled, InputError, resolve_device
 
@@ -85,6 +85,8 @@ def segment_sheets(
     from osgeo import gdal
 
     out_dir = Path(out_dir)
+    check_outputs({"input raster": input, "model file": None if isinstance(model, LoadedModel) else model}, {},
+                  {"sheets folder": out_dir})
     out_dir.mkdir(parents=True, exist_ok=True)
     loaded = model if isinstance(model, LoadedModel) else load_model(model, resolve_device(cfg.device))
     wkt, items = sheets
@@ -92,6 +94,8 @@ def segment_sheets(
         raise InputError("the map-sheet layer holds no polygons")
     rows: list[SheetRow] = []
     with open_raster(input, "input") as src:
+        # A band mismatch would fail every sheet: say so once, before the first.
+        band_order(src, loaded.stats[cfg.modality - 1], "input", os.fspath(input), lambda _: None)
         geoms = geometries_in(wkt, [(g, n) for n, g in items], src.crs)
         for i, (geom, name) in enumerate(geoms):
             if cancel is not None and cancel():
@@ -119,7 +123,7 @@ def segment_sheets(
                     except Cancelled:
                         raise
                     except Exception as exc:  # one bad sheet must not stop the others
-                        row.status, row.message = "failed", str(exc)
+                        row.status, row.message = "failed", str(exc).replace(str(vrt), os.fspath(input))
                         log(f"sheet {name}: FAILED: {exc}")
                     finally:
                         vrt.unlink(missing_ok=True)

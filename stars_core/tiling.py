@@ -158,5 +158,9 @@ class BlendRows:
         at or above raster row `below`, top to bottom; each is dropped once handed out."""
         for b in sorted(k for k in self.rows if min((k + 1) * self.block, self.height) <= below):
             probs, wsum, ok = self.rows.pop(b)
-            probs /= np.maximum(wsum, 1e-12)  # in place: (K, h, W) is the largest array of a full-width row
-            yield b * self.block, probs, ok
+            yield b * self.block, self._normalise(probs, wsum), ok
+
+    @staticmethod
+    def _normalise(probs: np.ndarray, wsum: np.ndarray) -> np.ndarray:
+        probs /= np.maximum(wsum, 1e-12)  # in place: (K, h, W) is the largest array of a full-width row
+        return probs

@@ -27,6 +27,7 @@ from .classes import IGNORE
 from .config import DataConfig, LossConfig, StarsConfig, TrainConfig
 from .data import ChipDataset, SceneSpec, TrainingData, prepare_training_data
 from .diagnostics import AlignmentProbe, Diagnostics, write_log
+from .files import check_outputs
 from .losses import stars_loss
 from .metrics import confusion_matrix, metrics_from_confusion
 from .models import build_model
@@ -85,6 +86,8 @@ def train(
     *,
     resume: str | os.PathLike | None = None,
     pretrained: str | os.PathLike | None = None,
+    pretrained_m1: str | os.PathLike | None = None,
+    pretrained_m2: str | os.PathLike | None = None,
     modalities: tuple[str, str] = ("SAR", "optical"),
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
@@ -94,7 +97,8 @@ def train(
 ) -> TrainResult:
     """Train a STARS model (or a baseline) and write the model file `out`.
 
-    `model_cfg.in_channels` and `num_classes` are taken from the data. With `resume`, every setting,
+    `model_cfg.in_channels` and `num_classes` are taken from the data. `pretrained` (every encoder)
+    and `pretrained_m1`/`pretrained_m2` (per modality) are local ResNet weights (`build_model`). With `resume`, every setting,
     the class table, statistics, weights, optimiser, schedule position and random state come from
     that model file; a `train_cfg` given with it only changes the total number of steps.
     `diagnostics`: folder for the PNGs (similarity matrices before training, at `similarity_steps`
@@ -111,13 +115,16 @@ def train(
     train_cfg, data_cfg = train_cfg or TrainConfig(), data_cfg or DataConfig()
     if loss_cfg.ignore_index != IGNORE:
         raise InputError(f"loss ignore_index must be {IGNORE} (the pipeline's no-data index)")
+    weights = {k: v for k, v in (("all", pretrained), ("m1", pretrained_m1), ("m2", pretrained_m2)) if v}
+    _check_paths(scenes, out, data_cfg, resume, weights, diagnostics)
     device = _start_process(world, local_rank, train_cfg.device)
     if world > 1:
         say(f"{world} processes x batch {train_cfg.batch_size} = global batch {world * train_cfg.batch_size}")
 
     data = prepare_training_data(scenes, data_cfg, train_cfg.seed, log=say)
-    meta = _model_meta(data, model_cfg, loss_cfg, train_cfg, data_cfg, modalities, resumed)
-    model, optimizer, psa_gen, start, history = _build(meta, pretrained, resumed, device, rank, world, say)
+    meta = _model_meta(data, model_cfg, loss_cfg, train_cfg, data_cfg, modalities, resumed, weights, say)
+    psa_exclude = data.table.indices(loss_cfg.psa_exclude, "--psa-exclude")
+    model, optimizer, psa_gen, start, history = _build(meta, weights, resumed, device, rank, world, say)
     net = _distributed(model, meta, device) if world > 1 else model
     loader = _train_loader(data, train_cfg, start, world, rank, device)
     check = _Validation.create(data, meta, device, diagnostics, similarity_steps, resumed is not None, say) \
@@ -144,7 +151,7 @@ def train(
             group["lr"] = lr
         x1, x2, y = (t.to(device, non_blocking=True) for t in (x1, x2, y))
         with autocast(device, train_cfg.amp):
-            loss, terms = stars_loss(net(x1, x2), y, loss_cfg, psa_gen)
+            loss, terms = stars_loss(net(x1, x2), y, loss_cfg, psa_gen, psa_exclude)
         if _any_rank(not bool(torch.isfinite(loss)), world, device):
             raise TrainingError(_nan_message(loss, terms, step, out, last_saved))
         optimizer.zero_grad(set_to_none=True)
@@ -190,6 +197,20 @@ def _start_process(world: int, local_rank: int, device_name: str) -> torch.devic
     return device
 
 
+def _check_paths(scenes: Sequence[SceneSpec], out: Path, data_cfg: DataConfig, resume, weights: dict,
+                 diagnostics) -> None:
+    """Before any work: the model file, its log and curves and the diagnostics folder must not
+    overwrite an input (resuming into the file resumed from is the normal case)."""
+    inputs = {"--resume model file": resume, "class table": data_cfg.class_table, "AOI": data_cfg.aoi,
+              **{f"pretrained weights ({k})": v for k, v in weights.items()}}
+    for i, s in enumerate(scenes, start=1):
+        inputs.update({f"modality-1 raster of scene {i}": s.m1, f"modality-2 raster of scene {i}": s.m2,
+                       f"labels of scene {i}": s.labels})
+    check_outputs(inputs, {"model file (--out)": out, "training log": out.with_name(out.stem + ".log.csv"),
+                           "curves PNG": out.with_name(out.stem + ".curves.png")},
+                  {"diagnostics folder": diagnostics}, same_ok=(("model file (--out)", "--resume model file"),))
+
+
 def _resumed_settings(resumed, train_cfg: TrainConfig | None, say: Callable[[str], None]):
     """The saved run's settings; a given train_cfg changes only the total number of steps."""
     meta = resumed[0]
@@ -213,9 +234,17 @@ def _resumed_steps(saved: int, done: int, train_cfg: TrainConfig | None, say: Ca
 
 
 def _model_meta(data: TrainingData, model_cfg: StarsConfig, loss_cfg: LossConfig, train_cfg: TrainConfig,
-                data_cfg: DataConfig, modalities: tuple[str, str], resumed) -> ModelMeta:
+                data_cfg: DataConfig, modalities: tuple[str, str], resumed, weights: dict, say) -> ModelMeta:
     """What the model file will say about the model. A resumed run keeps its file's class table and
     statistics (they are what the weights expect) and must see the same band and class counts."""
+    if resumed is not None:
+        pretrained = resumed[0].pretrained
+    else:
+        pretrained = {k: _file_record(v) for k, v in weights.items()}
+        if not weights and model_cfg.backbone == "resnet50":
+            say("training ResNet-50 encoders from scratch: the paper's numbers assume pretrained weights. Give "
+                "local ones with --pretrained FILE (all encoders) or --pretrained-m1 / --pretrained-m2 (e.g. SAR "
+                "self-supervised and ImageNet weights); see the README, 'Pretrained encoders'")
     if resumed is not None:
         data.use_table_and_stats(resumed[0].classes, resumed[0].stats)
     model_cfg = dataclasses.replace(
@@ -223,13 +252,26 @@ def _model_meta(data: TrainingData, model_cfg: StarsConfig, loss_cfg: LossConfig
     if resumed is not None and resumed[0].model != model_cfg:
         raise InputError("the resumed model file does not match these scenes' band or class counts")
     return ModelMeta(model_cfg, loss_cfg, train_cfg, data_cfg, data.table, data.stats, tuple(modalities),
-                     data.chip_size, tuple(data.pixel_size), data.crs)
+                     data.chip_size, tuple(data.pixel_size), data.crs, pretrained)
 
 
-def _build(meta: ModelMeta, pretrained, resumed, device: torch.device, rank: int, world: int, say):
+def _file_record(path) -> dict:
+    """Name, size and SHA-256 of a weights file, for the model file's record."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"file": os.path.basename(os.fspath(path)), "bytes": os.path.getsize(path), "sha256": digest.hexdigest()}
+
+
+def _build(meta: ModelMeta, weights: dict, resumed, device: torch.device, rank: int, world: int, say):
     """Model, optimiser, PSA sampling generator, first step and history: new, or as saved."""
     torch.manual_seed(meta.train.seed)
-    model = build_model(meta.model, pretrained=pretrained if resumed is None else None).to(device)
+    given = {} if resumed is not None else weights
+    model = build_model(meta.model, given.get("all"), pretrained_m1=given.get("m1"),
+                        pretrained_m2=given.get("m2")).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=meta.train.lr, weight_decay=meta.train.weight_decay)
     psa_gen = torch.Generator().manual_seed(meta.train.seed * 1000 + rank)
     if resumed is None:
@@ -255,9 +297,16 @@ def _train_loader(data: TrainingData, cfg: TrainConfig, start: int, world: int, 
                         seed=cfg.seed, train=True, offset=start * cfg.batch_size, stride=world, rank=rank)
     return torch.utils.data.DataLoader(
         chips, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers, drop_last=True,
-        pin_memory=device.type == "cuda", generator=torch.Generator(),
+        pin_memory=device.type == "cuda", generator=torch.Generator(), worker_init_fn=_ignore_interrupts,
         prefetch_factor=4 if cfg.num_workers > 0 else None, persistent_workers=False,
     )
+
+
+def _ignore_interrupts(worker_id: int) -> None:
+    """Data-loading workers leave Ctrl-C to the main process, which stops cleanly and saves."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 # -- validation and records ----------------------------------------------------------------------

@@ -9,10 +9,13 @@ both modalities; both keep the key names, so both load from the same file.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Callable, Mapping, Union
 
 import torch
 from torch import nn
+
+from ..runtime import InputError
 
 StateDict = Mapping[str, torch.Tensor]
 NormLayer = Callable[[int], nn.Module]
@@ -176,7 +179,7 @@ def adapt_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
 def read_state_dict(source: Union[str, os.PathLike, StateDict]) -> dict[str, torch.Tensor]:
     """A torchvision-style state_dict from a local file (loaded with weights_only) or a mapping."""
     if isinstance(source, Mapping):
-        return dict(source)
+        return _plain_keys(dict(source))
     path = os.fspath(source)
     if not os.path.isfile(path):
         raise FileNotFoundError(
@@ -184,12 +187,39 @@ def read_state_dict(source: Union[str, os.PathLike, StateDict]) -> dict[str, tor
             f"torch.save(torchvision.models.resnet50(weights='IMAGENET1K_V2').state_dict(), {path!r}) "
             f"on a machine with torchvision and copy the file here"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # damaged, or Python objects that are not plain data: never loaded
+        raise InputError(f"pretrained weights {path!r} could not be read: the file is damaged, or holds Python "
+                         f"objects that are not plain data, so it was not loaded") from None
     if not isinstance(state, dict):
-        raise ValueError(f"{path!r} does not hold a state_dict (got {type(state).__name__})")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+        raise InputError(f"{path!r} does not hold a state_dict (got {type(state).__name__})")
+    return _plain_keys(state)
+
+
+PREFIXES = ("module.", "encoder_q.", "backbone.", "encoder.", "model.")  # DDP, MoCo, timm/torchgeo wrappers
+
+
+def _plain_keys(state: dict) -> dict[str, torch.Tensor]:
+    """A ResNet state dict with the torchvision key names: nested "state_dict"/"model" unwrapped,
+    wrapper prefixes stripped (torchgeo's SSL4EO-S12 MoCo weights, DDP's module.), non-tensors dropped."""
+    for key in ("state_dict", "model"):
+        if isinstance(state.get(key), dict):
+            state = state[key]
+    plain = {}
+    for k, v in state.items():
+        if not isinstance(v, torch.Tensor):
+            continue
+        changed = True
+        while changed:
+            changed = False
+            for prefix in PREFIXES:
+                if k.startswith(prefix):
+                    k, changed = k[len(prefix):], True
+        plain[k] = v
+    return plain
 
 
 def load_pretrained(module: nn.Module, source: Union[str, os.PathLike, StateDict]) -> list[str]:

@@ -230,12 +230,33 @@ class ConcatModel(nn.Module):
 Model = Union[StarsModel, SingleModel, ConcatModel]
 
 
-def build_model(cfg: StarsConfig, pretrained: Union[str, os.PathLike, None] = None) -> Model:
-    """Build the model `cfg.mode` names; optionally load local torchvision ImageNet weights into
-    every ResNet part (first convolutions adapted to the band counts)."""
+def build_model(cfg: StarsConfig, pretrained: Union[str, os.PathLike, None] = None, *,
+                pretrained_m1: Union[str, os.PathLike, None] = None,
+                pretrained_m2: Union[str, os.PathLike, None] = None) -> Model:
+    """Build the model `cfg.mode` names, optionally starting its ResNets from local weights (the
+    torchvision layout, which timm's resnet18/34/50 and the Sentinel-1/2 self-supervised weights
+    distributed with torchgeo share; first convolutions adapted to the band counts).
+
+    `pretrained` serves every encoder part. Per modality, `pretrained_m1` serves the modality-1
+    stem and specific encoder (e.g. SAR self-supervised weights), `pretrained_m2` the modality-2
+    ones (e.g. ImageNet); the shared body takes `pretrained` if given, else `pretrained_m2`, else
+    `pretrained_m1`. The baselines' single encoder takes `pretrained_m1` (single) or `pretrained`."""
     model = {"stars": StarsModel, "single": SingleModel, "concat": ConcatModel}[cfg.mode](cfg)
-    if pretrained is not None:
-        state = read_state_dict(pretrained)
-        for part in model.encoders().values():
+    sources = {k: read_state_dict(v) for k, v in
+               (("all", pretrained), ("m1", pretrained_m1), ("m2", pretrained_m2)) if v is not None}
+    for part_name, part in model.encoders().items():
+        state = _source_for(part_name, sources)
+        if state is not None:
             load_pretrained(part, state)
     return model
+
+
+def _source_for(part: str, sources: dict) -> dict | None:
+    """Which weights a named encoder part starts from (see `build_model`)."""
+    if part.endswith("_m1"):
+        return sources.get("m1", sources.get("all"))
+    if part.endswith("_m2"):
+        return sources.get("m2", sources.get("all"))
+    if part == "shared":
+        return sources.get("all", sources.get("m2", sources.get("m1")))
+    return sources.get("all", sources.get("m1"))  # a baseline's encoder sees modality 1 first

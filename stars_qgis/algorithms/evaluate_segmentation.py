@@ -52,16 +52,18 @@ class EvaluateSegmentation(StarsAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.OA, "Overall accuracy"))
 
     def execute(self, parameters, context, feedback) -> dict:
-        from stars_core.evaluate import evaluate, write_reports
+        from stars_core.evaluate import check_report_paths, evaluate, write_reports
 
         pred = raster_path(self.parameterAsRasterLayer(parameters, self.PREDICTION, context), "land-cover map")
         labels = raster_path(self.parameterAsRasterLayer(parameters, self.LABELS, context), "reference labels")
         ignore_values = integers(self.parameterAsString(parameters, self.IGNORE_VALUES, context), "ignore values")
-        report = evaluate(pred, labels, self.parameterAsFile(parameters, self.CLASS_TABLE, context) or None,
-                          ignore_values, cancel=feedback.isCanceled)
+        table = self.parameterAsFile(parameters, self.CLASS_TABLE, context) or None
         out = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         js = self.parameterAsFileOutput(parameters, self.OUTPUT_JSON, context) or None
         png = os.path.splitext(out)[0] + "_confusion.png"
+        markdown = out.lower().endswith(".md")
+        check_report_paths(pred, labels, table, js, out if markdown else None, None if markdown else out, png)
+        report = evaluate(pred, labels, table, ignore_values, cancel=feedback.isCanceled)
         if out.lower().endswith(".md"):
             write_reports(report, json_path=js, markdown=out, png=png)
         else:

@@ -60,7 +60,7 @@ class SegmentMapSheets(StarsAlgorithm):
     def execute(self, parameters, context, feedback) -> dict:
         from stars_core.checkpoint import load_model_cached
         from stars_core.sheets import read_sheets, segment_sheets
-        from stars_core.train import resolve_device
+        from stars_core.runtime import resolve_device
 
         cfg = segment_config(self, parameters, context)
         layer = self.parameterAsVectorLayer(parameters, self.SHEETS, context)
@@ -74,9 +74,12 @@ class SegmentMapSheets(StarsAlgorithm):
                                 skip_existing=self.parameterAsBool(parameters, self.SKIP_EXISTING, context),
                                 progress=self.progress(feedback), cancel=feedback.isCanceled, log=self.log(feedback))
         failed = result.count("failed")
+        first = next((r for r in result.rows if r.status == "failed"), None)
+        reason = f"; the first, sheet {first.name}: {first.message}" if first is not None else ""
         if failed:
-            feedback.reportError(f"{failed} sheet(s) failed; see {result.summary}", fatalError=False)
+            feedback.reportError(f"{failed} sheet(s) failed{reason}; see {result.summary}", fatalError=False)
         if result.mosaic is None:
-            raise QgsProcessingException(f"no sheet was segmented; see {result.summary}")
+            raise QgsProcessingException(f"no sheet was segmented{reason or ' (none overlaps the raster)'}; "
+                                         f"see {result.summary}")
         return {self.OUTPUT_FOLDER: folder, self.MOSAIC: str(result.mosaic), self.SUMMARY: str(result.summary),
                 self.DONE: result.count("done") + result.count("skipped"), self.FAILED: failed}

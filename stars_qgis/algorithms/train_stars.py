@@ -40,6 +40,10 @@ class TrainStars(StarsAlgorithm):
     VAL_FRACTION = "VAL_FRACTION"
     MODE = "MODE"
     RESUME = "RESUME"
+    PSA_EXCLUDE = "PSA_EXCLUDE"
+    PRETRAINED = "PRETRAINED"
+    PRETRAINED_M1 = "PRETRAINED_M1"
+    PRETRAINED_M2 = "PRETRAINED_M2"
     DIAGNOSTICS = "DIAGNOSTICS"
     VAL_MIOU = "VAL_MIOU"
 
@@ -112,6 +116,14 @@ class TrainStars(StarsAlgorithm):
             QgsProcessingParameterEnum(self.MODE, "Model (stars, or a baseline)", MODES, defaultValue=MODES.index(m.mode)),
             QgsProcessingParameterFile(self.RESUME, "Resume from model file", optional=True,
                                        fileFilter="STARS model (*.stars)"),
+            QgsProcessingParameterString(self.PSA_EXCLUDE, "Class values left out of PSA sampling (comma "
+                                         "separated; the paper leaves out background)", optional=True),
+            QgsProcessingParameterFile(self.PRETRAINED, "Pretrained ResNet weights, all encoders", optional=True,
+                                       fileFilter="PyTorch weights (*.pth *.pt)"),
+            QgsProcessingParameterFile(self.PRETRAINED_M1, "Pretrained weights, modality-1 encoders (e.g. SAR)",
+                                       optional=True, fileFilter="PyTorch weights (*.pth *.pt)"),
+            QgsProcessingParameterFile(self.PRETRAINED_M2, "Pretrained weights, modality-2 encoders (e.g. ImageNet)",
+                                       optional=True, fileFilter="PyTorch weights (*.pth *.pt)"),
             QgsProcessingParameterFolderDestination(self.DIAGNOSTICS, "Diagnostics folder (PNGs)", optional=True,
                                                     createByDefault=False),
         ):
@@ -127,7 +139,8 @@ class TrainStars(StarsAlgorithm):
         model_cfg = StarsConfig(backbone=enum(self.BACKBONE, BACKBONES), mode=enum(self.MODE, MODES),
                                 encoder_width=num(self.ENCODER_WIDTH))
         loss_cfg = LossConfig(alpha=dbl(self.ALPHA), beta=dbl(self.BETA), n_samples=num(self.SAMPLES_PER_CLASS),
-                              tau=dbl(self.TAU))
+                              tau=dbl(self.TAU), psa_exclude=tuple(integers(
+                                  self.parameterAsString(parameters, self.PSA_EXCLUDE, context), "PSA exclusions")))
         train_cfg = TrainConfig.for_steps(num(self.STEPS), batch_size=num(self.BATCH_SIZE), lr=dbl(self.LR),
                                           seed=num(self.SEED), device=enum(self.DEVICE, DEVICES), num_workers=0)
         data_cfg = DataConfig(
@@ -178,8 +191,10 @@ class TrainStars(StarsAlgorithm):
                 feedback.pushInfo(f"step {step}/{total}: " + ", ".join(
                     f"{k} {row[k]:.4f}" for k in ("total", "seg", "psc", "ncs") if k in row))
 
+        weights = {key.lower(): self.parameterAsFile(parameters, getattr(self, key), context) or None
+                   for key in ("PRETRAINED", "PRETRAINED_M1", "PRETRAINED_M2")}
         result = train(scenes, out, model_cfg, loss_cfg, train_cfg, data_cfg, resume=resume, progress=progress,
-                       cancel=feedback.isCanceled, log=self.log(feedback), diagnostics=diagnostics)
+                       cancel=feedback.isCanceled, log=self.log(feedback), diagnostics=diagnostics, **weights)
         miou = (result.summary.get("validation") or {}).get("val_m1_miou")
         outputs = {self.OUTPUT: str(result.path), self.VAL_MIOU: float("nan") if miou is None else miou}
         if diagnostics and Path(diagnostics).is_dir():  # none without validation chips (the log says so)

@@ -253,3 +253,16 @@ def test_cli_segment_and_evaluate(demo_scene, trained_model, tmp_path, capsys):
     assert (tmp_path / "cm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rc = cli_main(["segment", str(trained_model), str(demo_scene["optical"]), str(tmp_path / "x.tif")])
     assert rc == 2 and "trained on 2 (VV, VH)" in capsys.readouterr().err
+
+
+def test_device_side_blending_gives_the_numpy_map(trained_model, demo_scene, tmp_path):
+    """The blending CUDA uses (torch buffers on the model's device) checked on the CPU."""
+    cfg = dict(tile_size=96, overlap=40, batch_size=3, **CPU)
+    a = segment(trained_model, demo_scene["sar"], tmp_path / "numpy.tif", SegmentConfig(blend_on_device=False, **cfg),
+                confidence=tmp_path / "c1.tif")
+    b = segment(trained_model, demo_scene["sar"], tmp_path / "torch.tif", SegmentConfig(blend_on_device=True, **cfg),
+                confidence=tmp_path / "c2.tif")
+    with rasterio.open(a.path) as x, rasterio.open(b.path) as y:
+        np.testing.assert_array_equal(x.read(), y.read())
+    with rasterio.open(tmp_path / "c1.tif") as x, rasterio.open(tmp_path / "c2.tif") as y:
+        np.testing.assert_allclose(x.read(), y.read(), atol=1e-5)

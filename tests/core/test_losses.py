@@ -174,3 +174,41 @@ def test_loss_config_rejects_bad_values():
         LossConfig(tau=0)
     with pytest.raises(ValueError, match="n_samples"):
         LossConfig(n_samples=0)
+
+
+def test_psa_leaves_excluded_classes_out_of_the_sampling():
+    labels = torch.tensor([[0, 0, 1, 1], [2, 2, 2, 255]])
+    idx, classes = sample_balanced_pixels(labels, 3, 255, torch.Generator().manual_seed(0), exclude=(0,))
+    assert sorted(set(classes.tolist())) == [1, 2] and len(idx) == 6
+    assert all(labels.reshape(-1)[i] != 0 for i in idx.tolist())
+
+
+def test_psa_exclusions_are_class_values_checked_against_the_table(demo_scene, tmp_path):
+    from stars_core.data import SceneSpec
+    from stars_core.runtime import InputError
+    from stars_core.train import train
+    from tests.core.helpers import TINY_MODEL, tiny_train
+
+    spec = [SceneSpec(str(demo_scene["sar"]), str(demo_scene["optical"]), str(demo_scene["labels"]))]
+    cfg = tiny_train(steps=1, class_table=str(demo_scene["classes"]))
+    with pytest.raises(InputError, match=r"--psa-exclude: \[9\] not in the class table"):
+        train(spec, tmp_path / "m.stars", TINY_MODEL, LossConfig(psa_exclude=(9,)), **cfg, log=lambda *_: None)
+    result = train(spec, tmp_path / "m.stars", TINY_MODEL, LossConfig(psa_exclude=(4,)), **cfg, log=lambda *_: None)
+    assert result.steps_done == 1
+
+
+def test_translation_handles_a_one_pixel_stage():
+    h = TranslationModule(8).train()
+    x = torch.randn(2, 8, 1, 1, requires_grad=True)
+    y = h(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    y.sum().backward()
+    assert h.norm.bias.grad is not None  # the shift still learns
+
+
+def test_stars_trains_on_32_pixel_chips(seed):
+    model = build_model(StarsConfig(in_channels=(1, 3), num_classes=3, backbone="resnet18", encoder_width=16))
+    target = torch.randint(0, 3, (2, 32, 32))
+    loss, terms = stars_loss(model(torch.randn(2, 1, 32, 32), torch.randn(2, 3, 32, 32)), target, LossConfig())
+    loss.backward()
+    assert torch.isfinite(loss) and terms["ncs"] != 0

@@ -91,3 +91,73 @@ def test_wrong_depth_and_missing_file_are_explained(tmp_path):
         load_pretrained(ResNet("resnet50"), path)
     with pytest.raises(FileNotFoundError, match="torch.save"):
         load_pretrained(ResNetStem(1), tmp_path / "absent.pth")
+
+
+def ssl4eo_style_file(path, name="resnet50", bands=2):
+    """The layout of the Sentinel-1/2 self-supervised weights distributed with torchgeo: timm's
+    resnet names (as torchvision's), wrapped by MoCo's encoder_q. and DDP's module., a 2-band first
+    convolution, and a checkpoint dictionary around the state dict."""
+    sd = torchvision_state_dict(name)
+    sd["conv1.weight"] = torch.randn(64, bands, 7, 7)
+    wrapped = {f"module.encoder_q.{k}": v for k, v in sd.items()}
+    torch.save({"epoch": 100, "arch": name, "state_dict": wrapped}, path)
+    return sd
+
+
+@pytest.mark.parametrize("layout", ["torchvision", "ssl4eo"])
+def test_per_modality_weights_land_in_their_encoders(tmp_path, layout):
+    if layout == "torchvision":
+        sar = torchvision_state_dict("resnet18")
+        torch.save(sar, tmp_path / "sar.pth")
+    else:
+        sar = ssl4eo_style_file(tmp_path / "sar.pth", "resnet18", bands=2)
+    opt = torchvision_state_dict("resnet18")
+    torch.save(opt, tmp_path / "opt.pth")
+    model = build_model(StarsConfig(in_channels=(2, 4), num_classes=3, backbone="resnet18"),
+                        pretrained_m1=tmp_path / "sar.pth", pretrained_m2=tmp_path / "opt.pth")
+    for part, sd in (("specific_m1", sar), ("specific_m2", opt), ("shared", opt)):
+        own = getattr(model, part).state_dict()
+        for key, value in sd.items():
+            if key in own and not key.startswith("conv1"):
+                torch.testing.assert_close(own[key], value, msg=f"{part}.{key}")
+    shared = model.shared.state_dict()
+    torch.testing.assert_close(shared["layer1.0.bn1.running_mean_m2"], opt["layer1.0.bn1.running_mean"])
+    expected_conv = sar["conv1.weight"] if layout == "ssl4eo" else adapt_first_conv(sar["conv1.weight"], 2)
+    torch.testing.assert_close(model.stem_m1.conv1.weight, expected_conv)  # 2 bands kept as they are
+    torch.testing.assert_close(model.stem_m2.conv1.weight, adapt_first_conv(opt["conv1.weight"], 4))
+
+
+def test_a_code_carrying_weights_file_is_refused_in_one_line(tmp_path):
+    import pickle
+
+    class Runs:
+        def __reduce__(self):
+            return (print, ("ran",))
+
+    (tmp_path / "bad.pth").write_bytes(pickle.dumps({"conv1.weight": Runs()}))
+    with pytest.raises(ValueError, match="not plain data, so it was not loaded") as err:
+        load_pretrained(ResNetStem(1), tmp_path / "bad.pth")
+    assert "weights_only" not in str(err.value)
+
+
+def test_training_records_the_weights_and_warns_without_them(demo_scene, tmp_path):
+    from stars_core.checkpoint import read_model_file
+    from stars_core.data import SceneSpec
+    from stars_core.train import train
+    from tests.core.helpers import TINY_MODEL, tiny_train
+
+    spec = [SceneSpec(str(demo_scene["sar"]), str(demo_scene["optical"]), str(demo_scene["labels"]))]
+    cfg = tiny_train(steps=1, class_table=str(demo_scene["classes"]))
+    tiny = {k: v for k, v in torchvision_state_dict("resnet18").items()}
+    weights = tmp_path / "r18.pth"
+    torch.save(tiny, weights)
+    messages = []
+    import dataclasses
+
+    r50 = dataclasses.replace(TINY_MODEL, backbone="resnet50")
+    train(spec, tmp_path / "a.stars", r50, **cfg, log=messages.append)
+    assert any("from scratch: the paper's numbers assume pretrained weights" in m for m in messages)
+    wide = dataclasses.replace(TINY_MODEL, encoder_width=64)
+    train(spec, tmp_path / "b.stars", wide, **cfg, pretrained_m2=weights, log=lambda *_: None)
+    record = read_model_file(tmp_path / "b.stars")["pretrained"]
+    assert set(record) == {"m2"} and record["m2"]["file"] == "r18.pth" and len(record["m2"]["sha256"]) == 64

@@ -1,0 +1,204 @@
+"""Bad input through the `stars` command line, as a hostile but realistic user gives it: every case
+ends with one line naming the problem (no traceback), the documented exit status, no file left
+behind and every input unchanged (hashed before and after)."""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from stars_core.cli import main as cli_main
+
+TINY = ["--backbone", "resnet18", "--encoder-width", "16", "--batch-size", "2", "--chip-size", "64", "--workers", "0",
+        "--device", "cpu"]
+
+
+def _hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def case(demo_scene, trained_model, tmp_path, capsys):
+    """Copies of the demo scene and model in a fresh folder; `run(argv)` runs the CLI and checks
+    the rules every refusal obeys, returning the error line."""
+    work = tmp_path / "work"
+    work.mkdir()
+    for key in ("sar", "optical", "labels", "classes"):
+        (work / Path(demo_scene[key]).name).write_bytes(Path(demo_scene[key]).read_bytes())
+    (work / "model.stars").write_bytes(Path(trained_model).read_bytes())
+
+    def run(argv: list[str], code: int = 2, new_files: set[str] = frozenset()) -> str:
+        before = _hashes(work)
+        capsys.readouterr()
+        assert cli_main([a.replace("W/", f"{work}/") for a in argv]) == code
+        err = capsys.readouterr().err.strip()
+        lines = [l for l in err.replace("\r", "\n").splitlines() if l.startswith("stars")]  # not progress bars
+        assert "Traceback" not in err and len(lines) == 1, err
+        after = _hashes(work)
+        assert {k: v for k, v in after.items() if k in before} == before  # no input changed
+        assert set(after) - set(before) <= set(new_files), set(after) - set(before)  # nothing left behind
+        return lines[0]
+
+    run.work = work
+    return run
+
+
+TRAIN = ["train", "--m1", "W/sar.tif", "--m2", "W/optical.tif", "--labels", "W/labels.tif",
+         "--class-table", "W/classes.csv", *TINY, "--steps", "2"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    # outputs that would destroy an input
+    (["segment", "W/model.stars", "W/sar.tif", "W/model.stars"], "output 'W/model.stars' is the model file"),
+    (["segment", "W/model.stars", "W/sar.tif", "W/sar.tif"], "is the input raster"),
+    (["segment", "W/model.stars", "W/sar.tif", "W/m.tif", "--confidence", "W/m.tif"], "are the same file"),
+    ([*TRAIN, "--out", "W/sar.tif"], "is the modality-1 raster of scene 1"),
+    ([*TRAIN, "--out", "W/labels.tif"], "is the labels of scene 1"),
+    (["evaluate", "W/sar.tif", "W/labels.tif", "--json", "W/sar.tif"], "JSON report 'W/sar.tif' is the classified"),
+    (["evaluate", "W/sar.tif", "W/labels.tif", "--html", "W/labels.tif"], "is the reference labels"),
+    # outputs that cannot be written
+    (["segment", "W/model.stars", "W/sar.tif", "W/"], "is a folder; give a file name"),
+    (["segment", "W/model.stars", "W/sar.tif", "W/classes.csv/x.tif"], "is a file, so the folder"),
+    # bad settings
+    (["segment", "W/model.stars", "W/sar.tif", "W/m.tif", "--device", "gpu"], "got 'gpu'"),
+    (["segment", "W/model.stars", "W/sar.tif", "W/m.tif", "--tile-size", "100"], "multiple of 32, got 100"),
+    (["segment", "W/model.stars", "W/sar.tif", "W/m.tif", "--tile-size", "64", "--overlap", "64"], "overlap"),
+    (["segment", "W/model.stars", "W/optical.tif", "W/m.tif"], "has 4 band(s) but the model was trained on 2"),
+    (["segment", "W/model.stars", "W/classes.csv", "W/m.tif"], "classes.csv"),
+    (["segment", "W/absent.stars", "W/sar.tif", "W/m.tif"], "not found"),
+    (["info", "W/classes.csv"], "is not a STARS model file"),
+    ([*TRAIN, "--out", "W/m.stars", "--device", "gpu"], "got 'gpu'"),
+    ([*TRAIN[:-2], "--steps", "0", "--out", "W/m.stars"], "steps must be at least 1"),
+    (["demo-scene", "--out", "W/scene", "--pixel-size", "0"], "pixel size must be a positive number"),
+    (["demo-scene", "--out", "W/scene", "--pixel-size", "-2"], "pixel size must be a positive number"),
+    (["--threads", "0", "info", "W/model.stars"], "--threads must be a positive number or auto"),
+])
+def test_refused_with_one_line(case, argv, message):
+    line = case(argv)
+    assert message.replace("W/", f"{case.work}/") in line
+
+
+def _table(case, text: str) -> str:
+    path = case.work / "bad.csv"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("table,message", [
+    ("value,name,color\n1,a,#zzzzzz\n2,b,#00ff00\n3,c,#0000ff\n4,d,#000000\n5,e,#111111\n6,f,#222222\n",
+     "row 1: colour '#zzzzzz'"),
+    ("value,name,color\n-1,a,#ff0000\n2,b,#00ff00\n", "row 1: value '-1' must be a whole number in 0..65534"),
+    ("value,name,color\n1,a,\"300,0,0\"\n2,b,#00ff00\n", "row 1: colour '300,0,0' must be #rrggbb or r,g,b"),
+])
+def test_bad_class_tables_are_refused_when_read(case, table, message):
+    path = _table(case, table)
+    argv = [*TRAIN, "--out", "W/m.stars"]
+    argv[argv.index("W/classes.csv")] = path
+    line = case(argv, new_files={"bad.csv"})
+    assert message in line and "bad.csv" in line
+
+
+def test_model_file_without_keys_and_a_code_carrying_pickle(case):
+    import pickle
+
+    import torch
+
+    payload = torch.load(case.work / "model.stars", weights_only=True)
+    del payload["classes"]
+    torch.save(payload, case.work / "cut.stars")
+    assert "lacks classes" in case(["info", "W/cut.stars"], new_files={"cut.stars"})
+
+    class Runs:
+        def __reduce__(self):
+            return (os.system, ("touch /tmp/stars-ran-code",))
+
+    (case.work / "evil.stars").write_bytes(pickle.dumps({"format": "stars-model", "x": Runs()}))
+    line = case(["segment", "W/evil.stars", "W/sar.tif", "W/m.tif"], new_files={"cut.stars", "evil.stars"})
+    assert "not plain data" in line and "weights_only" not in line and not os.path.exists("/tmp/stars-ran-code")
+
+
+def test_a_stop_writes_a_resumable_model_and_a_smaller_total_is_refused(case, monkeypatch):
+    import stars_core.cli as cli
+
+    calls = iter(range(100))
+    monkeypatch.setattr(cli.Stop, "__call__", lambda self: next(calls) == 1)  # Ctrl-C after the second step
+    line = case([*TRAIN[:-2], "--steps", "6", "--out", "W/m.stars"], code=130,
+                new_files={"m.stars", "m.log.csv", "m.curves.png"})
+    assert "cancelled at step 2" in line and "resumed with --resume" in line
+    monkeypatch.undo()
+    line = case([*TRAIN[:-2], "--steps", "2", "--out", "W/m.stars", "--resume", "W/m.stars"],
+                new_files={"m.stars", "m.log.csv", "m.curves.png"})
+    assert "already did 2 steps" in line
+
+
+SCRIPT = """
+import sys
+from stars_core.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _interrupt(argv: list[str], sig: int, wait_for: str, cwd: Path) -> tuple[int, str]:
+    """Start the CLI, send `sig` once `wait_for` appears on its error stream, return (status, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, *argv], cwd=cwd, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    seen = ""
+    deadline = time.time() + 120
+    while wait_for not in seen and time.time() < deadline and proc.poll() is None:
+        seen += proc.stderr.read(1)
+    proc.send_signal(sig)
+    rest = proc.communicate(timeout=120)[1]
+    return proc.returncode, seen + rest
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_during_training_saves_a_resumable_model(case, sig):
+    work = case.work
+    argv = [a.replace("W/", f"{work}/") for a in TRAIN[:-2]] + ["--steps", "400", "--out", f"{work}/m.stars"]
+    code, err = _interrupt(argv, sig, " 2/400", work)
+    assert code == 130 and "Traceback" not in err, err
+    assert "training cancelled at step" in err and "can be resumed" in err
+    import torch
+
+    payload = torch.load(work / "m.stars", weights_only=True)
+    assert 2 <= payload["resume"]["step"] < 400
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_during_resampled_segmentation_leaves_nothing(case, sig, demo_scene):
+    work = case.work
+    from tests.core.helpers import rewrite
+
+    import rasterio
+
+    with rasterio.open(work / "sar.tif") as src:  # pixels 4x the training size: --resample works on a VRT
+        transform = src.transform * src.transform.scale(4, 4)
+    big = rewrite(work / "sar.tif", work / "coarse.tif", transform=transform)
+    before = _hashes(work)
+    argv = ["segment", f"{work}/model.stars", str(big), f"{work}/out.tif", "--resample", "--tile-size", "64",
+            "--overlap", "32", "--device", "cpu"]
+    code, err = _interrupt(argv, sig, "resampling", work)
+    assert code == 130 and "Traceback" not in err, err
+    assert _hashes(work) == before  # no output, no .stars-work folder, no temporary file
+    assert not list(work.glob(".*"))
+
+
+def test_sheets_that_would_all_fail_stop_before_the_first(trained_model, demo_scene, tmp_path):
+    from stars_core.runtime import InputError
+    from stars_core.sheets import read_sheets, segment_sheets
+
+    with pytest.raises(InputError, match="has 4 band\\(s\\) but the model was trained on 2"):
+        segment_sheets(trained_model, demo_scene["optical"], read_sheets(demo_scene["sheets"]), tmp_path / "s")
+    assert not (tmp_path / "s" / "summary.csv").exists()
+
+
+def test_the_model_info_json_stays_parsable(case, capsys):
+    assert cli_main(["info", str(case.work / "model.stars"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["model_config"]["shared_norm"] == "per_modality"
