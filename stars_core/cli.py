@@ -43,7 +43,44 @@ def _parser() -> argparse.ArgumentParser:
     _segment_parser(sub)
     _evaluate_and_info_parsers(sub)
     _recalibrate_parser(sub)
+    _evaluate_chips_parser(sub)
     return ap
+
+
+def _evaluate_chips_parser(sub) -> None:
+    ec = sub.add_parser("evaluate-chips", help="score a model on a chip folder: SAR alone, optical alone, both",
+                        description="Accuracy of a model on a folder of paired chips (see `stars train --chips`), "
+                        "from modality 1 alone, modality 2 alone and both; the reports are those of `stars evaluate` "
+                        "for the modality-1 map, and the JSON holds all three.")
+    ec.add_argument("model", help="model file written by `stars train`")
+    ec.add_argument("root", help="chip folder root")
+    _chip_folder_arguments(ec, root_flag=False)
+    ec.add_argument("--ignore-value", type=int, action="append", default=[],
+                    help="label value to leave out (EarthMiss: 0); repeatable")
+    ec.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    ec.add_argument("--json", metavar="PATH", help="write every branch's metrics as JSON")
+    ec.add_argument("--markdown", metavar="PATH", help="write a Markdown report (modality 1 alone)")
+    ec.add_argument("--html", metavar="PATH", help="write an HTML report (modality 1 alone)")
+    ec.add_argument("--png", metavar="PATH", help="write the confusion matrix as a PNG (modality 1 alone)")
+
+
+def cmd_evaluate_chips(args) -> int:
+    from .chips import evaluate_chips
+    from .evaluate import check_report_paths, markdown_report, write_reports
+    from .files import atomic_path
+
+    args.chips = args.root
+    check_report_paths(args.model, args.root, None, args.json, args.markdown, args.html, args.png)
+    reports = evaluate_chips(args.model, _chip_folder(args), args.ignore_value, device=args.device, cancel=STOP)
+    write_reports(reports["m1"], None, args.markdown, args.html, args.png)
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(reports, indent=2))
+    print(markdown_report(reports["m1"]), end="")
+    print("\n| input | mIoU | mF1 | overall accuracy |\n|---|---:|---:|---:|")
+    for r in reports.values():
+        print(f"| {r['prediction']} | {r['miou']:.4f} | {r['mf1']:.4f} | {r['oa']:.4f} |")
+    return 0
 
 
 def _recalibrate_parser(sub) -> None:
@@ -76,11 +113,12 @@ def _train_parser(sub) -> None:
     M, L, T, D = StarsConfig(), LossConfig(), TrainConfig(), DataConfig()
     tr = sub.add_parser("train", help="train a model on paired rasters", epilog=EPILOG_TRAIN,
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    g = tr.add_argument_group("inputs")
-    g.add_argument("--m1", action="append", required=True, help="modality-1 raster (SAR or DSM); repeat per scene")
-    g.add_argument("--m2", action="append", required=True, help="modality-2 raster (optical); repeat per scene")
-    g.add_argument("--labels", action="append", required=True,
+    g = tr.add_argument_group("inputs (georeferenced scenes, or a chip folder with --chips)")
+    g.add_argument("--m1", action="append", default=[], help="modality-1 raster (SAR or DSM); repeat per scene")
+    g.add_argument("--m2", action="append", default=[], help="modality-2 raster (optical); repeat per scene")
+    g.add_argument("--labels", action="append", default=[],
                    help="label raster, or polygon file with --class-field; repeat per scene or give one for all")
+    _chip_folder_arguments(g)
     g.add_argument("--class-field", help="attribute holding the class (polygon labels)")
     g.add_argument("--class-table", help="CSV (value,name,color) or JSON class table")
     g.add_argument("--ignore-value", type=int, action="append", default=[],
@@ -196,9 +234,37 @@ def _int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated step numbers like 100,500, got {text!r}") from None
 
 
+def _chip_folder_arguments(g, root_flag: bool = True) -> None:
+    from .chips import ChipFolder
+
+    d = ChipFolder("")
+    if root_flag:
+        g.add_argument("--chips", metavar="ROOT", help="a folder of paired, non-georeferenced chips matched by "
+                       "name (EarthMiss layout by default: SAR/<name>_SAR.tif, RGB/<name>.tif, mask/<name>_mask.tif)")
+    for key, what in (("m1_dir", "modality-1"), ("m2_dir", "modality-2"), ("labels_dir", "label")):
+        g.add_argument(f"--{key.replace('_', '-')}", default=getattr(d, key),
+                       help=f"sub-folder of the {what} chips (default {getattr(d, key)!r})")
+    for key, what in (("m1_suffix", "modality-1"), ("m2_suffix", "modality-2"), ("labels_suffix", "label")):
+        g.add_argument(f"--{key.replace('_', '-')}", default=getattr(d, key),
+                       help=f"end of the {what} chip names before the extension (default {getattr(d, key)!r})")
+
+
+def _chip_folder(args):
+    from .chips import ChipFolder
+
+    return ChipFolder(args.chips, args.m1_dir, args.m2_dir, args.labels_dir, args.m1_suffix, args.m2_suffix,
+                      args.labels_suffix)
+
+
 def _scenes(args):
     from .data import SceneSpec
 
+    if args.chips:
+        if args.m1 or args.m2 or args.labels:
+            raise InputError("give scenes (--m1/--m2/--labels) or a chip folder (--chips), not both")
+        return _chip_folder(args).scenes()
+    if not args.m1:
+        raise InputError("give the training data: --m1, --m2 and --labels per scene, or --chips ROOT")
     n = len(args.m1)
     labels = args.labels * n if len(args.labels) == 1 else args.labels
     if len(args.m2) != n or len(labels) != n:
@@ -408,9 +474,9 @@ def main(argv: list[str] | None = None) -> int:
     threads.prepare_environment()  # before torch is imported
     args = _parser().parse_args(argv)
     handlers = {"demo-scene": cmd_demo_scene, "train": cmd_train, "info": cmd_info, "segment": cmd_segment,
-                "evaluate": cmd_evaluate, "recalibrate": cmd_recalibrate}
+                "evaluate": cmd_evaluate, "recalibrate": cmd_recalibrate, "evaluate-chips": cmd_evaluate_chips}
     STOP.__init__()
-    STOP.polled = args.command in ("train", "segment", "evaluate")
+    STOP.polled = args.command in ("train", "segment", "evaluate", "evaluate-chips")
     STOP.install()
     try:
         threads.configure(_threads(args.threads))

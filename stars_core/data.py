@@ -35,12 +35,14 @@ STATS_SAMPLES = 2_000_000  # pixels per modality used for normalisation statisti
 
 @dataclass(frozen=True)
 class SceneSpec:
-    """Paths of one training scene. `labels` is a raster or a vector file (then `class_field`)."""
+    """Paths of one training scene. `labels` is a raster or a vector file (then `class_field`).
+    `georeferenced=False`: a chip of a chip folder (no CRS; the three files share one pixel grid)."""
 
     m1: str
     m2: str
     labels: str
     class_field: str | None = None
+    georeferenced: bool = True
 
 
 class Scene:
@@ -57,12 +59,13 @@ class Scene:
         self._pid = None
         self._label_array: np.ndarray | None = None
         self._aoi_cells: np.ndarray | None = None
-        with open_raster(spec.m1, "modality-1") as m1:
+        geo = spec.georeferenced
+        with open_raster(spec.m1, "modality-1", geo) as m1:
             self.crs, self.transform = m1.crs, m1.transform
             self.height, self.width = m1.height, m1.width
             self.m1_bands = band_names(m1)
             self.pixel_size = pixel_size(m1)
-        with open_raster(spec.m2, "modality-2") as m2:
+        with open_raster(spec.m2, "modality-2", geo) as m2:
             self.m2_bands = band_names(m2)
         self.vector_labels = not _is_raster(spec.labels)
 
@@ -70,12 +73,21 @@ class Scene:
     def _open(self) -> None:
         if self._pid == os.getpid():
             return
-        self._m1 = open_raster(self.spec.m1, "modality-1")
-        self._m2_src = open_raster(self.spec.m2, "modality-2")
-        self._m2 = aligned(self._m1, self._m2_src, Resampling.bilinear, self.spec.m1, self.spec.m2)
+        geo = self.spec.georeferenced
+        self._m1 = open_raster(self.spec.m1, "modality-1", geo)
+        self._m2_src = open_raster(self.spec.m2, "modality-2", geo)
         if not self.vector_labels:
-            self._lab_src = open_raster(self.spec.labels, "label")
-            self._lab = aligned(self._m1, self._lab_src, Resampling.nearest, self.spec.m1, self.spec.labels)
+            self._lab_src = open_raster(self.spec.labels, "label", geo)
+        if geo:
+            self._m2 = aligned(self._m1, self._m2_src, Resampling.bilinear, self.spec.m1, self.spec.m2)
+            if not self.vector_labels:
+                self._lab = aligned(self._m1, self._lab_src, Resampling.nearest, self.spec.m1, self.spec.labels)
+        else:  # chips: no georeferencing to align by, so the three must share one pixel grid
+            self._m2, self._lab = self._m2_src, self._lab_src
+            for ds, path in ((self._m2, self.spec.m2), (self._lab, self.spec.labels)):
+                if (ds.height, ds.width) != (self._m1.height, self._m1.width):
+                    raise InputError(f"chip {path!r} is {ds.width} x {ds.height} pixels but {self.spec.m1!r} is "
+                                     f"{self._m1.width} x {self._m1.height}; the chips of one name must match")
         self._pid = os.getpid()
 
     _HANDLES = ("_m1", "_m2_src", "_m2", "_lab_src", "_lab")
@@ -163,9 +175,13 @@ class Scene:
 
 
 def _is_raster(path: str) -> bool:
+    import warnings
+
     try:
-        with rasterio.open(path):
-            return True
+        with warnings.catch_warnings():  # a chip without georeferencing is still a raster
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            with rasterio.open(path):
+                return True
     except rasterio.errors.RasterioIOError:
         return False
 
@@ -322,7 +338,7 @@ class TrainingData:
     stats: tuple[BandStats, BandStats]
     plan: ChipPlan
     pixel_size: tuple[float, float]
-    crs: str
+    crs: str | None  # None for chip folders (not georeferenced)
 
     @property
     def chip_size(self) -> int:
@@ -360,6 +376,8 @@ def prepare_training_data(specs: Sequence[SceneSpec], cfg: DataConfig, seed: int
     class_table, ignore_values, aoi = cfg.class_table, cfg.ignore_values, cfg.aoi
     chip_size, val_fraction, min_valid = cfg.chip_size, cfg.val_fraction, cfg.min_valid
     aoi_items = None
+    if aoi and not all(s.georeferenced for s in specs):
+        raise InputError("an AOI needs georeferenced scenes; chips of a chip folder have no CRS to place it")
     if aoi:
         aoi_items = read_polygons(aoi)
         if not aoi_items[1]:
@@ -412,7 +430,8 @@ def prepare_training_data(specs: Sequence[SceneSpec], cfg: DataConfig, seed: int
             f"both modalities); use a smaller --chip-size, a lower --min-valid, or check the no-data values"
         )
     log(f"{len(table)} classes, chip {chip} px, {len(plan.train)} training positions, {len(plan.val)} validation chips")
-    return TrainingData(scenes, table, stats, plan, scenes[0].pixel_size, scenes[0].crs.to_string())
+    crs = scenes[0].crs.to_string() if scenes[0].crs is not None else None
+    return TrainingData(scenes, table, stats, plan, scenes[0].pixel_size, crs)
 
 
 def _aoi_overlaps(scene: Scene, aoi_items) -> bool:

@@ -13,16 +13,21 @@ from rasterio.warp import transform_bounds, transform_geom
 from .runtime import InputError
 
 
-def open_raster(path: str | os.PathLike, role: str) -> rasterio.io.DatasetReader:
-    """Open a raster, with an error that names its role when it is missing or unreadable."""
+def open_raster(path: str | os.PathLike, role: str, require_crs: bool = True) -> rasterio.io.DatasetReader:
+    """Open a raster, with an error that names its role when it is missing, unreadable or (unless
+    `require_crs` is False, as for chip folders) without a CRS."""
+    import warnings
+
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{role} raster {path!r} not found")
     try:
-        ds = rasterio.open(path)
+        with warnings.catch_warnings():  # chips without georeferencing are expected in chip folders
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            ds = rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
         raise InputError(f"{role} {path!r} is not a raster GDAL can read: {exc}") from None
-    if ds.crs is None:
+    if ds.crs is None and require_crs:
         ds.close()
         raise InputError(f"{role} {path!r} has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:XXXX) first")
     return ds

@@ -41,6 +41,7 @@ class TrainStars(StarsAlgorithm):
     MODE = "MODE"
     RESUME = "RESUME"
     PSA_EXCLUDE = "PSA_EXCLUDE"
+    CHIP_FOLDER = "CHIP_FOLDER"
     PRETRAINED = "PRETRAINED"
     PRETRAINED_M1 = "PRETRAINED_M1"
     PRETRAINED_M2 = "PRETRAINED_M2"
@@ -71,9 +72,12 @@ class TrainStars(StarsAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.M1, "Modality-1 rasters (SAR or DSM), one per scene", QgsProcessing.TypeRaster))
+            self.M1, "Modality-1 rasters (SAR or DSM), one per scene", QgsProcessing.TypeRaster, optional=True))
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.M2, "Modality-2 rasters (optical), same order", QgsProcessing.TypeRaster))
+            self.M2, "Modality-2 rasters (optical), same order", QgsProcessing.TypeRaster, optional=True))
+        self.addParameter(QgsProcessingParameterFile(
+            self.CHIP_FOLDER, "Or: a chip folder (EarthMiss layout: SAR/<name>_SAR.tif, RGB/<name>.tif, "
+            "mask/<name>_mask.tif)", behavior=QgsProcessingParameterFile.Folder, optional=True))
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.LABELS, "Label rasters, same order", QgsProcessing.TypeRaster, optional=True))
         self.addParameter(QgsProcessingParameterVectorLayer(
@@ -156,9 +160,18 @@ class TrainStars(StarsAlgorithm):
         return vector_file(layer, context) if layer is not None else None
 
     def scenes(self, parameters, context) -> list:
+        from stars_core.chips import ChipFolder
         from stars_core.data import SceneSpec
 
+        chips = self.parameterAsFile(parameters, self.CHIP_FOLDER, context)
+        if chips:
+            if self.parameterAsLayerList(parameters, self.M1, context):
+                raise QgsProcessingException("give scene rasters or a chip folder, not both")
+            return ChipFolder(chips).scenes()
+
         m1 = [raster_path(l, "modality-1 raster") for l in self.parameterAsLayerList(parameters, self.M1, context)]
+        if not m1:
+            raise QgsProcessingException("give modality-1, modality-2 and label rasters per scene, or a chip folder")
         m2 = [raster_path(l, "modality-2 raster") for l in self.parameterAsLayerList(parameters, self.M2, context)]
         labels = [raster_path(l, "label raster") for l in self.parameterAsLayerList(parameters, self.LABELS, context)]
         polygons = self.parameterAsVectorLayer(parameters, self.LABEL_POLYGONS, context)

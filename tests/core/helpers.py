@@ -76,3 +76,26 @@ def write_polygons(path: Path, crs_wkt: str, polys, field: str = "class", field_
 def label_array(path: Path) -> np.ndarray:
     with rasterio.open(path) as s:
         return s.read(1)
+
+
+def make_chip_folder(demo_scene: dict, root: Path) -> Path:
+    """The 256-px demo scene cut into four 128-px chips in EarthMiss's layout (no CRS, as such
+    datasets ship; PNG masks for two of them, a stray text file in the mask folder)."""
+    def write(path: Path, data: np.ndarray, driver: str = "GTiff") -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with rasterio.open(path, "w", driver=driver, width=data.shape[2], height=data.shape[1], count=data.shape[0],
+                           dtype=data.dtype) as dst:
+            dst.write(data)
+
+    with rasterio.open(demo_scene["sar"]) as s, rasterio.open(demo_scene["optical"]) as o, \
+            rasterio.open(demo_scene["labels"]) as lab:
+        sar, opt, labels = s.read(), o.read(), lab.read()
+    for i, (r, c) in enumerate([(0, 0), (0, 128), (128, 0), (128, 128)]):
+        name = f"tile_{i:03d}"
+        window = (slice(None), slice(r, r + 128), slice(c, c + 128))
+        write(root / "SAR" / f"{name}_SAR.tif", np.nan_to_num(sar[window], nan=-30.0))
+        write(root / "RGB" / f"{name}.tif", opt[window])
+        mask = labels[window].astype(np.uint8)
+        write(root / "mask" / f"{name}_mask{'.png' if i % 2 else '.tif'}", mask, driver="PNG" if i % 2 else "GTiff")
+    (root / "mask" / "README.txt").write_text("not a chip")
+    return root

@@ -70,6 +70,20 @@ def test_the_dialog_and_the_command_line_build_the_same_recipe(stars_provider, q
     assert qgis[2].warmup_steps == 6 and qgis[2].val_every == 100  # the paper's recipe, scaled to 500 steps
 
 
+def test_train_from_a_chip_folder(demo_scene, run_alg, tmp_path):
+    from tests.core.helpers import make_chip_folder
+
+    root = make_chip_folder(demo_scene, tmp_path / "chips")
+    res, _ = run_alg("stars:trainstars", {
+        "CHIP_FOLDER": str(root), "IGNORE_VALUES": "0", "OUTPUT": str(tmp_path / "m.stars"), "STEPS": 2,
+        "BATCH_SIZE": 2, "CHIP_SIZE": 64, "BACKBONE": 2, "ENCODER_WIDTH": 16, "DEVICE": 1,
+    })
+    from stars_core.checkpoint import read_model_file
+
+    payload = read_model_file(res["OUTPUT"])
+    assert payload["crs"] is None and payload["summary"]["steps"] == 2
+
+
 def test_demo_scene_writes_the_named_files(run_alg, tmp_path):
     res, _ = run_alg("stars:demoscene", {"SIZE": 96, "SHEETS": "1x3", "OUTPUT_FOLDER": str(tmp_path / "scene")})
     for key, name in (("SAR", "sar.tif"), ("OPTICAL", "optical.tif"), ("LABELS", "labels.tif"),
