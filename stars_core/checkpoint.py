@@ -203,6 +203,10 @@ class LoadedModel:
         """Names of modality 1 and 2 (e.g. SAR, optical)."""
         return self.meta.modalities
 
+    @property
+    def crs(self) -> str | None:
+        return self.meta.crs
+
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild the model from its file alone, in eval mode on `device`."""

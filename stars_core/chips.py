@@ -15,14 +15,10 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from .bands import normalise
-from .checkpoint import LoadedModel, load_model
 from .classes import ClassTable
 from .config import STRIDE
-from .data import SceneSpec
-from .metrics import confusion_matrix, metrics_from_confusion
 from .raster import open_raster, valid_mask
 from .runtime import Cancelled, InputError, autocast, resolve_device
 from .tiling import pad_reflect
@@ -76,8 +72,10 @@ class ChipFolder:
                              f"{self.m1_dir}, {self.m2_dir} and {self.labels_dir}")
         return [(n, m1[n], m2[n], labels[n]) for n in sorted(names)]
 
-    def scenes(self) -> list[SceneSpec]:
-        """Training scenes, one per chip (not georeferenced)."""
+    def scenes(self) -> list:
+        """Training scenes (`data.SceneSpec`), one per chip (not georeferenced)."""
+        from .data import SceneSpec
+
         return [SceneSpec(str(a), str(b), str(c), georeferenced=False) for _, a, b, c in self.match()]
 
 
@@ -91,13 +89,18 @@ def _read_chip(path: Path, role: str, stats, order_names) -> tuple[np.ndarray, n
     return normalise(x, valid, stats), valid
 
 
-@torch.inference_mode()
-def evaluate_chips(model: str | os.PathLike | LoadedModel, folder: ChipFolder, ignore_values=(),
+def evaluate_chips(model, folder: ChipFolder, ignore_values=(),
                    device: str = "auto", amp: bool = True, cancel: Callable[[], bool] | None = None,
                    log: Callable[[str], None] = print) -> dict:
     """Confusion matrices and metrics of the model on every chip of `folder`: from modality 1 alone
     ("m1", the missing-modality case), modality 2 alone ("m2") and both ("fused"), as far as the
-    model has those branches. Chips are padded to a multiple of 32; padding is not scored."""
+    model has those branches. Chips are padded to a multiple of 32; padding is not scored. `model`:
+    a model file or a `checkpoint.LoadedModel`."""
+    import torch
+
+    from .checkpoint import LoadedModel, load_model
+    from .metrics import confusion_matrix, metrics_from_confusion
+
     dev = resolve_device(device)
     loaded = model if isinstance(model, LoadedModel) else load_model(model, dev)
     loaded.model.to(dev).eval()
@@ -119,7 +122,7 @@ def evaluate_chips(model: str | os.PathLike | LoadedModel, folder: ChipFolder, i
         pad = (-h % STRIDE, -w % STRIDE)
         t1 = torch.from_numpy(pad_reflect(x1, *pad)[None]).to(dev)
         t2 = torch.from_numpy(pad_reflect(x2, *pad)[None]).to(dev)
-        with autocast(dev, amp):
+        with autocast(dev, amp), torch.inference_mode():
             outs = {}
             if "m1" in branches:
                 outs["m1"] = loaded.model(t1)

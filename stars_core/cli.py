@@ -44,7 +44,32 @@ def _parser() -> argparse.ArgumentParser:
     _evaluate_and_info_parsers(sub)
     _recalibrate_parser(sub)
     _evaluate_chips_parser(sub)
+    _export_parser(sub)
     return ap
+
+
+def _export_parser(sub) -> None:
+    ex = sub.add_parser("export", help="export a branch to ONNX (segmentation without PyTorch; Deepness)",
+                        description="Write one branch of a model file as an ONNX graph that takes raw band values "
+                        "divided by 255 (Deepness's input scaling) and returns class probabilities; the model "
+                        "file's normalisation is inside the graph and its classes, bands and pixel size in the "
+                        "metadata. `stars segment model.onnx ...` runs it with ONNX Runtime.")
+    ex.add_argument("model", help="model file written by `stars train`")
+    ex.add_argument("output", help="ONNX file to write")
+    ex.add_argument("--branch", choices=["m1", "m2", "fused"], default="m1",
+                    help="m1: modality 1 alone, the missing-modality map (default); m2: optical alone; fused: both "
+                    "(input: modality-1 bands then modality-2 bands)")
+    ex.add_argument("--tile-size", type=int, help="tile size written in the metadata (default: the training chip "
+                    "size); the graph takes any multiple of 32")
+    ex.add_argument("--int8", action="store_true", help="static int8 quantisation (needs --calibrate)")
+    ex.add_argument("--calibrate", metavar="RASTER", help="raster of the branch's input to calibrate int8 on")
+
+
+def cmd_export(args) -> int:
+    from .onnx_export import export_onnx
+
+    export_onnx(args.model, args.output, args.branch, args.tile_size, args.int8, args.calibrate, log=print)
+    return 0
 
 
 def _evaluate_chips_parser(sub) -> None:
@@ -182,7 +207,8 @@ def _segment_parser(sub) -> None:
     S = SegmentConfig()
     seg = sub.add_parser("segment", help="classify a raster with a trained model (SAR alone by default)",
                          epilog=EPILOG_SEGMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
-    seg.add_argument("model", help="model file written by `stars train`")
+    seg.add_argument("model", help="model file written by `stars train` (.stars), or exported by `stars export` "
+                     "(.onnx: runs with ONNX Runtime, no PyTorch needed)")
     seg.add_argument("input", help="raster of the available modality (SAR/DSM unless --modality 2)")
     seg.add_argument("output", help="classified GeoTIFF to write")
     seg.add_argument("--tile-size", type=int, help="model input size, multiple of 32 (default: the model's "
@@ -474,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
     threads.prepare_environment()  # before torch is imported
     args = _parser().parse_args(argv)
     handlers = {"demo-scene": cmd_demo_scene, "train": cmd_train, "info": cmd_info, "segment": cmd_segment,
-                "evaluate": cmd_evaluate, "recalibrate": cmd_recalibrate, "evaluate-chips": cmd_evaluate_chips}
+                "evaluate": cmd_evaluate, "recalibrate": cmd_recalibrate, "evaluate-chips": cmd_evaluate_chips,
+                "export": cmd_export}
     STOP.__init__()
     STOP.polled = args.command in ("train", "segment", "evaluate", "evaluate-chips")
     STOP.install()

@@ -24,28 +24,25 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import rasterio
-import torch
 from rasterio.enums import Resampling
 from rasterio.features import geometry_mask
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from .bands import BandStats, normalise
-from .checkpoint import LoadedModel, load_model
 from .classes import ClassTable, rgb
 from .config import SegmentConfig
 from .files import atomic_outputs, check_outputs
 from .raster import aligned, band_names, geometries_in, open_raster, pixel_size, valid_mask
 from . import threads
-from .runtime import Cancelled, InputError, autocast, resolve_device
+from .runtime import Cancelled, InputError
 from .style import paletted_qml
-from .tiling import BlendRows, Tile, TileGrid, pad_reflect
+from .tiling import Tile, TileGrid, pad_reflect
 
 BLOCK = 256  # GeoTIFF block size; rows are written in whole block rows
 PIXEL_SIZE_TOLERANCE = 1.5  # warn when input and training pixel sizes differ by more than this factor
@@ -113,23 +110,25 @@ class _Inputs:
     """The rasters a run reads, on one grid, with the model's band order and statistics."""
 
     def __init__(self, primary, secondary, order: tuple[list[int], list[int] | None],
-                 stats: tuple[BandStats, BandStats | None], clip: list[dict] | None = None):
+                 stats: tuple[BandStats, BandStats | None], clip: list[dict] | None = None,
+                 prepare: Callable = normalise):
         self.primary, self.secondary = primary, secondary
-        self.order, self.stats, self.clip = order, stats, clip
+        self.order, self.stats, self.clip, self.prepare = order, stats, clip, prepare
 
     def read(self, tile: Tile):
-        """Normalised, padded model inputs of one tile and the validity masks of its pixels."""
+        """Padded model inputs of one tile (`prepare`: normalised, or raw for a graph that normalises
+        itself) and the validity masks of its pixels."""
         window = Window(tile.col, tile.row, tile.width, tile.height)
         x = self.primary.read(self.order[0], window=window)
         v = valid_mask(self.primary, x, window)
         if self.clip:  # pixels outside the clip polygons are no data
             v &= geometry_mask(self.clip, (tile.height, tile.width), self.primary.window_transform(window), invert=True)
-        x = pad_reflect(normalise(x, v, self.stats[0]), tile.pad_bottom, tile.pad_right)
+        x = pad_reflect(self.prepare(x, v, self.stats[0]), tile.pad_bottom, tile.pad_right)
         if self.secondary is None:
             return x, None, v, None
         x2 = self.secondary.read(self.order[1], window=window)
         v2 = valid_mask(self.secondary, x2, window)
-        return x, pad_reflect(normalise(x2, v2, self.stats[1]), tile.pad_bottom, tile.pad_right), v, v2
+        return x, pad_reflect(self.prepare(x2, v2, self.stats[1]), tile.pad_bottom, tile.pad_right), v, v2
 
     def read_batch(self, tiles: list[Tile]):
         """Stacked inputs (B, C, h, w) of several tiles, and their validity masks."""
@@ -139,7 +138,7 @@ class _Inputs:
 
 # -- the run ------------------------------------------------------------------------------------
 def segment(
-    model: str | os.PathLike | LoadedModel,
+    model,
     input: str | os.PathLike,
     output: str | os.PathLike,
     cfg: SegmentConfig = SegmentConfig(),
@@ -153,7 +152,9 @@ def segment(
     clip: tuple[str, list[dict]] | None = None,
 ) -> SegmentResult:
     """Segment `input` (modality `cfg.modality` of the model; with `with_m2`, modality 1 plus the
-    optical raster through the fused branch) into a classified GeoTIFF at `output`.
+    optical raster through the fused branch) into a classified GeoTIFF at `output`. `model` is a
+    model file (`.stars`, run with PyTorch; `.onnx`, run with ONNX Runtime, no PyTorch needed), a
+    loaded `checkpoint.LoadedModel` or an `onnx_model.OnnxModel`.
     `clip` (CRS WKT, GeoJSON polygons) leaves every pixel outside the polygons as no data."""
     messages: list[str] = []
 
@@ -165,12 +166,10 @@ def segment(
     start = time.perf_counter()
     qml = Path(output).with_suffix(".qml")
     check_outputs({"input raster": input, "optical raster": with_m2,
-                   "model file": None if isinstance(model, LoadedModel) else model},
+                   "model file": model if isinstance(model, (str, os.PathLike)) else None},
                   {"output": output, "confidence output": confidence, "probabilities output": probabilities,
                    "style file beside the output": qml})
-    device = resolve_device(cfg.device)
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
-    loaded.model.to(device).eval()
+    loaded = open_runner(model, cfg)
     cfg = cfg.for_model(loaded.chip_size)
     branch = _check_request(loaded, cfg, with_m2)
     m1_name, m2_name = loaded.modalities
@@ -192,46 +191,76 @@ def segment(
         if clip is not None:
             polygons = [g for g, _ in geometries_in(clip[0], [(g, None) for g in clip[1]], primary.crs)]
         inputs = _Inputs(primary, secondary, (order, order2),
-                         (stats, loaded.stats[1] if secondary is not None else None), polygons)
+                         (stats, loaded.stats[1] if secondary is not None else None), polygons, loaded.prepare)
         with atomic_outputs(output, confidence, probabilities, qml) as (out_t, conf_t, prob_t, qml_t):
             finals = (out_t, conf_t, prob_t)
             if work is None:
-                counts, nodata, tiles = _predict(loaded, inputs, src.profile, finals, cfg, device, branch,
-                                                 progress, cancel)
+                counts, nodata, tiles = _predict(loaded, inputs, src.profile, finals, cfg, branch, progress, cancel)
             else:
                 import tempfile
 
                 with tempfile.TemporaryDirectory(dir=out_t.parent, prefix=".stars-work-") as tmp:
                     works = tuple(None if t is None else Path(tmp) / t.name for t in finals)
-                    _, _, tiles = _predict(loaded, inputs, work.profile, works, cfg, device, branch,
-                                           progress, cancel)
+                    _, _, tiles = _predict(loaded, inputs, work.profile, works, cfg, branch, progress, cancel)
                     counts, nodata = _warp_back(works, finals, src, loaded.classes, cancel)
             _finish(finals, loaded.classes)
             qml_t.write_text(paletted_qml(loaded.classes))
 
     return SegmentResult(
         Path(output), Path(confidence) if confidence else None, Path(probabilities) if probabilities else None,
-        src.width, src.height, tiles, time.perf_counter() - start, branch, str(device),
+        src.width, src.height, tiles, time.perf_counter() - start, branch, loaded.device_name,
         {n: int(c) for n, c in zip(loaded.classes.names, counts)}, int(nodata), messages,
     )
 
 
-def _check_request(loaded: LoadedModel, cfg: SegmentConfig, with_m2) -> str:
+def open_runner(model, cfg: SegmentConfig):
+    """What runs the network: `torch_runner.TorchRunner` for a .stars file or a LoadedModel (imports
+    PyTorch), `onnx_model.OnnxModel` for a .onnx file (imports ONNX Runtime only)."""
+    if isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx"):
+        from .onnx_model import OnnxModel
+
+        return OnnxModel(model, cfg.device)
+    if hasattr(model, "probabilities"):  # a runner already (OnnxModel, TorchRunner)
+        return model
+    from .torch_runner import TorchRunner
+
+    return TorchRunner(model, cfg.device, cfg.amp)
+
+
+_RUNNERS: dict[tuple, object] = {}
+
+
+def open_runner_cached(path: str | os.PathLike, cfg: SegmentConfig):
+    """`open_runner` remembered by (path, modification time, size, device, amp): batch runs over many
+    rasters (QGIS batch mode, map sheets) read a model file once. Only the latest is kept."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size, cfg.device, cfg.amp)
+    if key not in _RUNNERS:
+        _RUNNERS.clear()
+        _RUNNERS[key] = open_runner(path, cfg)
+    return _RUNNERS[key]
+
+
+def _check_request(loaded, cfg: SegmentConfig, with_m2) -> str:
     """The model branch that serves the request, or a ValueError saying why none does."""
     m1_name, m2_name = loaded.modalities
     if with_m2 is not None and cfg.modality != 1:
         raise InputError(f"the {m2_name} raster is added to a {m1_name} input; leave it out when the input "
                          f"is already {m2_name}")
-    if loaded.config.mode == "single" and (with_m2 is not None or cfg.modality == 2):
+    if loaded.mode == "single" and (with_m2 is not None or cfg.modality == 2):
         raise InputError(f"this model (mode 'single') was trained on {m1_name} alone; segment a {m1_name} "
                          f"raster without {m2_name}")
-    return "fused" if with_m2 is not None else f"m{cfg.modality}"
+    branch = "fused" if with_m2 is not None else f"m{cfg.modality}"
+    if loaded.branches is not None and branch not in loaded.branches:
+        raise InputError(f"this exported model holds the {', '.join(loaded.branches)} branch only; export the "
+                         f"{branch} branch (stars export --branch {branch}) or segment from the .stars file")
+    return branch
 
 
-def _working_grid(src, loaded: LoadedModel, cfg: SegmentConfig, note: Callable[[str], None]):
+def _working_grid(src, loaded, cfg: SegmentConfig, note: Callable[[str], None]):
     """None when the input's pixel size suits the model; else a warning and, with `cfg.resample`,
     a VRT of the input at the model's pixel size (same CRS and footprint)."""
-    model_crs = rasterio.crs.CRS.from_user_input(loaded.payload["crs"]) if loaded.payload.get("crs") else src.crs
+    model_crs = rasterio.crs.CRS.from_user_input(loaded.crs) if loaded.crs else src.crs
     trained = metres_per_pixel(model_crs, loaded.pixel_size)
     given = metres_per_pixel(src.crs, pixel_size(src), _latitude(src) if src.crs.is_geographic else 0.0)
     ratio = given / trained
@@ -264,20 +293,16 @@ def _profiles(base: dict, classes: ClassTable) -> tuple[dict, dict, dict]:
     return cls, conf, prob
 
 
-@torch.inference_mode()
-def _predict(loaded: LoadedModel, inputs: _Inputs, base_profile: dict, outputs, cfg: SegmentConfig,
-             device: torch.device, branch: str, progress, cancel) -> tuple[np.ndarray, int, int]:
+def _predict(loaded, inputs: _Inputs, base_profile: dict, outputs, cfg: SegmentConfig, branch: str, progress,
+             cancel) -> tuple[np.ndarray, int, int]:
     """Run the model over every tile of the input grid and write the outputs. Returns the pixel
     count of every class, the no-data pixel count and the number of tiles."""
     height, width = base_profile["height"], base_profile["width"]
     grid = TileGrid.build(height, width, cfg.tile_size, cfg.overlap)
     tiles = list(grid)
-    size = cfg.batch_for(device.type)
+    size = cfg.batch_for(loaded.device_type)
     batches = [tiles[i:i + size] for i in range(0, len(tiles), size)]
-    on_device = cfg.blend_on_device if cfg.blend_on_device is not None else device.type == "cuda"
-    blend = (DeviceBlendRows if on_device else BlendRows)(height, width, len(loaded.classes), BLOCK, grid.weights())
-    if on_device:
-        blend.to(device)
+    blend = loaded.blend_rows(height, width, BLOCK, grid.weights(), cfg.blend_on_device)
     with _Writers(outputs, base_profile, loaded.classes) as writers, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="stars-read") as pool:
         pending = pool.submit(inputs.read_batch, batches[0])
@@ -289,8 +314,7 @@ def _predict(loaded: LoadedModel, inputs: _Inputs, base_profile: dict, outputs, 
             threads.adapt()  # as many threads as there are idle cores (stars_core.threads)
             if b + 1 < len(batches):
                 pending = pool.submit(inputs.read_batch, batches[b + 1])  # read ahead while the model runs
-            probs = _probabilities(loaded.model, branch, x1, x2, v2, batch, device, cfg.amp)
-            probs = probs if on_device else probs.cpu().numpy()
+            probs = loaded.probabilities(branch, x1, x2, v2, batch)  # (B, K, h, w), where the blend wants it
             for t, p, v in zip(batch, probs, v1):
                 writers.write(blend.finished(t.row))  # tiles come row by row: nothing above this one changes
                 blend.add(t, p, v)
@@ -299,61 +323,6 @@ def _predict(loaded: LoadedModel, inputs: _Inputs, base_profile: dict, outputs, 
                 progress(done, len(tiles))
         writers.write(blend.finished(height))
     return writers.counts, writers.nodata, len(tiles)
-
-
-def _probabilities(model: torch.nn.Module, branch: str, x: np.ndarray, x2: np.ndarray | None, v2,
-                   tiles: list[Tile], device: torch.device, amp: bool) -> torch.Tensor:
-    """(B, C, h, w) inputs -> (B, K, h, w) class probabilities of `branch`, on `device`."""
-    xt = _to_device(x, device)
-    with autocast(device, amp):
-        if branch == "m1":
-            logits = model(xt)
-        elif branch == "m2":
-            logits = model(x2=xt)
-        else:
-            out = model(xt, _to_device(x2, device))
-            logits = out.fused
-    p = torch.softmax(logits.float(), dim=1)
-    if branch == "fused" and out.m1 is not None:
-        # where the optical raster has no data, the modality-1 branch gives the answer
-        have2 = np.stack([pad_reflect(v[None], t.pad_bottom, t.pad_right)[0] for v, t in zip(v2, tiles)])
-        have2 = torch.from_numpy(have2).to(device)
-        p = torch.where(have2[:, None], p, torch.softmax(out.m1.float(), dim=1))
-    return p
-
-
-def _to_device(x: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Host array to the device; through pinned memory and without waiting, on CUDA."""
-    t = torch.from_numpy(x)
-    if device.type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t.to(device)
-
-
-class DeviceBlendRows(BlendRows):
-    """`tiling.BlendRows` with its buffers in torch tensors on the model's device: the weighted sums
-    stay where the probabilities are computed, and only finished block rows are copied back."""
-
-    def to(self, device: torch.device) -> "DeviceBlendRows":
-        self.device = device
-        self.weights = torch.as_tensor(self.weights, device=device)
-        return self
-
-    def _buffers(self, b: int):
-        if b not in self.rows:
-            h = min(self.block, self.height - b * self.block)
-            zeros = partial(torch.zeros, device=self.device)
-            self.rows[b] = (zeros((self.classes, h, self.width)), zeros((h, self.width)),
-                            np.zeros((h, self.width), bool))
-        return self.rows[b]
-
-    def finished(self, below: int):
-        for row, probs, ok in super().finished(below):
-            yield row, probs.cpu().numpy(), ok
-
-    @staticmethod
-    def _normalise(probs, wsum):
-        return probs.div_(wsum.clamp_min(1e-12))
 
 
 class _Writers:

@@ -16,12 +16,11 @@ from typing import Callable, Sequence
 import rasterio
 from rasterio.windows import from_bounds
 
-from .checkpoint import LoadedModel, load_model
 from .config import SegmentConfig
 from .files import atomic_path, check_outputs
-from .infer import band_order, segment
+from .infer import band_order, open_runner, segment
 from .raster import geometries_in, open_raster, read_polygons
-from .runtime import Cancelled, InputError, resolve_device
+from .runtime import Cancelled, InputError
 
 
 @dataclass
@@ -69,7 +68,7 @@ def _is_complete(path: Path) -> bool:
 
 
 def segment_sheets(
-    model: str | os.PathLike | LoadedModel,
+    model,
     input: str | os.PathLike,
     sheets: tuple[str, Sequence[tuple[str, dict]]],
     out_dir: str | os.PathLike,
@@ -85,10 +84,10 @@ def segment_sheets(
     from osgeo import gdal
 
     out_dir = Path(out_dir)
-    check_outputs({"input raster": input, "model file": None if isinstance(model, LoadedModel) else model}, {},
-                  {"sheets folder": out_dir})
+    check_outputs({"input raster": input, "model file": model if isinstance(model, (str, os.PathLike)) else None},
+                  {}, {"sheets folder": out_dir})
     out_dir.mkdir(parents=True, exist_ok=True)
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, resolve_device(cfg.device))
+    loaded = open_runner(model, cfg)  # loaded once for every sheet (.stars or .onnx)
     wkt, items = sheets
     if not items:
         raise InputError("the map-sheet layer holds no polygons")

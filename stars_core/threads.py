@@ -119,8 +119,11 @@ class ThreadPolicy:
         self._checked = now
         wanted = self.decide()
         if wanted != self.current:
-            import torch
-
+            try:
+                import torch
+            except ImportError:  # segmenting with ONNX Runtime in an environment without PyTorch
+                self.current = wanted
+                return wanted
             torch.set_num_threads(wanted)
             self.changes += self.current is not None
             self.current = wanted

@@ -16,7 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-REQUIRED = ("numpy", "torch", "rasterio")
+REQUIRED = ("numpy", "torch", "rasterio")  # training and .stars models
+ONNX_REQUIRED = ("numpy", "onnxruntime", "rasterio")  # segmenting with an exported .onnx model
 DEFAULT_VENV = Path.home() / ".local" / "share" / "stars" / "venv"
 
 
@@ -32,9 +33,9 @@ def _candidates() -> list[Path]:
     return paths
 
 
-def missing() -> list[str]:
+def missing(required: tuple[str, ...] = REQUIRED) -> list[str]:
     """Names of the required packages that cannot be imported, after adding the known folders."""
-    absent = [m for m in REQUIRED if importlib.util.find_spec(m) is None]
+    absent = [m for m in required if importlib.util.find_spec(m) is None]
     if absent:
         # In front of QGIS's own folders: PyTorch needs its own versions of packages the system may
         # also have (Debian's sympy is too old for torch.optim, which imports torch._dynamo).
@@ -42,7 +43,7 @@ def missing() -> list[str]:
             if folder.is_dir() and str(folder) not in sys.path:
                 sys.path.insert(0, str(folder))
         importlib.invalidate_caches()
-        absent = [m for m in REQUIRED if importlib.util.find_spec(m) is None]
+        absent = [m for m in required if importlib.util.find_spec(m) is None]
     return absent
 
 

@@ -78,8 +78,12 @@ class StarsAlgorithm(QgsProcessingAlgorithm):
     def helpUrl(self) -> str:  # noqa: N802
         return "https://github.com/stars-toolbox/stars#readme"
 
+    def required(self, parameters, context) -> tuple[str, ...]:
+        """Python packages this run needs (segmenting with a .onnx model needs no PyTorch)."""
+        return deps.REQUIRED
+
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        absent = deps.missing()
+        absent = deps.missing(self.required(parameters, context))
         if absent:
             raise QgsProcessingException(deps.explain(absent))
         from stars_core import threads

@@ -9,7 +9,7 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutpu
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterVectorLayer)
 
 from .base import StarsAlgorithm, raster_path, vector_file
-from .segment_missing import segment_config, segment_parameters
+from .segment_missing import MODEL_FILTER, model_requirements, segment_config, segment_parameters
 
 
 class SegmentMapSheets(StarsAlgorithm):
@@ -27,6 +27,9 @@ class SegmentMapSheets(StarsAlgorithm):
     SUMMARY = "SUMMARY"
     DONE = "DONE"
     FAILED = "FAILED"
+
+    def required(self, parameters, context) -> tuple[str, ...]:
+        return model_requirements(self, parameters, context)
 
     def name(self) -> str:
         return "segmentmapsheets"
@@ -48,7 +51,8 @@ class SegmentMapSheets(StarsAlgorithm):
         self.addParameter(QgsProcessingParameterField(self.NAME_FIELD, "Sheet name field", parentLayerParameterName=self.SHEETS,
                                                       optional=True))
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Modality-1 raster (SAR or DSM, or a VRT)"))
-        self.addParameter(QgsProcessingParameterFile(self.MODEL, "STARS model file", fileFilter="STARS model (*.stars)"))
+        self.addParameter(QgsProcessingParameterFile(self.MODEL, "STARS model file (.stars or exported .onnx)",
+                                                     fileFilter=MODEL_FILTER))
         self.addParameter(QgsProcessingParameterBoolean(self.SKIP_EXISTING, "Skip sheets already done", defaultValue=True))
         segment_parameters(self)
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"))
@@ -58,9 +62,8 @@ class SegmentMapSheets(StarsAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.FAILED, "Sheets that failed"))
 
     def execute(self, parameters, context, feedback) -> dict:
-        from stars_core.checkpoint import load_model_cached
+        from stars_core.infer import open_runner_cached
         from stars_core.sheets import read_sheets, segment_sheets
-        from stars_core.runtime import resolve_device
 
         cfg = segment_config(self, parameters, context)
         layer = self.parameterAsVectorLayer(parameters, self.SHEETS, context)
@@ -69,7 +72,7 @@ class SegmentMapSheets(StarsAlgorithm):
         source = raster_path(self.parameterAsRasterLayer(parameters, self.INPUT, context), "input raster")
         folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
         os.makedirs(folder, exist_ok=True)
-        loaded = load_model_cached(self.parameterAsFile(parameters, self.MODEL, context), resolve_device(cfg.device))
+        loaded = open_runner_cached(self.parameterAsFile(parameters, self.MODEL, context), cfg)
         result = segment_sheets(loaded, source, read_sheets(sheets_file, field), folder, cfg,
                                 skip_existing=self.parameterAsBool(parameters, self.SKIP_EXISTING, context),
                                 progress=self.progress(feedback), cancel=feedback.isCanceled, log=self.log(feedback))

@@ -7,6 +7,7 @@ from qgis.core import (QgsProcessingParameterBoolean, QgsProcessingParameterEnum
 
 from .base import DEVICES, StarsAlgorithm, advanced, raster_path
 
+MODEL_FILTER = "STARS model (*.stars *.onnx);;PyTorch model file (*.stars);;Exported ONNX model (*.onnx)"
 MODALITIES = ["modality 1 (SAR or DSM): the optical image is missing", "modality 2 (optical)"]
 
 
@@ -21,6 +22,14 @@ def segment_parameters(alg: StarsAlgorithm) -> None:
     alg.addParameter(advanced(QgsProcessingParameterNumber(
         alg.BATCH_SIZE, "Tiles per batch (empty: 1 on CPU, 4 on CUDA)", num, None, optional=True, minValue=1)))
     alg.addParameter(advanced(QgsProcessingParameterEnum(alg.DEVICE, "Device", DEVICES, defaultValue=0)))
+
+
+def model_requirements(alg: StarsAlgorithm, parameters, context) -> tuple[str, ...]:
+    """What segmenting with the chosen model file needs: ONNX Runtime for .onnx, else PyTorch."""
+    from .. import deps
+
+    model = alg.parameterAsFile(parameters, alg.MODEL, context) or ""
+    return deps.ONNX_REQUIRED if model.lower().endswith(".onnx") else deps.REQUIRED
 
 
 def segment_config(alg: StarsAlgorithm, parameters, context, **extra):
@@ -49,6 +58,9 @@ class SegmentMissingModality(StarsAlgorithm):
     OUTPUT = "OUTPUT"
     CONFIDENCE = "CONFIDENCE"
 
+    def required(self, parameters, context) -> tuple[str, ...]:
+        return model_requirements(self, parameters, context)
+
     def name(self) -> str:
         return "segmentmissingmodality"
 
@@ -69,7 +81,8 @@ class SegmentMissingModality(StarsAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster (the available modality)"))
-        self.addParameter(QgsProcessingParameterFile(self.MODEL, "STARS model file", fileFilter="STARS model (*.stars)"))
+        self.addParameter(QgsProcessingParameterFile(self.MODEL, "STARS model file (.stars, or .onnx exported by "
+                                                     "'Export to ONNX': no PyTorch needed)", fileFilter=MODEL_FILTER))
         self.addParameter(advanced(QgsProcessingParameterEnum(self.MODALITY, "The input raster is", MODALITIES, defaultValue=0)))
         self.addParameter(advanced(QgsProcessingParameterRasterLayer(
             self.WITH_M2, "Optical raster of the same area (optional: use both modalities)", optional=True)))
@@ -81,9 +94,7 @@ class SegmentMissingModality(StarsAlgorithm):
             self.CONFIDENCE, "Confidence (probability of the chosen class)", optional=True, createByDefault=False))
 
     def execute(self, parameters, context, feedback) -> dict:
-        from stars_core.checkpoint import load_model_cached
-        from stars_core.infer import segment
-        from stars_core.train import resolve_device
+        from stars_core.infer import open_runner_cached, segment
 
         from ..style import PalettedStyle
 
@@ -95,7 +106,7 @@ class SegmentMissingModality(StarsAlgorithm):
         with_m2 = raster_path(m2_layer, "optical raster") if m2_layer is not None else None
         out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         conf = self.parameterAsOutputLayer(parameters, self.CONFIDENCE, context) or None
-        loaded = load_model_cached(self.parameterAsFile(parameters, self.MODEL, context), resolve_device(cfg.device))
+        loaded = open_runner_cached(self.parameterAsFile(parameters, self.MODEL, context), cfg)
         result = segment(loaded, source, out, cfg, with_m2=with_m2, confidence=conf,
                          progress=self.progress(feedback), cancel=feedback.isCanceled,
                          log=lambda m: feedback.pushWarning(m))

@@ -30,7 +30,7 @@ class CancelAfter(QgsProcessingFeedback):
 
 def test_provider_lists_the_algorithms_with_icons(stars_provider):
     ids = sorted(a.id() for a in QgsApplication.processingRegistry().providerById("stars").algorithms())
-    assert ids == ["stars:demoscene", "stars:evaluatesegmentation", "stars:segmentmapsheets",
+    assert ids == ["stars:demoscene", "stars:evaluatesegmentation", "stars:exportonnx", "stars:segmentmapsheets",
                    "stars:segmentmissingmodality", "stars:trainstars"]
     assert not stars_provider.icon().isNull()
     for alg in stars_provider.algorithms():
@@ -82,6 +82,29 @@ def test_train_from_a_chip_folder(demo_scene, run_alg, tmp_path):
 
     payload = read_model_file(res["OUTPUT"])
     assert payload["crs"] is None and payload["summary"]["steps"] == 2
+
+
+def test_export_to_onnx_and_segment_with_it(demo_scene, trained_model, run_alg, tmp_path):
+    pytest.importorskip("onnxruntime")
+    res, _ = run_alg("stars:exportonnx", {"MODEL": str(trained_model), "BRANCH": 0, "OUTPUT": str(tmp_path / "m.onnx")})
+    assert res["OUTPUT"] == str(tmp_path / "m.onnx")
+    seg, _ = run_alg("stars:segmentmissingmodality", {"INPUT": str(demo_scene["sar"]), "MODEL": res["OUTPUT"],
+                                                       "OUTPUT": str(tmp_path / "map.tif"), **SEG})
+    with rasterio.open(seg["OUTPUT"]) as ds:
+        assert ds.tags(1).get("STARS_CLASSES") and (ds.read(1) != 255).mean() > 0.5
+
+
+def test_onnx_segmentation_needs_onnxruntime_only(stars_provider, monkeypatch, tmp_path):
+    from stars_qgis import deps
+    from stars_qgis.algorithms.segment_missing import SegmentMissingModality
+
+    from qgis.core import QgsProcessingContext
+
+    alg = SegmentMissingModality()
+    alg.initAlgorithm()
+    context = QgsProcessingContext()
+    assert alg.required({"MODEL": str(tmp_path / "m.onnx")}, context) == deps.ONNX_REQUIRED
+    assert "torch" in alg.required({"MODEL": str(tmp_path / "m.stars")}, context)
 
 
 def test_demo_scene_writes_the_named_files(run_alg, tmp_path):
@@ -213,7 +236,7 @@ def test_evaluate_gives_metrics_as_outputs_and_reports(demo_scene, trained_model
 def test_missing_torch_is_explained_with_the_install_command(stars_provider, monkeypatch, run_alg, tmp_path, demo_scene):
     from stars_qgis import deps
 
-    monkeypatch.setattr(deps, "missing", lambda: ["torch"])
+    monkeypatch.setattr(deps, "missing", lambda required=deps.REQUIRED: ["torch"])
     with pytest.raises(QgsProcessingException, match=r"(?s)needs the Python package\(s\) torch.*pip install torch"):
         run_alg("stars:segmentmissingmodality", {"INPUT": str(demo_scene["sar"]), "MODEL": str(tmp_path / "x.stars"),
                                                   "OUTPUT": str(tmp_path / "map.tif")})

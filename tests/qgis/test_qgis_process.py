@@ -35,3 +35,16 @@ def test_packaged_plugin_segments_through_qgis_process(demo_scene, trained_model
         data = ds.read(1)
         assert ds.tags(1).get("STARS_CLASSES")
     assert 0.5 < (data != 255).mean() and len(np.unique(data)) > 2
+
+    # Export to ONNX, then segment with the .onnx file in the same profile
+    onnx = tmp_path / "model.onnx"
+    proc = subprocess.run([QGIS_PROCESS, "run", "stars:exportonnx", "--", f"MODEL={trained_model}", f"OUTPUT={onnx}"],
+                          env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0 and onnx.is_file(), proc.stdout[-2000:] + proc.stderr[-2000:]
+    proc = subprocess.run(
+        [QGIS_PROCESS, "run", "stars:segmentmissingmodality", "--", f"INPUT={demo_scene['sar']}",
+         f"MODEL={onnx}", f"OUTPUT={tmp_path / 'onnx.tif'}", "TILE_SIZE=128", "DEVICE=1"],
+        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    with rasterio.open(tmp_path / "onnx.tif") as ds:
+        assert (ds.read(1) == data).mean() >= 0.999

@@ -1,0 +1,95 @@
+"""Segmenting with an exported model in ONNX Runtime: no PyTorch needed (`infer.segment` picks this
+for .onnx files).
+
+The exported graph (stars_core.onnx_export) takes raw band values divided by 255, the scaling
+Deepness applies to its input, and does the model file's clipping and normalisation itself; no-data
+pixels are filled with the band's mean (what training saw for them). Its metadata carries the class
+table, band statistics, modality, branch, pixel size and CRS, so nothing else is needed.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from .bands import BandStats
+from .classes import ClassTable
+from .runtime import InputError, check_device
+from .tiling import BlendRows, Tile
+
+INPUT_SCALE = 255.0  # the exported graph's input is raw values / 255 (Deepness's convention)
+
+
+def onnxruntime_module():
+    """onnxruntime, or one line saying how to get it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise InputError("segmenting with a .onnx model needs ONNX Runtime: pip install onnxruntime (or, in QGIS, "
+                         "the STARS dependency installer); PyTorch is not needed") from None
+    return onnxruntime
+
+
+class OnnxModel:
+    """An exported STARS branch in an ONNX Runtime session, with what `infer.segment` asks of a model."""
+
+    mode = "stars"
+
+    def __init__(self, path: str | os.PathLike, device: str = "auto", threads: int | None = None):
+        ort = onnxruntime_module()
+        check_device(device)
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"model file {path!r} not found")
+        available = ort.get_available_providers()
+        if device.startswith("cuda") and "CUDAExecutionProvider" not in available:
+            raise InputError(f"device {device!r} was asked for but this ONNX Runtime has no CUDA provider "
+                             f"(providers: {', '.join(available)}); use --device cpu or auto")
+        providers = ["CPUExecutionProvider"]
+        if device != "cpu" and "CUDAExecutionProvider" in available:
+            providers.insert(0, "CUDAExecutionProvider")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(path, options, providers=providers)
+        except Exception as exc:  # ORT raises its own types for unreadable or foreign graphs
+            raise InputError(f"{path!r} is not an ONNX model ONNX Runtime can load: {str(exc).splitlines()[0]}") from None
+        self.meta = read_metadata(self.session, path)
+        self.input_name = self.session.get_inputs()[0].name
+        m = self.meta
+        self.classes = ClassTable.from_dict(m["stars_classes"])
+        self.stats = tuple(BandStats.from_dict(b) if b else None for b in (m["stars_bands"]["m1"], m["stars_bands"]["m2"]))
+        self.modalities = tuple(m["stars_modalities"])
+        self.branches = (m["stars_branch"],)
+        self.mode = m.get("stars_mode", "stars")
+        self.chip_size, self.pixel_size, self.crs = int(m["tiles_size"]), tuple(m["stars_pixel_size"]), m["stars_crs"]
+        active = self.session.get_providers()[0]
+        self.device_type = "cuda" if active.startswith("CUDA") else "cpu"
+        self.device_name = f"onnxruntime {active.replace('ExecutionProvider', '')}"
+
+    @staticmethod
+    def prepare(x: np.ndarray, valid: np.ndarray, stats: BandStats) -> np.ndarray:
+        """Raw (C, H, W) values -> the graph's input: no data at the band mean, divided by 255."""
+        mean = np.asarray(stats.mean, np.float32)[:, None, None]
+        return (np.where(valid, x.astype(np.float32), mean) / INPUT_SCALE).astype(np.float32)
+
+    def blend_rows(self, height: int, width: int, block: int, weights: np.ndarray, on_device: bool | None):
+        return BlendRows(height, width, len(self.classes), block, weights)
+
+    def probabilities(self, branch: str, x: np.ndarray, x2: np.ndarray | None, v2, tiles: list[Tile]) -> np.ndarray:
+        """(B, C, h, w) graph inputs -> (B, K, h, w) class probabilities."""
+        if branch == "fused":
+            x = np.concatenate([x, x2], axis=1)
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(x)})[0]
+
+
+def read_metadata(session, path: str = "") -> dict:
+    """The JSON values of an exported model's metadata, or an InputError when it is not a STARS export."""
+    raw = session.get_modelmeta().custom_metadata_map
+    if "stars_classes" not in raw:
+        raise InputError(f"{path!r} is an ONNX model but not a STARS export (no STARS metadata); export it with "
+                         f"`stars export`")
+    return {k: json.loads(v) for k, v in raw.items()}

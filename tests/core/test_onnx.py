@@ -1,0 +1,143 @@
+"""ONNX export and segmentation with ONNX Runtime: the graph matches the PyTorch branch, the
+metadata round-trips, maps match the .stars model's, and the ONNX path needs no PyTorch."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from stars_core.checkpoint import load_model  # noqa: E402
+from stars_core.config import SegmentConfig  # noqa: E402
+from stars_core.infer import segment  # noqa: E402
+from stars_core.models.norm import modality_norms  # noqa: E402
+from stars_core.onnx_export import export_onnx  # noqa: E402
+from stars_core.onnx_model import INPUT_SCALE, OnnxModel  # noqa: E402
+from stars_core.runtime import InputError  # noqa: E402
+
+QUIET = {"log": lambda *_: None}
+
+
+@pytest.fixture(scope="module")
+def exported(trained_model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("onnx")
+    return {b: export_onnx(trained_model, folder / f"{b}.onnx", b, **QUIET) for b in ("m1", "m2", "fused")}
+
+
+def _torch_probs(loaded, branch, raw1, raw2=None):
+    def norm(raw, stats):
+        x = torch.from_numpy(raw.copy())
+        lo, hi, mean, std = (torch.tensor(getattr(stats, k))[None, :, None, None] for k in ("lo", "hi", "mean", "std"))
+        x = torch.where(torch.isnan(x), mean, x)
+        return (torch.minimum(torch.maximum(x, lo), hi) - mean) / std
+
+    with torch.no_grad():
+        if branch == "m1":
+            logits = loaded.model(norm(raw1, loaded.stats[0]))
+        elif branch == "m2":
+            logits = loaded.model(x2=norm(raw1, loaded.stats[1]))
+        else:
+            logits = loaded.model(norm(raw1, loaded.stats[0]), norm(raw2, loaded.stats[1])).fused
+        return torch.softmax(logits, 1).numpy()
+
+
+@pytest.mark.parametrize("branch", ["m1", "m2", "fused"])
+def test_the_graph_matches_the_pytorch_branch(trained_model, exported, branch):
+    loaded = load_model(trained_model)
+    onnx = OnnxModel(exported[branch], "cpu")
+    rng = np.random.default_rng(0)
+    for shape in ((1, 64, 64), (3, 96, 160)):  # dynamic batch, height and width
+        b, h, w = shape
+        sar = rng.normal(-14, 5, (b, 2, h, w)).astype(np.float32)  # real-valued dB, some beyond the clip range
+        sar[0, 0, :3, :3] = np.nan  # no data
+        opt = rng.uniform(0, 4000, (b, 4, h, w)).astype(np.float32)
+        first = opt if branch == "m2" else sar
+        x = np.concatenate([sar, opt], 1) if branch == "fused" else first
+        got = onnx.session.run(None, {"input": x / INPUT_SCALE})[0]
+        want = _torch_probs(loaded, branch, first, opt)
+        assert np.abs(got - want).max() < 1e-4
+        assert (got.argmax(1) == want.argmax(1)).mean() >= 0.999
+
+
+def test_metadata_round_trips(trained_model, exported):
+    loaded = load_model(trained_model)
+    onnx = OnnxModel(exported["m1"], "cpu")
+    m = onnx.meta
+    assert m["model_type"] == "Segmentor" and m["tiles_size"] == loaded.chip_size and m["tiles_overlap"] == 25
+    assert m["class_names"] == {str(i): n for i, n in enumerate(loaded.classes.names)}
+    assert m["resolution"] == pytest.approx(200.0)  # 2 m pixels, in cm
+    assert onnx.classes == loaded.classes and onnx.stats[0] == loaded.stats[0] and onnx.stats[1] is None
+    assert m["stars_branch"] == "m1" and m["stars_input_modalities"] == ["SAR"]
+    assert len(m["stars_source_sha256"]) == 64 and m["standardization_std"] == [1.0, 1.0]
+
+
+def test_the_branch_exports_its_own_batchnorm_statistics(trained_model, tmp_path):
+    loaded = load_model(trained_model)
+    for n in modality_norms(loaded.model.shared):
+        n.running_mean_m2.add_(3.0)  # make the optical statistics very different from SAR's
+    saved = tmp_path / "changed.stars"
+    payload = torch.load(trained_model, weights_only=True)
+    payload["state_dict"] = loaded.model.state_dict()
+    torch.save(payload, saved)
+    m1, m2 = export_onnx(saved, tmp_path / "m1.onnx", "m1", **QUIET), export_onnx(saved, tmp_path / "m2.onnx", "m2", **QUIET)
+    rng = np.random.default_rng(1)
+    sar = rng.normal(-14, 5, (1, 2, 64, 64)).astype(np.float32)
+    opt = rng.uniform(0, 4000, (1, 4, 64, 64)).astype(np.float32)
+    assert np.abs(OnnxModel(m1, "cpu").session.run(None, {"input": sar / INPUT_SCALE})[0]
+                  - _torch_probs(loaded, "m1", sar)).max() < 1e-4
+    assert np.abs(OnnxModel(m2, "cpu").session.run(None, {"input": opt / INPUT_SCALE})[0]
+                  - _torch_probs(loaded, "m2", opt)).max() < 1e-4
+
+
+def test_segmenting_with_onnx_gives_the_stars_map(trained_model, exported, demo_scene, tmp_path):
+    cfg = SegmentConfig(tile_size=128, overlap=32, device="cpu")
+    a = segment(exported["m1"], demo_scene["sar"], tmp_path / "onnx.tif", cfg)
+    b = segment(trained_model, demo_scene["sar"], tmp_path / "torch.tif", cfg)
+    with rasterio.open(a.path) as x, rasterio.open(b.path) as y:
+        assert (x.read(1) == y.read(1)).mean() >= 0.999
+        assert x.colormap(1) == y.colormap(1) and x.tags(1)["STARS_CLASSES"] == y.tags(1)["STARS_CLASSES"]
+    assert a.device.startswith("onnxruntime") and (tmp_path / "onnx.qml").is_file()
+    fused = segment(exported["fused"], demo_scene["sar"], tmp_path / "fused.tif", cfg, with_m2=demo_scene["optical"])
+    assert fused.branch == "fused"
+    with pytest.raises(InputError, match="holds the m1 branch only"):
+        segment(exported["m1"], demo_scene["sar"], tmp_path / "x.tif", cfg, with_m2=demo_scene["optical"])
+
+
+def test_the_onnx_path_imports_no_torch(exported, demo_scene, tmp_path):
+    code = ("import sys; sys.modules['torch'] = None\n"  # importing torch now fails
+            "from stars_core.cli import main\n"
+            f"code = main(['segment', {str(exported['m1'])!r}, {str(demo_scene['sar'])!r}, {str(tmp_path / 'm.tif')!r}, "
+            "'--device', 'cpu'])\n"
+            "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n"
+            "sys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert (tmp_path / "m.tif").is_file()
+
+
+def test_int8_export_runs_and_keeps_the_metadata(trained_model, demo_scene, tmp_path):
+    out = export_onnx(trained_model, tmp_path / "int8.onnx", "m1", int8=True, calibrate=demo_scene["sar"],
+                      calibration_tiles=4, **QUIET)
+    onnx = OnnxModel(out, "cpu")
+    assert onnx.meta["stars_branch"] == "m1" and any(n.op_type == "QuantizeLinear" for n in _nodes(out))
+    res = segment(onnx, demo_scene["sar"], tmp_path / "int8.tif", SegmentConfig(tile_size=128, device="cpu"))
+    assert sum(res.class_pixels.values()) > 0
+    with pytest.raises(InputError, match="--int8 needs --calibrate"):
+        export_onnx(trained_model, tmp_path / "x.onnx", "m1", int8=True, **QUIET)
+
+
+def _nodes(path):
+    import onnx
+
+    return onnx.load(str(path)).graph.node
+
+
+def test_export_refuses_to_overwrite_its_model(trained_model, tmp_path):
+    with pytest.raises(InputError, match="is the model file"):
+        export_onnx(trained_model, trained_model, "m1", **QUIET)
