@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export QT_QPA_PLATFORM ?= offscreen
 export XDG_RUNTIME_DIR ?= /tmp/runtime-$(shell id -u)
 
-.PHONY: setup test demo bench package install-plugin clean
+.PHONY: setup test demo bench package install-plugin check-install clean
 
 setup:
 	@bash scripts/setup.sh
@@ -27,6 +27,10 @@ package: setup
 
 install-plugin: package
 	$(PY) scripts/plugin.py install
+
+check-install: setup
+	@mkdir -p $(XDG_RUNTIME_DIR) && chmod 700 $(XDG_RUNTIME_DIR)
+	bash scripts/check_install.sh
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache

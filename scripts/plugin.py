@@ -30,18 +30,69 @@ def _files(folder: Path):
             yield path
 
 
+MAX_MB = 10  # the plugin repository's limit is 25 MB; ours is far below
+
+
+def help_html() -> str:
+    """The README as the HTML page the algorithms' Help buttons open (GitHub-style heading anchors)."""
+    import re
+
+    import markdown
+
+    body = markdown.markdown((ROOT / "README.md").read_text(), extensions=["tables", "fenced_code", "toc"],
+                             extension_configs={"toc": {"slugify": lambda text, sep: re.sub(
+                                 r"[^\w\- ]", "", text.lower()).strip().replace(" ", "-")}})
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>STARS toolbox</title><style>body{{max-width:"
+            f"60em;margin:auto;font-family:sans-serif}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;"
+            f"padding:2px 6px}} pre{{background:#f4f4f4;padding:6px}}</style></head><body>{body}</body></html>")
+
+
+def check(zip_path: Path) -> list[str]:
+    """What the QGIS plugin repository's usual checks would object to (empty when fine)."""
+    problems = []
+    with zipfile.ZipFile(zip_path) as z:
+        names = z.namelist()
+    tops = {n.split("/")[0] for n in names}
+    if tops != {NAME}:
+        problems.append(f"the ZIP must hold one folder {NAME}/, found {sorted(tops)}")
+    for required in ("metadata.txt", "__init__.py", "LICENSE"):
+        if f"{NAME}/{required}" not in names:
+            problems.append(f"{required} missing")
+    compiled = [n for n in names if n.endswith((".pyc", ".pyo", ".so")) or "__pycache__" in n]
+    if compiled:
+        problems.append(f"compiled files: {compiled[:3]}")
+    tests = [n for n in names if "/tests/" in n or n.split("/")[-1].startswith("test_")]
+    if tests:
+        problems.append(f"test files: {tests[:3]}")
+    if zip_path.stat().st_size > MAX_MB * 2**20:
+        problems.append(f"{zip_path.stat().st_size / 2**20:.1f} MB is more than {MAX_MB} MB")
+    meta = configparser.RawConfigParser()
+    with zipfile.ZipFile(zip_path) as z:
+        meta.read_string(z.read(f"{NAME}/metadata.txt").decode())
+    needed = ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email", "repository",
+              "tracker", "homepage", "icon", "tags", "changelog", "experimental")
+    lacking = [k for k in needed if not meta.has_option("general", k)]
+    if lacking:
+        problems.append(f"metadata.txt lacks {', '.join(lacking)}")
+    return problems
+
+
 def package(out: Path) -> Path:
-    """dist/stars_qgis.zip: the plugin, the core it needs, resources and metadata in one folder."""
+    """dist/stars_qgis.zip: the plugin, the core it needs, resources, licence, metadata and the help page."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(f"{NAME}/help/README.html", help_html())
         for src, dest in ((ROOT / NAME, NAME), (ROOT / "stars_core", f"{NAME}/stars_core"),
                           (ROOT / "resources", f"{NAME}/resources")):
             for path in _files(src):
                 z.write(path, f"{dest}/{path.relative_to(src).as_posix()}")
         z.write(ROOT / "metadata.txt", f"{NAME}/metadata.txt")
-        z.write(ROOT / "LICENSE" if (ROOT / "LICENSE").exists() else ROOT / "README.md",
-                f"{NAME}/{'LICENSE' if (ROOT / 'LICENSE').exists() else 'README.md'}")
+        z.write(ROOT / "LICENSE", f"{NAME}/LICENSE")
+    problems = check(tmp)
+    if problems:
+        tmp.unlink()
+        raise SystemExit("package refused: " + "; ".join(problems))
     os.replace(tmp, out)
     return out
 
@@ -50,13 +101,14 @@ def config_root() -> Path:
     return Path(os.environ.get("QGIS_CUSTOM_CONFIG_PATH") or Path.home() / ".local/share/QGIS/QGIS3")
 
 
-def install(zip_path: Path, profile: str = "default") -> Path:
+def install(zip_path: Path, profile: str = "default", pin: bool = True) -> Path:
     plugins = config_root() / "profiles" / profile / "python" / "plugins"
     plugins.mkdir(parents=True, exist_ok=True)
     target = plugins / NAME
     with tempfile.TemporaryDirectory(dir=plugins) as tmp:
         zipfile.ZipFile(zip_path).extractall(tmp)
-        (Path(tmp) / NAME / "site-packages.txt").write_text(sysconfig.get_paths()["purelib"] + "\n")
+        if pin:  # tell the plugin where this environment's packages (PyTorch) live
+            (Path(tmp) / NAME / "site-packages.txt").write_text(sysconfig.get_paths()["purelib"] + "\n")
         if target.exists():
             shutil.rmtree(target)
         os.replace(Path(tmp) / NAME, target)
@@ -92,13 +144,15 @@ def main() -> None:
     i = sub.add_parser("install")
     i.add_argument("--zip", type=Path, default=ROOT / "dist" / f"{NAME}.zip")
     i.add_argument("--profile", default="default")
+    i.add_argument("--no-pin", action="store_true", help="do not point the plugin at this environment's packages "
+                   "(as a user installing the ZIP: the in-QGIS installer provides them)")
     args = ap.parse_args()
     if args.cmd == "package":
         print(f"wrote {package(args.out)}")
     else:
         if not args.zip.exists():
             package(args.zip)
-        target = install(args.zip, args.profile)
+        target = install(args.zip, args.profile, pin=not args.no_pin)
         print(f"installed and enabled {target}\n(PyTorch from {sysconfig.get_paths()['purelib']}); restart QGIS "
               f"or run: qgis_process.bin run stars:segmentmissingmodality -- INPUT=... MODEL=... OUTPUT=...")
 

@@ -34,7 +34,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$(cat "$stamp")" !
     constraints="$VENV/constraints.txt"
     /usr/bin/python3 -c 'import numpy; print(f"numpy=={numpy.__version__}")' > "$constraints"
     "$PY" -m pip install -q --disable-pip-version-check -c "$constraints" "$TORCH_SPEC"
-    "$PY" -m pip install -q --disable-pip-version-check -c "$constraints" -e ".[test,onnx]"
+    "$PY" -m pip install -q --disable-pip-version-check -c "$constraints" -e ".[test,onnx,package]"
     echo "$TORCH_SPEC" > "$stamp"
 fi
 "$PY" - <<'PY'

@@ -45,7 +45,91 @@ def _parser() -> argparse.ArgumentParser:
     _recalibrate_parser(sub)
     _evaluate_chips_parser(sub)
     _export_parser(sub)
+    _sheets_parsers(sub)
     return ap
+
+
+def _sheets_parsers(sub) -> None:
+    S = SegmentConfig()
+    ss = sub.add_parser("segment-sheets", help="segment a large raster sheet by sheet (one or many processes)",
+                        description="One clipped GeoTIFF per map sheet, mosaic.vrt and summary.csv; sheets already "
+                        "done are skipped, so a rerun completes an interrupted run. Under `torchrun "
+                        "--nproc_per_node N [--nnodes M ...]` every process takes its share of the sheets (largest "
+                        "first; one GPU per process on CUDA) and the first writes the mosaic and summary at the end.")
+    ss.add_argument("model", help="model file (.stars or exported .onnx)")
+    ss.add_argument("sheets", help="polygon file of the map sheets (e.g. from `stars make-sheets`)")
+    ss.add_argument("input", help="raster to segment (SAR/DSM unless --modality 2; a VRT works)")
+    ss.add_argument("out_dir", help="output folder")
+    ss.add_argument("--name-field", help="attribute naming the sheets (default: numbered)")
+    ss.add_argument("--no-skip-existing", action="store_true", help="segment sheets already done again")
+    ss.add_argument("--dry-run", action="store_true", help="print which process takes which sheets and stop")
+    ss.add_argument("--processes", type=int, help="with --dry-run: the number of processes to plan for "
+                    "(default: torchrun's WORLD_SIZE, else 1)")
+    ss.add_argument("--tile-size", type=int, help="model input size (default: the training chip size)")
+    ss.add_argument("--overlap", type=int)
+    ss.add_argument("--batch-size", type=int)
+    ss.add_argument("--device", default=S.device, help="auto, cpu, cuda or cuda:N (under torchrun, auto and "
+                    "cuda take the process's local GPU)")
+    ss.add_argument("--modality", type=int, choices=[1, 2], default=1)
+    ms = sub.add_parser("make-sheets", help="write a grid of map sheets covering a raster (GeoPackage)")
+    ms.add_argument("input", help="raster to cover")
+    ms.add_argument("--size", type=int, required=True, help="sheet side in pixels")
+    ms.add_argument("--overlap", type=int, default=0, help="pixels added on each side of a sheet (default 0)")
+    ms.add_argument("--out", required=True, help="GeoPackage to write (layer 'sheets', field 'name')")
+
+
+def cmd_make_sheets(args) -> int:
+    from .sheets import make_sheet_grid
+
+    n = make_sheet_grid(args.input, args.size, args.out, args.overlap)
+    print(f"wrote {n} sheets to {args.out}")
+    return 0
+
+
+def cmd_segment_sheets(args) -> int:
+    import os
+
+    from .sheets import Share, plan_sheets, read_sheets, segment_sheets
+
+    sheets = read_sheets(args.sheets, args.name_field)
+    share = Share.from_env()
+    if args.dry_run:
+        world = args.processes or share.world
+        names, windows, shares = plan_sheets(args.input, sheets, world)
+        for rank, mine in enumerate(shares):
+            px = sum(0 if windows[i] is None else windows[i].width * windows[i].height for i in mine)
+            print(f"process {rank}: {len(mine)} sheets, {px:,} pixels: {', '.join(names[i] for i in mine)}")
+        return 0
+    device, barrier = args.device, None
+    if share.world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")  # barriers only: the sheets need no communication
+        barrier = dist.barrier
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if device in ("auto", "cuda") and _cuda_available():
+            device = f"cuda:{local}"
+    cfg = SegmentConfig(tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size, device=device,
+                        modality=args.modality)
+    log = print if share.rank == 0 else (lambda m: print(f"[process {share.rank}] {m}"))
+    result = segment_sheets(args.model, args.input, sheets, args.out_dir, cfg,
+                            skip_existing=not args.no_skip_existing, cancel=STOP, log=log, share=share,
+                            barrier=barrier)
+    if share.rank == 0:
+        counts = {s: result.count(s) for s in ("done", "skipped", "failed", "outside")}
+        print(f"sheets: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed, "
+              f"{counts['outside']} outside; summary {result.summary}" + (f", mosaic {result.mosaic}" if result.mosaic else ""))
+        return 1 if counts["failed"] else 0
+    return 0
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
 
 
 def _export_parser(sub) -> None:
@@ -143,6 +227,10 @@ def _train_parser(sub) -> None:
     g.add_argument("--m2", action="append", default=[], help="modality-2 raster (optical); repeat per scene")
     g.add_argument("--labels", action="append", default=[],
                    help="label raster, or polygon file with --class-field; repeat per scene or give one for all")
+    g.add_argument("--scenes", metavar="CSV", help="a table of scenes: columns m1, m2, labels, optional aoi and "
+                   "name (paths relative to the CSV); hundreds of scenes are fine")
+    g.add_argument("--skip-bad-scenes", action="store_true", help="leave out scenes that fail to open or align "
+                   "(each is named with its reason, and listed in the model file) instead of stopping")
     _chip_folder_arguments(g)
     g.add_argument("--class-field", help="attribute holding the class (polygon labels)")
     g.add_argument("--class-table", help="CSV (value,name,color) or JSON class table")
@@ -286,17 +374,22 @@ def _scenes(args):
     from .data import SceneSpec
 
     if args.chips:
-        if args.m1 or args.m2 or args.labels:
-            raise InputError("give scenes (--m1/--m2/--labels) or a chip folder (--chips), not both")
+        if args.m1 or args.m2 or args.labels or args.scenes:
+            raise InputError("give scenes (--m1/--m2/--labels or --scenes) or a chip folder (--chips), not both")
         return _chip_folder(args).scenes()
+    from .data import read_scene_table
+
+    table = read_scene_table(args.scenes, args.class_field) if args.scenes else []
     if not args.m1:
-        raise InputError("give the training data: --m1, --m2 and --labels per scene, or --chips ROOT")
+        if table:
+            return table
+        raise InputError("give the training data: --m1, --m2 and --labels per scene, --scenes CSV, or --chips ROOT")
     n = len(args.m1)
     labels = args.labels * n if len(args.labels) == 1 else args.labels
     if len(args.m2) != n or len(labels) != n:
         raise InputError(f"give one --m2 and one --labels per --m1 (got {n} --m1, {len(args.m2)} --m2, "
                          f"{len(args.labels)} --labels)")
-    return [SceneSpec(a, b, c, args.class_field) for a, b, c in zip(args.m1, args.m2, labels)]
+    return table + [SceneSpec(a, b, c, args.class_field) for a, b, c in zip(args.m1, args.m2, labels)]
 
 
 def train_settings(args) -> tuple[StarsConfig, LossConfig, TrainConfig | None, DataConfig]:
@@ -308,7 +401,8 @@ def train_settings(args) -> tuple[StarsConfig, LossConfig, TrainConfig | None, D
                           use_ncs=not args.no_ncs, use_psc=not args.no_psc, detach=not args.no_detach,
                           psa_exclude=tuple(args.psa_exclude))
     data_cfg = DataConfig(chip_size=args.chip_size, val_fraction=args.val_fraction, min_valid=args.min_valid,
-                          class_table=args.class_table, ignore_values=tuple(args.ignore_value), aoi=args.aoi)
+                          class_table=args.class_table, ignore_values=tuple(args.ignore_value), aoi=args.aoi,
+                          skip_bad_scenes=args.skip_bad_scenes)
     if args.resume and args.steps is None:
         return model_cfg, loss_cfg, None, data_cfg
     cadence = {k: v for k, v in (("warmup_steps", args.warmup_steps), ("val_every", args.val_every),
@@ -501,9 +595,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"demo-scene": cmd_demo_scene, "train": cmd_train, "info": cmd_info, "segment": cmd_segment,
                 "evaluate": cmd_evaluate, "recalibrate": cmd_recalibrate, "evaluate-chips": cmd_evaluate_chips,
-                "export": cmd_export}
+                "export": cmd_export, "segment-sheets": cmd_segment_sheets, "make-sheets": cmd_make_sheets}
     STOP.__init__()
-    STOP.polled = args.command in ("train", "segment", "evaluate", "evaluate-chips")
+    STOP.polled = args.command in ("train", "segment", "evaluate", "evaluate-chips", "segment-sheets")
     STOP.install()
     try:
         threads.configure(_threads(args.threads))

@@ -193,6 +193,7 @@ class DataConfig:
     class_table: CSV (value,name,color) or JSON class table; None builds one from the labels.
     ignore_values: label values left out of training (e.g. 0 "no data", clouds).
     aoi: polygon file limiting where chips come from.
+    skip_bad_scenes: leave out (and list) scenes that fail to open or align, instead of stopping.
     """
 
     chip_size: int = 512
@@ -201,6 +202,7 @@ class DataConfig:
     class_table: str | None = None
     ignore_values: tuple[int, ...] = ()
     aoi: str | None = None
+    skip_bad_scenes: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ignore_values", tuple(int(v) for v in self.ignore_values))

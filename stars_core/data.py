@@ -13,7 +13,11 @@ so no validation pixel is ever seen by a training chip. Chip i is drawn from a g
 from __future__ import annotations
 
 import os
+import atexit
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -43,6 +47,54 @@ class SceneSpec:
     labels: str
     class_field: str | None = None
     georeferenced: bool = True
+    aoi: str | None = None  # this scene's own AOI (overrides the run's)
+    name: str | None = None  # how messages name the scene (default: the modality-1 file name)
+
+    @property
+    def label(self) -> str:
+        return self.name or os.path.basename(self.m1)
+
+
+def read_scene_table(path: str | os.PathLike, class_field: str | None = None) -> list[SceneSpec]:
+    """Scenes from a CSV with columns m1, m2, labels and optionally aoi and name; relative paths
+    are relative to the CSV's folder."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"scene table {str(path)!r} not found")
+    with open(path, newline="") as f:
+        rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in r.items()} for r in csv.DictReader(f)]
+    missing = [c for c in ("m1", "m2", "labels") if not rows or c not in rows[0]]
+    if missing:
+        raise InputError(f"scene table {str(path)!r} needs the columns m1, m2 and labels (optional: aoi, name); "
+                         f"it lacks {', '.join(missing)}")
+
+    def resolve(value: str) -> str | None:
+        return None if not value else str(Path(value) if Path(value).is_absolute() else path.parent / value)
+
+    specs = []
+    for i, r in enumerate(rows, start=2):
+        if not (r["m1"] and r["m2"] and r["labels"]):
+            raise InputError(f"scene table {str(path)!r}, line {i}: m1, m2 and labels must all be given")
+        specs.append(SceneSpec(resolve(r["m1"]), resolve(r["m2"]), resolve(r["labels"]), class_field,
+                               aoi=resolve(r.get("aoi", "")), name=r.get("name") or None))
+    if not specs:
+        raise InputError(f"scene table {str(path)!r} lists no scene")
+    return specs
+
+
+MAX_OPEN_SCENES = 8  # scenes whose files stay open at once, per process (3-5 handles each)
+_OPEN: "OrderedDict[int, weakref.ref]" = OrderedDict()  # weak: a scene nobody holds closes as before
+
+
+@atexit.register
+def _close_all() -> None:
+    """Close the files still open before the interpreter (and GDAL) shut down."""
+    while _OPEN:
+        scene = _OPEN.popitem()[1]()
+        if scene is not None:
+            scene.close()
 
 
 class Scene:
@@ -72,7 +124,13 @@ class Scene:
     # -- file access -------------------------------------------------------------------------
     def _open(self) -> None:
         if self._pid == os.getpid():
+            if id(self) in _OPEN:
+                _OPEN.move_to_end(id(self))
             return
+        while len(_OPEN) >= MAX_OPEN_SCENES:  # a bounded number of open files, however many scenes
+            oldest = _OPEN.popitem(last=False)[1]()
+            if oldest is not None:
+                oldest.close()
         geo = self.spec.georeferenced
         self._m1 = open_raster(self.spec.m1, "modality-1", geo)
         self._m2_src = open_raster(self.spec.m2, "modality-2", geo)
@@ -89,6 +147,18 @@ class Scene:
                     raise InputError(f"chip {path!r} is {ds.width} x {ds.height} pixels but {self.spec.m1!r} is "
                                      f"{self._m1.width} x {self._m1.height}; the chips of one name must match")
         self._pid = os.getpid()
+        _OPEN[id(self)] = weakref.ref(self)
+
+    def close(self) -> None:
+        """Close this scene's files (they reopen on the next read); handles inherited from another
+        process (fork) are dropped, not closed."""
+        mine = self._pid == os.getpid()
+        for name in ("_m2", "_lab", "_m2_src", "_lab_src", "_m1"):  # warped views before their sources
+            ds = self.__dict__.pop(name, None)
+            if mine and ds is not None and not ds.closed:
+                ds.close()
+        self._pid = None
+        _OPEN.pop(id(self), None)
 
     _HANDLES = ("_m1", "_m2_src", "_m2", "_lab_src", "_lab")
 
@@ -339,6 +409,7 @@ class TrainingData:
     plan: ChipPlan
     pixel_size: tuple[float, float]
     crs: str | None  # None for chip folders (not georeferenced)
+    skipped: list[dict] = field(default_factory=list)  # scenes left out (--skip-bad-scenes), with the reason
 
     @property
     def chip_size(self) -> int:
@@ -382,24 +453,11 @@ def prepare_training_data(specs: Sequence[SceneSpec], cfg: DataConfig, seed: int
         aoi_items = read_polygons(aoi)
         if not aoi_items[1]:
             raise InputError(f"the AOI {aoi!r} holds no polygon; draw one or leave the AOI out")
-    scenes = [Scene(spec, aoi=aoi_items, ignore_values=ignore_values) for spec in specs]
-    first = scenes[0]
-    for scene in scenes[1:]:
-        for role, key in (("modality-1", "m1"), ("modality-2", "m2")):
-            a, b = getattr(first, f"{key}_bands"), getattr(scene, f"{key}_bands")
-            if len(a) != len(b):
-                raise InputError(
-                    f"band count mismatch between scenes: {role} {getattr(first.spec, key)} has {len(a)} "
-                    f"band(s), {getattr(scene.spec, key)} has {len(b)}; every scene must give the same bands "
-                    f"in the same order"
-                )
-    for scene in scenes:
-        if scene.vector_labels and not scene.spec.class_field:
-            raise InputError(f"labels {scene.spec.labels!r} are polygons: name the class field (--class-field)")
+    scenes, skipped = _open_scenes(specs, aoi_items, ignore_values, cfg.skip_bad_scenes, log)
     table = build_class_table(scenes, class_table, ignore_values)
     for scene in scenes:
         scene.table = table
-        scene._open()  # fail early on non-overlapping inputs
+    scenes = _checked(scenes, skipped, cfg.skip_bad_scenes, log, lambda scene: scene._open())  # alignment
     if aoi_items is not None and not any(_aoi_overlaps(scene, aoi_items) for scene in scenes):
         raise InputError(f"the AOI {aoi!r} does not overlap any training scene; check its extent and CRS")
 
@@ -431,7 +489,54 @@ def prepare_training_data(specs: Sequence[SceneSpec], cfg: DataConfig, seed: int
         )
     log(f"{len(table)} classes, chip {chip} px, {len(plan.train)} training positions, {len(plan.val)} validation chips")
     crs = scenes[0].crs.to_string() if scenes[0].crs is not None else None
-    return TrainingData(scenes, table, stats, plan, scenes[0].pixel_size, crs)
+    return TrainingData(scenes, table, stats, plan, scenes[0].pixel_size, crs, skipped)
+
+
+def _open_scenes(specs: Sequence[SceneSpec], aoi_items, ignore_values, skip: bool, log):
+    """The scenes that open and agree with the first one on band counts; a failing scene is named
+    with its reason, and with `skip` left out (and listed) instead of stopping the run."""
+    skipped: list[dict] = []
+
+    def make(spec: SceneSpec) -> Scene:
+        own_aoi = read_polygons(spec.aoi) if spec.aoi else aoi_items
+        scene = Scene(spec, aoi=own_aoi, ignore_values=ignore_values)
+        if scene.vector_labels and not spec.class_field:
+            raise InputError(f"labels {spec.labels!r} are polygons: name the class field (--class-field)")
+        return scene
+
+    scenes = _checked(specs, skipped, skip, log, make)
+    first = scenes[0]
+
+    def same_bands(scene: Scene) -> None:
+        for role, key in (("modality-1", "m1"), ("modality-2", "m2")):
+            a, b = getattr(first, f"{key}_bands"), getattr(scene, f"{key}_bands")
+            if len(a) != len(b):
+                raise InputError(f"band count mismatch: its {role} raster {getattr(scene.spec, key)} has {len(b)} "
+                                 f"band(s), the first scene's {len(a)}; every scene must give the same bands in the "
+                                 f"same order")
+
+    return [first] + _checked(scenes[1:], skipped, skip, log, same_bands), skipped
+
+
+def _checked(items: Sequence, skipped: list[dict], skip: bool, log, check) -> list:
+    """`check` each scene (or spec); a failure names the scene and either stops the run or, with
+    `skip`, drops the scene and records why. Returns what passed (the check's result for specs)."""
+    kept = []
+    for item in items:
+        spec = item.spec if isinstance(item, Scene) else item
+        try:
+            result = check(item)
+        except (InputError, FileNotFoundError) as exc:
+            message = str(exc)
+            if not skip:
+                raise InputError(f"scene {spec.label}: {message} (--skip-bad-scenes trains on the others)") from None
+            log(f"skipping scene {spec.label}: {message}")
+            skipped.append({"scene": spec.label, "m1": spec.m1, "reason": message})
+            continue
+        kept.append(result if result is not None else item)
+    if items and not kept:
+        raise InputError("no training scene could be used: " + "; ".join(f"{s['scene']}: {s['reason']}" for s in skipped))
+    return kept
 
 
 def _aoi_overlaps(scene: Scene, aoi_items) -> bool:

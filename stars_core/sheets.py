@@ -67,6 +67,42 @@ def _is_complete(path: Path) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Share:
+    """This process's part of a run over many processes (torchrun): rank `rank` of `world`."""
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def from_env(cls) -> "Share":
+        return cls(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
+
+
+def assign(sizes: Sequence[int], world: int) -> list[list[int]]:
+    """Sheet indices per rank: largest sheets first, each to the rank with the least work so far
+    (ties to the lowest rank), so ranks finish together. Deterministic for the same sheets."""
+    order = sorted(range(len(sizes)), key=lambda i: (-sizes[i], i))
+    loads, shares = [0] * world, [[] for _ in range(world)]
+    for i in order:
+        r = min(range(world), key=lambda k: (loads[k], k))
+        shares[r].append(i)
+        loads[r] += sizes[i]
+    return shares
+
+
+def plan_sheets(input: str | os.PathLike, sheets: tuple[str, Sequence[tuple[str, dict]]], world: int = 1):
+    """(names, pixel windows (None outside the raster), sheet indices per rank)."""
+    wkt, items = sheets
+    if not items:
+        raise InputError("the map-sheet layer holds no polygons")
+    with open_raster(input, "input") as src:
+        geoms = geometries_in(wkt, [(g, n) for n, g in items], src.crs)
+        windows = [_window(src, geom) for geom, _ in geoms]
+    sizes = [0 if w is None else int(w.width * w.height) for w in windows]
+    return [str(n) for _, n in geoms], windows, assign(sizes, world)
+
+
 def segment_sheets(
     model,
     input: str | os.PathLike,
@@ -78,58 +114,100 @@ def segment_sheets(
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     log: Callable[[str], None] = print,
+    share: Share = Share(),
+    barrier: Callable[[], None] | None = None,
 ) -> SheetsResult:
     """Segment `input` once per sheet into `out_dir/<sheet>.tif`, then write `out_dir/mosaic.vrt`
-    and `out_dir/summary.csv`. `sheets` is (CRS WKT, [(name, GeoJSON polygon)])."""
-    from osgeo import gdal
-
+    and `out_dir/summary.csv`. `sheets` is (CRS WKT, [(name, GeoJSON polygon)]). Under torchrun
+    (`share`, `barrier`) each rank takes its share of the sheets (largest first) and rank 0 writes
+    the mosaic and the summary once every rank has finished; a rerun skips the sheets already done."""
     out_dir = Path(out_dir)
     check_outputs({"input raster": input, "model file": model if isinstance(model, (str, os.PathLike)) else None},
                   {}, {"sheets folder": out_dir})
     out_dir.mkdir(parents=True, exist_ok=True)
+    if share.rank == 0:
+        remove_stale_temporaries(out_dir)
+    if barrier is not None:  # no rank writes before the leftovers of a killed run are gone
+        barrier()
     loaded = open_runner(model, cfg)  # loaded once for every sheet (.stars or .onnx)
-    wkt, items = sheets
-    if not items:
-        raise InputError("the map-sheet layer holds no polygons")
-    rows: list[SheetRow] = []
+    names, windows, shares = plan_sheets(input, sheets, share.world)
     with open_raster(input, "input") as src:
         # A band mismatch would fail every sheet: say so once, before the first.
         band_order(src, loaded.stats[cfg.modality - 1], "input", os.fspath(input), lambda _: None)
-        geoms = geometries_in(wkt, [(g, n) for n, g in items], src.crs)
-        for i, (geom, name) in enumerate(geoms):
+        geoms = geometries_in(sheets[0], [(g, n) for n, g in sheets[1]], src.crs)
+        mine = shares[share.rank]
+        rows = []
+        for done, i in enumerate(mine, start=1):
             if cancel is not None and cancel():
-                raise Cancelled("map-sheet run cancelled")
-            path = out_dir / f"{safe_name(name)}.tif"
-            row = SheetRow(str(name), "done", str(path))
-            start = time.perf_counter()
-            if skip_existing and _is_complete(path):
-                row.status = "skipped"
-                log(f"sheet {name}: already done, skipped")
-            else:
-                window = _window(src, geom)
-                if window is None:
-                    row.status, row.message = "outside", "the sheet does not overlap the raster"
-                    log(f"sheet {name}: outside the raster, nothing written")
-                else:
-                    vrt = out_dir / f".{safe_name(name)}.input.vrt"
-                    try:
-                        gdal.Translate(str(vrt), os.fspath(input), format="VRT",
-                                       srcWin=[int(window.col_off), int(window.row_off), int(window.width),
-                                               int(window.height)])
-                        r = segment(loaded, vrt, path, cfg, clip=(src.crs.to_wkt(), [geom]), cancel=cancel)
-                        row.message = ", ".join(f"{k} {v}" for k, v in r.class_pixels.items())
-                        log(f"sheet {name}: {r.width} x {r.height} px in {r.seconds:.1f} s -> {path.name}")
-                    except Cancelled:
-                        raise
-                    except Exception as exc:  # one bad sheet must not stop the others
-                        row.status, row.message = "failed", str(exc).replace(str(vrt), os.fspath(input))
-                        log(f"sheet {name}: FAILED: {exc}")
-                    finally:
-                        vrt.unlink(missing_ok=True)
-            row.seconds = time.perf_counter() - start
-            rows.append(row)
+                raise Cancelled("map-sheet run cancelled; the sheets written so far are complete, a rerun skips them")
+            rows.append(_one_sheet(loaded, src, input, names[i], geoms[i][0], windows[i], out_dir, cfg,
+                                   skip_existing, cancel, log))
             if progress is not None:
-                progress(i + 1, len(geoms))
+                progress(done, len(mine))
+    _write_rows(out_dir / f".rows-rank{share.rank}.json", rows)
+    if barrier is not None:
+        barrier()
+    if share.rank != 0:
+        return SheetsResult(rows, None, out_dir / "summary.csv")
+    everything = [r for k in range(share.world) for r in _read_rows(out_dir / f".rows-rank{k}.json")]
+    order = {n: i for i, n in enumerate(names)}
+    everything.sort(key=lambda r: order.get(r.name, len(order)))
+    return _finish(out_dir, everything)
+
+
+def _one_sheet(loaded, src, input, name: str, geom: dict, window, out_dir: Path, cfg: SegmentConfig,
+               skip_existing: bool, cancel, log) -> SheetRow:
+    from osgeo import gdal
+
+    path = out_dir / f"{safe_name(name)}.tif"
+    row = SheetRow(name, "done", str(path))
+    start = time.perf_counter()
+    if skip_existing and _is_complete(path):
+        row.status = "skipped"
+        log(f"sheet {name}: already done, skipped")
+    elif window is None:
+        row.status, row.message = "outside", "the sheet does not overlap the raster"
+        log(f"sheet {name}: outside the raster, nothing written")
+    else:
+        vrt = out_dir / f".{safe_name(name)}.input.vrt"
+        try:
+            gdal.Translate(str(vrt), os.fspath(input), format="VRT",
+                           srcWin=[int(window.col_off), int(window.row_off), int(window.width), int(window.height)])
+            r = segment(loaded, vrt, path, cfg, clip=(src.crs.to_wkt(), [geom]), cancel=cancel)
+            row.message = ", ".join(f"{k} {v}" for k, v in r.class_pixels.items())
+            log(f"sheet {name}: {r.width} x {r.height} px in {r.seconds:.1f} s -> {path.name}")
+        except Cancelled:
+            raise
+        except Exception as exc:  # one bad sheet must not stop the others
+            row.status, row.message = "failed", str(exc).replace(str(vrt), os.fspath(input))
+            log(f"sheet {name}: FAILED: {row.message}")
+        finally:
+            vrt.unlink(missing_ok=True)
+    row.seconds = time.perf_counter() - start
+    return row
+
+
+def _write_rows(path: Path, rows: list[SheetRow]) -> None:
+    import json
+    from dataclasses import asdict
+
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps([asdict(r) for r in rows]))
+
+
+def _read_rows(path: Path) -> list[SheetRow]:
+    import json
+
+    if not path.is_file():
+        return []
+    rows = [SheetRow(**r) for r in json.loads(path.read_text())]
+    path.unlink()
+    return rows
+
+
+def _finish(out_dir: Path, rows: list[SheetRow]) -> SheetsResult:
+    """The mosaic of every sheet on disk that is complete, and the summary of this run."""
+    from osgeo import gdal
 
     done = [r.path for r in rows if r.status in ("done", "skipped")]
     mosaic = None
@@ -146,6 +224,27 @@ def segment_sheets(
         for r in rows:
             w.writerow([r.name, r.status, r.path, f"{r.seconds:.2f}", r.message])
     return SheetsResult(rows, mosaic, summary)
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Temporary files a killed process left (`.<name>.tmp-<pid>...` of a process that is gone)."""
+    removed = []
+    for path in folder.glob(".*.tmp-*"):
+        m = re.search(r"\.tmp-(\d+)", path.name)
+        if m and not _alive(int(m.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _window(src, geom: dict):
@@ -173,3 +272,37 @@ def _relative_sources(vrt: Path) -> None:
     prefix = str(vrt.parent) + os.sep
     text = text.replace(f'relativeToVRT="0">{prefix}', 'relativeToVRT="1">')
     vrt.write_text(text)
+
+
+def make_sheet_grid(raster: str | os.PathLike, size: int, out: str | os.PathLike, overlap: int = 0) -> int:
+    """Write a GeoPackage of square sheets of `size` pixels (plus `overlap` pixels on each side,
+    inside the raster) covering `raster`, named R001C001...; returns the number of sheets."""
+    import json
+
+    from osgeo import ogr, osr
+
+    if size < 32:
+        raise InputError(f"sheet size must be at least 32 pixels, got {size}")
+    if overlap < 0 or overlap >= size:
+        raise InputError(f"overlap must be in 0..{size - 1} pixels, got {overlap}")
+    check_outputs({"raster": raster}, {"sheet grid": out})
+    with open_raster(raster, "input") as src:
+        t, width, height, wkt = src.transform, src.width, src.height, src.crs.to_wkt()
+    rows, cols = math.ceil(height / size), math.ceil(width / size)
+    with atomic_path(out) as tmp:
+        srs = osr.SpatialReference()
+        srs.ImportFromWkt(wkt)
+        ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp))
+        layer = ds.CreateLayer("sheets", srs, ogr.wkbPolygon)
+        layer.CreateField(ogr.FieldDefn("name", ogr.OFTString))
+        for r in range(rows):
+            for c in range(cols):
+                r0, c0 = max(0, r * size - overlap), max(0, c * size - overlap)
+                r1, c1 = min(height, (r + 1) * size + overlap), min(width, (c + 1) * size + overlap)
+                corners = [t * (c0, r0), t * (c1, r0), t * (c1, r1), t * (c0, r1), t * (c0, r0)]
+                feature = ogr.Feature(layer.GetLayerDefn())
+                feature.SetField("name", f"R{r + 1:03d}C{c + 1:03d}")
+                feature.SetGeometry(ogr.CreateGeometryFromJson(json.dumps({"type": "Polygon", "coordinates": [corners]})))
+                layer.CreateFeature(feature)
+        ds = None  # noqa: F841 (closing writes the file)
+    return rows * cols

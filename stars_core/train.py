@@ -382,6 +382,7 @@ class _Clock:
             "last": {k: v for k, v in (history[-1] if history else {}).items() if not k.startswith("val_")},
             "validation": {k: v for k, v in last_val.items() if k == "step" or k.startswith("val_")},
             "class_pixels": data.plan.class_counts.tolist(),
+            "scenes": len(data.scenes), "skipped_scenes": data.skipped,
         }
 
 

@@ -30,7 +30,23 @@ def _candidates() -> list[Path]:
     if pinned.is_file():
         paths += [Path(line.strip()) for line in pinned.read_text().splitlines() if line.strip()]
     paths += [DEFAULT_VENV / "lib" / version / "site-packages", DEFAULT_VENV / "Lib" / "site-packages"]
+    profile = profile_dir()
+    if profile is not None:  # where the in-QGIS installer puts them (stars_qgis/installer.py)
+        from .installer import target_folder
+
+        paths.insert(0, target_folder(profile))
     return paths
+
+
+def profile_dir() -> Path | None:
+    """The active QGIS profile folder (None outside QGIS)."""
+    try:
+        from qgis.core import QgsApplication
+
+        folder = QgsApplication.qgisSettingsDirPath()
+    except Exception:  # not inside QGIS
+        return None
+    return Path(folder) if folder else None
 
 
 def missing(required: tuple[str, ...] = REQUIRED) -> list[str]:
@@ -54,10 +70,13 @@ def install_command() -> str:
 
 
 def explain(names: list[str]) -> str:
+    only_onnx = "torch" not in names
     return (
         f"STARS needs the Python package(s) {', '.join(names)}, which QGIS's Python "
-        f"({sys.version.split()[0]}, {sys.executable}) cannot import. Install them once into a STARS "
-        f"environment that QGIS will find by itself:\n    {install_command()}\n"
-        f"(use the Python that QGIS uses, version {sys.version_info.major}.{sys.version_info.minor}), or set "
-        f"STARS_SITE_PACKAGES to the site-packages folder of an environment that has them; then restart QGIS."
+        f"({sys.version.split()[0]}, {sys.executable}) cannot import. Without a terminal: run "
+        f"Processing > STARS > 'Install dependencies' (stars:installdependencies"
+        f"{', package set: ONNX Runtime only' if only_onnx else ''}), which installs them into this QGIS "
+        f"profile. With a terminal: {install_command()} (the Python that QGIS uses, version "
+        f"{sys.version_info.major}.{sys.version_info.minor}), or set STARS_SITE_PACKAGES to the site-packages "
+        f"folder of an environment that has them."
     )

@@ -17,8 +17,25 @@ class StarsPlugin:
 
     def initGui(self) -> None:  # noqa: N802
         self.initProcessing()
+        if self.iface is not None:  # a menu entry for the dependency installer: no terminal needed
+            from qgis.PyQt.QtWidgets import QAction
+
+            from .algorithms.base import ICON
+            from qgis.PyQt.QtGui import QIcon
+
+            self.install_action = QAction(QIcon(str(ICON)), "STARS: install dependencies", self.iface.mainWindow())
+            self.install_action.triggered.connect(self.open_installer)
+            self.iface.addPluginToMenu("STARS", self.install_action)
+
+    def open_installer(self) -> None:
+        import processing
+
+        processing.execAlgorithmDialog("stars:installdependencies")
 
     def unload(self) -> None:
+        if getattr(self, "install_action", None) is not None and self.iface is not None:
+            self.iface.removePluginMenu("STARS", self.install_action)
+            self.install_action = None
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None

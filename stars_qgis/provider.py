@@ -64,9 +64,10 @@ class StarsProvider(QgsProcessingProvider):
         from .algorithms.demo_scene import DemoScene
         from .algorithms.evaluate_segmentation import EvaluateSegmentation
         from .algorithms.export_onnx import ExportOnnx
+        from .algorithms.install_dependencies import InstallDependencies
         from .algorithms.segment_map_sheets import SegmentMapSheets
         from .algorithms.segment_missing import SegmentMissingModality
         from .algorithms.train_stars import TrainStars
 
         return [TrainStars(), SegmentMissingModality(), SegmentMapSheets(), EvaluateSegmentation(), ExportOnnx(),
-                DemoScene()]
+                DemoScene(), InstallDependencies()]

@@ -76,7 +76,9 @@ class StarsAlgorithm(QgsProcessingAlgorithm):
         return QIcon(str(ICON))
 
     def helpUrl(self) -> str:  # noqa: N802
-        return "https://github.com/stars-toolbox/stars#readme"
+        from ..help import help_url
+
+        return help_url(self.name())
 
     def required(self, parameters, context) -> tuple[str, ...]:
         """Python packages this run needs (segmenting with a .onnx model needs no PyTorch)."""

@@ -42,3 +42,86 @@ def test_a_sheet_is_clipped_to_its_polygon_and_a_bad_sheet_does_not_stop_the_oth
     outside = rows + cols > data.shape[0] + 2
     assert (data[outside] == 255).all()
     assert (data[inside] != 255).mean() > 0.8
+
+
+def test_sheets_are_shared_largest_first_and_balanced():
+    from stars_core.sheets import assign
+
+    shares = assign([100, 10, 60, 50, 40, 0], 2)
+    assert sorted(i for s in shares for i in s) == list(range(6))  # every sheet once
+    loads = [sum([100, 10, 60, 50, 40, 0][i] for i in s) for s in shares]
+    assert shares[0][0] == 0 and abs(loads[0] - loads[1]) <= 20
+    assert assign([5, 5], 4) == [[0], [1], [], []]
+
+
+def test_make_sheets_covers_the_raster(demo_scene, tmp_path, capsys):
+    from stars_core.cli import main as cli_main
+    from stars_core.sheets import read_sheets
+
+    assert cli_main(["make-sheets", str(demo_scene["sar"]), "--size", "100", "--overlap", "8",
+                     "--out", str(tmp_path / "grid.gpkg")]) == 0
+    wkt, items = read_sheets(tmp_path / "grid.gpkg", "name")
+    assert [n for n, _ in items][:2] == ["R001C001", "R001C002"] and len(items) == 9  # 256 px in 100-px sheets
+    capsys.readouterr()
+    assert cli_main(["segment-sheets", "m.stars", str(tmp_path / "grid.gpkg"), str(demo_scene["sar"]),
+                     str(tmp_path / "out"), "--name-field", "name", "--dry-run", "--processes", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    counts = [int(line.split(":")[1].split()[0]) for line in lines]
+    assert len(lines) == 2 and sum(counts) == 9 and abs(counts[0] - counts[1]) <= 1
+
+
+def _sheet_run(trained_model, demo_scene, out, processes: int, **popen):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port",
+           str(29500 + processes + (hash(str(out)) % 400)), "-m", "stars_core.cli", "segment-sheets",
+           str(trained_model), str(demo_scene["sheets"]), str(demo_scene["sar"]), str(out), "--name-field", "name",
+           "--tile-size", "64", "--device", "cpu"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def _rasters(folder):
+    out = {}
+    for p in sorted(folder.glob("*.tif")):
+        with rasterio.open(p) as ds:
+            out[p.name] = ds.read()
+    return out
+
+
+def test_two_processes_write_the_same_sheets_as_one_and_a_rerun_skips_them(trained_model, demo_scene, tmp_path):
+    for n in (1, 2):
+        proc = _sheet_run(trained_model, demo_scene, tmp_path / f"p{n}", n)
+        log = proc.communicate(timeout=300)[0]
+        assert proc.returncode == 0, log[-2000:]
+    one, two = _rasters(tmp_path / "p1"), _rasters(tmp_path / "p2")
+    assert set(one) == set(two) == {"A1.tif", "A2.tif", "B1.tif", "B2.tif"}
+    for name in one:
+        np.testing.assert_array_equal(one[name], two[name], err_msg=name)
+    assert (tmp_path / "p2" / "mosaic.vrt").is_file() and not list((tmp_path / "p2").glob(".*"))
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "p2").glob("*.tif")}
+    proc = _sheet_run(trained_model, demo_scene, tmp_path / "p2", 2)
+    log = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0 and "4 skipped" in log, log[-2000:]
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "p2").glob("*.tif")} == mtimes
+
+
+def test_a_killed_run_leaves_valid_sheets_and_a_rerun_completes_it(trained_model, demo_scene, tmp_path):
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "killed"
+    proc = _sheet_run(trained_model, demo_scene, out, 2, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(out.glob("*.tif")) and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole job dies at once, as on a lost node
+    proc.communicate()
+    for name, data in _rasters(out).items():  # whatever exists is a whole, readable sheet
+        assert data.shape[0] == 1, name
+    proc = _sheet_run(trained_model, demo_scene, out, 2)
+    log = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, log[-2000:]
+    assert set(_rasters(out)) == {"A1.tif", "A2.tif", "B1.tif", "B2.tif"}
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # the killed run's temporaries are gone

@@ -1,6 +1,7 @@
 """The STARS Processing algorithms in real QGIS: train, segment (styled output), map sheets with
 skip-existing, evaluate, cancel without partial outputs, and clear errors for bad inputs."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,10 +31,12 @@ class CancelAfter(QgsProcessingFeedback):
 
 def test_provider_lists_the_algorithms_with_icons(stars_provider):
     ids = sorted(a.id() for a in QgsApplication.processingRegistry().providerById("stars").algorithms())
-    assert ids == ["stars:demoscene", "stars:evaluatesegmentation", "stars:exportonnx", "stars:segmentmapsheets",
-                   "stars:segmentmissingmodality", "stars:trainstars"]
+    assert ids == ["stars:demoscene", "stars:evaluatesegmentation", "stars:exportonnx", "stars:installdependencies",
+                   "stars:segmentmapsheets", "stars:segmentmissingmodality", "stars:trainstars"]
     assert not stars_provider.icon().isNull()
     for alg in stars_provider.algorithms():
+        url = alg.helpUrl()  # the Help button opens the README section about the algorithm
+        assert url.startswith("file://") and Path(url[7:].split("#")[0]).is_file(), url
         assert alg.shortHelpString() and not alg.icon().isNull()
 
 

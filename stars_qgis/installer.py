@@ -1,0 +1,289 @@
+"""Installing STARS's Python dependencies from inside QGIS, without a terminal.
+
+Everything goes into a private folder of the QGIS profile (`<profile>/python/stars-packages/
+py3.X`), never into the system Python and never over QGIS's own packages: pip runs from the Python
+QGIS uses, with `--target` into a temporary folder that replaces the private folder only when pip
+succeeded (a cancel or a failure leaves nothing half-installed). numpy is held at QGIS's own version
+(constraint), so nothing built against it breaks. pip reads the user's own configuration (pip.conf,
+PIP_INDEX_URL, PIP_FIND_LINKS, proxies, constraints): a company mirror or a local wheel folder
+works as it does on the command line.
+
+What is installed: PyTorch (the CUDA build where an NVIDIA driver answers, else the CPU build; the
+user can choose) plus onnxruntime, rasterio and tqdm; or, for machines that only segment exported
+.onnx models, onnxruntime and rasterio alone. This module imports no QGIS: the Processing algorithm
+`stars:installdependencies` and the plugin menu action call it; tests run it directly.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+SUPPORTED_PYTHON = ((3, 9), (3, 13))  # the range PyTorch and ONNX Runtime wheels cover
+PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+SETS = {
+    "full": ("torch", "onnxruntime", "rasterio", "tqdm"),  # train and segment (.stars and .onnx)
+    "onnx": ("onnxruntime", "rasterio"),  # segment exported .onnx models only
+}
+
+
+class InstallError(Exception):
+    """The installation failed; the message says why in one line and what to do."""
+
+
+class InstallCancelled(Exception):
+    """The user cancelled; nothing was installed."""
+
+
+def target_folder(profile_dir: str | os.PathLike) -> Path:
+    """The private packages folder of a QGIS profile, per Python version."""
+    return Path(profile_dir) / "python" / "stars-packages" / f"py{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def python_executable() -> str:
+    """The Python interpreter behind this QGIS (inside QGIS, sys.executable is QGIS itself)."""
+    candidates = [sys.executable, getattr(sys, "_base_executable", ""),
+                  os.path.join(sys.exec_prefix, "bin", f"python{sys.version_info.major}.{sys.version_info.minor}"),
+                  os.path.join(sys.exec_prefix, "bin", "python3"), os.path.join(sys.exec_prefix, "python.exe"),
+                  os.path.join(sys.exec_prefix, "python3.exe")]
+    for path in candidates:
+        if path and os.path.isfile(path) and re.search(r"python[\d.]*(\.exe)?$", os.path.basename(path), re.I):
+            return path
+    raise InstallError(f"cannot find the Python interpreter of this QGIS (looked in {sys.exec_prefix}); install "
+                       f"the packages by hand (see the README) or set STARS_SITE_PACKAGES")
+
+
+def nvidia_driver_present(run=subprocess.run) -> bool:
+    """True when `nvidia-smi` answers: an NVIDIA driver is installed, so the CUDA build of PyTorch fits."""
+    try:
+        return run(["nvidia-smi", "-L"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def user_sets_index(environ=os.environ, run=subprocess.run, python: str | None = None) -> bool:
+    """Whether the user's pip configuration names its own index or wheel folder (then STARS adds
+    no index of its own)."""
+    if any(environ.get(k) for k in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX")):
+        return True
+    try:
+        out = run([python or python_executable(), "-m", "pip", "config", "list"], capture_output=True, text=True,
+                  timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired, InstallError):
+        return False
+    return bool(re.search(r"(index-url|find-links|no-index)", out))
+
+
+@dataclass
+class Plan:
+    """What one installation does."""
+
+    packages: tuple[str, ...]
+    build: str  # "cpu", "cuda" or "none" (no PyTorch)
+    target: Path
+    pip_args: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        torch = {"cpu": "PyTorch (CPU build)", "cuda": "PyTorch (CUDA build)", "none": "no PyTorch"}[self.build]
+        return f"{torch}; packages {', '.join(self.packages)} into {self.target}"
+
+
+def importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def plan(profile_dir: str | os.PathLike, what: str = "full", build: str = "auto", extra_args: list[str] | None = None,
+         gpu_probe: Callable[[], bool] = nvidia_driver_present, index_probe: Callable[[], bool] = user_sets_index,
+         version: tuple[int, int] = sys.version_info[:2], importable: Callable[[str], bool] = importable) -> Plan:
+    """The installation for this machine: the PyTorch build (auto: CUDA where an NVIDIA driver
+    answers, else CPU) and pip's arguments."""
+    lo, hi = SUPPORTED_PYTHON
+    if not lo <= tuple(version) <= hi:
+        raise InstallError(f"QGIS uses Python {version[0]}.{version[1]}; PyTorch and ONNX Runtime wheels exist for "
+                           f"Python {lo[0]}.{lo[1]} to {hi[0]}.{hi[1]}: use a QGIS built with one of those")
+    if what not in SETS:
+        raise InstallError(f"unknown package set {what!r}; choose {', '.join(SETS)}")
+    if build not in ("auto", "cpu", "cuda"):
+        raise InstallError(f"PyTorch build must be auto, cpu or cuda, got {build!r}")
+    # Only what QGIS's Python lacks: a second rasterio (with its own GDAL) beside QGIS's is avoided.
+    packages = tuple(p for p in SETS[what] if p == "torch" and build != "auto" or not importable(p))
+    if not packages:
+        raise InstallError("everything STARS needs is already importable in QGIS's Python; nothing to install")
+    chosen = "none" if "torch" not in packages else (build if build != "auto" else ("cuda" if gpu_probe() else "cpu"))
+    args = list(extra_args or [])
+    if chosen != "none":
+        local = local_torch_wheel(find_links(args), chosen)
+        if local is not None:  # a wheel of the right build in the user's wheel folder: that one
+            packages = tuple(f"torch=={local}" if p == "torch" else p for p in packages)
+        elif chosen == "cpu" and sys.platform != "darwin" and not index_probe():
+            args += ["--extra-index-url", PYTORCH_CPU_INDEX]  # PyPI's Linux torch is the large CUDA build
+    return Plan(packages, chosen, target_folder(profile_dir), args)
+
+
+def find_links(args: list[str], environ=os.environ) -> list[Path]:
+    """Local wheel folders pip will look in: --find-links arguments and PIP_FIND_LINKS."""
+    folders = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--find-links", "-f")]
+    folders += [a.split("=", 1)[1] for a in args if a.startswith("--find-links=")]
+    folders += environ.get("PIP_FIND_LINKS", "").split()
+    return [Path(f.removeprefix("file://")) for f in folders if f and not f.startswith("http")]
+
+
+def local_torch_wheel(folders: list[Path], build: str) -> str | None:
+    """The highest version of a torch wheel for this Python in the folders, of the asked build
+    (`+cpu` local versions for the CPU build, others for CUDA), or None."""
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    found = []
+    for folder in folders:
+        for wheel in folder.glob(f"torch-*-{tag}-*.whl") if folder.is_dir() else []:
+            version = wheel.name.split("-")[1]
+            if ("+cpu" in version) == (build == "cpu"):
+                found.append(version)
+    if not found:
+        return None
+
+    def key(v: str):
+        return tuple(int(x) if x.isdigit() else 0 for x in re.split(r"[.+]", v.split("+")[0]))
+
+    return max(found, key=key)
+
+
+def qgis_numpy_constraint() -> str | None:
+    """`numpy==X` for the numpy QGIS itself uses (never replaced), or None without numpy."""
+    try:
+        import numpy
+    except ImportError:
+        return None
+    return f"numpy=={numpy.__version__}"
+
+
+def install(p: Plan, progress: Callable[[str], None] = print, cancel: Callable[[], bool] | None = None,
+            python: str | None = None) -> Path:
+    """Run pip for `p` into a temporary folder beside the target, then swap it in. Returns the
+    target. Raises InstallError (one line: the cause and the fix) or InstallCancelled."""
+    python = python or python_executable()
+    if subprocess.run([python, "-m", "pip", "--version"], capture_output=True).returncode != 0:
+        raise InstallError(f"the Python of this QGIS ({python}) has no pip: install it (Debian/Ubuntu: apt install "
+                           f"python3-pip; elsewhere: {python} -m ensurepip --user), then run this again")
+    p.target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{p.target.name}.installing-", dir=p.target.parent))
+    try:
+        constraint = qgis_numpy_constraint()
+        cmd = [python, "-m", "pip", "install", "--target", str(staging), "--no-warn-script-location",
+               "--disable-pip-version-check", "--progress-bar", "off", *p.pip_args]
+        if constraint:
+            constraints = staging.parent / f"{staging.name}.constraints.txt"
+            constraints.write_text(constraint + "\n")
+            cmd += ["-c", str(constraints)]
+        cmd += list(p.packages)
+        progress(f"installing {p.describe()}")
+        _run_pip(cmd, progress, cancel)
+        _drop_qgis_packages(staging, constraint)
+        _swap_in(staging, p.target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        for leftover in p.target.parent.glob(f"{staging.name}.constraints.txt"):
+            leftover.unlink(missing_ok=True)
+    versions = _installed_versions(p.target)
+    progress("installed: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if k in
+                                       ("torch", "onnxruntime", "rasterio", "numpy", "tqdm")))
+    return p.target
+
+
+def _run_pip(cmd: list[str], progress: Callable[[str], None], cancel) -> list[str]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    lines: list[str] = []
+    watcher = None
+    if cancel is not None:
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(0.2):
+                if cancel():
+                    proc.kill()
+                    return
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+    for line in proc.stdout:
+        line = line.rstrip()
+        lines.append(line)
+        if line.startswith(("Collecting", "Downloading", "Installing", "Successfully", "Looking in", "Processing")):
+            progress(line)
+    code = proc.wait()
+    if watcher is not None:
+        stop.set()
+    if cancel is not None and cancel():
+        raise InstallCancelled("installation cancelled; nothing was installed")
+    if code != 0:
+        raise InstallError(explain_failure(lines))
+    return lines
+
+
+def explain_failure(lines: list[str]) -> str:
+    """One line naming the cause of a failed pip run and what to do, from its output."""
+    text = "\n".join(lines)
+    tail = next((l.strip() for l in reversed(lines) if l.strip().startswith("ERROR")), lines[-1] if lines else "")
+    if re.search(r"No space left on device|Errno 28", text):
+        return "the disk is full: free some space (PyTorch needs about 1 GB, its CUDA build several) and try again"
+    if re.search(r"Failed to establish a new connection|Temporary failure in name resolution|Could not fetch URL|"
+                 r"Network is unreachable|ProxyError|timed out|Max retries exceeded", text):
+        return ("the package index cannot be reached (no network, or a proxy or firewall in the way): connect, set "
+                "your proxy in pip's configuration, or point pip at a local wheel folder (PIP_FIND_LINKS) and try again")
+    if re.search(r"No matching distribution found|Could not find a version that satisfies", text):
+        return (f"pip found no suitable package ({tail}): the index or wheel folder in pip's configuration lacks it "
+                f"for Python {sys.version_info.major}.{sys.version_info.minor} on this platform")
+    return f"pip failed: {tail or 'see the log above'}"
+
+
+def _drop_qgis_packages(staging: Path, constraint: str | None) -> None:
+    """numpy stays QGIS's own: remove any copy pip put in the private folder (it came in only as a
+    dependency and must not shadow the one QGIS's extensions are built against)."""
+    if constraint is None:
+        return
+    for path in list(staging.glob("numpy")) + list(staging.glob("numpy-*.dist-info")) + list(staging.glob("numpy.libs")):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(staging, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _installed_versions(folder: Path) -> dict[str, str]:
+    versions = {}
+    for info in folder.glob("*.dist-info"):
+        m = re.match(r"(.+?)-(\d[^-]*)\.dist-info$", info.name)
+        if m:
+            versions[m.group(1).lower().replace("_", "-")] = m.group(2)
+    return versions
+
+
+def activate(folder: Path) -> str:
+    """Put `folder` in front of sys.path so the algorithms work without restarting QGIS; returns a
+    line saying whether a restart is still needed (a package imported before cannot be replaced)."""
+    import importlib
+
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    importlib.invalidate_caches()
+    stale = [m for m in ("torch", "onnxruntime", "rasterio") if m in sys.modules
+             and not str(getattr(sys.modules[m], "__file__", "") or "").startswith(str(folder))]
+    if stale:
+        return f"installed; restart QGIS to use them ({', '.join(stale)} were already loaded from elsewhere)"
+    return "installed; the STARS algorithms can use them now, no restart needed"

@@ -1,0 +1,144 @@
+"""The in-QGIS dependency installer (stars_qgis/installer.py): plans, a real pip run from a local
+wheel folder into a temporary profile, cancel and failures. No network: a tiny wheel is built here."""
+import base64
+import hashlib
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from stars_qgis import deps, installer
+from stars_qgis.installer import InstallCancelled, InstallError, Plan
+
+
+def tiny_wheel(folder: Path, name: str = "starstiny", version: str = "1.0") -> Path:
+    """A minimal pure-Python wheel (PEP 427), written by hand so the test needs no build tools."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}-{version}-py3-none-any.whl"
+    files = {f"{name}/__init__.py": f"VERSION = {version!r}\n",
+             f"{name}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+             f"{name}-{version}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                                                  "Tag: py3-none-any\n"}
+    record = []
+    for arc, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{arc},sha256={digest},{len(text.encode())}")
+    record.append(f"{name}-{version}.dist-info/RECORD,,")
+    files[f"{name}-{version}.dist-info/RECORD"] = "\n".join(record) + "\n"
+    with zipfile.ZipFile(path, "w") as z:
+        for arc, text in files.items():
+            z.writestr(arc, text)
+    return path
+
+
+def _plan(tmp_path, wheels, packages=("starstiny",)):
+    return Plan(packages, "none", installer.target_folder(tmp_path / "profile"),
+                ["--no-index", "--find-links", str(wheels)])
+
+
+def test_the_build_follows_the_driver_probe_and_the_users_index(monkeypatch):
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)  # no local wheel folder here
+    args = dict(importable=lambda name: False, index_probe=lambda: False)
+    cpu = installer.plan("/p", gpu_probe=lambda: False, **args)
+    assert cpu.build == "cpu" and "torch" in cpu.packages
+    if sys.platform != "darwin":
+        assert cpu.pip_args == ["--extra-index-url", installer.PYTORCH_CPU_INDEX]
+    assert installer.plan("/p", gpu_probe=lambda: True, **args).build == "cuda"
+    assert installer.plan("/p", build="cpu", gpu_probe=lambda: True, **args).build == "cpu"  # the user's choice wins
+    mirror = installer.plan("/p", gpu_probe=lambda: False, importable=lambda n: False, index_probe=lambda: True)
+    assert mirror.pip_args == []  # the user's own index or wheel folder, untouched
+    onnx = installer.plan("/p", "onnx", importable=lambda name: name == "rasterio", index_probe=lambda: False)
+    assert onnx.packages == ("onnxruntime",) and onnx.build == "none"  # QGIS's rasterio is kept
+    assert str(onnx.target).endswith(f"stars-packages/py{sys.version_info.major}.{sys.version_info.minor}")
+
+
+def test_unsupported_python_and_nothing_to_do_are_explained():
+    with pytest.raises(InstallError, match="QGIS uses Python 3.8; .* Python 3.9 to 3.13"):
+        installer.plan("/p", version=(3, 8))
+    with pytest.raises(InstallError, match="already importable"):
+        installer.plan("/p", "onnx", importable=lambda name: True)
+
+
+def test_installs_from_a_local_wheel_folder_into_the_profile_and_the_finder_finds_it(tmp_path, monkeypatch):
+    wheels = tmp_path / "wheels"
+    tiny_wheel(wheels)
+    lines = []
+    target = installer.install(_plan(tmp_path, wheels), progress=lines.append, python=sys.executable)
+    assert (target / "starstiny" / "__init__.py").is_file()
+    assert any("installing" in l for l in lines) and not list(target.parent.glob(".*"))  # no staging left
+    monkeypatch.setattr(deps, "profile_dir", lambda: tmp_path / "profile")
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert deps.missing(("starstiny",)) == []  # found in the private folder, no restart
+    import starstiny
+
+    assert starstiny.VERSION == "1.0"
+    # a second installation replaces the first as a whole
+    tiny_wheel(wheels, version="2.0")
+    (wheels / "starstiny-1.0-py3-none-any.whl").unlink()
+    installer.install(_plan(tmp_path, wheels), progress=lambda *_: None, python=sys.executable)
+    assert "2.0" in (target / "starstiny" / "__init__.py").read_text()
+
+
+def test_cancel_leaves_nothing(tmp_path):
+    wheels = tmp_path / "wheels"
+    tiny_wheel(wheels)
+    with pytest.raises(InstallCancelled):
+        installer.install(_plan(tmp_path, wheels), progress=lambda *_: None, cancel=lambda: True, python=sys.executable)
+    folder = installer.target_folder(tmp_path / "profile")
+    assert not folder.exists() and list(folder.parent.iterdir()) == []
+
+
+def test_a_failing_pip_gives_one_line(tmp_path):
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    with pytest.raises(InstallError, match="pip found no suitable package") as err:
+        installer.install(_plan(tmp_path, wheels, ("no-such-package-stars",)), progress=lambda *_: None,
+                          python=sys.executable)
+    assert "\n" not in str(err.value)
+    assert not installer.target_folder(tmp_path / "profile").exists()
+
+
+@pytest.mark.parametrize("line,cause", [
+    ("WARNING: Retrying ... Failed to establish a new connection: [Errno 111]", "cannot be reached"),
+    ("ERROR: Could not install packages due to an OSError: [Errno 28] No space left on device", "disk is full"),
+    ("ERROR: something else went wrong", "pip failed: ERROR: something else went wrong"),
+])
+def test_failures_are_named(line, cause):
+    assert cause in installer.explain_failure(["Collecting torch", line])
+
+
+def test_no_pip_is_explained(tmp_path):
+    fake = tmp_path / "python3"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    with pytest.raises(InstallError, match="has no pip: install it"):
+        installer.install(_plan(tmp_path, tmp_path), progress=lambda *_: None, python=str(fake))
+
+
+def test_the_driver_probe_reads_nvidia_smi():
+    class Done:
+        def __init__(self, code):
+            self.returncode = code
+
+    assert installer.nvidia_driver_present(lambda *a, **k: Done(0)) is True
+    assert installer.nvidia_driver_present(lambda *a, **k: Done(9)) is False
+
+    def absent(*a, **k):
+        raise FileNotFoundError("nvidia-smi")
+
+    assert installer.nvidia_driver_present(absent) is False
+
+
+def test_a_local_wheel_of_the_asked_build_is_pinned(tmp_path, monkeypatch):
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    for name in (f"torch-2.13.0+cpu-{tag}-{tag}-manylinux_2_28_x86_64.whl", f"torch-2.12.0+cpu-{tag}-{tag}-x.whl",
+                 f"torch-2.14.0-{tag}-{tag}-manylinux_2_28_x86_64.whl"):
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    args = dict(importable=lambda name: False, index_probe=lambda: True)
+    assert "torch==2.13.0+cpu" in installer.plan("/p", build="cpu", **args).packages
+    assert "torch==2.14.0" in installer.plan("/p", build="cuda", **args).packages
+    monkeypatch.delenv("PIP_FIND_LINKS")
+    assert "torch" in installer.plan("/p", build="cpu", extra_args=["--find-links", str(tmp_path / "none")],
+                                     **args).packages
