@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 DEB_PACKAGES="qgis python3-qgis qgis-providers python3-rasterio python3-gdal python3-shapely \
-python3-matplotlib python3-scipy python3-venv gdal-bin"
+python3-matplotlib python3-scipy python3-venv python3-pip gdal-bin xvfb"
 
 missing=""
 for pkg in $DEB_PACKAGES; do

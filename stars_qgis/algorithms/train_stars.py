@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputNumber,
+from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParameterBoolean, QgsProcessingOutputNumber,
                        QgsProcessingParameterEnum, QgsProcessingParameterField, QgsProcessingParameterFile,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterMultipleLayers,
@@ -42,6 +42,8 @@ class TrainStars(StarsAlgorithm):
     RESUME = "RESUME"
     PSA_EXCLUDE = "PSA_EXCLUDE"
     CHIP_FOLDER = "CHIP_FOLDER"
+    SCENE_TABLE = "SCENE_TABLE"
+    SKIP_BAD_SCENES = "SKIP_BAD_SCENES"
     PRETRAINED = "PRETRAINED"
     PRETRAINED_M1 = "PRETRAINED_M1"
     PRETRAINED_M2 = "PRETRAINED_M2"
@@ -62,7 +64,9 @@ class TrainStars(StarsAlgorithm):
             "label raster per scene, or one polygon layer with a class field. Optical and labels are read on "
             "the SAR grid (reprojected when needed). An optional AOI limits where training chips come from; "
             "a class table (CSV: value,name,color) names the classes; ignore values (e.g. 0) leave no-data "
-            "labels out.<br><br>The paper trains 80,000 steps of batch 8 on 512-pixel chips with ResNet-50 "
+            "labels out. Many scenes: a scene table (CSV with columns m1, m2, labels, optional aoi and name). "
+            "Datasets of paired chips without georeferencing (EarthMiss: SAR/<name>_SAR.tif, RGB/<name>.tif, "
+            "mask/<name>_mask.tif): a chip folder.<br><br>The paper trains 80,000 steps of batch 8 on 512-pixel chips with ResNet-50 "
             "(a GPU job). On a CPU, use ResNet-18, a width of 32 and a few thousand steps. Progress is the "
             "training step; the log shows the losses and the validation mIoU from modality 1 alone. Cancel "
             "keeps the last saved model, which 'Resume from' continues. A diagnostics folder receives PNGs of "
@@ -76,8 +80,11 @@ class TrainStars(StarsAlgorithm):
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.M2, "Modality-2 rasters (optical), same order", QgsProcessing.TypeRaster, optional=True))
         self.addParameter(QgsProcessingParameterFile(
-            self.CHIP_FOLDER, "Or: a chip folder (EarthMiss layout: SAR/<name>_SAR.tif, RGB/<name>.tif, "
-            "mask/<name>_mask.tif)", behavior=QgsProcessingParameterFile.Folder, optional=True))
+            self.CHIP_FOLDER, "Or: a chip folder (paired chips matched by name, EarthMiss layout)",
+            behavior=QgsProcessingParameterFile.Folder, optional=True))
+        self.addParameter(QgsProcessingParameterFile(
+            self.SCENE_TABLE, "Or: a scene table (CSV: m1, m2, labels[, aoi, name])",
+            optional=True, fileFilter="CSV (*.csv)"))
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.LABELS, "Label rasters, same order", QgsProcessing.TypeRaster, optional=True))
         self.addParameter(QgsProcessingParameterVectorLayer(
@@ -120,6 +127,8 @@ class TrainStars(StarsAlgorithm):
             QgsProcessingParameterEnum(self.MODE, "Model (stars, or a baseline)", MODES, defaultValue=MODES.index(m.mode)),
             QgsProcessingParameterFile(self.RESUME, "Resume from model file", optional=True,
                                        fileFilter="STARS model (*.stars)"),
+            QgsProcessingParameterBoolean(self.SKIP_BAD_SCENES, "Skip scenes that fail to open or align (listed "
+                                          "in the log and the model file)", defaultValue=False),
             QgsProcessingParameterString(self.PSA_EXCLUDE, "Class values left out of PSA sampling (comma "
                                          "separated; the paper leaves out background)", optional=True),
             QgsProcessingParameterFile(self.PRETRAINED, "Pretrained ResNet weights, all encoders", optional=True,
@@ -152,7 +161,8 @@ class TrainStars(StarsAlgorithm):
             class_table=self.parameterAsFile(parameters, self.CLASS_TABLE, context) or None,
             ignore_values=tuple(integers(self.parameterAsString(parameters, self.IGNORE_VALUES, context),
                                          "ignore values")),
-            aoi=self.aoi(parameters, context))
+            aoi=self.aoi(parameters, context),
+            skip_bad_scenes=self.parameterAsBool(parameters, self.SKIP_BAD_SCENES, context))
         return model_cfg, loss_cfg, train_cfg, data_cfg
 
     def aoi(self, parameters, context) -> str | None:
@@ -163,6 +173,11 @@ class TrainStars(StarsAlgorithm):
         from stars_core.chips import ChipFolder
         from stars_core.data import SceneSpec
 
+        table = self.parameterAsFile(parameters, self.SCENE_TABLE, context)
+        if table:
+            from stars_core.data import read_scene_table
+
+            return read_scene_table(table, self.parameterAsString(parameters, self.CLASS_FIELD, context) or None)
         chips = self.parameterAsFile(parameters, self.CHIP_FOLDER, context)
         if chips:
             if self.parameterAsLayerList(parameters, self.M1, context):
