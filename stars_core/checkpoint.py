@@ -221,18 +221,3 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
                          f"({first}); the file is damaged or was edited") from None
     model.to(device).eval()
     return LoadedModel(model, meta, payload)
-
-
-_CACHE: dict[tuple, LoadedModel] = {}
-
-
-def load_model_cached(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
-    """`load_model`, remembered by (path, modification time, size, device): batch runs over many
-    rasters (QGIS batch mode, map sheets) read a model file once. Only the latest model is kept."""
-    st = os.stat(path)
-    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size, str(device))
-    if key not in _CACHE:
-        _CACHE.clear()
-        _CACHE[key] = load_model(path, device)
-    return _CACHE[key]
-

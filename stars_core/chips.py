@@ -9,7 +9,6 @@ chip is a scene without CRS; training crops `chip_size` windows with flips and r
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable

@@ -394,7 +394,8 @@ def _scenes(args):
 
 def train_settings(args) -> tuple[StarsConfig, LossConfig, TrainConfig | None, DataConfig]:
     """The configurations `stars train` builds from its flags. The recipe is `TrainConfig.for_steps`;
-    with --resume and no --steps the train config is None (the saved run's goes on)."""
+    with --resume it is the saved run's, with this machine's --device, --workers and --no-amp and,
+    when given, a new --steps total."""
     model_cfg = StarsConfig(backbone=args.backbone, mode=args.mode, encoder_width=args.encoder_width,
                             use_translation=not args.no_translation)
     loss_cfg = LossConfig(alpha=args.alpha, beta=args.beta, n_samples=args.samples_per_class, tau=args.tau,
@@ -403,13 +404,20 @@ def train_settings(args) -> tuple[StarsConfig, LossConfig, TrainConfig | None, D
     data_cfg = DataConfig(chip_size=args.chip_size, val_fraction=args.val_fraction, min_valid=args.min_valid,
                           class_table=args.class_table, ignore_values=tuple(args.ignore_value), aoi=args.aoi,
                           skip_bad_scenes=args.skip_bad_scenes)
-    if args.resume and args.steps is None:
-        return model_cfg, loss_cfg, None, data_cfg
+    if args.resume:
+        import dataclasses
+
+        from .checkpoint import read_resume
+
+        saved = read_resume(args.resume)[0].train
+        return model_cfg, loss_cfg, dataclasses.replace(
+            saved, steps=args.steps if args.steps is not None else saved.steps, device=args.device,
+            amp=not args.no_amp, num_workers=args.workers), data_cfg
     cadence = {k: v for k, v in (("warmup_steps", args.warmup_steps), ("val_every", args.val_every),
                                  ("checkpoint_every", args.checkpoint_every)) if v is not None}
     train_cfg = TrainConfig.for_steps(
-        args.steps if args.steps is not None else TrainConfig().steps, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip, seed=args.seed, device=args.device, amp=not args.no_amp,
+        args.steps if args.steps is not None else TrainConfig().steps, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, grad_clip=args.grad_clip, seed=args.seed, device=args.device, amp=not args.no_amp,
         num_workers=args.workers, **cadence)
     return model_cfg, loss_cfg, train_cfg, data_cfg
 

@@ -63,9 +63,12 @@ def read_scene_table(path: str | os.PathLike, class_field: str | None = None) ->
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"scene table {str(path)!r} not found")
-    with open(path, newline="") as f:
-        rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in r.items()} for r in csv.DictReader(f)]
-    missing = [c for c in ("m1", "m2", "labels") if not rows or c not in rows[0]]
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
+        reader = csv.DictReader(f)
+        header = [(h or "").strip().lower() for h in reader.fieldnames or []]
+        rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in r.items() if isinstance(k, str)}
+                for r in reader]
+    missing = [c for c in ("m1", "m2", "labels") if c not in header]
     if missing:
         raise InputError(f"scene table {str(path)!r} needs the columns m1, m2 and labels (optional: aoi, name); "
                          f"it lacks {', '.join(missing)}")
@@ -247,6 +250,8 @@ class Scene:
 def _is_raster(path: str) -> bool:
     import warnings
 
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"label file {path!r} not found")
     try:
         with warnings.catch_warnings():  # a chip without georeferencing is still a raster
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)

@@ -166,7 +166,7 @@ def segment(
     start = time.perf_counter()
     qml = Path(output).with_suffix(".qml")
     check_outputs({"input raster": input, "optical raster": with_m2,
-                   "model file": model if isinstance(model, (str, os.PathLike)) else None},
+                   "model file": model if isinstance(model, (str, os.PathLike)) else getattr(model, "path", None)},
                   {"output": output, "confidence output": confidence, "probabilities output": probabilities,
                    "style file beside the output": qml})
     loaded = open_runner(model, cfg)
@@ -238,6 +238,7 @@ def open_runner_cached(path: str | os.PathLike, cfg: SegmentConfig):
     if key not in _RUNNERS:
         _RUNNERS.clear()
         _RUNNERS[key] = open_runner(path, cfg)
+        _RUNNERS[key].path = os.fspath(path)  # output checks compare against the model file
     return _RUNNERS[key]
 
 
@@ -337,10 +338,11 @@ class _Writers:
         self.nodata = 0
 
     def __enter__(self) -> "_Writers":
-        self._stack = ExitStack().__enter__()
-        self.out, self.conf, self.prob = (
-            None if path is None else self._stack.enter_context(rasterio.open(path, "w", **profile))
-            for path, profile in zip(self.paths, self.profiles))
+        with ExitStack() as stack:  # an output that fails to open closes the ones opened before it
+            self.out, self.conf, self.prob = (
+                None if path is None else stack.enter_context(rasterio.open(path, "w", **profile))
+                for path, profile in zip(self.paths, self.profiles))
+            self._stack = stack.pop_all()
         if self.prob is not None:
             self.prob.descriptions = tuple(self.classes.names)
         return self
@@ -432,5 +434,5 @@ def _warp_back(works, finals, src, classes: ClassTable, cancel) -> tuple[np.ndar
                 if nearest:
                     idx = lut[data[0][ok & (data[0] != profile["nodata"])]]
                     counts += np.bincount(idx[idx >= 0], minlength=len(classes))
-                    nodata += int((~ok).sum())
+                    nodata += int((~ok | (data[0] == profile["nodata"])).sum())
     return counts, nodata

@@ -103,6 +103,10 @@ def export_onnx(model: str | os.PathLike, out: str | os.PathLike, branch: str = 
     """Write `out` (.onnx) with one branch of the model file `model`; see the module docstring."""
     if branch not in ("m1", "m2", "fused"):
         raise InputError(f"branch must be m1, m2 or fused, got {branch!r}")
+    import importlib.util
+
+    if importlib.util.find_spec("onnx") is None:  # the metadata is written with it
+        raise InputError("exporting to ONNX needs the onnx package: pip install onnx onnxruntime (or `make setup`)")
     if int8 and calibrate is None:
         raise InputError("--int8 needs --calibrate RASTER: a raster of the branch's input to calibrate the "
                          "quantisation on")

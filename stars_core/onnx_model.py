@@ -51,6 +51,10 @@ class OnnxModel:
             providers.insert(0, "CUDAExecutionProvider")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads is None:
+            from . import threads as policy
+
+            threads = policy.current()  # the toolbox's thread policy, when one is configured
         if threads:
             options.intra_op_num_threads = threads
         try:

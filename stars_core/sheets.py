@@ -122,8 +122,8 @@ def segment_sheets(
     (`share`, `barrier`) each rank takes its share of the sheets (largest first) and rank 0 writes
     the mosaic and the summary once every rank has finished; a rerun skips the sheets already done."""
     out_dir = Path(out_dir)
-    check_outputs({"input raster": input, "model file": model if isinstance(model, (str, os.PathLike)) else None},
-                  {}, {"sheets folder": out_dir})
+    model_path = model if isinstance(model, (str, os.PathLike)) else getattr(model, "path", None)
+    check_outputs({"input raster": input, "model file": model_path}, {}, {"sheets folder": out_dir})
     out_dir.mkdir(parents=True, exist_ok=True)
     if share.rank == 0:
         remove_stale_temporaries(out_dir)
@@ -228,12 +228,17 @@ def _finish(out_dir: Path, rows: list[SheetRow]) -> SheetsResult:
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Temporary files a killed process left (`.<name>.tmp-<pid>...` of a process that is gone)."""
+    import shutil
+
     removed = []
     for path in folder.glob(".*.tmp-*"):
         m = re.search(r"\.tmp-(\d+)", path.name)
         if m and not _alive(int(m.group(1))):
             path.unlink(missing_ok=True)
             removed.append(path)
+    for path in list(folder.glob(".*.input.vrt")) + list(folder.glob(".stars-work-*")):  # a run's scratch
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        removed.append(path)
     return removed
 
 

@@ -11,7 +11,7 @@ one busy process, the adaptive count keeps 0.58-0.71x and costs 1-4% when idle.
 
 The user wins: with OMP_NUM_THREADS set, or a fixed `--threads N` / QGIS setting, the count stays
 fixed; OMP_WAIT_POLICY and GOMP_SPINCOUNT are never overridden. The count must leave room for
-DataLoader worker processes (`reserve`). Linux only (it reads /proc); elsewhere the count is fixed.
+DataLoader worker processes: their CPU time counts as other load, so the count makes room for them. Linux only (it reads /proc); elsewhere the count is fixed.
 Import this module before torch where possible; it does not import torch itself.
 """
 from __future__ import annotations
@@ -31,16 +31,32 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _machine_jiffies() -> tuple[int, int] | None:
-    """(busy, total) CPU time of the whole machine, in clock ticks, or None off Linux."""
+def _affinity() -> set[int] | None:
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def _machine_jiffies(cpus: set[int] | None = None) -> tuple[int, int] | None:
+    """(busy, total) CPU time, in clock ticks, of the CPUs this process may run on (`cpus`; all of
+    them when None), or None off Linux. On a shared node only the allotted CPUs count."""
+    busy = total = 0
     try:
         with open("/proc/stat") as f:
-            values = [int(v) for v in f.readline().split()[1:]]
+            for line in f:
+                name, *fields = line.split()
+                if not name.startswith("cpu") or name == "cpu":
+                    continue
+                if cpus is not None and int(name[3:]) not in cpus:
+                    continue
+                values = [int(v) for v in fields]
+                idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+                all_ = sum(values[:8])  # guest time is already counted in user
+                busy, total = busy + all_ - idle, total + all_
     except (OSError, ValueError):
         return None
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-    total = sum(values[:8])  # guest time is already counted in user
-    return total - idle, total
+    return (busy, total) if total else None
 
 
 def _own_jiffies() -> int | None:
@@ -62,14 +78,16 @@ class Load:
 
 
 class LoadProbe:
-    """Measures other processes' CPU use between two calls (machine busy time minus our own)."""
+    """Measures other processes' CPU use between two calls: busy time of the CPUs this process may
+    use minus its own (its DataLoader workers are other processes, so they count as load)."""
 
     def __init__(self):
-        self.machine_cores = os.cpu_count() or 1
-        self._last = (_machine_jiffies(), _own_jiffies())
+        self.cpus = _affinity()
+        self.machine_cores = len(self.cpus) if self.cpus else (os.cpu_count() or 1)
+        self._last = (_machine_jiffies(self.cpus), _own_jiffies())
 
     def sample(self) -> Load | None:
-        machine, own = _machine_jiffies(), _own_jiffies()
+        machine, own = _machine_jiffies(self.cpus), _own_jiffies()
         last_machine, last_own = self._last
         self._last = (machine, own)
         if None in (machine, own, last_machine, last_own):
@@ -95,7 +113,6 @@ class ThreadPolicy:
     def __init__(self, fixed: int | None = None, reserve: int = 0, interval: float = INTERVAL):
         self.cores = available_cores()
         self.fixed, self.reserve, self.interval = fixed, reserve, interval
-        self.workers = 0  # cores left to DataLoader worker processes (`reserve()`)
         self.probe = LoadProbe() if fixed is None else None
         self.current: int | None = None
         self._checked = 0.0
@@ -108,26 +125,30 @@ class ThreadPolicy:
     def decide(self) -> int:
         if self.fixed is not None:
             return self.fixed
-        return threads_for(self.probe.sample(), self.cores, self.reserve + self.workers)
+        return threads_for(self.probe.sample(), self.cores, self.reserve)
 
     def adapt(self, force: bool = False) -> int:
         """Set torch's intra-op thread count if it should change; checks the load at most every
         `interval` seconds (a cheap read of /proc). Returns the count in force."""
         now = time.monotonic()
-        if self.current is not None and not force and now - self._checked < self.interval:
-            return self.current
-        self._checked = now
-        wanted = self.decide()
-        if wanted != self.current:
-            try:
-                import torch
-            except ImportError:  # segmenting with ONNX Runtime in an environment without PyTorch
-                self.current = wanted
-                return wanted
-            torch.set_num_threads(wanted)
-            self.changes += self.current is not None
-            self.current = wanted
-        return wanted
+        if self.current is None or force or now - self._checked >= self.interval:
+            self._checked = now
+            wanted = self.decide()
+            if wanted != self.current:
+                self.changes += self.current is not None
+                self.current, self._told = wanted, False
+        self._tell_torch()
+        return self.current
+
+    def _tell_torch(self) -> None:
+        """Set torch's count once torch is loaded (this module never imports it: ONNX Runtime
+        segmentation runs without PyTorch)."""
+        import sys
+
+        torch = sys.modules.get("torch")
+        if torch is not None and not getattr(self, "_told", False):
+            torch.set_num_threads(self.current)
+            self._told = True
 
 
 _POLICY: ThreadPolicy | None = None
@@ -173,16 +194,14 @@ def configure(threads: int | str | None = "auto", reserve: int = 0, settle: floa
     return policy
 
 
+def current() -> int | None:
+    """The thread count in force (None until `configure`), e.g. for ONNX Runtime's session."""
+    return _POLICY.current if _POLICY is not None else None
+
+
 def adapt() -> int | None:
     """Re-check the load and adjust the thread count (no-op until `configure` was called)."""
     return _POLICY.adapt() if _POLICY is not None else None
-
-
-def reserve(workers: int) -> None:
-    """Leave `workers` cores to DataLoader worker processes."""
-    if _POLICY is not None and _POLICY.adaptive and workers != _POLICY.workers:
-        _POLICY.workers = workers
-        _POLICY.adapt(force=True)
 
 
 def describe() -> str:

@@ -143,7 +143,6 @@ def train(
     model.train()
     clock = _Clock()
     step, last_saved = start, (start if resumed is not None else None)
-    threads.reserve(train_cfg.num_workers)
     for x1, x2, y in clock.batches(loader):
         threads.adapt()  # as many threads as there are idle cores (stars_core.threads)
         lr = get_lr(step, train_cfg)
@@ -153,7 +152,7 @@ def train(
         with autocast(device, train_cfg.amp):
             loss, terms = stars_loss(net(x1, x2), y, loss_cfg, psa_gen, psa_exclude)
         if _any_rank(not bool(torch.isfinite(loss)), world, device):
-            raise TrainingError(_nan_message(loss, terms, step, out, last_saved))
+            raise TrainingError(_nan_message(loss, terms, step, out, last_saved, world))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
@@ -166,7 +165,7 @@ def train(
         if check is not None and (step % train_cfg.val_every == 0 or last or stop or step in check.steps):
             check.run(model, step, row, history, final=last)
         history.append(row)
-        if progress is not None:
+        if progress is not None and rank == 0:
             progress(step, train_cfg.steps, row)
         if step % train_cfg.checkpoint_every == 0 or last or stop:
             save(step)
@@ -211,11 +210,23 @@ def _check_paths(scenes: Sequence[SceneSpec], out: Path, data_cfg: DataConfig, r
                   {"diagnostics folder": diagnostics}, same_ok=(("model file (--out)", "--resume model file"),))
 
 
+MACHINE_SETTINGS = ("device", "amp", "num_workers")  # where a resumed run goes on, not what it computes
+
+
 def _resumed_settings(resumed, train_cfg: TrainConfig | None, say: Callable[[str], None]):
-    """The saved run's settings; a given train_cfg changes only the total number of steps."""
+    """The saved run's settings. A given train_cfg sets the total number of steps and the machine
+    settings (device, amp, workers: a run saved on a GPU can go on on a CPU); other differences from
+    the saved recipe are named and ignored."""
     meta = resumed[0]
     steps = _resumed_steps(meta.train.steps, resumed[2].step, train_cfg, say)
-    train_cfg = dataclasses.replace(meta.train, steps=steps, warmup_steps=min(meta.train.warmup_steps, steps))
+    saved = meta.train
+    machine = {k: getattr(train_cfg, k) for k in MACHINE_SETTINGS} if train_cfg is not None else {}
+    if train_cfg is not None:
+        ignored = [f"{k} {getattr(train_cfg, k)} (saved: {getattr(saved, k)})" for k in
+                   ("batch_size", "lr", "weight_decay", "grad_clip", "seed") if getattr(train_cfg, k) != getattr(saved, k)]
+        if ignored:
+            say("resuming keeps the saved recipe; ignored: " + ", ".join(ignored))
+    train_cfg = dataclasses.replace(saved, steps=steps, warmup_steps=min(saved.warmup_steps, steps), **machine)
     return meta.model, meta.loss, train_cfg, meta.data, meta.modalities
 
 
@@ -245,12 +256,14 @@ def _model_meta(data: TrainingData, model_cfg: StarsConfig, loss_cfg: LossConfig
             say("training ResNet-50 encoders from scratch: the paper's numbers assume pretrained weights. Give "
                 "local ones with --pretrained FILE (all encoders) or --pretrained-m1 / --pretrained-m2 (e.g. SAR "
                 "self-supervised and ImageNet weights); see the README, 'Pretrained encoders'")
+    bands = (len(data.scenes[0].m1_bands), len(data.scenes[0].m2_bands))  # what the rasters hold
     if resumed is not None:
+        if bands != resumed[0].model.in_channels:
+            raise InputError(f"the resumed model was trained on {resumed[0].model.in_channels[0]} + "
+                             f"{resumed[0].model.in_channels[1]} bands, these scenes give {bands[0]} + {bands[1]}; "
+                             f"resume with the scenes of the saved run")
         data.use_table_and_stats(resumed[0].classes, resumed[0].stats)
-    model_cfg = dataclasses.replace(
-        model_cfg, in_channels=(len(data.stats[0].names), len(data.stats[1].names)), num_classes=len(data.table))
-    if resumed is not None and resumed[0].model != model_cfg:
-        raise InputError("the resumed model file does not match these scenes' band or class counts")
+    model_cfg = dataclasses.replace(model_cfg, in_channels=bands, num_classes=len(data.table))
     return ModelMeta(model_cfg, loss_cfg, train_cfg, data_cfg, data.table, data.stats, tuple(modalities),
                      data.chip_size, tuple(data.pixel_size), data.crs, pretrained)
 
@@ -386,12 +399,14 @@ class _Clock:
         }
 
 
-def _nan_message(loss: torch.Tensor, terms: dict, step: int, out: Path, last_saved: int | None) -> str:
+def _nan_message(loss: torch.Tensor, terms: dict, step: int, out: Path, last_saved: int | None, world: int) -> str:
     kept = f"the last good model file {out} (step {last_saved}) is kept" if last_saved is not None \
         else "no model file was written"
     values = {k: round(float(v), 4) for k, v in terms.items()}
-    return (f"the loss became {loss.item()} at step {step + 1} (terms {values}); {kept}. Lower --lr, check the "
-            f"inputs for extreme values, or resume from the last model file")
+    where = f"the loss became {loss.item()}" if not torch.isfinite(loss) or world == 1 else \
+        "the loss became NaN or infinite in another process"
+    return (f"{where} at step {step + 1} (terms {values}); {kept}. Lower --lr, check the inputs for extreme values, "
+            f"or resume from the last model file")
 
 
 # -- processes and random state ------------------------------------------------------------------
@@ -411,8 +426,8 @@ def _barrier(world: int) -> None:
 
 def _rng_state(gen: torch.Generator) -> dict:
     state = {"torch": torch.get_rng_state(), "psa": gen.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()  # this process's GPU only: resumable on fewer GPUs
     return state
 
 
@@ -437,5 +452,9 @@ def _set_rng_state(state: dict, gen: torch.Generator, rank: int, world: int, say
             return
     torch.set_rng_state(state["torch"])
     gen.set_state(state["psa"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if isinstance(cuda, (list, tuple)):  # files before: every GPU's state
+            cuda = cuda[torch.cuda.current_device()] if torch.cuda.current_device() < len(cuda) else None
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda)

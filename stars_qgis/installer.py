@@ -29,7 +29,7 @@ from typing import Callable
 SUPPORTED_PYTHON = ((3, 9), (3, 13))  # the range PyTorch and ONNX Runtime wheels cover
 PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 SETS = {
-    "full": ("torch", "onnxruntime", "rasterio", "tqdm"),  # train and segment (.stars and .onnx)
+    "full": ("torch", "onnxruntime", "onnx", "rasterio", "tqdm"),  # train, export, segment (.stars and .onnx)
     "onnx": ("onnxruntime", "rasterio"),  # segment exported .onnx models only
 }
 
@@ -91,7 +91,9 @@ class Plan:
     pip_args: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        torch = {"cpu": "PyTorch (CPU build)", "cuda": "PyTorch (CUDA build)", "none": "no PyTorch"}[self.build]
+        cuda = "PyTorch (CUDA build)" if sys.platform.startswith("linux") else \
+            "PyTorch (the build pip's index has for this platform; PyPI's Windows and macOS wheels are CPU-only)"
+        torch = {"cpu": "PyTorch (CPU build)", "cuda": cuda, "none": "no PyTorch"}[self.build]
         return f"{torch}; packages {', '.join(self.packages)} into {self.target}"
 
 
@@ -255,12 +257,27 @@ def _drop_qgis_packages(staging: Path, constraint: str | None) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def _project(name: str) -> str:
+    return re.split(r"-\d", name, maxsplit=1)[0].lower().replace("_", "-")
+
+
 def _swap_in(staging: Path, target: Path) -> None:
+    """Replace the private folder by the staging one, keeping what an earlier installation put there
+    and this one did not reinstall (new versions win)."""
     old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(staging, target)
+    try:
+        if target.exists():
+            fresh = {_project(p.name) for p in staging.glob("*.dist-info")} | {p.name for p in staging.iterdir()}
+            for item in target.iterdir():
+                project = _project(item.name) if item.name.endswith(".dist-info") else item.name
+                if project not in fresh and item.name not in fresh and not item.name.startswith("."):
+                    os.replace(item, staging / item.name)
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+        os.replace(staging, target)
+    except OSError as exc:  # e.g. Windows, where loaded libraries cannot be moved
+        raise InstallError(f"the private packages folder is in use ({exc.strerror}): restart QGIS, then run the "
+                           f"installer again before using STARS") from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

@@ -66,6 +66,8 @@ import stars_core.cli as cli
 
 def spy(args):
     import torch
+    from stars_core import threads
+    threads.adapt()  # what training and segmentation do between steps and tiles
     print(os.environ.get("GOMP_SPINCOUNT"), torch.get_num_threads(), file=sys.stderr)
     return 0
 

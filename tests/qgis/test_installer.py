@@ -142,3 +142,14 @@ def test_a_local_wheel_of_the_asked_build_is_pinned(tmp_path, monkeypatch):
     monkeypatch.delenv("PIP_FIND_LINKS")
     assert "torch" in installer.plan("/p", build="cpu", extra_args=["--find-links", str(tmp_path / "none")],
                                      **args).packages
+
+
+def test_a_second_installation_keeps_what_the_first_put_there(tmp_path):
+    wheels = tmp_path / "wheels"
+    tiny_wheel(wheels, "starsalpha")
+    tiny_wheel(wheels, "starsbeta")
+    installer.install(_plan(tmp_path, wheels, ("starsalpha",)), progress=lambda *_: None, python=sys.executable)
+    target = installer.install(_plan(tmp_path, wheels, ("starsbeta",)), progress=lambda *_: None,
+                               python=sys.executable)
+    assert (target / "starsalpha" / "__init__.py").is_file() and (target / "starsbeta" / "__init__.py").is_file()
+    assert len(list(target.glob("starsalpha-*.dist-info"))) == 1
