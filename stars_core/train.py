@@ -98,9 +98,10 @@ def train(
     """Train a STARS model (or a baseline) and write the model file `out`.
 
     `model_cfg.in_channels` and `num_classes` are taken from the data. `pretrained` (every encoder)
-    and `pretrained_m1`/`pretrained_m2` (per modality) are local ResNet weights (`build_model`). With `resume`, every setting,
-    the class table, statistics, weights, optimiser, schedule position and random state come from
-    that model file; a `train_cfg` given with it only changes the total number of steps.
+    and `pretrained_m1`/`pretrained_m2` (per modality) are local ResNet weights (`build_model`).
+    With `resume`, every setting, the class table, statistics, weights, optimiser, schedule position
+    and random state come from that model file; a `train_cfg` given with it sets only the total
+    number of steps and the machine settings (device, amp, workers).
     `diagnostics`: folder for the PNGs (similarity matrices before training, at `similarity_steps`
     and at the end; curves; confusion). A cancel writes a resumable model file, then raises
     `Cancelled`; a NaN loss keeps the last good file and raises `TrainingError`.
@@ -143,22 +144,14 @@ def train(
     model.train()
     clock = _Clock()
     step, last_saved = start, (start if resumed is not None else None)
-    for x1, x2, y in clock.batches(loader):
+    for batch in clock.batches(loader):
         threads.adapt()  # as many threads as there are idle cores (stars_core.threads)
-        lr = get_lr(step, train_cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        x1, x2, y = (t.to(device, non_blocking=True) for t in (x1, x2, y))
-        with autocast(device, train_cfg.amp):
-            loss, terms = stars_loss(net(x1, x2), y, loss_cfg, psa_gen, psa_exclude)
-        if _any_rank(not bool(torch.isfinite(loss)), world, device):
-            raise TrainingError(_nan_message(loss, terms, step, out, last_saved, world))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-        optimizer.step()
+        try:
+            row = _step(net, model, optimizer, batch, step, meta, psa_gen, psa_exclude, device, world)
+        except TrainingError as exc:
+            raise TrainingError(f"{exc}; {_kept(out, last_saved)}. Lower --lr, check the inputs for extreme "
+                                f"values, or resume from the last model file") from None
         step += 1
-        row = {"step": step, "lr": lr, "grad_norm": float(grad_norm), **{k: float(v) for k, v in terms.items()}}
 
         stop = _any_rank(bool(cancel and cancel()), world, device)
         last = step == train_cfg.steps
@@ -399,14 +392,31 @@ class _Clock:
         }
 
 
-def _nan_message(loss: torch.Tensor, terms: dict, step: int, out: Path, last_saved: int | None, world: int) -> str:
-    kept = f"the last good model file {out} (step {last_saved}) is kept" if last_saved is not None \
+def _step(net, model, optimizer, batch, step: int, meta: ModelMeta, psa_gen, psa_exclude, device, world: int) -> dict:
+    """One optimisation step at the scheduled learning rate; the row of logged values. Every rank
+    stops together on a NaN or infinite loss (TrainingError)."""
+    cfg = meta.train
+    lr = get_lr(step, cfg)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    x1, x2, y = (t.to(device, non_blocking=True) for t in batch)
+    with autocast(device, cfg.amp):
+        loss, terms = stars_loss(net(x1, x2), y, meta.loss, psa_gen, psa_exclude)
+    if _any_rank(not bool(torch.isfinite(loss)), world, device):
+        values = {k: round(float(v), 4) for k, v in terms.items()}
+        where = f"the loss became {loss.item()}" if not torch.isfinite(loss) or world == 1 else \
+            "the loss became NaN or infinite in another process"
+        raise TrainingError(f"{where} at step {step + 1} (terms {values})")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    return {"step": step + 1, "lr": lr, "grad_norm": float(grad_norm), **{k: float(v) for k, v in terms.items()}}
+
+
+def _kept(out: Path, last_saved: int | None) -> str:
+    return f"the last good model file {out} (step {last_saved}) is kept" if last_saved is not None \
         else "no model file was written"
-    values = {k: round(float(v), 4) for k, v in terms.items()}
-    where = f"the loss became {loss.item()}" if not torch.isfinite(loss) or world == 1 else \
-        "the loss became NaN or infinite in another process"
-    return (f"{where} at step {step + 1} (terms {values}); {kept}. Lower --lr, check the inputs for extreme values, "
-            f"or resume from the last model file")
 
 
 # -- processes and random state ------------------------------------------------------------------
