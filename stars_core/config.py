@@ -8,7 +8,7 @@ types. The command line and the QGIS dialogs take their defaults from here.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
 from .runtime import InputError, check_device
@@ -194,6 +194,8 @@ class DataConfig:
     ignore_values: label values left out of training (e.g. 0 "no data", clouds).
     aoi: polygon file limiting where chips come from.
     skip_bad_scenes: leave out (and list) scenes that fail to open or align, instead of stopping.
+    scan_cache: file keeping the scenes' scans (band statistics, usable chip positions) for a
+        repeated or resumed run; training sets it beside the model file. Not part of the recipe.
     """
 
     chip_size: int = 512
@@ -203,6 +205,7 @@ class DataConfig:
     ignore_values: tuple[int, ...] = ()
     aoi: str | None = None
     skip_bad_scenes: bool = False
+    scan_cache: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ignore_values", tuple(int(v) for v in self.ignore_values))
@@ -214,7 +217,9 @@ class DataConfig:
             raise InputError(f"min_valid must be in (0, 1], got {self.min_valid}")
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(asdict(self))
+        d = _plain(asdict(self))
+        d.pop("scan_cache")  # where this machine keeps a cache, not part of the recipe
+        return d
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "DataConfig":

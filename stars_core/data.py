@@ -305,6 +305,78 @@ def scan_scene(scene: Scene, num_classes: int, rng: np.random.Generator, budget:
                      None if aoi is None else ~aoi)
 
 
+SCAN_THREADS = 4  # scenes scanned at once (reading and numpy release the GIL)
+
+
+def scan_scenes(scenes: Sequence[Scene], table: ClassTable, seed: int, cache: str | None, log) -> list[SceneScan]:
+    """Scan every scene (in parallel; scene i samples with its own generator seeded by (seed, i), so
+    the result does not depend on the order threads finish). With `cache` (a file beside the model
+    output), a repeated or resumed run with the same files (path, size, modification time), class
+    table, ignore values, AOIs and seed loads the scans instead of reading the rasters again."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = _scan_key(scenes, table, seed)
+    if cache:
+        cached = _load_scans(cache, key, len(scenes))
+        if cached is not None:
+            log(f"band statistics and chip positions of {len(scenes)} scene(s) from {cache}")
+            return cached
+    budget = STATS_SAMPLES // len(scenes)
+
+    def one(i: int) -> SceneScan:
+        scene = scenes[i]
+        log(f"scanning scene {i + 1}/{len(scenes)}: {scene.spec.label} ({scene.width} x {scene.height})")
+        return scan_scene(scene, len(table), np.random.default_rng([seed, 11, i]), budget)
+
+    with ThreadPoolExecutor(max_workers=min(SCAN_THREADS, len(scenes)), thread_name_prefix="stars-scan") as pool:
+        scans = list(pool.map(one, range(len(scenes))))
+    if cache:
+        _save_scans(cache, key, scans)
+    return scans
+
+
+def _scan_key(scenes: Sequence[Scene], table: ClassTable, seed: int) -> str:
+    import json
+
+    def stamp(path):
+        if not path:
+            return None
+        st = os.stat(path)
+        return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+
+    return json.dumps({"v": 1, "cell": CELL, "samples": STATS_SAMPLES, "seed": seed, "table": table.to_dict(),
+                       "scenes": [[stamp(s.spec.m1), stamp(s.spec.m2), stamp(s.spec.labels), stamp(s.spec.aoi),
+                                   s.spec.class_field, list(s.ignore_values), s.aoi is not None] for s in scenes]},
+                      sort_keys=True)
+
+
+def _load_scans(path: str, key: str, n: int) -> list[SceneScan] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["key"]) != key:
+                return None
+            return [SceneScan(z[f"valid{i}"], z[f"counts{i}"], z[f"s1_{i}"], z[f"s2_{i}"],
+                              z[f"outside{i}"] if f"outside{i}" in z else None) for i in range(n)]
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _save_scans(path: str, key: str, scans: list[SceneScan]) -> None:
+    from .files import atomic_path
+
+    arrays = {"key": np.array(key)}
+    for i, sc in enumerate(scans):
+        arrays.update({f"valid{i}": sc.valid, f"counts{i}": sc.class_counts, f"s1_{i}": sc.m1_samples,
+                       f"s2_{i}": sc.m2_samples})
+        if sc.outside is not None:
+            arrays[f"outside{i}"] = sc.outside
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    except OSError:  # a cache that cannot be written only costs the next run a scan
+        pass
+
+
 def _window_sums(grid: np.ndarray, k: int) -> np.ndarray:
     """Sum of every k x k window of `grid` (top-left indexed), shape (R-k+1, C-k+1)."""
     s = np.pad(grid.astype(np.float64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
@@ -473,12 +545,7 @@ def prepare_training_data(specs: Sequence[SceneSpec], cfg: DataConfig, seed: int
     if chip < chip_size:
         log(f"chip size {chip_size} is larger than the smallest scene: using {chip}")
 
-    rng = np.random.default_rng([seed, 11])
-    budget = STATS_SAMPLES // len(scenes)
-    scans = []
-    for i, scene in enumerate(scenes):
-        log(f"scanning scene {i + 1}/{len(scenes)}: {os.path.basename(scene.spec.m1)} ({scene.width} x {scene.height})")
-        scans.append(scan_scene(scene, len(table), rng, budget))
+    scans = scan_scenes(scenes, table, seed, cfg.scan_cache, log)
     if sum(int(sc.class_counts.sum()) for sc in scans) == 0:
         raise InputError("no labelled pixel with valid data in both modalities: the label, the rasters' "
                          "no-data and the AOI leave nothing to train on")

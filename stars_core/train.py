@@ -122,7 +122,8 @@ def train(
     if world > 1:
         say(f"{world} processes x batch {train_cfg.batch_size} = global batch {world * train_cfg.batch_size}")
 
-    data = prepare_training_data(scenes, data_cfg, train_cfg.seed, log=say)
+    cache = str(out.with_name(out.stem + ".scan.npz"))  # a repeated or resumed run reads no raster twice
+    data = prepare_training_data(scenes, dataclasses.replace(data_cfg, scan_cache=cache), train_cfg.seed, log=say)
     meta = _model_meta(data, model_cfg, loss_cfg, train_cfg, data_cfg, modalities, resumed, weights, say)
     psa_exclude = data.table.indices(loss_cfg.psa_exclude, "--psa-exclude")
     model, optimizer, psa_gen, start, history = _build(meta, weights, resumed, device, rank, world, say)
@@ -199,7 +200,8 @@ def _check_paths(scenes: Sequence[SceneSpec], out: Path, data_cfg: DataConfig, r
         inputs.update({f"modality-1 raster of scene {i}": s.m1, f"modality-2 raster of scene {i}": s.m2,
                        f"labels of scene {i}": s.labels})
     check_outputs(inputs, {"model file (--out)": out, "training log": out.with_name(out.stem + ".log.csv"),
-                           "curves PNG": out.with_name(out.stem + ".curves.png")},
+                           "curves PNG": out.with_name(out.stem + ".curves.png"),
+                           "scan cache": out.with_name(out.stem + ".scan.npz")},
                   {"diagnostics folder": diagnostics}, same_ok=(("model file (--out)", "--resume model file"),))
 
 

@@ -129,11 +129,11 @@ def test_a_stop_writes_a_resumable_model_and_a_smaller_total_is_refused(case, mo
     calls = iter(range(100))
     monkeypatch.setattr(cli.Stop, "__call__", lambda self: next(calls) == 1)  # Ctrl-C after the second step
     line = case([*TRAIN[:-2], "--steps", "6", "--out", "W/m.stars"], code=130,
-                new_files={"m.stars", "m.log.csv", "m.curves.png"})
+                new_files={"m.stars", "m.log.csv", "m.curves.png", "m.scan.npz"})
     assert "cancelled at step 2" in line and "resumed with --resume" in line
     monkeypatch.undo()
     line = case([*TRAIN[:-2], "--steps", "2", "--out", "W/m.stars", "--resume", "W/m.stars"],
-                new_files={"m.stars", "m.log.csv", "m.curves.png"})
+                new_files={"m.stars", "m.log.csv", "m.curves.png", "m.scan.npz"})
     assert "already did 2 steps" in line
 
 

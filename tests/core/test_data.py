@@ -228,3 +228,17 @@ def test_bad_scenes_are_named_and_can_be_skipped(demo_scene, tmp_path):
         bad = tmp_path / "bad.csv"
         bad.write_text("sar,optical\na,b\n")
         read_scene_table(bad)
+
+
+def test_a_repeated_run_reads_its_scans_from_the_cache(demo_scene, tmp_path):
+    cache = str(tmp_path / "m.scan.npz")
+    cfg = DataConfig(class_table=str(demo_scene["classes"]), chip_size=64, scan_cache=cache)
+    messages = []
+    first = prepare_training_data([_spec(demo_scene)], cfg, log=messages.append)
+    assert any(m.startswith("scanning scene 1/1") for m in messages)
+    messages.clear()
+    again = prepare_training_data([_spec(demo_scene)], cfg, log=messages.append)
+    assert not any(m.startswith("scanning") for m in messages) and any("from" in m and cache in m for m in messages)
+    assert again.stats == first.stats and (again.plan.train == first.plan.train).all()
+    other_seed = prepare_training_data([_spec(demo_scene)], cfg, seed=5, log=messages.append)  # another key
+    assert any(m.startswith("scanning") for m in messages) and other_seed.stats != first.stats
