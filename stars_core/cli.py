@@ -284,6 +284,9 @@ def _train_parser(sub) -> None:
     g.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     g.add_argument("--workers", type=int, default=T.num_workers, help=f"data-loading processes (default {T.num_workers})")
     g.add_argument("--resume", help="model file of an unfinished run to continue")
+    g.add_argument("--recalibrate", type=int, default=0, metavar="CHIPS",
+                   help="at the end, re-estimate the shared encoder's per-modality BatchNorm statistics from this "
+                   "many training chips per modality (as `stars recalibrate`; default 0: off)")
     g = tr.add_argument_group("diagnostics")
     g.add_argument("--diagnostics", metavar="DIR",
                    help="draw PNGs here: cross-modal class similarity matrix (paper Fig. 10), curves, confusion")
@@ -443,7 +446,7 @@ def cmd_train(args) -> int:
             pretrained=args.pretrained, pretrained_m1=args.pretrained_m1, pretrained_m2=args.pretrained_m2,
             modalities=(args.m1_name, args.m2_name), progress=progress,
             log=lambda m: tqdm.write(m), diagnostics=args.diagnostics, similarity_steps=args.similarity_steps,
-            cancel=STOP,
+            cancel=STOP, recalibrate_chips=args.recalibrate,
         )
     finally:
         if bar is not None:

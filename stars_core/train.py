@@ -94,6 +94,7 @@ def train(
     log: Callable[[str], None] = print,
     diagnostics: str | os.PathLike | None = None,
     similarity_steps: Sequence[int] = (),
+    recalibrate_chips: int = 0,
 ) -> TrainResult:
     """Train a STARS model (or a baseline) and write the model file `out`.
 
@@ -103,7 +104,9 @@ def train(
     and random state come from that model file; a `train_cfg` given with it sets only the total
     number of steps and the machine settings (device, amp, workers).
     `diagnostics`: folder for the PNGs (similarity matrices before training, at `similarity_steps`
-    and at the end; curves; confusion). A cancel writes a resumable model file, then raises
+    and at the end; curves; confusion). `recalibrate_chips` > 0: at the end, re-estimate the shared
+    encoder's per-modality BatchNorm statistics from that many training chips per modality
+    (`stars recalibrate`), in eval mode. A cancel writes a resumable model file, then raises
     `Cancelled`; a NaN loss keeps the last good file and raises `TrainingError`.
     """
     out = Path(out)
@@ -168,6 +171,9 @@ def train(
             _barrier(world)
             raise Cancelled(f"training cancelled at step {step}; {out} holds the model and can be resumed "
                             f"with --resume (QGIS: 'Resume from model file')")
+    if recalibrate_chips > 0 and rank == 0 and step >= train_cfg.steps and meta.model.mode == "stars":
+        _recalibrate(model, data, recalibrate_chips, train_cfg.batch_size, device, say)
+        last_saved = None
     if last_saved != step:
         save(step)
     _barrier(world)
@@ -414,6 +420,20 @@ def _step(net, model, optimizer, batch, step: int, meta: ModelMeta, psa_gen, psa
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     optimizer.step()
     return {"step": step + 1, "lr": lr, "grad_norm": float(grad_norm), **{k: float(v) for k, v in terms.items()}}
+
+
+def _recalibrate(model, data: TrainingData, chips: int, batch: int, device, say) -> None:
+    """Per-modality statistics of the shared encoder from `chips` training chips (no augmentation)."""
+    from .recalibrate import recalibrate_model
+
+    positions = data.plan.train[np.random.default_rng(0).permutation(len(data.plan.train))[:chips]]
+    loader = torch.utils.data.DataLoader(
+        ChipDataset(data.scenes, data.stats, data.chip_size, positions, len(positions), train=False),
+        batch_size=batch, num_workers=0, generator=torch.Generator())
+    batches = ((m, x.to(device)) for x1, x2, _ in loader for m, x in ((1, x1), (2, x2)))
+    seen = recalibrate_model(model, batches)
+    say(f"shared-encoder statistics re-estimated from {seen.get(1, 0)} chips per modality")
+    model.train()
 
 
 def _kept(out: Path, last_saved: int | None) -> str:

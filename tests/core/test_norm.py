@@ -116,3 +116,19 @@ def test_baselines_cannot_be_recalibrated(tmp_path):
 
     with pytest.raises(InputError, match="no shared encoder"):
         recalibrate_model(build_model(StarsConfig(num_classes=3, backbone="resnet18", mode="single")), [])
+
+
+def test_training_can_end_with_a_recalibration(demo_scene, tmp_path):
+    from stars_core.data import SceneSpec
+    from stars_core.train import train
+    from tests.core.helpers import TINY_MODEL, tiny_train
+
+    spec = [SceneSpec(str(demo_scene["sar"]), str(demo_scene["optical"]), str(demo_scene["labels"]))]
+    messages = []
+    train(spec, tmp_path / "m.stars", TINY_MODEL, **tiny_train(steps=2, batch_size=2, class_table=str(demo_scene["classes"])),
+          recalibrate_chips=8, log=messages.append)
+    assert any("re-estimated from 8 chips per modality" in m for m in messages)
+    state = load_model(tmp_path / "m.stars").model.state_dict()
+    # the cumulative average restarted at the end: 8 chips in batches of 2, for each modality
+    assert int(state["shared.layer1.0.bn1.num_batches_tracked"]) == 4
+    assert int(state["shared.layer1.0.bn1.num_batches_tracked_m2"]) == 4
