@@ -49,14 +49,16 @@ def speed(args, tmp: Path, scene: dict) -> None:
     payload_path = tmp / "r50.stars"
     _save_untrained(cfg, payload_path, scene)
     model = load_model(payload_path).model
+    threads.adapt()  # the same count for every runtime
     x = np.random.default_rng(0).normal(-14, 4, (1, 2, args.size, args.size)).astype(np.float32)
     xt = torch.from_numpy(x)
     with torch.inference_mode():
         eager = rate(lambda: model(xt), args.tiles)
-    fp32 = OnnxModel(export_onnx(payload_path, tmp / "r50.onnx", log=lambda *_: None), "cpu", threads.adapt())
+    fp32 = OnnxModel(export_onnx(payload_path, tmp / "r50.onnx", log=lambda *_: None), "cpu", threads.current())
     int8 = OnnxModel(export_onnx(payload_path, tmp / "r50_int8.onnx", int8=True, calibrate=scene["sar"],
-                                 log=lambda *_: None), "cpu", threads.adapt())
+                                 log=lambda *_: None), "cpu", threads.current())
     feed = {"input": x / INPUT_SCALE}
+    print(f"(PyTorch {torch.get_num_threads()} threads, ONNX Runtime sessions {threads.current()} threads)")
     rows = [("eager PyTorch fp32", eager),
             ("ONNX Runtime fp32 (all graph optimisations)", rate(lambda: fp32.session.run(None, feed), args.tiles)),
             ("ONNX Runtime int8 (static, QDQ, per channel)", rate(lambda: int8.session.run(None, feed), args.tiles))]
