@@ -145,39 +145,43 @@ def train(
                             history, state)
             write_log(history, out)
 
-    model.train()
-    clock = _Clock()
-    step, last_saved = start, (start if resumed is not None else None)
-    for batch in clock.batches(loader):
-        threads.adapt()  # as many threads as there are idle cores (stars_core.threads)
-        try:
-            row = _step(net, model, optimizer, batch, step, meta, psa_gen, psa_exclude, device, world)
-        except TrainingError as exc:
-            raise TrainingError(f"{exc}; {_kept(out, last_saved)}. Lower --lr, check the inputs for extreme "
-                                f"values, or resume from the last model file") from None
-        step += 1
+    try:
+        model.train()
+        clock = _Clock()
+        step, last_saved = start, (start if resumed is not None else None)
+        for batch in clock.batches(loader):
+            threads.adapt()  # as many threads as there are idle cores (stars_core.threads)
+            try:
+                row = _step(net, model, optimizer, batch, step, meta, psa_gen, psa_exclude, device, world)
+            except TrainingError as exc:
+                raise TrainingError(f"{exc}; {_kept(out, last_saved)}. Lower --lr, check the inputs for extreme "
+                                    f"values, or resume from the last model file") from None
+            step += 1
 
-        stop = _any_rank(bool(cancel and cancel()), world, device)
-        last = step == train_cfg.steps
-        if check is not None and (step % train_cfg.val_every == 0 or last or stop or step in check.steps):
-            check.run(model, step, row, history, final=last)
-        history.append(row)
-        if progress is not None and rank == 0:
-            progress(step, train_cfg.steps, row)
-        if step % train_cfg.checkpoint_every == 0 or last or stop:
+            stop = _any_rank(bool(cancel and cancel()), world, device)
+            last = step == train_cfg.steps
+            if check is not None and (step % train_cfg.val_every == 0 or last or stop or step in check.steps):
+                check.run(model, step, row, history, final=last)
+            history.append(row)
+            if progress is not None and rank == 0:
+                progress(step, train_cfg.steps, row)
+            if step % train_cfg.checkpoint_every == 0 or last or stop:
+                save(step)
+                last_saved = step
+            if stop:
+                _barrier(world)
+                raise Cancelled(f"training cancelled at step {step}; {out} holds the model and can be resumed "
+                                f"with --resume (QGIS: 'Resume from model file')")
+        if recalibrate_chips > 0 and rank == 0 and step >= train_cfg.steps and meta.model.mode == "stars":
+            _recalibrate(model, data, recalibrate_chips, train_cfg.batch_size, device, say)
+            last_saved = None
+        if last_saved != step:
             save(step)
-            last_saved = step
-        if stop:
-            _barrier(world)
-            raise Cancelled(f"training cancelled at step {step}; {out} holds the model and can be resumed "
-                            f"with --resume (QGIS: 'Resume from model file')")
-    if recalibrate_chips > 0 and rank == 0 and step >= train_cfg.steps and meta.model.mode == "stars":
-        _recalibrate(model, data, recalibrate_chips, train_cfg.batch_size, device, say)
-        last_saved = None
-    if last_saved != step:
-        save(step)
-    _barrier(world)
-    return TrainResult(out, step, clock.summary(step, device, world, history, data))
+        _barrier(world)
+        return TrainResult(out, step, clock.summary(step, device, world, history, data))
+    finally:
+        for scene in data.scenes:  # files closed now, not whenever an exception's frames are freed
+            scene.close()
 
 
 # -- set-up ------------------------------------------------------------------------------------

@@ -102,11 +102,14 @@ class StarsAlgorithm(QgsProcessingAlgorithm):
         try:
             return self.execute(parameters, context, feedback)
         except Cancelled as exc:
-            raise QgsProcessingException(f"cancelled: {exc}") from None
+            error = f"cancelled: {exc}"
         except TrainingError as exc:
-            raise QgsProcessingException(f"training failed: {exc}") from None
+            error = f"training failed: {exc}"
         except (StarsError, ValueError, FileNotFoundError) as exc:
-            raise QgsProcessingException(str(exc)) from None
+            error = str(exc)
+        # Raised outside the handlers: the core's exception and its frames (open rasters) must not
+        # stay attached as context to an error QGIS keeps past its own shutdown.
+        raise QgsProcessingException(error)
 
     def execute(self, parameters, context, feedback) -> dict:
         raise NotImplementedError
