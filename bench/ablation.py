@@ -47,6 +47,7 @@ TABLE4 = [  # (row name, model switches, loss switches): the paper's rows (trans
     ("early fusion (concat)", dict(mode="concat"), {}),
 ]
 CORE = [TABLE4[0], TABLE4[4], TABLE4[5]]  # Baseline-SAR, STARS, STARS with mixed statistics
+EXP = [TABLE4[1], TABLE4[2], TABLE4[3], TABLE4[6]]  # the rest of Table 4: exp-1..3 and early fusion
 TABLE5 = [(f"STARS beta={beta}{'' if detach else ' w/o detach'}", STARS, dict(beta=beta, detach=detach))
           for detach in (True, False) for beta in (0.02, 0.2, 0.8)]
 
@@ -99,7 +100,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--size", type=int, default=512, help="demo scene pixels per side")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--rows", choices=["all", "table4", "table5", "core"], default="all")
+    ap.add_argument("--rows", choices=["all", "table4", "table5", "core", "exp"], default="all")
     ap.add_argument("--sar-noise", choices=["normal", "high", "both"], default="normal")
     ap.add_argument("--backbone", default="resnet18")
     ap.add_argument("--width", type=int, default=32)
@@ -111,7 +112,7 @@ def main() -> None:
     args = ap.parse_args()
     stars_row = TABLE4[4][0]
     plan = {"all": TABLE4 + [r for r in TABLE5 if r[0] != "STARS beta=0.2"], "table4": TABLE4,
-            "table5": TABLE5, "core": CORE}[args.rows]
+            "table5": TABLE5, "core": CORE, "exp": EXP}[args.rows]
     noises = ["normal", "high"] if args.sar_noise == "both" else [args.sar_noise]
     print(f"# ablation: {args.backbone} width {args.width}, {args.steps} steps of batch {args.batch} on {args.chip}-px "
           f"chips, lr {args.lr}, demo scene {args.size} px (train seed 0, test seed 1), SAR noise {noises}, "
@@ -131,8 +132,8 @@ def main() -> None:
                           f"in {row['train_seconds']:.0f} s", flush=True)
     for noise in noises:
         mine = [r for r in rows if r["sar_noise"] == noise]
-        if args.rows in ("all", "table4", "core"):
-            names = [n for n, *_ in (CORE if args.rows == "core" else TABLE4)]
+        if args.rows in ("all", "table4", "core", "exp"):
+            names = [n for n, *_ in {"core": CORE, "exp": EXP}.get(args.rows, TABLE4)]
             print(f"\nTable 4 (components), SAR noise {noise}\n" + table(mine, names))
         if args.rows in ("all", "table5"):
             t5 = [dict(r, row="STARS beta=0.2") if r["row"] == stars_row else r for r in mine]
