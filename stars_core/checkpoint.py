@@ -165,9 +165,13 @@ def read_resume(path: str | os.PathLike) -> tuple[ModelMeta, dict, ResumeState]:
     if "resume" not in payload:
         raise InputError(f"{os.fspath(path)!r} holds no training state to resume from (the run finished); "
                          f"start a new run without --resume")
-    r = payload["resume"]
-    state = ResumeState(int(r["step"]), r["optimizer"], r["rng"], list(r["history"]))
-    return read_meta(payload), payload["state_dict"], state
+    return read_meta(payload), payload["state_dict"], resume_state(payload)
+
+
+def resume_state(payload: dict) -> ResumeState | None:
+    """Where the run of a payload stopped, or None when it finished."""
+    r = payload.get("resume")
+    return None if r is None else ResumeState(int(r["step"]), r["optimizer"], r["rng"], list(r["history"]))
 
 
 @dataclass

@@ -95,7 +95,7 @@ def cmd_segment_sheets(args) -> int:
     share = Share.from_env()
     if args.dry_run:
         world = args.processes or share.world
-        names, windows, shares = plan_sheets(args.input, sheets, world)
+        names, _, windows, shares = plan_sheets(args.input, sheets, world)
         for rank, mine in enumerate(shares):
             px = sum(0 if windows[i] is None else windows[i].width * windows[i].height for i in mine)
             print(f"process {rank}: {len(mine)} sheets, {px:,} pixels: {', '.join(names[i] for i in mine)}")
@@ -167,10 +167,15 @@ def _evaluate_chips_parser(sub) -> None:
     ec.add_argument("--ignore-value", type=int, action="append", default=[],
                     help="label value to leave out (EarthMiss: 0); repeatable")
     ec.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    ec.add_argument("--json", metavar="PATH", help="write every branch's metrics as JSON")
-    ec.add_argument("--markdown", metavar="PATH", help="write a Markdown report (modality 1 alone)")
-    ec.add_argument("--html", metavar="PATH", help="write an HTML report (modality 1 alone)")
-    ec.add_argument("--png", metavar="PATH", help="write the confusion matrix as a PNG (modality 1 alone)")
+    _report_arguments(ec, " (modality 1 alone; the JSON holds every branch)")
+
+
+def _report_arguments(p, which: str) -> None:
+    """The report files `stars evaluate` and `stars evaluate-chips` write."""
+    p.add_argument("--json", metavar="PATH", help="write the metrics as JSON")
+    p.add_argument("--markdown", metavar="PATH", help=f"write a Markdown report{which}")
+    p.add_argument("--html", metavar="PATH", help=f"write an HTML report{which}")
+    p.add_argument("--png", metavar="PATH", help=f"write the confusion matrix as a PNG{which}")
 
 
 def cmd_evaluate_chips(args) -> int:
@@ -325,10 +330,7 @@ def _evaluate_and_info_parsers(sub) -> None:
     ev.add_argument("--class-table", help="CSV/JSON class table (default: the one stored in the prediction)")
     ev.add_argument("--ignore-value", type=int, action="append", default=[],
                     help="label value to leave out (e.g. 0 'no data'); repeatable")
-    ev.add_argument("--json", metavar="PATH", help="write the metrics as JSON")
-    ev.add_argument("--markdown", metavar="PATH", help="write a Markdown report")
-    ev.add_argument("--html", metavar="PATH", help="write an HTML report")
-    ev.add_argument("--png", metavar="PATH", help="write the confusion matrix as a PNG")
+    _report_arguments(ev, "")
 
     info = sub.add_parser("info", help="print what a model file holds")
     info.add_argument("model")

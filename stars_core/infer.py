@@ -238,7 +238,6 @@ def open_runner_cached(path: str | os.PathLike, cfg: SegmentConfig):
     if key not in _RUNNERS:
         _RUNNERS.clear()
         _RUNNERS[key] = open_runner(path, cfg)
-        _RUNNERS[key].path = os.fspath(path)  # output checks compare against the model file
     return _RUNNERS[key]
 
 

@@ -39,7 +39,7 @@ class OnnxModel:
     def __init__(self, path: str | os.PathLike, device: str = "auto", threads: int | None = None):
         ort = onnxruntime_module()
         check_device(device)
-        path = os.fspath(path)
+        path = self.path = os.fspath(path)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"model file {path!r} not found")
         available = ort.get_available_providers()

@@ -17,7 +17,7 @@ import torch
 from rasterio.windows import Window
 
 from .bands import BandStats, normalise
-from .checkpoint import ResumeState, fit_state_dict, read_meta, read_model_file, save_model_file
+from .checkpoint import resume_state, fit_state_dict, read_meta, read_model_file, save_model_file
 from .config import STRIDE
 from .files import check_outputs
 from .infer import band_order
@@ -138,10 +138,7 @@ def recalibrate_file(model_path: str | os.PathLike, m1: Sequence[str] = (), m2: 
     summary = dict(payload.get("summary") or {})
     summary["recalibration"] = {"m1": [os.fspath(p) for p in m1], "m2": [os.fspath(p) for p in m2],
                                 "chips": {str(k): v for k, v in seen.items()}}
-    resume = None
-    if "resume" in payload:
-        r = payload["resume"]
-        resume = ResumeState(int(r["step"]), r["optimizer"], r["rng"], list(r["history"]))
+    resume = resume_state(payload)
     history = resume.history if resume is not None else list(payload.get("history", []))
     target = Path(out) if out is not None else Path(model_path)
     state = {k: v.cpu() for k, v in model.state_dict().items()}

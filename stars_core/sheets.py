@@ -92,7 +92,8 @@ def assign(sizes: Sequence[int], world: int) -> list[list[int]]:
 
 
 def plan_sheets(input: str | os.PathLike, sheets: tuple[str, Sequence[tuple[str, dict]]], world: int = 1):
-    """(names, pixel windows (None outside the raster), sheet indices per rank)."""
+    """(names, polygons in the raster's CRS, pixel windows (None outside the raster), sheet indices
+    per rank)."""
     wkt, items = sheets
     if not items:
         raise InputError("the map-sheet layer holds no polygons")
@@ -100,7 +101,7 @@ def plan_sheets(input: str | os.PathLike, sheets: tuple[str, Sequence[tuple[str,
         geoms = geometries_in(wkt, [(g, n) for n, g in items], src.crs)
         windows = [_window(src, geom) for geom, _ in geoms]
     sizes = [0 if w is None else int(w.width * w.height) for w in windows]
-    return [str(n) for _, n in geoms], windows, assign(sizes, world)
+    return [str(n) for _, n in geoms], [g for g, _ in geoms], windows, assign(sizes, world)
 
 
 def segment_sheets(
@@ -130,17 +131,16 @@ def segment_sheets(
     if barrier is not None:  # no rank writes before the leftovers of a killed run are gone
         barrier()
     loaded = open_runner(model, cfg)  # loaded once for every sheet (.stars or .onnx)
-    names, windows, shares = plan_sheets(input, sheets, share.world)
+    names, geoms, windows, shares = plan_sheets(input, sheets, share.world)
     with open_raster(input, "input") as src:
         # A band mismatch would fail every sheet: say so once, before the first.
         band_order(src, loaded.stats[cfg.modality - 1], "input", os.fspath(input), lambda _: None)
-        geoms = geometries_in(sheets[0], [(g, n) for n, g in sheets[1]], src.crs)
         mine = shares[share.rank]
         rows = []
         for done, i in enumerate(mine, start=1):
             if cancel is not None and cancel():
                 raise Cancelled("map-sheet run cancelled; the sheets written so far are complete, a rerun skips them")
-            rows.append(_one_sheet(loaded, src, input, names[i], geoms[i][0], windows[i], out_dir, cfg,
+            rows.append(_one_sheet(loaded, src, input, names[i], geoms[i], windows[i], out_dir, cfg,
                                    skip_existing, cancel, log))
             if progress is not None:
                 progress(done, len(mine))

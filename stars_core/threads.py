@@ -25,10 +25,8 @@ MARGIN = 0.3  # cores of other load tolerated as noise (a desktop is never fully
 
 
 def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    cpus = _affinity()
+    return len(cpus) if cpus else (os.cpu_count() or 1)
 
 
 def _affinity() -> set[int] | None:
@@ -83,7 +81,7 @@ class LoadProbe:
 
     def __init__(self):
         self.cpus = _affinity()
-        self.machine_cores = len(self.cpus) if self.cpus else (os.cpu_count() or 1)
+        self.machine_cores = available_cores()
         self._last = (_machine_jiffies(self.cpus), _own_jiffies())
 
     def sample(self) -> Load | None:

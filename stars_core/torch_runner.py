@@ -26,6 +26,7 @@ class TorchRunner:
 
     def __init__(self, model: str | os.PathLike | LoadedModel, device: str = "auto", amp: bool = True):
         self.device = resolve_device(device)
+        self.path = None if isinstance(model, LoadedModel) else os.fspath(model)  # output checks compare with it
         self.loaded = model if isinstance(model, LoadedModel) else load_model(model, self.device)
         self.loaded.model.to(self.device).eval()
         self.amp = amp

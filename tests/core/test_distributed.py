@@ -8,15 +8,19 @@ import torch
 from stars_core.checkpoint import read_model_file
 
 
+def _torchrun_train(scene, out, steps: int, *extra: str) -> list[str]:
+    """`stars train` of a tiny model in two CPU processes (gloo)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+            "-m", "stars_core.cli", "train", "--m1", str(scene["sar"]), "--m2", str(scene["optical"]),
+            "--labels", str(scene["labels"]), "--class-table", str(scene["classes"]),
+            "--out", str(out), "--backbone", "resnet18", "--encoder-width", "16", "--steps", str(steps),
+            "--batch-size", "2", "--chip-size", "64", "--workers", "0", "--device", "cpu", *extra]
+
+
 def test_torchrun_two_cpu_processes(demo_scene, tmp_path):
     out = tmp_path / "ddp.stars"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "stars_core.cli", "train", "--m1", str(demo_scene["sar"]), "--m2", str(demo_scene["optical"]),
-           "--labels", str(demo_scene["labels"]), "--class-table", str(demo_scene["classes"]),
-           "--out", str(out), "--backbone", "resnet18", "--encoder-width", "16", "--steps", "3",
-           "--batch-size", "2", "--chip-size", "64", "--workers", "0", "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    result = subprocess.run(_torchrun_train(demo_scene, out, 3), capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     payload = read_model_file(out)
     assert payload["summary"]["world_size"] == 2 and payload["summary"]["steps"] == 3
@@ -51,12 +55,7 @@ def test_a_cancel_on_one_rank_stops_every_rank_with_a_resumable_model(demo_scene
     import time
 
     out = tmp_path / "ddp.stars"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "stars_core.cli", "train", "--m1", str(demo_scene["sar"]), "--m2", str(demo_scene["optical"]),
-           "--labels", str(demo_scene["labels"]), "--class-table", str(demo_scene["classes"]),
-           "--out", str(out), "--backbone", "resnet18", "--encoder-width", "16", "--steps", "400",
-           "--batch-size", "2", "--chip-size", "64", "--workers", "0", "--device", "cpu", "--checkpoint-every", "1000"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    proc = subprocess.Popen(_torchrun_train(demo_scene, out, 400, "--checkpoint-every", "1000"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     seen, deadline = "", time.time() + 240
     while "/400" not in seen and time.time() < deadline and proc.poll() is None:  # the first step is done
