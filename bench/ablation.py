@@ -9,7 +9,7 @@ modalities) where the model has a fused branch, and, for STARS rows, the feature
 (spread of the unit-normalised shared features x sqrt(channels): ~1 spread, 0 collapsed) and the
 diagonal gap of the cross-modal class similarity matrix, both on the validation chips at the end.
 Prints, never asserts. One seed unless --seeds: differences of a few points are noise here. Usage:
-    python bench/ablation.py [--steps 200] [--size 512] [--seeds 0 1 2] [--rows all|table4|table5|core]
+    python bench/ablation.py [--steps 200] [--size 512] [--seeds 0 1 2] [--rows all|table4|table5|core|exp]
         [--sar-noise normal|high|both] [--json out.json]
 """
 from __future__ import annotations
@@ -100,7 +100,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--size", type=int, default=512, help="demo scene pixels per side")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--rows", choices=["all", "table4", "table5", "core", "exp"], default="all")
+    ap.add_argument("--rows", choices=["all", "table4", "table5", "table5-rest", "core", "exp"], default="all",
+                    help="table5-rest: Table 5 without beta=0.2 with the stop-gradient, which is the STARS row "
+                    "of --rows core (same seeds, same recipe: merge the two runs' JSON)")
     ap.add_argument("--sar-noise", choices=["normal", "high", "both"], default="normal")
     ap.add_argument("--backbone", default="resnet18")
     ap.add_argument("--width", type=int, default=32)
@@ -112,7 +114,8 @@ def main() -> None:
     args = ap.parse_args()
     stars_row = TABLE4[4][0]
     plan = {"all": TABLE4 + [r for r in TABLE5 if r[0] != "STARS beta=0.2"], "table4": TABLE4,
-            "table5": TABLE5, "core": CORE, "exp": EXP}[args.rows]
+            "table5": TABLE5, "table5-rest": [r for r in TABLE5 if r[0] != "STARS beta=0.2"], "core": CORE,
+            "exp": EXP}[args.rows]
     noises = ["normal", "high"] if args.sar_noise == "both" else [args.sar_noise]
     print(f"# ablation: {args.backbone} width {args.width}, {args.steps} steps of batch {args.batch} on {args.chip}-px "
           f"chips, lr {args.lr}, demo scene {args.size} px (train seed 0, test seed 1), SAR noise {noises}, "
@@ -135,7 +138,7 @@ def main() -> None:
         if args.rows in ("all", "table4", "core", "exp"):
             names = [n for n, *_ in {"core": CORE, "exp": EXP}.get(args.rows, TABLE4)]
             print(f"\nTable 4 (components), SAR noise {noise}\n" + table(mine, names))
-        if args.rows in ("all", "table5"):
+        if args.rows in ("all", "table5", "table5-rest"):
             t5 = [dict(r, row="STARS beta=0.2") if r["row"] == stars_row else r for r in mine]
             print(f"\nTable 5 (beta and the stop-gradient), SAR noise {noise}\n" + table(t5, [n for n, *_ in TABLE5]))
     if args.json:

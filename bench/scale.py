@@ -7,7 +7,6 @@ never asserts. Usage: python bench/scale.py [--scenes 10 100 500] [--sheet-size 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import resource
@@ -17,37 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import rasterio
-from rasterio.windows import Window
 
-from stars_core.demo_scene import make_demo_scene
+from stars_core.demo_scene import cut_scene_table, make_demo_scene
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "stars_core.cli"]
-
-
-def tiny_scenes(scene: dict, folder: Path, n: int, size: int = 64) -> Path:
-    """n scenes of size x size pixels cut from a demo scene, three files each, and their CSV."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = []
-    with rasterio.open(scene["sar"]) as s, rasterio.open(scene["optical"]) as o, rasterio.open(scene["labels"]) as lab:
-        span = s.width - size
-        for i in range(n):
-            window = Window((i * 53) % span, (i * 37) % span, size, size)
-            names = []
-            for src, kind in ((s, "sar"), (o, "opt"), (lab, "lab")):
-                path = folder / f"{kind}_{i:04d}.tif"
-                with rasterio.open(path, "w", **dict(src.profile, width=size, height=size,
-                                                     transform=src.window_transform(window))) as dst:
-                    dst.write(src.read(window=window))
-                names.append(path.name)
-            rows.append(dict(m1=names[0], m2=names[1], labels=names[2]))
-    table = folder / "scenes.csv"
-    with open(table, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["m1", "m2", "labels"])
-        w.writeheader()
-        w.writerows(rows)
-    return table
 
 
 def timed(cmd: list[str], **kw) -> tuple[float, float]:
@@ -73,7 +46,7 @@ def main() -> None:
         scene = make_demo_scene(tmp / "scene", size=args.sheet_scene, seed=0, sheets=(rows, cols))
         print("\n| scenes | seconds (prepare + 1 step) | peak RSS (MB) |\n|---|---|---|")
         for n in args.scenes:
-            table = tiny_scenes(scene, tmp / f"s{n}", n)
+            table = cut_scene_table(scene, tmp / f"s{n}", n)
             seconds, mb = timed([*CLI, "train", "--scenes", str(table), "--class-table", str(scene["classes"]),
                                  "--ignore-value", "0", "--out", str(tmp / f"m{n}.stars"), "--backbone", "resnet18",
                                  "--encoder-width", "16", "--steps", "1", "--batch-size", "2", "--chip-size", "32",

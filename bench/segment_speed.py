@@ -8,6 +8,7 @@ Prints, never asserts (goal: segment / bare forward >= 0.9). Usage:
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import tempfile
 import time
@@ -83,6 +84,7 @@ def main() -> None:
     ap.add_argument("--overlap", type=int, default=128)
     ap.add_argument("--batch", type=int, help="tiles per forward pass (default: stars segment's, 1 on CPU, 4 on CUDA)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--read-threads", type=int, help="tile reader threads (default: stars segment's)")
     ap.add_argument("--no-amp", action="store_true")
     args = ap.parse_args()
     device = resolve_device(args.device)
@@ -100,10 +102,12 @@ def main() -> None:
         grid = TileGrid.build(args.size, args.size, args.tile, args.overlap)
         mpx = args.size ** 2 / 1e6
         print(f"# segmentation speed, {args.backbone} width {args.width}, {args.size}^2 raster, tile {args.tile}, "
-              f"overlap {args.overlap} ({len(grid)} tiles), batch {batch}, device {device}, amp {amp and device.type == 'cuda'}, "
+              f"overlap {args.overlap} ({len(grid)} tiles), batch {batch}, "
+              f"{SegmentConfig(read_threads=args.read_threads).readers_for(device.type, os.cpu_count() or 1)} reader "
+              f"threads, device {device}, amp {amp and device.type == 'cuda'}, "
               f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}")
         seg_cfg = SegmentConfig(tile_size=args.tile, overlap=args.overlap, batch_size=batch,
-                                device=str(device), amp=amp)
+                                device=str(device), amp=amp, read_threads=args.read_threads)
         segment(loaded, p["sar"], tmp / "warm.tif", SegmentConfig(tile_size=args.tile, overlap=0, batch_size=1,
                                                                    device=str(device), amp=amp))
         t_bare = bare_forward(loaded.model, len(grid), args.tile, 2, batch, device, amp)

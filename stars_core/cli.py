@@ -27,6 +27,8 @@ EPILOG_SEGMENT = """examples:
   with the optical image too:   stars segment demo/model.stars demo/sar.tif out.tif --with-m2 demo/optical.tif
   optical only (DSM+optical):   stars segment model.stars optical.tif out.tif --modality 2
 """
+READ_THREADS_HELP = ("threads reading tiles while the model runs, each with its own GDAL handles (default: 1 on "
+                     "CPU, one per tile of a batch on CUDA)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,6 +70,7 @@ def _sheets_parsers(sub) -> None:
     ss.add_argument("--tile-size", type=int, help="model input size (default: the training chip size)")
     ss.add_argument("--overlap", type=int)
     ss.add_argument("--batch-size", type=int)
+    ss.add_argument("--read-threads", type=int, help=READ_THREADS_HELP)
     ss.add_argument("--device", default=S.device, help="auto, cpu, cuda or cuda:N (under torchrun, auto and "
                     "cuda take the process's local GPU)")
     ss.add_argument("--modality", type=int, choices=[1, 2], default=1)
@@ -111,7 +114,7 @@ def cmd_segment_sheets(args) -> int:
         if device in ("auto", "cuda") and _cuda_available():
             device = f"cuda:{local}"
     cfg = SegmentConfig(tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size, device=device,
-                        modality=args.modality)
+                        modality=args.modality, read_threads=args.read_threads)
     log = print if share.rank == 0 else (lambda m: print(f"[process {share.rank}] {m}"))
     result = segment_sheets(args.model, args.input, sheets, args.out_dir, cfg,
                             skip_existing=not args.no_skip_existing, cancel=STOP, log=log, share=share,
@@ -312,6 +315,7 @@ def _segment_parser(sub) -> None:
     seg.add_argument("--overlap", type=int, help="pixels shared by neighbouring tiles (default: a quarter of a tile)")
     seg.add_argument("--batch-size", type=int, help="tiles per forward pass (default: 1 on CPU, where batching "
                      "is slower per tile, 4 on CUDA)")
+    seg.add_argument("--read-threads", type=int, help=READ_THREADS_HELP)
     seg.add_argument("--device", default=S.device, help="auto, cpu, cuda or cuda:N")
     seg.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     seg.add_argument("--confidence", metavar="PATH", help="also write the chosen class's probability")
@@ -510,7 +514,8 @@ def cmd_segment(args) -> int:
     from .infer import segment
 
     cfg = SegmentConfig(tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
-                        device=args.device, amp=not args.no_amp, modality=args.modality, resample=args.resample)
+                        device=args.device, amp=not args.no_amp, modality=args.modality, resample=args.resample,
+                        read_threads=args.read_threads)
     bar = None
 
     def progress(done: int, total: int) -> None:

@@ -249,6 +249,8 @@ class SegmentConfig:
     batch_size: tiles per forward pass; None picks one for the device (`batch_for`).
     blend_on_device: blend in torch buffers on the model's device, copying finished rows back (None:
         on CUDA only, where blending on the CPU would limit the GPU); False blends in numpy.
+    read_threads: threads reading and normalising tiles while the model runs, each with its own GDAL
+        handles; None picks one for the device (`readers_for`).
     """
 
     tile_size: int | None = None
@@ -259,6 +261,7 @@ class SegmentConfig:
     modality: int = 1
     resample: bool = False
     blend_on_device: bool | None = None
+    read_threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.tile_size is not None:
@@ -273,6 +276,8 @@ class SegmentConfig:
             raise InputError(f"overlap must be >= 0, got {self.overlap}")
         if self.batch_size is not None and self.batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.read_threads is not None and self.read_threads < 1:
+            raise InputError(f"read threads must be at least 1, got {self.read_threads}")
         if self.modality not in (1, 2):
             raise InputError(f"modality must be 1 (SAR/DSM) or 2 (optical), got {self.modality}")
         check_device(self.device)
@@ -291,6 +296,14 @@ class SegmentConfig:
         if self.batch_size is not None:
             return self.batch_size
         return 4 if device_type == "cuda" else 1
+
+    def readers_for(self, device_type: str, cores: int) -> int:
+        """The reader threads on a device: the configured number, else one on the CPU, where the
+        model needs every core and one reader already keeps up, and on CUDA one per tile of a batch
+        up to the cores there are (a GPU runs tiles faster than one thread reads them)."""
+        if self.read_threads is not None:
+            return self.read_threads
+        return max(1, min(self.batch_for(device_type), cores)) if device_type == "cuda" else 1
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(asdict(self))

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.transform import from_origin
+from rasterio.windows import Window
 from scipy import ndimage
 
 from .classes import rgb
@@ -257,3 +258,33 @@ def make_demo_scene(
         write_sheets(tmp["sheets"], size, pixel_size, *sheets)
     return paths
 
+
+
+def cut_scene_table(scene: dict, folder: Path, n: int, size: int = 64) -> Path:
+    """n small scenes cut from a demo scene (`make_demo_scene`'s paths), three files each, and the
+    scene table listing them (columns m1, m2, labels, aoi, name) for `stars train --scenes`: many
+    scenes for the scale-out tests and benches."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with rasterio.open(scene["sar"]) as sar, rasterio.open(scene["optical"]) as opt, \
+            rasterio.open(scene["labels"]) as lab:
+        span = min(sar.width, sar.height) - size
+        if span <= 0:
+            raise InputError(f"scenes of {size} px cannot be cut from a {sar.width} x {sar.height} scene")
+        for i in range(n):
+            window = Window((i * 53) % span, (i * 37) % span, size, size)
+            names = []
+            for src, kind in ((sar, "sar"), (opt, "opt"), (lab, "lab")):
+                path = folder / f"{kind}_{i:04d}.tif"
+                profile = dict(src.profile, width=size, height=size, transform=src.window_transform(window))
+                with rasterio.open(path, "w", **profile) as dst:
+                    dst.write(src.read(window=window))
+                names.append(path.name)
+            rows.append({"m1": names[0], "m2": names[1], "labels": names[2], "name": f"tile {i}"})
+    table = folder / "scenes.csv"
+    with open(table, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["m1", "m2", "labels", "aoi", "name"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return table

@@ -1,8 +1,9 @@
 """Sliding-window segmentation of a raster of any size, from one modality (or both).
 
 The input is read tile by tile (`tiling.TileGrid`), normalised with the statistics stored in the
-model file, run through the model in batches while a reader thread prepares the next batch, and
-blended with raised-cosine weights into a buffer that holds only the rows of tiles in flight.
+model file, run through the model in batches while reader threads prepare the next batch (each
+with its own GDAL handles), and blended with raised-cosine weights into a buffer that holds only
+the rows of tiles in flight.
 Rows are written as soon as no later tile touches them, in whole GeoTIFF block rows, so memory
 depends on the raster width and the tile size, never on the raster height.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -107,33 +109,61 @@ def _latitude(ds) -> float:
 
 
 class _Inputs:
-    """The rasters a run reads, on one grid, with the model's band order and statistics."""
+    """The rasters a run reads, on one grid, with the model's band order and statistics.
+
+    GDAL handles must not be shared between threads: with `reopen`, every reader thread opens its
+    own handles of the same rasters on its first tile (`reopen(stack)` -> (primary, secondary)),
+    closed by `close`; without it, the handles given are used by one reader thread at a time."""
 
     def __init__(self, primary, secondary, order: tuple[list[int], list[int] | None],
                  stats: tuple[BandStats, BandStats | None], clip: list[dict] | None = None,
-                 prepare: Callable = normalise):
-        self.primary, self.secondary = primary, secondary
+                 prepare: Callable = normalise, reopen: Callable[[ExitStack], tuple] | None = None):
         self.order, self.stats, self.clip, self.prepare = order, stats, clip, prepare
+        self._given, self._reopen = (primary, secondary), reopen
+        self._local, self._lock, self._stacks = threading.local(), threading.Lock(), []
+
+    def _datasets(self) -> tuple:
+        pair = getattr(self._local, "pair", None)
+        if pair is None:
+            pair = self._given
+            if self._reopen is not None:
+                stack = ExitStack()
+                with self._lock:
+                    self._stacks.append(stack)
+                pair = self._reopen(stack)
+            self._local.pair = pair
+        return pair
+
+    def close(self) -> None:
+        """Close the handles the reader threads opened (after the threads are done)."""
+        for stack in self._stacks:
+            stack.close()
+        self._stacks.clear()
 
     def read(self, tile: Tile):
         """Padded model inputs of one tile (`prepare`: normalised, or raw for a graph that normalises
         itself) and the validity masks of its pixels."""
+        primary, secondary = self._datasets()
         window = Window(tile.col, tile.row, tile.width, tile.height)
-        x = self.primary.read(self.order[0], window=window)
-        v = valid_mask(self.primary, x, window)
+        x = primary.read(self.order[0], window=window)
+        v = valid_mask(primary, x, window)
         if self.clip:  # pixels outside the clip polygons are no data
-            v &= geometry_mask(self.clip, (tile.height, tile.width), self.primary.window_transform(window), invert=True)
+            v &= geometry_mask(self.clip, (tile.height, tile.width), primary.window_transform(window), invert=True)
         x = pad_reflect(self.prepare(x, v, self.stats[0]), tile.pad_bottom, tile.pad_right)
-        if self.secondary is None:
+        if secondary is None:
             return x, None, v, None
-        x2 = self.secondary.read(self.order[1], window=window)
-        v2 = valid_mask(self.secondary, x2, window)
+        x2 = secondary.read(self.order[1], window=window)
+        v2 = valid_mask(secondary, x2, window)
         return x, pad_reflect(self.prepare(x2, v2, self.stats[1]), tile.pad_bottom, tile.pad_right), v, v2
 
     def read_batch(self, tiles: list[Tile]):
         """Stacked inputs (B, C, h, w) of several tiles, and their validity masks."""
-        x1, x2, v1, v2 = zip(*(self.read(t) for t in tiles))
-        return np.stack(x1), None if x2[0] is None else np.stack(x2), v1, v2
+        return _stack([self.read(t) for t in tiles])
+
+
+def _stack(reads: list[tuple]):
+    x1, x2, v1, v2 = zip(*reads)
+    return np.stack(x1), None if x2[0] is None else np.stack(x2), v1, v2
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -176,32 +206,48 @@ def segment(
     role = m1_name if cfg.modality == 1 else m2_name
     stats = loaded.stats[cfg.modality - 1]
 
-    with open_raster(input, role) as src, ExitStack() as opened:  # `opened` closes the VRTs and optical raster
-        order = band_order(src, stats, role, os.fspath(input), note)
-        work = _working_grid(src, loaded, cfg, note)
-        primary = opened.enter_context(work) if work is not None else src
-        secondary, order2 = None, None
+    def open_grid(stack: ExitStack, say: Callable[[str], None] = note) -> tuple:
+        """The input (at the model's pixel size with `cfg.resample`) and the optical raster on its
+        grid, opened in `stack`: (input, working grid or None, primary, optical, optical on the grid)."""
+        src = stack.enter_context(open_raster(input, role))
+        work = _working_grid(src, loaded, cfg, say)
+        primary = stack.enter_context(work) if work is not None else src
+        m2 = secondary = None
         if with_m2 is not None:
-            m2 = opened.enter_context(open_raster(with_m2, m2_name))
-            order2 = band_order(m2, loaded.stats[1], m2_name, os.fspath(with_m2), note)
+            m2 = stack.enter_context(open_raster(with_m2, m2_name))
             secondary = aligned(primary, m2, Resampling.bilinear, os.fspath(input), os.fspath(with_m2))
             if secondary is not m2:
-                opened.enter_context(secondary)
+                stack.enter_context(secondary)
+        return src, work, primary, m2, secondary
+
+    readers = cfg.readers_for(loaded.device_type, threads.available_cores())
+    with ExitStack() as opened:
+        src, work, primary, m2, secondary = open_grid(opened)
+        order = band_order(src, stats, role, os.fspath(input), note)
+        order2 = None if m2 is None else band_order(m2, loaded.stats[1], m2_name, os.fspath(with_m2), note)
         polygons = None
         if clip is not None:
             polygons = [g for g, _ in geometries_in(clip[0], [(g, None) for g in clip[1]], primary.crs)]
+
+        def reopen(stack: ExitStack) -> tuple:  # a reader thread's own handles: (primary, secondary)
+            _, _, primary, _, secondary = open_grid(stack, lambda _: None)
+            return primary, secondary
+
         inputs = _Inputs(primary, secondary, (order, order2),
-                         (stats, loaded.stats[1] if secondary is not None else None), polygons, loaded.prepare)
+                         (stats, loaded.stats[1] if secondary is not None else None), polygons, loaded.prepare,
+                         None if readers == 1 else reopen)
         with atomic_outputs(output, confidence, probabilities, qml) as (out_t, conf_t, prob_t, qml_t):
             finals = (out_t, conf_t, prob_t)
             if work is None:
-                counts, nodata, tiles = _predict(loaded, inputs, src.profile, finals, cfg, branch, progress, cancel)
+                counts, nodata, tiles = _predict(loaded, inputs, src.profile, finals, cfg, branch, progress, cancel,
+                                                 readers)
             else:
                 import tempfile
 
                 with tempfile.TemporaryDirectory(dir=out_t.parent, prefix=".stars-work-") as tmp:
                     works = tuple(None if t is None else Path(tmp) / t.name for t in finals)
-                    _, _, tiles = _predict(loaded, inputs, work.profile, works, cfg, branch, progress, cancel)
+                    _, _, tiles = _predict(loaded, inputs, work.profile, works, cfg, branch, progress, cancel,
+                                           readers)
                     counts, nodata = _warp_back(works, finals, src, loaded.classes, cancel)
             _finish(finals, loaded.classes)
             qml_t.write_text(paletted_qml(loaded.classes))
@@ -294,34 +340,43 @@ def _profiles(base: dict, classes: ClassTable) -> tuple[dict, dict, dict]:
 
 
 def _predict(loaded, inputs: _Inputs, base_profile: dict, outputs, cfg: SegmentConfig, branch: str, progress,
-             cancel) -> tuple[np.ndarray, int, int]:
-    """Run the model over every tile of the input grid and write the outputs. Returns the pixel
-    count of every class, the no-data pixel count and the number of tiles."""
+             cancel, readers: int = 1) -> tuple[np.ndarray, int, int]:
+    """Run the model over every tile of the input grid and write the outputs, while `readers`
+    threads read the next batch's tiles. Returns the pixel count of every class, the no-data pixel
+    count and the number of tiles."""
     height, width = base_profile["height"], base_profile["width"]
     grid = TileGrid.build(height, width, cfg.tile_size, cfg.overlap)
     tiles = list(grid)
     size = cfg.batch_for(loaded.device_type)
     batches = [tiles[i:i + size] for i in range(0, len(tiles), size)]
     blend = loaded.blend_rows(height, width, BLOCK, grid.weights(), cfg.blend_on_device)
-    with _Writers(outputs, base_profile, loaded.classes) as writers, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="stars-read") as pool:
-        pending = pool.submit(inputs.read_batch, batches[0])
-        done = 0
-        for b, batch in enumerate(batches):
-            if cancel is not None and cancel():
-                raise Cancelled("segmentation cancelled; no output was written (an earlier one is kept)")
-            x1, x2, v1, v2 = pending.result()
-            threads.adapt()  # as many threads as there are idle cores (stars_core.threads)
-            if b + 1 < len(batches):
-                pending = pool.submit(inputs.read_batch, batches[b + 1])  # read ahead while the model runs
-            probs = loaded.probabilities(branch, x1, x2, v2, batch)  # (B, K, h, w), where the blend wants it
-            for t, p, v in zip(batch, probs, v1):
-                writers.write(blend.finished(t.row))  # tiles come row by row: nothing above this one changes
-                blend.add(t, p, v)
-            done += len(batch)
-            if progress is not None:
-                progress(done, len(tiles))
-        writers.write(blend.finished(height))
+    try:
+        with _Writers(outputs, base_profile, loaded.classes) as writers, \
+                ThreadPoolExecutor(max_workers=readers, thread_name_prefix="stars-read") as pool:
+            def read_ahead(batch: list[Tile]) -> list:
+                return [pool.submit(inputs.read, t) for t in batch]
+
+            pending = read_ahead(batches[0])
+            done = 0
+            for b, batch in enumerate(batches):
+                if cancel is not None and cancel():
+                    for f in pending:
+                        f.cancel()
+                    raise Cancelled("segmentation cancelled; no output was written (an earlier one is kept)")
+                x1, x2, v1, v2 = _stack([f.result() for f in pending])
+                threads.adapt()  # as many threads as there are idle cores (stars_core.threads)
+                if b + 1 < len(batches):
+                    pending = read_ahead(batches[b + 1])  # read ahead while the model runs
+                probs = loaded.probabilities(branch, x1, x2, v2, batch)  # (B, K, h, w), where the blend wants it
+                for t, p, v in zip(batch, probs, v1):
+                    writers.write(blend.finished(t.row))  # tiles come row by row: nothing above this one changes
+                    blend.add(t, p, v)
+                done += len(batch)
+                if progress is not None:
+                    progress(done, len(tiles))
+            writers.write(blend.finished(height))
+    finally:
+        inputs.close()
     return writers.counts, writers.nodata, len(tiles)
 
 

@@ -10,6 +10,7 @@ from rasterio.windows import Window
 from stars_core.classes import IGNORE, ClassTable
 from stars_core.config import DataConfig
 from stars_core.data import CELL, SceneSpec, augment, prepare_training_data
+from stars_core.demo_scene import cut_scene_table
 from stars_core.runtime import InputError
 from tests.core.helpers import reproject_raster, rewrite, write_polygons
 
@@ -164,38 +165,11 @@ def test_augment_applies_one_transform_to_all():
     assert len({augment([b], k)[0].tobytes() for k in range(8)}) == 8
 
 
-def _tiny_scenes(demo_scene, folder, n: int, size: int = 64):
-    """n small scenes cut from the demo scene (each its own three files), and a CSV listing them."""
-    import csv as _csv
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = []
-    with rasterio.open(demo_scene["sar"]) as s, rasterio.open(demo_scene["optical"]) as o, \
-            rasterio.open(demo_scene["labels"]) as lab:
-        for i in range(n):
-            r, c = (i * 37) % (256 - size), (i * 53) % (256 - size)
-            window = Window(c, r, size, size)
-            names = []
-            for src, kind in ((s, "sar"), (o, "opt"), (lab, "lab")):
-                profile = dict(src.profile, width=size, height=size, transform=src.window_transform(window))
-                path = folder / f"{kind}_{i:03d}.tif"
-                with rasterio.open(path, "w", **profile) as dst:
-                    dst.write(src.read(window=window))
-                names.append(path.name)
-            rows.append({"m1": names[0], "m2": names[1], "labels": names[2], "name": f"tile {i}"})
-    table = folder / "scenes.csv"
-    with open(table, "w", newline="") as f:
-        w = _csv.DictWriter(f, fieldnames=["m1", "m2", "labels", "aoi", "name"])
-        w.writeheader()
-        w.writerows(rows)
-    return table
-
-
 def test_a_scene_table_trains_hundreds_of_scenes_with_few_open_files(demo_scene, tmp_path):
     import subprocess
     import sys
 
-    table = _tiny_scenes(demo_scene, tmp_path / "scenes", 200)
+    table = cut_scene_table(demo_scene, tmp_path / "scenes", 200)
     code = ("import sys; from stars_core.cli import main; sys.exit(main(sys.argv[1:]))")
     cmd = (f"ulimit -n 64; {sys.executable} -c '{code}' train --scenes {table} --class-table {demo_scene['classes']} "
            f"--ignore-value 0 --out {tmp_path / 'm.stars'} --backbone resnet18 --encoder-width 16 --steps 2 "
@@ -211,12 +185,12 @@ def test_bad_scenes_are_named_and_can_be_skipped(demo_scene, tmp_path):
     from stars_core.config import DataConfig
     from stars_core.data import read_scene_table
 
-    table = _tiny_scenes(demo_scene, tmp_path / "s", 3)
+    table = cut_scene_table(demo_scene, tmp_path / "s", 3)
     text = table.read_text().splitlines()
-    text.append("missing_sar.tif,opt_000.tif,lab_000.tif,,broken one")
+    text.append("missing_sar.tif,opt_0000.tif,lab_0000.tif,,broken one")
     table.write_text("\n".join(text) + "\n")
     specs = read_scene_table(table)
-    assert specs[0].name == "tile 0" and specs[0].m1 == str(tmp_path / "s" / "sar_000.tif")
+    assert specs[0].name == "tile 0" and specs[0].m1 == str(tmp_path / "s" / "sar_0000.tif")
     cfg = dict(class_table=str(demo_scene["classes"]), chip_size=32)
     with pytest.raises(InputError, match="scene broken one: modality-1 raster .*missing_sar.tif.* not found"):
         prepare_training_data(specs, DataConfig(**cfg), log=lambda *_: None)

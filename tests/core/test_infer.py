@@ -266,3 +266,54 @@ def test_device_side_blending_gives_the_numpy_map(trained_model, demo_scene, tmp
         np.testing.assert_array_equal(x.read(), y.read())
     with rasterio.open(tmp_path / "c1.tif") as x, rasterio.open(tmp_path / "c2.tif") as y:
         np.testing.assert_allclose(x.read(), y.read(), atol=1e-5)
+
+
+def test_reader_threads_each_open_their_own_handles_and_give_the_same_map(demo_scene, trained_model, tmp_path):
+    """Several reader threads (the CUDA default) read with handles of their own, since GDAL handles
+    must not be shared between threads, and the maps equal those of one reader."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from stars_core.infer import _Inputs
+    from stars_core.tiling import TileGrid
+
+    assert SegmentConfig().readers_for("cpu", 8) == 1
+    assert SegmentConfig().readers_for("cuda", 8) == 4 and SegmentConfig().readers_for("cuda", 2) == 2
+    assert SegmentConfig(read_threads=3).readers_for("cpu", 2) == 3
+    with pytest.raises(ValueError, match="read threads must be at least 1"):
+        SegmentConfig(read_threads=0)
+
+    opened = []  # (thread, dataset) of every reopen
+
+    def reopen(stack):
+        ds = stack.enter_context(rasterio.open(demo_scene["sar"]))
+        opened.append((threading.get_ident(), ds))
+        return ds, None
+
+    with rasterio.open(demo_scene["sar"]) as given:
+        inputs = _Inputs(given, None, (list(range(1, given.count + 1)), None), (None, None),
+                         prepare=lambda x, valid, stats: x.astype(np.float32), reopen=reopen)
+        tiles = list(TileGrid.build(given.height, given.width, 64, 16))
+        with ThreadPoolExecutor(3) as pool:
+            reads = list(pool.map(inputs.read, tiles))
+        used = [t for t, _ in opened]
+        assert len(used) == len(set(used)) >= 2, "one handle per reader thread, more than one thread used"
+        assert all(ds is not given for _, ds in opened)
+        np.testing.assert_array_equal(np.stack([r[0] for r in reads]), inputs.read_batch(tiles)[0])
+        inputs.close()
+        assert all(ds.closed for _, ds in opened) and not given.closed
+
+    loaded = load_model(trained_model)
+    with rasterio.open(demo_scene["sar"]) as ds:
+        coarse = ds.transform * Affine.scale(3)
+    runs = {"sar": (demo_scene["sar"], {}, {}),
+            "fused": (demo_scene["sar"], {"with_m2": demo_scene["optical"]}, {}),
+            "resampled": (rewrite(demo_scene["sar"], tmp_path / "coarse.tif", transform=coarse), {}, {"resample": True})}
+    for name, (raster, kwargs, extra) in runs.items():
+        maps = []
+        for readers in (1, 3):
+            cfg = SegmentConfig(tile_size=64, overlap=16, batch_size=3, read_threads=readers, **extra, **CPU)
+            segment(loaded, raster, tmp_path / f"{name}{readers}.tif", cfg, **kwargs)
+            maps.append(_read(tmp_path / f"{name}{readers}.tif")[0])
+        np.testing.assert_array_equal(maps[0], maps[1], err_msg=name)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
