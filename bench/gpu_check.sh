@@ -39,7 +39,7 @@ if [ "$DEVICE" = cuda ]; then
     step "model speed (ResNet-50 STARS, 512 px)" 240 "$PY" bench/model_speed.py --device cuda --batches 1 8 \
         --repeats 5 --compile
     step "segment speed (ResNet-50, 512-px tiles, 8192 px raster)" 180 "$PY" bench/segment_speed.py --device cuda \
-        --size 8192
+        --size 8192 --read-threads 1 4
     step "paper recipe training (ResNet-50 width 64, 512-px chips, batch 8)" 180 "$PY" bench/train_speed.py \
         --device cuda --backbone resnet50 --width 64 --chip 512 --batch 8 --steps 40 --workers 4 --size 2048
 else
@@ -48,7 +48,7 @@ else
     step "model speed (small)" 300 "$PY" bench/model_speed.py --device "$DEVICE" --backbone resnet18 --width 16 \
         --size 128 --batches 1 --repeats 1
     step "segment speed (small)" 300 "$PY" bench/segment_speed.py --device "$DEVICE" --backbone resnet18 --width 16 \
-        --size 512 --tile 128 --overlap 32
+        --size 512 --tile 128 --overlap 32 --batch 2 --read-threads 1 2
     step "training (small)" 300 "$PY" bench/train_speed.py --device "$DEVICE" --backbone resnet18 --width 16 \
         --chip 128 --batch 2 --steps 3 --workers 0 --size 512
 fi

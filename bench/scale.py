@@ -16,7 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 from stars_core.demo_scene import cut_scene_table, make_demo_scene
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,7 +28,7 @@ EPILOG_SEGMENT = """examples:
   optical only (DSM+optical):   stars segment model.stars optical.tif out.tif --modality 2
 """
 READ_THREADS_HELP = ("threads reading tiles while the model runs, each with its own GDAL handles (default: 1 on "
-                     "CPU, one per tile of a batch on CUDA)")
+                     "CPU, one per tile of a batch on CUDA; at most the batch size is used)")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -300,7 +300,8 @@ class SegmentConfig:
     def readers_for(self, device_type: str, cores: int) -> int:
         """The reader threads on a device: the configured number, else one on the CPU, where the
         model needs every core and one reader already keeps up, and on CUDA one per tile of a batch
-        up to the cores there are (a GPU runs tiles faster than one thread reads them)."""
+        up to the cores there are (a GPU runs tiles faster than one thread reads them). One batch is
+        read ahead, so threads beyond the batch size would wait: segmentation uses at most that many."""
         if self.read_threads is not None:
             return self.read_threads
         return max(1, min(self.batch_for(device_type), cores)) if device_type == "cuda" else 1

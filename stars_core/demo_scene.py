@@ -259,7 +259,6 @@ def make_demo_scene(
     return paths
 
 
-
 def cut_scene_table(scene: dict, folder: Path, n: int, size: int = 64) -> Path:
     """n small scenes cut from a demo scene (`make_demo_scene`'s paths), three files each, and the
     scene table listing them (columns m1, m2, labels, aoi, name) for `stars train --scenes`: many

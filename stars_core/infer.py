@@ -139,6 +139,7 @@ class _Inputs:
         for stack in self._stacks:
             stack.close()
         self._stacks.clear()
+        self._local = threading.local()  # a later read opens new handles
 
     def read(self, tile: Tile):
         """Padded model inputs of one tile (`prepare`: normalised, or raw for a graph that normalises
@@ -342,7 +343,7 @@ def _profiles(base: dict, classes: ClassTable) -> tuple[dict, dict, dict]:
 def _predict(loaded, inputs: _Inputs, base_profile: dict, outputs, cfg: SegmentConfig, branch: str, progress,
              cancel, readers: int = 1) -> tuple[np.ndarray, int, int]:
     """Run the model over every tile of the input grid and write the outputs, while `readers`
-    threads read the next batch's tiles. Returns the pixel count of every class, the no-data pixel
+    threads (at most one per tile of a batch) read the next batch's tiles. Returns the pixel count of every class, the no-data pixel
     count and the number of tiles."""
     height, width = base_profile["height"], base_profile["width"]
     grid = TileGrid.build(height, width, cfg.tile_size, cfg.overlap)
@@ -350,23 +351,18 @@ def _predict(loaded, inputs: _Inputs, base_profile: dict, outputs, cfg: SegmentC
     size = cfg.batch_for(loaded.device_type)
     batches = [tiles[i:i + size] for i in range(0, len(tiles), size)]
     blend = loaded.blend_rows(height, width, BLOCK, grid.weights(), cfg.blend_on_device)
+    pool = ThreadPoolExecutor(max_workers=min(readers, size), thread_name_prefix="stars-read")
     try:
-        with _Writers(outputs, base_profile, loaded.classes) as writers, \
-                ThreadPoolExecutor(max_workers=readers, thread_name_prefix="stars-read") as pool:
-            def read_ahead(batch: list[Tile]) -> list:
-                return [pool.submit(inputs.read, t) for t in batch]
-
-            pending = read_ahead(batches[0])
+        with _Writers(outputs, base_profile, loaded.classes) as writers:
+            pending = [pool.submit(inputs.read, t) for t in batches[0]]
             done = 0
             for b, batch in enumerate(batches):
                 if cancel is not None and cancel():
-                    for f in pending:
-                        f.cancel()
                     raise Cancelled("segmentation cancelled; no output was written (an earlier one is kept)")
                 x1, x2, v1, v2 = _stack([f.result() for f in pending])
                 threads.adapt()  # as many threads as there are idle cores (stars_core.threads)
-                if b + 1 < len(batches):
-                    pending = read_ahead(batches[b + 1])  # read ahead while the model runs
+                if b + 1 < len(batches):  # read ahead while the model runs
+                    pending = [pool.submit(inputs.read, t) for t in batches[b + 1]]
                 probs = loaded.probabilities(branch, x1, x2, v2, batch)  # (B, K, h, w), where the blend wants it
                 for t, p, v in zip(batch, probs, v1):
                     writers.write(blend.finished(t.row))  # tiles come row by row: nothing above this one changes
@@ -375,7 +371,8 @@ def _predict(loaded, inputs: _Inputs, base_profile: dict, outputs, cfg: SegmentC
                 if progress is not None:
                     progress(done, len(tiles))
             writers.write(blend.finished(height))
-    finally:
+    finally:  # on an error or a cancel, reads not started are dropped; handles close after the readers stop
+        pool.shutdown(wait=True, cancel_futures=True)
         inputs.close()
     return writers.counts, writers.nodata, len(tiles)
 

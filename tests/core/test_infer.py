@@ -268,13 +268,14 @@ def test_device_side_blending_gives_the_numpy_map(trained_model, demo_scene, tmp
         np.testing.assert_allclose(x.read(), y.read(), atol=1e-5)
 
 
-def test_reader_threads_each_open_their_own_handles_and_give_the_same_map(demo_scene, trained_model, tmp_path):
+def test_reader_threads_each_open_their_own_handles_and_give_the_same_map(demo_scene, trained_model, tmp_path,
+                                                                          monkeypatch):
     """Several reader threads (the CUDA default) read with handles of their own, since GDAL handles
     must not be shared between threads, and the maps equal those of one reader."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    from stars_core.infer import _Inputs
+    import stars_core.infer as infer
     from stars_core.tiling import TileGrid
 
     assert SegmentConfig().readers_for("cpu", 8) == 1
@@ -284,36 +285,64 @@ def test_reader_threads_each_open_their_own_handles_and_give_the_same_map(demo_s
         SegmentConfig(read_threads=0)
 
     opened = []  # (thread, dataset) of every reopen
+    two_at_once = threading.Barrier(2, timeout=30)
+    calls = iter(range(10**6))
 
     def reopen(stack):
         ds = stack.enter_context(rasterio.open(demo_scene["sar"]))
         opened.append((threading.get_ident(), ds))
         return ds, None
 
+    def prepare(x, valid, stats):
+        if next(calls) < 2:  # the first two tiles wait for each other: two threads read at once
+            two_at_once.wait()
+        return x.astype(np.float32)
+
     with rasterio.open(demo_scene["sar"]) as given:
-        inputs = _Inputs(given, None, (list(range(1, given.count + 1)), None), (None, None),
-                         prepare=lambda x, valid, stats: x.astype(np.float32), reopen=reopen)
+        inputs = infer._Inputs(given, None, (list(range(1, given.count + 1)), None), (None, None),
+                               prepare=prepare, reopen=reopen)
         tiles = list(TileGrid.build(given.height, given.width, 64, 16))
         with ThreadPoolExecutor(3) as pool:
             reads = list(pool.map(inputs.read, tiles))
         used = [t for t, _ in opened]
         assert len(used) == len(set(used)) >= 2, "one handle per reader thread, more than one thread used"
         assert all(ds is not given for _, ds in opened)
-        np.testing.assert_array_equal(np.stack([r[0] for r in reads]), inputs.read_batch(tiles)[0])
         inputs.close()
         assert all(ds.closed for _, ds in opened) and not given.closed
+        np.testing.assert_array_equal(np.stack([r[0] for r in reads]), inputs.read_batch(tiles)[0])  # reopens
+        inputs.close()
 
+    # in segment(): the input, the optical raster and the resampling VRT are opened again by the readers
+    openers = []
+
+    def recording(wrapped):
+        def opener(*args, **kwargs):
+            openers.append((threading.current_thread() is threading.main_thread(), wrapped.__name__))
+            return wrapped(*args, **kwargs)
+        opener.__name__ = wrapped.__name__
+        return opener
+
+    monkeypatch.setattr(infer, "open_raster", recording(infer.open_raster))
+    monkeypatch.setattr(infer, "WarpedVRT", recording(infer.WarpedVRT))
     loaded = load_model(trained_model)
     with rasterio.open(demo_scene["sar"]) as ds:
         coarse = ds.transform * Affine.scale(3)
-    runs = {"sar": (demo_scene["sar"], {}, {}),
-            "fused": (demo_scene["sar"], {"with_m2": demo_scene["optical"]}, {}),
-            "resampled": (rewrite(demo_scene["sar"], tmp_path / "coarse.tif", transform=coarse), {}, {"resample": True})}
-    for name, (raster, kwargs, extra) in runs.items():
+    runs = {  # name: raster, segment() arguments, config, {opener: (opens in the main thread, in each reader)}
+        "sar": (demo_scene["sar"], {}, {}, {"open_raster": (1, 1)}),
+        "fused": (demo_scene["sar"], {"with_m2": demo_scene["optical"]}, {}, {"open_raster": (2, 2)}),
+        "resampled": (rewrite(demo_scene["sar"], tmp_path / "coarse.tif", transform=coarse), {}, {"resample": True},
+                      {"open_raster": (1, 1), "WarpedVRT": (2, 1)}),  # the main thread's second VRT warps back
+    }
+    for name, (raster, kwargs, extra, expected) in runs.items():
         maps = []
         for readers in (1, 3):
+            openers.clear()
             cfg = SegmentConfig(tile_size=64, overlap=16, batch_size=3, read_threads=readers, **extra, **CPU)
             segment(loaded, raster, tmp_path / f"{name}{readers}.tif", cfg, **kwargs)
             maps.append(_read(tmp_path / f"{name}{readers}.tif")[0])
+            for what, (in_main, per_reader) in expected.items():
+                in_readers = sum(1 for main, w in openers if w == what and not main)
+                assert sum(1 for main, w in openers if w == what and main) == in_main, (name, what)
+                assert (in_readers >= per_reader) if readers > 1 else (in_readers == 0), (name, readers, what)
         np.testing.assert_array_equal(maps[0], maps[1], err_msg=name)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
