@@ -103,8 +103,7 @@ def main() -> None:
         grid = TileGrid.build(args.size, args.size, args.tile, args.overlap)
         mpx = args.size ** 2 / 1e6
         def readers(n):
-            return min(batch, SegmentConfig(batch_size=batch, read_threads=n).readers_for(device.type,
-                                                                                        threads.available_cores()))
+            return SegmentConfig(batch_size=batch, read_threads=n).readers_for(device.type, threads.available_cores())
 
         print(f"# segmentation speed, {args.backbone} width {args.width}, {args.size}^2 raster, tile {args.tile}, "
               f"overlap {args.overlap} ({len(grid)} tiles), batch {batch}, device {device}, "

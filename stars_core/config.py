@@ -301,10 +301,11 @@ class SegmentConfig:
         """The reader threads on a device: the configured number, else one on the CPU, where the
         model needs every core and one reader already keeps up, and on CUDA one per tile of a batch
         up to the cores there are (a GPU runs tiles faster than one thread reads them). One batch is
-        read ahead, so threads beyond the batch size would wait: segmentation uses at most that many."""
+        read ahead, so never more than the batch size: more threads would only wait."""
+        batch = self.batch_for(device_type)
         if self.read_threads is not None:
-            return self.read_threads
-        return max(1, min(self.batch_for(device_type), cores)) if device_type == "cuda" else 1
+            return min(self.read_threads, batch)
+        return max(1, min(batch, cores)) if device_type == "cuda" else 1
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(asdict(self))

@@ -157,12 +157,9 @@ class _Inputs:
         v2 = valid_mask(secondary, x2, window)
         return x, pad_reflect(self.prepare(x2, v2, self.stats[1]), tile.pad_bottom, tile.pad_right), v, v2
 
-    def read_batch(self, tiles: list[Tile]):
-        """Stacked inputs (B, C, h, w) of several tiles, and their validity masks."""
-        return _stack([self.read(t) for t in tiles])
-
 
 def _stack(reads: list[tuple]):
+    """Stacked inputs (B, C, h, w) of several tiles read by `_Inputs.read`, and their validity masks."""
     x1, x2, v1, v2 = zip(*reads)
     return np.stack(x1), None if x2[0] is None else np.stack(x2), v1, v2
 
@@ -343,15 +340,15 @@ def _profiles(base: dict, classes: ClassTable) -> tuple[dict, dict, dict]:
 def _predict(loaded, inputs: _Inputs, base_profile: dict, outputs, cfg: SegmentConfig, branch: str, progress,
              cancel, readers: int = 1) -> tuple[np.ndarray, int, int]:
     """Run the model over every tile of the input grid and write the outputs, while `readers`
-    threads (at most one per tile of a batch) read the next batch's tiles. Returns the pixel count of every class, the no-data pixel
-    count and the number of tiles."""
+    threads (`SegmentConfig.readers_for`) read the next batch's tiles. Returns the pixel count of
+    every class, the no-data pixel count and the number of tiles."""
     height, width = base_profile["height"], base_profile["width"]
     grid = TileGrid.build(height, width, cfg.tile_size, cfg.overlap)
     tiles = list(grid)
     size = cfg.batch_for(loaded.device_type)
     batches = [tiles[i:i + size] for i in range(0, len(tiles), size)]
     blend = loaded.blend_rows(height, width, BLOCK, grid.weights(), cfg.blend_on_device)
-    pool = ThreadPoolExecutor(max_workers=min(readers, size), thread_name_prefix="stars-read")
+    pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="stars-read")
     try:
         with _Writers(outputs, base_profile, loaded.classes) as writers:
             pending = [pool.submit(inputs.read, t) for t in batches[0]]

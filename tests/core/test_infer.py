@@ -280,7 +280,8 @@ def test_reader_threads_each_open_their_own_handles_and_give_the_same_map(demo_s
 
     assert SegmentConfig().readers_for("cpu", 8) == 1
     assert SegmentConfig().readers_for("cuda", 8) == 4 and SegmentConfig().readers_for("cuda", 2) == 2
-    assert SegmentConfig(read_threads=3).readers_for("cpu", 2) == 3
+    assert SegmentConfig(read_threads=3, batch_size=3).readers_for("cpu", 2) == 3
+    assert SegmentConfig(read_threads=3).readers_for("cpu", 2) == 1  # one tile per batch on the CPU: one reader
     with pytest.raises(ValueError, match="read threads must be at least 1"):
         SegmentConfig(read_threads=0)
 
@@ -309,7 +310,8 @@ def test_reader_threads_each_open_their_own_handles_and_give_the_same_map(demo_s
         assert all(ds is not given for _, ds in opened)
         inputs.close()
         assert all(ds.closed for _, ds in opened) and not given.closed
-        np.testing.assert_array_equal(np.stack([r[0] for r in reads]), inputs.read_batch(tiles)[0])  # reopens
+        again = [inputs.read(t) for t in tiles]  # after close, this thread opens new handles
+        np.testing.assert_array_equal(np.stack([r[0] for r in reads]), np.stack([r[0] for r in again]))
         inputs.close()
 
     # in segment(): the input, the optical raster and the resampling VRT are opened again by the readers
