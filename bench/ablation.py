@@ -32,6 +32,7 @@ from stars_core.data import SceneSpec
 from stars_core.demo_scene import make_demo_scene
 from stars_core.evaluate import evaluate
 from stars_core.infer import segment
+from stars_core.models import pretrained_plan
 from stars_core.train import train
 
 threads.configure("auto")
@@ -62,7 +63,8 @@ def run_row(name, model_sw, loss_sw, args, train_scene, test_scene, work: Path, 
     spec = [SceneSpec(str(train_scene["sar"]), str(train_scene["optical"]), str(train_scene["labels"]))]
     model = work / f"{abs(hash((name, seed, str(train_scene['sar']))))}.stars"
     t0 = time.perf_counter()
-    result = train(spec, model, model_cfg, loss_cfg, train_cfg, data_cfg, log=lambda *_: None)
+    result = train(spec, model, model_cfg, loss_cfg, train_cfg, data_cfg, log=lambda *_: None,
+                   pretrained_m1=args.pretrained_m1, pretrained_m2=args.pretrained_m2)
     seconds = time.perf_counter() - t0
     seg_cfg = SegmentConfig(tile_size=256, device=args.device)
     row = {"row": name, "seed": seed, "train_seconds": round(seconds, 1)}
@@ -111,6 +113,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--json", type=Path, help="also write every row as JSON")
+    ap.add_argument("--pretrained-m1", help="SAR weights, given to every row alike (default: none, from scratch)")
+    ap.add_argument("--pretrained-m2", help="optical weights, given to every row alike (the baselines' encoder "
+                    "takes them too when --pretrained-m1 is not given)")
     args = ap.parse_args()
     stars_row = TABLE4[4][0]
     plan = {"all": TABLE4 + [r for r in TABLE5 if r[0] != "STARS beta=0.2"], "table4": TABLE4,
@@ -120,6 +125,11 @@ def main() -> None:
     print(f"# ablation: {args.backbone} width {args.width}, {args.steps} steps of batch {args.batch} on {args.chip}-px "
           f"chips, lr {args.lr}, demo scene {args.size} px (train seed 0, test seed 1), SAR noise {noises}, "
           f"seeds {args.seeds}, torch {torch.__version__}, {threads.describe()}, {platform.machine()}", flush=True)
+    given = {k for k, v in (("m1", args.pretrained_m1), ("m2", args.pretrained_m2)) if v}
+    print("# starting weights: " + ("none, every row trains from scratch" if not given else "the same files for "
+          "every row; " + "; ".join(sorted({f"{m}: " + ", ".join(f"{p} {k or 'scratch'}" for p, k in
+                                                                 pretrained_plan(m, given).items())
+                                            for m in ("stars", "single", "concat")}))), flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

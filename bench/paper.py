@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ import torch  # noqa: E402
 
 from stars_core.chips import ChipFolder, evaluate_chips  # noqa: E402
 from stars_core.config import DataConfig, LossConfig, StarsConfig, TrainConfig  # noqa: E402
+from stars_core.models import pretrained_plan  # noqa: E402
 from stars_core.train import train  # noqa: E402
 
 threads.configure("auto")
@@ -64,6 +66,11 @@ def main() -> None:
           f"{args.chip}-px crops, lr {args.lr}, train {args.train_root}, test {test_root}"
           f"{'' if args.test else ' (the training chips: checks the run, ranks nothing)'}, torch {torch.__version__}, "
           f"{threads.describe()}, {platform.machine()}", flush=True)
+    given = {k: v for k, v in (("m1", args.pretrained_m1), ("m2", args.pretrained_m2)) if v}
+    for method, mode in METHODS.items():  # every method gets the same files; say where each part starts
+        plan = pretrained_plan(mode, given)
+        print(f"# {method} starts from: " + ", ".join(
+            f"{part} {os.path.basename(given[k]) if k else 'scratch'}" for part, k in plan.items()), flush=True)
     rows = {}
     for method, mode in METHODS.items():
         model = args.out / f"{mode}.stars"
@@ -73,7 +80,7 @@ def main() -> None:
               TrainConfig.for_steps(args.steps, batch_size=args.batch, lr=args.lr, seed=args.seed, device=args.device,
                                     num_workers=args.workers),
               DataConfig(chip_size=args.chip, val_fraction=0.05, class_table=args.class_table, ignore_values=ignore),
-              pretrained_m1=args.pretrained_m1, pretrained_m2=args.pretrained_m2 if mode == "stars" else None,
+              pretrained_m1=args.pretrained_m1, pretrained_m2=args.pretrained_m2,
               log=lambda m: print(f"  {method}: {m}", flush=True))
         hours = (time.perf_counter() - t0) / 3600
         reports = evaluate_chips(model, folder(test_root, args), ignore, device=args.device, log=lambda *_: None)

@@ -117,7 +117,35 @@ def read_model_file(path: str | os.PathLike) -> dict:
     if missing:
         raise InputError(f"{path!r} is an incomplete STARS model file: it lacks {', '.join(missing)}; "
                          f"train it again or use the file `stars train` wrote")
+    missing = missing_modality_statistics(payload)
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise InputError(f"{path!r} is a format-3 model file without the optical statistics of the shared encoder "
+                         f"({shown}); it is damaged or was edited: use the file `stars train` wrote, or "
+                         f"re-estimate the statistics with `stars recalibrate`")
     return payload
+
+
+def missing_modality_statistics(payload: dict) -> list[str]:
+    """The modality-2 BatchNorm buffers (`*_m2`) a per-modality model of a format-3 file lacks."""
+    if payload.get("format_version", 1) < 3 or model_config(payload).shared_norm != "per_modality" \
+            or payload["model_config"].get("mode", "stars") != "stars":
+        return []
+    state = payload["state_dict"]
+    return [f"{k}_m2" for k in state if k.startswith("shared.") and
+            k.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked") and f"{k}_m2" not in state]
+
+
+def mixed_statistics_warning(meta: ModelMeta, path: str | os.PathLike | None) -> str | None:
+    """One line for a STARS model whose shared encoder keeps one mixed set of BatchNorm statistics
+    (a format-2 file): single-modality maps are normalised with statistics no modality had."""
+    if meta.model.mode != "stars" or meta.model.shared_norm != "mixed":
+        return None
+    m1, m2 = meta.modalities
+    name = os.fspath(path) if path is not None else "MODEL"
+    return (f"this model keeps one mixed set of {m1}/{m2} BatchNorm statistics in its shared encoder (a format-2 "
+            f"file), which costs single-modality maps accuracy; separate them once with `stars recalibrate {name} "
+            f"--m1 {m1}.tif --m2 {m2}.tif` (rasters of the training area)")
 
 
 def model_config(payload: dict) -> StarsConfig:
@@ -132,7 +160,8 @@ def model_config(payload: dict) -> StarsConfig:
 
 def fit_state_dict(model: torch.nn.Module, state: dict) -> dict:
     """`state` completed for `model`: files before format 3 lack the modality-2 statistics of the
-    shared body (`*_m2`); they start as copies of the single set the file holds."""
+    shared body (`*_m2`); they start as copies of the single set the file holds (a format-3 file
+    without them is refused by `read_model_file`, never completed)."""
     own = model.state_dict()
     state = dict(state)
     for key in own:

@@ -198,6 +198,8 @@ def segment(
                   {"output": output, "confidence output": confidence, "probabilities output": probabilities,
                    "style file beside the output": qml})
     loaded = open_runner(model, cfg)
+    for msg in getattr(loaded, "notes", ()):
+        note(msg)
     cfg = cfg.for_model(loaded.chip_size)
     branch = _check_request(loaded, cfg, with_m2)
     m1_name, m2_name = loaded.modalities

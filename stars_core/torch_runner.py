@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .bands import normalise
-from .checkpoint import LoadedModel, load_model
+from .checkpoint import LoadedModel, load_model, mixed_statistics_warning
 from .runtime import autocast, resolve_device
 from .tiling import BlendRows, Tile, pad_reflect
 
@@ -34,6 +34,8 @@ class TorchRunner:
         self.classes, self.stats, self.modalities = meta.classes, meta.stats, meta.modalities
         self.chip_size, self.pixel_size, self.crs, self.mode = meta.chip_size, meta.pixel_size, meta.crs, meta.model.mode
         self.device_type, self.device_name = self.device.type, str(self.device)
+        warning = mixed_statistics_warning(meta, self.path)
+        self.notes = [warning] if warning else []  # said by every segmentation with this model
 
     def blend_rows(self, height: int, width: int, block: int, weights: np.ndarray, on_device: bool | None):
         if on_device if on_device is not None else self.device.type == "cuda":

@@ -2,10 +2,11 @@
 from .fpn import FPNDecoder
 from .fusion import SCSE, FusionModule
 from .resnet import ResNet, ResNetStem, adapt_first_conv, load_pretrained
-from .stars import ConcatModel, PairOutput, SingleModel, StarsModel, build_model, check_input
+from .stars import ConcatModel, PairOutput, SingleModel, StarsModel, build_model, check_input, pretrained_plan
 from .translation import TranslationModule
 
 __all__ = [
     "FPNDecoder", "SCSE", "FusionModule", "ResNet", "ResNetStem", "adapt_first_conv", "load_pretrained",
-    "ConcatModel", "PairOutput", "SingleModel", "StarsModel", "build_model", "check_input", "TranslationModule",
+    "ConcatModel", "PairOutput", "SingleModel", "StarsModel", "build_model", "check_input", "pretrained_plan",
+    "TranslationModule",
 ]

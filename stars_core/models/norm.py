@@ -16,11 +16,19 @@ BatchNorm (one mixed set, the ablation "STARS, old mixed statistics" and model f
 from __future__ import annotations
 
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+# The modality of each layer for the pass in progress: {id(layer): modality}. A context variable, so
+# that it belongs to the call (each thread has its own context): two passes of one model in two
+# threads, one SAR-only and one optical-only (QGIS runs Processing algorithms in background threads
+# and shares cached models), never see each other's choice. Layers not in the mapping use modality 1.
+_ACTIVE: ContextVar[dict[int, int]] = ContextVar("stars_modality", default={})
 
 
 class ModalityBatchNorm2d(nn.BatchNorm2d):
@@ -29,7 +37,6 @@ class ModalityBatchNorm2d(nn.BatchNorm2d):
     def __init__(self, num_features: int, per_modality: bool = True, **kwargs):
         super().__init__(num_features, **kwargs)
         self.per_modality = per_modality
-        self.modality = 1
         self.register_buffer("running_mean_m2", self.running_mean.clone())
         self.register_buffer("running_var_m2", self.running_var.clone())
         self.register_buffer("num_batches_tracked_m2", self.num_batches_tracked.clone())
@@ -50,6 +57,11 @@ class ModalityBatchNorm2d(nn.BatchNorm2d):
                 factor = 1.0 / float(tracked)
         return F.batch_norm(x, mean, var, self.weight, self.bias, self.training, factor, self.eps)
 
+    @property
+    def modality(self) -> int:
+        """The modality whose statistics this layer uses in the current pass (`use_modality`)."""
+        return _ACTIVE.get().get(id(self), 1)
+
     def extra_repr(self) -> str:
         return super().extra_repr() + f", per_modality={self.per_modality}"
 
@@ -60,13 +72,14 @@ def modality_norms(module: nn.Module) -> list[ModalityBatchNorm2d]:
 
 @contextmanager
 def use_modality(module: nn.Module, modality: int) -> Iterator[None]:
-    """Within the block, every ModalityBatchNorm2d of `module` uses the statistics of `modality`."""
-    norms = modality_norms(module)
-    previous = [n.modality for n in norms]
-    for n in norms:
-        n.modality = modality
+    """Within the block, every ModalityBatchNorm2d of `module` uses the statistics of `modality`, in
+    this thread (context) only: the choice is part of the call, not of the shared model."""
+    if modality not in (1, 2):
+        raise ValueError(f"modality must be 1 or 2, got {modality!r}")
+    active = dict(_ACTIVE.get())
+    active.update((id(n), modality) for n in modality_norms(module))
+    token = _ACTIVE.set(active)
     try:
         yield
     finally:
-        for n, m in zip(norms, previous):
-            n.modality = m
+        _ACTIVE.reset(token)

@@ -240,23 +240,37 @@ def build_model(cfg: StarsConfig, pretrained: Union[str, os.PathLike, None] = No
     `pretrained` serves every encoder part. Per modality, `pretrained_m1` serves the modality-1
     stem and specific encoder (e.g. SAR self-supervised weights), `pretrained_m2` the modality-2
     ones (e.g. ImageNet); the shared body takes `pretrained` if given, else `pretrained_m2`, else
-    `pretrained_m1`. The baselines' single encoder takes `pretrained_m1` (single) or `pretrained`."""
+    `pretrained_m1`. A baseline's single encoder takes `pretrained`, else `pretrained_m1`, else
+    `pretrained_m2`, so a baseline given the same files as STARS never starts from less
+    (`pretrained_plan` says which part takes which)."""
     model = {"stars": StarsModel, "single": SingleModel, "concat": ConcatModel}[cfg.mode](cfg)
     sources = {k: read_state_dict(v) for k, v in
                (("all", pretrained), ("m1", pretrained_m1), ("m2", pretrained_m2)) if v is not None}
     for part_name, part in model.encoders().items():
-        state = _source_for(part_name, sources)
-        if state is not None:
-            load_pretrained(part, state)
+        key = _source_for(part_name, sources)
+        if key is not None:
+            load_pretrained(part, sources[key])
     return model
 
 
-def _source_for(part: str, sources: dict) -> dict | None:
-    """Which weights a named encoder part starts from (see `build_model`)."""
+ENCODER_PARTS = {"stars": ("stem_m1", "stem_m2", "shared", "specific_m1", "specific_m2"),
+                 "single": ("encoder",), "concat": ("encoder",)}
+
+
+def pretrained_plan(mode: str, given) -> dict[str, str | None]:
+    """For a model of `mode`, which of the given weights ("all", "m1", "m2") each encoder part
+    starts from (None: from scratch), as `build_model` loads them."""
+    return {part: _source_for(part, set(given)) for part in ENCODER_PARTS[mode]}
+
+
+def _source_for(part: str, given) -> str | None:
+    """Which of the given weights ("all", "m1", "m2") a named encoder part starts from."""
     if part.endswith("_m1"):
-        return sources.get("m1", sources.get("all"))
-    if part.endswith("_m2"):
-        return sources.get("m2", sources.get("all"))
-    if part == "shared":
-        return sources.get("all", sources.get("m2", sources.get("m1")))
-    return sources.get("all", sources.get("m1"))  # a baseline's encoder sees modality 1 first
+        order = ("m1", "all")
+    elif part.endswith("_m2"):
+        order = ("m2", "all")
+    elif part == "shared":
+        order = ("all", "m2", "m1")
+    else:  # a baseline's encoder sees modality 1 first
+        order = ("all", "m1", "m2")
+    return next((k for k in order if k in given), None)

@@ -235,6 +235,40 @@ def test_the_loaded_model_can_be_reused(demo_scene, trained_model, tmp_path):
     assert r1.class_pixels == r2.class_pixels
 
 
+def test_one_cached_model_segments_sar_and_optical_in_two_threads_as_one_after_the_other(demo_scene, trained_model,
+                                                                                        tmp_path):
+    """QGIS runs Processing algorithms in background threads and shares a cached model between them:
+    a SAR-only and an optical-only segmentation at once must each keep their BatchNorm statistics."""
+    import threading
+
+    from stars_core.infer import open_runner_cached
+
+    sar_cfg = SegmentConfig(tile_size=64, overlap=16, **CPU)
+    opt_cfg = SegmentConfig(tile_size=64, overlap=16, modality=2, **CPU)
+    runner = open_runner_cached(trained_model, sar_cfg)
+    jobs = {"sar": (demo_scene["sar"], sar_cfg), "opt": (demo_scene["optical"], opt_cfg)}
+    for name, (raster, cfg) in jobs.items():  # one after the other
+        segment(runner, raster, tmp_path / f"{name}_alone.tif", cfg)
+    errors = []
+
+    def run(name):
+        try:
+            for i in range(2):
+                segment(runner, jobs[name][0], tmp_path / f"{name}_{i}.tif", jobs[name][1])
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=run, args=(n,)) for n in jobs]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(300)
+    assert not errors, errors
+    for name in jobs:
+        for i in range(2):
+            np.testing.assert_array_equal(_read(tmp_path / f"{name}_{i}.tif")[0], _read(tmp_path / f"{name}_alone.tif")[0])
+
+
 def test_cli_segment_and_evaluate(demo_scene, trained_model, tmp_path, capsys):
     out = tmp_path / "map.tif"
     rc = cli_main(["segment", str(trained_model), str(demo_scene["sar"]), str(out), "--tile-size", "128",

@@ -1,6 +1,7 @@
 """Per-modality BatchNorm statistics in the shared encoder (models/norm.py), format-2 files and
 recalibration."""
 import copy
+import threading
 
 import pytest
 import torch
@@ -55,13 +56,62 @@ def test_sar_alone_in_eval_mode_uses_the_sar_statistics(seed):
         assert not torch.allclose(model(x1), before)
 
 
+def test_two_passes_of_one_model_in_two_threads_each_use_their_own_statistics(seed):
+    """A SAR-only pass runs the shared body while an optical-only pass of the same model is inside
+    it too (QGIS runs algorithms in threads and shares cached models): the SAR pass must still use
+    the SAR statistics. The hooks force that interleaving on every run."""
+    model = build_model(CFG).eval()
+    for n in modality_norms(model.shared):  # optical statistics far from the SAR ones
+        n.running_mean_m2.add_(2.0)
+        n.running_var_m2.mul_(4.0)
+    x1, x2 = torch.randn(1, 1, 64, 64), torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        want = {"sar": model(x1), "optical": model(x2=x2)}
+    sar_inside, optical_inside, sar_done = threading.Event(), threading.Event(), threading.Event()
+
+    def hold(module, inputs):
+        if threading.current_thread().name == "sar" and not sar_inside.is_set():
+            sar_inside.set()  # the SAR pass has chosen its statistics; now the optical pass starts
+            assert optical_inside.wait(30)
+        elif threading.current_thread().name == "optical" and not optical_inside.is_set():
+            optical_inside.set()  # the optical pass has chosen its statistics too, and waits
+            assert sar_done.wait(30)  # while the SAR pass runs the rest of the shared body
+
+    hook = modality_norms(model.shared)[0].register_forward_pre_hook(hold)
+    got, errors = {}, []
+
+    def run(name):
+        try:
+            if name == "optical":
+                assert sar_inside.wait(30)
+            with torch.no_grad():
+                got[name] = model(x1) if name == "sar" else model(x2=x2)
+        except BaseException as exc:  # reported below: an assert in a thread would vanish
+            errors.append(exc)
+        finally:
+            if name == "sar":
+                sar_done.set()
+            else:
+                optical_inside.set()
+
+    workers = [threading.Thread(target=run, args=(n,), name=n) for n in ("sar", "optical")]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    hook.remove()
+    assert not errors, errors
+    torch.testing.assert_close(got["sar"], want["sar"])
+    torch.testing.assert_close(got["optical"], want["optical"])
+
+
 def test_mixed_statistics_are_one_set_as_plain_batchnorm(seed):
     norm = ModalityBatchNorm2d(4, per_modality=False).train()
     plain = torch.nn.BatchNorm2d(4).train()
     for modality in (1, 2, 1):
         x = torch.randn(8, 4, 5, 5) + modality
-        norm.modality = modality
-        torch.testing.assert_close(norm(x), plain(x))
+        with use_modality(norm, modality):
+            torch.testing.assert_close(norm(x), plain(x))
     torch.testing.assert_close(norm.running_mean, plain.running_mean)
     assert norm.num_batches_tracked_m2.item() == 0
 
@@ -85,6 +135,20 @@ def test_a_format_2_file_loads_with_mixed_statistics_and_segments(trained_model,
     assert loaded.config.shared_norm == "mixed"
     res = segment(old, demo_scene["sar"], tmp_path / "map.tif", SegmentConfig(tile_size=128, device="cpu"))
     assert sum(res.class_pixels.values()) > 0
+    said = [w for w in res.warnings if "mixed set" in w]  # said at segment time, with the fix
+    assert len(said) == 1 and f"stars recalibrate {old}" in said[0]
+    new = segment(trained_model, demo_scene["sar"], tmp_path / "new.tif", SegmentConfig(tile_size=128, device="cpu"))
+    assert not [w for w in new.warnings if "mixed set" in w]
+
+
+def test_a_format_3_file_without_the_optical_statistics_is_refused_naming_them(trained_model, tmp_path):
+    from stars_core.runtime import InputError
+
+    payload = read_model_file(trained_model)
+    payload["state_dict"] = {k: v for k, v in payload["state_dict"].items() if not k.endswith("_m2")}
+    torch.save(payload, tmp_path / "cut.stars")
+    with pytest.raises(InputError, match=r"without the optical statistics.*shared\.layer1\.0\.bn1\.running_mean_m2"):
+        load_model(tmp_path / "cut.stars")
 
 
 def test_recalibration_changes_the_shared_statistics_and_nothing_else(trained_model, demo_scene, tmp_path):

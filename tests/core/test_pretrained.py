@@ -127,6 +127,26 @@ def test_per_modality_weights_land_in_their_encoders(tmp_path, layout):
     torch.testing.assert_close(model.stem_m2.conv1.weight, adapt_first_conv(opt["conv1.weight"], 4))
 
 
+def test_a_baseline_given_only_optical_weights_starts_from_them_like_the_stars_shared_body(tmp_path):
+    """Fair baselines: with only --pretrained-m2 (e.g. ImageNet) STARS's shared body starts from it,
+    and so must Baseline-SAR's encoder and the early-fusion encoder."""
+    from stars_core.models import pretrained_plan
+
+    opt = torchvision_state_dict("resnet18")
+    torch.save(opt, tmp_path / "opt.pth")
+    cfg = StarsConfig(in_channels=(2, 4), num_classes=3, backbone="resnet18")
+    stars = build_model(cfg, pretrained_m2=tmp_path / "opt.pth")
+    for mode in ("single", "concat"):
+        baseline = build_model(StarsConfig(in_channels=(2, 4), num_classes=3, backbone="resnet18", mode=mode),
+                               pretrained_m2=tmp_path / "opt.pth")
+        torch.testing.assert_close(baseline.encoder.layer2[0].conv1.weight, opt["layer2.0.conv1.weight"])
+        torch.testing.assert_close(baseline.encoder.layer2[0].conv1.weight, stars.shared.layer2[0].conv1.weight)
+    assert pretrained_plan("single", {"m2"}) == {"encoder": "m2"}
+    assert pretrained_plan("single", {"m1", "m2"}) == {"encoder": "m1"}
+    assert pretrained_plan("stars", {"m2"}) == {"stem_m1": None, "stem_m2": "m2", "shared": "m2",
+                                                "specific_m1": None, "specific_m2": "m2"}
+
+
 def test_a_code_carrying_weights_file_is_refused_in_one_line(tmp_path):
     import pickle
 
