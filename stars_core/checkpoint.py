@@ -22,7 +22,8 @@ Layout (format 3):
     summary           steps, device, seconds, last losses, last validation metrics, class pixels
     pretrained        {all|m1|m2: {file, bytes, sha256}}: the weights the encoders started from
     history           one row of logged values per step (finished files)
-    resume            {step, optimizer, rng, history} (only while training can go on)
+    resume            {step, optimizer, rng, history, scenes} (only while training can go on; scenes:
+                      [m1, m2, labels, aoi] of each, so a resume on other data can say so)
 Writes go to a temporary file in the same folder, then an atomic rename: a crash or a cancel never
 leaves a half-written model file, and an earlier file survives.
 """
@@ -73,6 +74,7 @@ class ResumeState:
     optimizer: dict
     rng: dict
     history: list[dict] = field(default_factory=list)
+    scenes: list[list[str | None]] | None = None  # [m1, m2, labels, aoi] of each scene (None: not recorded)
 
 
 def save_model_file(path: str | os.PathLike, meta: ModelMeta, state_dict: dict, summary: dict,
@@ -92,6 +94,8 @@ def save_model_file(path: str | os.PathLike, meta: ModelMeta, state_dict: dict, 
     else:
         payload["resume"] = {"step": resume.step, "optimizer": resume.optimizer, "rng": resume.rng,
                              "history": history}
+        if resume.scenes is not None:
+            payload["resume"]["scenes"] = resume.scenes
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -200,7 +204,8 @@ def read_resume(path: str | os.PathLike) -> tuple[ModelMeta, dict, ResumeState]:
 def resume_state(payload: dict) -> ResumeState | None:
     """Where the run of a payload stopped, or None when it finished."""
     r = payload.get("resume")
-    return None if r is None else ResumeState(int(r["step"]), r["optimizer"], r["rng"], list(r["history"]))
+    return None if r is None else ResumeState(int(r["step"]), r["optimizer"], r["rng"], list(r["history"]),
+                                              r.get("scenes"))
 
 
 @dataclass

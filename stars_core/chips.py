@@ -116,6 +116,11 @@ def evaluate_chips(model, folder: ChipFolder, ignore_values=(),
         x2, v2 = _read_chip(p2, loaded.modalities[1], loaded.stats[1], loaded.stats[1].names)
         with open_raster(pl, "label", require_crs=False) as ds:
             y = ds.read(1, masked=True)
+        shapes = {"modality-1": x1.shape[-2:], "modality-2": x2.shape[-2:], "label": y.shape}
+        if len(set(shapes.values())) > 1:
+            raise InputError(f"chip {name!r} of {str(folder.root)!r}: its files differ in size ("
+                             + ", ".join(f"{k} {w} x {h}" for k, (h, w) in shapes.items())
+                             + f"; {p1.name}, {p2.name}, {pl.name}); the three files of a chip must share one grid")
         target = classes.lookup(y.data, ignore_values, str(pl), mask=np.ma.getmaskarray(y) | ~v1)
         h, w = target.shape
         pad = (-h % STRIDE, -w % STRIDE)

@@ -94,14 +94,19 @@ def cmd_segment_sheets(args) -> int:
 
     from .sheets import Share, plan_sheets, read_sheets, segment_sheets
 
+    if args.processes is not None and (args.processes < 1 or not args.dry_run):
+        raise InputError(f"--processes must be 1 or more and goes with --dry-run (a real run takes its processes "
+                         f"from torchrun --nproc-per-node), got {args.processes}")
     sheets = read_sheets(args.sheets, args.name_field)
     share = Share.from_env()
     if args.dry_run:
         world = args.processes or share.world
-        names, _, windows, shares = plan_sheets(args.input, sheets, world)
-        for rank, mine in enumerate(shares):
-            px = sum(0 if windows[i] is None else windows[i].width * windows[i].height for i in mine)
-            print(f"process {rank}: {len(mine)} sheets, {px:,} pixels: {', '.join(names[i] for i in mine)}")
+        plan = plan_sheets(args.input, sheets, world)
+        for rank, mine in enumerate(plan.shares):
+            px = sum(0 if plan.windows[i] is None else plan.windows[i].width * plan.windows[i].height for i in mine)
+            print(f"process {rank}: {len(mine)} sheets, {px:,} pixels: {', '.join(plan.names[i] for i in mine)}")
+        for i, (status, why) in sorted(plan.unusable.items()):
+            print(f"not segmented: {plan.names[i]} ({status}): {why}")
         return 0
     device, barrier = args.device, None
     if share.world > 1:
@@ -120,10 +125,14 @@ def cmd_segment_sheets(args) -> int:
                             skip_existing=not args.no_skip_existing, cancel=STOP, log=log, share=share,
                             barrier=barrier)
     if share.rank == 0:
-        counts = {s: result.count(s) for s in ("done", "skipped", "failed", "outside")}
+        counts = {s: result.count(s) for s in ("done", "skipped", "failed", "outside", "invalid")}
         print(f"sheets: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed, "
-              f"{counts['outside']} outside; summary {result.summary}" + (f", mosaic {result.mosaic}" if result.mosaic else ""))
-        return 1 if counts["failed"] else 0
+              f"{counts['outside']} outside, {counts['invalid']} invalid; summary {result.summary}"
+              + (f", mosaic {result.mosaic}" if result.mosaic else ""))
+        if not counts["done"] + counts["skipped"]:
+            print("stars segment-sheets: error: no sheet was segmented; summary.csv gives each sheet's reason",
+                  file=sys.stderr)
+        return 1 if counts["failed"] or not counts["done"] + counts["skipped"] else 0
     return 0
 
 
@@ -432,8 +441,7 @@ def train_settings(args) -> tuple[StarsConfig, LossConfig, TrainConfig | None, D
 
 
 def cmd_train(args) -> int:
-    from tqdm import tqdm
-
+    from .progress import progress_bar, say
     from .train import train
 
     model_cfg, loss_cfg, train_cfg, data_cfg = train_settings(args)
@@ -442,7 +450,7 @@ def cmd_train(args) -> int:
     def progress(step: int, total: int, row: dict) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, initial=step - 1, unit="step", dynamic_ncols=True)
+            bar = progress_bar(total, "step", initial=step - 1, what="training: ")
         bar.update(1)
         bar.set_postfix({k: f"{row[k]:.3f}" for k in ("total", "seg", "psc", "ncs")})
 
@@ -451,7 +459,7 @@ def cmd_train(args) -> int:
             _scenes(args), args.out, model_cfg, loss_cfg, train_cfg, data_cfg, resume=args.resume,
             pretrained=args.pretrained, pretrained_m1=args.pretrained_m1, pretrained_m2=args.pretrained_m2,
             modalities=(args.m1_name, args.m2_name), progress=progress,
-            log=lambda m: tqdm.write(m), diagnostics=args.diagnostics, similarity_steps=args.similarity_steps,
+            log=say, diagnostics=args.diagnostics, similarity_steps=args.similarity_steps,
             cancel=STOP, recalibrate_chips=args.recalibrate,
         )
     finally:
@@ -509,9 +517,8 @@ def cmd_info(args) -> int:
 
 
 def cmd_segment(args) -> int:
-    from tqdm import tqdm
-
     from .infer import segment
+    from .progress import progress_bar, say
 
     cfg = SegmentConfig(tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
                         device=args.device, amp=not args.no_amp, modality=args.modality, resample=args.resample,
@@ -521,13 +528,13 @@ def cmd_segment(args) -> int:
     def progress(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:  # created with the first tile: a refusal before any work prints one line only
-            bar = tqdm(total=total, unit="tile", dynamic_ncols=True, leave=False)
+            bar = progress_bar(total, "tile", what="segmenting: ", leave=False)
         bar.update(done - bar.n)
 
     try:
         result = segment(args.model, args.input, args.output, cfg, with_m2=args.with_m2,
                          confidence=args.confidence, probabilities=args.probabilities,
-                         progress=progress, log=lambda m: tqdm.write(f"warning: {m}", file=sys.stderr), cancel=STOP)
+                         progress=progress, log=lambda m: say(f"warning: {m}", file=sys.stderr), cancel=STOP)
     finally:
         if bar is not None:
             bar.close()
@@ -618,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
     STOP.polled = args.command in ("train", "segment", "evaluate", "evaluate-chips", "segment-sheets")
     STOP.install()
     try:
-        threads.configure(_threads(args.threads))
+        threads.configure(_threads(args.threads), say=lambda m: print(f"stars: {m}", file=sys.stderr))
         return handlers[args.command](args)
     except Cancelled as exc:
         print(f"stars {args.command}: {exc}", file=sys.stderr)

@@ -63,11 +63,15 @@ def read_scene_table(path: str | os.PathLike, class_field: str | None = None) ->
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"scene table {str(path)!r} not found")
-    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
-        reader = csv.DictReader(f)
-        header = [(h or "").strip().lower() for h in reader.fieldnames or []]
-        rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in r.items() if isinstance(k, str)}
-                for r in reader]
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
+            reader = csv.DictReader(f)
+            header = [(h or "").strip().lower() for h in reader.fieldnames or []]
+            rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in r.items() if isinstance(k, str)}
+                    for r in reader]
+    except UnicodeDecodeError as exc:
+        raise InputError(f"scene table {str(path)!r} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                         f"position {exc.start}); save it as UTF-8 (in a spreadsheet: CSV UTF-8)") from None
     missing = [c for c in ("m1", "m2", "labels") if c not in header]
     if missing:
         raise InputError(f"scene table {str(path)!r} needs the columns m1, m2 and labels (optional: aoi, name); "
@@ -517,10 +521,25 @@ def build_class_table(scenes: Sequence[Scene], class_table: str | None, ignore_v
     return ClassTable.from_colormap(colormap, values) if colormap else ClassTable.generated(values)
 
 
+def _refuse_repeated_scenes(specs: Sequence[SceneSpec]) -> None:
+    """A scene listed twice (same files and AOI) would hold out validation blocks that are the other
+    copy's training chips, and report an inflated validation mIoU: refused, naming both."""
+    seen: dict[tuple, int] = {}
+    for i, spec in enumerate(specs, start=1):
+        key = tuple(os.path.realpath(p) if p else None for p in (spec.m1, spec.m2, spec.labels, spec.aoi)) \
+            + (spec.class_field,)
+        if key in seen:
+            raise InputError(f"scene {i} ({spec.label}) repeats scene {seen[key]}: the same rasters, labels and AOI. "
+                             f"Its validation blocks would be the other copy's training chips (an inflated "
+                             f"validation mIoU); list each scene once")
+        seen[key] = i
+
+
 def prepare_training_data(specs: Sequence[SceneSpec], cfg: DataConfig, seed: int = 0, log=print) -> TrainingData:
     """Open and check the scenes, build the class table, scan for statistics and plan the chips."""
     if not specs:
         raise InputError("no training scenes given")
+    _refuse_repeated_scenes(specs)
     class_table, ignore_values, aoi = cfg.class_table, cfg.ignore_values, cfg.aoi
     chip_size, val_fraction, min_valid = cfg.chip_size, cfg.val_fraction, cfg.min_valid
     aoi_items = None

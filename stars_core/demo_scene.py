@@ -20,9 +20,10 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 from scipy import ndimage
 
-from .classes import rgb
+from .classes import ClassTable, rgb
 from .files import atomic_outputs
 from .runtime import InputError
+from .style import paletted_qml
 
 CRS_EPSG = 32632
 ORIGIN = (600000.0, 5200000.0)  # upper-left corner, metres in UTM 32N
@@ -237,8 +238,9 @@ def make_demo_scene(
 
     paths = {name: out / f"{name}.tif" for name in ("sar", "optical", "labels")}
     paths.update(classes=out / "classes.csv", sheets=out / "sheets.gpkg")
-    with atomic_outputs(*paths.values()) as temps:  # all five files appear together, or none
-        tmp = dict(zip(paths, temps))
+    style = out / "labels.qml"  # QGIS's legend for the labels: class names, only the classes
+    with atomic_outputs(*paths.values(), style) as temps:  # every file appears together, or none
+        tmp = dict(zip([*paths, "style"], temps))
         with rasterio.open(tmp["sar"], "w", **_profile(size, 2, "float32", SAR_NODATA, pixel_size)) as dst:
             dst.write(sar)
             dst.descriptions = ("VV", "VH")
@@ -256,6 +258,7 @@ def make_demo_scene(
             writer.writerow(["value", "name", "color"])
             writer.writerows(CLASSES)
         write_sheets(tmp["sheets"], size, pixel_size, *sheets)
+        tmp["style"].write_text(paletted_qml(ClassTable(*zip(*CLASSES))))
     return paths
 
 

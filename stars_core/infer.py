@@ -202,46 +202,15 @@ def segment(
         note(msg)
     cfg = cfg.for_model(loaded.chip_size)
     branch = _check_request(loaded, cfg, with_m2)
-    m1_name, m2_name = loaded.modalities
-    role = m1_name if cfg.modality == 1 else m2_name
-    stats = loaded.stats[cfg.modality - 1]
-
-    def open_grid(stack: ExitStack, say: Callable[[str], None] = note) -> tuple:
-        """The input (at the model's pixel size with `cfg.resample`) and the optical raster on its
-        grid, opened in `stack`: (input, working grid or None, primary, optical, optical on the grid)."""
-        src = stack.enter_context(open_raster(input, role))
-        work = _working_grid(src, loaded, cfg, say)
-        primary = stack.enter_context(work) if work is not None else src
-        m2 = secondary = None
-        if with_m2 is not None:
-            m2 = stack.enter_context(open_raster(with_m2, m2_name))
-            secondary = aligned(primary, m2, Resampling.bilinear, os.fspath(input), os.fspath(with_m2))
-            if secondary is not m2:
-                stack.enter_context(secondary)
-        return src, work, primary, m2, secondary
-
     readers = cfg.readers_for(loaded.device_type, threads.available_cores())
     with ExitStack() as opened:
-        src, work, primary, m2, secondary = open_grid(opened)
-        order = band_order(src, stats, role, os.fspath(input), note)
-        order2 = None if m2 is None else band_order(m2, loaded.stats[1], m2_name, os.fspath(with_m2), note)
-        polygons = None
-        if clip is not None:
-            polygons = [g for g, _ in geometries_in(clip[0], [(g, None) for g in clip[1]], primary.crs)]
-
-        def reopen(stack: ExitStack) -> tuple:  # a reader thread's own handles: (primary, secondary)
-            _, _, primary, _, secondary = open_grid(stack, lambda _: None)
-            return primary, secondary
-
-        inputs = _Inputs(primary, secondary, (order, order2),
-                         (stats, loaded.stats[1] if secondary is not None else None), polygons, loaded.prepare,
-                         None if readers == 1 else reopen)
+        src, work, inputs = _open_inputs(opened, loaded, cfg, input, with_m2, clip, readers, note)
         with atomic_outputs(output, confidence, probabilities, qml) as (out_t, conf_t, prob_t, qml_t):
             finals = (out_t, conf_t, prob_t)
             if work is None:
                 counts, nodata, tiles = _predict(loaded, inputs, src.profile, finals, cfg, branch, progress, cancel,
                                                  readers)
-            else:
+            else:  # segmented on the model's pixel size, then brought back to the input grid
                 import tempfile
 
                 with tempfile.TemporaryDirectory(dir=out_t.parent, prefix=".stars-work-") as tmp:
@@ -257,6 +226,43 @@ def segment(
         src.width, src.height, tiles, time.perf_counter() - start, branch, loaded.device_name,
         {n: int(c) for n, c in zip(loaded.classes.names, counts)}, int(nodata), messages,
     )
+
+
+def _open_inputs(stack: ExitStack, loaded, cfg: SegmentConfig, input, with_m2, clip, readers: int,
+                 note: Callable[[str], None]) -> tuple:
+    """The rasters of a run opened in `stack`: (input, working grid or None, `_Inputs`). The input is
+    read at the model's pixel size with `cfg.resample`, the optical raster on its grid; with several
+    readers each reader thread reopens them for itself."""
+    m1_name, m2_name = loaded.modalities
+    role = m1_name if cfg.modality == 1 else m2_name
+    stats = loaded.stats[cfg.modality - 1]
+
+    def open_grid(stack: ExitStack, say: Callable[[str], None] = note) -> tuple:
+        """(input, working grid or None, primary, optical, optical on the grid), opened in `stack`."""
+        src = stack.enter_context(open_raster(input, role))
+        work = _working_grid(src, loaded, cfg, say)
+        primary = stack.enter_context(work) if work is not None else src
+        m2 = secondary = None
+        if with_m2 is not None:
+            m2 = stack.enter_context(open_raster(with_m2, m2_name))
+            secondary = aligned(primary, m2, Resampling.bilinear, os.fspath(input), os.fspath(with_m2))
+            if secondary is not m2:
+                stack.enter_context(secondary)
+        return src, work, primary, m2, secondary
+
+    def reopen(stack: ExitStack) -> tuple:  # a reader thread's own handles: (primary, secondary)
+        _, _, primary, _, secondary = open_grid(stack, lambda _: None)
+        return primary, secondary
+
+    src, work, primary, m2, secondary = open_grid(stack)
+    order = band_order(src, stats, role, os.fspath(input), note)
+    order2 = None if m2 is None else band_order(m2, loaded.stats[1], m2_name, os.fspath(with_m2), note)
+    polygons = None
+    if clip is not None:
+        polygons = [g for g, _ in geometries_in(clip[0], [(g, None) for g in clip[1]], primary.crs)]
+    inputs = _Inputs(primary, secondary, (order, order2), (stats, loaded.stats[1] if secondary is not None else None),
+                     polygons, loaded.prepare, None if readers == 1 else reopen)
+    return src, work, inputs
 
 
 def open_runner(model, cfg: SegmentConfig):

@@ -69,7 +69,7 @@ class OnnxModel:
         self.modalities = tuple(m["stars_modalities"])
         self.branches = (m["stars_branch"],)
         self.mode = m.get("stars_mode", "stars")
-        self.chip_size, self.pixel_size, self.crs = int(m["tiles_size"]), tuple(m["stars_pixel_size"]), m["stars_crs"]
+        self.chip_size, self.pixel_size, self.crs = int(m.get("tile_size", m.get("tiles_size"))), tuple(m["stars_pixel_size"]), m["stars_crs"]
         active = self.session.get_providers()[0]
         self.device_type = "cuda" if active.startswith("CUDA") else "cpu"
         self.device_name = f"onnxruntime {active.replace('ExecutionProvider', '')}"
@@ -90,10 +90,29 @@ class OnnxModel:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(x)})[0]
 
 
+REQUIRED_KEYS = ("stars_classes", "stars_bands", "stars_modalities", "stars_branch", "stars_pixel_size", "stars_crs")
+
+
 def read_metadata(session, path: str = "") -> dict:
-    """The JSON values of an exported model's metadata, or an InputError when it is not a STARS export."""
+    """The JSON values of an exported model's metadata, checked like a model file's keys: an
+    InputError naming what is missing when it is not a complete STARS export."""
     raw = session.get_modelmeta().custom_metadata_map
     if "stars_classes" not in raw:
         raise InputError(f"{path!r} is an ONNX model but not a STARS export (no STARS metadata); export it with "
                          f"`stars export`")
-    return {k: json.loads(v) for k, v in raw.items()}
+    meta = {}
+    for key, value in raw.items():
+        try:
+            meta[key] = json.loads(value)
+        except ValueError:
+            meta[key] = value  # another tool's plain-text entry; the STARS keys are checked below
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if not any(k in meta for k in ("tile_size", "tiles_size")):
+        missing.append("tile_size")
+    bands = meta.get("stars_bands")
+    if isinstance(bands, dict) and not bands.get("m1") and not bands.get("m2"):
+        missing.append("stars_bands.m1/m2")
+    if missing:
+        raise InputError(f"{path!r} is an incomplete STARS export: its metadata lacks {', '.join(missing)} (edited, "
+                         f"or written by another tool); export the model file again with `stars export`")
+    return meta

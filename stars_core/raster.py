@@ -87,8 +87,10 @@ def pixel_size(ds) -> tuple[float, float]:
     return abs(ds.transform.a), abs(ds.transform.e)
 
 
-def read_polygons(path: str | os.PathLike, field: str | None = None, layer: str | None = None):
-    """Polygons of a vector file: (crs WKT, [(GeoJSON geometry, field value or None), ...])."""
+def read_polygons(path: str | os.PathLike, field: str | None = None, layer: str | None = None,
+                  keep_empty: bool = False):
+    """Polygons of a vector file: (crs WKT, [(GeoJSON geometry, field value or None), ...]).
+    Features without a geometry are left out, or with `keep_empty` listed with geometry None."""
     from osgeo import ogr
 
     path = os.fspath(path)
@@ -110,9 +112,11 @@ def read_polygons(path: str | os.PathLike, field: str | None = None, layer: str 
     items = []
     for feature in lyr:
         geom = feature.GetGeometryRef()
-        if geom is None or geom.IsEmpty():
-            continue
         value = feature.GetField(field) if field is not None else None
+        if geom is None or geom.IsEmpty():
+            if keep_empty:
+                items.append((None, value))
+            continue
         items.append((_geojson(geom), value))
     return srs.ExportToWkt(), items
 
@@ -128,5 +132,5 @@ def geometries_in(crs_wkt: str, items, dst_crs) -> list[tuple[dict, Any]]:
     src = rasterio.crs.CRS.from_wkt(crs_wkt)
     if src == dst_crs:
         return list(items)
-    return [(transform_geom(src, dst_crs, g), v) for g, v in items]
+    return [(None if g is None else transform_geom(src, dst_crs, g), v) for g, v in items]
 

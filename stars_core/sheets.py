@@ -20,6 +20,7 @@ from .config import SegmentConfig
 from .files import atomic_path, check_outputs
 from .infer import band_order, open_runner, segment
 from .raster import geometries_in, open_raster, read_polygons
+from .style import paletted_qml
 from .runtime import Cancelled, InputError
 
 
@@ -48,8 +49,9 @@ def safe_name(name: str) -> str:
 
 
 def read_sheets(path: str | os.PathLike, name_field: str | None = None) -> tuple[str, list[tuple[str, dict]]]:
-    """(CRS WKT, [(sheet name, GeoJSON polygon)]) from a polygon file; unnamed sheets are numbered."""
-    wkt, items = read_polygons(path, name_field)
+    """(CRS WKT, [(sheet name, GeoJSON polygon or None)]) from a polygon file; unnamed sheets are
+    numbered, and a feature without a geometry is kept (None) so the summary can name it."""
+    wkt, items = read_polygons(path, name_field, keep_empty=True)
     named = [(str(v) if v not in (None, "") else f"sheet_{i + 1}", g) for i, (g, v) in enumerate(items)]
     names = [safe_name(n) for n, _ in named]
     if len(set(names)) != len(names):
@@ -91,17 +93,58 @@ def assign(sizes: Sequence[int], world: int) -> list[list[int]]:
     return shares
 
 
-def plan_sheets(input: str | os.PathLike, sheets: tuple[str, Sequence[tuple[str, dict]]], world: int = 1):
-    """(names, polygons in the raster's CRS, pixel windows (None outside the raster), sheet indices
-    per rank)."""
+@dataclass
+class SheetPlan:
+    """The sheets of a run: names, polygons in the raster's CRS, pixel windows (None where a sheet
+    cannot be segmented, with its status and reason in `unusable`), and the sheet indices per rank."""
+
+    names: list[str]
+    geoms: list[dict | None]
+    windows: list
+    shares: list[list[int]]
+    unusable: dict[int, tuple[str, str]]
+
+
+def plan_sheets(input: str | os.PathLike, sheets: tuple[str, Sequence[tuple[str, dict | None]]],
+                world: int = 1) -> SheetPlan:
+    """Where each sheet lies on the raster and which process takes it. Refuses a run in which no
+    sheet can be segmented, naming each sheet's reason."""
     wkt, items = sheets
     if not items:
-        raise InputError("the map-sheet layer holds no polygons")
+        raise InputError("the map-sheet layer holds no features")
+    unusable = {i: why for i, (_, g) in enumerate(items) if (why := _unusable(g)) is not None}
     with open_raster(input, "input") as src:
-        geoms = geometries_in(wkt, [(g, n) for n, g in items], src.crs)
-        windows = [_window(src, geom) for geom, _ in geoms]
+        geoms = [g for g, _ in geometries_in(wkt, [(g, n) for n, g in items], src.crs)]
+        windows = [None if i in unusable else _window(src, g) for i, g in enumerate(geoms)]
+    for i, w in enumerate(windows):
+        if w is None and i not in unusable:
+            unusable[i] = ("outside", "the sheet does not overlap the raster")
+    names = [str(n) for n, _ in items]
+    if len(unusable) == len(items):
+        reasons = "; ".join(f"{names[i]}: {why}" for i, (_, why) in sorted(unusable.items())[:5])
+        raise InputError(f"none of the {len(items)} map sheets can be segmented ({reasons}"
+                         f"{'; ...' if len(items) > 5 else ''}); check that the sheet layer covers {os.fspath(input)!r} "
+                         f"(its CRS and extent) and that its polygons are valid")
     sizes = [0 if w is None else int(w.width * w.height) for w in windows]
-    return [str(n) for _, n in geoms], [g for g, _ in geoms], windows, assign(sizes, world)
+    return SheetPlan(names, geoms, windows, assign(sizes, world), unusable)
+
+
+def _unusable(geom: dict | None) -> tuple[str, str] | None:
+    """(status, reason) for a sheet polygon that cannot be segmented, or None."""
+    if geom is None:
+        return "invalid", "the feature has no geometry"
+    from shapely.geometry import shape
+    from shapely.validation import explain_validity
+
+    poly = shape(geom)
+    if poly.is_empty:
+        return "invalid", "the feature has no geometry"
+    if (poly.buffer(0) if not poly.is_valid else poly).area <= 0:  # a line or a point drawn as a polygon
+        return "invalid", "the polygon has no area"
+    if not poly.is_valid:
+        return "invalid", (f"the polygon is not valid ({explain_validity(poly)}); repair it (QGIS: Fix geometries) "
+                           f"and run again")
+    return None
 
 
 def segment_sheets(
@@ -125,23 +168,24 @@ def segment_sheets(
     out_dir = Path(out_dir)
     model_path = model if isinstance(model, (str, os.PathLike)) else getattr(model, "path", None)
     check_outputs({"input raster": input, "model file": model_path}, {}, {"sheets folder": out_dir})
+    plan = plan_sheets(input, sheets, share.world)  # refuses a run where no sheet can be segmented
     out_dir.mkdir(parents=True, exist_ok=True)
     if share.rank == 0:
         remove_stale_temporaries(out_dir)
     if barrier is not None:  # no rank writes before the leftovers of a killed run are gone
         barrier()
     loaded = open_runner(model, cfg)  # loaded once for every sheet (.stars or .onnx)
-    names, geoms, windows, shares = plan_sheets(input, sheets, share.world)
+    names = plan.names
     with open_raster(input, "input") as src:
         # A band mismatch would fail every sheet: say so once, before the first.
         band_order(src, loaded.stats[cfg.modality - 1], "input", os.fspath(input), lambda _: None)
-        mine = shares[share.rank]
+        mine = plan.shares[share.rank]
         rows = []
         for done, i in enumerate(mine, start=1):
             if cancel is not None and cancel():
                 raise Cancelled("map-sheet run cancelled; the sheets written so far are complete, a rerun skips them")
-            rows.append(_one_sheet(loaded, src, input, names[i], geoms[i], windows[i], out_dir, cfg,
-                                   skip_existing, cancel, log))
+            rows.append(_one_sheet(loaded, src, input, names[i], plan.geoms[i], plan.windows[i], out_dir, cfg,
+                                   skip_existing, cancel, log, plan.unusable.get(i)))
             if progress is not None:
                 progress(done, len(mine))
     _write_rows(out_dir / f".rows-rank{share.rank}.json", rows)
@@ -152,22 +196,23 @@ def segment_sheets(
     everything = [r for k in range(share.world) for r in _read_rows(out_dir / f".rows-rank{k}.json")]
     order = {n: i for i, n in enumerate(names)}
     everything.sort(key=lambda r: order.get(r.name, len(order)))
-    return _finish(out_dir, everything)
+    return _finish(out_dir, everything, loaded.classes)
 
 
 def _one_sheet(loaded, src, input, name: str, geom: dict, window, out_dir: Path, cfg: SegmentConfig,
-               skip_existing: bool, cancel, log) -> SheetRow:
+               skip_existing: bool, cancel, log, unusable: tuple[str, str] | None = None) -> SheetRow:
     from osgeo import gdal
 
     path = out_dir / f"{safe_name(name)}.tif"
     row = SheetRow(name, "done", str(path))
     start = time.perf_counter()
-    if skip_existing and _is_complete(path):
+    if unusable is not None:
+        row.status, row.message = unusable
+        row.path = ""
+        log(f"sheet {name}: {row.message}; nothing written")
+    elif skip_existing and _is_complete(path):
         row.status = "skipped"
         log(f"sheet {name}: already done, skipped")
-    elif window is None:
-        row.status, row.message = "outside", "the sheet does not overlap the raster"
-        log(f"sheet {name}: outside the raster, nothing written")
     else:
         vrt = out_dir / f".{safe_name(name)}.input.vrt"
         try:
@@ -205,8 +250,9 @@ def _read_rows(path: Path) -> list[SheetRow]:
     return rows
 
 
-def _finish(out_dir: Path, rows: list[SheetRow]) -> SheetsResult:
-    """The mosaic of every sheet on disk that is complete, and the summary of this run."""
+def _finish(out_dir: Path, rows: list[SheetRow], classes) -> SheetsResult:
+    """The mosaic of every sheet on disk that is complete, with the map's QGIS style (class names and
+    colours, only the classes) beside it, and the summary of this run."""
     from osgeo import gdal
 
     done = [r.path for r in rows if r.status in ("done", "skipped")]
@@ -217,6 +263,8 @@ def _finish(out_dir: Path, rows: list[SheetRow]) -> SheetsResult:
             ds = gdal.BuildVRT(str(tmp), done)
             ds = None  # noqa: F841 (closing writes the file)
             _relative_sources(tmp)
+        with atomic_path(mosaic.with_suffix(".qml")) as tmp:
+            Path(tmp).write_text(paletted_qml(classes))
     summary = out_dir / "summary.csv"
     with atomic_path(summary) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)

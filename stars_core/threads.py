@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 INTERVAL = 2.0  # seconds between load checks
 MARGIN = 0.3  # cores of other load tolerated as noise (a desktop is never fully idle)
@@ -170,16 +171,23 @@ def prepare_environment(environ=os.environ) -> str:
     return ""
 
 
-def configure(threads: int | str | None = "auto", reserve: int = 0, settle: float = 0.2) -> ThreadPolicy:
+def configure(threads: int | str | None = "auto", reserve: int = 0, settle: float = 0.2,
+              say: Callable[[str], None] | None = None) -> ThreadPolicy:
     """Choose the process's thread policy: "auto"/None adapts (unless OMP_NUM_THREADS is set, which
-    fixes the count), an integer fixes it. `reserve` cores are left alone (e.g. to QGIS's interface).
-    Measures the load for `settle` seconds first."""
+    fixes the count), an integer fixes it, capped at the cores this process may use (more threads
+    than cores only make every thread wait; `say` is told). `reserve` cores are left alone (e.g. to
+    QGIS's interface). Measures the load for `settle` seconds first."""
     global _POLICY
     fixed: int | None = None
     if threads not in (None, "auto"):
         fixed = int(threads)
         if fixed < 1:
             raise ValueError(f"threads must be at least 1 or 'auto', got {threads}")
+        cores = available_cores()
+        if fixed > cores:
+            if say is not None:
+                say(f"{fixed} threads asked for, but this process may use {cores} core(s): using {cores}")
+            fixed = cores
     elif os.environ.get("OMP_NUM_THREADS", "").isdigit():
         fixed = max(1, int(os.environ["OMP_NUM_THREADS"]))
     policy = ThreadPolicy(fixed, reserve)

@@ -114,7 +114,8 @@ def train(
     say = log if rank == 0 else (lambda *_: None)
     resumed = read_resume(resume) if resume is not None else None
     if resumed is not None:
-        model_cfg, loss_cfg, train_cfg, data_cfg, modalities = _resumed_settings(resumed, train_cfg, say)
+        model_cfg, loss_cfg, train_cfg, data_cfg, modalities = _resumed_settings(
+            resumed, (model_cfg, loss_cfg, train_cfg, data_cfg), modalities, say)
     model_cfg, loss_cfg = model_cfg or StarsConfig(), loss_cfg or LossConfig()
     train_cfg, data_cfg = train_cfg or TrainConfig(), data_cfg or DataConfig()
     if loss_cfg.ignore_index != IGNORE:
@@ -127,61 +128,92 @@ def train(
 
     cache = str(out.with_name(out.stem + ".scan.npz"))  # a repeated or resumed run reads no raster twice
     data = prepare_training_data(scenes, dataclasses.replace(data_cfg, scan_cache=cache), train_cfg.seed, log=say)
+    if resumed is not None:
+        _check_resumed_scenes(resumed[2].scenes, scenes, say)
     meta = _model_meta(data, model_cfg, loss_cfg, train_cfg, data_cfg, modalities, resumed, weights, say)
-    psa_exclude = data.table.indices(loss_cfg.psa_exclude, "--psa-exclude")
     model, optimizer, psa_gen, start, history = _build(meta, weights, resumed, device, rank, world, say)
-    net = _distributed(model, meta, device) if world > 1 else model
-    loader = _train_loader(data, train_cfg, start, world, rank, device)
+    run = _Run(out, meta, data, model, _distributed(model, meta, device) if world > 1 else model, optimizer,
+               psa_gen, device, world, rank, history, _scene_files(scenes))
     check = _Validation.create(data, meta, device, diagnostics, similarity_steps, resumed is not None, say) \
         if rank == 0 else None
     if check is not None and check.diag is not None and start == 0:  # the similarity matrix before training
         check.run(model, 0, {"step": 0}, history)
-
-    def save(step: int) -> None:
-        finished = step >= train_cfg.steps
-        state = None if finished else ResumeState(step, optimizer.state_dict(), _rng_states(psa_gen, world), [])
-        if rank == 0:
-            save_model_file(out, meta, model.state_dict(), clock.summary(step, device, world, history, data),
-                            history, state)
-            write_log(history, out)
-
     try:
-        model.train()
-        clock = _Clock()
-        step, last_saved = start, (start if resumed is not None else None)
-        for batch in clock.batches(loader):
-            threads.adapt()  # as many threads as there are idle cores (stars_core.threads)
-            try:
-                row = _step(net, model, optimizer, batch, step, meta, psa_gen, psa_exclude, device, world)
-            except TrainingError as exc:
-                raise TrainingError(f"{exc}; {_kept(out, last_saved)}. Lower --lr, check the inputs for extreme "
-                                    f"values, or resume from the last model file") from None
-            step += 1
-
-            stop = _any_rank(bool(cancel and cancel()), world, device)
-            last = step == train_cfg.steps
-            if check is not None and (step % train_cfg.val_every == 0 or last or stop or step in check.steps):
-                check.run(model, step, row, history, final=last)
-            history.append(row)
-            if progress is not None and rank == 0:
-                progress(step, train_cfg.steps, row)
-            if step % train_cfg.checkpoint_every == 0 or last or stop:
-                save(step)
-                last_saved = step
-            if stop:
-                _barrier(world)
-                raise Cancelled(f"training cancelled at step {step}; {out} holds the model and can be resumed "
-                                f"with --resume (QGIS: 'Resume from model file')")
+        step = run.loop(_train_loader(data, train_cfg, start, world, rank, device), start, resumed is not None,
+                        check, progress, cancel)
         if recalibrate_chips > 0 and rank == 0 and step >= train_cfg.steps and meta.model.mode == "stars":
             _recalibrate(model, data, recalibrate_chips, train_cfg.batch_size, device, say)
-            last_saved = None
-        if last_saved != step:
-            save(step)
+            run.last_saved = None
+        if run.last_saved != step:
+            run.save(step)
         _barrier(world)
-        return TrainResult(out, step, clock.summary(step, device, world, history, data))
+        return TrainResult(out, step, run.clock.summary(step, device, world, history, data))
     finally:
         for scene in data.scenes:  # files closed now, not whenever an exception's frames are freed
             scene.close()
+
+
+@dataclass
+class _Run:
+    """A training run in progress: the model and its optimiser, where to save, and the loop."""
+
+    out: Path
+    meta: ModelMeta
+    data: TrainingData
+    model: torch.nn.Module
+    net: torch.nn.Module  # the model, wrapped by DistributedDataParallel under torchrun
+    optimizer: torch.optim.Optimizer
+    psa_gen: torch.Generator
+    device: torch.device
+    world: int
+    rank: int
+    history: list[dict]
+    scenes: list[list[str | None]]
+    last_saved: int | None = None
+    clock: "_Clock" = dataclasses.field(default_factory=lambda: _Clock())
+
+    def save(self, step: int) -> None:
+        """The model file (resumable until the last step) and its log, by rank 0."""
+        finished = step >= self.meta.train.steps
+        state = None if finished else ResumeState(step, self.optimizer.state_dict(),
+                                                  _rng_states(self.psa_gen, self.world), [], self.scenes)
+        if self.rank == 0:
+            summary = self.clock.summary(step, self.device, self.world, self.history, self.data)
+            save_model_file(self.out, self.meta, self.model.state_dict(), summary, self.history, state)
+            write_log(self.history, self.out)
+        self.last_saved = step
+
+    def loop(self, loader, start: int, resuming: bool, check, progress, cancel) -> int:
+        """Train from `start` to the last step: validate, report and save on schedule; a cancel
+        saves a resumable file and raises Cancelled. Returns the last step done."""
+        cfg, meta = self.meta.train, self.meta
+        psa_exclude = self.data.table.indices(meta.loss.psa_exclude, "--psa-exclude")
+        self.model.train()
+        self.clock = _Clock()
+        step, self.last_saved = start, (start if resuming else None)
+        for batch in self.clock.batches(loader):
+            threads.adapt()  # as many threads as there are idle cores (stars_core.threads)
+            try:
+                row = _step(self.net, self.model, self.optimizer, batch, step, meta, self.psa_gen, psa_exclude,
+                            self.device, self.world)
+            except TrainingError as exc:
+                raise TrainingError(f"{exc}; {_kept(self.out, self.last_saved)}. Lower --lr, check the inputs for "
+                                    f"extreme values, or resume from the last model file") from None
+            step += 1
+            stop = _any_rank(bool(cancel and cancel()), self.world, self.device)
+            last = step == cfg.steps
+            if check is not None and (step % cfg.val_every == 0 or last or stop or step in check.steps):
+                check.run(self.model, step, row, self.history, final=last)
+            self.history.append(row)
+            if progress is not None and self.rank == 0:
+                progress(step, cfg.steps, row)
+            if step % cfg.checkpoint_every == 0 or last or stop:
+                self.save(step)
+            if stop:
+                _barrier(self.world)
+                raise Cancelled(f"training cancelled at step {step}; {self.out} holds the model and can be resumed "
+                                f"with --resume (QGIS: 'Resume from model file')")
+        return step
 
 
 # -- set-up ------------------------------------------------------------------------------------
@@ -218,21 +250,58 @@ def _check_paths(scenes: Sequence[SceneSpec], out: Path, data_cfg: DataConfig, r
 MACHINE_SETTINGS = ("device", "amp", "num_workers")  # where a resumed run goes on, not what it computes
 
 
-def _resumed_settings(resumed, train_cfg: TrainConfig | None, say: Callable[[str], None]):
+def _resumed_settings(resumed, given: tuple, modalities: tuple[str, str], say: Callable[[str], None]):
     """The saved run's settings. A given train_cfg sets the total number of steps and the machine
-    settings (device, amp, workers: a run saved on a GPU can go on on a CPU); other differences from
-    the saved recipe are named and ignored."""
+    settings (device, amp, workers: a run saved on a GPU can go on on a CPU). Every resume says what
+    it keeps; a given setting that differs from the saved one (and from the default, which a front
+    end passes when the user set nothing) is named as ignored."""
     meta = resumed[0]
+    model_cfg, loss_cfg, train_cfg, data_cfg = given
     steps = _resumed_steps(meta.train.steps, resumed[2].step, train_cfg, say)
     saved = meta.train
+    m, d = meta.model, meta.data
+    say(f"resuming keeps the saved run's settings (mode {m.mode}, {m.backbone} width {m.encoder_width}, "
+        f"{d.chip_size}-px chips, batch {saved.batch_size}, lr {saved.lr:g}, seed {saved.seed}, the losses), its class "
+        f"table and its band statistics")
+    ignored = []
+    for cfg, kept, default, skip in ((model_cfg, m, StarsConfig(), {"in_channels", "num_classes"}),
+                                     (loss_cfg, meta.loss, LossConfig(), set()),
+                                     (data_cfg, d, DataConfig(), {"scan_cache"}),
+                                     (train_cfg, saved, TrainConfig(), {"steps", "warmup_steps", "val_every",
+                                                                        "checkpoint_every", *MACHINE_SETTINGS})):
+        if cfg is None:
+            continue
+        for f in dataclasses.fields(cfg):
+            value = getattr(cfg, f.name)
+            if f.name not in skip and value != getattr(kept, f.name) and value != getattr(default, f.name):
+                ignored.append(f"{f.name} {value} (saved: {getattr(kept, f.name)})")
+    if tuple(modalities) != tuple(meta.modalities) and tuple(modalities) != ("SAR", "optical"):
+        ignored.append(f"modality names {', '.join(modalities)} (saved: {', '.join(meta.modalities)})")
+    if ignored:
+        say("ignored on resume: " + ", ".join(ignored))
     machine = {k: getattr(train_cfg, k) for k in MACHINE_SETTINGS} if train_cfg is not None else {}
-    if train_cfg is not None:
-        ignored = [f"{k} {getattr(train_cfg, k)} (saved: {getattr(saved, k)})" for k in
-                   ("batch_size", "lr", "weight_decay", "grad_clip", "seed") if getattr(train_cfg, k) != getattr(saved, k)]
-        if ignored:
-            say("resuming keeps the saved recipe; ignored: " + ", ".join(ignored))
     train_cfg = dataclasses.replace(saved, steps=steps, warmup_steps=min(saved.warmup_steps, steps), **machine)
     return meta.model, meta.loss, train_cfg, meta.data, meta.modalities
+
+
+def _scene_files(scenes: Sequence[SceneSpec]) -> list[list[str | None]]:
+    return [[os.path.realpath(p) if p else None for p in (s.m1, s.m2, s.labels, s.aoi)] for s in scenes]
+
+
+def _check_resumed_scenes(saved: list | None, scenes: Sequence[SceneSpec], say: Callable[[str], None]) -> None:
+    """Say so when a resumed run trains on other scenes than the saved one (it keeps the saved
+    class table and band statistics, which the new scenes may not match)."""
+    if saved is None:
+        say("the saved run does not record its scenes (a file from an earlier version): check that these are the "
+            "scenes it trained on")
+        return
+    now = _scene_files(scenes)
+    if now != [list(x) for x in saved]:
+        added = [os.path.basename(x[0]) for x in now if list(x) not in [list(y) for y in saved]]
+        gone = [os.path.basename(x[0]) for x in saved if list(x) not in now]
+        say(f"resuming on other scenes than the saved run (new: {', '.join(added) or 'none'}; no longer given: "
+            f"{', '.join(gone) or 'none'}): training goes on with the saved class table and band statistics, which "
+            f"were computed on the saved scenes")
 
 
 def _resumed_steps(saved: int, done: int, train_cfg: TrainConfig | None, say: Callable[[str], None]) -> int:

@@ -175,8 +175,12 @@ def install(p: Plan, progress: Callable[[str], None] = print, cancel: Callable[[
     if subprocess.run([python, "-m", "pip", "--version"], capture_output=True).returncode != 0:
         raise InstallError(f"the Python of this QGIS ({python}) has no pip: install it (Debian/Ubuntu: apt install "
                            f"python3-pip; elsewhere: {python} -m ensurepip --user), then run this again")
-    p.target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{p.target.name}.installing-", dir=p.target.parent))
+    try:
+        p.target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{p.target.name}.installing-", dir=p.target.parent))
+    except OSError as exc:
+        raise InstallError(f"cannot write the packages folder {p.target.parent} ({exc.strerror}): give your user "
+                           f"write access to the QGIS profile folder, or start QGIS with a profile you own") from None
     try:
         constraint = qgis_numpy_constraint()
         cmd = [python, "-m", "pip", "install", "--target", str(staging), "--no-warn-script-location",
@@ -202,8 +206,25 @@ def install(p: Plan, progress: Callable[[str], None] = print, cancel: Callable[[
     return p.target
 
 
+def pip_arguments(text: str | None) -> list[str]:
+    """The "Extra pip arguments" field split as a shell would, or one line naming the field."""
+    import shlex
+
+    try:
+        if os.name != "nt":
+            return shlex.split(text or "")
+        # Windows: backslashes are path separators, not escapes; quotes only group
+        return [a[1:-1] if len(a) > 1 and a[0] == a[-1] and a[0] in "\"'" else a
+                for a in shlex.split(text or "", posix=False)]
+    except ValueError as exc:
+        raise InstallError(f"Extra pip arguments: {exc} in {text!r}; close the quote or remove it") from None
+
+
 def _run_pip(cmd: list[str], progress: Callable[[str], None], cancel) -> list[str]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    # pip in a process group of its own: a cancel stops pip and whatever it started (a build backend
+    # compiling a package), not pip alone.
+    group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else {"start_new_session": True}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, **group)
     lines: list[str] = []
     watcher = None
     if cancel is not None:
@@ -212,7 +233,7 @@ def _run_pip(cmd: list[str], progress: Callable[[str], None], cancel) -> list[st
         def watch() -> None:
             while not stop.wait(0.2):
                 if cancel():
-                    proc.kill()
+                    _kill_group(proc)
                     return
 
         watcher = threading.Thread(target=watch, daemon=True)
@@ -230,6 +251,20 @@ def _run_pip(cmd: list[str], progress: Callable[[str], None], cancel) -> list[st
     if code != 0:
         raise InstallError(explain_failure(lines))
     return lines
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Stop a process and every process it started."""
+    if os.name == "nt":
+        subprocess.run(["taskkill", "/F", "/T", "/PID", str(proc.pid)], capture_output=True)
+    else:
+        import signal
+
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.kill()
 
 
 def explain_failure(lines: list[str]) -> str:
@@ -263,23 +298,36 @@ def _project(name: str) -> str:
 
 def _swap_in(staging: Path, target: Path) -> None:
     """Replace the private folder by the staging one, keeping what an earlier installation put there
-    and this one did not reinstall (new versions win)."""
+    and this one did not reinstall (new versions win). Any move that fails (Windows: a library in
+    use) is undone: the earlier folder is left exactly as it was, and the error says so."""
+    moved: list[str] = []  # kept items, moved from the old folder into staging
     old = None
     try:
         if target.exists():
             fresh = {_project(p.name) for p in staging.glob("*.dist-info")} | {p.name for p in staging.iterdir()}
-            for item in target.iterdir():
+            for item in sorted(target.iterdir()):
                 project = _project(item.name) if item.name.endswith(".dist-info") else item.name
                 if project not in fresh and item.name not in fresh and not item.name.startswith("."):
                     os.replace(item, staging / item.name)
+                    moved.append(item.name)
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, old)
         os.replace(staging, target)
-    except OSError as exc:  # e.g. Windows, where loaded libraries cannot be moved
-        raise InstallError(f"the private packages folder is in use ({exc.strerror}): restart QGIS, then run the "
-                           f"installer again before using STARS") from None
+    except OSError as exc:
+        _undo_swap(staging, target, old, moved)
+        raise InstallError(f"the private packages folder is in use ({exc.strerror}): nothing was changed; restart "
+                           f"QGIS, then run the installer again before using STARS") from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _undo_swap(staging: Path, target: Path, old: Path | None, moved: list[str]) -> None:
+    """Put the earlier folder back as it was: its own name, and the kept items moved back."""
+    if old is not None and old.exists() and not target.exists():
+        os.replace(old, target)
+    for name in reversed(moved):
+        if (staging / name).exists():
+            os.replace(staging / name, target / name)
 
 
 def _installed_versions(folder: Path) -> dict[str, str]:

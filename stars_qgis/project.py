@@ -78,6 +78,12 @@ def _style_outline(layer) -> None:
         settings = QgsPalLayerSettings()
         settings.fieldName = text_fields[0]
         fmt = QgsTextFormat()
+        font = fmt.font()
+        # No family named: QGIS matches an empty family with any installed font, so the project
+        # opens without a "font not available" warning on every system (a named family is only
+        # safe on machines that have it; the offscreen default "DejaVu LGC Sans" is on few).
+        font.setFamily("")
+        fmt.setFont(font)
         fmt.setSize(11)
         settings.setFormat(fmt)
         layer.setLabeling(QgsVectorLayerSimpleLabeling(settings))
@@ -86,9 +92,11 @@ def _style_outline(layer) -> None:
 
 def write_project(path: str | os.PathLike, groups: Sequence[tuple[str, Sequence[LayerSpec]]],
                   title: str = "STARS") -> Path:
-    """Write `path` (.qgz) with one layer-tree group per (group name, layers), first group on top."""
+    """Write `path` (.qgz) with one layer-tree group per (group name, layers), first group on top.
+    The project opens zoomed to the layers' common extent (its default view)."""
     _ensure_app()
-    from qgis.core import QgsProject, QgsRasterLayer, QgsVectorLayer
+    from qgis.core import (QgsCoordinateTransform, QgsProject, QgsRasterLayer, QgsRectangle, QgsReferencedRectangle,
+                           QgsVectorLayer)
     from stars_core.files import atomic_path
 
     path = Path(path)
@@ -113,7 +121,27 @@ def write_project(path: str | os.PathLike, groups: Sequence[tuple[str, Sequence[
                 crs = layer.crs()
     if crs is not None:
         project.setCrs(crs)
+        extent = QgsRectangle()
+        extent.setMinimal()
+        for layer in project.mapLayers().values():
+            box = layer.extent()
+            if layer.crs().isValid() and layer.crs() != crs:
+                box = QgsCoordinateTransform(layer.crs(), crs, project).transformBoundingBox(box)
+            extent.combineExtentWith(box)
+        if not extent.isEmpty():
+            project.viewSettings().setDefaultViewExtent(QgsReferencedRectangle(extent, crs))
+    # QGIS writes the project file (.qgs) under a temporary name in the same folder, so its relative
+    # layer paths are right; it is zipped as QGIS zips a .qgz, under the project's own name inside
+    # (a temporary .qgz name would give the file inside a temporary name), then renamed into place.
+    import zipfile
+
     with atomic_path(path) as tmp:
-        if not project.write(str(tmp)):
-            raise OSError(f"QGIS could not write the project {tmp}: {project.error()}")
+        qgs = Path(tmp).with_name(Path(tmp).name + ".qgs")
+        try:
+            if not project.write(str(qgs)):
+                raise OSError(f"QGIS could not write the project {path}: {project.error()}")
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+                z.write(qgs, path.with_suffix(".qgs").name)
+        finally:
+            qgs.unlink(missing_ok=True)
     return path

@@ -5,20 +5,7 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .algorithms.base import ICON
-
-
-THREADS_SETTING = "STARS_THREADS"
-
-
-def threads_setting() -> int:
-    """Processing > Options > Providers > STARS > "CPU threads": 0 (default) adapts to the load."""
-    try:
-        from processing.core.ProcessingConfig import ProcessingConfig
-
-        value = ProcessingConfig.getSetting(THREADS_SETTING)
-        return max(0, int(value or 0))
-    except Exception:  # no Processing configuration (e.g. a bare test): adapt
-        return 0
+from .settings import THREADS_SETTING
 
 
 class StarsProvider(QgsProcessingProvider):

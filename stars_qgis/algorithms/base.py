@@ -92,12 +92,13 @@ class StarsAlgorithm(QgsProcessingAlgorithm):
         from stars_core.runtime import Cancelled, StarsError, TrainingError
 
         from .. import THREADS_NOTE
-        from ..provider import threads_setting
+        from ..settings import threads_setting
 
         # QGIS draws in this process, where the load probe cannot tell its threads from ours: on 4 or
         # more cores one is left to the interface.
         cores = threads.available_cores()
-        threads.configure(threads_setting() or "auto", reserve=1 if cores >= 4 else 0, settle=0.1)
+        threads.configure(threads_setting() or "auto", reserve=1 if cores >= 4 else 0, settle=0.1,
+                          say=feedback.pushWarning)
         feedback.pushInfo(threads.describe() + (f" ({THREADS_NOTE})" if THREADS_NOTE else ""))
         try:
             return self.execute(parameters, context, feedback)

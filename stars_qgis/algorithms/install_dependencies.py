@@ -1,8 +1,6 @@
 """stars:installdependencies — install PyTorch / ONNX Runtime into this QGIS profile, no terminal."""
 from __future__ import annotations
 
-import shlex
-
 from qgis.core import (QgsApplication, QgsProcessingException, QgsProcessingOutputString, QgsProcessingParameterEnum,
                        QgsProcessingParameterString)
 
@@ -50,8 +48,8 @@ class InstallDependencies(StarsAlgorithm):
     def execute(self, parameters, context, feedback) -> dict:
         from .. import installer
 
-        extra = shlex.split(self.parameterAsString(parameters, self.PIP_ARGS, context) or "")
         try:
+            extra = installer.pip_arguments(self.parameterAsString(parameters, self.PIP_ARGS, context))
             plan = installer.plan(QgsApplication.qgisSettingsDirPath(),
                                   SETS[self.parameterAsEnum(parameters, self.PACKAGES, context)],
                                   BUILDS[self.parameterAsEnum(parameters, self.BUILD, context)], extra)

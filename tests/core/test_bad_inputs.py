@@ -147,7 +147,7 @@ sys.exit(main(sys.argv[1:]))
 def _interrupt(argv: list[str], sig: int, wait_for: str, cwd: Path) -> tuple[int, str]:
     """Start the CLI, send `sig` once `wait_for` appears on its error stream, return (status, stderr)."""
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, *argv], cwd=cwd, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                            env=dict(os.environ, PYTHONUNBUFFERED="1", STARS_PROGRESS_INTERVAL="0"))
     seen = ""
     deadline = time.time() + 120
     while wait_for not in seen and time.time() < deadline and proc.poll() is None:
@@ -202,3 +202,148 @@ def test_the_model_info_json_stays_parsable(case, capsys):
     assert cli_main(["info", str(case.work / "model.stars"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["model_config"]["shared_norm"] == "per_modality"
+
+
+# -- the sweep of the newer surfaces (ONNX, scene tables, chip folders, map sheets, resume, threads) --
+def test_an_onnx_export_without_its_band_statistics_is_refused_naming_the_key(case):
+    import onnx
+
+    from stars_core.onnx_export import export_onnx
+
+    path = export_onnx(case.work / "model.stars", case.work / "m.onnx", "m1", log=lambda *_: None)
+    model = onnx.load(str(path))
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key != "stars_bands"]
+    del model.metadata_props[:]
+    for key, value in kept:
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+    onnx.save(model, str(path))
+    line = case(["segment", "W/m.onnx", "W/sar.tif", "W/out.tif"], new_files={"m.onnx"})
+    assert "incomplete STARS export" in line and "lacks stars_bands" in line and "stars export" in line
+
+
+def _sheet_layer(case, polys) -> str:
+    import rasterio
+
+    from tests.core.helpers import write_polygons
+
+    with rasterio.open(case.work / "sar.tif") as s:
+        crs = s.crs.to_wkt()
+    return str(write_polygons(case.work / "sheets.gpkg", crs, polys, field="name", field_type="str"))
+
+
+def test_map_sheets_that_all_miss_the_raster_are_an_error(case):
+    import rasterio
+
+    with rasterio.open(case.work / "sar.tif") as s:
+        l, b, r, t = s.bounds
+    far = {"type": "Polygon", "coordinates": [[(l + 1e6, b), (r + 1e6, b), (r + 1e6, t), (l + 1e6, t), (l + 1e6, b)]]}
+    _sheet_layer(case, [(far, "far"), (far, "farther")])
+    line = case(["segment-sheets", "W/model.stars", "W/sheets.gpkg", "W/sar.tif", "W/out", "--name-field", "name",
+                 "--device", "cpu"], new_files={"sheets.gpkg"})
+    assert "none of the 2 map sheets can be segmented" in line and "far: the sheet does not overlap" in line
+    assert not (case.work / "out").exists()
+
+
+def test_every_sheet_feature_gets_a_summary_row_with_its_reason(case, capsys):
+    import csv
+
+    import rasterio
+
+    with rasterio.open(case.work / "sar.tif") as s:
+        l, b, r, t = s.bounds
+    mx, my = (l + r) / 2, (b + t) / 2
+    good = {"type": "Polygon", "coordinates": [[(l, my), (mx, my), (mx, t), (l, t), (l, my)]]}
+    bowtie = {"type": "Polygon", "coordinates": [[(l, b), (mx, my), (l, my), (mx, b), (l, b)]]}
+    flat = {"type": "Polygon", "coordinates": [[(l, b), (mx, b), (r, b), (l, b)]]}
+    _sheet_layer(case, [(good, "good"), (bowtie, "bowtie"), (flat, "flat"), (None, "empty")])
+    capsys.readouterr()
+    assert cli_main(["segment-sheets", f"{case.work}/model.stars", f"{case.work}/sheets.gpkg", f"{case.work}/sar.tif",
+                     f"{case.work}/out", "--name-field", "name", "--device", "cpu", "--tile-size", "64"]) == 0
+    rows = {r["sheet"]: r for r in csv.DictReader(open(case.work / "out" / "summary.csv"))}
+    assert set(rows) == {"good", "bowtie", "flat", "empty"}
+    assert rows["good"]["status"] == "done"
+    assert rows["bowtie"]["status"] == "invalid" and "not valid" in rows["bowtie"]["details"]
+    assert rows["flat"]["status"] == "invalid" and "no area" in rows["flat"]["details"]
+    assert rows["empty"]["status"] == "invalid" and "no geometry" in rows["empty"]["details"]
+    assert "1 done" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("processes", ["-2", "0"])
+def test_a_dry_run_with_no_processes_is_refused(case, processes):
+    line = case(["segment-sheets", "W/model.stars", "W/sheets.gpkg", "W/sar.tif", "W/out", "--dry-run", "--processes",
+                 processes])
+    assert f"--processes must be 1 or more" in line and f"got {processes}" in line
+
+
+def test_a_scene_listed_twice_is_refused(case):
+    (case.work / "scenes.csv").write_text("m1,m2,labels\nsar.tif,optical.tif,labels.tif\n"
+                                          "./sar.tif,optical.tif,labels.tif\n")
+    line = case(["train", "--scenes", "W/scenes.csv", "--class-table", "W/classes.csv", *TINY, "--steps", "2",
+                 "--out", "W/m.stars"], new_files={"scenes.csv"})
+    assert "scene 2 (sar.tif) repeats scene 1" in line and "list each scene once" in line
+
+
+def test_a_latin_1_scene_table_is_named(case):
+    (case.work / "scenes.csv").write_bytes("m1,m2,labels\nsc\xe9ne.tif,optical.tif,labels.tif\n".encode("latin-1"))
+    line = case(["train", "--scenes", "W/scenes.csv", *TINY, "--steps", "2", "--out", "W/m.stars"],
+                new_files={"scenes.csv"})
+    assert "scenes.csv" in line and "not UTF-8" in line and "0xe9" in line and "CSV UTF-8" in line
+
+
+def test_a_resume_says_what_it_keeps_and_what_it_ignores(case, monkeypatch, capsys):
+    import shutil
+
+    import stars_core.cli as cli
+
+    calls = iter(range(100))
+    monkeypatch.setattr(cli.Stop, "__call__", lambda self: next(calls) == 0)  # stop after the first step
+    files = {"m.stars", "m.log.csv", "m.curves.png", "m.scan.npz"}
+    case([*TRAIN[:-2], "--steps", "4", "--mode", "single", "--out", "W/m.stars"], code=130, new_files=files)
+    monkeypatch.undo()
+    work = case.work
+    shutil.copy(work / "m.stars", work / "again.stars")
+    other = work / "other"
+    other.mkdir()
+    for name in ("sar.tif", "optical.tif", "labels.tif"):
+        shutil.copy(work / name, other / name)
+    capsys.readouterr()
+    argv = [a.replace("W/", f"{work}/") for a in TRAIN[:-2]]
+    argv = [a.replace(f"{work}/sar.tif", f"{other}/sar.tif") for a in argv]
+    assert cli_main([*argv, "--mode", "concat", "--out", f"{work}/again.stars", "--resume", f"{work}/again.stars"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming keeps the saved run's settings (mode single" in out
+    assert "ignored on resume: mode concat (saved: single)" in out
+    assert "resuming on other scenes than the saved run (new: sar.tif" in out
+
+
+def test_more_threads_than_cores_are_capped_and_said(case, capsys):
+    from stars_core import threads
+
+    capsys.readouterr()
+    assert cli_main(["--threads", "999", "info", f"{case.work}/model.stars"]) == 0
+    err = capsys.readouterr().err
+    cores = threads.available_cores()
+    assert f"999 threads asked for, but this process may use {cores} core(s): using {cores}" in err
+    assert threads.current() <= cores
+    threads.configure("auto", settle=0.1)  # the suite's policy again
+
+
+def test_evaluate_chips_names_the_chip_whose_files_differ_in_size(case, demo_scene):
+    import numpy as np
+    import rasterio
+
+    root = case.work / "chips"
+    for sub in ("SAR", "RGB", "mask"):
+        (root / sub).mkdir(parents=True)
+    with rasterio.open(case.work / "sar.tif") as s, rasterio.open(case.work / "optical.tif") as o, \
+            rasterio.open(case.work / "labels.tif") as lab:
+        parts = {"SAR/a_SAR.tif": s.read()[:, :96, :96], "RGB/a.tif": o.read()[:, :64, :64],
+                 "mask/a_mask.tif": lab.read()[:, :96, :96]}
+    for name, data in parts.items():
+        with rasterio.open(root / name, "w", driver="GTiff", width=data.shape[2], height=data.shape[1],
+                           count=data.shape[0], dtype=data.dtype) as d:
+            d.write(data)
+    made = {str(p.relative_to(case.work)) for p in root.rglob("*.tif")}
+    line = case(["evaluate-chips", "W/model.stars", "W/chips", "--device", "cpu"], new_files=made)
+    assert "chip 'a'" in line and "96 x 96" in line and "64 x 64" in line and "a_SAR.tif" in line

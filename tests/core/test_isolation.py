@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import stars_core
 
 PACKAGE = Path(stars_core.__file__).parent
@@ -15,15 +17,15 @@ def _run(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
 
 
-def _module_name(path: Path) -> str:
-    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+def _module_name(path: Path, root: Path = PACKAGE) -> str:
+    rel = path.relative_to(root.parent).with_suffix("")
     parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
     return ".".join(parts)
 
 
-def _imports(path: Path) -> set[str]:
-    """stars_core modules that `path` imports anywhere (module level or inside functions)."""
-    me = _module_name(path)
+def _imports(path: Path, root: Path = PACKAGE) -> set[str]:
+    """Modules of the package at `root` that `path` imports anywhere (module level or inside functions)."""
+    me = _module_name(path, root)
     package = me if path.name == "__init__.py" else me.rsplit(".", 1)[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -35,15 +37,17 @@ def _imports(path: Path) -> set[str]:
             else:
                 target = node.module or ""
             names = [f"{target}.{a.name}" for a in node.names]
-            found |= {n for n in names if (PACKAGE / Path(*n.split(".")[1:])).with_suffix(".py").exists()}
+            found |= {n for n in names if (root / Path(*n.split(".")[1:])).with_suffix(".py").exists()}
             found.add(target)
         elif isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
-    return {m for m in found if m.split(".")[0] == "stars_core" and m != me and m != "stars_core"}
+    return {m for m in found if m.split(".")[0] == root.name and m != me and m != root.name}
 
 
-def test_import_graph_of_stars_core_has_no_circle():
-    graph = {_module_name(p): _imports(p) for p in PACKAGE.rglob("*.py")}
+@pytest.mark.parametrize("package", ["stars_core", "stars_qgis"])
+def test_import_graph_of_each_package_has_no_circle(package):
+    root = PACKAGE.parent / package
+    graph = {_module_name(p, root): _imports(p, root) for p in root.rglob("*.py")}
     state: dict[str, int] = {}
 
     def visit(node: str, path: list[str]) -> None:
@@ -58,7 +62,11 @@ def test_import_graph_of_stars_core_has_no_circle():
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
-    assert "stars_core.runtime" in graph and graph["stars_core.runtime"] == set()
+    if package == "stars_core":
+        assert "stars_core.runtime" in graph and graph["stars_core.runtime"] == set()
+    else:  # the algorithms' base reads the threads setting without importing the provider
+        assert "stars_qgis.settings" in graph["stars_qgis.algorithms.base"]
+        assert "stars_qgis.provider" in graph["stars_qgis.plugin"]
 
 
 def test_import_stars_core_pulls_no_qgis_or_qt():

@@ -44,9 +44,32 @@ def test_shortened_demo_runs_end_to_end_through_qgis_process(tmp_path):
     assert sorted(p.name for p in (out / "sheets").glob("*.tif")) == ["A1.tif", "A2.tif", "B1.tif", "B2.tif"]
     assert (out / "diagnostics" / "similarity_init.png").is_file()
     with zipfile.ZipFile(summary["files"]["project"]) as z:
-        qgs = z.read(next(n for n in z.namelist() if n.endswith(".qgs"))).decode()
+        assert z.namelist() == ["stars_demo.qgs"]  # named after the project, as QGIS names it
+        qgs = z.read("stars_demo.qgs").decode()
+    assert "<DefaultViewExtent" in qgs and 'fontFamily=""' in qgs
+    assert (out / "sheets" / "mosaic.qml").is_file()
     for source in ("landcover.tif", "confidence.tif", "mosaic.vrt", "sar.tif", "optical.tif", "labels.tif",
                    "sheets.gpkg"):
         assert source in qgs
     assert "paletted" in qgs and "multibandcolor" in qgs  # class colours and the RGB composite are saved
     assert "<limits>CumulativeCut</limits>" in qgs  # the 2-98 % stretch is what the project keeps
+
+    # The first look, in a real QGIS window: zoomed to the outputs, no warning bar, the mosaic's
+    # legend lists the classes by name (not the VRT's 256-entry colour table).
+    from tests.qgis.test_window import QGIS, XVFB, open_in_window
+
+    if XVFB is None or QGIS is None:
+        return
+    seen = open_in_window(Path(summary["files"]["project"]), tmp_path)
+    assert seen["blocking"] is None and seen["invalid"] == [], (seen["blocking"], seen["invalid"])
+    assert seen["messages"] == [], seen["messages"]
+    land = seen["layers"]["land cover from SAR alone"]["extent"]
+    x0, y0, x1, y1 = seen["extent"]
+    assert x0 <= land[0] + 1 and x1 >= land[2] - 1 and y0 <= land[1] + 1 and y1 >= land[3] - 1, (seen["extent"], land)
+    assert (x1 - x0) < 3 * (land[2] - land[0]) + 1 or (y1 - y0) < 3 * (land[3] - land[1]) + 1  # not the whole world
+    import csv
+
+    names = [row["name"] for row in csv.DictReader(open(out / "scene" / "classes.csv"))]
+    mosaic = seen["layers"]["map sheets, mosaic"]
+    assert mosaic["renderer"] == "paletted" and mosaic["legend"] == names, mosaic
+    assert seen["layers"]["labels (reference)"]["legend"] == names

@@ -153,3 +153,94 @@ def test_a_second_installation_keeps_what_the_first_put_there(tmp_path):
                                python=sys.executable)
     assert (target / "starsalpha" / "__init__.py").is_file() and (target / "starsbeta" / "__init__.py").is_file()
     assert len(list(target.glob("starsalpha-*.dist-info"))) == 1
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _earlier_install(tmp_path) -> Path:
+    """An earlier installation holding several packages, as a second install finds it."""
+    wheels = tmp_path / "wheels"
+    names = [f"starsold{i}" for i in range(4)]
+    for name in names:
+        tiny_wheel(wheels, name)
+    tiny_wheel(wheels, "starsnew")
+    return installer.install(_plan(tmp_path, wheels, names), progress=lambda *_: None, python=sys.executable)
+
+
+def _moves(tmp_path) -> int:
+    """How many moves a second installation's swap makes (kept items, then the two renames)."""
+    target = _earlier_install(tmp_path / "count")
+    return len([p for p in target.iterdir() if not p.name.startswith(".")]) + 2
+
+
+@pytest.mark.parametrize("position", range(10))
+def test_a_swap_that_fails_at_any_move_leaves_the_earlier_folder_exactly_as_it_was(tmp_path, monkeypatch, position):
+    """On Windows a DLL in use cannot be moved: wherever the swap stops, nothing of the earlier
+    installation is lost (reproduced on Linux by refusing the n-th move)."""
+    assert _moves(tmp_path) == 10  # 4 kept packages (folder and dist-info each), then 2 renames
+    target = _earlier_install(tmp_path / "run")
+    before = _tree(target)
+    real, calls = installer.os.replace, {"n": 0}
+
+    def replace(src, dst):
+        calls["n"] += 1
+        if calls["n"] == position + 1:
+            raise OSError(16, "Device or resource busy")
+        return real(src, dst)
+
+    monkeypatch.setattr(installer.os, "replace", replace)
+    plan = _plan(tmp_path / "run", tmp_path / "run" / "wheels", ("starsnew",))
+    with pytest.raises(InstallError, match="in use .*nothing was changed"):
+        installer.install(plan, progress=lambda *_: None, python=sys.executable)
+    monkeypatch.undo()
+    assert _tree(target) == before
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # no staging or .old folder left
+
+
+def test_an_unwritable_profile_is_one_line(tmp_path):
+    import os
+
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    (profile / "python").write_text("a file where the folder should be")
+    with pytest.raises(InstallError, match="cannot write the packages folder") as err:
+        installer.install(_plan(tmp_path, tmp_path), progress=lambda *_: None, python=sys.executable)
+    assert "\n" not in str(err.value) and "Traceback" not in str(err.value)
+    assert os.path.isfile(profile / "python")
+
+
+def test_an_unbalanced_quote_in_the_extra_arguments_names_the_field():
+    with pytest.raises(InstallError, match="Extra pip arguments: No closing quotation"):
+        installer.pip_arguments('--find-links "/my wheels')
+    assert installer.pip_arguments('--find-links "/my wheels" --no-index') == ["--find-links", "/my wheels",
+                                                                                "--no-index"]
+
+
+def test_cancel_stops_pip_and_the_processes_it_started(tmp_path):
+    """pip may run a build backend in a child process: a cancel must stop it too."""
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    script = ("import subprocess, sys, time\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+              f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+              "print('Collecting a package that builds for a while', flush=True)\n"
+              "time.sleep(120)\n")
+    started = time.time()
+    with pytest.raises(InstallCancelled):
+        installer._run_pip([sys.executable, "-c", script], lambda *_: None,
+                           cancel=lambda: pid_file.exists() and pid_file.read_text() != "")
+    child = int(pid_file.read_text())
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            state = Path(f"/proc/{child}/stat").read_text().split(")")[-1].split()[0]
+        except FileNotFoundError:
+            state = "gone"
+        if state in ("gone", "Z", "X"):
+            break
+        time.sleep(0.1)
+    assert state in ("gone", "Z", "X"), f"the child pip started is still running ({state})"
+    assert time.time() - started < 60
