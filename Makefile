@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export QT_QPA_PLATFORM ?= offscreen
 export XDG_RUNTIME_DIR ?= /tmp/runtime-$(shell id -u)
 
-.PHONY: setup test demo bench package install-plugin check-install clean
+.PHONY: setup test demo bench package install-plugin check-install lint-qt6 test-core clean
 
 setup:
 	@bash scripts/setup.sh
@@ -31,6 +31,15 @@ install-plugin: package
 check-install: setup
 	@mkdir -p $(XDG_RUNTIME_DIR) && chmod 700 $(XDG_RUNTIME_DIR)
 	bash scripts/check_install.sh
+
+# QGIS's Qt6 migration script over the plugin (needs the script's path and PyPI for PyQt6)
+lint-qt6:
+	bash scripts/lint_qt6.sh "$(PYQT5_TO_PYQT6)"
+
+# The core suite on another Python (QGIS 4 ships 3.12/3.13), with PyPI wheels in build/venv-$(PY)
+# (downloads torch, several GB on Linux; not part of `make test`)
+test-core:
+	bash scripts/test_core.sh "$(PY)"
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache

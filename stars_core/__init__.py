@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"
 __all__ = ["LossConfig", "StarsConfig", "build_model", "__version__"]
 _LAZY = {"LossConfig": "config", "StarsConfig": "config", "build_model": "models"}
 

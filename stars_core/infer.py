@@ -201,6 +201,10 @@ def segment(
     for msg in getattr(loaded, "notes", ()):
         note(msg)
     cfg = cfg.for_model(loaded.chip_size)
+    fixed = getattr(loaded, "fixed_tile", None)
+    if fixed is not None and cfg.tile_size != fixed:
+        raise InputError(f"this .onnx takes tiles of {fixed} x {fixed} pixels (a fixed input size, as Deepness needs); "
+                         f"leave the tile size out, or export again with `stars export --tile-size {cfg.tile_size}`")
     branch = _check_request(loaded, cfg, with_m2)
     readers = cfg.readers_for(loaded.device_type, threads.available_cores())
     with ExitStack() as opened:

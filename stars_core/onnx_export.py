@@ -3,10 +3,18 @@ ONNX Runtime, or Deepness in QGIS).
 
 The graph takes raw band values divided by 255 (Deepness divides its input by 255; this toolbox does
 the same), multiplies them back, puts NaN at the band mean, clips and normalises with the model
-file's statistics, runs the branch and returns class probabilities (N, K, H, W). Batch, height and
-width are dynamic (height and width multiples of 32). The per-modality BatchNorm statistics of the
-shared encoder are the branch's own (eval mode). `int8=True` quantises statically (QDQ, per channel),
-calibrated on tiles of a raster of the branch's input.
+file's statistics, runs the branch and returns class probabilities (N, K, H, W). Height and width
+are fixed at the export's tile size and K is fixed, as Deepness reads them (its tile size is the
+input's last dimension, its class count the output's second); the batch is free. This toolbox's
+runner tiles any raster into that size (padding the edges). The per-modality BatchNorm statistics
+of the shared encoder are the branch's own (eval mode). `int8=True` quantises statically (QDQ, per
+channel), calibrated on tiles of a raster of the branch's input.
+
+Compatibility (the contract is Deepness 0.6.5's `processing/models/model_base.py`, which caps
+onnxruntime at 1.17): every value of the metadata is JSON; the keys Deepness's code reads
+(`tile_size`, `seg_thresh`, `seg_small_segment`, `resolution` only where known) and the one its
+documentation names (`tiles_size`); only the operator sets the graph uses are declared, at versions
+onnxruntime 1.17 runs (ai.onnx <= 20, ai.onnx.ml <= 4, IR <= 9).
 """
 from __future__ import annotations
 
@@ -30,6 +38,10 @@ from .runtime import InputError
 
 OPSET = 17
 OVERLAP_PERCENT = 25  # the segmentation default: a quarter of the tile
+# The newest versions onnxruntime 1.17 runs (its compatibility table: ONNX 1.15, opset 20, ML opset 4,
+# IR 9); Deepness 0.6.5 installs onnxruntime <= 1.17.0.
+MAX_OPSETS = {"": 20, "ai.onnx": 20, "ai.onnx.ml": 4}
+MAX_IR_VERSION = 9
 
 
 class ExportedBranch(nn.Module):
@@ -61,8 +73,10 @@ class ExportedBranch(nn.Module):
 
 
 def metadata(loaded: LoadedModel, branch: str, tile: int, source: Path) -> dict[str, object]:
-    """Deepness's keys (model_type, class_names, resolution in cm/px, tiles_size, tiles_overlap in
-    percent, standardization: identity, since the graph normalises) and STARS's own."""
+    """Deepness's keys (model_type, class_names, resolution in cm/px where the model has a CRS,
+    tile_size as its code reads it and tiles_size as its documentation names it, tiles_overlap in
+    percent, seg_thresh 0 and seg_small_segment 0 so that "Load default parameters" gives the STARS
+    map unchanged, standardization: identity, since the graph normalises) and STARS's own."""
     from .infer import metres_per_pixel  # rasterio only; no training code
 
     import rasterio
@@ -74,15 +88,21 @@ def metadata(loaded: LoadedModel, branch: str, tile: int, source: Path) -> dict[
     if loaded.crs:
         resolution = 100 * metres_per_pixel(rasterio.crs.CRS.from_user_input(loaded.crs), loaded.pixel_size)
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
-    return {
+    deepness = {
         "model_type": "Segmentor",
         "class_names": {str(i): n for i, n in enumerate(loaded.classes.names)},
-        "resolution": round(resolution, 3) if resolution else None,
+        **({"resolution": round(resolution, 3)} if resolution else {}),  # a number, or absent
+        "tile_size": tile,
         "tiles_size": tile,
         "tiles_overlap": OVERLAP_PERCENT,
+        "seg_thresh": 0.0,  # no probability threshold: every pixel keeps its most probable class
+        "seg_small_segment": 0,  # no median filter: the map as STARS makes it (clean it to an MMU instead)
         "standardization_mean": [0.0] * channels,
         "standardization_std": [1.0] * channels,
-        "stars_format": 1,
+    }
+    return {
+        **deepness,
+        "stars_format": 2,  # 2: fixed tile size and class count
         "stars_classes": loaded.classes.to_dict(),
         "stars_bands": bands,
         "stars_modalities": list(loaded.modalities),
@@ -125,17 +145,18 @@ def export_onnx(model: str | os.PathLike, out: str | os.PathLike, branch: str = 
             warnings.simplefilter("ignore")  # tracer notes about the shape checks
             torch.onnx.export(graph, (torch.zeros(1, channels, tile, tile),), str(tmp), dynamo=False,
                               opset_version=OPSET, input_names=["input"], output_names=["probabilities"],
-                              dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"},
-                                            "probabilities": {0: "batch", 2: "height", 3: "width"}})
+                              dynamic_axes={"input": {0: "batch"}, "probabilities": {0: "batch"}})
         if int8:
             _quantise(tmp, loaded, branch, calibrate, tile, calibration_tiles, log)
-        _write_metadata(tmp, meta)
+        _write_metadata(tmp, meta, len(loaded.classes), tile)
     log(f"exported the {branch} branch ({', '.join(meta['stars_input_modalities'])} in, {len(loaded.classes)} class "
         f"probabilities out{', int8' if int8 else ''}) to {out}")
     return Path(out)
 
 
-def _write_metadata(path: Path, meta: dict) -> None:
+def _write_metadata(path: Path, meta: dict, classes: int, tile: int) -> None:
+    """The metadata, the output's fixed shape (batch, K, tile, tile), and only the operator sets the
+    graph uses, at versions onnxruntime 1.17 runs (the quantiser declares ai.onnx.ml without using it)."""
     import onnx
 
     model = onnx.load(str(path))
@@ -143,6 +164,21 @@ def _write_metadata(path: Path, meta: dict) -> None:
     for key, value in meta.items():
         prop = model.metadata_props.add()
         prop.key, prop.value = key, json.dumps(value)
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    for dim, value in zip(dims[1:], (classes, tile, tile)):
+        dim.Clear()
+        dim.dim_value = value
+    used = {node.domain or "" for node in model.graph.node}
+    kept = [op for op in model.opset_import if (op.domain or "") in used or (op.domain or "") in ("", "ai.onnx")]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+    for op in kept:
+        limit = MAX_OPSETS.get(op.domain or "")
+        if limit is not None and op.version > limit:
+            raise InputError(f"the exported graph needs operator set {op.domain or 'ai.onnx'} {op.version}, newer than "
+                             f"onnxruntime 1.17 (Deepness) runs ({limit}); upgrade or downgrade the onnx packages")
+    model.ir_version = min(model.ir_version, MAX_IR_VERSION)
+    onnx.checker.check_model(model)
     onnx.save(model, str(path))
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from .bands import BandStats
 from .classes import ClassTable
 from .runtime import InputError, check_device
-from .tiling import BlendRows, Tile
+from .tiling import BlendRows, Tile, pad_reflect
 
 INPUT_SCALE = 255.0  # the exported graph's input is raw values / 255 (Deepness's convention)
 
@@ -70,6 +70,12 @@ class OnnxModel:
         self.branches = (m["stars_branch"],)
         self.mode = m.get("stars_mode", "stars")
         self.chip_size, self.pixel_size, self.crs = int(m.get("tile_size", m.get("tiles_size"))), tuple(m["stars_pixel_size"]), m["stars_crs"]
+        # Exports since stars_format 2 take tiles of one fixed size (as Deepness needs): segmentation
+        # uses that size, and pads a raster smaller than a tile up to it. Older exports are dynamic.
+        h, w = self.session.get_inputs()[0].shape[-2:]
+        self.fixed_tile = int(h) if isinstance(h, int) and isinstance(w, int) and h == w else None
+        if self.fixed_tile is not None:
+            self.chip_size = self.fixed_tile
         active = self.session.get_providers()[0]
         self.device_type = "cuda" if active.startswith("CUDA") else "cpu"
         self.device_name = f"onnxruntime {active.replace('ExecutionProvider', '')}"
@@ -87,6 +93,13 @@ class OnnxModel:
         """(B, C, h, w) graph inputs -> (B, K, h, w) class probabilities."""
         if branch == "fused":
             x = np.concatenate([x, x2], axis=1)
+        h, w = x.shape[-2:]
+        size = self.fixed_tile
+        if size is not None and (h, w) != (size, size):  # a raster smaller than the graph's tile
+            if h > size or w > size:
+                raise InputError(f"tiles of {h} x {w} do not fit this export's fixed {size} x {size} input")
+            x = np.stack([pad_reflect(t, size - h, size - w) for t in x])
+            return self.session.run(None, {self.input_name: np.ascontiguousarray(x)})[0][:, :, :h, :w]
         return self.session.run(None, {self.input_name: np.ascontiguousarray(x)})[0]
 
 

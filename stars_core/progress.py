@@ -30,7 +30,7 @@ class LogProgress:
         self.file = file if file is not None else sys.stderr
         self.interval, self.start = log_interval() if interval is None else interval, time.monotonic()
         self.last, self.postfix, self._closed = self.start, "", False
-        self.first = initial
+        self.first = self.printed = initial
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -45,13 +45,14 @@ class LogProgress:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            if self.n > self.first:
+            if self.n > self.printed:  # the end, unless the last line already said it
                 self._line(time.monotonic())
 
     def write(self, message: str, file: TextIO | None = None) -> None:
         print(message, file=file if file is not None else sys.stdout, flush=True)
 
     def _line(self, now: float) -> None:
+        self.printed = self.n
         elapsed = now - self.start
         done = self.n - self.first
         left = (self.total - self.n) * elapsed / done if done > 0 else None

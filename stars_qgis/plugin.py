@@ -18,10 +18,13 @@ class StarsPlugin:
     def initGui(self) -> None:  # noqa: N802
         self.initProcessing()
         if self.iface is not None:  # a menu entry for the dependency installer: no terminal needed
-            from qgis.PyQt.QtWidgets import QAction
+            try:  # Qt6 (QGIS 4) keeps QAction in QtGui; Qt5 (QGIS 3) in QtWidgets
+                from qgis.PyQt.QtGui import QAction
+            except ImportError:
+                from qgis.PyQt.QtWidgets import QAction
+            from qgis.PyQt.QtGui import QIcon
 
             from .algorithms.base import ICON
-            from qgis.PyQt.QtGui import QIcon
 
             self.install_action = QAction(QIcon(str(ICON)), "STARS: install dependencies", self.iface.mainWindow())
             self.install_action.triggered.connect(self.open_installer)

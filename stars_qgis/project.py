@@ -50,13 +50,13 @@ def _style_raster(layer, style: str) -> None:
         raise ValueError(f"unknown raster style {style!r}; use grey:B or rgb:R,G,B")
     for setter, band in targets:
         ce = QgsContrastEnhancement(provider.dataType(band))
-        ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
+        ce.setContrastEnhancementAlgorithm(QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum)
         lo, hi = provider.cumulativeCut(band, 0.02, 0.98, layer.extent(), 250_000)
         ce.setMinimumValue(lo)
         ce.setMaximumValue(hi)
         setter(ce)
     origin = renderer.minMaxOrigin()  # a copy: set it back, or the 2-98 % cut is not what gets saved
-    origin.setLimits(QgsRasterMinMaxOrigin.CumulativeCut)
+    origin.setLimits(QgsRasterMinMaxOrigin.Limits.CumulativeCut)
     renderer.setMinMaxOrigin(origin)
     layer.setRenderer(renderer)
 
@@ -69,11 +69,12 @@ def _style_outline(layer) -> None:
 
     symbol = layer.renderer().symbol()
     fill = QgsSimpleFillSymbolLayer()
-    fill.setBrushStyle(Qt.NoBrush)
+    fill.setBrushStyle(Qt.BrushStyle.NoBrush)
     fill.setStrokeColor(QColor("#202020"))
     fill.setStrokeWidth(0.6)
     symbol.changeSymbolLayer(0, fill)
-    text_fields = [f.name() for f in layer.fields() if f.type() == 10]  # QVariant.String
+    # text fields (neither numbers nor dates), without QVariant/QMetaType codes that differ in Qt6
+    text_fields = [f.name() for f in layer.fields() if not f.isNumeric() and not f.isDateOrTime()]
     if text_fields:
         settings = QgsPalLayerSettings()
         settings.fieldName = text_fields[0]

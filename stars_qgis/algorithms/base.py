@@ -21,7 +21,7 @@ DEVICES = list(RUNTIME_DEVICES)  # the dialogs list them in the core's order
 
 
 def advanced(param: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
-    param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    param.setFlags(param.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
     return param
 
 
@@ -47,7 +47,7 @@ def vector_file(layer, context) -> str:
     options = QgsVectorFileWriter.SaveVectorOptions()
     options.driverName = "GPKG"
     err = QgsVectorFileWriter.writeAsVectorFormatV3(layer, path, context.transformContext(), options)
-    if err[0] != QgsVectorFileWriter.NoError:
+    if err[0] != QgsVectorFileWriter.WriterError.NoError:
         raise QgsProcessingException(f"could not export layer '{layer.name()}': {err[1]}")
     return path
 

@@ -38,12 +38,12 @@ class DemoScene(StarsAlgorithm):
         )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        num = QgsProcessingParameterNumber.Integer
+        num = QgsProcessingParameterNumber.Type.Integer
         self.addParameter(QgsProcessingParameterNumber(self.SIZE, "Pixels per side", num, 1024, minValue=64))
         self.addParameter(QgsProcessingParameterString(self.SHEETS, "Map-sheet grid (rows x columns)", "2x2"))
         self.addParameter(advanced(QgsProcessingParameterNumber(self.SEED, "Random seed", num, 0, minValue=0)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            self.PIXEL_SIZE, "Pixel size (metres)", QgsProcessingParameterNumber.Double, 2.0, minValue=0.1)))
+            self.PIXEL_SIZE, "Pixel size (metres)", QgsProcessingParameterNumber.Type.Double, 2.0, minValue=0.1)))
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"))
         self.addOutput(QgsProcessingOutputRasterLayer(self.SAR, "SAR"))
         self.addOutput(QgsProcessingOutputRasterLayer(self.OPTICAL, "Optical"))

@@ -42,7 +42,7 @@ class ExportOnnx(StarsAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(self.BRANCH, "Branch", BRANCH_NAMES, defaultValue=0))
         self.addParameter(advanced(QgsProcessingParameterNumber(
             self.TILE_SIZE, "Tile size in the metadata (empty: the training chip size)",
-            QgsProcessingParameterNumber.Integer, None, optional=True, minValue=32)))
+            QgsProcessingParameterNumber.Type.Integer, None, optional=True, minValue=32)))
         self.addParameter(advanced(QgsProcessingParameterBoolean(self.INT8, "Quantise to int8", defaultValue=False)))
         self.addParameter(advanced(QgsProcessingParameterRasterLayer(
             self.CALIBRATE, "Calibration raster for int8 (the branch's input)", optional=True)))

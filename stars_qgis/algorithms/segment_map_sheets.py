@@ -47,7 +47,7 @@ class SegmentMapSheets(StarsAlgorithm):
         )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterVectorLayer(self.SHEETS, "Map sheets", [QgsProcessing.TypeVectorPolygon]))
+        self.addParameter(QgsProcessingParameterVectorLayer(self.SHEETS, "Map sheets", [QgsProcessing.SourceType.TypeVectorPolygon]))
         self.addParameter(QgsProcessingParameterField(self.NAME_FIELD, "Sheet name field", parentLayerParameterName=self.SHEETS,
                                                       optional=True))
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Modality-1 raster (SAR or DSM, or a VRT)"))

@@ -13,7 +13,7 @@ MODALITIES = ["modality 1 (SAR or DSM): the optical image is missing", "modality
 
 def segment_parameters(alg: StarsAlgorithm) -> None:
     """Tile size, overlap, batch size and device: shared with the map-sheet algorithm."""
-    num = QgsProcessingParameterNumber.Integer
+    num = QgsProcessingParameterNumber.Type.Integer
     alg.addParameter(advanced(QgsProcessingParameterNumber(
         alg.TILE_SIZE, "Tile size (pixels, multiple of 32; empty: the model's training chip size)", num, None,
         optional=True, minValue=32)))

@@ -76,25 +76,25 @@ class TrainStars(StarsAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.M1, "Modality-1 rasters (SAR or DSM), one per scene", QgsProcessing.TypeRaster, optional=True))
+            self.M1, "Modality-1 rasters (SAR or DSM), one per scene", QgsProcessing.SourceType.TypeRaster, optional=True))
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.M2, "Modality-2 rasters (optical), same order", QgsProcessing.TypeRaster, optional=True))
+            self.M2, "Modality-2 rasters (optical), same order", QgsProcessing.SourceType.TypeRaster, optional=True))
         self.addParameter(QgsProcessingParameterFile(
             self.CHIP_FOLDER, "Or: a chip folder (paired chips matched by name, EarthMiss layout)",
-            behavior=QgsProcessingParameterFile.Folder, optional=True))
+            behavior=QgsProcessingParameterFile.Behavior.Folder, optional=True))
         self.addParameter(QgsProcessingParameterFile(
             self.SCENE_TABLE, "Or: a scene table (CSV: m1, m2, labels[, aoi, name])",
             optional=True, fileFilter="CSV (*.csv)"))
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.LABELS, "Label rasters, same order", QgsProcessing.TypeRaster, optional=True))
+            self.LABELS, "Label rasters, same order", QgsProcessing.SourceType.TypeRaster, optional=True))
         self.addParameter(QgsProcessingParameterVectorLayer(
-            self.LABEL_POLYGONS, "Or: label polygons (for all scenes)", [QgsProcessing.TypeVectorPolygon],
+            self.LABEL_POLYGONS, "Or: label polygons (for all scenes)", [QgsProcessing.SourceType.TypeVectorPolygon],
             optional=True))
         self.addParameter(QgsProcessingParameterField(
             self.CLASS_FIELD, "Class field of the label polygons", parentLayerParameterName=self.LABEL_POLYGONS,
             optional=True))
         self.addParameter(QgsProcessingParameterVectorLayer(
-            self.AOI, "Area of interest (optional)", [QgsProcessing.TypeVectorPolygon], optional=True))
+            self.AOI, "Area of interest (optional)", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True))
         self.addParameter(QgsProcessingParameterFile(
             self.CLASS_TABLE, "Class table (CSV value,name,color or JSON)", optional=True,
             fileFilter="Class tables (*.csv *.json)"))
@@ -102,7 +102,7 @@ class TrainStars(StarsAlgorithm):
             self.IGNORE_VALUES, "Label values to ignore (comma separated, e.g. 0)", optional=True))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT, "STARS model file", fileFilter="STARS model (*.stars)"))
-        num, flt = QgsProcessingParameterNumber.Integer, QgsProcessingParameterNumber.Double
+        num, flt = QgsProcessingParameterNumber.Type.Integer, QgsProcessingParameterNumber.Type.Double
         m, loss, t, d = StarsConfig(), LossConfig(), TrainConfig(), DataConfig()
         for p in (
             QgsProcessingParameterNumber(self.STEPS, "Training steps (the paper: 80,000 on a GPU)", num, t.steps,

@@ -82,3 +82,38 @@ def test_a_cancel_is_one_line_with_exit_130(demo_scene, tmp_path, capsys, monkey
     monkeypatch.setattr(train_mod, "train", cancelled)
     assert cli_main(_args(demo_scene, tmp_path / "m.stars", "--steps", "3")) == 130
     assert capsys.readouterr().err.strip() == "stars train: training cancelled at step 1; m.stars holds the model"
+
+
+def test_progress_in_a_log_file_is_plain_lines_not_carriage_return_redraws(demo_scene, trained_model, tmp_path):
+    """stderr redirected to a file (a scheduler, nohup, CI): no tqdm redraws, readable lines."""
+    import os
+    import subprocess
+    import sys
+
+    log = tmp_path / "segment.log"
+    with open(log, "w") as err:
+        code = subprocess.run([sys.executable, "-m", "stars_core.cli", "segment", str(trained_model),
+                               str(demo_scene["sar"]), str(tmp_path / "map.tif"), "--tile-size", "64", "--overlap",
+                               "16", "--device", "cpu"], stderr=err, stdout=subprocess.DEVNULL,
+                              env=dict(os.environ, STARS_PROGRESS_INTERVAL="0")).returncode
+    assert code == 0
+    text = log.read_text()
+    assert "\r" not in text
+    import re
+
+    lines = [l for l in text.splitlines() if l.startswith("segmenting: ")]
+    assert lines and re.match(r"segmenting: (\d+)/\1 tiles \(100 %\)", lines[-1]), text[-500:]
+    assert len(lines) == len(set(lines))  # the end is said once
+
+
+def test_log_progress_prints_at_its_interval_and_once_at_the_end(capsys):
+    from stars_core.progress import LogProgress
+
+    bar = LogProgress(100, "step", what="training: ", interval=3600)
+    for _ in range(100):
+        bar.update(1)
+    bar.set_postfix({"loss": "0.5"})
+    bar.close()
+    bar.close()
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("training: 100/100 steps (100 %)") and err[0].endswith("; loss 0.5")

@@ -56,7 +56,7 @@ def test_a_cancel_on_one_rank_stops_every_rank_with_a_resumable_model(demo_scene
 
     out = tmp_path / "ddp.stars"
     proc = subprocess.Popen(_torchrun_train(demo_scene, out, 400, "--checkpoint-every", "1000"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "STARS_PROGRESS_INTERVAL": "0"})
     seen, deadline = "", time.time() + 240
     while "/400" not in seen and time.time() < deadline and proc.poll() is None:  # the first step is done
         seen += proc.stdout.read(1)

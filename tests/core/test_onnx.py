@@ -52,7 +52,8 @@ def test_the_graph_matches_the_pytorch_branch(trained_model, exported, branch):
     loaded = load_model(trained_model)
     onnx = OnnxModel(exported[branch], "cpu")
     rng = np.random.default_rng(0)
-    for shape in ((1, 64, 64), (3, 96, 160)):  # dynamic batch, height and width
+    assert onnx.fixed_tile == loaded.chip_size == 128
+    for shape in ((1, 128, 128), (3, 128, 128)):  # dynamic batch, fixed tile
         b, h, w = shape
         sar = rng.normal(-14, 5, (b, 2, h, w)).astype(np.float32)  # real-valued dB, some beyond the clip range
         sar[0, 0, :3, :3] = np.nan  # no data
@@ -69,7 +70,8 @@ def test_metadata_round_trips(trained_model, exported):
     loaded = load_model(trained_model)
     onnx = OnnxModel(exported["m1"], "cpu")
     m = onnx.meta
-    assert m["model_type"] == "Segmentor" and m["tiles_size"] == loaded.chip_size and m["tiles_overlap"] == 25
+    assert m["model_type"] == "Segmentor" and m["tile_size"] == m["tiles_size"] == loaded.chip_size
+    assert m["tiles_overlap"] == 25 and m["seg_thresh"] == 0 and m["seg_small_segment"] == 0
     assert m["class_names"] == {str(i): n for i, n in enumerate(loaded.classes.names)}
     assert m["resolution"] == pytest.approx(200.0)  # 2 m pixels, in cm
     assert onnx.classes == loaded.classes and onnx.stats[0] == loaded.stats[0] and onnx.stats[1] is None
@@ -87,8 +89,8 @@ def test_the_branch_exports_its_own_batchnorm_statistics(trained_model, tmp_path
     torch.save(payload, saved)
     m1, m2 = export_onnx(saved, tmp_path / "m1.onnx", "m1", **QUIET), export_onnx(saved, tmp_path / "m2.onnx", "m2", **QUIET)
     rng = np.random.default_rng(1)
-    sar = rng.normal(-14, 5, (1, 2, 64, 64)).astype(np.float32)
-    opt = rng.uniform(0, 4000, (1, 4, 64, 64)).astype(np.float32)
+    sar = rng.normal(-14, 5, (1, 2, 128, 128)).astype(np.float32)
+    opt = rng.uniform(0, 4000, (1, 4, 128, 128)).astype(np.float32)
     assert np.abs(OnnxModel(m1, "cpu").session.run(None, {"input": sar / INPUT_SCALE})[0]
                   - _torch_probs(loaded, "m1", sar)).max() < 1e-4
     assert np.abs(OnnxModel(m2, "cpu").session.run(None, {"input": opt / INPUT_SCALE})[0]

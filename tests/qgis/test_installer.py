@@ -159,29 +159,38 @@ def _tree(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _earlier_install(tmp_path) -> Path:
-    """An earlier installation holding several packages, as a second install finds it."""
-    wheels = tmp_path / "wheels"
-    names = [f"starsold{i}" for i in range(4)]
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """A real pip installation of four small packages and of the one a second installation adds,
+    made once; each case below copies it."""
+    root = tmp_path_factory.mktemp("installed")
+    wheels = root / "wheels"
+    names = [f"starsold{i}" for i in range(4)] + ["starsnew"]
     for name in names:
         tiny_wheel(wheels, name)
-    tiny_wheel(wheels, "starsnew")
-    return installer.install(_plan(tmp_path, wheels, names), progress=lambda *_: None, python=sys.executable)
-
-
-def _moves(tmp_path) -> int:
-    """How many moves a second installation's swap makes (kept items, then the two renames)."""
-    target = _earlier_install(tmp_path / "count")
-    return len([p for p in target.iterdir() if not p.name.startswith(".")]) + 2
+    return installer.install(_plan(root, wheels, names), progress=lambda *_: None, python=sys.executable)
 
 
 @pytest.mark.parametrize("position", range(10))
-def test_a_swap_that_fails_at_any_move_leaves_the_earlier_folder_exactly_as_it_was(tmp_path, monkeypatch, position):
+def test_a_swap_that_fails_at_any_move_leaves_the_earlier_folder_exactly_as_it_was(tmp_path, monkeypatch, installed,
+                                                                                     position):
     """On Windows a DLL in use cannot be moved: wherever the swap stops, nothing of the earlier
-    installation is lost (reproduced on Linux by refusing the n-th move)."""
-    assert _moves(tmp_path) == 10  # 4 kept packages (folder and dist-info each), then 2 renames
-    target = _earlier_install(tmp_path / "run")
+    installation is lost (reproduced on Linux by refusing the n-th move). The earlier folder holds
+    four packages; the second installation adds a fifth, so the swap moves 8 kept items (a folder
+    and a dist-info each), then renames the old folder away and the new one in: 10 moves."""
+    import shutil
+
+    target = installer.target_folder(tmp_path / "profile")
+    shutil.copytree(installed, target, ignore=shutil.ignore_patterns("starsnew*"))
     before = _tree(target)
+    assert len(list(target.iterdir())) == 8
+
+    def fake_pip(cmd, progress, cancel):  # pip's result for the second installation: starsnew alone
+        staging = Path(cmd[cmd.index("--target") + 1])
+        for item in installed.glob("starsnew*"):
+            shutil.copytree(item, staging / item.name)
+        return []
+
     real, calls = installer.os.replace, {"n": 0}
 
     def replace(src, dst):
@@ -190,13 +199,14 @@ def test_a_swap_that_fails_at_any_move_leaves_the_earlier_folder_exactly_as_it_w
             raise OSError(16, "Device or resource busy")
         return real(src, dst)
 
+    monkeypatch.setattr(installer, "_run_pip", fake_pip)
     monkeypatch.setattr(installer.os, "replace", replace)
-    plan = _plan(tmp_path / "run", tmp_path / "run" / "wheels", ("starsnew",))
     with pytest.raises(InstallError, match="in use .*nothing was changed"):
-        installer.install(plan, progress=lambda *_: None, python=sys.executable)
+        installer.install(_plan(tmp_path, tmp_path), progress=lambda *_: None, python=sys.executable)
     monkeypatch.undo()
     assert _tree(target) == before
     assert [p.name for p in target.parent.iterdir()] == [target.name]  # no staging or .old folder left
+    assert calls["n"] > position  # the refused move was reached (undoing it moves items back)
 
 
 def test_an_unwritable_profile_is_one_line(tmp_path):
