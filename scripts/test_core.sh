@@ -6,8 +6,12 @@
 set -euo pipefail
 py="${1:-python3.12}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
+if ! "$py" -c "" 2>/dev/null && command -v pyenv >/dev/null; then  # a pyenv shim of a version not selected
+    found="$(ls -d "$(pyenv root)"/versions/*/bin/"$py" 2>/dev/null | sort -V | tail -1)"
+    [ -n "$found" ] && py="$found"
+fi
+"$py" -c "" 2>/dev/null || { echo "test-core: $py not found (pyenv install 3.12, or give PY=/path/to/python3.12)" >&2; exit 2; }
 venv="$root/build/venv-$(basename "$py")"
-command -v "$py" >/dev/null || { echo "test-core: $py not found (pyenv install 3.12, or give PY=...)" >&2; exit 2; }
 if [ ! -x "$venv/bin/python" ]; then
     "$py" -m venv "$venv"
 fi

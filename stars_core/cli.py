@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     _evaluate_chips_parser(sub)
     _export_parser(sub)
     _sheets_parsers(sub)
+    from .accuracy.cli import add_parsers as accuracy_parsers
+
+    accuracy_parsers(sub)  # stars sample, stars assess
     return ap
 
 
@@ -621,8 +624,12 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"demo-scene": cmd_demo_scene, "train": cmd_train, "info": cmd_info, "segment": cmd_segment,
                 "evaluate": cmd_evaluate, "recalibrate": cmd_recalibrate, "evaluate-chips": cmd_evaluate_chips,
                 "export": cmd_export, "segment-sheets": cmd_segment_sheets, "make-sheets": cmd_make_sheets}
+    from .accuracy.cli import HANDLERS as accuracy
+
+    handlers.update({name: (lambda a, run=run: run(a, STOP)) for name, run in accuracy.items()})
     STOP.__init__()
-    STOP.polled = args.command in ("train", "segment", "evaluate", "evaluate-chips", "segment-sheets")
+    STOP.polled = args.command in ("train", "segment", "evaluate", "evaluate-chips", "segment-sheets", "sample",
+                                   "assess")
     STOP.install()
     try:
         threads.configure(_threads(args.threads), say=lambda m: print(f"stars: {m}", file=sys.stderr))

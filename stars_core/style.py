@@ -30,3 +30,64 @@ def paletted_qml(classes: ClassTable, band: int = 1) -> str:
   <blendMode>0</blendMode>
 </qgis>
 """
+
+
+def sample_qml(classes: ClassTable) -> str:
+    """A QGIS vector style for an accuracy sample: the `reference` field edited with a value map
+    of the class names (the interpreter picks a name, the class value is stored), the map class
+    shown read-only, and the points drawn in their map class's colour."""
+    options = "\n".join(f'              <Option type="Map"><Option name={quoteattr(n)} value="{v}" type="QString"/></Option>'
+                        for v, n in zip(classes.values, classes.names))
+    categories = "\n".join(
+        f'      <category render="true" symbol="{i}" value="{v}" label={quoteattr(n)}/>'
+        for i, (v, n) in enumerate(zip(classes.values, classes.names)))
+    symbols = "\n".join(
+        f'''      <symbol type="marker" name="{i}" alpha="1" clip_to_extent="1" force_rhr="0">
+        <layer class="SimpleMarker" enabled="1" locked="0" pass="0">
+          <Option type="Map">
+            <Option name="color" value="{_rgba(c)}" type="QString"/>
+            <Option name="name" value="circle" type="QString"/>
+            <Option name="outline_color" value="35,35,35,255" type="QString"/>
+            <Option name="size" value="2.6" type="QString"/>
+          </Option>
+        </layer>
+      </symbol>''' for i, c in enumerate(classes.colors))
+    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.22" styleCategories="Symbology|Fields|Forms">
+  <renderer-v2 type="categorizedSymbol" attr="map_value" forceraster="0" enableorderby="0" symbollevels="0">
+    <categories>
+{categories}
+    </categories>
+    <symbols>
+{symbols}
+    </symbols>
+  </renderer-v2>
+  <fieldConfiguration>
+    <field name="reference" configurationFlags="None">
+      <editWidget type="ValueMap">
+        <config>
+          <Option type="Map">
+            <Option name="map" type="List">
+{options}
+            </Option>
+          </Option>
+        </config>
+      </editWidget>
+    </field>
+  </fieldConfiguration>
+  <editable>
+    <field name="id" editable="0"/>
+    <field name="map_value" editable="0"/>
+    <field name="map_name" editable="0"/>
+    <field name="reference" editable="1"/>
+  </editable>
+  <aliases>
+    <field name="reference" index="3" alias="reference class (interpreted)"/>
+  </aliases>
+</qgis>
+"""
+
+
+def _rgba(color: str) -> str:
+    c = color.lstrip("#")
+    return ",".join(str(int(c[i:i + 2], 16)) for i in (0, 2, 4)) + ",255"

@@ -13,6 +13,8 @@ SECTIONS = {  # algorithm name -> README section anchor (GitHub-style slug of th
     "exportonnx": "segmentation-without-pytorch-onnx",
     "installdependencies": "installing-without-a-terminal",
     "demoscene": "what-make-demo-does",
+    "createaccuracysample": "from-map-to-numbers-you-can-report",
+    "estimateaccuracyarea": "from-map-to-numbers-you-can-report",
 }
 
 

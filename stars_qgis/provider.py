@@ -48,7 +48,9 @@ class StarsProvider(QgsProcessingProvider):
             self.addAlgorithm(algorithm)
 
     def _algorithms(self) -> list:
+        from .algorithms.create_accuracy_sample import CreateAccuracySample
         from .algorithms.demo_scene import DemoScene
+        from .algorithms.estimate_accuracy_area import EstimateAccuracyArea
         from .algorithms.evaluate_segmentation import EvaluateSegmentation
         from .algorithms.export_onnx import ExportOnnx
         from .algorithms.install_dependencies import InstallDependencies
@@ -57,4 +59,4 @@ class StarsProvider(QgsProcessingProvider):
         from .algorithms.train_stars import TrainStars
 
         return [TrainStars(), SegmentMissingModality(), SegmentMapSheets(), EvaluateSegmentation(), ExportOnnx(),
-                DemoScene(), InstallDependencies()]
+                CreateAccuracySample(), EstimateAccuracyArea(), DemoScene(), InstallDependencies()]

@@ -33,7 +33,8 @@ class CancelAfter(QgsProcessingFeedback):
 
 def test_provider_lists_the_algorithms_with_icons(stars_provider):
     ids = sorted(a.id() for a in QgsApplication.processingRegistry().providerById("stars").algorithms())
-    assert ids == ["stars:demoscene", "stars:evaluatesegmentation", "stars:exportonnx", "stars:installdependencies",
+    assert ids == ["stars:createaccuracysample", "stars:demoscene", "stars:estimateaccuracyarea",
+                   "stars:evaluatesegmentation", "stars:exportonnx", "stars:installdependencies",
                    "stars:segmentmapsheets", "stars:segmentmissingmodality", "stars:trainstars"]
     assert not stars_provider.icon().isNull()
     for alg in stars_provider.algorithms():
@@ -250,3 +251,39 @@ def test_missing_torch_is_explained_with_the_install_command(stars_provider, mon
     with pytest.raises(QgsProcessingException, match=r"(?s)needs the Python package\(s\) torch.*pip install torch"):
         run_alg("stars:segmentmissingmodality", {"INPUT": str(demo_scene["sar"]), "MODEL": str(tmp_path / "x.stars"),
                                                   "OUTPUT": str(tmp_path / "map.tif")})
+
+
+def test_sample_label_in_the_attribute_form_and_estimate(demo_scene, trained_model, run_alg, tmp_path):
+    """Create accuracy sample -> the layer comes with a value map of the class names on `reference`
+    -> labels saved through QGIS's own editing -> Estimate accuracy and area gives its outputs."""
+    import json
+
+    import rasterio
+    from qgis.core import QgsProject, QgsVectorLayer
+
+    seg, _ = run_alg("stars:segmentmissingmodality", {"INPUT": str(demo_scene["sar"]), "MODEL": str(trained_model),
+                                                      "TILE_SIZE": 128, "OUTPUT": str(tmp_path / "map.tif")})
+    res, context = run_alg("stars:createaccuracysample", {"INPUT": seg["OUTPUT"], "SIZE": 60, "MIN_PER_CLASS": 5,
+                                                          "OUTPUT": str(tmp_path / "sample.gpkg")})
+    assert res["POINTS"] == 60 and list(context.layersToLoadOnCompletion())
+    layer = QgsVectorLayer(f"{tmp_path / 'sample.gpkg'}|layername=sample", "sample", "ogr")
+    setup = layer.editorWidgetSetup(layer.fields().indexOf("reference"))
+    names = [n for entry in setup.config()["map"] for n in entry]
+    assert setup.type() == "ValueMap" and "water" in names and "farmland" in names
+    with rasterio.open(demo_scene["labels"]) as lab:
+        data = lab.read(1)
+        layer.startEditing()
+        index = layer.fields().indexOf("reference")
+        for f in layer.getFeatures():
+            p = f.geometry().asPoint()
+            row, col = lab.index(p.x(), p.y())
+            if data[row, col] != 0:
+                layer.changeAttributeValue(f.id(), index, int(data[row, col]))
+        assert layer.commitChanges()
+    QgsProject.instance().addMapLayer(layer)
+    out, _ = run_alg("stars:estimateaccuracyarea", {"INPUT": seg["OUTPUT"], "SAMPLE": layer,
+                                                     "OUTPUT_HTML": str(tmp_path / "report.html")})
+    assert 0 < out["OA"] <= 1 and out["OA_CI95"] is not None
+    areas = json.loads(out["AREAS"])
+    assert set(areas) >= {"water", "farmland"} and all(a["ha"] >= 0 for a in areas.values())
+    assert (tmp_path / "report.html").read_text().count("<tr>") > 6

@@ -1,0 +1,123 @@
+"""Stratified estimators of accuracy and area (Olofsson et al. 2014, section 4 and the worked
+example of section 5), the strata being the map classes.
+
+With W_i the mapped area share of map class i, n_ij the sample points of map class i whose
+reference class is j and n_i. the points of stratum i:
+    p_ij = W_i n_ij / n_i.                          the error matrix in estimated area proportions
+    overall accuracy O = sum_j p_jj                 V(O) = sum_i W_i^2 U_i (1 - U_i) / (n_i. - 1)
+    user's accuracy  U_i = n_ii / n_i.              V(U_i) = U_i (1 - U_i) / (n_i. - 1)
+    producer's accuracy P_j = p_jj / p_.j           V(P_j): the paper's eq. for the ratio estimator
+    area proportion  p_.k = sum_i p_ik              S(p_.k) = sqrt(sum_i (W_i p_ik - p_ik^2) / (n_i. - 1))
+    area             A_k = A p_.k                   S(A_k) = A S(p_.k)
+95 % intervals are +/- 1.96 standard errors. A stratum with fewer than 2 labelled points has no
+variance estimate: every standard error it enters is None (not invented), and the estimate says why.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Z95 = 1.96
+
+
+@dataclass
+class Estimate:
+    """Estimates for classes `names`, all arrays ordered like them. Standard errors are None where a
+    stratum has fewer than 2 points; `ci95` is 1.96 standard errors."""
+
+    names: list[str]
+    counts: np.ndarray  # (K, K) sample points, rows map class, columns reference class
+    weights: np.ndarray  # (K,) mapped area share of each map class
+    total_area: float  # mapped area, in the unit of `mapped_area`
+    proportions: np.ndarray  # (K, K) error matrix in estimated area proportions
+    overall: float
+    overall_se: float | None
+    users: list[float | None]
+    users_se: list[float | None]
+    producers: list[float | None]
+    producers_se: list[float | None]
+    area_share: np.ndarray  # (K,) estimated area proportion of each reference class
+    area_share_se: list[float | None]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def mapped_area(self) -> np.ndarray:
+        return self.weights * self.total_area
+
+    @property
+    def area(self) -> np.ndarray:
+        return self.area_share * self.total_area
+
+    @property
+    def area_se(self) -> list[float | None]:
+        return [None if s is None else s * self.total_area for s in self.area_share_se]
+
+    @staticmethod
+    def ci95(se: float | None) -> float | None:
+        return None if se is None else Z95 * se
+
+
+def estimate(counts, mapped: np.ndarray, names: list[str] | None = None) -> Estimate:
+    """The estimates from the sample `counts` (K x K, rows map class, columns reference class) and
+    the mapped area (or pixel count) of each map class."""
+    n = np.asarray(counts, dtype=np.float64)
+    mapped = np.asarray(mapped, dtype=np.float64)
+    K = n.shape[0]
+    if n.shape != (K, K) or mapped.shape != (K,):
+        raise ValueError(f"counts must be K x K and mapped areas K long, got {n.shape} and {mapped.shape}")
+    names = list(names) if names is not None else [str(i) for i in range(K)]
+    total = float(mapped.sum())
+    W = mapped / total
+    rows = n.sum(axis=1)  # n_i.
+    notes = []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(rows[:, None] > 0, n / rows[:, None], 0.0)  # n_ij / n_i.
+    p = W[:, None] * share
+    defined = rows >= 2  # a variance needs 2 points in the stratum
+    for i in np.flatnonzero(~defined & (W > 0)):
+        notes.append(f"map class {names[i]} has {int(rows[i])} labelled point(s): the standard errors it "
+                     f"enters (overall accuracy, its user's accuracy, every area and producer's accuracy) "
+                     f"cannot be computed; label at least 2 points of it")
+    strata = W > 0
+    all_defined = bool(np.all(defined[strata]))
+
+    users = [float(share[i, i]) if rows[i] > 0 else None for i in range(K)]
+    users_se = [float(np.sqrt(share[i, i] * (1 - share[i, i]) / (rows[i] - 1))) if defined[i] else None
+                for i in range(K)]
+    overall = float(np.trace(p))
+    overall_se = None
+    if all_defined:
+        u = np.diag(share)
+        overall_se = float(np.sqrt(np.sum((W ** 2 * u * (1 - u) / np.maximum(rows - 1, 1))[strata])))
+
+    area_share = p.sum(axis=0)  # p_.k
+    area_share_se: list[float | None] = []
+    for k in range(K):
+        if not all_defined:
+            area_share_se.append(None)
+            continue
+        terms = (W * p[:, k] - p[:, k] ** 2) / np.maximum(rows - 1, 1)
+        area_share_se.append(float(np.sqrt(max(terms[strata].sum(), 0.0))))
+
+    producers, producers_se = [], []
+    Ni = mapped  # N_i.: mapped size of stratum i (any unit: it cancels in the ratio)
+    for j in range(K):
+        if area_share[j] <= 0:
+            producers.append(None)
+            producers_se.append(None)
+            continue
+        P = float(p[j, j] / area_share[j])
+        producers.append(P)
+        if not all_defined:
+            producers_se.append(None)
+            continue
+        with np.errstate(invalid="ignore", divide="ignore"):
+            N_hat = float(np.sum(np.where(rows > 0, Ni / rows * n[:, j], 0.0)))  # estimated size of reference class j
+        U = share[j, j]
+        first = Ni[j] ** 2 * (1 - P) ** 2 * U * (1 - U) / (rows[j] - 1) if rows[j] > 1 else 0.0
+        others = [Ni[i] ** 2 * share[i, j] * (1 - share[i, j]) / (rows[i] - 1)
+                  for i in range(K) if i != j and rows[i] > 1]
+        producers_se.append(float(np.sqrt((first + P ** 2 * sum(others)) / N_hat ** 2)))
+    return Estimate(names, n.astype(np.int64), W, total, p, overall, overall_se, users, users_se, producers,
+                    producers_se, area_share, area_share_se, notes)

@@ -1,0 +1,361 @@
+"""A stratified random sample of pixel-centre points from a classified map, and reading it back.
+
+The strata are the map classes (no-data excluded). Both passes stream the map in strips of rows, so
+memory stays flat at any map size: the first counts each class's pixels (and their area, row by row:
+on a geographic CRS a pixel's area shrinks with latitude); then each stratum's points are drawn as
+ranks among its pixels in row-major order (numpy's seeded generator, without replacement), and the
+second pass turns ranks into pixels. Every pixel of a stratum is equally likely: a stratified random
+sample in Olofsson et al.'s (2014) sense.
+
+The sample GeoPackage holds what the estimate needs and nothing else is read later:
+    sample   points (the map's CRS) with id, map_value, map_name and an empty `reference`
+             (the interpreter's class value for the point)
+    strata   value, name, pixels, area_m2 and points of every map class
+and the design (map, grid, seed, allocation, sample size rule) as JSON metadata of `sample`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+from rasterio.windows import Window
+
+from ..classes import ClassTable
+from ..files import atomic_path, check_outputs
+from ..raster import open_raster
+from ..runtime import Cancelled, InputError
+from .design import allocate, sample_size
+
+STRIP = 256  # rows per read
+EARTH_RADIUS = 6_371_008.8  # metres (mean radius): pixel areas on a geographic CRS
+
+
+@dataclass
+class Strata:
+    """The map classes of a classified raster and their mapped pixel counts and areas."""
+
+    values: list[int]
+    names: list[str]
+    pixels: list[int]
+    area_m2: list[float]
+    colors: list[str] | None = None
+
+    @property
+    def weights(self) -> np.ndarray:
+        area = np.asarray(self.area_m2, np.float64)
+        return area / area.sum()
+
+
+@dataclass
+class SampleResult:
+    path: Path
+    strata: Strata
+    points: list[int]  # per stratum
+    total: int
+    rule: str  # how the size came about
+
+
+def map_classes(ds, class_table: str | os.PathLike | ClassTable | None = None) -> ClassTable:
+    """The class table of a classified raster: given, else the one `stars segment` stores in it,
+    else its GDAL category names and colour table."""
+    from ..evaluate import prediction_classes
+
+    if isinstance(class_table, ClassTable):
+        return class_table
+    if class_table is not None:
+        return ClassTable.from_file(class_table)
+    table = prediction_classes(ds)
+    if table is not None:
+        return table
+    tags = {int(k[6:]): v for k, v in ds.tags(1).items() if k.startswith("CLASS_") and k[6:].isdigit()}
+    if tags:
+        try:
+            colors = ds.colormap(1)
+        except ValueError:
+            colors = {}
+        return ClassTable(tuple(sorted(tags)), tuple(tags[v] for v in sorted(tags)),
+                          tuple("#%02x%02x%02x" % tuple(colors.get(v, (128, 128, 128))[:3]) for v in sorted(tags)))
+    raise InputError(f"{ds.name!r} holds no class table (it was not made by `stars segment`); give one with "
+                     f"--class-table (CSV value,name,color)")
+
+
+def _row_areas(ds, rows: np.ndarray) -> np.ndarray:
+    """Area in m2 of one pixel of each given row."""
+    t = ds.transform
+    if ds.crs is not None and ds.crs.is_geographic:
+        lat_top = np.radians(t.f + rows * t.e)
+        lat_bottom = np.radians(t.f + (rows + 1) * t.e)
+        return EARTH_RADIUS ** 2 * abs(math.radians(t.a)) * np.abs(np.sin(lat_top) - np.sin(lat_bottom))
+    factor = 1.0
+    if ds.crs is not None:
+        try:
+            factor = ds.crs.linear_units_factor[1]
+        except Exception:  # a CRS without a known linear unit: metres
+            factor = 1.0
+    return np.full(len(rows), abs(t.a * t.e - t.b * t.d) * factor ** 2)
+
+
+def _strips(ds, cancel):
+    for row in range(0, ds.height, STRIP):
+        if cancel is not None and cancel():
+            raise Cancelled("cancelled; nothing was written")
+        h = min(STRIP, ds.height - row)
+        yield row, ds.read(1, window=Window(0, row, ds.width, h))
+
+
+def count_strata(map_path: str | os.PathLike, class_table=None, cancel: Callable[[], bool] | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> Strata:
+    """Pixels and area of every class of the map (one streamed pass). Values outside the class
+    table, other than no-data, are an error naming them."""
+    with open_raster(map_path, "classified map") as ds:
+        classes = map_classes(ds, class_table)
+        nodata = ds.nodata
+        lut = np.full(65536, -1, np.int64)
+        lut[np.asarray(classes.values)] = np.arange(len(classes))
+        pixels = np.zeros(len(classes), np.int64)
+        area = np.zeros(len(classes), np.float64)
+        strange: set[int] = set()
+        for row, data in _strips(ds, cancel):
+            data = data.astype(np.int64)
+            valid = np.ones(data.shape, bool) if nodata is None else data != int(nodata)
+            idx = np.where(valid, lut[np.clip(data, 0, 65535)], -2)
+            if (idx == -1).any():
+                strange |= set(np.unique(data[idx == -1]).tolist()[:10])
+            per_row = _row_areas(ds, np.arange(row, row + data.shape[0]))
+            for k in range(len(classes)):
+                hit = idx == k
+                pixels[k] += int(hit.sum())
+                area[k] += float((hit.sum(axis=1) * per_row).sum())
+            if progress is not None:
+                progress(min(row + STRIP, ds.height), ds.height)
+    if strange:
+        raise InputError(f"{os.fspath(map_path)!r} holds values that are not in its class table: "
+                         f"{sorted(strange)}; give the class table the map was made with (--class-table)")
+    if pixels.sum() == 0:
+        raise InputError(f"{os.fspath(map_path)!r} has no classified pixel (all no-data): nothing to sample")
+    return Strata(list(classes.values), list(classes.names), pixels.tolist(), area.tolist(), list(classes.colors))
+
+
+def plan_size(strata: Strata, n: int | None = None, target_se: float = 0.01,
+              expected_users: float | Mapping[str, float] = 0.8) -> tuple[int, str]:
+    """The total sample size: given, or from a target standard error of overall accuracy and the
+    expected user's accuracies (eq. 13). Returns (n, how it came about)."""
+    if n is not None:
+        if n < 1:
+            raise InputError(f"the sample size must be at least 1, got {n}")
+        return n, f"{n} points (given)"
+    present = [i for i, p in enumerate(strata.pixels) if p > 0]
+    if isinstance(expected_users, Mapping):
+        unknown = sorted(set(expected_users) - set(strata.names))
+        if unknown:
+            raise InputError(f"expected user's accuracy for unknown classes {unknown}; the map's classes are "
+                             f"{', '.join(strata.names)}")
+        users = [float(expected_users.get(strata.names[i], 0.8)) for i in present]
+    else:
+        users = [float(expected_users)] * len(present)
+    W = strata.weights[present]
+    total = sample_size(W, users, target_se, population=float(sum(strata.pixels)))
+    return total, (f"{total} points for a standard error of overall accuracy of {target_se:g} with expected user's "
+                   f"accuracies {', '.join(f'{strata.names[i]} {u:g}' for i, u in zip(present, users))} "
+                   f"(Olofsson et al. 2014, eq. 13)")
+
+
+def draw_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, class_table=None, n: int | None = None,
+                target_se: float = 0.01, expected_users: float | Mapping[str, float] = 0.8,
+                allocation: str = "proportional", minimum: int = 50, per_class: Mapping[str, int] | None = None,
+                seed: int = 0, cancel: Callable[[], bool] | None = None,
+                progress: Callable[[int, int], None] | None = None,
+                log: Callable[[str], None] = print) -> SampleResult:
+    """Draw a stratified random sample of pixel centres from `map_path` and write the sample
+    GeoPackage `out` (see the module docstring). Sizes: `per_class` {class name: points}, else a
+    total (`n`, or eq. 13 from `target_se` and `expected_users`) shared by `allocation`."""
+    check_outputs({"classified map": map_path, "class table": class_table if not isinstance(class_table, ClassTable)
+                   else None}, {"sample GeoPackage": out})
+    if minimum < 0:
+        raise InputError(f"the minimum per class must be 0 or more, got {minimum}")
+    strata = count_strata(map_path, class_table, cancel,
+                          None if progress is None else (lambda d, t: progress(d, 2 * t)))
+    if per_class is not None:
+        unknown = sorted(set(per_class) - set(strata.names))
+        if unknown:
+            raise InputError(f"points asked for unknown classes {unknown}; the map's classes are "
+                             f"{', '.join(strata.names)}")
+        given = {strata.names.index(k): int(v) for k, v in per_class.items()}
+        points = allocate(0, strata.pixels, given=given)
+        total, rule = sum(points), "points per class as given"
+    else:
+        total, rule = plan_size(strata, n, target_se, expected_users)
+        points = allocate(total, strata.pixels, allocation, minimum)
+        rule += f", allocated {allocation}" + (f" with at least {minimum} per class" if allocation == "proportional"
+                                                else "")
+    short = [f"{strata.names[i]} ({strata.pixels[i]} pixels)" for i, (c, p) in enumerate(zip(points, strata.pixels))
+             if 0 < p < (per_class or {}).get(strata.names[i], minimum if allocation == "proportional" else 0)]
+    if short:
+        log(f"every pixel of {', '.join(short)} is in the sample: the class is smaller than its share")
+    rng = np.random.default_rng(seed)
+    ranks = [np.sort(rng.choice(p, size=c, replace=False)) if c else np.zeros(0, np.int64)
+             for p, c in zip(strata.pixels, points)]
+    with open_raster(map_path, "classified map") as ds:
+        chosen = _locate(ds, strata, ranks, cancel, progress)
+        design = {"map": os.path.abspath(os.fspath(map_path)), "width": ds.width, "height": ds.height,
+                  "transform": list(ds.transform)[:6], "crs": ds.crs.to_wkt() if ds.crs else None, "seed": seed,
+                  "allocation": allocation if per_class is None else "per class", "minimum": minimum,
+                  "rule": rule, "total": int(sum(points))}
+        _write_gpkg(out, ds, strata, points, chosen, design)
+    log(f"{sum(points)} points: {rule}")
+    return SampleResult(Path(out), strata, points, int(sum(points)), rule)
+
+
+def _locate(ds, strata: Strata, ranks: list[np.ndarray], cancel, progress) -> list[tuple[int, int, int]]:
+    """(row, col, stratum) of the pixels at the given ranks of each stratum, in row-major order."""
+    lut = np.full(65536, -1, np.int64)
+    lut[np.asarray(strata.values)] = np.arange(len(strata.values))
+    seen = np.zeros(len(strata.values), np.int64)
+    nxt = [0] * len(strata.values)
+    chosen = []
+    nodata = ds.nodata
+    for row, data in _strips(ds, cancel):
+        data = data.astype(np.int64)
+        idx = lut[np.clip(data, 0, 65535)]
+        if nodata is not None:
+            idx[data == int(nodata)] = -1
+        for k, r in enumerate(ranks):
+            if nxt[k] >= len(r):
+                continue
+            flat = np.flatnonzero(idx == k)
+            upto = int(np.searchsorted(r, seen[k] + len(flat)))
+            for rank in r[nxt[k]:upto]:
+                pos = flat[int(rank - seen[k])]
+                chosen.append((row + int(pos // ds.width), int(pos % ds.width), k))
+            nxt[k] = upto
+            seen[k] += len(flat)
+        if progress is not None:
+            progress(ds.height + min(row + STRIP, ds.height), 2 * ds.height)
+    chosen.sort()
+    return chosen
+
+
+def _write_gpkg(out, ds, strata: Strata, points: list[int], chosen, design: dict) -> None:
+    from osgeo import ogr, osr
+
+    with atomic_path(out) as tmp:
+        target = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp))
+        srs = None
+        if ds.crs is not None:
+            srs = osr.SpatialReference()
+            srs.ImportFromWkt(ds.crs.to_wkt())
+            srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+        layer = target.CreateLayer("sample", srs, ogr.wkbPoint)
+        for name, kind in (("id", ogr.OFTInteger), ("map_value", ogr.OFTInteger), ("map_name", ogr.OFTString),
+                           ("reference", ogr.OFTInteger)):
+            layer.CreateField(ogr.FieldDefn(name, kind))
+        layer.StartTransaction()
+        for i, (row, col, k) in enumerate(chosen, start=1):
+            x, y = ds.transform * (col + 0.5, row + 0.5)
+            f = ogr.Feature(layer.GetLayerDefn())
+            f.SetField("id", i)
+            f.SetField("map_value", int(strata.values[k]))
+            f.SetField("map_name", strata.names[k])
+            f.SetFieldNull("reference")
+            point = ogr.Geometry(ogr.wkbPoint)
+            point.AddPoint_2D(float(x), float(y))
+            f.SetGeometry(point)
+            layer.CreateFeature(f)
+        layer.CommitTransaction()
+        layer.SetMetadataItem("STARS_SAMPLE", json.dumps(design))
+        table = target.CreateLayer("strata", None, ogr.wkbNone)
+        for name, kind in (("value", ogr.OFTInteger), ("name", ogr.OFTString), ("color", ogr.OFTString),
+                           ("pixels", ogr.OFTInteger64), ("area_m2", ogr.OFTReal), ("points", ogr.OFTInteger)):
+            table.CreateField(ogr.FieldDefn(name, kind))
+        for v, name, color, px, area, c in zip(strata.values, strata.names, strata.colors, strata.pixels,
+                                               strata.area_m2, points):
+            f = ogr.Feature(table.GetLayerDefn())
+            f.SetField("value", int(v))
+            f.SetField("name", name)
+            f.SetField("color", color)
+            f.SetField("pixels", int(px))
+            f.SetField("area_m2", float(area))
+            f.SetField("points", int(c))
+            table.CreateFeature(f)
+        _default_style(target, ClassTable(tuple(strata.values), tuple(strata.names), tuple(strata.colors)))
+        target = None
+
+
+def _default_style(target, classes: ClassTable) -> None:
+    """QGIS's default style for the sample layer, in the GeoPackage's `layer_styles` table (where QGIS
+    looks for one when the layer is added): the value map on `reference`, points in class colours."""
+    from osgeo import ogr
+
+    from ..style import sample_qml
+
+    styles = target.CreateLayer("layer_styles", None, ogr.wkbNone)
+    for name, kind in (("f_table_catalog", ogr.OFTString), ("f_table_schema", ogr.OFTString),
+                       ("f_table_name", ogr.OFTString), ("f_geometry_column", ogr.OFTString),
+                       ("styleName", ogr.OFTString), ("styleQML", ogr.OFTString), ("styleSLD", ogr.OFTString),
+                       ("useAsDefault", ogr.OFTInteger), ("description", ogr.OFTString), ("owner", ogr.OFTString),
+                       ("ui", ogr.OFTString), ("update_time", ogr.OFTDateTime)):
+        field = ogr.FieldDefn(name, kind)
+        if name == "useAsDefault":
+            field.SetSubType(ogr.OFSTBoolean)
+        styles.CreateField(field)
+    f = ogr.Feature(styles.GetLayerDefn())
+    for key, value in (("f_table_catalog", ""), ("f_table_schema", ""), ("f_table_name", "sample"),
+                       ("f_geometry_column", "geom"), ("styleName", "sample"), ("styleQML", sample_qml(classes)),
+                       ("styleSLD", ""), ("description", "STARS accuracy sample: pick the reference class by name"),
+                       ("owner", ""), ("ui", "")):
+        f.SetField(key, value)
+    f.SetField("useAsDefault", 1)
+    styles.CreateFeature(f)
+
+
+@dataclass
+class LabelledSample:
+    """A sample GeoPackage read back: its points and the strata table it was drawn with."""
+
+    ids: list[int]
+    xy: np.ndarray  # (P, 2) point coordinates
+    map_values: list[int]
+    references: list[int | None]
+    strata: Strata
+    design: dict
+
+
+def read_sample(path: str | os.PathLike) -> LabelledSample:
+    """The points and strata of a sample GeoPackage written by `draw_sample` (labelled or not)."""
+    from osgeo import ogr
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"sample {path!r} not found")
+    ds = ogr.Open(path)
+    if ds is None or ds.GetLayerByName("sample") is None or ds.GetLayerByName("strata") is None:
+        raise InputError(f"{path!r} is not a sample written by `stars sample` (it needs the layers sample and "
+                         f"strata)")
+    layer = ds.GetLayerByName("sample")
+    fields = [layer.GetLayerDefn().GetFieldDefn(i).GetName() for i in range(layer.GetLayerDefn().GetFieldCount())]
+    missing = [f for f in ("id", "map_value", "reference") if f not in fields]
+    if missing:
+        raise InputError(f"{path!r}: the sample layer lacks the field(s) {', '.join(missing)}")
+    ids, xy, values, refs = [], [], [], []
+    for f in layer:
+        g = f.GetGeometryRef()
+        ids.append(int(f.GetField("id")))
+        xy.append((g.GetX(), g.GetY()) if g is not None else (math.nan, math.nan))
+        values.append(int(f.GetField("map_value")))
+        refs.append(None if f.IsFieldNull("reference") or not f.IsFieldSet("reference") else int(f.GetField("reference")))
+    table = ds.GetLayerByName("strata")
+    rows = [(int(f.GetField("value")), f.GetField("name"), int(f.GetField("pixels")), float(f.GetField("area_m2")),
+             f.GetField("color") or "#808080") for f in table]
+    design = json.loads(layer.GetMetadataItem("STARS_SAMPLE") or "{}")
+    strata = Strata([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
+                    [r[4] for r in rows])
+    return LabelledSample(ids, np.asarray(xy, np.float64).reshape(-1, 2), values, refs, strata, design)
+
+
+def strata_dict(strata: Strata) -> dict:
+    return asdict(strata)
