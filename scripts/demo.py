@@ -4,7 +4,10 @@ generated demo scene, then a QGIS project, a quick-look PNG and a summary.
 Steps: install the plugin into a private QGIS profile under the output folder -> stars:demoscene ->
 stars:trainstars (SAR + optical + labels, three of the four map sheets; the fourth is held out) ->
 stars:segmentmissingmodality (SAR alone) -> stars:segmentmapsheets -> stars:evaluatesegmentation
-(held-out sheet, and the whole scene) -> stars_demo.qgz, quicklook.png, summary.json.
+(held-out sheet, and the whole scene) -> stars:createaccuracysample on the held-out sheet's map ->
+the points labelled from the demo's reference raster (standing in for an interpreter, who would
+label them from imagery or the field) -> stars:estimateaccuracyarea -> stars_demo.qgz,
+quicklook.png, summary.json.
 
 The demo trains a light model (ResNet-18 at half width, 128-pixel chips) so it runs in minutes on
 two CPU cores; the paper's model is ResNet-50 trained for 80,000 steps on a GPU. DEMO_STEPS (or
@@ -129,7 +132,7 @@ def run_demo(args) -> int:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    runner = Runner(out, total=8)
+    runner = Runner(out, total=11)
     profile = out / "qgis-profile"
     plugin_zip = out / "stars_qgis.zip"
     plugin_zip.unlink(missing_ok=True)  # `install` packages the current sources when the ZIP is absent
@@ -173,6 +176,8 @@ def run_demo(args) -> int:
             "OUTPUT_HTML": reports[key][0], "OUTPUT_JSON": reports[key][1],
         }, f"evaluate_{key}")
 
+    areas = estimate_areas(runner, out, scene, sheet_dir / f"{held_out}.tif", held_out)
+
     runner.done += 1
     print(f"[{runner.done}/{runner.total}] QGIS project and quick-look", flush=True)
     metrics = {key: json.loads(paths[1].read_text()) for key, paths in reports.items()}
@@ -183,6 +188,7 @@ def run_demo(args) -> int:
         "oa_sar_only_held_out": metrics["held_out"]["oa"],
         "miou_sar_only_whole_scene": metrics["whole_scene"]["miou"],
         "held_out_sheet": held_out,
+        "areas_held_out": areas,
         "model": {"backbone": args.backbone, "width": args.width, "steps": args.steps, "chip_size": args.chip_size},
         "seconds": {**runner.seconds, "total": round(time.perf_counter() - t_start, 1)},
         "files": {
@@ -190,6 +196,7 @@ def run_demo(args) -> int:
             "confidence": confidence, "mosaic": sheet_dir / "mosaic.vrt", "sheet_summary": sheet_dir / "summary.csv",
             "report_held_out": reports["held_out"][0], "report_whole_scene": reports["whole_scene"][0],
             "metrics_held_out": reports["held_out"][1], "diagnostics": diagnostics, "scene": scene,
+            "sample": out / "accuracy" / "sample.gpkg", "area_report": out / "accuracy" / "report.html",
             "logs": runner.logs, "qgis_profile": profile,
         },
     }
@@ -236,6 +243,48 @@ def write_outputs(out, scene, model, landcover, confidence, sheet_dir, diagnosti
     return project, quick
 
 
+def estimate_areas(runner: Runner, out: Path, scene: Path, sheet_map: Path, sheet: str) -> dict:
+    """Sample the held-out sheet's SAR-only map, label the points from the demo's reference raster
+    (the interpreter's part: in a real project someone labels them from imagery or in the field),
+    estimate accuracy and areas, and set the estimates beside the true areas the demo knows."""
+    import numpy as np
+    import rasterio
+    from osgeo import ogr
+
+    folder = out / "accuracy"
+    folder.mkdir(exist_ok=True)
+    sample, report = folder / "sample.gpkg", folder / "report.json"
+    runner.run(f"Create accuracy sample on the map of sheet {sheet}", "stars:createaccuracysample", {
+        "INPUT": sheet_map, "TARGET_SE": 0.02, "MIN_PER_CLASS": 30, "OUTPUT": sample}, "sample")
+    runner.done += 1
+    print(f"[{runner.done}/{runner.total}] Label the points from the demo's reference raster (an interpreter's "
+          f"work in a real project)", flush=True)
+    ds = ogr.Open(str(sample), 1)
+    layer = ds.GetLayerByName("sample")
+    with rasterio.open(scene / "labels.tif") as lab:
+        for f in layer:
+            g = f.GetGeometryRef()
+            row, col = lab.index(g.GetX(), g.GetY())
+            value = int(lab.read(1, window=((row, row + 1), (col, col + 1)))[0, 0])
+            if value != 0:  # no reference there (the scene's border): left unlabelled
+                f.SetField("reference", value)
+                layer.SetFeature(f)
+    ds = None
+    runner.run(f"Estimate accuracy and area of sheet {sheet}", "stars:estimateaccuracyarea", {
+        "INPUT": sheet_map, "SAMPLE": f"{sample}|layername=sample", "OUTPUT_HTML": folder / "report.html",
+        "OUTPUT_JSON": report}, "assess")
+    estimates = json.loads(report.read_text())
+    with rasterio.open(sheet_map) as m, rasterio.open(scene / "labels.tif") as lab:
+        window = rasterio.windows.from_bounds(*m.bounds, transform=lab.transform)
+        truth = lab.read(1, window=window.round_offsets().round_lengths())
+        mapped = m.read(1) != m.nodata
+        ha = abs(m.transform.a * m.transform.e) / 10_000
+    return {"overall_accuracy": estimates["overall_accuracy"], "overall_ci95": estimates["overall_ci95"],
+            "labelled_points": estimates["labelled_points"],
+            "classes": [dict(c, true_ha=float(np.sum((truth == c["value"]) & mapped) * ha))
+                        for c in estimates["per_class"]]}
+
+
 def print_summary(summary: dict, held: dict, out: Path) -> None:
     f = summary["files"]
     here = Path.cwd()
@@ -248,10 +297,19 @@ def print_summary(summary: dict, held: dict, out: Path) -> None:
     for name, cls in held["per_class"].items():
         if cls["iou"] is not None:
             print(f"      {name:<14} IoU {cls['iou']:.3f}")
+    areas = summary["areas_held_out"]
+    ci = f" ± {areas['overall_ci95']:.3f}" if areas["overall_ci95"] is not None else ""
+    print(f"  sheet {summary['held_out_sheet']} from a stratified sample of {areas['labelled_points']} labelled points: "
+          f"overall accuracy {areas['overall_accuracy']:.3f}{ci} (95 %); class areas, ha:")
+    print(f"      {'class':<14} {'mapped':>9} {'estimated (95 %)':>22} {'true':>9}")
+    for c in areas["classes"]:
+        est = f"{c['area_ha']:.1f}" + (f" ± {c['area_ci95_ha']:.1f}" if c["area_ci95_ha"] is not None else "")
+        print(f"      {c['class']:<14} {c['mapped_ha']:>9.1f} {est:>22} {c['true_ha']:>9.1f}")
     print("  files:")
     for key, label in (("project", "QGIS project"), ("quicklook", "quick-look PNG"), ("landcover", "land-cover map"),
                        ("confidence", "confidence"), ("mosaic", "map-sheet mosaic"),
-                       ("report_held_out", "accuracy report"), ("model", "model file"),
+                       ("report_held_out", "accuracy report"), ("area_report", "area estimates"),
+                       ("sample", "accuracy sample"), ("model", "model file"),
                        ("diagnostics", "training diagnostics"), ("scene", "demo scene"), ("logs", "step logs")):
         print(f"    {label:<21} {rel(f[key])}")
     print(f"  summary as JSON: {rel(out / 'summary.json')}")

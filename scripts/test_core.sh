@@ -21,6 +21,7 @@ if ! "$venv/bin/python" -c "import osgeo" 2>/dev/null; then
     "$venv/bin/pip" install -q setuptools wheel
     "$venv/bin/pip" install -q --no-build-isolation "GDAL==$(gdal-config --version)"
 fi
+"$venv/bin/pip" install -q --no-deps -e "$root"  # the `stars` command and subprocesses import stars_core
 "$venv/bin/python" -c "import sys, numpy, torch, rasterio, onnxruntime; print(f'test-core: Python {sys.version.split()[0]}, numpy {numpy.__version__}, torch {torch.__version__}, rasterio {rasterio.__version__}, onnxruntime {onnxruntime.__version__}')"
 cd "$root"
 QT_QPA_PLATFORM=offscreen "$venv/bin/python" -m pytest -q tests/core

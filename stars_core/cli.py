@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     _evaluate_chips_parser(sub)
     _export_parser(sub)
     _sheets_parsers(sub)
+    _clean_parser(sub)
     from .accuracy.cli import add_parsers as accuracy_parsers
 
     accuracy_parsers(sub)  # stars sample, stars assess
@@ -74,6 +75,7 @@ def _sheets_parsers(sub) -> None:
     ss.add_argument("--overlap", type=int)
     ss.add_argument("--batch-size", type=int)
     ss.add_argument("--read-threads", type=int, help=READ_THREADS_HELP)
+    _mmu_arguments(ss, "the mosaic (as one raster, so no seams; written as mosaic_mmu.tif)")
     ss.add_argument("--device", default=S.device, help="auto, cpu, cuda or cuda:N (under torchrun, auto and "
                     "cuda take the process's local GPU)")
     ss.add_argument("--modality", type=int, choices=[1, 2], default=1)
@@ -122,7 +124,8 @@ def cmd_segment_sheets(args) -> int:
         if device in ("auto", "cuda") and _cuda_available():
             device = f"cuda:{local}"
     cfg = SegmentConfig(tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size, device=device,
-                        modality=args.modality, read_threads=args.read_threads)
+                        modality=args.modality, read_threads=args.read_threads, mmu=_mmu(args),
+                        mmu_connectivity=args.connectivity)
     log = print if share.rank == 0 else (lambda m: print(f"[process {share.rank}] {m}"))
     result = segment_sheets(args.model, args.input, sheets, args.out_dir, cfg,
                             skip_existing=not args.no_skip_existing, cancel=STOP, log=log, share=share,
@@ -337,6 +340,43 @@ def _segment_parser(sub) -> None:
                      help="which modality INPUT is: 1 = SAR/DSM (default), 2 = optical")
     seg.add_argument("--resample", action="store_true",
                      help="segment at the model's pixel size when the input's differs (result on the input grid)")
+    _mmu_arguments(seg)
+
+
+def _mmu_arguments(p, what: str = "the class map") -> None:
+    p.add_argument("--mmu", metavar="AREA", help=f"clean {what} to a minimum mapping unit: patches smaller than "
+                   "AREA (0.5ha, 500m2, 0.01km2) merge into their largest neighbour; no-data stays")
+    p.add_argument("--mmu-pixels", type=int, metavar="N", help="the minimum mapping unit in pixels instead")
+    p.add_argument("--connectivity", type=int, choices=[4, 8], default=8,
+                   help="pixels of a patch touch by their sides (4) or also their corners (8, default)")
+
+
+def _mmu(args) -> str | None:
+    if args.mmu is not None and args.mmu_pixels is not None:
+        raise InputError("give --mmu (an area) or --mmu-pixels, not both")
+    return args.mmu if args.mmu is not None else (None if args.mmu_pixels is None else f"{args.mmu_pixels}px")
+
+
+def _clean_parser(sub) -> None:
+    cl = sub.add_parser("clean", help="clean a classified map to a minimum mapping unit",
+                        description="Patches (connected pixels of one class) smaller than the minimum mapping unit "
+                        "merge into their largest neighbour (GDAL's sieve); no-data stays no-data and never grows; "
+                        "the colour table, class names, overviews and .qml are kept. Memory follows the number of "
+                        "patches, not the map's size.")
+    cl.add_argument("map", help="classified raster (e.g. from `stars segment`, or a mosaic .vrt)")
+    cl.add_argument("output", help="cleaned GeoTIFF to write")
+    _mmu_arguments(cl, "the map")
+
+
+def cmd_clean(args) -> int:
+    from .product.mmu import clean_map
+
+    mmu = _mmu(args)
+    if mmu is None:
+        raise InputError("give the minimum mapping unit: --mmu AREA (e.g. 0.5ha) or --mmu-pixels N")
+    result = clean_map(args.map, args.output, mmu, args.connectivity, cancel=STOP, log=print)
+    print(f"wrote {args.output} ({result['changed']:,} pixels changed class)")
+    return 0
 
 
 def _evaluate_and_info_parsers(sub) -> None:
@@ -525,7 +565,7 @@ def cmd_segment(args) -> int:
 
     cfg = SegmentConfig(tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
                         device=args.device, amp=not args.no_amp, modality=args.modality, resample=args.resample,
-                        read_threads=args.read_threads)
+                        read_threads=args.read_threads, mmu=_mmu(args), mmu_connectivity=args.connectivity)
     bar = None
 
     def progress(done: int, total: int) -> None:
@@ -623,13 +663,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"demo-scene": cmd_demo_scene, "train": cmd_train, "info": cmd_info, "segment": cmd_segment,
                 "evaluate": cmd_evaluate, "recalibrate": cmd_recalibrate, "evaluate-chips": cmd_evaluate_chips,
-                "export": cmd_export, "segment-sheets": cmd_segment_sheets, "make-sheets": cmd_make_sheets}
+                "export": cmd_export, "segment-sheets": cmd_segment_sheets, "make-sheets": cmd_make_sheets,
+                "clean": cmd_clean}
     from .accuracy.cli import HANDLERS as accuracy
 
     handlers.update({name: (lambda a, run=run: run(a, STOP)) for name, run in accuracy.items()})
     STOP.__init__()
     STOP.polled = args.command in ("train", "segment", "evaluate", "evaluate-chips", "segment-sheets", "sample",
-                                   "assess")
+                                   "assess", "clean")
     STOP.install()
     try:
         threads.configure(_threads(args.threads), say=lambda m: print(f"stars: {m}", file=sys.stderr))

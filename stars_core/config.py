@@ -251,6 +251,9 @@ class SegmentConfig:
         on CUDA only, where blending on the CPU would limit the GPU); False blends in numpy.
     read_threads: threads reading and normalising tiles while the model runs, each with its own GDAL
         handles; None picks one for the device (`readers_for`).
+    mmu: minimum mapping unit of the class map ("0.5ha", "500m2", "12px"; None: none): patches
+        smaller than it are merged into their neighbours (`product.mmu`); probabilities, confidence
+        and uncertainty stay those of the model. mmu_connectivity: 8 (default) or 4.
     """
 
     tile_size: int | None = None
@@ -262,8 +265,16 @@ class SegmentConfig:
     resample: bool = False
     blend_on_device: bool | None = None
     read_threads: int | None = None
+    mmu: str | None = None
+    mmu_connectivity: int = 8
 
     def __post_init__(self) -> None:
+        if self.mmu is not None:
+            from .product.mmu import mmu_pixels
+
+            mmu_pixels(self.mmu, 1.0)  # a malformed unit is refused before any work
+        if self.mmu_connectivity not in (4, 8):
+            raise InputError(f"connectivity must be 4 or 8, got {self.mmu_connectivity}")
         if self.tile_size is not None:
             if self.tile_size < STRIDE or self.tile_size % STRIDE:
                 raise InputError(f"tile size must be a positive multiple of {STRIDE}, got {self.tile_size}")

@@ -23,7 +23,7 @@ import math
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,26 +120,43 @@ class _Inputs:
                  prepare: Callable = normalise, reopen: Callable[[ExitStack], tuple] | None = None):
         self.order, self.stats, self.clip, self.prepare = order, stats, clip, prepare
         self._given, self._reopen = (primary, secondary), reopen
-        self._local, self._lock, self._stacks = threading.local(), threading.Lock(), []
+        self._local = threading.local()
+
+    @property
+    def reopens(self) -> bool:
+        return self._reopen is not None
 
     def _datasets(self) -> tuple:
         pair = getattr(self._local, "pair", None)
         if pair is None:
             pair = self._given
             if self._reopen is not None:
-                stack = ExitStack()
-                with self._lock:
-                    self._stacks.append(stack)
-                pair = self._reopen(stack)
+                self._local.stack = ExitStack()
+                pair = self._reopen(self._local.stack)
             self._local.pair = pair
         return pair
 
-    def close(self) -> None:
-        """Close the handles the reader threads opened (after the threads are done)."""
-        for stack in self._stacks:
+    def close_own(self) -> None:
+        """Close the handles this thread opened. Each reader thread closes its own: rasterio 1.4 ties
+        a dataset to the GDAL environment of the thread that opened it."""
+        stack = getattr(self._local, "stack", None)
+        if stack is not None:
             stack.close()
-        self._stacks.clear()
-        self._local = threading.local()  # a later read opens new handles
+        self._local.stack = self._local.pair = None
+
+    def close_in(self, pool: ThreadPoolExecutor, threads: int) -> None:
+        """Have every one of the pool's `threads` reader threads close its own handles (a barrier
+        puts one closing task on each thread)."""
+        if self._reopen is None:
+            return
+        barrier = threading.Barrier(threads)
+
+        def close_mine() -> None:
+            barrier.wait(timeout=120)
+            self.close_own()
+
+        for future in [pool.submit(close_mine) for _ in range(threads)]:
+            future.result()
 
     def read(self, tile: Tile):
         """Padded model inputs of one tile (`prepare`: normalised, or raw for a graph that normalises
@@ -223,6 +240,8 @@ def segment(
                                            readers)
                     counts, nodata = _warp_back(works, finals, src, loaded.classes, cancel)
             _finish(finals, loaded.classes)
+            if cfg.mmu is not None:
+                counts, nodata = _clean(out_t, cfg, loaded.classes, src, cancel, note)
             qml_t.write_text(paletted_qml(loaded.classes))
 
     return SegmentResult(
@@ -230,6 +249,26 @@ def segment(
         src.width, src.height, tiles, time.perf_counter() - start, branch, loaded.device_name,
         {n: int(c) for n, c in zip(loaded.classes.names, counts)}, int(nodata), messages,
     )
+
+
+def _clean(path: Path, cfg: SegmentConfig, classes: ClassTable, src, cancel, note) -> tuple[np.ndarray, int]:
+    """The class map cleaned to the minimum mapping unit, in place; its class counts again."""
+    from .product.mmu import mmu_pixels, pixel_area, sieve
+
+    threshold = mmu_pixels(cfg.mmu, pixel_area(src))
+    sieve(path, threshold, cfg.mmu_connectivity, cancel)
+    note(f"class map cleaned to a minimum mapping unit of {cfg.mmu} ({threshold} pixels, "
+         f"{cfg.mmu_connectivity}-connected); confidence and probabilities are the model's")
+    lut = np.full(65536, -1, np.int64)
+    lut[np.asarray(classes.values)] = np.arange(len(classes))
+    counts, nodata = np.zeros(len(classes), np.int64), 0
+    with rasterio.open(path) as ds:
+        for row in range(0, ds.height, BLOCK):
+            data = ds.read(1, window=Window(0, row, ds.width, min(BLOCK, ds.height - row))).astype(np.int64)
+            idx = lut[data]
+            counts += np.bincount(idx[idx >= 0], minlength=len(classes))
+            nodata += int((idx < 0).sum())
+    return counts, nodata
 
 
 def _open_inputs(stack: ExitStack, loaded, cfg: SegmentConfig, input, with_m2, clip, readers: int,
@@ -361,6 +400,7 @@ def _predict(loaded, inputs: _Inputs, base_profile: dict, outputs, cfg: SegmentC
     batches = [tiles[i:i + size] for i in range(0, len(tiles), size)]
     blend = loaded.blend_rows(height, width, BLOCK, grid.weights(), cfg.blend_on_device)
     pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="stars-read")
+    pending: list = []
     try:
         with _Writers(outputs, base_profile, loaded.classes) as writers:
             pending = [pool.submit(inputs.read, t) for t in batches[0]]
@@ -380,9 +420,14 @@ def _predict(loaded, inputs: _Inputs, base_profile: dict, outputs, cfg: SegmentC
                 if progress is not None:
                     progress(done, len(tiles))
             writers.write(blend.finished(height))
-    finally:  # on an error or a cancel, reads not started are dropped; handles close after the readers stop
-        pool.shutdown(wait=True, cancel_futures=True)
-        inputs.close()
+    finally:  # on an error or a cancel, reads not started are dropped; each reader closes its own handles
+        for future in pending:
+            future.cancel()
+        wait(pending)
+        try:
+            inputs.close_in(pool, readers)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     return writers.counts, writers.nodata, len(tiles)
 
 

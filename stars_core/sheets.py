@@ -5,6 +5,7 @@ others go on."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import re
@@ -175,6 +176,7 @@ def segment_sheets(
     if barrier is not None:  # no rank writes before the leftovers of a killed run are gone
         barrier()
     loaded = open_runner(model, cfg)  # loaded once for every sheet (.stars or .onnx)
+    mmu, cfg = (cfg.mmu, cfg.mmu_connectivity), dataclasses.replace(cfg, mmu=None)  # the mosaic is cleaned, not sheets
     names = plan.names
     with open_raster(input, "input") as src:
         # A band mismatch would fail every sheet: say so once, before the first.
@@ -196,7 +198,7 @@ def segment_sheets(
     everything = [r for k in range(share.world) for r in _read_rows(out_dir / f".rows-rank{k}.json")]
     order = {n: i for i, n in enumerate(names)}
     everything.sort(key=lambda r: order.get(r.name, len(order)))
-    return _finish(out_dir, everything, loaded.classes)
+    return _finish(out_dir, everything, loaded.classes, mmu, log)
 
 
 def _one_sheet(loaded, src, input, name: str, geom: dict, window, out_dir: Path, cfg: SegmentConfig,
@@ -250,9 +252,11 @@ def _read_rows(path: Path) -> list[SheetRow]:
     return rows
 
 
-def _finish(out_dir: Path, rows: list[SheetRow], classes) -> SheetsResult:
+def _finish(out_dir: Path, rows: list[SheetRow], classes, mmu: tuple = (None, 8), log=print) -> SheetsResult:
     """The mosaic of every sheet on disk that is complete, with the map's QGIS style (class names and
-    colours, only the classes) beside it, and the summary of this run."""
+    colours, only the classes) beside it, and the summary of this run. With a minimum mapping unit,
+    the mosaic is cleaned as one raster (mosaic_mmu.tif): a patch that crosses a sheet edge is one
+    patch, so cleaning leaves no seams (cleaning sheet by sheet would cut such patches in two)."""
     from osgeo import gdal
 
     done = [r.path for r in rows if r.status in ("done", "skipped")]
@@ -265,6 +269,10 @@ def _finish(out_dir: Path, rows: list[SheetRow], classes) -> SheetsResult:
             _relative_sources(tmp)
         with atomic_path(mosaic.with_suffix(".qml")) as tmp:
             Path(tmp).write_text(paletted_qml(classes))
+        if mmu[0] is not None:
+            from .product.mmu import clean_map
+
+            clean_map(mosaic, out_dir / "mosaic_mmu.tif", mmu[0], mmu[1], log=log)
     summary = out_dir / "summary.csv"
     with atomic_path(summary) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)

@@ -14,6 +14,7 @@ SECTIONS = {  # algorithm name -> README section anchor (GitHub-style slug of th
     "installdependencies": "installing-without-a-terminal",
     "demoscene": "what-make-demo-does",
     "createaccuracysample": "from-map-to-numbers-you-can-report",
+    "cleanlandcovermap": "from-map-to-numbers-you-can-report",
     "estimateaccuracyarea": "from-map-to-numbers-you-can-report",
 }
 

@@ -48,6 +48,7 @@ class StarsProvider(QgsProcessingProvider):
             self.addAlgorithm(algorithm)
 
     def _algorithms(self) -> list:
+        from .algorithms.clean_land_cover_map import CleanLandCoverMap
         from .algorithms.create_accuracy_sample import CreateAccuracySample
         from .algorithms.demo_scene import DemoScene
         from .algorithms.estimate_accuracy_area import EstimateAccuracyArea
@@ -59,4 +60,4 @@ class StarsProvider(QgsProcessingProvider):
         from .algorithms.train_stars import TrainStars
 
         return [TrainStars(), SegmentMissingModality(), SegmentMapSheets(), EvaluateSegmentation(), ExportOnnx(),
-                CreateAccuracySample(), EstimateAccuracyArea(), DemoScene(), InstallDependencies()]
+                CleanLandCoverMap(), CreateAccuracySample(), EstimateAccuracyArea(), DemoScene(), InstallDependencies()]

@@ -9,7 +9,7 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutpu
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterVectorLayer)
 
 from .base import StarsAlgorithm, raster_path, vector_file
-from .segment_missing import MODEL_FILTER, model_requirements, segment_config, segment_parameters
+from .segment_missing import MODEL_FILTER, mmu_parameters, model_requirements, segment_config, segment_parameters
 
 
 class SegmentMapSheets(StarsAlgorithm):
@@ -22,8 +22,11 @@ class SegmentMapSheets(StarsAlgorithm):
     OVERLAP = "OVERLAP"
     BATCH_SIZE = "BATCH_SIZE"
     DEVICE = "DEVICE"
+    MMU = "MMU"
+    CONNECTIVITY = "CONNECTIVITY"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
     MOSAIC = "MOSAIC"
+    MOSAIC_MMU = "MOSAIC_MMU"
     SUMMARY = "SUMMARY"
     DONE = "DONE"
     FAILED = "FAILED"
@@ -43,7 +46,9 @@ class SegmentMapSheets(StarsAlgorithm):
             "polygon of the map-sheet layer, clipped to the sheet and named after the name field, a VRT mosaic "
             "of all sheets (mosaic.vrt) and a summary table (summary.csv). The model is loaded once.<br><br>"
             "'Skip sheets already done' resumes an interrupted run. A sheet that fails is reported in the log "
-            "and the summary, and the others go on."
+            "and the summary, and the others go on.<br><br>With a minimum mapping unit the mosaic is cleaned as one "
+            "raster (mosaic_mmu.tif), so a patch crossing a sheet edge counts as one patch and no seams appear; "
+            "the sheets themselves stay the model's map."
         )
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -54,9 +59,11 @@ class SegmentMapSheets(StarsAlgorithm):
         self.addParameter(QgsProcessingParameterFile(self.MODEL, "STARS model file (.stars or exported .onnx)",
                                                      fileFilter=MODEL_FILTER))
         self.addParameter(QgsProcessingParameterBoolean(self.SKIP_EXISTING, "Skip sheets already done", defaultValue=True))
+        mmu_parameters(self)
         segment_parameters(self)
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"))
         self.addOutput(QgsProcessingOutputRasterLayer(self.MOSAIC, "Mosaic of all sheets"))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.MOSAIC_MMU, "Mosaic cleaned to the minimum mapping unit"))
         self.addOutput(QgsProcessingOutputFile(self.SUMMARY, "Summary table"))
         self.addOutput(QgsProcessingOutputNumber(self.DONE, "Sheets written or already done"))
         self.addOutput(QgsProcessingOutputNumber(self.FAILED, "Sheets that failed"))
@@ -84,5 +91,8 @@ class SegmentMapSheets(StarsAlgorithm):
         if result.mosaic is None:
             raise QgsProcessingException(f"no sheet was segmented{reason or ' (none overlaps the raster)'}; "
                                          f"see {result.summary}")
-        return {self.OUTPUT_FOLDER: folder, self.MOSAIC: str(result.mosaic), self.SUMMARY: str(result.summary),
-                self.DONE: result.count("done") + result.count("skipped"), self.FAILED: failed}
+        outputs = {self.OUTPUT_FOLDER: folder, self.MOSAIC: str(result.mosaic), self.SUMMARY: str(result.summary),
+                   self.DONE: result.count("done") + result.count("skipped"), self.FAILED: failed}
+        if cfg.mmu is not None:
+            outputs[self.MOSAIC_MMU] = os.path.join(folder, "mosaic_mmu.tif")
+        return outputs

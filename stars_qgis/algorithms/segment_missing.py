@@ -3,12 +3,30 @@ from __future__ import annotations
 
 from qgis.core import (QgsProcessingParameterBoolean, QgsProcessingParameterEnum, QgsProcessingParameterFile,
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
-                       QgsProcessingParameterRasterLayer)
+                       QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
 
 from .base import DEVICES, StarsAlgorithm, advanced, raster_path
 
 MODEL_FILTER = "STARS model (*.stars *.onnx);;PyTorch model file (*.stars);;Exported ONNX model (*.onnx)"
 MODALITIES = ["modality 1 (SAR or DSM): the optical image is missing", "modality 2 (optical)"]
+
+
+CONNECTIVITY = [8, 4]
+CONNECTIVITY_NAMES = ["8 (sides and corners)", "4 (sides only)"]
+
+
+def mmu_parameters(alg: StarsAlgorithm) -> None:
+    """The minimum mapping unit and its connectivity: Segment, Map sheets and Clean land-cover map."""
+    alg.addParameter(QgsProcessingParameterString(
+        alg.MMU, "Minimum mapping unit (e.g. 0.5ha, 500m2, 12px; empty: none)", optional=True))
+    alg.addParameter(advanced(QgsProcessingParameterEnum(alg.CONNECTIVITY, "Patch connectivity", CONNECTIVITY_NAMES,
+                                                         defaultValue=0)))
+
+
+def mmu_setting(alg: StarsAlgorithm, parameters, context) -> dict:
+    text = (alg.parameterAsString(parameters, alg.MMU, context) or "").strip()
+    return {"mmu": text or None,
+            "mmu_connectivity": CONNECTIVITY[alg.parameterAsEnum(parameters, alg.CONNECTIVITY, context)]}
 
 
 def segment_parameters(alg: StarsAlgorithm) -> None:
@@ -41,7 +59,8 @@ def segment_config(alg: StarsAlgorithm, parameters, context, **extra):
     return SegmentConfig(
         tile_size=optional(alg.TILE_SIZE),
         overlap=optional(alg.OVERLAP), batch_size=optional(alg.BATCH_SIZE),
-        device=DEVICES[alg.parameterAsEnum(parameters, alg.DEVICE, context)], **extra,
+        device=DEVICES[alg.parameterAsEnum(parameters, alg.DEVICE, context)],
+        **mmu_setting(alg, parameters, context), **extra,
     )
 
 
@@ -55,6 +74,8 @@ class SegmentMissingModality(StarsAlgorithm):
     OVERLAP = "OVERLAP"
     BATCH_SIZE = "BATCH_SIZE"
     DEVICE = "DEVICE"
+    MMU = "MMU"
+    CONNECTIVITY = "CONNECTIVITY"
     OUTPUT = "OUTPUT"
     CONFIDENCE = "CONFIDENCE"
 
@@ -88,6 +109,7 @@ class SegmentMissingModality(StarsAlgorithm):
             self.WITH_M2, "Optical raster of the same area (optional: use both modalities)", optional=True)))
         self.addParameter(advanced(QgsProcessingParameterBoolean(
             self.RESAMPLE, "Resample to the model's pixel size when it differs", defaultValue=False)))
+        mmu_parameters(self)
         segment_parameters(self)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Land-cover map"))
         self.addParameter(QgsProcessingParameterRasterDestination(

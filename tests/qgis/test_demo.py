@@ -27,13 +27,18 @@ def test_shortened_demo_runs_end_to_end_through_qgis_process(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for n, title in enumerate(["Install", "Create the demo scene", "Train STARS", "Segment with missing modality",
-                               "Segment map sheets", "Evaluate", "Evaluate", "QGIS project"], start=1):
-        assert f"[{n}/8] {title}" in proc.stdout
+                               "Segment map sheets", "Evaluate", "Evaluate", "Create accuracy sample", "Label the points",
+                               "Estimate accuracy and area", "QGIS project"], start=1):
+        assert f"[{n}/11] {title}" in proc.stdout
+    assert "class areas, ha:" in proc.stdout
 
     summary = json.loads((out / "summary.json").read_text())
     for name, path in summary["files"].items():
         assert Path(path).exists(), f"summary names {name} = {path}, which is missing"
     held = json.loads(Path(summary["files"]["metrics_held_out"]).read_text())
+    areas = summary["areas_held_out"]
+    assert areas["labelled_points"] > 0 and 0 < areas["overall_accuracy"] <= 1
+    assert sum(c["true_ha"] for c in areas["classes"]) <= sum(c["mapped_ha"] for c in areas["classes"]) + 1e-6
     assert summary["miou_sar_only_held_out"] == held["miou"]
     assert f"held-out sheet B2: {held['miou']:.3f}" in proc.stdout
     assert "stars_demo.qgz" in proc.stdout and "quicklook.png" in proc.stdout

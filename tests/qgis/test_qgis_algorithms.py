@@ -33,7 +33,7 @@ class CancelAfter(QgsProcessingFeedback):
 
 def test_provider_lists_the_algorithms_with_icons(stars_provider):
     ids = sorted(a.id() for a in QgsApplication.processingRegistry().providerById("stars").algorithms())
-    assert ids == ["stars:createaccuracysample", "stars:demoscene", "stars:estimateaccuracyarea",
+    assert ids == ["stars:cleanlandcovermap", "stars:createaccuracysample", "stars:demoscene", "stars:estimateaccuracyarea",
                    "stars:evaluatesegmentation", "stars:exportonnx", "stars:installdependencies",
                    "stars:segmentmapsheets", "stars:segmentmissingmodality", "stars:trainstars"]
     assert not stars_provider.icon().isNull()
@@ -287,3 +287,18 @@ def test_sample_label_in_the_attribute_form_and_estimate(demo_scene, trained_mod
     areas = json.loads(out["AREAS"])
     assert set(areas) >= {"water", "farmland"} and all(a["ha"] >= 0 for a in areas.values())
     assert (tmp_path / "report.html").read_text().count("<tr>") > 6
+
+
+def test_clean_land_cover_map_and_segment_with_a_minimum_mapping_unit(demo_scene, trained_model, run_alg, tmp_path):
+    import numpy as np
+    import rasterio
+
+    seg, _ = run_alg("stars:segmentmissingmodality", {"INPUT": str(demo_scene["sar"]), "MODEL": str(trained_model),
+                                                      "TILE_SIZE": 128, "MMU": "0.02ha", "OUTPUT": str(tmp_path / "a.tif")})
+    raw, _ = run_alg("stars:segmentmissingmodality", {"INPUT": str(demo_scene["sar"]), "MODEL": str(trained_model),
+                                                      "TILE_SIZE": 128, "OUTPUT": str(tmp_path / "raw.tif")})
+    clean, _ = run_alg("stars:cleanlandcovermap", {"INPUT": raw["OUTPUT"], "MMU": "50px",
+                                                   "OUTPUT": str(tmp_path / "b.tif")})
+    with rasterio.open(seg["OUTPUT"]) as a, rasterio.open(clean["OUTPUT"]) as b, rasterio.open(raw["OUTPUT"]) as r:
+        assert np.array_equal(a.read(1), b.read(1))  # 0.02 ha of 2 m pixels = 50 pixels, the same cleaning
+        assert not np.array_equal(a.read(1), r.read(1))

@@ -1,0 +1,93 @@
+"""The land-cover product (stars_core/product): the map cleaned to a minimum mapping unit."""
+import numpy as np
+import pytest
+import rasterio
+from scipy import ndimage
+
+from stars_core.product.mmu import clean_map, mmu_pixels
+from stars_core.runtime import InputError
+
+QUIET = {"log": lambda *_: None}
+
+
+def test_the_unit_is_read_with_its_unit():
+    assert mmu_pixels("0.5ha", 4.0) == 1250 and mmu_pixels("500m2", 4.0) == 125 and mmu_pixels("500 m2", 3.0) == 167
+    assert mmu_pixels("12px", 100.0) == 12 and mmu_pixels(7, 1.0) == 7 and mmu_pixels("0.01km2", 100.0) == 100
+    for bad in ("half a hectare", "0.5 acres", "-3ha", ""):
+        with pytest.raises(InputError, match="minimum mapping unit"):
+            mmu_pixels(bad, 4.0)
+
+
+def _patches_below(data: np.ndarray, nodata: int, threshold: int, connectivity: int) -> int:
+    """Patches smaller than `threshold` that touch another class (and could have been merged)."""
+    structure = ndimage.generate_binary_structure(2, 2 if connectivity == 8 else 1)
+    small = 0
+    for value in np.unique(data[data != nodata]):
+        labels, n = ndimage.label(data == value, structure)
+        sizes = np.bincount(labels.ravel())
+        for k in np.flatnonzero(sizes[1:] < threshold) + 1:
+            ring = ndimage.binary_dilation(labels == k, structure) & (labels != k)
+            if np.any((data[ring] != nodata) & (data[ring] != value)):
+                small += 1
+    return small
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_cleaning_merges_every_small_patch_and_keeps_no_data_and_the_legend(demo_scene, tmp_path, connectivity):
+    from stars_core.classes import ClassTable
+
+    classes = ClassTable.from_file(demo_scene["classes"])
+    out = tmp_path / f"clean{connectivity}.tif"
+    assert demo_scene["labels"].with_suffix(".qml").is_file()
+    result = clean_map(demo_scene["labels"], out, "0.02ha", connectivity, **QUIET)  # 2 m pixels: 50 pixels
+    assert result["pixels"] == 50 and result["changed"] > 0
+    with rasterio.open(demo_scene["labels"]) as a, rasterio.open(out) as b:
+        before, after = a.read(1), b.read(1)
+        assert b.transform == a.transform and b.crs == a.crs and b.colormap(1) == a.colormap(1)
+        assert b.block_shapes[0] != (1, b.width)  # tiled
+    assert np.array_equal(before == 0, after == 0)  # no-data kept, never grown
+    assert _patches_below(before, 0, 50, connectivity) > 0
+    assert _patches_below(after, 0, 50, connectivity) == 0
+    assert set(np.unique(after)) <= set(classes.values) | {0}
+    assert out.with_suffix(".qml").is_file()  # the legend beside it, as the input had one
+
+
+def test_segment_with_a_minimum_mapping_unit_cleans_the_class_map_only(demo_scene, trained_model, tmp_path):
+    from stars_core.config import SegmentConfig
+    from stars_core.infer import segment
+
+    raw = segment(trained_model, demo_scene["sar"], tmp_path / "raw.tif", SegmentConfig(tile_size=128, device="cpu"),
+                  confidence=tmp_path / "raw_conf.tif")
+    clean_map(raw.path, tmp_path / "expected.tif", "40px", 8, **QUIET)
+    res = segment(trained_model, demo_scene["sar"], tmp_path / "mmu.tif",
+                  SegmentConfig(tile_size=128, device="cpu", mmu="40px"), confidence=tmp_path / "mmu_conf.tif")
+    with rasterio.open(tmp_path / "expected.tif") as e, rasterio.open(res.path) as m, \
+            rasterio.open(tmp_path / "raw_conf.tif") as c1, rasterio.open(tmp_path / "mmu_conf.tif") as c2:
+        got = m.read(1)
+        assert np.array_equal(got, e.read(1))
+        assert np.array_equal(c1.read(1), c2.read(1), equal_nan=True)  # the model's confidence, untouched
+        assert m.tags(1)["STARS_CLASSES"] and m.colormap(1)
+    from stars_core.checkpoint import read_meta, read_model_file
+
+    classes = read_meta(read_model_file(trained_model)).classes
+    values = dict(zip(classes.names, classes.values))
+    assert {n: int(np.sum(got == values[n])) for n in res.class_pixels} == res.class_pixels
+    assert any("minimum mapping unit" in w for w in res.warnings)
+    with pytest.raises(InputError, match="minimum mapping unit"):
+        SegmentConfig(mmu="big")
+
+
+def test_map_sheets_are_cleaned_as_one_mosaic_so_no_seams(demo_scene, trained_model, tmp_path):
+    from stars_core.config import SegmentConfig
+    from stars_core.sheets import read_sheets, segment_sheets
+
+    res = segment_sheets(trained_model, demo_scene["sar"], read_sheets(demo_scene["sheets"], "name"), tmp_path / "s",
+                         SegmentConfig(tile_size=128, device="cpu", mmu="60px"), log=lambda *_: None)
+    cleaned = tmp_path / "s" / "mosaic_mmu.tif"
+    clean_map(res.mosaic, tmp_path / "one.tif", "60px", 8, **QUIET)
+    with rasterio.open(cleaned) as a, rasterio.open(tmp_path / "one.tif") as b:
+        mosaic = a.read(1)
+        assert np.array_equal(mosaic, b.read(1))
+    assert _patches_below(mosaic, 255, 60, 8) == 0  # across the sheet edges too
+    with rasterio.open(tmp_path / "s" / "A1.tif") as sheet:
+        assert (sheet.read(1) != 255).any()  # the sheets themselves are the model's map
