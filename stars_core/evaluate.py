@@ -13,7 +13,7 @@ import numpy as np
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from .classes import IGNORE, ClassTable
+from .classes import IGNORE, ClassTable, stored_classes
 from .files import atomic_path, check_outputs
 from .metrics import confusion_matrix, metrics_from_confusion
 from .plots import class_matrix_png
@@ -23,10 +23,7 @@ from .runtime import Cancelled, InputError
 STRIP = 512  # rows read at a time
 
 
-def prediction_classes(ds) -> ClassTable | None:
-    """The class table a `stars segment` output carries in its metadata, if any."""
-    tag = ds.tags(1).get("STARS_CLASSES")
-    return ClassTable.from_dict(json.loads(tag)) if tag else None
+prediction_classes = stored_classes  # the class table a `stars segment` output carries, if any
 
 
 def evaluate(

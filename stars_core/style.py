@@ -32,36 +32,52 @@ def paletted_qml(classes: ClassTable, band: int = 1) -> str:
 """
 
 
-def sample_qml(classes: ClassTable) -> str:
-    """A QGIS vector style for an accuracy sample: the `reference` field edited with a value map
-    of the class names (the interpreter picks a name, the class value is stored), the map class
-    shown read-only, and the points drawn in their map class's colour."""
-    options = "\n".join(f'              <Option type="Map"><Option name={quoteattr(n)} value="{v}" type="QString"/></Option>'
-                        for v, n in zip(classes.values, classes.names))
+def _renderer(classes: ClassTable, field: str, geometry: str) -> str:
+    """A categorized renderer on `field` in the class colours: markers ("marker") or fills ("fill")."""
     categories = "\n".join(
         f'      <category render="true" symbol="{i}" value="{v}" label={quoteattr(n)}/>'
         for i, (v, n) in enumerate(zip(classes.values, classes.names)))
+    if geometry == "marker":
+        layer = ('<layer class="SimpleMarker" enabled="1" locked="0" pass="0"><Option type="Map">'
+                 '<Option name="color" value="{c}" type="QString"/><Option name="name" value="circle" type="QString"/>'
+                 '<Option name="outline_color" value="35,35,35,255" type="QString"/>'
+                 '<Option name="size" value="2.6" type="QString"/></Option></layer>')
+    else:
+        layer = ('<layer class="SimpleFill" enabled="1" locked="0" pass="0"><Option type="Map">'
+                 '<Option name="color" value="{c}" type="QString"/><Option name="outline_color" value="{c}" '
+                 'type="QString"/><Option name="outline_width" value="0.1" type="QString"/>'
+                 '<Option name="style" value="solid" type="QString"/></Option></layer>')
     symbols = "\n".join(
-        f'''      <symbol type="marker" name="{i}" alpha="1" clip_to_extent="1" force_rhr="0">
-        <layer class="SimpleMarker" enabled="1" locked="0" pass="0">
-          <Option type="Map">
-            <Option name="color" value="{_rgba(c)}" type="QString"/>
-            <Option name="name" value="circle" type="QString"/>
-            <Option name="outline_color" value="35,35,35,255" type="QString"/>
-            <Option name="size" value="2.6" type="QString"/>
-          </Option>
-        </layer>
-      </symbol>''' for i, c in enumerate(classes.colors))
-    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
-<qgis version="3.22" styleCategories="Symbology|Fields|Forms">
-  <renderer-v2 type="categorizedSymbol" attr="map_value" forceraster="0" enableorderby="0" symbollevels="0">
+        f'      <symbol type="{geometry}" name="{i}" alpha="1" clip_to_extent="1" force_rhr="0">'
+        f'{layer.format(c=_rgba(c))}</symbol>' for i, c in enumerate(classes.colors))
+    return f"""  <renderer-v2 type="categorizedSymbol" attr="{field}" forceraster="0" enableorderby="0" symbollevels="0">
     <categories>
 {categories}
     </categories>
     <symbols>
 {symbols}
     </symbols>
-  </renderer-v2>
+  </renderer-v2>"""
+
+
+def categorized_qml(classes: ClassTable, field: str, geometry: str) -> str:
+    """A QGIS vector style drawing each feature in its class's colour (by the value in `field`)."""
+    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.22" styleCategories="Symbology">
+{_renderer(classes, field, geometry)}
+</qgis>
+"""
+
+
+def sample_qml(classes: ClassTable) -> str:
+    """A QGIS vector style for an accuracy sample: the `reference` field edited with a value map
+    of the class names (the interpreter picks a name, the class value is stored), the map class
+    shown read-only, and the points drawn in their map class's colour."""
+    options = "\n".join(f'              <Option type="Map"><Option name={quoteattr(n)} value="{v}" type="QString"/></Option>'
+                        for v, n in zip(classes.values, classes.names))
+    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.22" styleCategories="Symbology|Fields|Forms">
+{_renderer(classes, "map_value", "marker")}
   <fieldConfiguration>
     <field name="reference" configurationFlags="None">
       <editWidget type="ValueMap">

@@ -40,3 +40,29 @@ def trained_model(demo_scene, tmp_path_factory):
     out = tmp_path_factory.mktemp("model") / "tiny.stars"
     train([spec], out, TINY_MODEL, **tiny_train(steps=30, warmup_steps=3, lr=2e-3, batch_size=4, chip_size=128, class_table=str(demo_scene["classes"])), log=lambda *_: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def landcover(trained_model, demo_scene, tmp_path_factory):
+    """The SAR-only map of the demo scene by the tiny model (128-px tiles), shared by the session."""
+    from stars_core.config import SegmentConfig
+    from stars_core.infer import segment
+
+    out = tmp_path_factory.mktemp("landcover") / "landcover.tif"
+    segment(trained_model, demo_scene["sar"], out, SegmentConfig(tile_size=128, device="cpu"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def onnx_exports(trained_model, demo_scene, tmp_path_factory):
+    """The tiny model's m1, m2 and fused branches exported to ONNX, and the m1 branch in int8."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from stars_core.onnx_export import export_onnx
+
+    folder = tmp_path_factory.mktemp("onnx")
+    quiet = {"log": lambda *_: None}
+    files = {b: export_onnx(trained_model, folder / f"{b}.onnx", b, **quiet) for b in ("m1", "m2", "fused")}
+    files["m1-int8"] = export_onnx(trained_model, folder / "m1-int8.onnx", "m1", int8=True,
+                                   calibrate=demo_scene["sar"], calibration_tiles=4, **quiet)
+    return files

@@ -25,7 +25,7 @@ from typing import Callable, Mapping
 import numpy as np
 from rasterio.windows import Window
 
-from ..classes import ClassTable
+from ..classes import ClassTable, stored_classes
 from ..files import atomic_path, check_outputs
 from ..raster import open_raster
 from ..runtime import Cancelled, InputError
@@ -63,13 +63,11 @@ class SampleResult:
 def map_classes(ds, class_table: str | os.PathLike | ClassTable | None = None) -> ClassTable:
     """The class table of a classified raster: given, else the one `stars segment` stores in it,
     else its GDAL category names and colour table."""
-    from ..evaluate import prediction_classes
-
     if isinstance(class_table, ClassTable):
         return class_table
     if class_table is not None:
         return ClassTable.from_file(class_table)
-    table = prediction_classes(ds)
+    table = stored_classes(ds)
     if table is not None:
         return table
     tags = {int(k[6:]): v for k, v in ds.tags(1).items() if k.startswith("CLASS_") and k[6:].isdigit()}
@@ -287,27 +285,33 @@ def _write_gpkg(out, ds, strata: Strata, points: list[int], chosen, design: dict
 
 
 def _default_style(target, classes: ClassTable) -> None:
-    """QGIS's default style for the sample layer, in the GeoPackage's `layer_styles` table (where QGIS
-    looks for one when the layer is added): the value map on `reference`, points in class colours."""
-    from osgeo import ogr
-
+    """QGIS's default style for the sample layer: the value map on `reference`, points in class colours."""
     from ..style import sample_qml
 
-    styles = target.CreateLayer("layer_styles", None, ogr.wkbNone)
-    for name, kind in (("f_table_catalog", ogr.OFTString), ("f_table_schema", ogr.OFTString),
-                       ("f_table_name", ogr.OFTString), ("f_geometry_column", ogr.OFTString),
-                       ("styleName", ogr.OFTString), ("styleQML", ogr.OFTString), ("styleSLD", ogr.OFTString),
-                       ("useAsDefault", ogr.OFTInteger), ("description", ogr.OFTString), ("owner", ogr.OFTString),
-                       ("ui", ogr.OFTString), ("update_time", ogr.OFTDateTime)):
-        field = ogr.FieldDefn(name, kind)
-        if name == "useAsDefault":
-            field.SetSubType(ogr.OFSTBoolean)
-        styles.CreateField(field)
+    _write_style(target, "sample", sample_qml(classes), "STARS accuracy sample: pick the reference class by name")
+
+
+def _write_style(target, table: str, qml: str, description: str) -> None:
+    """A default QGIS style for layer `table` of a GeoPackage, in its `layer_styles` table (where
+    QGIS looks for one when the layer is added)."""
+    from osgeo import ogr
+
+    styles = target.GetLayerByName("layer_styles")
+    if styles is None:
+        styles = target.CreateLayer("layer_styles", None, ogr.wkbNone)
+        for name, kind in (("f_table_catalog", ogr.OFTString), ("f_table_schema", ogr.OFTString),
+                           ("f_table_name", ogr.OFTString), ("f_geometry_column", ogr.OFTString),
+                           ("styleName", ogr.OFTString), ("styleQML", ogr.OFTString), ("styleSLD", ogr.OFTString),
+                           ("useAsDefault", ogr.OFTInteger), ("description", ogr.OFTString),
+                           ("owner", ogr.OFTString), ("ui", ogr.OFTString), ("update_time", ogr.OFTDateTime)):
+            field = ogr.FieldDefn(name, kind)
+            if name == "useAsDefault":
+                field.SetSubType(ogr.OFSTBoolean)
+            styles.CreateField(field)
     f = ogr.Feature(styles.GetLayerDefn())
-    for key, value in (("f_table_catalog", ""), ("f_table_schema", ""), ("f_table_name", "sample"),
-                       ("f_geometry_column", "geom"), ("styleName", "sample"), ("styleQML", sample_qml(classes)),
-                       ("styleSLD", ""), ("description", "STARS accuracy sample: pick the reference class by name"),
-                       ("owner", ""), ("ui", "")):
+    for key, value in (("f_table_catalog", ""), ("f_table_schema", ""), ("f_table_name", table),
+                       ("f_geometry_column", "geom"), ("styleName", table), ("styleQML", qml), ("styleSLD", ""),
+                       ("description", description), ("owner", ""), ("ui", "")):
         f.SetField(key, value)
     f.SetField("useAsDefault", 1)
     styles.CreateFeature(f)

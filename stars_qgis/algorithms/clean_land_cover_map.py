@@ -29,7 +29,7 @@ class CleanLandCoverMap(StarsAlgorithm):
         )
 
     def required(self, parameters, context) -> tuple[str, ...]:
-        return ("rasterio",)
+        return ("numpy", "rasterio")  # no PyTorch: a map made elsewhere can be assessed
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Land-cover map"))

@@ -43,7 +43,7 @@ class CreateAccuracySample(StarsAlgorithm):
         )
 
     def required(self, parameters, context) -> tuple[str, ...]:
-        return ("rasterio",)
+        return ("numpy", "rasterio")  # no PyTorch: a map made elsewhere can be assessed
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Land-cover map"))

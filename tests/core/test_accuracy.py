@@ -93,16 +93,6 @@ def test_the_intervals_cover_the_true_areas_about_95_percent_of_the_time():
 
 
 # -- the sample file and the assessment on a real map ---------------------------------------------
-@pytest.fixture(scope="module")
-def landcover(trained_model, demo_scene, tmp_path_factory):
-    from stars_core.config import SegmentConfig
-    from stars_core.infer import segment
-
-    out = tmp_path_factory.mktemp("landcover") / "landcover.tif"
-    segment(trained_model, demo_scene["sar"], out, SegmentConfig(tile_size=128, device="cpu"))
-    return out
-
-
 def _label_from(sample_path, labels_path, skip=()):
     """An interpreter stand-in: each point gets the demo's reference class where it lies."""
     import rasterio

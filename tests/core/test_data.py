@@ -165,11 +165,11 @@ def test_augment_applies_one_transform_to_all():
     assert len({augment([b], k)[0].tobytes() for k in range(8)}) == 8
 
 
-def test_a_scene_table_trains_hundreds_of_scenes_with_few_open_files(demo_scene, tmp_path):
+def test_a_scene_table_of_a_hundred_scenes_trains_with_few_open_files(demo_scene, tmp_path):
     import subprocess
     import sys
 
-    table = cut_scene_table(demo_scene, tmp_path / "scenes", 200)
+    table = cut_scene_table(demo_scene, tmp_path / "scenes", 100)  # 3-5 files each, 64 may be open
     code = ("import sys; from stars_core.cli import main; sys.exit(main(sys.argv[1:]))")
     cmd = (f"ulimit -n 64; {sys.executable} -c '{code}' train --scenes {table} --class-table {demo_scene['classes']} "
            f"--ignore-value 0 --out {tmp_path / 'm.stars'} --backbone resnet18 --encoder-width 16 --steps 2 "
@@ -178,7 +178,7 @@ def test_a_scene_table_trains_hundreds_of_scenes_with_few_open_files(demo_scene,
     assert result.returncode == 0, result.stderr[-1500:]
     import torch
 
-    assert torch.load(tmp_path / "m.stars", weights_only=True)["summary"]["scenes"] == 200
+    assert torch.load(tmp_path / "m.stars", weights_only=True)["summary"]["scenes"] == 100
 
 
 def test_bad_scenes_are_named_and_can_be_skipped(demo_scene, tmp_path):

@@ -103,18 +103,12 @@ class DeepnessModel:
         return np.argmax(result, axis=1)[0] + 1
 
 
-@pytest.fixture(scope="module")
-def exports(trained_model, demo_scene, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("deepness")
-    files = {b: export_onnx(trained_model, folder / f"{b}.onnx", b, **QUIET) for b in ("m1", "m2", "fused")}
-    files["m1-int8"] = export_onnx(trained_model, folder / "m1-int8.onnx", "m1", int8=True,
-                                   calibrate=demo_scene["sar"], calibration_tiles=4, **QUIET)
-    files["m2-int8"] = export_onnx(trained_model, folder / "m2-int8.onnx", "m2", int8=True,
-                                   calibrate=demo_scene["optical"], calibration_tiles=4, **QUIET)
-    return files
+@pytest.fixture
+def exports(onnx_exports):
+    return onnx_exports
 
 
-@pytest.mark.parametrize("name", ["m1", "m2", "fused", "m1-int8", "m2-int8"])
+@pytest.mark.parametrize("name", ["m1", "m2", "fused", "m1-int8"])
 def test_deepness_loads_the_export_as_a_user_clicks_it(trained_model, exports, name):
     loaded = load_model(trained_model)
     model = DeepnessModel(exports[name])
@@ -137,7 +131,7 @@ def test_deepness_loads_the_export_as_a_user_clicks_it(trained_model, exports, n
         json.loads(value)
 
 
-@pytest.mark.parametrize("name", ["m1", "m2", "fused", "m1-int8", "m2-int8"])
+@pytest.mark.parametrize("name", ["m1", "m2", "fused", "m1-int8"])
 def test_the_operator_sets_are_ones_onnxruntime_1_17_runs(exports, name):
     model = onnx.load(str(exports[name]))
     declared = {op.domain or "": op.version for op in model.opset_import}

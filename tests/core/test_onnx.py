@@ -24,10 +24,9 @@ from stars_core.runtime import InputError  # noqa: E402
 QUIET = {"log": lambda *_: None}
 
 
-@pytest.fixture(scope="module")
-def exported(trained_model, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("onnx")
-    return {b: export_onnx(trained_model, folder / f"{b}.onnx", b, **QUIET) for b in ("m1", "m2", "fused")}
+@pytest.fixture
+def exported(onnx_exports):
+    return onnx_exports
 
 
 def _torch_probs(loaded, branch, raw1, raw2=None):
@@ -123,9 +122,8 @@ def test_the_onnx_path_imports_no_torch(exported, demo_scene, tmp_path):
     assert (tmp_path / "m.tif").is_file()
 
 
-def test_int8_export_runs_and_keeps_the_metadata(trained_model, demo_scene, tmp_path):
-    out = export_onnx(trained_model, tmp_path / "int8.onnx", "m1", int8=True, calibrate=demo_scene["sar"],
-                      calibration_tiles=4, **QUIET)
+def test_int8_export_runs_and_keeps_the_metadata(trained_model, exported, demo_scene, tmp_path):
+    out = exported["m1-int8"]
     onnx = OnnxModel(out, "cpu")
     assert onnx.meta["stars_branch"] == "m1" and any(n.op_type == "QuantizeLinear" for n in _nodes(out))
     res = segment(onnx, demo_scene["sar"], tmp_path / "int8.tif", SegmentConfig(tile_size=128, device="cpu"))

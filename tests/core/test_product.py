@@ -91,3 +91,33 @@ def test_map_sheets_are_cleaned_as_one_mosaic_so_no_seams(demo_scene, trained_mo
     assert _patches_below(mosaic, 255, 60, 8) == 0  # across the sheet edges too
     with rasterio.open(tmp_path / "s" / "A1.tif") as sheet:
         assert (sheet.read(1) != 255).any()  # the sheets themselves are the model's map
+
+
+def test_polygons_tile_the_map_exactly_with_classes_areas_and_holes(demo_scene, tmp_path):
+    from osgeo import ogr
+    from shapely import wkb
+    from shapely.ops import unary_union
+
+    from stars_core.classes import ClassTable
+    from stars_core.product.polygons import polygonize
+
+    classes = ClassTable.from_file(demo_scene["classes"])
+    out = tmp_path / "polygons.gpkg"
+    result = polygonize(demo_scene["labels"], out, min_area="0.02ha", class_table=classes, **QUIET)
+    ds = ogr.Open(str(out))
+    layer = ds.GetLayerByName("landcover")
+    polys, holes = [], 0
+    for f in layer:
+        g = wkb.loads(bytes(f.GetGeometryRef().ExportToWkb()))
+        assert g.is_valid and g.geom_type == "MultiPolygon"
+        assert f.GetField("class") == dict(zip(classes.values, classes.names))[f.GetField("value")]
+        assert f.GetField("area_m2") == pytest.approx(g.area) and f.GetField("area_ha") == pytest.approx(g.area / 1e4)
+        assert g.area >= 50 * 4 - 1e-6 or f.GetField("value") == 0  # the minimum area (50 pixels of 4 m2)
+        holes += sum(len(part.interiors) for part in g.geoms)
+        polys.append(g)
+    assert len(polys) == result["polygons"] and holes > 0  # holes kept
+    union = unary_union(polys)
+    assert union.area == pytest.approx(sum(p.area for p in polys))  # no overlaps
+    with rasterio.open(demo_scene["labels"]) as src:
+        mapped = int((src.read(1) != 0).sum()) * 4.0
+    assert union.area == pytest.approx(mapped) == pytest.approx(result["area_m2"])  # no gaps, no-data left out

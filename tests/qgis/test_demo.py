@@ -61,11 +61,14 @@ def test_shortened_demo_runs_end_to_end_through_qgis_process(tmp_path):
 
     # The first look, in a real QGIS window: zoomed to the outputs, no warning bar, the mosaic's
     # legend lists the classes by name (not the VRT's 256-entry colour table).
-    from tests.qgis.test_window import QGIS, XVFB, open_in_window
+    # With the demo's own profile, where the plugin is installed: its provider, menu entry and dialogs.
+    from tests.qgis.window import QGIS, XVFB, open_in_window
 
     if XVFB is None or QGIS is None:
         return
-    seen = open_in_window(Path(summary["files"]["project"]), tmp_path)
+    seen = open_in_window(Path(summary["files"]["project"]), tmp_path, Path(summary["files"]["qgis_profile"]))
+    assert seen["provider"] and any("install dependencies" in t for t in seen["menu"]), seen.get("menu")
+    assert seen["stars:trainstars"] and seen["stars:segmentmissingmodality"] and seen["stars:createaccuracysample"]
     assert seen["blocking"] is None and seen["invalid"] == [], (seen["blocking"], seen["invalid"])
     assert seen["messages"] == [], seen["messages"]
     land = seen["layers"]["land cover from SAR alone"]["extent"]
