@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     _export_parser(sub)
     _sheets_parsers(sub)
     _clean_parser(sub)
+    _polygons_parser(sub)
     from .accuracy.cli import add_parsers as accuracy_parsers
 
     accuracy_parsers(sub)  # stars sample, stars assess
@@ -335,6 +336,10 @@ def _segment_parser(sub) -> None:
     seg.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     seg.add_argument("--confidence", metavar="PATH", help="also write the chosen class's probability")
     seg.add_argument("--probabilities", metavar="PATH", help="also write one probability band per class")
+    seg.add_argument("--uncertainty", metavar="PATH", help="also write normalised entropy and margin (top-1 minus "
+                     "top-2 probability), from the same pass")
+    seg.add_argument("--polygons", metavar="GPKG", help="also write the class map as polygons (after --mmu), with "
+                     "class names and areas")
     seg.add_argument("--with-m2", metavar="PATH", help="optical raster of the same area: use both (fused branch)")
     seg.add_argument("--modality", type=int, choices=[1, 2], default=1,
                      help="which modality INPUT is: 1 = SAR/DSM (default), 2 = optical")
@@ -355,6 +360,28 @@ def _mmu(args) -> str | None:
     if args.mmu is not None and args.mmu_pixels is not None:
         raise InputError("give --mmu (an area) or --mmu-pixels, not both")
     return args.mmu if args.mmu is not None else (None if args.mmu_pixels is None else f"{args.mmu_pixels}px")
+
+
+def _polygons_parser(sub) -> None:
+    pg = sub.add_parser("polygons", help="a classified map as polygons with class names and areas",
+                        description="One polygon per patch (GDAL's polygonize) with its class value, class name and "
+                        "area in m2 and ha, written to a GeoPackage with a QGIS style in the class colours. Neighbours "
+                        "share their boundaries (no gaps, no overlaps) and holes are kept; --min-area cleans the map to "
+                        "that unit first, so small patches merge into their neighbours instead of leaving gaps.")
+    pg.add_argument("map", help="classified raster (e.g. from `stars segment`)")
+    pg.add_argument("output", help="GeoPackage to write (.gpkg)")
+    pg.add_argument("--min-area", metavar="AREA", help="minimum polygon area (0.5ha, 500m2, 12px)")
+    pg.add_argument("--connectivity", type=int, choices=[4, 8], default=8)
+    pg.add_argument("--class-table", help="CSV/JSON class table (default: the one stored in the map)")
+
+
+def cmd_polygons(args) -> int:
+    from .product.polygons import polygonize
+
+    result = polygonize(args.map, args.output, args.min_area, args.connectivity, args.class_table, cancel=STOP,
+                        log=lambda m: None)
+    print(f"wrote {args.output}: {result['polygons']:,} polygons, {result['area_m2'] / 10_000:,.1f} ha")
+    return 0
 
 
 def _clean_parser(sub) -> None:
@@ -566,6 +593,12 @@ def cmd_segment(args) -> int:
     cfg = SegmentConfig(tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
                         device=args.device, amp=not args.no_amp, modality=args.modality, resample=args.resample,
                         read_threads=args.read_threads, mmu=_mmu(args), mmu_connectivity=args.connectivity)
+    if args.polygons:  # refused before the model runs, not after
+        from .files import check_outputs
+
+        check_outputs({"input raster": args.input, "model file": args.model, "output": args.output,
+                       "uncertainty": args.uncertainty, "confidence": args.confidence},
+                      {"polygon GeoPackage": args.polygons})
     bar = None
 
     def progress(done: int, total: int) -> None:
@@ -576,15 +609,20 @@ def cmd_segment(args) -> int:
 
     try:
         result = segment(args.model, args.input, args.output, cfg, with_m2=args.with_m2,
-                         confidence=args.confidence, probabilities=args.probabilities,
+                         confidence=args.confidence, probabilities=args.probabilities, uncertainty=args.uncertainty,
                          progress=progress, log=lambda m: say(f"warning: {m}", file=sys.stderr), cancel=STOP)
     finally:
         if bar is not None:
             bar.close()
+    if args.polygons:
+        from .product.polygons import polygonize
+
+        made = polygonize(result.path, args.polygons, connectivity=args.connectivity, cancel=STOP, log=lambda m: None)
+        print(f"wrote {args.polygons}: {made['polygons']:,} polygons")
     total = max(1, sum(result.class_pixels.values()))
     print(f"wrote {result.path} ({result.width} x {result.height}, branch {result.branch}, {result.tiles} tiles, "
           f"{result.seconds:.1f} s, {result.megapixels_per_second:.2f} Mpx/s on {result.device})")
-    for path in (result.confidence, result.probabilities):
+    for path in (result.confidence, result.probabilities, result.uncertainty):
         if path is not None:
             print(f"wrote {path}")
     for name, n in sorted(result.class_pixels.items(), key=lambda kv: -kv[1]):
@@ -664,13 +702,13 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"demo-scene": cmd_demo_scene, "train": cmd_train, "info": cmd_info, "segment": cmd_segment,
                 "evaluate": cmd_evaluate, "recalibrate": cmd_recalibrate, "evaluate-chips": cmd_evaluate_chips,
                 "export": cmd_export, "segment-sheets": cmd_segment_sheets, "make-sheets": cmd_make_sheets,
-                "clean": cmd_clean}
+                "clean": cmd_clean, "polygons": cmd_polygons}
     from .accuracy.cli import HANDLERS as accuracy
 
     handlers.update({name: (lambda a, run=run: run(a, STOP)) for name, run in accuracy.items()})
     STOP.__init__()
     STOP.polled = args.command in ("train", "segment", "evaluate", "evaluate-chips", "segment-sheets", "sample",
-                                   "assess", "clean")
+                                   "assess", "clean", "polygons")
     STOP.install()
     try:
         threads.configure(_threads(args.threads), say=lambda m: print(f"stars: {m}", file=sys.stderr))

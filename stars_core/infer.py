@@ -12,7 +12,10 @@ Outputs (GeoTIFF, same CRS, transform and size as the input):
         does not fit), tiled, DEFLATE, overviews (mode), colour table, category names and a QGIS
         style beside it (.qml) holding the legend;
     confidence (optional): probability of the chosen class, float32, no-data NaN;
-    probabilities (optional): one float32 band per class, named after it.
+    probabilities (optional): one float32 band per class, named after it;
+    uncertainty (optional): two float32 bands from the same blended probabilities (no second run):
+        normalised entropy (0: certain, 1: every class equally likely) and margin (top-1 minus
+        top-2 probability: small where the model hesitates between two classes).
 Everything is written under temporary names and renamed at the end; an error or a cancel leaves
 no output behind.
 """
@@ -43,7 +46,7 @@ from .files import atomic_outputs, check_outputs
 from .raster import aligned, band_names, geometries_in, open_raster, pixel_size, valid_mask
 from . import threads
 from .runtime import Cancelled, InputError
-from .style import paletted_qml
+from .style import grey_qml, paletted_qml
 from .tiling import Tile, TileGrid, pad_reflect
 
 BLOCK = 256  # GeoTIFF block size; rows are written in whole block rows
@@ -64,6 +67,7 @@ class SegmentResult:
     class_pixels: dict[str, int]
     nodata_pixels: int
     warnings: list[str] = field(default_factory=list)
+    uncertainty: Path | None = None
 
     @property
     def megapixels_per_second(self) -> float:
@@ -191,6 +195,7 @@ def segment(
     with_m2: str | os.PathLike | None = None,
     confidence: str | os.PathLike | None = None,
     probabilities: str | os.PathLike | None = None,
+    uncertainty: str | os.PathLike | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     log: Callable[[str], None] | None = None,
@@ -213,6 +218,7 @@ def segment(
     check_outputs({"input raster": input, "optical raster": with_m2,
                    "model file": model if isinstance(model, (str, os.PathLike)) else getattr(model, "path", None)},
                   {"output": output, "confidence output": confidence, "probabilities output": probabilities,
+                   "uncertainty output": uncertainty,
                    "style file beside the output": qml})
     loaded = open_runner(model, cfg)
     for msg in getattr(loaded, "notes", ()):
@@ -226,8 +232,10 @@ def segment(
     readers = cfg.readers_for(loaded.device_type, threads.available_cores())
     with ExitStack() as opened:
         src, work, inputs = _open_inputs(opened, loaded, cfg, input, with_m2, clip, readers, note)
-        with atomic_outputs(output, confidence, probabilities, qml) as (out_t, conf_t, prob_t, qml_t):
-            finals = (out_t, conf_t, prob_t)
+        styles = [None if p is None else Path(p).with_suffix(".qml") for p in (confidence, probabilities, uncertainty)]
+        with atomic_outputs(output, confidence, probabilities, uncertainty, qml, *styles) as temps:
+            out_t, conf_t, prob_t, unc_t, qml_t, *style_t = temps
+            finals = (out_t, conf_t, prob_t, unc_t)
             if work is None:
                 counts, nodata, tiles = _predict(loaded, inputs, src.profile, finals, cfg, branch, progress, cancel,
                                                  readers)
@@ -243,11 +251,15 @@ def segment(
             if cfg.mmu is not None:
                 counts, nodata = _clean(out_t, cfg, loaded.classes, src, cancel, note)
             qml_t.write_text(paletted_qml(loaded.classes))
+            for path, style in zip(style_t, (grey_qml(1), grey_qml(1), grey_qml(1))):
+                if path is not None:  # grey ramps 0..1 (uncertainty: bright where the model hesitates)
+                    path.write_text(style)
 
     return SegmentResult(
         Path(output), Path(confidence) if confidence else None, Path(probabilities) if probabilities else None,
         src.width, src.height, tiles, time.perf_counter() - start, branch, loaded.device_name,
         {n: int(c) for n, c in zip(loaded.classes.names, counts)}, int(nodata), messages,
+        Path(uncertainty) if uncertainty else None,
     )
 
 
@@ -374,8 +386,8 @@ def _working_grid(src, loaded, cfg: SegmentConfig, note: Callable[[str], None]):
                      resampling=Resampling.average if ratio < 1 else Resampling.bilinear)
 
 
-def _profiles(base: dict, classes: ClassTable) -> tuple[dict, dict, dict]:
-    """GeoTIFF profiles of the class, confidence and probability rasters on the grid of `base`."""
+def _profiles(base: dict, classes: ClassTable) -> tuple[dict, dict, dict, dict]:
+    """GeoTIFF profiles of the class, confidence, probability and uncertainty rasters on the grid of `base`."""
     fits_byte = min(classes.values) >= 0 and max(classes.values) < 255
     if min(classes.values) < 0 or max(classes.values) >= 65535:
         raise InputError(f"class values must be in 0..65534 to be written as a GeoTIFF, got {list(classes.values)}")
@@ -385,7 +397,8 @@ def _profiles(base: dict, classes: ClassTable) -> tuple[dict, dict, dict]:
     cls = dict(common, count=1, dtype="uint8" if fits_byte else "uint16", nodata=255 if fits_byte else 65535)
     conf = dict(common, count=1, dtype="float32", nodata=float("nan"), predictor=3)
     prob = dict(conf, count=len(classes), interleave="band")
-    return cls, conf, prob
+    unc = dict(conf, count=2, interleave="band")
+    return cls, conf, prob, unc
 
 
 def _predict(loaded, inputs: _Inputs, base_profile: dict, outputs, cfg: SegmentConfig, branch: str, progress,
@@ -444,12 +457,14 @@ class _Writers:
 
     def __enter__(self) -> "_Writers":
         with ExitStack() as stack:  # an output that fails to open closes the ones opened before it
-            self.out, self.conf, self.prob = (
+            self.out, self.conf, self.prob, self.unc = (
                 None if path is None else stack.enter_context(rasterio.open(path, "w", **profile))
                 for path, profile in zip(self.paths, self.profiles))
             self._stack = stack.pop_all()
         if self.prob is not None:
             self.prob.descriptions = tuple(self.classes.names)
+        if self.unc is not None:
+            self.unc.descriptions = UNCERTAINTY_BANDS
         return self
 
     def __exit__(self, *exc) -> bool:
@@ -470,6 +485,19 @@ class _Writers:
                 self.conf.write(np.where(ok, conf, np.nan).astype(np.float32), 1, window=window)
             if self.prob is not None:
                 self.prob.write(np.where(ok[None], p, np.nan).astype(np.float32), window=window)
+            if self.unc is not None:
+                self.unc.write(np.where(ok[None], uncertainty_bands(p), np.nan).astype(np.float32), window=window)
+
+
+UNCERTAINTY_BANDS = ("normalised entropy", "margin (top-1 minus top-2 probability)")
+
+
+def uncertainty_bands(p: np.ndarray) -> np.ndarray:
+    """(K, h, w) class probabilities -> (2, h, w): entropy / log K, and top-1 minus top-2."""
+    K = p.shape[0]
+    entropy = -(p * np.log(np.clip(p, 1e-12, 1.0))).sum(axis=0) / math.log(K) if K > 1 else np.zeros(p.shape[1:])
+    top = np.partition(p, K - 2, axis=0)[-2:] if K > 1 else np.stack([np.zeros(p.shape[1:]), p[0]])
+    return np.stack([np.clip(entropy, 0.0, 1.0), top[1] - top[0]])
 
 
 def _overview_factors(width: int, height: int) -> list[int]:
@@ -482,7 +510,7 @@ def _overview_factors(width: int, height: int) -> list[int]:
 
 def _finish(paths, classes: ClassTable) -> None:
     """Colour table, class names and overviews (mode for classes, average for probabilities)."""
-    out, conf, prob = paths
+    out, conf, prob, unc = paths
     with rasterio.open(out, "r+") as ds:
         ds.write_colormap(1, {v: (*rgb(c), 255) for v, c in zip(classes.values, classes.colors)})
         ds.update_tags(1, STARS_CLASSES=json.dumps(classes.to_dict()))
@@ -490,7 +518,7 @@ def _finish(paths, classes: ClassTable) -> None:
     with rasterio.open(out, "r+") as ds:  # reopened so the overviews see the colour table
         ds.build_overviews(_overview_factors(ds.width, ds.height), Resampling.mode)
         ds.update_tags(ns="rio_overview", resampling="mode")
-    for path in (conf, prob):
+    for path in (conf, prob, unc):
         if path is not None:
             with rasterio.open(path, "r+") as ds:
                 ds.build_overviews(_overview_factors(ds.width, ds.height), Resampling.average)
@@ -514,11 +542,11 @@ def _set_category_names(path: Path, classes: ClassTable) -> None:
 def _warp_back(works, finals, src, classes: ClassTable, cancel) -> tuple[np.ndarray, int]:
     """Bring work-grid outputs back onto the input grid (classes: nearest; probabilities: bilinear),
     with the input's no-data pixels as no-data. Returns class pixel counts and the no-data count."""
-    out_p, conf_p, prob_p = _profiles(src.profile, classes)
+    out_p, conf_p, prob_p, unc_p = _profiles(src.profile, classes)
     lut = np.full(65536, -1, np.int64)
     lut[np.asarray(classes.values)] = np.arange(len(classes))
     counts, nodata = np.zeros(len(classes), np.int64), 0
-    for work, final, profile in zip(works, finals, (out_p, conf_p, prob_p)):
+    for work, final, profile in zip(works, finals, (out_p, conf_p, prob_p, unc_p)):
         if work is None:
             continue
         nearest = profile is out_p
@@ -528,6 +556,8 @@ def _warp_back(works, finals, src, classes: ClassTable, cancel) -> tuple[np.ndar
         ) as vrt, rasterio.open(final, "w", **profile) as dst:
             if profile is prob_p:
                 dst.descriptions = tuple(classes.names)
+            elif profile is unc_p:
+                dst.descriptions = UNCERTAINTY_BANDS
             for row in range(0, src.height, BLOCK):
                 if cancel is not None and cancel():
                     raise Cancelled("segmentation cancelled; no output was written (an earlier one is kept)")

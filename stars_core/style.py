@@ -32,6 +32,29 @@ def paletted_qml(classes: ClassTable, band: int = 1) -> str:
 """
 
 
+def grey_qml(band: int = 1, low: float = 0.0, high: float = 1.0, invert: bool = False) -> str:
+    """A QGIS grey ramp on one band of a continuous raster (confidence, probabilities, uncertainty)."""
+    gradient = "WhiteToBlack" if invert else "BlackToWhite"
+    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.22" styleCategories="Symbology">
+  <pipe>
+    <rasterrenderer type="singlebandgray" grayBand="{band}" gradient="{gradient}" opacity="1" alphaBand="-1" nodataColor="">
+      <rasterTransparency/>
+      <contrastEnhancement>
+        <minValue>{low}</minValue>
+        <maxValue>{high}</maxValue>
+        <algorithm>StretchToMinimumMaximum</algorithm>
+      </contrastEnhancement>
+    </rasterrenderer>
+    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
+    <huesaturation saturation="0" grayscaleMode="0" colorizeOn="0" colorizeRed="255" colorizeGreen="128" colorizeBlue="128" colorizeStrength="100"/>
+    <rasterresampler maxOversampling="2"/>
+  </pipe>
+  <blendMode>0</blendMode>
+</qgis>
+"""
+
+
 def _renderer(classes: ClassTable, field: str, geometry: str) -> str:
     """A categorized renderer on `field` in the class colours: markers ("marker") or fills ("fill")."""
     categories = "\n".join(

@@ -55,7 +55,8 @@ def landcover(trained_model, demo_scene, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def onnx_exports(trained_model, demo_scene, tmp_path_factory):
-    """The tiny model's m1, m2 and fused branches exported to ONNX, and the m1 branch in int8."""
+    """The tiny model's m1, m2 and fused branches exported to ONNX, and m1 and m2 in int8 (a fused
+    int8 export is refused: it calibrates on one raster)."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     from stars_core.onnx_export import export_onnx
@@ -65,4 +66,6 @@ def onnx_exports(trained_model, demo_scene, tmp_path_factory):
     files = {b: export_onnx(trained_model, folder / f"{b}.onnx", b, **quiet) for b in ("m1", "m2", "fused")}
     files["m1-int8"] = export_onnx(trained_model, folder / "m1-int8.onnx", "m1", int8=True,
                                    calibrate=demo_scene["sar"], calibration_tiles=4, **quiet)
+    files["m2-int8"] = export_onnx(trained_model, folder / "m2-int8.onnx", "m2", int8=True,
+                                   calibrate=demo_scene["optical"], calibration_tiles=4, **quiet)
     return files

@@ -281,6 +281,7 @@ def _write_gpkg(out, ds, strata: Strata, points: list[int], chosen, design: dict
             f.SetField("points", int(c))
             table.CreateFeature(f)
         _default_style(target, ClassTable(tuple(strata.values), tuple(strata.names), tuple(strata.colors)))
+        layer = table = None  # before their data source
         target = None
 
 

@@ -70,7 +70,8 @@ def polygonize(map_path: str | os.PathLike, out: str | os.PathLike, min_area: st
             layer.CommitTransaction()
             count, total = _attributes(layer, classes, srs, cancel)
             _default_style(target, classes)
-            target = layer = None
+            layer = None  # before its data source
+            target = None
         band = mask = src = None
     log(f"{count:,} polygons, {total / 10_000:,.1f} ha")
     return {"polygons": count, "area_m2": total}

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from qgis.core import (QgsProcessingParameterBoolean, QgsProcessingParameterEnum, QgsProcessingParameterFile,
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
-                       QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
+                       QgsProcessingParameterFileDestination, QgsProcessingParameterRasterLayer,
+                       QgsProcessingParameterString)
 
 from .base import DEVICES, StarsAlgorithm, advanced, raster_path
 
@@ -78,6 +79,9 @@ class SegmentMissingModality(StarsAlgorithm):
     CONNECTIVITY = "CONNECTIVITY"
     OUTPUT = "OUTPUT"
     CONFIDENCE = "CONFIDENCE"
+    PROBABILITIES = "PROBABILITIES"
+    UNCERTAINTY = "UNCERTAINTY"
+    POLYGONS = "POLYGONS"
 
     def required(self, parameters, context) -> tuple[str, ...]:
         return model_requirements(self, parameters, context)
@@ -114,6 +118,14 @@ class SegmentMissingModality(StarsAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Land-cover map"))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.CONFIDENCE, "Confidence (probability of the chosen class)", optional=True, createByDefault=False))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.PROBABILITIES, "Class probabilities (one band per class)", optional=True, createByDefault=False))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.UNCERTAINTY, "Uncertainty (normalised entropy and top-1 minus top-2 margin)", optional=True,
+            createByDefault=False))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.POLYGONS, "Land-cover polygons (after the minimum mapping unit)", fileFilter="GeoPackage (*.gpkg)",
+            optional=True, createByDefault=False))
 
     def execute(self, parameters, context, feedback) -> dict:
         from stars_core.infer import open_runner_cached, segment
@@ -128,8 +140,11 @@ class SegmentMissingModality(StarsAlgorithm):
         with_m2 = raster_path(m2_layer, "optical raster") if m2_layer is not None else None
         out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         conf = self.parameterAsOutputLayer(parameters, self.CONFIDENCE, context) or None
+        probs = self.parameterAsOutputLayer(parameters, self.PROBABILITIES, context) or None
+        unc = self.parameterAsOutputLayer(parameters, self.UNCERTAINTY, context) or None
         loaded = open_runner_cached(self.parameterAsFile(parameters, self.MODEL, context), cfg)
-        result = segment(loaded, source, out, cfg, with_m2=with_m2, confidence=conf,
+        result = segment(loaded, source, out, cfg, with_m2=with_m2, confidence=conf, probabilities=probs,
+                         uncertainty=unc,
                          progress=self.progress(feedback), cancel=feedback.isCanceled,
                          log=lambda m: feedback.pushWarning(m))
         total = max(1, sum(result.class_pixels.values()))
@@ -139,6 +154,19 @@ class SegmentMissingModality(StarsAlgorithm):
         if context.willLoadLayerOnCompletion(out):
             context.layerToLoadOnCompletionDetails(out).setPostProcessor(PalettedStyle(loaded.classes))
         outputs = {self.OUTPUT: out}
-        if conf:
-            outputs[self.CONFIDENCE] = conf
+        for key, path in ((self.CONFIDENCE, conf), (self.PROBABILITIES, probs), (self.UNCERTAINTY, unc)):
+            if path:  # styled as grey ramps by the .qml written beside each
+                outputs[key] = path
+        polygons = self.parameterAsFileOutput(parameters, self.POLYGONS, context) or None
+        if polygons:
+            from qgis.core import QgsProcessingContext
+
+            from stars_core.product.polygons import polygonize
+
+            made = polygonize(out, polygons, connectivity=cfg.mmu_connectivity, cancel=feedback.isCanceled,
+                              log=feedback.pushInfo)
+            context.addLayerToLoadOnCompletion(f"{polygons}|layername=landcover", QgsProcessingContext.LayerDetails(
+                "land-cover polygons", context.project(), self.POLYGONS))
+            feedback.pushInfo(f"{made['polygons']:,} polygons in {polygons}")
+            outputs[self.POLYGONS] = polygons
         return outputs

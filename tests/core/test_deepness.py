@@ -108,7 +108,7 @@ def exports(onnx_exports):
     return onnx_exports
 
 
-@pytest.mark.parametrize("name", ["m1", "m2", "fused", "m1-int8"])
+@pytest.mark.parametrize("name", ["m1", "m2", "fused", "m1-int8", "m2-int8"])
 def test_deepness_loads_the_export_as_a_user_clicks_it(trained_model, exports, name):
     loaded = load_model(trained_model)
     model = DeepnessModel(exports[name])
@@ -131,7 +131,7 @@ def test_deepness_loads_the_export_as_a_user_clicks_it(trained_model, exports, n
         json.loads(value)
 
 
-@pytest.mark.parametrize("name", ["m1", "m2", "fused", "m1-int8"])
+@pytest.mark.parametrize("name", ["m1", "m2", "fused", "m1-int8", "m2-int8"])
 def test_the_operator_sets_are_ones_onnxruntime_1_17_runs(exports, name):
     model = onnx.load(str(exports[name]))
     declared = {op.domain or "": op.version for op in model.opset_import}

@@ -387,3 +387,23 @@ def test_reader_threads_each_open_their_own_handles_and_give_the_same_map(demo_s
                 assert (in_readers >= per_reader) if readers > 1 else (in_readers == 0), (name, readers, what)
         np.testing.assert_array_equal(maps[0], maps[1], err_msg=name)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_uncertainty_comes_from_the_blended_probabilities_of_the_same_pass(demo_scene, trained_model, tmp_path):
+    res = segment(trained_model, demo_scene["sar"], tmp_path / "map.tif", SegmentConfig(tile_size=128, **CPU),
+                  probabilities=tmp_path / "p.tif", uncertainty=tmp_path / "u.tif", confidence=tmp_path / "c.tif")
+    assert res.uncertainty == tmp_path / "u.tif"
+    with rasterio.open(tmp_path / "p.tif") as p, rasterio.open(tmp_path / "u.tif") as u:
+        probs, unc = p.read(), u.read()
+        assert u.descriptions[0] == "normalised entropy" and u.descriptions[1].startswith("margin")
+    valid = ~np.isnan(unc[0])
+    K = probs.shape[0]
+    q = np.clip(probs[:, valid], 1e-12, 1)
+    entropy = -(probs[:, valid] * np.log(q)).sum(0) / np.log(K)
+    top = np.sort(probs[:, valid], axis=0)
+    np.testing.assert_allclose(unc[0][valid], entropy, atol=1e-5)
+    np.testing.assert_allclose(unc[1][valid], top[-1] - top[-2], atol=1e-5)
+    assert 0 <= unc[0][valid].min() and unc[0][valid].max() <= 1 and (unc[1][valid] >= 0).all()
+    assert np.array_equal(np.isnan(unc[0]), np.isnan(probs[0]))  # no data where the map has none
+    for name in ("u", "p", "c"):  # grey ramps QGIS picks up
+        assert "singlebandgray" in (tmp_path / f"{name}.qml").read_text()

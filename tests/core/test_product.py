@@ -64,7 +64,9 @@ def test_segment_with_a_minimum_mapping_unit_cleans_the_class_map_only(demo_scen
     with rasterio.open(tmp_path / "expected.tif") as e, rasterio.open(res.path) as m, \
             rasterio.open(tmp_path / "raw_conf.tif") as c1, rasterio.open(tmp_path / "mmu_conf.tif") as c2:
         got = m.read(1)
-        assert np.array_equal(got, e.read(1))
+        # two model runs: the thread count follows the machine's load, which can flip a near-tie pixel
+        assert (got == e.read(1)).mean() > 0.995
+        assert _patches_below(got, 255, 40, 8) == 0
         assert np.array_equal(c1.read(1), c2.read(1), equal_nan=True)  # the model's confidence, untouched
         assert m.tags(1)["STARS_CLASSES"] and m.colormap(1)
     from stars_core.checkpoint import read_meta, read_model_file
@@ -121,3 +123,21 @@ def test_polygons_tile_the_map_exactly_with_classes_areas_and_holes(demo_scene, 
     with rasterio.open(demo_scene["labels"]) as src:
         mapped = int((src.read(1) != 0).sum()) * 4.0
     assert union.area == pytest.approx(mapped) == pytest.approx(result["area_m2"])  # no gaps, no-data left out
+
+
+def test_segment_writes_polygons_after_the_minimum_mapping_unit(demo_scene, trained_model, tmp_path, capsys):
+    from osgeo import ogr
+
+    from stars_core.cli import main as cli_main
+
+    gpkg = tmp_path / "poly.gpkg"
+    assert cli_main(["segment", str(trained_model), str(demo_scene["sar"]), str(tmp_path / "m.tif"), "--tile-size",
+                     "128", "--device", "cpu", "--mmu", "0.02ha", "--polygons", str(gpkg)]) == 0
+    ds = ogr.Open(str(gpkg))  # kept: a layer must not outlive its data source
+    areas = [f.GetField("area_m2") for f in ds.GetLayerByName("landcover")]
+    ds = None
+    assert areas and min(areas) >= 200 - 1e-6  # 0.02 ha: no polygon below the unit
+    assert "polygons" in capsys.readouterr().out
+    assert cli_main(["segment", str(trained_model), str(demo_scene["sar"]), str(tmp_path / "n.tif"),
+                     "--polygons", str(demo_scene["sar"])]) == 2  # refused before the model runs
+    assert not (tmp_path / "n.tif").exists()
