@@ -35,20 +35,29 @@ def raster_path(layer: QgsRasterLayer, what: str) -> str:
     return layer.source().split("|")[0]
 
 
-def vector_file(layer, context) -> str:
-    """A file the core can read holding the layer's polygons (exported to a GeoPackage when the layer
-    is not a single-layer file already)."""
-    from qgis.core import QgsProcessingUtils, QgsVectorFileWriter
+def polygon_file(alg, parameters, name: str, context, feedback=None) -> str | None:
+    """A single-layer file the core can read holding the polygons the user chose: with "Selected
+    features only" ticked, the selection; with a layer filter, the filtered features (QGIS exports
+    them to a temporary GeoPackage); else the layer's own file. None when the input is empty."""
+    if parameters.get(name) in (None, ""):
+        return None
+    path, layer_name = alg.parameterAsCompatibleSourceLayerPathAndLayerName(parameters, name, context, ["gpkg", "shp"],
+                                                                            "gpkg", feedback)
+    if not path:
+        return None
+    if layer_name:
+        from osgeo import gdal, ogr
 
-    source = layer.source().split("|")[0]
-    if layer.providerType() == "ogr" and "|" not in layer.source() and source.lower().endswith((".gpkg", ".shp", ".geojson")):
-        return source
-    path = QgsProcessingUtils.generateTempFilename(f"{layer.id()}.gpkg")
-    options = QgsVectorFileWriter.SaveVectorOptions()
-    options.driverName = "GPKG"
-    err = QgsVectorFileWriter.writeAsVectorFormatV3(layer, path, context.transformContext(), options)
-    if err[0] != QgsVectorFileWriter.WriterError.NoError:
-        raise QgsProcessingException(f"could not export layer '{layer.name()}': {err[1]}")
+        ds = ogr.Open(path)
+        single = ds is not None and ds.GetLayerCount() == 1
+        ds = None
+        if not single:  # one layer of a multi-layer file: copied alone, for the core reads layer 0
+            from qgis.core import QgsProcessingUtils
+
+            out = QgsProcessingUtils.generateTempFilename(f"{layer_name}.gpkg")
+            if gdal.VectorTranslate(out, path, layers=[layer_name], format="GPKG") is None:
+                raise QgsProcessingException(f"could not read layer {layer_name!r} of {path}")
+            return out
     return path
 
 

@@ -6,9 +6,9 @@ import os
 from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputFile, QgsProcessingOutputNumber,
                        QgsProcessingOutputRasterLayer, QgsProcessingParameterBoolean, QgsProcessingParameterField,
                        QgsProcessingParameterFile, QgsProcessingParameterFolderDestination,
-                       QgsProcessingParameterRasterLayer, QgsProcessingParameterVectorLayer)
+                       QgsProcessingParameterFeatureSource, QgsProcessingParameterRasterLayer)
 
-from .base import StarsAlgorithm, raster_path, vector_file
+from .base import StarsAlgorithm, polygon_file, raster_path
 from .segment_missing import MODEL_FILTER, mmu_parameters, model_requirements, segment_config, segment_parameters
 
 
@@ -52,7 +52,8 @@ class SegmentMapSheets(StarsAlgorithm):
         )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterVectorLayer(self.SHEETS, "Map sheets", [QgsProcessing.SourceType.TypeVectorPolygon]))
+        self.addParameter(QgsProcessingParameterFeatureSource(self.SHEETS, "Map sheets",
+                                                              [QgsProcessing.SourceType.TypeVectorPolygon]))
         self.addParameter(QgsProcessingParameterField(self.NAME_FIELD, "Sheet name field", parentLayerParameterName=self.SHEETS,
                                                       optional=True))
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Modality-1 raster (SAR or DSM, or a VRT)"))
@@ -73,8 +74,7 @@ class SegmentMapSheets(StarsAlgorithm):
         from stars_core.sheets import read_sheets, segment_sheets
 
         cfg = segment_config(self, parameters, context)
-        layer = self.parameterAsVectorLayer(parameters, self.SHEETS, context)
-        sheets_file = vector_file(layer, context)
+        sheets_file = polygon_file(self, parameters, self.SHEETS, context, feedback)  # the selection, if any
         field = self.parameterAsString(parameters, self.NAME_FIELD, context) or None
         source = raster_path(self.parameterAsRasterLayer(parameters, self.INPUT, context), "input raster")
         folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)

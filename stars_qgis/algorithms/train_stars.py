@@ -8,11 +8,11 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParam
                        QgsProcessingParameterFileDestination, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterMultipleLayers,
                        QgsProcessingParameterNumber, QgsProcessingParameterString,
-                       QgsProcessingParameterVectorLayer)
+                       QgsProcessingParameterFeatureSource)
 
 from stars_core.config import BACKBONES, MODES, DataConfig, LossConfig, StarsConfig, TrainConfig
 
-from .base import DEVICES, StarsAlgorithm, advanced, integers, raster_path, vector_file
+from .base import DEVICES, StarsAlgorithm, advanced, integers, polygon_file, raster_path
 
 
 class TrainStars(StarsAlgorithm):
@@ -87,13 +87,13 @@ class TrainStars(StarsAlgorithm):
             optional=True, fileFilter="CSV (*.csv)"))
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.LABELS, "Label rasters, same order", QgsProcessing.SourceType.TypeRaster, optional=True))
-        self.addParameter(QgsProcessingParameterVectorLayer(
+        self.addParameter(QgsProcessingParameterFeatureSource(
             self.LABEL_POLYGONS, "Or: label polygons (for all scenes)", [QgsProcessing.SourceType.TypeVectorPolygon],
             optional=True))
         self.addParameter(QgsProcessingParameterField(
             self.CLASS_FIELD, "Class field of the label polygons", parentLayerParameterName=self.LABEL_POLYGONS,
             optional=True))
-        self.addParameter(QgsProcessingParameterVectorLayer(
+        self.addParameter(QgsProcessingParameterFeatureSource(
             self.AOI, "Area of interest (optional)", [QgsProcessing.SourceType.TypeVectorPolygon], optional=True))
         self.addParameter(QgsProcessingParameterFile(
             self.CLASS_TABLE, "Class table (CSV value,name,color or JSON)", optional=True,
@@ -166,8 +166,7 @@ class TrainStars(StarsAlgorithm):
         return model_cfg, loss_cfg, train_cfg, data_cfg
 
     def aoi(self, parameters, context) -> str | None:
-        layer = self.parameterAsVectorLayer(parameters, self.AOI, context)
-        return vector_file(layer, context) if layer is not None else None
+        return polygon_file(self, parameters, self.AOI, context)  # the selected features, if so asked
 
     def scenes(self, parameters, context) -> list:
         from stars_core.chips import ChipFolder
@@ -189,14 +188,14 @@ class TrainStars(StarsAlgorithm):
             raise QgsProcessingException("give modality-1, modality-2 and label rasters per scene, or a chip folder")
         m2 = [raster_path(l, "modality-2 raster") for l in self.parameterAsLayerList(parameters, self.M2, context)]
         labels = [raster_path(l, "label raster") for l in self.parameterAsLayerList(parameters, self.LABELS, context)]
-        polygons = self.parameterAsVectorLayer(parameters, self.LABEL_POLYGONS, context)
+        polygons = polygon_file(self, parameters, self.LABEL_POLYGONS, context)
         field = self.parameterAsString(parameters, self.CLASS_FIELD, context) or None
         if polygons is not None:
             if labels:
                 raise QgsProcessingException("give label rasters or label polygons, not both")
             if not field:
                 raise QgsProcessingException("label polygons need a class field")
-            labels = [vector_file(polygons, context)] * len(m1)
+            labels = [polygons] * len(m1)
         if len(m2) != len(m1) or len(labels) != len(m1):
             raise QgsProcessingException(
                 f"give one optical raster and one label per SAR raster, in the same order (got {len(m1)} "

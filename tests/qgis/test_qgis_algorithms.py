@@ -232,6 +232,24 @@ def test_map_sheets_write_rasters_a_mosaic_and_skip_what_is_done(demo_scene, tra
     assert summary.count(",skipped,") == 4
 
 
+def test_map_sheets_honour_selected_features_only_and_layer_filters(demo_scene, trained_model, run_alg, tmp_path):
+    """A QGIS selection or filter on the sheet layer is what the user chose: only those sheets run."""
+    from qgis.core import QgsProcessingFeatureSourceDefinition, QgsProject, QgsVectorLayer
+
+    layer = QgsVectorLayer(str(demo_scene["sheets"]), "sheets", "ogr")
+    QgsProject.instance().addMapLayer(layer)
+    layer.selectByExpression("\"name\" IN ('A1', 'B2')")
+    source = QgsProcessingFeatureSourceDefinition(layer.id(), True)  # "Selected features only"
+    params = {"SHEETS": source, "NAME_FIELD": "name", "INPUT": str(demo_scene["sar"]), "MODEL": str(trained_model),
+              "OUTPUT_FOLDER": str(tmp_path / "selected"), **SEG}
+    res, _ = run_alg("stars:segmentmapsheets", params)
+    assert sorted(p.name for p in (tmp_path / "selected").glob("*.tif")) == ["A1.tif", "B2.tif"] and res["DONE"] == 2
+    filtered = QgsVectorLayer(f"{demo_scene['sheets']}|subset=\"name\" = 'A2'", "filtered", "ogr")
+    QgsProject.instance().addMapLayer(filtered)
+    run_alg("stars:segmentmapsheets", dict(params, SHEETS=filtered.id(), OUTPUT_FOLDER=str(tmp_path / "filtered")))
+    assert [p.name for p in (tmp_path / "filtered").glob("*.tif")] == ["A2.tif"]
+
+
 def test_evaluate_gives_metrics_as_outputs_and_reports(demo_scene, trained_model, run_alg, tmp_path):
     out = tmp_path / "map.tif"
     run_alg("stars:segmentmissingmodality", {"INPUT": str(demo_scene["sar"]), "MODEL": str(trained_model),
