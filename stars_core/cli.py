@@ -346,6 +346,10 @@ def _segment_parser(sub) -> None:
     seg.add_argument("--resample", action="store_true",
                      help="segment at the model's pixel size when the input's differs (result on the input grid)")
     _mmu_arguments(seg)
+    seg.add_argument("--extent", metavar="XMIN,YMIN,XMAX,YMAX", help="segment only this extent (in the input's CRS "
+                     "unless --extent-crs); the output covers it on the input's pixel grid")
+    seg.add_argument("--extent-crs", metavar="CRS", help="CRS of --extent (e.g. EPSG:4326)")
+    seg.add_argument("--mask", metavar="POLYGONS", help="polygon file: pixels outside its polygons are no data")
 
 
 def _mmu_arguments(p, what: str = "the class map") -> None:
@@ -586,8 +590,20 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _extent(text: str | None) -> tuple[float, float, float, float] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise InputError(f"--extent must be xmin,ymin,xmax,ymax (four numbers), got {text!r}")
+    return values
+
+
 def cmd_segment(args) -> int:
-    from .infer import segment
+    from .infer import segment_area
     from .progress import progress_bar, say
 
     cfg = SegmentConfig(tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
@@ -608,7 +624,8 @@ def cmd_segment(args) -> int:
         bar.update(done - bar.n)
 
     try:
-        result = segment(args.model, args.input, args.output, cfg, with_m2=args.with_m2,
+        result = segment_area(args.model, args.input, args.output, cfg, extent=_extent(args.extent),
+                              extent_crs=args.extent_crs, mask=args.mask, with_m2=args.with_m2,
                          confidence=args.confidence, probabilities=args.probabilities, uncertainty=args.uncertainty,
                          progress=progress, log=lambda m: say(f"warning: {m}", file=sys.stderr), cancel=STOP)
     finally:

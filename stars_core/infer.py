@@ -320,6 +320,50 @@ def _open_inputs(stack: ExitStack, loaded, cfg: SegmentConfig, input, with_m2, c
     return src, work, inputs
 
 
+def segment_area(model, input: str | os.PathLike, output: str | os.PathLike, cfg: SegmentConfig = SegmentConfig(), *,
+                 extent: tuple[float, float, float, float] | None = None, extent_crs: str | None = None,
+                 mask: str | os.PathLike | None = None, **kwargs) -> SegmentResult:
+    """`segment` limited to an extent (xmin, ymin, xmax, ymax, in `extent_crs`, default the input's)
+    and/or to the polygons of a mask file: the output covers the extent (the whole input without
+    one) on the input's own pixel grid, and every pixel outside the mask polygons is no data."""
+    if extent is None and mask is None:
+        return segment(model, input, output, cfg, **kwargs)
+    import tempfile
+
+    from osgeo import gdal
+
+    from .raster import read_polygons, window_of
+
+    clip = None
+    if mask is not None:
+        wkt, items = read_polygons(mask)
+        if not items:
+            raise InputError(f"the mask {os.fspath(mask)!r} holds no polygon; draw one or leave the mask out")
+        clip = (wkt, [g for g, _ in items])
+    with open_raster(input, "input") as src:
+        window = None
+        if extent is not None:
+            xmin, ymin, xmax, ymax = extent
+            if not (xmin < xmax and ymin < ymax):
+                raise InputError(f"the extent must be xmin, ymin, xmax, ymax with xmin < xmax and ymin < ymax, "
+                                 f"got {extent}")
+            box = {"type": "Polygon", "coordinates": [[(xmin, ymin), (xmax, ymin), (xmax, ymax), (xmin, ymax),
+                                                       (xmin, ymin)]]}
+            if extent_crs:
+                box = geometries_in(rasterio.crs.CRS.from_user_input(extent_crs).to_wkt(), [(box, None)], src.crs)[0][0]
+            window = window_of(src, box)  # whole pixels of the input grid covering the extent
+            if window is None:
+                raise InputError(f"the extent {extent} does not overlap {os.fspath(input)!r} "
+                                 f"(its bounds: {tuple(round(v, 3) for v in src.bounds)}); check the extent and its CRS")
+    if window is None:
+        return segment(model, input, output, cfg, clip=clip, **kwargs)
+    with tempfile.TemporaryDirectory(dir=Path(output).resolve().parent, prefix=".stars-extent-") as tmp:
+        vrt = Path(tmp) / "extent.vrt"
+        gdal.Translate(str(vrt), os.fspath(input), format="VRT",
+                       srcWin=[int(window.col_off), int(window.row_off), int(window.width), int(window.height)])
+        return segment(model, vrt, output, cfg, clip=clip, **kwargs)
+
+
 def open_runner(model, cfg: SegmentConfig):
     """What runs the network: `torch_runner.TorchRunner` for a .stars file or a LoadedModel (imports
     PyTorch), `onnx_model.OnnxModel` for a .onnx file (imports ONNX Runtime only)."""

@@ -1,6 +1,7 @@
 """Raster and vector I/O shared by training, segmentation and evaluation (rasterio, GDAL/OGR)."""
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -9,6 +10,7 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds, transform_geom
+from rasterio.windows import from_bounds
 
 from .runtime import InputError
 
@@ -134,3 +136,21 @@ def geometries_in(crs_wkt: str, items, dst_crs) -> list[tuple[dict, Any]]:
         return list(items)
     return [(None if g is None else transform_geom(src, dst_crs, g), v) for g, v in items]
 
+
+def window_of(src, geom: dict):
+    """Pixel window of the raster covering the polygon's bounding box, or None when disjoint."""
+    from rasterio.features import bounds
+
+    left, bottom, right, top = bounds(geom)
+    b = src.bounds
+    left, right = max(left, b.left), min(right, b.right)
+    bottom, top = max(bottom, b.bottom), min(top, b.top)
+    if left >= right or bottom >= top:
+        return None
+    w = from_bounds(left, bottom, right, top, transform=src.transform)
+    col, row = max(0, math.floor(w.col_off + 1e-6)), max(0, math.floor(w.row_off + 1e-6))
+    width = min(math.ceil(w.col_off + w.width - 1e-6), src.width) - col
+    height = min(math.ceil(w.row_off + w.height - 1e-6), src.height) - row
+    if width <= 0 or height <= 0:
+        return None
+    return rasterio.windows.Window(col, row, width, height)

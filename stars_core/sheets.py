@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import rasterio
-from rasterio.windows import from_bounds
 
 from .config import SegmentConfig
 from .files import atomic_path, check_outputs
 from .infer import band_order, open_runner, segment
-from .raster import geometries_in, open_raster, read_polygons
+from .raster import geometries_in, open_raster, read_polygons, window_of
 from .style import paletted_qml
 from .runtime import Cancelled, InputError
 
@@ -116,7 +115,7 @@ def plan_sheets(input: str | os.PathLike, sheets: tuple[str, Sequence[tuple[str,
     unusable = {i: why for i, (_, g) in enumerate(items) if (why := _unusable(g)) is not None}
     with open_raster(input, "input") as src:
         geoms = [g for g, _ in geometries_in(wkt, [(g, n) for n, g in items], src.crs)]
-        windows = [None if i in unusable else _window(src, g) for i, g in enumerate(geoms)]
+        windows = [None if i in unusable else window_of(src, g) for i, g in enumerate(geoms)]
     for i, w in enumerate(windows):
         if w is None and i not in unusable:
             unusable[i] = ("outside", "the sheet does not overlap the raster")
@@ -306,25 +305,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _window(src, geom: dict):
-    """Pixel window of the raster covering the polygon's bounding box, or None when disjoint."""
-    from rasterio.features import bounds
-
-    left, bottom, right, top = bounds(geom)
-    b = src.bounds
-    left, right = max(left, b.left), min(right, b.right)
-    bottom, top = max(bottom, b.bottom), min(top, b.top)
-    if left >= right or bottom >= top:
-        return None
-    w = from_bounds(left, bottom, right, top, transform=src.transform)
-    col, row = max(0, math.floor(w.col_off + 1e-6)), max(0, math.floor(w.row_off + 1e-6))
-    width = min(math.ceil(w.col_off + w.width - 1e-6), src.width) - col
-    height = min(math.ceil(w.row_off + w.height - 1e-6), src.height) - row
-    if width <= 0 or height <= 0:
-        return None
-    return rasterio.windows.Window(col, row, width, height)
 
 
 def _relative_sources(vrt: Path) -> None:

@@ -1,12 +1,13 @@
 """stars:segmentmissingmodality — classify a raster of one modality with a trained model."""
 from __future__ import annotations
 
-from qgis.core import (QgsProcessingParameterBoolean, QgsProcessingParameterEnum, QgsProcessingParameterFile,
+from qgis.core import (QgsProcessing, QgsProcessingParameterExtent, QgsProcessingParameterFeatureSource,
+                       QgsProcessingParameterBoolean, QgsProcessingParameterEnum, QgsProcessingParameterFile,
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterRasterLayer,
                        QgsProcessingParameterString)
 
-from .base import DEVICES, StarsAlgorithm, advanced, raster_path
+from .base import DEVICES, StarsAlgorithm, advanced, polygon_file, raster_path
 
 MODEL_FILTER = "STARS model (*.stars *.onnx);;PyTorch model file (*.stars);;Exported ONNX model (*.onnx)"
 MODALITIES = ["modality 1 (SAR or DSM): the optical image is missing", "modality 2 (optical)"]
@@ -80,6 +81,8 @@ class SegmentMissingModality(StarsAlgorithm):
     OUTPUT = "OUTPUT"
     CONFIDENCE = "CONFIDENCE"
     PROBABILITIES = "PROBABILITIES"
+    EXTENT = "EXTENT"
+    MASK = "MASK"
     UNCERTAINTY = "UNCERTAINTY"
     POLYGONS = "POLYGONS"
 
@@ -113,6 +116,10 @@ class SegmentMissingModality(StarsAlgorithm):
             self.WITH_M2, "Optical raster of the same area (optional: use both modalities)", optional=True)))
         self.addParameter(advanced(QgsProcessingParameterBoolean(
             self.RESAMPLE, "Resample to the model's pixel size when it differs", defaultValue=False)))
+        self.addParameter(QgsProcessingParameterExtent(self.EXTENT, "Extent (empty: the whole raster)", optional=True))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.MASK, "Mask polygons (outside them: no data)", [QgsProcessing.SourceType.TypeVectorPolygon],
+            optional=True))
         mmu_parameters(self)
         segment_parameters(self)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Land-cover map"))
@@ -128,7 +135,7 @@ class SegmentMissingModality(StarsAlgorithm):
             optional=True, createByDefault=False))
 
     def execute(self, parameters, context, feedback) -> dict:
-        from stars_core.infer import open_runner_cached, segment
+        from stars_core.infer import open_runner_cached, segment_area
 
         from ..style import PalettedStyle
 
@@ -143,10 +150,18 @@ class SegmentMissingModality(StarsAlgorithm):
         probs = self.parameterAsOutputLayer(parameters, self.PROBABILITIES, context) or None
         unc = self.parameterAsOutputLayer(parameters, self.UNCERTAINTY, context) or None
         loaded = open_runner_cached(self.parameterAsFile(parameters, self.MODEL, context), cfg)
-        result = segment(loaded, source, out, cfg, with_m2=with_m2, confidence=conf, probabilities=probs,
-                         uncertainty=unc,
-                         progress=self.progress(feedback), cancel=feedback.isCanceled,
-                         log=lambda m: feedback.pushWarning(m))
+        extent, extent_crs = None, None
+        if parameters.get(self.EXTENT) not in (None, ""):
+            box = self.parameterAsExtent(parameters, self.EXTENT, context)
+            if not box.isNull() and not box.isEmpty():
+                extent = (box.xMinimum(), box.yMinimum(), box.xMaximum(), box.yMaximum())
+                crs = self.parameterAsExtentCrs(parameters, self.EXTENT, context)
+                extent_crs = crs.toWkt() if crs.isValid() else None
+        mask = polygon_file(self, parameters, self.MASK, context, feedback)  # the selected features, if so asked
+        result = segment_area(loaded, source, out, cfg, extent=extent, extent_crs=extent_crs, mask=mask,
+                              with_m2=with_m2, confidence=conf, probabilities=probs, uncertainty=unc,
+                              progress=self.progress(feedback), cancel=feedback.isCanceled,
+                              log=lambda m: feedback.pushWarning(m))
         total = max(1, sum(result.class_pixels.values()))
         feedback.pushInfo(f"{result.width} x {result.height} pixels, {result.tiles} tiles, {result.seconds:.1f} s "
                           f"on {result.device}: " + ", ".join(f"{n} {100 * c / total:.1f}%"

@@ -407,3 +407,32 @@ def test_uncertainty_comes_from_the_blended_probabilities_of_the_same_pass(demo_
     assert np.array_equal(np.isnan(unc[0]), np.isnan(probs[0]))  # no data where the map has none
     for name in ("u", "p", "c"):  # grey ramps QGIS picks up
         assert "singlebandgray" in (tmp_path / f"{name}.qml").read_text()
+
+
+def test_an_extent_and_a_mask_limit_the_map_on_the_input_grid(demo_scene, trained_model, tmp_path):
+    from stars_core.infer import segment_area
+    from stars_core.runtime import InputError
+    from tests.core.helpers import write_polygons
+
+    with rasterio.open(demo_scene["sar"]) as src:
+        t, crs, (l, b, r, top) = src.transform, src.crs.to_wkt(), src.bounds
+    px = t.a
+    extent = (l + 10.3 * px, b + 20.7 * px, l + 140.2 * px, top - 30.1 * px)  # not on pixel edges
+    res = segment_area(trained_model, demo_scene["sar"], tmp_path / "e.tif", SegmentConfig(tile_size=128, **CPU),
+                       extent=extent)
+    with rasterio.open(res.path) as ds:
+        cols, rows = ~t * (ds.transform.c, ds.transform.f)
+        assert cols == int(cols) == 10 and rows == int(rows) == 30  # the input's pixel grid, snapped outwards
+        assert ds.res == (px, px) and ds.bounds.right >= extent[2] and ds.bounds.bottom <= extent[1]
+    tri = {"type": "Polygon", "coordinates": [[(l, top), (r, top), (l, b), (l, top)]]}
+    write_polygons(tmp_path / "mask.gpkg", crs, [(tri, 1)])
+    masked = segment_area(trained_model, demo_scene["sar"], tmp_path / "m.tif", SegmentConfig(tile_size=128, **CPU),
+                          mask=tmp_path / "mask.gpkg")
+    with rasterio.open(masked.path) as ds:
+        data = ds.read(1)
+    rows, cols = np.indices(data.shape)
+    assert (data[rows + cols > data.shape[0] + 2] == 255).all()  # outside the mask: no data
+    assert (data[rows + cols < data.shape[0] - 2] != 255).mean() > 0.9
+    with pytest.raises(InputError, match="does not overlap"):
+        segment_area(trained_model, demo_scene["sar"], tmp_path / "x.tif", SegmentConfig(tile_size=128, **CPU),
+                     extent=(l - 1e6, b - 1e6, l - 9e5, b - 9e5))

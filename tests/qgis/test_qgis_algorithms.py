@@ -331,3 +331,18 @@ def test_clean_land_cover_map_and_segment_with_a_minimum_mapping_unit(demo_scene
         # 0.02 ha of 2 m pixels = 50 pixels: the same cleaning (two model runs may differ on a near-tie pixel)
         assert (a.read(1) == b.read(1)).mean() > 0.995
         assert not np.array_equal(a.read(1), r.read(1))
+
+
+def test_segment_an_extent_of_the_canvas_within_a_mask(demo_scene, trained_model, run_alg, tmp_path):
+    import rasterio
+
+    with rasterio.open(demo_scene["sar"]) as src:
+        l, b, r, t = src.bounds
+        crs = src.crs.to_string()
+    extent = f"{l + 20},{l + 150},{b + 40},{t - 30} [{crs}]"  # xmin,xmax,ymin,ymax as the dialog writes it
+    res, _ = run_alg("stars:segmentmissingmodality", {"INPUT": str(demo_scene["sar"]), "MODEL": str(trained_model),
+                                                      "EXTENT": extent, "MASK": str(demo_scene["sheets"]),
+                                                      "OUTPUT": str(tmp_path / "e.tif"), **SEG})
+    with rasterio.open(res["OUTPUT"]) as ds:
+        assert ds.bounds.left <= l + 20 < ds.bounds.left + ds.res[0] and ds.width < 100
+        assert ds.bounds.top >= t - 30 > ds.bounds.top - ds.res[1]
