@@ -41,6 +41,10 @@ def polygon_file(alg, parameters, name: str, context, feedback=None) -> str | No
     them to a temporary GeoPackage); else the layer's own file. None when the input is empty."""
     if parameters.get(name) in (None, ""):
         return None
+    if feedback is None:  # QGIS 3.22 crashes when it exports a filtered layer without a feedback object
+        from qgis.core import QgsProcessingFeedback
+
+        feedback = QgsProcessingFeedback()
     path, layer_name = alg.parameterAsCompatibleSourceLayerPathAndLayerName(parameters, name, context, ["gpkg", "shp"],
                                                                             "gpkg", feedback)
     if not path:

@@ -346,3 +346,24 @@ def test_segment_an_extent_of_the_canvas_within_a_mask(demo_scene, trained_model
     with rasterio.open(res["OUTPUT"]) as ds:
         assert ds.bounds.left <= l + 20 < ds.bounds.left + ds.res[0] and ds.width < 100
         assert ds.bounds.top >= t - 30 > ds.bounds.top - ds.res[1]
+
+
+def test_a_filtered_layer_given_as_a_source_string_is_read_with_its_filter(demo_scene, stars_provider, tmp_path):
+    """The demo passes its AOI as 'file|layername=...|subset=...'; exporting it must not crash QGIS 3.22
+    (it does when no feedback object is given) and must keep the filter."""
+    from osgeo import ogr
+    from qgis.core import QgsProcessingContext, QgsProject
+
+    from stars_qgis.algorithms.base import polygon_file
+    from stars_qgis.algorithms.train_stars import TrainStars
+
+    alg = TrainStars()
+    alg.initAlgorithm()
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    path = polygon_file(alg, {"AOI": f"{demo_scene['sheets']}|layername=sheets|subset=\"name\" <> 'B2'"}, "AOI",
+                        context)
+    ds = ogr.Open(path)
+    names = sorted(f.GetField("name") for f in ds.GetLayer(0))
+    ds = None
+    assert names == ["A1", "A2", "B1"]
