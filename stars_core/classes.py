@@ -115,6 +115,13 @@ class ClassTable:
             )
         return out
 
+    def value_index(self) -> np.ndarray:
+        """A lookup table: entry v is the class index of label value v, -1 for values not in the
+        table (covers 0..65535, every value a class raster holds)."""
+        lut = np.full(65536, -1, np.int64)
+        lut[np.asarray(self.values)] = np.arange(len(self))
+        return lut
+
     def indices(self, values: Iterable[int], what: str = "class values") -> tuple[int, ...]:
         """Class indices of label values, or an InputError naming the values the table lacks."""
         values = [int(v) for v in values]

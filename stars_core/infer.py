@@ -43,7 +43,8 @@ from .bands import BandStats, normalise
 from .classes import ClassTable, rgb
 from .config import SegmentConfig
 from .files import atomic_outputs, check_outputs
-from .raster import aligned, band_names, geometries_in, open_raster, pixel_size, valid_mask
+from .raster import (aligned, band_names, centre_latitude, geometries_in, metres_per_pixel, open_raster, pixel_area,
+                     pixel_size, read_polygons, valid_mask, window_of)
 from . import threads
 from .runtime import Cancelled, InputError
 from .style import grey_qml, paletted_qml
@@ -93,25 +94,6 @@ def band_order(ds, stats: BandStats, role: str, path: str, log: Callable[[str], 
     return list(range(1, ds.count + 1))
 
 
-def metres_per_pixel(crs, size: Sequence[float], latitude: float = 0.0) -> float:
-    """Mean pixel side in metres (geographic CRS: at the given latitude)."""
-    side = math.sqrt(abs(size[0] * size[1]))
-    if crs.is_geographic:
-        return side * 111_320.0 * math.sqrt(max(math.cos(math.radians(latitude)), 1e-6))
-    try:
-        return side * crs.linear_units_factor[1]
-    except Exception:  # CRS without a known linear unit: assume metres
-        return side
-
-
-def _latitude(ds) -> float:
-    from rasterio.warp import transform
-
-    cx, cy = (ds.bounds.left + ds.bounds.right) / 2, (ds.bounds.top + ds.bounds.bottom) / 2
-    _, lat = transform(ds.crs, "EPSG:4326", [cx], [cy])
-    return float(lat[0])
-
-
 class _Inputs:
     """The rasters a run reads, on one grid, with the model's band order and statistics.
 
@@ -125,10 +107,6 @@ class _Inputs:
         self.order, self.stats, self.clip, self.prepare = order, stats, clip, prepare
         self._given, self._reopen = (primary, secondary), reopen
         self._local = threading.local()
-
-    @property
-    def reopens(self) -> bool:
-        return self._reopen is not None
 
     def _datasets(self) -> tuple:
         pair = getattr(self._local, "pair", None)
@@ -251,9 +229,9 @@ def segment(
             if cfg.mmu is not None:
                 counts, nodata = _clean(out_t, cfg, loaded.classes, src, cancel, note)
             qml_t.write_text(paletted_qml(loaded.classes))
-            for path, style in zip(style_t, (grey_qml(1), grey_qml(1), grey_qml(1))):
-                if path is not None:  # grey ramps 0..1 (uncertainty: bright where the model hesitates)
-                    path.write_text(style)
+            for path in style_t:  # grey ramps 0..1 (uncertainty: bright where the model hesitates)
+                if path is not None:
+                    path.write_text(grey_qml(1))
 
     return SegmentResult(
         Path(output), Path(confidence) if confidence else None, Path(probabilities) if probabilities else None,
@@ -265,14 +243,13 @@ def segment(
 
 def _clean(path: Path, cfg: SegmentConfig, classes: ClassTable, src, cancel, note) -> tuple[np.ndarray, int]:
     """The class map cleaned to the minimum mapping unit, in place; its class counts again."""
-    from .product.mmu import mmu_pixels, pixel_area, sieve
+    from .product.mmu import mmu_pixels, sieve
 
     threshold = mmu_pixels(cfg.mmu, pixel_area(src))
     sieve(path, threshold, cfg.mmu_connectivity, cancel)
     note(f"class map cleaned to a minimum mapping unit of {cfg.mmu} ({threshold} pixels, "
          f"{cfg.mmu_connectivity}-connected); confidence and probabilities are the model's")
-    lut = np.full(65536, -1, np.int64)
-    lut[np.asarray(classes.values)] = np.arange(len(classes))
+    lut = classes.value_index()
     counts, nodata = np.zeros(len(classes), np.int64), 0
     with rasterio.open(path) as ds:
         for row in range(0, ds.height, BLOCK):
@@ -332,7 +309,6 @@ def segment_area(model, input: str | os.PathLike, output: str | os.PathLike, cfg
 
     from osgeo import gdal
 
-    from .raster import read_polygons, window_of
 
     clip = None
     if mask is not None:
@@ -413,7 +389,7 @@ def _working_grid(src, loaded, cfg: SegmentConfig, note: Callable[[str], None]):
     a VRT of the input at the model's pixel size (same CRS and footprint)."""
     model_crs = rasterio.crs.CRS.from_user_input(loaded.crs) if loaded.crs else src.crs
     trained = metres_per_pixel(model_crs, loaded.pixel_size)
-    given = metres_per_pixel(src.crs, pixel_size(src), _latitude(src) if src.crs.is_geographic else 0.0)
+    given = metres_per_pixel(src.crs, pixel_size(src), centre_latitude(src) if src.crs.is_geographic else 0.0)
     ratio = given / trained
     if 1 / PIXEL_SIZE_TOLERANCE <= ratio <= PIXEL_SIZE_TOLERANCE:
         return None
@@ -587,8 +563,7 @@ def _warp_back(works, finals, src, classes: ClassTable, cancel) -> tuple[np.ndar
     """Bring work-grid outputs back onto the input grid (classes: nearest; probabilities: bilinear),
     with the input's no-data pixels as no-data. Returns class pixel counts and the no-data count."""
     out_p, conf_p, prob_p, unc_p = _profiles(src.profile, classes)
-    lut = np.full(65536, -1, np.int64)
-    lut[np.asarray(classes.values)] = np.arange(len(classes))
+    lut = classes.value_index()
     counts, nodata = np.zeros(len(classes), np.int64), 0
     for work, final, profile in zip(works, finals, (out_p, conf_p, prob_p, unc_p)):
         if work is None:

@@ -77,7 +77,7 @@ def metadata(loaded: LoadedModel, branch: str, tile: int, source: Path) -> dict[
     tile_size as its code reads it and tiles_size as its documentation names it, tiles_overlap in
     percent, seg_thresh 0 and seg_small_segment 0 so that "Load default parameters" gives the STARS
     map unchanged, standardization: identity, since the graph normalises) and STARS's own."""
-    from .infer import metres_per_pixel  # rasterio only; no training code
+    from .raster import metres_per_pixel
 
     import rasterio
 

@@ -48,9 +48,6 @@ class LogProgress:
             if self.n > self.printed:  # the end, unless the last line already said it
                 self._line(time.monotonic())
 
-    def write(self, message: str, file: TextIO | None = None) -> None:
-        print(message, file=file if file is not None else sys.stdout, flush=True)
-
     def _line(self, now: float) -> None:
         self.printed = self.n
         elapsed = now - self.start

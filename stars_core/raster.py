@@ -89,6 +89,34 @@ def pixel_size(ds) -> tuple[float, float]:
     return abs(ds.transform.a), abs(ds.transform.e)
 
 
+def metres_per_pixel(crs, size, latitude: float = 0.0) -> float:
+    """Mean pixel side in metres (geographic CRS: at the given latitude)."""
+    side = math.sqrt(abs(size[0] * size[1]))
+    if crs.is_geographic:
+        return side * 111_320.0 * math.sqrt(max(math.cos(math.radians(latitude)), 1e-6))
+    try:
+        return side * crs.linear_units_factor[1]
+    except Exception:  # CRS without a known linear unit: assume metres
+        return side
+
+
+def centre_latitude(ds) -> float:
+    """Latitude of the raster's centre."""
+    from rasterio.warp import transform
+
+    cx, cy = (ds.bounds.left + ds.bounds.right) / 2, (ds.bounds.top + ds.bounds.bottom) / 2
+    _, lat = transform(ds.crs, "EPSG:4326", [cx], [cy])
+    return float(lat[0])
+
+
+def pixel_area(ds) -> float:
+    """Area of one pixel in m2 (a geographic CRS: at the centre latitude); 0 without a CRS."""
+    if ds.crs is None:
+        return 0.0
+    side = metres_per_pixel(ds.crs, pixel_size(ds), centre_latitude(ds) if ds.crs.is_geographic else 0.0)
+    return side * side
+
+
 def read_polygons(path: str | os.PathLike, field: str | None = None, layer: str | None = None,
                   keep_empty: bool = False):
     """Polygons of a vector file: (crs WKT, [(GeoJSON geometry, field value or None), ...]).

@@ -1,10 +1,26 @@
-"""Legends that GIS tools pick up without help: a QGIS style file (.qml) beside a classified
-raster, which QGIS applies when the raster is added to a project."""
+"""Legends that GIS tools pick up without help: QGIS styles (.qml) for classified and continuous
+rasters, which QGIS applies when a raster with one beside it is added to a project, and default
+styles stored inside a GeoPackage for vector layers (accuracy samples, land-cover polygons)."""
 from __future__ import annotations
 
 from xml.sax.saxutils import quoteattr
 
 from .classes import ClassTable
+
+
+def _raster_qml(renderer: str) -> str:
+    """A QGIS raster style around one renderer element (the pipe QGIS writes for a raster layer)."""
+    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.22" styleCategories="Symbology">
+  <pipe>
+{renderer}
+    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
+    <huesaturation saturation="0" grayscaleMode="0" colorizeOn="0" colorizeRed="255" colorizeGreen="128" colorizeBlue="128" colorizeStrength="100"/>
+    <rasterresampler maxOversampling="2"/>
+  </pipe>
+  <blendMode>0</blendMode>
+</qgis>
+"""
 
 
 def paletted_qml(classes: ClassTable, band: int = 1) -> str:
@@ -13,46 +29,26 @@ def paletted_qml(classes: ClassTable, band: int = 1) -> str:
         f'        <paletteEntry value="{v}" color="{c}" alpha="255" label={quoteattr(n)}/>'
         for v, n, c in zip(classes.values, classes.names, classes.colors)
     )
-    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
-<qgis version="3.22" styleCategories="Symbology">
-  <pipe>
-    <rasterrenderer type="paletted" band="{band}" opacity="1" alphaBand="-1" nodataColor="">
+    return _raster_qml(f"""    <rasterrenderer type="paletted" band="{band}" opacity="1" alphaBand="-1" nodataColor="">
       <rasterTransparency/>
       <colorPalette>
 {entries}
       </colorPalette>
       <colorramp type="randomcolors" name="[source]"/>
-    </rasterrenderer>
-    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
-    <huesaturation saturation="0" grayscaleMode="0" colorizeOn="0" colorizeRed="255" colorizeGreen="128" colorizeBlue="128" colorizeStrength="100"/>
-    <rasterresampler maxOversampling="2"/>
-  </pipe>
-  <blendMode>0</blendMode>
-</qgis>
-"""
+    </rasterrenderer>""")
 
 
-def grey_qml(band: int = 1, low: float = 0.0, high: float = 1.0, invert: bool = False) -> str:
-    """A QGIS grey ramp on one band of a continuous raster (confidence, probabilities, uncertainty)."""
-    gradient = "WhiteToBlack" if invert else "BlackToWhite"
-    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
-<qgis version="3.22" styleCategories="Symbology">
-  <pipe>
-    <rasterrenderer type="singlebandgray" grayBand="{band}" gradient="{gradient}" opacity="1" alphaBand="-1" nodataColor="">
+def grey_qml(band: int = 1, low: float = 0.0, high: float = 1.0) -> str:
+    """A QGIS grey ramp (black to white) on one band of a continuous raster (confidence,
+    probabilities, uncertainty)."""
+    return _raster_qml(f"""    <rasterrenderer type="singlebandgray" grayBand="{band}" gradient="BlackToWhite" opacity="1" alphaBand="-1" nodataColor="">
       <rasterTransparency/>
       <contrastEnhancement>
         <minValue>{low}</minValue>
         <maxValue>{high}</maxValue>
         <algorithm>StretchToMinimumMaximum</algorithm>
       </contrastEnhancement>
-    </rasterrenderer>
-    <brightnesscontrast brightness="0" contrast="0" gamma="1"/>
-    <huesaturation saturation="0" grayscaleMode="0" colorizeOn="0" colorizeRed="255" colorizeGreen="128" colorizeBlue="128" colorizeStrength="100"/>
-    <rasterresampler maxOversampling="2"/>
-  </pipe>
-  <blendMode>0</blendMode>
-</qgis>
-"""
+    </rasterrenderer>""")
 
 
 def _renderer(classes: ClassTable, field: str, geometry: str) -> str:
@@ -130,3 +126,29 @@ def sample_qml(classes: ClassTable) -> str:
 def _rgba(color: str) -> str:
     c = color.lstrip("#")
     return ",".join(str(int(c[i:i + 2], 16)) for i in (0, 2, 4)) + ",255"
+
+
+def gpkg_default_style(target, table: str, qml: str, description: str) -> None:
+    """Store `qml` as the default QGIS style of layer `table` of the open GeoPackage `target` (an OGR
+    data source), in its `layer_styles` table, where QGIS looks for one when the layer is added."""
+    from osgeo import ogr
+
+    styles = target.GetLayerByName("layer_styles")
+    if styles is None:
+        styles = target.CreateLayer("layer_styles", None, ogr.wkbNone)
+        for name, kind in (("f_table_catalog", ogr.OFTString), ("f_table_schema", ogr.OFTString),
+                           ("f_table_name", ogr.OFTString), ("f_geometry_column", ogr.OFTString),
+                           ("styleName", ogr.OFTString), ("styleQML", ogr.OFTString), ("styleSLD", ogr.OFTString),
+                           ("useAsDefault", ogr.OFTInteger), ("description", ogr.OFTString),
+                           ("owner", ogr.OFTString), ("ui", ogr.OFTString), ("update_time", ogr.OFTDateTime)):
+            field = ogr.FieldDefn(name, kind)
+            if name == "useAsDefault":
+                field.SetSubType(ogr.OFSTBoolean)
+            styles.CreateField(field)
+    f = ogr.Feature(styles.GetLayerDefn())
+    for key, value in (("f_table_catalog", ""), ("f_table_schema", ""), ("f_table_name", table),
+                       ("f_geometry_column", "geom"), ("styleName", table), ("styleQML", qml), ("styleSLD", ""),
+                       ("description", description), ("owner", ""), ("ui", "")):
+        f.SetField(key, value)
+    f.SetField("useAsDefault", 1)
+    styles.CreateFeature(f)

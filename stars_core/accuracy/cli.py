@@ -15,7 +15,8 @@ then give each point its reference class (field `reference`, a class value; in Q
 the class names), and: stars assess landcover.tif sample.gpkg --html report.html"""
 
 
-def _pairs(text: str, cast, what: str) -> dict:
+def name_values(text: str, cast, what: str) -> dict:
+    """'water=0.95, roads=0.6' -> {"water": 0.95, "roads": 0.6}, or one line naming `what`."""
     out = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, value = part.rpartition("=")
@@ -68,8 +69,8 @@ def cmd_sample(args, cancel=None) -> int:
     try:
         users = float(args.expected_ua)
     except ValueError:
-        users = _pairs(args.expected_ua, float, "--expected-ua")
-    per_class = _pairs(args.per_class, int, "--per-class") if args.per_class else None
+        users = name_values(args.expected_ua, float, "--expected-ua")
+    per_class = name_values(args.per_class, int, "--per-class") if args.per_class else None
     result = draw_sample(args.map, args.out, class_table=args.class_table, n=args.n, target_se=args.target_se,
                          expected_users=users, allocation=args.allocation, minimum=args.min_per_class,
                          per_class=per_class, seed=args.seed, cancel=cancel,

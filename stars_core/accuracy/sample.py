@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -27,7 +27,7 @@ from rasterio.windows import Window
 
 from ..classes import ClassTable, stored_classes
 from ..files import atomic_path, check_outputs
-from ..raster import open_raster
+from ..raster import open_raster, pixel_area
 from ..runtime import Cancelled, InputError
 from .design import allocate, sample_size
 
@@ -44,6 +44,13 @@ class Strata:
     pixels: list[int]
     area_m2: list[float]
     colors: list[str] | None = None
+
+    def table(self) -> ClassTable:
+        """The map classes as a class table, in the strata's order."""
+        from ..classes import palette
+
+        colors = self.colors if self.colors is not None else palette(len(self.values))
+        return ClassTable(tuple(self.values), tuple(self.names), tuple(colors))
 
     @property
     def weights(self) -> np.ndarray:
@@ -89,13 +96,7 @@ def _row_areas(ds, rows: np.ndarray) -> np.ndarray:
         lat_top = np.radians(t.f + rows * t.e)
         lat_bottom = np.radians(t.f + (rows + 1) * t.e)
         return EARTH_RADIUS ** 2 * abs(math.radians(t.a)) * np.abs(np.sin(lat_top) - np.sin(lat_bottom))
-    factor = 1.0
-    if ds.crs is not None:
-        try:
-            factor = ds.crs.linear_units_factor[1]
-        except Exception:  # a CRS without a known linear unit: metres
-            factor = 1.0
-    return np.full(len(rows), abs(t.a * t.e - t.b * t.d) * factor ** 2)
+    return np.full(len(rows), pixel_area(ds) if ds.crs is not None else abs(t.a * t.e - t.b * t.d))
 
 
 def _strips(ds, cancel):
@@ -113,8 +114,7 @@ def count_strata(map_path: str | os.PathLike, class_table=None, cancel: Callable
     with open_raster(map_path, "classified map") as ds:
         classes = map_classes(ds, class_table)
         nodata = ds.nodata
-        lut = np.full(65536, -1, np.int64)
-        lut[np.asarray(classes.values)] = np.arange(len(classes))
+        lut = classes.value_index()
         pixels = np.zeros(len(classes), np.int64)
         area = np.zeros(len(classes), np.float64)
         strange: set[int] = set()
@@ -211,8 +211,7 @@ def draw_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, class_ta
 
 def _locate(ds, strata: Strata, ranks: list[np.ndarray], cancel, progress) -> list[tuple[int, int, int]]:
     """(row, col, stratum) of the pixels at the given ranks of each stratum, in row-major order."""
-    lut = np.full(65536, -1, np.int64)
-    lut[np.asarray(strata.values)] = np.arange(len(strata.values))
+    lut = strata.table().value_index()
     seen = np.zeros(len(strata.values), np.int64)
     nxt = [0] * len(strata.values)
     chosen = []
@@ -280,42 +279,16 @@ def _write_gpkg(out, ds, strata: Strata, points: list[int], chosen, design: dict
             f.SetField("area_m2", float(area))
             f.SetField("points", int(c))
             table.CreateFeature(f)
-        _default_style(target, ClassTable(tuple(strata.values), tuple(strata.names), tuple(strata.colors)))
+        _default_style(target, strata.table())
         layer = table = None  # before their data source
         target = None
 
 
 def _default_style(target, classes: ClassTable) -> None:
     """QGIS's default style for the sample layer: the value map on `reference`, points in class colours."""
-    from ..style import sample_qml
+    from ..style import gpkg_default_style, sample_qml
 
-    _write_style(target, "sample", sample_qml(classes), "STARS accuracy sample: pick the reference class by name")
-
-
-def _write_style(target, table: str, qml: str, description: str) -> None:
-    """A default QGIS style for layer `table` of a GeoPackage, in its `layer_styles` table (where
-    QGIS looks for one when the layer is added)."""
-    from osgeo import ogr
-
-    styles = target.GetLayerByName("layer_styles")
-    if styles is None:
-        styles = target.CreateLayer("layer_styles", None, ogr.wkbNone)
-        for name, kind in (("f_table_catalog", ogr.OFTString), ("f_table_schema", ogr.OFTString),
-                           ("f_table_name", ogr.OFTString), ("f_geometry_column", ogr.OFTString),
-                           ("styleName", ogr.OFTString), ("styleQML", ogr.OFTString), ("styleSLD", ogr.OFTString),
-                           ("useAsDefault", ogr.OFTInteger), ("description", ogr.OFTString),
-                           ("owner", ogr.OFTString), ("ui", ogr.OFTString), ("update_time", ogr.OFTDateTime)):
-            field = ogr.FieldDefn(name, kind)
-            if name == "useAsDefault":
-                field.SetSubType(ogr.OFSTBoolean)
-            styles.CreateField(field)
-    f = ogr.Feature(styles.GetLayerDefn())
-    for key, value in (("f_table_catalog", ""), ("f_table_schema", ""), ("f_table_name", table),
-                       ("f_geometry_column", "geom"), ("styleName", table), ("styleQML", qml), ("styleSLD", ""),
-                       ("description", description), ("owner", ""), ("ui", "")):
-        f.SetField(key, value)
-    f.SetField("useAsDefault", 1)
-    styles.CreateFeature(f)
+    gpkg_default_style(target, "sample", sample_qml(classes), "STARS accuracy sample: pick the reference class by name")
 
 
 @dataclass
@@ -360,7 +333,3 @@ def read_sample(path: str | os.PathLike) -> LabelledSample:
     strata = Strata([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
                     [r[4] for r in rows])
     return LabelledSample(ids, np.asarray(xy, np.float64).reshape(-1, 2), values, refs, strata, design)
-
-
-def strata_dict(strata: Strata) -> dict:
-    return asdict(strata)

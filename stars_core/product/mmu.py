@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..files import atomic_outputs, check_outputs
-from ..raster import open_raster
+from ..raster import open_raster, pixel_area
 from ..runtime import Cancelled, InputError
 
 UNITS = {"m2": 1.0, "ha": 10_000.0, "km2": 1_000_000.0, "px": None}
@@ -38,23 +38,6 @@ def mmu_pixels(mmu: str | float | int, pixel_area_m2: float) -> int:
     if pixel_area_m2 <= 0:
         raise InputError("the map's pixel area is unknown (no CRS or a zero pixel size); give the unit in pixels (px)")
     return max(1, int(math.ceil(value * UNITS[unit] / pixel_area_m2 - 1e-9)))
-
-
-def pixel_area(ds) -> float:
-    """Area of one pixel in m2 (projected CRS; at the centre latitude on a geographic one)."""
-    t = ds.transform
-    if ds.crs is None:
-        return 0.0
-    area = abs(t.a * t.e - t.b * t.d)
-    if ds.crs.is_geographic:
-        lat = math.radians((ds.bounds.top + ds.bounds.bottom) / 2)
-        metres = math.pi / 180 * 6_371_008.8  # one degree of latitude, on the mean sphere
-        return area * metres * metres * math.cos(lat)
-    try:
-        factor = ds.crs.linear_units_factor[1]
-    except Exception:  # a CRS without a known linear unit: metres
-        factor = 1.0
-    return area * factor * factor
 
 
 def sieve(path: str | os.PathLike, threshold: int, connectivity: int = 8, cancel: Callable[[], bool] | None = None,

@@ -118,7 +118,6 @@ def _attributes(layer, classes: ClassTable, srs, cancel) -> tuple[int, float]:
 
 
 def _default_style(target, classes: ClassTable) -> None:
-    from ..accuracy.sample import _write_style
-    from ..style import categorized_qml
+    from ..style import categorized_qml, gpkg_default_style
 
-    _write_style(target, LAYER, categorized_qml(classes, "value", "fill"), "land-cover polygons in the class colours")
+    gpkg_default_style(target, LAYER, categorized_qml(classes, "value", "fill"), "land-cover polygons in the class colours")

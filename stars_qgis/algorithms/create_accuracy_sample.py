@@ -68,7 +68,7 @@ class CreateAccuracySample(StarsAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.POINTS, "Points"))
 
     def execute(self, parameters, context, feedback) -> dict:
-        from stars_core.accuracy.cli import _pairs
+        from stars_core.accuracy.cli import name_values
         from stars_core.accuracy.sample import draw_sample
 
         path = raster_path(self.parameterAsRasterLayer(parameters, self.INPUT, context), "land-cover map")
@@ -77,7 +77,7 @@ class CreateAccuracySample(StarsAlgorithm):
         try:
             users = float(text)
         except ValueError:
-            users = _pairs(text, float, "Expected user's accuracy")
+            users = name_values(text, float, "Expected user's accuracy")
         per_class = self.parameterAsString(parameters, self.PER_CLASS, context)
         size = self.parameterAsInt(parameters, self.SIZE, context)
         result = draw_sample(
@@ -85,7 +85,7 @@ class CreateAccuracySample(StarsAlgorithm):
             n=size or None, target_se=self.parameterAsDouble(parameters, self.TARGET_SE, context),
             expected_users=users, allocation=ALLOCATIONS[self.parameterAsEnum(parameters, self.ALLOCATION, context)],
             minimum=self.parameterAsInt(parameters, self.MIN_PER_CLASS, context),
-            per_class=_pairs(per_class, int, "Points per class") if per_class else None,
+            per_class=name_values(per_class, int, "Points per class") if per_class else None,
             seed=self.parameterAsInt(parameters, self.SEED, context), cancel=feedback.isCanceled,
             progress=lambda d, t: feedback.setProgress(100 * d / max(t, 1)), log=feedback.pushInfo)
         for name, px, n in zip(result.strata.names, result.strata.pixels, result.points):
