@@ -234,6 +234,9 @@ def split_legacy_train_config(d: Mapping[str, Any]) -> tuple[TrainConfig, DataCo
     return TrainConfig.from_dict(d), DataConfig(**data)
 
 
+RUNTIMES = ("auto", "torch", "onnx", "int8")  # what runs a .stars model: see SegmentConfig.runtime
+
+
 @dataclass(frozen=True)
 class SegmentConfig:
     """How `stars segment` runs a model over a raster.
@@ -254,6 +257,10 @@ class SegmentConfig:
     mmu: minimum mapping unit of the class map ("0.5ha", "500m2", "12px"; None: none): patches
         smaller than it are merged into their neighbours (`product.mmu`); probabilities, confidence
         and uncertainty stay those of the model. mmu_connectivity: 8 (default) or 4.
+    runtime: what runs a .stars model (`fast_runtime`): torch (eager PyTorch), onnx or int8 (its
+        export, cached beside it, in ONNX Runtime), or auto (int8 on a CPU where ONNX Runtime is
+        installed, else PyTorch: the default of `stars segment` and QGIS). None (this API's
+        default): PyTorch for a .stars file, ONNX Runtime for a .onnx file.
     """
 
     tile_size: int | None = None
@@ -267,8 +274,11 @@ class SegmentConfig:
     read_threads: int | None = None
     mmu: str | None = None
     mmu_connectivity: int = 8
+    runtime: str | None = None
 
     def __post_init__(self) -> None:
+        if self.runtime is not None and self.runtime not in RUNTIMES:
+            raise InputError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
         if self.mmu is not None:
             from .product.mmu import mmu_pixels
 

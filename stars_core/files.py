@@ -95,3 +95,18 @@ def _check_writable(name: str, folder: str) -> None:
         raise InputError(f"{name}: {probe!r} is a file, so the folder {folder!r} cannot be made there")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise InputError(f"{name}: the folder {probe!r} cannot be written (permissions); choose another place")
+
+
+def user_cache_dir() -> Path:
+    """STARS's cache folder: $STARS_CACHE_DIR (the QGIS plugin points it into the QGIS profile), else
+    the platform's: %LOCALAPPDATA%\\stars\\cache on Windows, ~/Library/Caches/stars on macOS,
+    $XDG_CACHE_HOME/stars (default ~/.cache/stars) elsewhere."""
+    import sys
+
+    if os.environ.get("STARS_CACHE_DIR"):
+        return Path(os.environ["STARS_CACHE_DIR"])
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "stars" / "cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "stars"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stars"

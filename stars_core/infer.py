@@ -69,6 +69,8 @@ class SegmentResult:
     nodata_pixels: int
     warnings: list[str] = field(default_factory=list)
     uncertainty: Path | None = None
+    runtime: str = "torch"  # torch, onnx, int8 (an export of the .stars file) or onnx-file (a .onnx given)
+    runtime_note: str = ""  # which runtime ran and its measured agreement with eager PyTorch
 
     @property
     def megapixels_per_second(self) -> float:
@@ -178,12 +180,16 @@ def segment(
     cancel: Callable[[], bool] | None = None,
     log: Callable[[str], None] | None = None,
     clip: tuple[str, list[dict]] | None = None,
+    info: Callable[[str], None] | None = None,
+    calibration: str | os.PathLike | None = None,
 ) -> SegmentResult:
     """Segment `input` (modality `cfg.modality` of the model; with `with_m2`, modality 1 plus the
     optical raster through the fused branch) into a classified GeoTIFF at `output`. `model` is a
     model file (`.stars`, run with PyTorch; `.onnx`, run with ONNX Runtime, no PyTorch needed), a
     loaded `checkpoint.LoadedModel` or an `onnx_model.OnnxModel`.
-    `clip` (CRS WKT, GeoJSON polygons) leaves every pixel outside the polygons as no data."""
+    `clip` (CRS WKT, GeoJSON polygons) leaves every pixel outside the polygons as no data.
+    `cfg.runtime` picks what runs a .stars file on the CPU (`fast_runtime`); an int8 export is
+    calibrated on `calibration` (default: `input`). `log` gets warnings, `info` what is being done."""
     messages: list[str] = []
 
     def note(msg: str) -> None:
@@ -210,6 +216,10 @@ def segment(
     readers = cfg.readers_for(loaded.device_type, threads.available_cores())
     with ExitStack() as opened:
         src, work, inputs = _open_inputs(opened, loaded, cfg, input, with_m2, clip, readers, note)
+        # after the inputs are checked: a bad raster is refused before an export is made for it
+        loaded, runtime, runtime_note = _runtime(loaded, cfg, branch, calibration or input,
+                                                 info or (lambda m: None), note)
+        inputs.prepare = loaded.prepare
         styles = [None if p is None else Path(p).with_suffix(".qml") for p in (confidence, probabilities, uncertainty)]
         with atomic_outputs(output, confidence, probabilities, uncertainty, qml, *styles) as temps:
             out_t, conf_t, prob_t, unc_t, qml_t, *style_t = temps
@@ -237,8 +247,26 @@ def segment(
         Path(output), Path(confidence) if confidence else None, Path(probabilities) if probabilities else None,
         src.width, src.height, tiles, time.perf_counter() - start, branch, loaded.device_name,
         {n: int(c) for n, c in zip(loaded.classes.names, counts)}, int(nodata), messages,
-        Path(uncertainty) if uncertainty else None,
+        Path(uncertainty) if uncertainty else None, runtime, runtime_note,
     )
+
+
+def _runtime(loaded, cfg: SegmentConfig, branch: str, raster, info, note) -> tuple:
+    """The runner for `cfg.runtime` (`fast_runtime`), its name and the line saying what runs."""
+    from . import fast_runtime
+
+    if hasattr(loaded, "session"):  # a .onnx file: ONNX Runtime already
+        if cfg.runtime == "torch":
+            raise InputError(f"a .onnx model runs in ONNX Runtime, not --runtime {cfg.runtime}; give the .stars file "
+                             f"for PyTorch")
+        return loaded, "onnx-file", f"runtime: ONNX Runtime with {Path(loaded.path).name}"
+    runtime, why = fast_runtime.choose(cfg.runtime, loaded.device_type, branch, getattr(loaded, "path", None) is not None)
+    if why:
+        note(why)
+    if runtime == "torch":
+        return loaded, "torch", f"runtime torch: PyTorch on {loaded.device_name}"
+    fast, said = fast_runtime.fast_runner(loaded, runtime, branch, cfg.tile_size, raster, info)
+    return fast, runtime, said
 
 
 def _clean(path: Path, cfg: SegmentConfig, classes: ClassTable, src, cancel, note) -> tuple[np.ndarray, int]:
@@ -333,6 +361,7 @@ def segment_area(model, input: str | os.PathLike, output: str | os.PathLike, cfg
                                  f"(its bounds: {tuple(round(v, 3) for v in src.bounds)}); check the extent and its CRS")
     if window is None:
         return segment(model, input, output, cfg, clip=clip, **kwargs)
+    kwargs.setdefault("calibration", input)  # an int8 export calibrates on the raster, not the extent
     with tempfile.TemporaryDirectory(dir=Path(output).resolve().parent, prefix=".stars-extent-") as tmp:
         vrt = Path(tmp) / "extent.vrt"
         gdal.Translate(str(vrt), os.fspath(input), format="VRT",

@@ -36,7 +36,10 @@ class OnnxModel:
 
     mode = "stars"
 
-    def __init__(self, path: str | os.PathLike, device: str = "auto", threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, device: str = "auto", threads: int | None = None,
+                 session_options: dict | None = None):
+        """`session_options`: onnxruntime.SessionOptions attributes to set (the speed bench varies
+        them, e.g. {"enable_cpu_mem_arena": False})."""
         ort = onnxruntime_module()
         check_device(device)
         path = self.path = os.fspath(path)
@@ -57,6 +60,8 @@ class OnnxModel:
             threads = policy.current()  # the toolbox's thread policy, when one is configured
         if threads:
             options.intra_op_num_threads = threads
+        for key, value in (session_options or {}).items():
+            setattr(options, key, value)
         try:
             self.session = ort.InferenceSession(path, options, providers=providers)
         except Exception as exc:  # ORT raises its own types for unreadable or foreign graphs

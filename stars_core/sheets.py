@@ -219,9 +219,10 @@ def _one_sheet(loaded, src, input, name: str, geom: dict, window, out_dir: Path,
         try:
             gdal.Translate(str(vrt), os.fspath(input), format="VRT",
                            srcWin=[int(window.col_off), int(window.row_off), int(window.width), int(window.height)])
-            r = segment(loaded, vrt, path, cfg, clip=(src.crs.to_wkt(), [geom]), cancel=cancel)
+            r = segment(loaded, vrt, path, cfg, clip=(src.crs.to_wkt(), [geom]), cancel=cancel, calibration=input,
+                        info=log)
             row.message = ", ".join(f"{k} {v}" for k, v in r.class_pixels.items())
-            log(f"sheet {name}: {r.width} x {r.height} px in {r.seconds:.1f} s -> {path.name}")
+            log(f"sheet {name}: {r.width} x {r.height} px in {r.seconds:.1f} s ({r.runtime}) -> {path.name}")
         except Cancelled:
             raise
         except Exception as exc:  # one bad sheet must not stop the others

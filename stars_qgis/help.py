@@ -15,6 +15,7 @@ SECTIONS = {  # algorithm name -> README section anchor (GitHub-style slug of th
     "demoscene": "what-make-demo-does",
     "createaccuracysample": "from-map-to-numbers-you-can-report",
     "cleanlandcovermap": "from-map-to-numbers-you-can-report",
+    "landcoverpolygons": "from-map-to-numbers-you-can-report",
     "estimateaccuracyarea": "from-map-to-numbers-you-can-report",
 }
 

@@ -9,7 +9,8 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutpu
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterRasterLayer)
 
 from .base import StarsAlgorithm, polygon_file, raster_path
-from .segment_missing import MODEL_FILTER, mmu_parameters, model_requirements, segment_config, segment_parameters
+from .segment_missing import (MODEL_FILTER, RUNTIME_HELP, mmu_parameters, model_requirements, segment_config,
+                              segment_parameters)
 
 
 class SegmentMapSheets(StarsAlgorithm):
@@ -22,6 +23,7 @@ class SegmentMapSheets(StarsAlgorithm):
     OVERLAP = "OVERLAP"
     BATCH_SIZE = "BATCH_SIZE"
     DEVICE = "DEVICE"
+    RUNTIME = "RUNTIME"
     MMU = "MMU"
     CONNECTIVITY = "CONNECTIVITY"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
@@ -48,7 +50,7 @@ class SegmentMapSheets(StarsAlgorithm):
             "'Skip sheets already done' resumes an interrupted run. A sheet that fails is reported in the log "
             "and the summary, and the others go on.<br><br>With a minimum mapping unit the mosaic is cleaned as one "
             "raster (mosaic_mmu.tif), so a patch crossing a sheet edge counts as one patch and no seams appear; "
-            "the sheets themselves stay the model's map."
+            "the sheets themselves stay the model's map." + RUNTIME_HELP
         )
 
     def initAlgorithm(self, config=None):  # noqa: N802

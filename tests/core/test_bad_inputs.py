@@ -182,7 +182,7 @@ def test_a_signal_during_resampled_segmentation_leaves_nothing(case, sig, demo_s
     big = rewrite(work / "sar.tif", work / "coarse.tif", transform=transform)
     before = _hashes(work)
     argv = ["segment", f"{work}/model.stars", str(big), f"{work}/out.tif", "--resample", "--tile-size", "64",
-            "--overlap", "32", "--device", "cpu"]
+            "--overlap", "32", "--device", "cpu", "--runtime", "torch"]  # (auto would cache an export first)
     code, err = _interrupt(argv, sig, "resampling", work)
     assert code == 130 and "Traceback" not in err, err
     assert _hashes(work) == before  # no output, no .stars-work folder, no temporary file

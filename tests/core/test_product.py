@@ -141,3 +141,74 @@ def test_segment_writes_polygons_after_the_minimum_mapping_unit(demo_scene, trai
     assert cli_main(["segment", str(trained_model), str(demo_scene["sar"]), str(tmp_path / "n.tif"),
                      "--polygons", str(demo_scene["sar"])]) == 2  # refused before the model runs
     assert not (tmp_path / "n.tif").exists()
+
+
+def _coverage(gpkg) -> list:
+    """The polygons of a land-cover GeoPackage, checked to be a valid coverage: valid multipolygons,
+    no overlaps (the union's area is the sum of the areas) and areas as stored."""
+    from osgeo import ogr
+    from shapely import wkb
+    from shapely.ops import unary_union
+
+    ds = ogr.Open(str(gpkg))
+    rows = [(f.GetField("value"), f.GetField("area_m2"), wkb.loads(bytes(f.GetGeometryRef().ExportToWkb())))
+            for f in ds.GetLayerByName("landcover")]
+    ds = None
+    for _value, area, g in rows:
+        assert g.is_valid and g.geom_type == "MultiPolygon" and area == pytest.approx(g.area)
+    assert unary_union([g for *_, g in rows]).area == pytest.approx(sum(g.area for *_, g in rows))
+    return rows
+
+
+def _vertices(rows) -> int:
+    return sum(len(ring.coords) for *_, g in rows for p in g.geoms for ring in (p.exterior, *p.interiors))
+
+
+def test_simplified_polygons_still_tile_the_map_around_no_data(tmp_path):
+    """Shared boundaries are simplified once for both sides: no gaps, no overlaps, every patch kept
+    with its class, holes kept, no-data left out, far fewer vertices."""
+    from shapely.ops import unary_union
+
+    from stars_core.classes import ClassTable
+    from stars_core.product.polygons import polygonize
+
+    rng = np.random.default_rng(3)
+    data = ndimage.zoom(rng.integers(1, 5, (12, 12)), 16, order=0).astype("uint8")  # 192 px blocks of 4 classes
+    data = ndimage.median_filter(data, 9)  # ragged, staircased outlines
+    data[60:100, 70:130] = 255  # a no-data hole
+    data[5:8, 5:8] = 9 - data[5, 5]  # a 3-pixel island of another class inside a patch
+    profile = {"driver": "GTiff", "width": 192, "height": 192, "count": 1, "dtype": "uint8", "nodata": 255,
+               "crs": "EPSG:32633", "transform": rasterio.transform.from_origin(500_000, 6_000_000, 10, 10)}
+    with rasterio.open(tmp_path / "map.tif", "w", **profile) as dst:
+        dst.write(data, 1)
+    (tmp_path / "classes.csv").write_text("value,name,color\n" + "".join(f"{v},c{v},#{v:02x}{v:02x}80\n" for v in range(1, 9)))
+    classes = ClassTable.from_file(tmp_path / "classes.csv")
+    traced = polygonize(tmp_path / "map.tif", tmp_path / "traced.gpkg", class_table=classes, **QUIET)
+    simple = polygonize(tmp_path / "map.tif", tmp_path / "simple.gpkg", class_table=classes, simplify="1.5px", **QUIET)
+    assert simple["simplified"] == pytest.approx(15.0) and simple["polygons"] == traced["polygons"]
+    before, after = _coverage(tmp_path / "traced.gpkg"), _coverage(tmp_path / "simple.gpkg")
+    assert _vertices(after) < 0.7 * _vertices(before)
+    assert sorted(v for v, *_ in after) == sorted(v for v, *_ in before)  # every patch, with its class
+    mapped = int((data != 255).sum()) * 100.0
+    assert sum(a for _, a, _ in after) == pytest.approx(mapped, rel=0.01)  # no gaps: the area is kept
+    union = unary_union([g for *_, g in after])
+    assert len(union.geoms if union.geom_type == "MultiPolygon" else [union]) == 1
+    assert len(union.interiors if union.geom_type == "Polygon" else union.geoms[0].interiors) == 1  # the no-data hole
+    assert any(len(p.interiors) for *_, g in after for p in g.geoms)  # the island's hole is kept
+
+
+def test_simplification_tolerance_is_read_with_its_unit(demo_scene, tmp_path):
+    from stars_core.cli import main as cli_main
+    from stars_core.product.polygons import parse_tolerance
+
+    assert parse_tolerance("1.5px") == (1.5, "px") and parse_tolerance(" 15 m") == (15.0, "m")
+    for bad in ("2 feet", "0px", "-1m", "fine"):
+        with pytest.raises(InputError, match="simplification tolerance"):
+            parse_tolerance(bad)
+    out = tmp_path / "p.gpkg"
+    assert cli_main(["polygons", str(demo_scene["labels"]), str(out), "--class-table", str(demo_scene["classes"]),
+                     "--min-area", "0.02ha", "--simplify", "4m"]) == 0
+    rows = _coverage(out)  # the minimum area holds for the patches; simplifying moves an area a little
+    assert rows and all(a >= 0.5 * 200 or v == 0 for v, a, _ in rows)
+    assert cli_main(["polygons", str(demo_scene["labels"]), str(tmp_path / "q.gpkg"), "--simplify", "2 feet"]) == 2
+    assert not (tmp_path / "q.gpkg").exists()

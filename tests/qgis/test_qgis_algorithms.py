@@ -35,7 +35,7 @@ def test_provider_lists_the_algorithms_with_icons(stars_provider):
     ids = sorted(a.id() for a in QgsApplication.processingRegistry().providerById("stars").algorithms())
     assert ids == ["stars:cleanlandcovermap", "stars:createaccuracysample", "stars:demoscene", "stars:estimateaccuracyarea",
                    "stars:evaluatesegmentation", "stars:exportonnx", "stars:installdependencies",
-                   "stars:segmentmapsheets", "stars:segmentmissingmodality", "stars:trainstars"]
+                   "stars:landcoverpolygons", "stars:segmentmapsheets", "stars:segmentmissingmodality", "stars:trainstars"]
     assert not stars_provider.icon().isNull()
     for alg in stars_provider.algorithms():
         url = alg.helpUrl()  # the Help button opens the README section about the algorithm
@@ -313,7 +313,8 @@ def test_clean_land_cover_map_and_segment_with_a_minimum_mapping_unit(demo_scene
 
     seg, _ = run_alg("stars:segmentmissingmodality", {"INPUT": str(demo_scene["sar"]), "MODEL": str(trained_model),
                                                       "TILE_SIZE": 128, "MMU": "0.02ha", "OUTPUT": str(tmp_path / "a.tif"),
-                                                      "POLYGONS": str(tmp_path / "a.gpkg"),
+                                                      "RUNTIME": 1,  # torch, as the raw map was made
+                                                      "POLYGONS": str(tmp_path / "a.gpkg"), "SIMPLIFY": "1px",
                                                       "UNCERTAINTY": str(tmp_path / "u.tif")})
     from qgis.core import QgsRasterLayer
 
@@ -331,6 +332,12 @@ def test_clean_land_cover_map_and_segment_with_a_minimum_mapping_unit(demo_scene
         # 0.02 ha of 2 m pixels = 50 pixels: the same cleaning (two model runs may differ on a near-tie pixel)
         assert (a.read(1) == b.read(1)).mean() > 0.995
         assert not np.array_equal(a.read(1), r.read(1))
+    vec, _ = run_alg("stars:landcoverpolygons", {"INPUT": clean["OUTPUT"], "SIMPLIFY": "4m",
+                                                 "OUTPUT": str(tmp_path / "b.gpkg")})
+    again = QgsVectorLayer(f"{vec['OUTPUT']}|layername=landcover", "b", "ogr")
+    assert again.isValid() and again.renderer().type() == "categorizedSymbol"
+    assert abs(sum(f["area_m2"] for f in again.getFeatures()) - sum(f["area_m2"] for f in polygons.getFeatures())) < 1
+    assert again.featureCount() == pytest.approx(polygons.featureCount(), rel=0.05)  # about the same patches
 
 
 def test_segment_an_extent_of_the_canvas_within_a_mask(demo_scene, trained_model, run_alg, tmp_path):

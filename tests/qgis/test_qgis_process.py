@@ -26,7 +26,7 @@ def test_packaged_plugin_segments_through_qgis_process(demo_scene, trained_model
     out = tmp_path / "map.tif"
     proc = subprocess.run(
         [QGIS_PROCESS, "run", "stars:segmentmissingmodality", "--", f"INPUT={demo_scene['sar']}",
-         f"MODEL={trained_model}", f"OUTPUT={out}", "TILE_SIZE=128", "DEVICE=1"],
+         f"MODEL={trained_model}", f"OUTPUT={out}", "TILE_SIZE=128", "DEVICE=1", "RUNTIME=1"],  # PyTorch
         env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -1,0 +1,113 @@
+"""The runtime a .stars model segments with (stars_core/fast_runtime.py): auto picks the int8 export on
+a CPU, exported once per model file and cached beside it, with its agreement with PyTorch said."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import rasterio
+
+from stars_core.cli import main as cli_main
+
+pytest.importorskip("onnxruntime")
+SEG = ["--tile-size", "128", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def model_copy(trained_model, tmp_path_factory):
+    """The session's model in a folder of its own, so the cached exports land there."""
+    folder = tmp_path_factory.mktemp("runtime-model")
+    return shutil.copy(trained_model, folder / "model.stars")
+
+
+def _map(path):
+    with rasterio.open(path) as ds:
+        return ds.read(1)
+
+
+def test_auto_runs_the_int8_export_cached_beside_the_model_and_says_so(model_copy, demo_scene, tmp_path, capsys):
+    from stars_core.fast_runtime import model_sha256
+
+    assert cli_main(["segment", str(model_copy), str(demo_scene["sar"]), str(tmp_path / "auto.tif"), *SEG]) == 0
+    out = capsys.readouterr()
+    assert "exporting the m1 branch" in out.err and "runtime int8: ONNX Runtime" in out.out
+    graphs = sorted(model_copy.parent.glob("model.*.m1-128.int8.onnx"))
+    assert len(graphs) == 1 and model_sha256(model_copy)[:16] in graphs[0].name
+    info = json.loads(graphs[0].with_suffix(".json").read_text())
+    assert info["source_sha256"] == model_sha256(model_copy) and info["runtime"] == "int8"
+    assert 0.5 < info["agreement"] <= 1 and info["agreement_tiles"] == 9
+    assert f"{100 * info['agreement']:.2f} %" in out.out  # the measured agreement is said
+    stamp = graphs[0].stat().st_mtime_ns
+    assert cli_main(["segment", str(model_copy), str(demo_scene["sar"]), str(tmp_path / "again.tif"), *SEG]) == 0
+    assert "exporting" not in capsys.readouterr().err and graphs[0].stat().st_mtime_ns == stamp  # cached
+    assert np.array_equal(_map(tmp_path / "auto.tif"), _map(tmp_path / "again.tif"))
+    assert cli_main(["segment", str(model_copy), str(demo_scene["sar"]), str(tmp_path / "torch.tif"), *SEG,
+                     "--runtime", "torch"]) == 0
+    assert "runtime torch: PyTorch" in capsys.readouterr().out
+    same = (_map(tmp_path / "auto.tif") == _map(tmp_path / "torch.tif")).mean()
+    assert same > 0.8 and abs(same - info["agreement"]) < 0.1  # the said agreement is the map's
+
+
+def test_the_fp32_export_gives_the_map_of_pytorch(model_copy, demo_scene, tmp_path):
+    assert cli_main(["segment", str(model_copy), str(demo_scene["sar"]), str(tmp_path / "onnx.tif"), *SEG,
+                     "--runtime", "onnx"]) == 0
+    assert cli_main(["segment", str(model_copy), str(demo_scene["sar"]), str(tmp_path / "torch.tif"), *SEG,
+                     "--runtime", "torch"]) == 0
+    assert (_map(tmp_path / "onnx.tif") == _map(tmp_path / "torch.tif")).mean() > 0.995
+    assert list(model_copy.parent.glob("model.*.m1-128.onnx"))
+
+
+def test_the_int8_export_is_deterministic_and_follows_the_model_file(trained_model, demo_scene, tmp_path):
+    from stars_core.config import SegmentConfig
+    from stars_core.infer import segment
+
+    cfg = SegmentConfig(tile_size=128, device="cpu", runtime="int8")
+    a = shutil.copy(trained_model, tmp_path / "a.stars")
+    segment(a, demo_scene["sar"], tmp_path / "a.tif", cfg)
+    first = next(tmp_path.glob("a.*.int8.onnx"))
+    blob = first.read_bytes()
+    for f in tmp_path.glob("a.*.int8.*"):
+        f.unlink()
+    segment(a, demo_scene["sar"], tmp_path / "b.tif", cfg)
+    assert first.read_bytes() == blob  # the same calibration tiles, the same graph
+    with open(a, "ab") as f:
+        f.write(b"\0")  # another model file (its hash changes): a new export, the old one untouched
+    segment(a, demo_scene["sar"], tmp_path / "c.tif", cfg)
+    assert len(list(tmp_path.glob("a.*.int8.onnx"))) == 2
+
+
+def test_an_unwritable_model_folder_caches_in_the_user_cache(trained_model, demo_scene, tmp_path, monkeypatch):
+    from stars_core import fast_runtime
+    from stars_core.config import SegmentConfig
+    from stars_core.infer import segment
+
+    monkeypatch.setenv("STARS_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    model = shutil.copy(trained_model, folder / "m.stars")
+    monkeypatch.setattr(fast_runtime.os, "access", lambda p, mode: not str(p).startswith(str(folder)))
+    r = segment(model, demo_scene["sar"], tmp_path / "m.tif", SegmentConfig(tile_size=128, device="cpu", runtime="int8"))
+    assert r.runtime == "int8" and list((tmp_path / "cache" / "runtimes").glob("m.*.int8.onnx"))
+    assert not list(folder.glob("*.onnx"))
+
+
+def test_runtimes_that_cannot_serve_the_request_are_refused_in_one_line(model_copy, demo_scene, tmp_path, capsys,
+                                                                       monkeypatch):
+    from stars_core import fast_runtime
+
+    out = tmp_path / "x.tif"
+    assert cli_main(["segment", str(model_copy), str(demo_scene["sar"]), str(out), *SEG, "--runtime", "int8",
+                     "--with-m2", str(demo_scene["optical"])]) == 2
+    assert "int8 calibrates one modality" in capsys.readouterr().err and not out.exists()
+    monkeypatch.setattr(fast_runtime, "onnx_available", lambda: False)
+    assert cli_main(["segment", str(model_copy), str(demo_scene["sar"]), str(out), *SEG, "--runtime", "onnx"]) == 2
+    assert "needs ONNX Runtime" in capsys.readouterr().err and not out.exists()
+    assert cli_main(["segment", str(model_copy), str(demo_scene["sar"]), str(out), *SEG]) == 0  # auto: PyTorch
+    err = capsys.readouterr()
+    assert "ONNX Runtime is not installed" in err.err and "runtime torch" in err.out
+
+
+def test_a_onnx_file_is_not_run_by_pytorch(onnx_exports, demo_scene, tmp_path, capsys):
+    assert cli_main(["segment", str(onnx_exports["m1"]), str(demo_scene["sar"]), str(tmp_path / "o.tif"),
+                     "--runtime", "torch"]) == 2
+    assert "runs in ONNX Runtime" in capsys.readouterr().err
