@@ -41,7 +41,7 @@ else:
     r = polygonize(src, out, class_table=ClassTable.from_file(sys.argv[5]), simplify=None if arg == "-" else arg,
                    log=lambda *_: None)
     what = f"{r['polygons']:,} polygons" + (f", tolerance {r['simplified']:g} map units" if arg != "-" else "")
-print(json.dumps({"seconds": time.perf_counter() - t, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"seconds": time.perf_counter() - t, "peak_mb": int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024,
                   "what": what}))
 """
 

@@ -5,7 +5,8 @@ demo's trained model (`make demo`), each runtime's SAR-only mIoU on the held-out
 map moves along the tile seams.
 
 OpenVINO (a PyPI package, `pip install openvino`: 2026.4 declares numpy >= 1.16.6, so it sits beside
-Debian's numpy 1.24) runs the same exported graphs where it is importable (PYTHONPATH may point at it).
+Debian's numpy 1.24) runs the same exported graphs (the toolbox uses it where it is installed).
+"default" is `stars segment` with no runtime flag: the runtime, engine and overlap a user gets.
 Part 1 (speed). The model is a ResNet-50 STARS trained briefly on the demo scene (`--r50-steps`; its
 speed does not depend on its weights, its agreement does a little). The raster repeats the 1024 x
 1024 demo SAR by a VRT. The one-time export and calibration of the ONNX graphs (what a user's first
@@ -38,47 +39,35 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 IW_PIXELS = 25_000 * 17_000
-VARIANTS = {  # name: (runtime, overlap, batch, ONNX Runtime session options, threads)
-    "torch": ("torch", 128, 1, None, None),
-    "onnx": ("onnx", 128, 1, None, None),
-    "int8": ("int8", 128, 1, None, None),
-    "int8-o64": ("int8", 64, 1, None, None),
-    "int8-batch2": ("int8", 128, 2, None, None),
-    "int8-no-arena": ("int8", 128, 1, {"enable_cpu_mem_arena": False}, None),
-    "int8-basic-opt": ("int8", 128, 1, {"graph_optimization_level": "ORT_ENABLE_BASIC"}, None),
-    "int8-1-thread": ("int8", 128, 1, None, 1),
-    "openvino-onnx": ("onnx", 128, 1, "openvino", None),  # the same exported graphs in OpenVINO's runtime
-    "openvino-int8": ("int8", 128, 1, "openvino", None),
+VARIANTS = {  # name: (runtime, overlap, batch, ONNX Runtime session options, threads, engine)
+    "torch": ("torch", 128, 1, None, None, None),
+    "onnx": ("onnx", 128, 1, None, None, "onnxruntime"),
+    "int8": ("int8", 128, 1, None, None, "onnxruntime"),
+    "int8-o64": ("int8", 64, 1, None, None, "onnxruntime"),
+    "int8-batch2": ("int8", 128, 2, None, None, "onnxruntime"),
+    "int8-no-arena": ("int8", 128, 1, {"enable_cpu_mem_arena": False}, None, "onnxruntime"),
+    "int8-basic-opt": ("int8", 128, 1, {"graph_optimization_level": "ORT_ENABLE_BASIC"}, None, "onnxruntime"),
+    "int8-1-thread": ("int8", 128, 1, None, 1, "onnxruntime"),
+    "openvino-onnx": ("onnx", 128, 1, None, None, "openvino"),  # the same exported graphs in OpenVINO
+    "openvino-int8": ("int8", 128, 1, None, None, "openvino"),
+    "openvino-int8-o64": ("int8", 64, 1, None, None, "openvino"),
+    "default": (None, None, None, None, None, None),  # what `stars segment` does with no runtime flag
 }
 
 CHILD = """
-import json, resource, sys
+import json, os, sys
+model, src, out, spec = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+if spec["engine"]:
+    os.environ["STARS_ONNX_ENGINE"] = spec["engine"]
 from stars_core import threads
 threads.prepare_environment()
 from stars_core.config import SegmentConfig
 from stars_core.infer import segment
 threads.configure("auto")
-model, src, out, spec = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 cfg = SegmentConfig(tile_size=512, overlap=spec["overlap"], batch_size=spec["batch"], device="cpu",
-                    runtime=spec["runtime"])
+                    runtime=spec["runtime"] or "auto")
 runner = model
-if spec["options"] == "openvino":
-    import openvino as ov
-    from stars_core.fast_runtime import cached_path
-    from stars_core.onnx_model import OnnxModel
-
-    class Compiled:  # ONNX Runtime's session.run, answered by OpenVINO
-        def __init__(self, path):
-            self.compiled = ov.Core().compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
-            self.output = self.compiled.output(0)
-
-        def run(self, _names, feed):
-            return [self.compiled(feed)[self.output]]
-
-    path = cached_path(model, spec["runtime"], "m1", 512)
-    runner = OnnxModel(path, "cpu")  # its metadata; its ONNX Runtime session is dropped
-    runner.session = Compiled(path)
-elif spec["options"] is not None or spec["threads"] is not None:
+if spec["options"] is not None or spec["threads"] is not None:
     import onnxruntime as ort
     from stars_core.fast_runtime import cached_path
     from stars_core.onnx_model import OnnxModel
@@ -87,14 +76,15 @@ elif spec["options"] is not None or spec["threads"] is not None:
     runner = OnnxModel(cached_path(model, spec["runtime"], "m1", 512), "cpu", threads=spec["threads"],
                        session_options=options)
 r = segment(runner, src, out, cfg)
-print(json.dumps({"seconds": r.seconds, "tiles": r.tiles, "runtime": r.runtime,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"seconds": r.seconds, "tiles": r.tiles, "runtime": r.runtime, "engine": r.device,
+                  "peak_mb": int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024}))
 """
 
 
 def run_child(model: Path, src: Path, out: Path, name: str) -> dict:
-    runtime, overlap, batch, options, nthreads = VARIANTS[name]
-    spec = {"runtime": runtime, "overlap": overlap, "batch": batch, "options": options, "threads": nthreads}
+    runtime, overlap, batch, options, nthreads, engine = VARIANTS[name]
+    spec = {"runtime": runtime, "overlap": overlap, "batch": batch, "options": options, "threads": nthreads,
+            "engine": engine}
     proc = subprocess.run([sys.executable, "-c", CHILD, str(model), str(src), str(out), json.dumps(spec)],
                           capture_output=True, text=True, cwd=ROOT)
     if proc.returncode:
@@ -126,11 +116,21 @@ def speed(args, tmp: Path) -> None:
 
     scene = make_demo_scene(tmp / "scene", size=1024, seed=0)
     t0 = time.perf_counter()
-    model = train_r50(scene, tmp / "r50.stars", args.r50_steps)
-    print(f"(ResNet-50 STARS trained {args.r50_steps} steps on the demo scene in {time.perf_counter() - t0:.0f} s)")
+    model = tmp / "r50.stars"
+    if args.r50 and Path(args.r50).is_file():  # a model of an earlier run (its exports are made again here)
+        import shutil
+
+        shutil.copy(args.r50, model)
+        print(f"(ResNet-50 STARS from {args.r50})")
+    else:
+        train_r50(scene, model, args.r50_steps)
+        print(f"(ResNet-50 STARS trained {args.r50_steps} steps on the demo scene in {time.perf_counter() - t0:.0f} s)")
+        if args.r50:
+            import shutil
+
+            shutil.copy(model, args.r50)
     for runtime in ("onnx", "int8"):  # the first run's one-time cost, apart
-        name = runtime
-        r = run_child(model, scene["sar"], tmp / f"warm_{runtime}.tif", name)
+        r = run_child(model, scene["sar"], tmp / f"warm_{runtime}.tif", runtime)
         info = json.loads(next(tmp.glob(f"r50.*.m1-512{'.int8' if runtime == 'int8' else ''}.json")).read_text())
         print(f"(first {runtime} run: export{' and calibration' if runtime == 'int8' else ''} and agreement check "
               f"{r.get('seconds', float('nan')):.0f} s in all on the 1024 demo SAR; measured agreement "
@@ -151,8 +151,8 @@ def speed(args, tmp: Path) -> None:
             ref, base = m, r["seconds"]
         equal = f"{(m == ref).mean():.4f}" if ref is not None else "-"
         ratio = f"{base / r['seconds']:.2f}x" if base else "-"
-        print(f"| {name} | {r['tiles']} | {r['seconds']:.1f} | {r['peak_mb']:.0f} | {r['seconds'] * scale / 60:.1f} | "
-              f"{ratio} | {equal} |", flush=True)
+        print(f"| {name} ({r['engine']}) | {r['tiles']} | {r['seconds']:.1f} | {r['peak_mb']:.0f} | "
+              f"{r['seconds'] * scale / 60:.1f} | {ratio} | {equal} |", flush=True)
         if name != "torch":
             out.unlink()
 
@@ -174,10 +174,26 @@ def seam_mask(height: int, width: int, overlap: int, band: int = 16) -> np.ndarr
     return mask
 
 
+def crop(path: Path, window, out: Path) -> Path:
+    with rasterio.open(path) as src:
+        profile = dict(src.profile, width=int(window.width), height=int(window.height),
+                       transform=src.window_transform(window))
+        data, tags = src.read(1, window=window), src.tags(1)
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(data, 1)
+        dst.update_tags(1, **tags)
+    return out
+
+
 def accuracy(args, tmp: Path) -> None:
+    """The whole demo scene at 512-px tiles (seams cross the held-out sheet), scored on the sheet."""
+    import os
+
+    from rasterio.windows import from_bounds
+
     from stars_core.config import SegmentConfig
     from stars_core.evaluate import evaluate
-    from stars_core.infer import segment_area
+    from stars_core.infer import segment
     from stars_core.raster import read_polygons
 
     model, scene = Path(args.model), Path(args.scene)
@@ -187,24 +203,37 @@ def accuracy(args, tmp: Path) -> None:
     _wkt, items = read_polygons(scene / "sheets.gpkg", "name")
     geom = next(g for g, name in items if name == args.sheet)
     xs, ys = zip(*geom["coordinates"][0])
-    extent = (min(xs), min(ys), max(xs), max(ys))
-    rows = []
-    ref = None
-    for name, runtime, overlap in (("torch", "torch", 128), ("torch-o64", "torch", 64), ("onnx", "onnx", 128),
-                                   ("int8", "int8", 128), ("int8-o64", "int8", 64)):
-        out = tmp / f"sheet_{name}.tif"
-        segment_area(model, scene / "sar.tif", out, SegmentConfig(tile_size=512, overlap=overlap, device="cpu",
-                                                                  runtime=runtime), extent=extent)
-        report = evaluate(out, scene / "labels.tif", ignore_values=[0])
+    with rasterio.open(scene / "sar.tif") as src:
+        window = from_bounds(min(xs), min(ys), max(xs), max(ys), src.transform).round_offsets().round_lengths()
+        size = (src.height, src.width)
+    labels = crop(scene / "labels.tif", window, tmp / "labels_sheet.tif")
+    rows, ref = [], None
+    for name, runtime, overlap, engine in (
+            ("torch", "torch", 128, None), ("torch, overlap 64", "torch", 64, None),
+            ("onnx (ONNX Runtime)", "onnx", 128, "onnxruntime"), ("onnx (OpenVINO)", "onnx", 128, "openvino"),
+            ("int8 (ONNX Runtime)", "int8", 128, "onnxruntime"), ("int8 (OpenVINO)", "int8", 128, "openvino"),
+            ("int8, overlap 64 (ONNX Runtime)", "int8", 64, "onnxruntime"),
+            ("int8, overlap 64 (OpenVINO)", "int8", 64, "openvino")):
+        if engine:
+            os.environ["STARS_ONNX_ENGINE"] = engine
+        out = tmp / f"scene_{len(rows)}.tif"
+        segment(model, scene / "sar.tif", tmp / "warm.tif", SegmentConfig(tile_size=512, overlap=overlap,
+                                                                          device="cpu", runtime=runtime))
+        took = segment(model, scene / "sar.tif", out, SegmentConfig(tile_size=512, overlap=overlap, device="cpu",
+                                                                    runtime=runtime)).seconds  # exported already
+        report = evaluate(crop(out, window, tmp / f"sheet_{len(rows)}.tif"), labels, ignore_values=[0])
         m = read(out)
         ref = m if ref is None else ref
-        seams = seam_mask(*m.shape, overlap)
-        same = m == ref
-        rows.append((name, report["miou"], same.mean(), same[seams].mean(), same[~seams].mean()))
-    print(f"\n| held-out sheet {args.sheet}, 512 tiles | SAR-only mIoU | pixels equal to torch (overlap 128) | "
-          f"within 16 px of a seam | elsewhere |\n|---|---:|---:|---:|---:|")
-    for name, miou, same, seam, rest in rows:
-        print(f"| {name} | {miou:.4f} | {same:.4f} | {seam:.4f} | {rest:.4f} |", flush=True)
+        r0, c0 = int(window.row_off), int(window.col_off)
+        sl = (slice(r0, r0 + int(window.height)), slice(c0, c0 + int(window.width)))
+        seams = seam_mask(*size, overlap)[sl]
+        same = (m == ref)[sl]
+        rows.append((name, report["miou"], same.mean(), same[seams].mean(), same[~seams].mean(), took))
+    print(f"\n| demo model, demo scene at 512-px tiles, scored on held-out sheet {args.sheet} | SAR-only mIoU | pixels "
+          f"equal to torch (overlap 128) | within 16 px of a seam | elsewhere | seconds (1024 x 1024) |"
+          f"\n|---|---:|---:|---:|---:|---:|")
+    for name, miou, same, seam, rest, took in rows:
+        print(f"| {name} | {miou:.4f} | {same:.4f} | {seam:.4f} | {rest:.4f} | {took:.1f} |", flush=True)
 
 
 def main() -> None:
@@ -212,6 +241,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--r50-steps", type=int, default=60)
+    ap.add_argument("--r50", metavar="PATH", help="the ResNet-50 model: used if it exists, else trained and saved there")
     ap.add_argument("--model", default=str(ROOT / "demo_out" / "model.stars"))
     ap.add_argument("--scene", default=str(ROOT / "demo_out" / "scene"))
     ap.add_argument("--sheet", default="B2")

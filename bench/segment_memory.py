@@ -61,7 +61,7 @@ threads.configure("auto")
 model, src, out, tile, batch, device = sys.argv[1:7]
 r = segment(model, src, out, SegmentConfig(tile_size=int(tile), batch_size=int(batch), device=device))
 print(json.dumps({"seconds": r.seconds, "tiles": r.tiles,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024}))
 """
 
 

@@ -3,7 +3,8 @@
 # --system-site-packages venv with torch, the project (editable) and the test tools.
 # Debian's numpy is pinned through a constraints file so pip never replaces it with numpy 2.
 # ONNX export and ONNX Runtime segmentation (the `onnx` extra) are optional for users, installed
-# here so their tests run; checked with numpy 1.24.2: onnxruntime 1.32.0, onnx 1.23.2.
+# here so their tests run; checked with numpy 1.24.2: onnxruntime 1.32.0, onnx 1.23.2. OpenVINO (the `fast`
+# extra: the default CPU engine for exported graphs) declares numpy >= 1.16.6; checked: openvino 2026.4.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -34,7 +35,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$(cat "$stamp")" !
     constraints="$VENV/constraints.txt"
     /usr/bin/python3 -c 'import numpy; print(f"numpy=={numpy.__version__}")' > "$constraints"
     "$PY" -m pip install -q --disable-pip-version-check -c "$constraints" "$TORCH_SPEC"
-    "$PY" -m pip install -q --disable-pip-version-check -c "$constraints" -e ".[test,onnx,package]"
+    "$PY" -m pip install -q --disable-pip-version-check -c "$constraints" -e ".[test,onnx,fast,package]"
     echo "$TORCH_SPEC" > "$stamp"
 fi
 "$PY" - <<'PY'

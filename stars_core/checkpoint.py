@@ -20,10 +20,15 @@ Layout (format 3):
     chip_size         training chip side in pixels (the default segmentation tile)
     pixel_size        [x, y] in CRS units; crs: the CRS of the training scenes (WKT or EPSG)
     summary           steps, device, seconds, last losses, last validation metrics, class pixels
-    pretrained        {all|m1|m2: {file, bytes, sha256}}: the weights the encoders started from
+    pretrained        {all|m1|m2: {file, bytes, sha256, ...}}: the weights the encoders started from
+    init_from         a fine-tuning run's source: {file, sha256, weights, step, freeze, classes_kept,
+                      classes_new, classes_dropped} (absent otherwise)
     history           one row of logged values per step (finished files)
     resume            {step, optimizer, rng, history, scenes} (only while training can go on; scenes:
                       [m1, m2, labels, aoi] of each, so a resume on other data can say so)
+    best              {state_dict, step, val_m1_miou}: the weights of the best validation mIoU of
+                      modality 1 alone (`--keep-best`; absent otherwise); segmentation uses them
+                      unless asked for the last
 Writes go to a temporary file in the same folder, then an atomic rename: a crash or a cancel never
 leaves a half-written model file, and an earlier file survives.
 """
@@ -64,6 +69,7 @@ class ModelMeta:
     pixel_size: tuple[float, float] = (1.0, 1.0)
     crs: str | None = None
     pretrained: dict | None = None  # {"all"/"m1"/"m2": {file, bytes, sha256}} of the starting weights
+    init_from: dict | None = None  # a fine-tuning run's source model: {file, sha256, weights, step, freeze, classes_*}
 
 
 @dataclass
@@ -75,11 +81,13 @@ class ResumeState:
     rng: dict
     history: list[dict] = field(default_factory=list)
     scenes: list[list[str | None]] | None = None  # [m1, m2, labels, aoi] of each scene (None: not recorded)
+    best: dict | None = None  # {state_dict, step, val_m1_miou} with --keep-best
 
 
 def save_model_file(path: str | os.PathLike, meta: ModelMeta, state_dict: dict, summary: dict,
-                    history: list[dict], resume: ResumeState | None = None) -> None:
-    """Write the model file atomically; with `resume` it can be continued with `stars train --resume`."""
+                    history: list[dict], resume: ResumeState | None = None, best: dict | None = None) -> None:
+    """Write the model file atomically; with `resume` it can be continued with `stars train --resume`;
+    `best` ({state_dict, step, val_m1_miou}) is kept beside the last weights."""
     payload = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "model_config": meta.model.to_dict(), "loss_config": meta.loss.to_dict(),
@@ -89,6 +97,8 @@ def save_model_file(path: str | os.PathLike, meta: ModelMeta, state_dict: dict, 
         "chip_size": int(meta.chip_size), "pixel_size": [float(v) for v in meta.pixel_size], "crs": meta.crs,
         "summary": summary, "pretrained": meta.pretrained or {},
     }
+    if meta.init_from:
+        payload["init_from"] = meta.init_from
     if resume is None:
         payload["history"] = history
     else:
@@ -96,6 +106,8 @@ def save_model_file(path: str | os.PathLike, meta: ModelMeta, state_dict: dict, 
                              "history": history}
         if resume.scenes is not None:
             payload["resume"]["scenes"] = resume.scenes
+    if best is not None:
+        payload["best"] = best
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -188,7 +200,7 @@ def read_meta(payload: dict) -> ModelMeta:
         stats=(BandStats.from_dict(bands["m1"]), BandStats.from_dict(bands["m2"])),
         modalities=tuple(payload.get("modalities", ("modality 1", "modality 2"))),
         chip_size=int(payload["chip_size"]), pixel_size=tuple(payload["pixel_size"]), crs=payload.get("crs"),
-        pretrained=payload.get("pretrained") or {},
+        pretrained=payload.get("pretrained") or {}, init_from=payload.get("init_from"),
     )
 
 
@@ -205,7 +217,7 @@ def resume_state(payload: dict) -> ResumeState | None:
     """Where the run of a payload stopped, or None when it finished."""
     r = payload.get("resume")
     return None if r is None else ResumeState(int(r["step"]), r["optimizer"], r["rng"], list(r["history"]),
-                                              r.get("scenes"))
+                                              r.get("scenes"), payload.get("best"))
 
 
 @dataclass
@@ -215,6 +227,8 @@ class LoadedModel:
     model: torch.nn.Module
     meta: ModelMeta
     payload: dict[str, Any]
+    weights: str = "last"  # which weights of the file: "best" (of validation) or "last"
+    step: int | None = None  # the training step they are from
 
     @property
     def config(self) -> StarsConfig:
@@ -246,16 +260,25 @@ class LoadedModel:
         return self.meta.crs
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild the model from its file alone, in eval mode on `device`."""
+WEIGHTS = ("best", "last")
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", weights: str = "best") -> LoadedModel:
+    """Rebuild the model from its file alone, in eval mode on `device`: with the weights of its best
+    validation (a `--keep-best` file) unless `weights` is "last", else its last."""
+    if weights not in WEIGHTS:
+        raise InputError(f"weights must be best or last, got {weights!r}")
     payload = read_model_file(path)
     meta = read_meta(payload)
     model = build_model(meta.model)
+    best = payload.get("best") if weights == "best" else None
+    state = best["state_dict"] if best else payload["state_dict"]
     try:
-        model.load_state_dict(fit_state_dict(model, payload["state_dict"]))
+        model.load_state_dict(fit_state_dict(model, state))
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise InputError(f"{os.fspath(path)!r}: the weights do not fit the model its configuration describes "
                          f"({first}); the file is damaged or was edited") from None
     model.to(device).eval()
-    return LoadedModel(model, meta, payload)
+    step = best["step"] if best else (payload.get("summary") or {}).get("steps")
+    return LoadedModel(model, meta, payload, "best" if best else "last", step)

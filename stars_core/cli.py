@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 
-from .config import (BACKBONES, MODES, PAPER_STEPS, PAPER_WARMUP, DataConfig, LossConfig, SegmentConfig,
+from .config import (BACKBONES, LR_FACTOR, MODES, PAPER_STEPS, PAPER_WARMUP, DataConfig, LossConfig, SegmentConfig,
                      StarsConfig, TrainConfig)
 from .runtime import Cancelled, InputError, StarsError, TrainingError
 
@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     from .accuracy.cli import add_parsers as accuracy_parsers
 
     accuracy_parsers(sub)  # stars sample, stars assess
+    from .weights.cli import add_parsers as weights_parsers
+
+    weights_parsers(sub)  # stars weights list|download
     return ap
 
 
@@ -82,6 +85,8 @@ def _sheets_parsers(sub) -> None:
     ss.add_argument("--batch-size", type=int)
     ss.add_argument("--read-threads", type=int, help=READ_THREADS_HELP)
     ss.add_argument("--runtime", choices=["auto", "torch", "onnx", "int8"], default="auto", help=RUNTIME_HELP)
+    ss.add_argument("--weights", choices=["best", "last"], default="best", help="a model trained with "
+                     "--keep-best: its best validation weights (default) or its last")
     _mmu_arguments(ss, "the mosaic (as one raster, so no seams; written as mosaic_mmu.tif)")
     ss.add_argument("--device", default=S.device, help="auto, cpu, cuda or cuda:N (under torchrun, auto and "
                     "cuda take the process's local GPU)")
@@ -132,7 +137,7 @@ def cmd_segment_sheets(args) -> int:
             device = f"cuda:{local}"
     cfg = SegmentConfig(tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size, device=device,
                         modality=args.modality, read_threads=args.read_threads, mmu=_mmu(args),
-                        mmu_connectivity=args.connectivity, runtime=args.runtime)
+                        mmu_connectivity=args.connectivity, runtime=args.runtime, weights=args.weights)
     log = print if share.rank == 0 else (lambda m: print(f"[process {share.rank}] {m}"))
     result = segment_sheets(args.model, args.input, sheets, args.out_dir, cfg,
                             skip_existing=not args.no_skip_existing, cancel=STOP, log=log, share=share,
@@ -172,12 +177,15 @@ def _export_parser(sub) -> None:
                     "size); the graph takes any multiple of 32")
     ex.add_argument("--int8", action="store_true", help="static int8 quantisation (needs --calibrate)")
     ex.add_argument("--calibrate", metavar="RASTER", help="raster of the branch's input to calibrate int8 on")
+    ex.add_argument("--weights", choices=["best", "last"], default="best", help="a model trained with "
+                     "--keep-best: its best validation weights (default) or its last")
 
 
 def cmd_export(args) -> int:
     from .onnx_export import export_onnx
 
-    export_onnx(args.model, args.output, args.branch, args.tile_size, args.int8, args.calibrate, log=print)
+    export_onnx(args.model, args.output, args.branch, args.tile_size, args.int8, args.calibrate, log=print,
+                weights=args.weights)
     return 0
 
 
@@ -276,12 +284,13 @@ def _train_parser(sub) -> None:
                    help=f"ResNet base width ({M.encoder_width} = standard)")
     g.add_argument("--mode", default=M.mode, choices=MODES,
                    help="stars, or a baseline: single (modality 1 only), concat (early fusion)")
-    g.add_argument("--pretrained", metavar="FILE", help="local ResNet weights for every encoder (torchvision or "
+    g.add_argument("--pretrained", metavar="FILE|NAME", help="ResNet weights for every encoder: a registry name "
+                   "(`stars weights list`, fetched once) or a local file (torchvision or "
                    "timm layout, e.g. ImageNet)")
-    g.add_argument("--pretrained-m1", metavar="FILE", help="weights for the modality-1 encoders (e.g. SAR "
-                   "self-supervised SSL4EO-S12 weights as distributed with torchgeo)")
-    g.add_argument("--pretrained-m2", metavar="FILE", help="weights for the modality-2 encoders (e.g. ImageNet); "
-                   "the shared encoder takes --pretrained, else these")
+    g.add_argument("--pretrained-m1", metavar="FILE|NAME", help="weights for the modality-1 encoders, e.g. "
+                   "ssl4eo-s1-resnet50 (SAR self-supervised SSL4EO-S12 weights as torchgeo publishes them)")
+    g.add_argument("--pretrained-m2", metavar="FILE|NAME", help="weights for the modality-2 encoders, e.g. "
+                   "imagenet-resnet50 or ssl4eo-s2-resnet50; the shared encoder takes --pretrained, else these")
     g.add_argument("--no-translation", action="store_true", help="ablation: no translation modules")
     g = tr.add_argument_group("losses")
     g.add_argument("--alpha", type=float, default=L.alpha, help=f"weight of L_psc (default {L.alpha})")
@@ -289,6 +298,9 @@ def _train_parser(sub) -> None:
     g.add_argument("--samples-per-class", type=int, default=L.n_samples,
                    help=f"PSA pixels per class (N, default {L.n_samples})")
     g.add_argument("--tau", type=float, default=L.tau, help=f"L_psc temperature (default {L.tau})")
+    g.add_argument("--class-weights", choices=["none", "inverse", "sqrt-inverse"], default="none",
+                   help="weight L_seg's cross-entropy by class: none (default, the paper's), or the inverse or "
+                   "inverse square root of the training labels' pixel frequencies (helps thin classes, if anything)")
     g.add_argument("--no-ncs", action="store_true", help="ablation: no L_ncs")
     g.add_argument("--no-psc", action="store_true", help="ablation: no L_psc")
     g.add_argument("--no-detach", action="store_true", help="ablation: no stop-gradient in L_ncs")
@@ -299,7 +311,8 @@ def _train_parser(sub) -> None:
     g.add_argument("--steps", type=int, help=f"training steps (default {T.steps}; with --resume: the saved run's)")
     g.add_argument("--batch-size", type=int, default=T.batch_size)
     g.add_argument("--chip-size", type=int, default=D.chip_size, help="multiple of 32; reduced for small scenes")
-    g.add_argument("--lr", type=float, default=T.lr)
+    g.add_argument("--lr", type=float, help=f"peak learning rate (default {T.lr:g}; with --init-from "
+                   f"{T.lr / 10:g})")
     g.add_argument("--warmup-steps", type=int,
                    help=f"default: {PAPER_WARMUP} of {PAPER_STEPS} steps, the paper's share, scaled to --steps")
     g.add_argument("--weight-decay", type=float, default=T.weight_decay)
@@ -314,6 +327,14 @@ def _train_parser(sub) -> None:
     g.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     g.add_argument("--workers", type=int, default=T.num_workers, help=f"data-loading processes (default {T.num_workers})")
     g.add_argument("--resume", help="model file of an unfinished run to continue")
+    g.add_argument("--init-from", metavar="MODEL", help="fine-tune: start a new run from the weights of a trained "
+                   "model file (its architecture; classes matched by value keep their classifier rows; the new "
+                   "area's band statistics; default --lr a tenth of the paper's)")
+    g.add_argument("--freeze", choices=["none", "encoders", "shared"], default="none",
+                   help="with --init-from: parts that keep the source's weights (no gradient, BatchNorm statistics "
+                   "kept)")
+    g.add_argument("--keep-best", action="store_true", help="also keep the weights of the best validation mIoU "
+                   "(modality 1 alone) in the model file; segmentation uses them unless given --weights last")
     g.add_argument("--recalibrate", type=int, default=0, metavar="CHIPS",
                    help="at the end, re-estimate the shared encoder's per-modality BatchNorm statistics from this "
                    "many training chips per modality (as `stars recalibrate`; default 0: off)")
@@ -334,11 +355,13 @@ def _segment_parser(sub) -> None:
     seg.add_argument("output", help="classified GeoTIFF to write")
     seg.add_argument("--tile-size", type=int, help="model input size, multiple of 32 (default: the model's "
                      "training chip size)")
-    seg.add_argument("--overlap", type=int, help="pixels shared by neighbouring tiles (default: a quarter of a tile)")
+    seg.add_argument("--overlap", type=int, help="pixels shared by neighbouring tiles (default: an eighth of a tile, at least 32: 64 at 512)")
     seg.add_argument("--batch-size", type=int, help="tiles per forward pass (default: 1 on CPU, where batching "
                      "is slower per tile, 4 on CUDA)")
     seg.add_argument("--read-threads", type=int, help=READ_THREADS_HELP)
     seg.add_argument("--runtime", choices=["auto", "torch", "onnx", "int8"], default="auto", help=RUNTIME_HELP)
+    seg.add_argument("--weights", choices=["best", "last"], default="best", help="a model trained with "
+                     "--keep-best: its best validation weights (default) or its last")
     seg.add_argument("--device", default=S.device, help="auto, cpu, cuda or cuda:N")
     seg.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     seg.add_argument("--confidence", metavar="PATH", help="also write the chosen class's probability")
@@ -506,7 +529,7 @@ def train_settings(args) -> tuple[StarsConfig, LossConfig, TrainConfig | None, D
                             use_translation=not args.no_translation)
     loss_cfg = LossConfig(alpha=args.alpha, beta=args.beta, n_samples=args.samples_per_class, tau=args.tau,
                           use_ncs=not args.no_ncs, use_psc=not args.no_psc, detach=not args.no_detach,
-                          psa_exclude=tuple(args.psa_exclude))
+                          psa_exclude=tuple(args.psa_exclude), class_weights=args.class_weights)
     data_cfg = DataConfig(chip_size=args.chip_size, val_fraction=args.val_fraction, min_valid=args.min_valid,
                           class_table=args.class_table, ignore_values=tuple(args.ignore_value), aoi=args.aoi,
                           skip_bad_scenes=args.skip_bad_scenes)
@@ -522,9 +545,10 @@ def train_settings(args) -> tuple[StarsConfig, LossConfig, TrainConfig | None, D
     cadence = {k: v for k, v in (("warmup_steps", args.warmup_steps), ("val_every", args.val_every),
                                  ("checkpoint_every", args.checkpoint_every)) if v is not None}
     train_cfg = TrainConfig.for_steps(
-        args.steps if args.steps is not None else TrainConfig().steps, batch_size=args.batch_size, lr=args.lr,
+        args.steps if args.steps is not None else TrainConfig().steps, batch_size=args.batch_size,
+        lr=args.lr if args.lr is not None else TrainConfig().lr * (LR_FACTOR if args.init_from else 1.0),
         weight_decay=args.weight_decay, grad_clip=args.grad_clip, seed=args.seed, device=args.device, amp=not args.no_amp,
-        num_workers=args.workers, **cadence)
+        num_workers=args.workers, keep_best=args.keep_best, **cadence)
     return model_cfg, loss_cfg, train_cfg, data_cfg
 
 
@@ -548,7 +572,7 @@ def cmd_train(args) -> int:
             pretrained=args.pretrained, pretrained_m1=args.pretrained_m1, pretrained_m2=args.pretrained_m2,
             modalities=(args.m1_name, args.m2_name), progress=progress,
             log=say, diagnostics=args.diagnostics, similarity_steps=args.similarity_steps,
-            cancel=STOP, recalibrate_chips=args.recalibrate,
+            cancel=STOP, recalibrate_chips=args.recalibrate, init_from=args.init_from, freeze=args.freeze,
         )
     finally:
         if bar is not None:
@@ -569,6 +593,8 @@ def describe(payload: dict) -> dict:
     info = {k: payload.get(k) for k in keep}
     info["parameters"] = int(sum(v.numel() for v in payload["state_dict"].values() if v.is_floating_point()))
     info["resumable"] = "resume" in payload
+    best = payload.get("best")
+    info["best"] = None if not best else {"step": best["step"], "val_m1_miou": best["val_m1_miou"]}
     return info
 
 
@@ -601,6 +627,10 @@ def cmd_info(args) -> int:
         print(f"  validation mIoU {val['val_m1_miou']:.4f} from {m1} alone"
               + (f", {val['val_fused_miou']:.4f} with both" if "val_fused_miou" in val else "")
               + f" (step {val.get('step')})")
+    best = info["best"]
+    print(f"  weights   last of step {s.get('steps')}" + (
+        f"; best of validation at step {best['step']} (mIoU {best['val_m1_miou']:.4f} from {m1} alone), used by "
+        f"`stars segment` unless --weights last" if best else " (trained without --keep-best)"))
     return 0
 
 
@@ -623,7 +653,7 @@ def cmd_segment(args) -> int:
     cfg = SegmentConfig(tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
                         device=args.device, amp=not args.no_amp, modality=args.modality, resample=args.resample,
                         read_threads=args.read_threads, mmu=_mmu(args), mmu_connectivity=args.connectivity,
-                        runtime=args.runtime)
+                        runtime=args.runtime, weights=args.weights)
     if args.simplify is not None and not args.polygons:
         raise InputError("--simplify applies to the polygons: give --polygons GPKG too")
     if args.polygons:  # refused before the model runs, not after
@@ -743,6 +773,9 @@ def main(argv: list[str] | None = None) -> int:
                 "evaluate": cmd_evaluate, "recalibrate": cmd_recalibrate, "evaluate-chips": cmd_evaluate_chips,
                 "export": cmd_export, "segment-sheets": cmd_segment_sheets, "make-sheets": cmd_make_sheets,
                 "clean": cmd_clean, "polygons": cmd_polygons}
+    from .weights.cli import cmd_weights
+
+    handlers["weights"] = cmd_weights
     from .accuracy.cli import HANDLERS as accuracy
 
     handlers.update({name: (lambda a, run=run: run(a, STOP)) for name, run in accuracy.items()})

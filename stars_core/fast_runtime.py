@@ -9,6 +9,8 @@ int8 export run by ONNX Runtime, exported once and cached beside the model file.
   classes are nearly tied), calibrated on tiles of the raster it first segments, deterministically.
 - auto: on a CPU, int8 for one modality and onnx for the fused branch (int8 calibrates on one
   raster); PyTorch on CUDA, or where ONNX Runtime is not installed (said once).
+The exported graphs run in OpenVINO where it is installed (on a CPU), else in ONNX Runtime
+(`onnx_model.engine_for`; $STARS_ONNX_ENGINE chooses).
 
 The export is keyed by the model file's SHA-256, the branch and the tile size, written beside the
 model (`<model>.<sha16>.<branch>-<tile>[.int8].onnx`, else in the user cache folder when that folder
@@ -32,8 +34,9 @@ import numpy as np
 from .config import RUNTIMES
 from .runtime import InputError
 AGREEMENT_TILES = 9
+ENGINE_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 _HASHES: dict[tuple, str] = {}
-_SESSIONS: dict[str, object] = {}
+_SESSIONS: dict[tuple, object] = {}
 
 
 def onnx_available() -> bool:
@@ -87,10 +90,11 @@ def cache_dir() -> Path:
     return user_cache_dir() / "runtimes"
 
 
-def cached_path(model: str | os.PathLike, runtime: str, branch: str, tile: int) -> Path:
+def cached_path(model: str | os.PathLike, runtime: str, branch: str, tile: int, weights: str = "best") -> Path:
     """Where the export of `model` for `runtime` lives: beside the model if that folder is writable."""
     model = Path(model)
-    name = f"{model.stem}.{model_sha256(model)[:16]}.{branch}-{tile}{'.int8' if runtime == 'int8' else ''}.onnx"
+    which = ".last" if weights == "last" else ""
+    name = f"{model.stem}.{model_sha256(model)[:16]}{which}.{branch}-{tile}{'.int8' if runtime == 'int8' else ''}.onnx"
     beside = model.resolve().parent / name
     if beside.is_file() or os.access(beside.parent, os.W_OK):
         return beside
@@ -103,21 +107,29 @@ def fast_runner(torch_runner, runtime: str, branch: str, tile: int, raster: str 
     its agreement measured on `raster`), and the line saying what runs."""
     from .onnx_model import OnnxModel
 
-    path = cached_path(torch_runner.path, runtime, branch, tile)
+    loaded = torch_runner.loaded  # ".last" only names the last weights of a file that also holds its best
+    weights = "last" if loaded.weights == "last" and loaded.payload.get("best") else "best"
+    path = cached_path(torch_runner.path, runtime, branch, tile, weights)
     info_path = path.with_suffix(".json")
     if not (path.is_file() and info_path.is_file()):
         _export(torch_runner, runtime, branch, tile, raster, path, info_path, note)
-    key = os.fspath(path)
+    from .onnx_model import engine_for
+
+    key = (os.fspath(path), engine_for("cpu"))
     if key not in _SESSIONS:
         _SESSIONS.clear()
-        _SESSIONS[key] = OnnxModel(path, "cpu")
+        _SESSIONS[key] = OnnxModel(path, "cpu", engine=key[1])
+    runner = _SESSIONS[key]
     info = json.loads(info_path.read_text())
     share = info.get("agreement")
-    said = (f"runtime {runtime}: ONNX Runtime on the CPU with {path.name}"
+    engine = ENGINE_NAMES.get(runner.engine, runner.engine)
+    measured = ENGINE_NAMES.get(info.get("engine", "onnxruntime"), "")
+    said = (f"runtime {runtime}: {engine} on the CPU with {path.name}"
             + (f"; its map agrees with eager PyTorch on {100 * share:.2f} % of the pixels of {info['agreement_tiles']} "
-               f"tiles of {info['measured_on']}" if share is not None else "")
+               f"tiles of {info['measured_on']}" + (f" (measured with {measured})" if measured != engine else "")
+               if share is not None else "")
             + " (--runtime torch for PyTorch itself)")
-    return _SESSIONS[key], said
+    return runner, said
 
 
 def _export(torch_runner, runtime: str, branch: str, tile: int, raster, path: Path, info_path: Path, note) -> None:
@@ -125,15 +137,17 @@ def _export(torch_runner, runtime: str, branch: str, tile: int, raster, path: Pa
     from .onnx_export import export_onnx
     from .onnx_model import OnnxModel
 
-    note(f"runtime {runtime}: exporting the {branch} branch for ONNX Runtime, once for this model file "
-         f"(to {path})")
+    note(f"runtime {runtime}: exporting the {branch} branch to ONNX{' int8' if runtime == 'int8' else ''}, once for "
+         f"this model file (to {path})")
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with atomic_path(path) as tmp_graph:
             export_onnx(torch_runner.path, tmp_graph, branch, tile, int8=runtime == "int8",
-                        calibrate=raster if runtime == "int8" else None, log=lambda m: None)
-            share, tiles = agreement(torch_runner, OnnxModel(tmp_graph, "cpu"), branch, raster, tile)
-            info = {"runtime": runtime, "branch": branch, "tile_size": tile,
+                        calibrate=raster if runtime == "int8" else None, log=lambda m: None,
+                        weights=torch_runner.loaded.weights)
+            measured_with = OnnxModel(tmp_graph, "cpu")
+            share, tiles = agreement(torch_runner, measured_with, branch, raster, tile)
+            info = {"runtime": runtime, "engine": measured_with.engine, "branch": branch, "tile_size": tile,
                     "source_sha256": model_sha256(torch_runner.path), "source_name": Path(torch_runner.path).name,
                     "calibrated_on": os.fspath(raster) if runtime == "int8" else None,
                     "measured_on": Path(raster).name, "agreement": share, "agreement_tiles": tiles}

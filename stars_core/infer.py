@@ -380,7 +380,7 @@ def open_runner(model, cfg: SegmentConfig):
         return model
     from .torch_runner import TorchRunner
 
-    return TorchRunner(model, cfg.device, cfg.amp)
+    return TorchRunner(model, cfg.device, cfg.amp, cfg.weights)
 
 
 _RUNNERS: dict[tuple, object] = {}
@@ -390,7 +390,7 @@ def open_runner_cached(path: str | os.PathLike, cfg: SegmentConfig):
     """`open_runner` remembered by (path, modification time, size, device, amp): batch runs over many
     rasters (QGIS batch mode, map sheets) read a model file once. Only the latest is kept."""
     st = os.stat(path)
-    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size, cfg.device, cfg.amp)
+    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size, cfg.device, cfg.amp, cfg.weights)
     if key not in _RUNNERS:
         _RUNNERS.clear()
         _RUNNERS[key] = open_runner(path, cfg)

@@ -17,12 +17,16 @@ from .config import LossConfig
 from .models import PairOutput
 
 
-def segmentation_loss(out: PairOutput, target: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
-    """Mean cross-entropy over the branches present in `out` ("m1", "m2", "fused")."""
+def segmentation_loss(out: PairOutput, target: torch.Tensor, ignore_index: int = 255,
+                      class_weights: tuple[float, ...] = ()) -> torch.Tensor:
+    """Mean cross-entropy over the branches present in `out` ("m1", "m2", "fused"), weighted by
+    class where `class_weights` are given (a weighted mean over the pixels, as PyTorch takes it)."""
     logits = list(out.logits().values())
     if not logits:
         raise ValueError("the model output holds no branch logits (m1, m2 or fused)")
-    losses = [F.cross_entropy(x, target, ignore_index=ignore_index) for x in logits]
+    weight = torch.tensor(class_weights, dtype=torch.float32, device=target.device) if class_weights else None
+    losses = [F.cross_entropy(x.float() if weight is not None else x, target, weight=weight,
+                              ignore_index=ignore_index) for x in logits]
     return torch.stack(losses).mean()
 
 
@@ -133,7 +137,7 @@ def stars_loss(
     the values, the training loop maps them. `out` is what a model returns for `model(x1, x2)`. Baseline outputs carry no shared
     features, so only L_seg applies to them. Switched-off terms are reported as 0.
     """
-    seg = segmentation_loss(out, target, cfg.ignore_index)
+    seg = segmentation_loss(out, target, cfg.ignore_index, cfg.class_weight_values)
     zero = seg.new_zeros(())
     psc, ncs = zero, zero
     if out.shared_m1:

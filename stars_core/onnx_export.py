@@ -119,7 +119,7 @@ def metadata(loaded: LoadedModel, branch: str, tile: int, source: Path) -> dict[
 
 def export_onnx(model: str | os.PathLike, out: str | os.PathLike, branch: str = "m1", tile_size: int | None = None,
                 int8: bool = False, calibrate: str | os.PathLike | None = None, calibration_tiles: int = 16,
-                log: Callable[[str], None] = print) -> Path:
+                log: Callable[[str], None] = print, weights: str = "best") -> Path:
     """Write `out` (.onnx) with one branch of the model file `model`; see the module docstring."""
     if branch not in ("m1", "m2", "fused"):
         raise InputError(f"branch must be m1, m2 or fused, got {branch!r}")
@@ -131,7 +131,7 @@ def export_onnx(model: str | os.PathLike, out: str | os.PathLike, branch: str = 
         raise InputError("--int8 needs --calibrate RASTER: a raster of the branch's input to calibrate the "
                          "quantisation on")
     check_outputs({"model file": model, "calibration raster": calibrate}, {"ONNX file": out})
-    loaded = load_model(model, "cpu")
+    loaded = load_model(model, "cpu", weights)
     if loaded.config.mode == "single" and branch != "m1":
         raise InputError("this model (mode 'single') has the m1 branch only; export --branch m1")
     tile = tile_size or loaded.chip_size

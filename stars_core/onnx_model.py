@@ -19,6 +19,56 @@ from .runtime import InputError, check_device
 from .tiling import BlendRows, Tile, pad_reflect
 
 INPUT_SCALE = 255.0  # the exported graph's input is raw values / 255 (Deepness's convention)
+ENGINES = ("auto", "onnxruntime", "openvino")
+
+
+def engine_for(device: str, engine: str | None = None) -> str:
+    """Which engine runs an exported graph on `device`: $STARS_ONNX_ENGINE or `engine` if given;
+    else OpenVINO on a CPU where it is installed (1.1-1.5x ONNX Runtime's int8 speed in
+    bench/RESULTS.md), ONNX Runtime otherwise. OpenVINO runs an fp32 graph in f32 (asked: its
+    default is bf16 on CPUs with it) and an int8 graph at its defaults."""
+    import importlib.util
+
+    engine = engine or os.environ.get("STARS_ONNX_ENGINE", "auto") or "auto"
+    if engine not in ENGINES:
+        raise InputError(f"STARS_ONNX_ENGINE must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "auto":
+        on_cpu = device == "cpu" or (device == "auto" and "CUDAExecutionProvider" not in _providers())
+        engine = "openvino" if on_cpu and importlib.util.find_spec("openvino") is not None else "onnxruntime"
+    if engine == "openvino" and importlib.util.find_spec("openvino") is None:
+        raise InputError("STARS_ONNX_ENGINE=openvino but OpenVINO is not installed: pip install openvino")
+    return engine
+
+
+def _providers() -> list[str]:
+    try:
+        import onnxruntime
+
+        return onnxruntime.get_available_providers()
+    except ImportError:
+        return []
+
+
+class OpenVinoSession:
+    """An exported graph compiled by OpenVINO for the CPU, answering `session.run` as ONNX Runtime's
+    session does (the runner's only call)."""
+
+    def __init__(self, path: str, threads: int | None):
+        import openvino
+
+        core = openvino.Core()
+        model = core.read_model(path)
+        config = {"PERFORMANCE_HINT": "LATENCY"}
+        self.quantised = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+        if not self.quantised:  # OpenVINO's default on CPUs with bf16 is bf16: an fp32 graph stays fp32
+            config["INFERENCE_PRECISION_HINT"] = "f32"
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        self.compiled = core.compile_model(model, "CPU", config)
+        self.output = self.compiled.output(0)
+
+    def run(self, _names, feed: dict):
+        return [self.compiled(feed)[self.output]]
 
 
 def onnxruntime_module():
@@ -37,9 +87,10 @@ class OnnxModel:
     mode = "stars"
 
     def __init__(self, path: str | os.PathLike, device: str = "auto", threads: int | None = None,
-                 session_options: dict | None = None):
+                 session_options: dict | None = None, engine: str | None = None):
         """`session_options`: onnxruntime.SessionOptions attributes to set (the speed bench varies
-        them, e.g. {"enable_cpu_mem_arena": False})."""
+        them, e.g. {"enable_cpu_mem_arena": False}). `engine`: see `engine_for` (OpenVINO runs the
+        graph where chosen; ONNX Runtime still reads its metadata)."""
         ort = onnxruntime_module()
         check_device(device)
         path = self.path = os.fspath(path)
@@ -52,8 +103,10 @@ class OnnxModel:
         providers = ["CPUExecutionProvider"]
         if device != "cpu" and "CUDAExecutionProvider" in available:
             providers.insert(0, "CUDAExecutionProvider")
+        engine = engine_for("cuda" if "CUDAExecutionProvider" in providers else "cpu", engine)
         options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if engine == "onnxruntime" else
+                                            ort.GraphOptimizationLevel.ORT_DISABLE_ALL)  # (metadata only)
         if threads is None:
             from . import threads as policy
 
@@ -84,6 +137,10 @@ class OnnxModel:
         active = self.session.get_providers()[0]
         self.device_type = "cuda" if active.startswith("CUDA") else "cpu"
         self.device_name = f"onnxruntime {active.replace('ExecutionProvider', '')}"
+        self.engine = engine
+        if engine == "openvino":
+            self.session = OpenVinoSession(path, threads)  # ONNX Runtime's session is dropped
+            self.device_name = "openvino CPU"
 
     @staticmethod
     def prepare(x: np.ndarray, valid: np.ndarray, stats: BandStats) -> np.ndarray:

@@ -142,5 +142,5 @@ def recalibrate_file(model_path: str | os.PathLike, m1: Sequence[str] = (), m2: 
     history = resume.history if resume is not None else list(payload.get("history", []))
     target = Path(out) if out is not None else Path(model_path)
     state = {k: v.cpu() for k, v in model.state_dict().items()}
-    save_model_file(target, meta, state, summary, history, resume)
+    save_model_file(target, meta, state, summary, history, resume, payload.get("best"))  # best: as it was
     return target

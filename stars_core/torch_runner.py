@@ -24,10 +24,11 @@ class TorchRunner:
     prepare = staticmethod(normalise)  # the graph expects normalised bands, no data at 0
     branches = None  # every branch the model has
 
-    def __init__(self, model: str | os.PathLike | LoadedModel, device: str = "auto", amp: bool = True):
+    def __init__(self, model: str | os.PathLike | LoadedModel, device: str = "auto", amp: bool = True,
+                 weights: str = "best"):
         self.device = resolve_device(device)
         self.path = None if isinstance(model, LoadedModel) else os.fspath(model)  # output checks compare with it
-        self.loaded = model if isinstance(model, LoadedModel) else load_model(model, self.device)
+        self.loaded = model if isinstance(model, LoadedModel) else load_model(model, self.device, weights)
         self.loaded.model.to(self.device).eval()
         self.amp = amp
         meta = self.loaded.meta

@@ -95,6 +95,8 @@ def train(
     diagnostics: str | os.PathLike | None = None,
     similarity_steps: Sequence[int] = (),
     recalibrate_chips: int = 0,
+    init_from: str | os.PathLike | None = None,
+    freeze: str = "none",
 ) -> TrainResult:
     """Train a STARS model (or a baseline) and write the model file `out`.
 
@@ -106,8 +108,10 @@ def train(
     `diagnostics`: folder for the PNGs (similarity matrices before training, at `similarity_steps`
     and at the end; curves; confusion). `recalibrate_chips` > 0: at the end, re-estimate the shared
     encoder's per-modality BatchNorm statistics from that many training chips per modality
-    (`stars recalibrate`), in eval mode. A cancel writes a resumable model file, then raises
-    `Cancelled`; a NaN loss keeps the last good file and raises `TrainingError`.
+    (`stars recalibrate`), in eval mode. `init_from`: fine-tune, a new run starting from the weights
+    of that model file, with `freeze` "none", "encoders" or "shared" (`finetune`); the architecture
+    is the source's. A cancel writes a resumable model file, then raises `Cancelled`; a NaN loss
+    keeps the last good file and raises `TrainingError`.
     """
     out = Path(out)
     world, rank, local_rank = _dist_info()
@@ -121,7 +125,12 @@ def train(
     if loss_cfg.ignore_index != IGNORE:
         raise InputError(f"loss ignore_index must be {IGNORE} (the pipeline's no-data index)")
     weights = {k: v for k, v in (("all", pretrained), ("m1", pretrained_m1), ("m2", pretrained_m2)) if v}
-    _check_paths(scenes, out, data_cfg, resume, weights, diagnostics)
+    source = None
+    if init_from is not None:
+        source, model_cfg = _fine_tuning(init_from, freeze, resumed, weights, model_cfg, say)
+    if resumed is None:  # registry names (`stars weights list`) fetched into the cache, once
+        weights = _fetch_weights(weights, world, say)
+    _check_paths(scenes, out, data_cfg, resume, weights, diagnostics, init_from)
     device = _start_process(world, local_rank, train_cfg.device)
     if world > 1:
         say(f"{world} processes x batch {train_cfg.batch_size} = global batch {world * train_cfg.batch_size}")
@@ -131,9 +140,23 @@ def train(
     if resumed is not None:
         _check_resumed_scenes(resumed[2].scenes, scenes, say)
     meta = _model_meta(data, model_cfg, loss_cfg, train_cfg, data_cfg, modalities, resumed, weights, say)
-    model, optimizer, psa_gen, start, history = _build(meta, weights, resumed, device, rank, world, say)
+    if source is not None:
+        from .finetune import record
+
+        if tuple(meta.model.in_channels) != tuple(source.meta.model.in_channels):
+            raise InputError(f"the source model takes {source.meta.model.in_channels[0]} + "
+                             f"{source.meta.model.in_channels[1]} bands, these rasters give {meta.model.in_channels[0]} "
+                             f"+ {meta.model.in_channels[1]}: fine-tune on rasters of the same bands")
+        meta = dataclasses.replace(meta, init_from=record(source, freeze, meta.classes))
+        said = meta.init_from
+        say(f"classes: {len(said['classes_kept'])} keep the source's classifier rows ({', '.join(said['classes_kept'])})"
+            + (f"; new, from scratch: {', '.join(said['classes_new'])}" if said["classes_new"] else "")
+            + (f"; dropped: {', '.join(said['classes_dropped'])}" if said["classes_dropped"] else ""))
+    model, optimizer, psa_gen, start, history = _build(meta, weights, resumed, device, rank, world, say, source)
     run = _Run(out, meta, data, model, _distributed(model, meta, device) if world > 1 else model, optimizer,
                psa_gen, device, world, rank, history, _scene_files(scenes))
+    if resumed is not None:
+        run.best = resumed[2].best  # the best so far goes on being compared
     check = _Validation.create(data, meta, device, diagnostics, similarity_steps, resumed is not None, say) \
         if rank == 0 else None
     if check is not None and check.diag is not None and start == 0:  # the similarity matrix before training
@@ -171,6 +194,7 @@ class _Run:
     scenes: list[list[str | None]]
     last_saved: int | None = None
     clock: "_Clock" = dataclasses.field(default_factory=lambda: _Clock())
+    best: dict | None = None  # {state_dict, step, val_m1_miou} with keep_best
 
     def save(self, step: int) -> None:
         """The model file (resumable until the last step) and its log, by rank 0."""
@@ -179,9 +203,18 @@ class _Run:
                                                   _rng_states(self.psa_gen, self.world), [], self.scenes)
         if self.rank == 0:
             summary = self.clock.summary(step, self.device, self.world, self.history, self.data)
-            save_model_file(self.out, self.meta, self.model.state_dict(), summary, self.history, state)
+            save_model_file(self.out, self.meta, self.model.state_dict(), summary, self.history, state, self.best)
             write_log(self.history, self.out)
         self.last_saved = step
+
+    def keep_if_best(self, step: int, row: dict) -> None:
+        """With keep_best: a copy of the weights when modality 1 alone validates best so far."""
+        score = row.get("val_m1_miou")
+        if not self.meta.train.keep_best or score is None:
+            return
+        if self.best is None or score > self.best["val_m1_miou"]:
+            state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            self.best = {"state_dict": state, "step": step, "val_m1_miou": float(score)}
 
     def loop(self, loader, start: int, resuming: bool, check, progress, cancel) -> int:
         """Train from `start` to the last step: validate, report and save on schedule; a cancel
@@ -204,6 +237,7 @@ class _Run:
             last = step == cfg.steps
             if check is not None and (step % cfg.val_every == 0 or last or stop or step in check.steps):
                 check.run(self.model, step, row, self.history, final=last)
+                self.keep_if_best(step, row)
             self.history.append(row)
             if progress is not None and self.rank == 0:
                 progress(step, cfg.steps, row)
@@ -233,10 +267,11 @@ def _start_process(world: int, local_rank: int, device_name: str) -> torch.devic
 
 
 def _check_paths(scenes: Sequence[SceneSpec], out: Path, data_cfg: DataConfig, resume, weights: dict,
-                 diagnostics) -> None:
+                 diagnostics, init_from=None) -> None:
     """Before any work: the model file, its log and curves and the diagnostics folder must not
     overwrite an input (resuming into the file resumed from is the normal case)."""
-    inputs = {"--resume model file": resume, "class table": data_cfg.class_table, "AOI": data_cfg.aoi,
+    inputs = {"--resume model file": resume, "--init-from model file": init_from, "class table": data_cfg.class_table,
+              "AOI": data_cfg.aoi,
               **{f"pretrained weights ({k})": v for k, v in weights.items()}}
     for i, s in enumerate(scenes, start=1):
         inputs.update({f"modality-1 raster of scene {i}": s.m1, f"modality-2 raster of scene {i}": s.m2,
@@ -326,6 +361,7 @@ def _model_meta(data: TrainingData, model_cfg: StarsConfig, loss_cfg: LossConfig
         pretrained = resumed[0].pretrained
     else:
         pretrained = {k: _file_record(v) for k, v in weights.items()}
+        _band_adaptation(pretrained, data, model_cfg.mode, say)
         if not weights and model_cfg.backbone == "resnet50":
             say("training ResNet-50 encoders from scratch: the paper's numbers assume pretrained weights. Give "
                 "local ones with --pretrained FILE (all encoders) or --pretrained-m1 / --pretrained-m2 (e.g. SAR "
@@ -338,28 +374,133 @@ def _model_meta(data: TrainingData, model_cfg: StarsConfig, loss_cfg: LossConfig
                              f"resume with the scenes of the saved run")
         data.use_table_and_stats(resumed[0].classes, resumed[0].stats)
     model_cfg = dataclasses.replace(model_cfg, in_channels=bands, num_classes=len(data.table))
+    if resumed is None and loss_cfg.class_weights != "none":
+        from .config import class_weight_values
+
+        values = class_weight_values(loss_cfg.class_weights, data.plan.class_counts.tolist())
+        loss_cfg = dataclasses.replace(loss_cfg, class_weight_values=values)
+        say(f"class weights ({loss_cfg.class_weights}, from the training labels' pixel counts): " + ", ".join(
+            f"{n} {w:.2f}" for n, w in zip(data.table.names, values)))
     return ModelMeta(model_cfg, loss_cfg, train_cfg, data_cfg, data.table, data.stats, tuple(modalities),
                      data.chip_size, tuple(data.pixel_size), data.crs, pretrained)
 
 
+class _Weights(str):
+    """A resolved weights path that remembers its registry entry (None for a user's file)."""
+
+    entry = None
+
+
+def _fetch_weights(weights: dict, world: int, say) -> dict:
+    from .progress import progress_bar
+    from .weights.download import cached, resolve
+    from .weights.registry import entry as registry_entry
+
+    resolved = {}
+    for key, value in weights.items():
+        found = None if Path(value).is_file() else registry_entry(str(value))
+        if found is not None and world > 1 and cached(found) is None:
+            raise InputError(f"{found.name} is not in the weights cache yet; under torchrun fetch it once first: "
+                             f"stars weights download {found.name}")
+        bar = None
+
+        def progress(done: int, total: int | None) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = progress_bar(total or 0, "B", what=f"{found.name}: ")
+            bar.update(done - bar.n)
+
+        try:
+            path, name = resolve(value, progress, say)
+        finally:
+            if bar is not None:
+                bar.close()
+        resolved[key] = _Weights(path)
+        resolved[key].entry = found if name else None
+    return resolved
+
+
 def _file_record(path) -> dict:
-    """Name, size and SHA-256 of a weights file, for the model file's record."""
+    """Name, size and SHA-256 of a weights file, and its registry entry, for the model file's record."""
     import hashlib
 
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return {"file": os.path.basename(os.fspath(path)), "bytes": os.path.getsize(path), "sha256": digest.hexdigest()}
+    record = {"file": os.path.basename(os.fspath(path)), "bytes": os.path.getsize(path), "sha256": digest.hexdigest()}
+    found = getattr(path, "entry", None)
+    if found is not None:
+        record.update(registry=found.name, url=found.url, bands=list(found.bands), normalisation=found.normalisation,
+                      licence=found.licence)
+    return record
 
 
-def _build(meta: ModelMeta, weights: dict, resumed, device: torch.device, rank: int, world: int, say):
+def _band_adaptation(pretrained: dict, data: TrainingData, mode: str, say) -> None:
+    """Record (and say) how each registry file's first-layer filters meet the rasters' bands: picked
+    by band name, the mean of the file's filters for a band it lacks (`resnet.pick_first_conv`)."""
+    from .models.resnet import band_plan
+
+    bands = {"m1": tuple(data.scenes[0].m1_bands), "m2": tuple(data.scenes[0].m2_bands)}
+    for key, record in pretrained.items():
+        if not record.get("bands"):
+            continue
+        targets = {"m1": ["m1"], "m2": ["m2"], "all": ["m1", "m2"]}[key]
+        if mode == "single":
+            targets = ["m1"] if key in ("all", "m1") else []
+        elif mode == "concat":
+            targets = []  # one stem for both modalities: listed under "concat"
+            record["adaptation"] = {"concat": dict(zip(bands["m1"] + bands["m2"], band_plan(
+                record["bands"], bands["m1"] + bands["m2"])))}
+        for t in targets:
+            record.setdefault("adaptation", {})[t] = dict(zip(bands[t], band_plan(record["bands"], bands[t])))
+        for t, plan in record.get("adaptation", {}).items():
+            said = ", ".join(f"{b} <- {f or 'mean of all'}" for b, f in plan.items())
+            say(f"{record['registry']} ({', '.join(record['bands'])}) for the {t} bands: {said} (first-layer filters "
+                f"picked by band name; the file expects {record['normalisation']}, STARS standardises each band)")
+        if any(b in ("VV", "VH") for b in record["bands"]):
+            stats = data.stats[0 if key in ("m1", "all") else 1]
+            if stats.mean and min(stats.mean) > 0 and max(stats.mean) < 1.5:
+                say(f"warning: {record['registry']} was trained on SAR backscatter in dB; this raster's band means "
+                    f"({', '.join(f'{m:.3f}' for m in stats.mean)}) look linear: convert with 10 * log10(value)")
+
+
+def _fine_tuning(init_from, freeze: str, resumed, weights: dict, model_cfg, say):
+    """The source model of a fine-tuning run and the architecture the run takes from it."""
+    from .finetune import read_source
+
+    if resumed is not None:
+        raise InputError("--init-from starts a new run from a trained model and --resume finishes a saved run: give "
+                         "one of them")
+    if weights:
+        raise InputError("--init-from starts every part from the trained model: leave out --pretrained*")
+    source = read_source(init_from, freeze)
+    arch = source.meta.model
+    say(f"fine-tuning from {Path(init_from).name} ({arch.mode} / {arch.backbone}, width {arch.encoder_width}; its "
+        f"{source.weights} weights, step {source.step}), frozen: {freeze}")
+    return source, dataclasses.replace(arch)
+
+
+def _build(meta: ModelMeta, weights: dict, resumed, device: torch.device, rank: int, world: int, say,
+           source=None):
     """Model, optimiser, PSA sampling generator, first step and history: new, or as saved."""
     torch.manual_seed(meta.train.seed)
     given = {} if resumed is not None else weights
-    model = build_model(meta.model, given.get("all"), pretrained_m1=given.get("m1"),
-                        pretrained_m2=given.get("m2")).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=meta.train.lr, weight_decay=meta.train.weight_decay)
+    file_bands = {k: tuple(r["bands"]) for k, r in (meta.pretrained or {}).items() if r.get("bands")}
+    model = build_model(meta.model, given.get("all"), pretrained_m1=given.get("m1"), pretrained_m2=given.get("m2"),
+                        bands=tuple(st.names if st is not None else () for st in meta.stats),
+                        weight_bands=file_bands).to(device)
+    frozen = (meta.init_from or {}).get("freeze", "none")
+    if source is not None:
+        from .finetune import load_source
+
+        load_source(model, source, meta.classes)
+    if frozen != "none":  # (a resumed fine-tuning run freezes the same parts again)
+        from .finetune import freeze_parts
+
+        say(f"frozen: {', '.join(freeze_parts(model, frozen))}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=meta.train.lr, weight_decay=meta.train.weight_decay)
     psa_gen = torch.Generator().manual_seed(meta.train.seed * 1000 + rank)
     if resumed is None:
         return model, optimizer, psa_gen, 0, []

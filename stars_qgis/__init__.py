@@ -16,6 +16,11 @@ def classFactory(iface):  # noqa: N802 (QGIS's entry-point name)
     from stars_core import threads
 
     THREADS_NOTE = threads.prepare_environment()  # before anything imports torch (stars_core/threads.py)
+    from .deps import profile_dir
+
+    profile = profile_dir()
+    if profile is not None:  # downloaded weights and runtime exports live in the QGIS profile
+        os.environ.setdefault("STARS_CACHE_DIR", str(profile / "stars" / "cache"))
     from .plugin import StarsPlugin
 
     return StarsPlugin(iface)

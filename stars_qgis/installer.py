@@ -9,8 +9,9 @@ PIP_INDEX_URL, PIP_FIND_LINKS, proxies, constraints): a company mirror or a loca
 works as it does on the command line.
 
 What is installed: PyTorch (the CUDA build where an NVIDIA driver answers, else the CPU build; the
-user can choose) plus onnxruntime, rasterio and tqdm; or, for machines that only segment exported
-.onnx models, onnxruntime and rasterio alone. This module imports no QGIS: the Processing algorithm
+user can choose) plus onnxruntime, onnx, OpenVINO (the fast CPU engine for exported graphs), rasterio
+and tqdm; or, for machines that only segment exported .onnx models, onnxruntime, OpenVINO and
+rasterio alone. This module imports no QGIS: the Processing algorithm
 `stars:installdependencies` and the plugin menu action call it; tests run it directly.
 """
 from __future__ import annotations
@@ -29,8 +30,8 @@ from typing import Callable
 SUPPORTED_PYTHON = ((3, 9), (3, 13))  # the range PyTorch and ONNX Runtime wheels cover
 PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 SETS = {
-    "full": ("torch", "onnxruntime", "onnx", "rasterio", "tqdm"),  # train, export, segment (.stars and .onnx)
-    "onnx": ("onnxruntime", "rasterio"),  # segment exported .onnx models only
+    "full": ("torch", "onnxruntime", "onnx", "openvino", "rasterio", "tqdm"),  # train, export, segment
+    "onnx": ("onnxruntime", "openvino", "rasterio"),  # segment exported .onnx models only
 }
 
 

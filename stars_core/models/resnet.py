@@ -9,6 +9,7 @@ both modalities; both keep the key names, so both load from the same file.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from typing import Callable, Mapping, Union
 
@@ -176,6 +177,39 @@ def adapt_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     return mean.repeat(1, in_channels, 1, 1) * (weight.shape[1] / in_channels)
 
 
+def canonical_band(name: str) -> str:
+    """A band name reduced for matching: 'B08' ~ 'B8', 'b8a' ~ 'B8A', 'Sigma0_VV_db' ~ 'VV', 'Red' ~
+    'B4' (a Sentinel-2 band, so RGB weights and Sentinel-2 rasters find each other)."""
+    n = re.sub(r"[^A-Z0-9]", "", name.upper())
+    n = re.sub(r"^(SIGMA0|GAMMA0|BETA0)", "", n)
+    n = re.sub(r"DB$", "", n)
+    n = re.sub(r"^B0+(\d)", r"B\1", n)
+    return {"RED": "B4", "R": "B4", "GREEN": "B3", "G": "B3", "BLUE": "B2", "B": "B2", "NIR": "B8"}.get(n, n)
+
+
+def band_plan(file_bands, model_bands) -> list[str | None]:
+    """For each band of the model, the band of the weights file whose first-layer filter it starts
+    from, or None (the mean of the file's filters)."""
+    index = {canonical_band(b): b for b in file_bands}
+    return [index.get(canonical_band(b)) for b in model_bands]
+
+
+def pick_first_conv(weight: torch.Tensor, file_bands, model_bands) -> torch.Tensor:
+    """A first-convolution weight (O, C_file, k, k) for the model's bands, picked by band name
+    (`band_plan`): a band the file has keeps its filter, any other gets the mean of the file's
+    filters; the result is scaled by C_file / C_model, so that with no band matched this is exactly
+    `adapt_first_conv`, and with the same bands in another order an exact reordering."""
+    if weight.ndim != 4 or weight.shape[1] != len(file_bands):
+        return adapt_first_conv(weight, len(model_bands))
+    plan = band_plan(file_bands, model_bands)
+    if all(p is None for p in plan):
+        return adapt_first_conv(weight, len(model_bands))
+    mean = weight.mean(dim=1)
+    position = {b: i for i, b in enumerate(file_bands)}
+    picked = [weight[:, position[p]] if p is not None else mean for p in plan]
+    return torch.stack(picked, dim=1) * (weight.shape[1] / len(model_bands))
+
+
 def read_state_dict(source: Union[str, os.PathLike, StateDict]) -> dict[str, torch.Tensor]:
     """A torchvision-style state_dict from a local file (loaded with weights_only) or a mapping."""
     if isinstance(source, Mapping):
@@ -222,10 +256,12 @@ def _plain_keys(state: dict) -> dict[str, torch.Tensor]:
     return plain
 
 
-def load_pretrained(module: nn.Module, source: Union[str, os.PathLike, StateDict]) -> list[str]:
+def load_pretrained(module: nn.Module, source: Union[str, os.PathLike, StateDict], bands=None) -> list[str]:
     """Load torchvision ResNet weights into a `ResNet`, a body-only `ResNet` or a `ResNetStem`.
 
-    The first convolution is adapted to the module's band count (`adapt_first_conv`); the classifier
+    The first convolution is adapted to the module's bands: by name (`pick_first_conv`) when `bands`
+    gives (the file's band names, the module's band names), else to their count
+    (`adapt_first_conv`); the classifier
     (`fc.*`) and keys the module does not have (conv1/bn1 for a body, layers for a stem) are skipped.
     Returns the loaded key names. Raises ValueError when a key the module needs is missing or has
     another shape (for instance resnet18 weights loaded into a resnet50).
@@ -237,7 +273,11 @@ def load_pretrained(module: nn.Module, source: Union[str, os.PathLike, StateDict
         if base != key and key not in state and base in state:
             state[key] = state[base]
     if "conv1.weight" in own and "conv1.weight" in state:
-        state["conv1.weight"] = adapt_first_conv(state["conv1.weight"], own["conv1.weight"].shape[1])
+        channels = own["conv1.weight"].shape[1]
+        if bands is not None and bands[0] and len(bands[1]) == channels:
+            state["conv1.weight"] = pick_first_conv(state["conv1.weight"], bands[0], bands[1])
+        else:
+            state["conv1.weight"] = adapt_first_conv(state["conv1.weight"], channels)
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     if missing:
         raise ValueError(

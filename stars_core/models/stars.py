@@ -232,7 +232,8 @@ Model = Union[StarsModel, SingleModel, ConcatModel]
 
 def build_model(cfg: StarsConfig, pretrained: Union[str, os.PathLike, None] = None, *,
                 pretrained_m1: Union[str, os.PathLike, None] = None,
-                pretrained_m2: Union[str, os.PathLike, None] = None) -> Model:
+                pretrained_m2: Union[str, os.PathLike, None] = None,
+                bands: tuple | None = None, weight_bands: dict | None = None) -> Model:
     """Build the model `cfg.mode` names, optionally starting its ResNets from local weights (the
     torchvision layout, which timm's resnet18/34/50 and the Sentinel-1/2 self-supervised weights
     distributed with torchgeo share; first convolutions adapted to the band counts).
@@ -242,15 +243,32 @@ def build_model(cfg: StarsConfig, pretrained: Union[str, os.PathLike, None] = No
     ones (e.g. ImageNet); the shared body takes `pretrained` if given, else `pretrained_m2`, else
     `pretrained_m1`. A baseline's single encoder takes `pretrained`, else `pretrained_m1`, else
     `pretrained_m2`, so a baseline given the same files as STARS never starts from less
-    (`pretrained_plan` says which part takes which)."""
+    (`pretrained_plan` says which part takes which).
+
+    First convolutions are picked by band name (`resnet.pick_first_conv`) where `bands` gives the
+    model's band names per modality and `weight_bands` the file's ({"all"/"m1"/"m2": names}, for
+    registry weights); otherwise adapted to the band count."""
     model = {"stars": StarsModel, "single": SingleModel, "concat": ConcatModel}[cfg.mode](cfg)
     sources = {k: read_state_dict(v) for k, v in
                (("all", pretrained), ("m1", pretrained_m1), ("m2", pretrained_m2)) if v is not None}
     for part_name, part in model.encoders().items():
         key = _source_for(part_name, sources)
         if key is not None:
-            load_pretrained(part, sources[key])
+            names = stem_bands(part_name, cfg.mode, bands)
+            file_bands = (weight_bands or {}).get(key)
+            load_pretrained(part, sources[key], (file_bands, names) if names and file_bands else None)
     return model
+
+
+def stem_bands(part: str, mode: str, bands: tuple | None) -> tuple | None:
+    """The band names an encoder part's first convolution sees (None: it has none, or unknown)."""
+    if bands is None or part == "shared":  # the shared body has no first convolution of its own
+        return None
+    if part.endswith("_m1") or mode == "single":
+        return tuple(bands[0])
+    if part.endswith("_m2"):
+        return tuple(bands[1])
+    return tuple(bands[0]) + tuple(bands[1])  # concat: both modalities' bands in one stem
 
 
 ENCODER_PARTS = {"stars": ("stem_m1", "stem_m2", "shared", "specific_m1", "specific_m2"),

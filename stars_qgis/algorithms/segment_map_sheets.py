@@ -24,6 +24,7 @@ class SegmentMapSheets(StarsAlgorithm):
     BATCH_SIZE = "BATCH_SIZE"
     DEVICE = "DEVICE"
     RUNTIME = "RUNTIME"
+    WEIGHTS = "WEIGHTS"
     MMU = "MMU"
     CONNECTIVITY = "CONNECTIVITY"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"

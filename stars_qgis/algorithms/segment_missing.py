@@ -31,6 +31,8 @@ def mmu_setting(alg: StarsAlgorithm, parameters, context) -> dict:
             "mmu_connectivity": CONNECTIVITY[alg.parameterAsEnum(parameters, alg.CONNECTIVITY, context)]}
 
 
+WEIGHTS = ["best", "last"]
+WEIGHT_NAMES = ["best: of its validation (its last where it kept no best)", "last: of its last training step"]
 RUNTIMES = ["auto", "torch", "onnx", "int8"]
 RUNTIME_NAMES = ["auto: int8 in ONNX Runtime on a CPU (fastest), PyTorch on CUDA",
                  "torch: eager PyTorch (the reference)",
@@ -66,10 +68,12 @@ def segment_parameters(alg: StarsAlgorithm) -> None:
         alg.TILE_SIZE, "Tile size (pixels, multiple of 32; empty: the model's training chip size)", num, None,
         optional=True, minValue=32)))
     alg.addParameter(advanced(QgsProcessingParameterNumber(
-        alg.OVERLAP, "Tile overlap (pixels; empty: a quarter of the tile)", num, None, optional=True, minValue=0)))
+        alg.OVERLAP, "Tile overlap (pixels; empty: an eighth of the tile, at least 32)", num, None, optional=True, minValue=0)))
     alg.addParameter(advanced(QgsProcessingParameterNumber(
         alg.BATCH_SIZE, "Tiles per batch (empty: 1 on CPU, 4 on CUDA)", num, None, optional=True, minValue=1)))
     alg.addParameter(advanced(QgsProcessingParameterEnum(alg.DEVICE, "Device", DEVICES, defaultValue=0)))
+    alg.addParameter(advanced(QgsProcessingParameterEnum(alg.WEIGHTS, "Weights of a model trained with 'keep the "
+                                                         "best'", WEIGHT_NAMES, defaultValue=0)))
 
 
 def model_requirements(alg: StarsAlgorithm, parameters, context) -> tuple[str, ...]:
@@ -91,6 +95,7 @@ def segment_config(alg: StarsAlgorithm, parameters, context, **extra):
         overlap=optional(alg.OVERLAP), batch_size=optional(alg.BATCH_SIZE),
         device=DEVICES[alg.parameterAsEnum(parameters, alg.DEVICE, context)],
         runtime=RUNTIMES[alg.parameterAsEnum(parameters, alg.RUNTIME, context)],
+        weights=WEIGHTS[alg.parameterAsEnum(parameters, alg.WEIGHTS, context)],
         **mmu_setting(alg, parameters, context), **extra,
     )
 
@@ -106,6 +111,7 @@ class SegmentMissingModality(StarsAlgorithm):
     BATCH_SIZE = "BATCH_SIZE"
     DEVICE = "DEVICE"
     RUNTIME = "RUNTIME"
+    WEIGHTS = "WEIGHTS"
     MMU = "MMU"
     CONNECTIVITY = "CONNECTIVITY"
     OUTPUT = "OUTPUT"

@@ -10,9 +10,16 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParam
                        QgsProcessingParameterNumber, QgsProcessingParameterString,
                        QgsProcessingParameterFeatureSource)
 
-from stars_core.config import BACKBONES, MODES, DataConfig, LossConfig, StarsConfig, TrainConfig
+from stars_core.config import (BACKBONES, CLASS_WEIGHTS, FREEZE, LR_FACTOR, MODES, DataConfig, LossConfig, StarsConfig,
+                               TrainConfig)
+from stars_core.weights.registry import ENTRIES
 
 from .base import DEVICES, StarsAlgorithm, advanced, integers, polygon_file, raster_path
+
+# "none", then each registry entry as "name (bands; licence)": the name is what the core reads
+NAMED_WEIGHTS = ["none (or a file below)"] + [f"{e.name} ({e.arch}, {', '.join(e.bands[:4])}"
+                                              f"{'...' if len(e.bands) > 4 else ''}; {e.licence.split(';')[0]})"
+                                              for e in ENTRIES]
 
 
 class TrainStars(StarsAlgorithm):
@@ -47,6 +54,12 @@ class TrainStars(StarsAlgorithm):
     PRETRAINED = "PRETRAINED"
     PRETRAINED_M1 = "PRETRAINED_M1"
     PRETRAINED_M2 = "PRETRAINED_M2"
+    KEEP_BEST = "KEEP_BEST"
+    INIT_FROM = "INIT_FROM"
+    FREEZE = "FREEZE"
+    CLASS_WEIGHTS = "CLASS_WEIGHTS"
+    NAMED_M1 = "NAMED_M1"
+    NAMED_M2 = "NAMED_M2"
     DIAGNOSTICS = "DIAGNOSTICS"
     VAL_MIOU = "VAL_MIOU"
 
@@ -127,10 +140,21 @@ class TrainStars(StarsAlgorithm):
             QgsProcessingParameterEnum(self.MODE, "Model (stars, or a baseline)", MODES, defaultValue=MODES.index(m.mode)),
             QgsProcessingParameterFile(self.RESUME, "Resume from model file", optional=True,
                                        fileFilter="STARS model (*.stars)"),
+            QgsProcessingParameterEnum(self.CLASS_WEIGHTS, "Class weights of the segmentation loss (none: the "
+                                       "paper's)", list(CLASS_WEIGHTS), defaultValue=0),
+            QgsProcessingParameterFile(self.INIT_FROM, "Start from a trained model (fine-tune it to this area)",
+                                       optional=True, fileFilter="STARS model (*.stars)"),
+            QgsProcessingParameterEnum(self.FREEZE, "When fine-tuning, freeze", list(FREEZE), defaultValue=0),
+            QgsProcessingParameterBoolean(self.KEEP_BEST, "Keep the best validation weights too (segmentation uses "
+                                          "them)", defaultValue=False),
             QgsProcessingParameterBoolean(self.SKIP_BAD_SCENES, "Skip scenes that fail to open or align (listed "
                                           "in the log and the model file)", defaultValue=False),
             QgsProcessingParameterString(self.PSA_EXCLUDE, "Class values left out of PSA sampling (comma "
                                          "separated; the paper leaves out background)", optional=True),
+            QgsProcessingParameterEnum(self.NAMED_M1, "Pretrained modality-1 encoders, by name (downloaded once)",
+                                       NAMED_WEIGHTS, defaultValue=0),
+            QgsProcessingParameterEnum(self.NAMED_M2, "Pretrained modality-2 encoders, by name (downloaded once)",
+                                       NAMED_WEIGHTS, defaultValue=0),
             QgsProcessingParameterFile(self.PRETRAINED, "Pretrained ResNet weights, all encoders", optional=True,
                                        fileFilter="PyTorch weights (*.pth *.pt)"),
             QgsProcessingParameterFile(self.PRETRAINED_M1, "Pretrained weights, modality-1 encoders (e.g. SAR)",
@@ -153,9 +177,14 @@ class TrainStars(StarsAlgorithm):
                                 encoder_width=num(self.ENCODER_WIDTH))
         loss_cfg = LossConfig(alpha=dbl(self.ALPHA), beta=dbl(self.BETA), n_samples=num(self.SAMPLES_PER_CLASS),
                               tau=dbl(self.TAU), psa_exclude=tuple(integers(
-                                  self.parameterAsString(parameters, self.PSA_EXCLUDE, context), "PSA exclusions")))
-        train_cfg = TrainConfig.for_steps(num(self.STEPS), batch_size=num(self.BATCH_SIZE), lr=dbl(self.LR),
-                                          seed=num(self.SEED), device=enum(self.DEVICE, DEVICES), num_workers=0)
+                                  self.parameterAsString(parameters, self.PSA_EXCLUDE, context), "PSA exclusions")),
+                              class_weights=enum(self.CLASS_WEIGHTS, CLASS_WEIGHTS))
+        lr = dbl(self.LR)
+        if self.parameterAsFile(parameters, self.INIT_FROM, context) and lr == TrainConfig().lr:
+            lr *= LR_FACTOR  # fine-tuning's default, as `stars train --init-from`
+        train_cfg = TrainConfig.for_steps(num(self.STEPS), batch_size=num(self.BATCH_SIZE), lr=lr,
+                                          seed=num(self.SEED), device=enum(self.DEVICE, DEVICES), num_workers=0,
+                                          keep_best=self.parameterAsBool(parameters, self.KEEP_BEST, context))
         data_cfg = DataConfig(
             chip_size=num(self.CHIP_SIZE), val_fraction=dbl(self.VAL_FRACTION),
             class_table=self.parameterAsFile(parameters, self.CLASS_TABLE, context) or None,
@@ -220,8 +249,17 @@ class TrainStars(StarsAlgorithm):
 
         weights = {key.lower(): self.parameterAsFile(parameters, getattr(self, key), context) or None
                    for key in ("PRETRAINED", "PRETRAINED_M1", "PRETRAINED_M2")}
+        for key, named in (("pretrained_m1", self.NAMED_M1), ("pretrained_m2", self.NAMED_M2)):
+            choice = self.parameterAsEnum(parameters, named, context)
+            if choice:
+                if weights[key]:
+                    raise QgsProcessingException(f"give the {key[-2:]} weights by name or as a file, not both")
+                weights[key] = NAMED_WEIGHTS[choice].split(" ")[0]
+        init_from = self.parameterAsFile(parameters, self.INIT_FROM, context) or None
+        freeze = FREEZE[self.parameterAsEnum(parameters, self.FREEZE, context)]
         result = train(scenes, out, model_cfg, loss_cfg, train_cfg, data_cfg, resume=resume, progress=progress,
-                       cancel=feedback.isCanceled, log=self.log(feedback), diagnostics=diagnostics, **weights)
+                       cancel=feedback.isCanceled, log=self.log(feedback), diagnostics=diagnostics,
+                       init_from=init_from, freeze=freeze, **weights)
         miou = (result.summary.get("validation") or {}).get("val_m1_miou")
         outputs = {self.OUTPUT: str(result.path), self.VAL_MIOU: float("nan") if miou is None else miou}
         if diagnostics and Path(diagnostics).is_dir():  # none without validation chips (the log says so)

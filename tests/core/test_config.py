@@ -80,10 +80,10 @@ def test_segment_tile_defaults_to_the_training_chip_and_overlap_follows():
     cfg = SegmentConfig()
     assert cfg.tile_size is None and cfg.overlap is None
     resolved = cfg.for_model(200)  # rounded up to the 32-pixel stride
-    assert (resolved.tile_size, resolved.overlap) == (224, 56)
+    assert (resolved.tile_size, resolved.overlap) == (224, 32)  # an eighth, at least 32
     given = SegmentConfig(tile_size=128, overlap=10)
     assert given.for_model(512) is given
-    assert SegmentConfig(tile_size=256).overlap == 64
+    assert [SegmentConfig(tile_size=t).overlap for t in (32, 64, 256, 512, 1024)] == [16, 32, 32, 64, 128]
     assert SegmentConfig(batch_size=None).batch_for("cpu") == 1 and SegmentConfig().batch_for("cuda") == 4
 
 

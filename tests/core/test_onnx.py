@@ -103,7 +103,7 @@ def test_segmenting_with_onnx_gives_the_stars_map(trained_model, exported, demo_
     with rasterio.open(a.path) as x, rasterio.open(b.path) as y:
         assert (x.read(1) == y.read(1)).mean() >= 0.999
         assert x.colormap(1) == y.colormap(1) and x.tags(1)["STARS_CLASSES"] == y.tags(1)["STARS_CLASSES"]
-    assert a.device.startswith("onnxruntime") and (tmp_path / "onnx.qml").is_file()
+    assert a.device.startswith(("onnxruntime", "openvino")) and (tmp_path / "onnx.qml").is_file()
     fused = segment(exported["fused"], demo_scene["sar"], tmp_path / "fused.tif", cfg, with_m2=demo_scene["optical"])
     assert fused.branch == "fused"
     with pytest.raises(InputError, match="holds the m1 branch only"):

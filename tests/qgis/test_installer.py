@@ -49,7 +49,7 @@ def test_the_build_follows_the_driver_probe_and_the_users_index(monkeypatch):
     mirror = installer.plan("/p", gpu_probe=lambda: False, importable=lambda n: False, index_probe=lambda: True)
     assert mirror.pip_args == []  # the user's own index or wheel folder, untouched
     onnx = installer.plan("/p", "onnx", importable=lambda name: name == "rasterio", index_probe=lambda: False)
-    assert onnx.packages == ("onnxruntime",) and onnx.build == "none"  # QGIS's rasterio is kept
+    assert onnx.packages == ("onnxruntime", "openvino") and onnx.build == "none"  # QGIS's rasterio is kept
     assert str(onnx.target).endswith(f"stars-packages/py{sys.version_info.major}.{sys.version_info.minor}")
 
 
