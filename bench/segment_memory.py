@@ -4,7 +4,7 @@
 The big rasters cost no disk: a VRT repeats one generated 1024 x 1024 SAR tile. Prints, never
 asserts (goal: flat, under 3 GB at 32k). Usage:
     python bench/segment_memory.py [--sizes 4096 16384 32768] [--backbone resnet18] [--width 16]
-                                   [--tile 512] [--batch 4] [--device cpu]
+                                   [--tile 512] [--batch 4] [--device cpu] [--runtime torch|auto|onnx|int8]
 """
 from __future__ import annotations
 
@@ -58,8 +58,8 @@ from stars_core.config import SegmentConfig
 from stars_core.infer import segment
 
 threads.configure("auto")
-model, src, out, tile, batch, device = sys.argv[1:7]
-r = segment(model, src, out, SegmentConfig(tile_size=int(tile), batch_size=int(batch), device=device))
+model, src, out, tile, batch, device, runtime = sys.argv[1:8]
+r = segment(model, src, out, SegmentConfig(tile_size=int(tile), batch_size=int(batch), device=device, runtime=runtime))
 print(json.dumps({"seconds": r.seconds, "tiles": r.tiles,
                   "peak_rss_mb": int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024}))
 """
@@ -73,6 +73,8 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=512)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--runtime", default="torch", choices=["auto", "torch", "onnx", "int8"],
+                    help="what runs the model (auto: the int8 export on a CPU, exported on the first raster)")
     args = ap.parse_args()
     from stars_core.config import DataConfig, StarsConfig, TrainConfig
     from stars_core.data import SceneSpec
@@ -88,13 +90,13 @@ def main() -> None:
                       train_cfg=cfg, data_cfg=DataConfig(chip_size=128, val_fraction=0, class_table=str(p["classes"])),
                            log=lambda *_: None).path
         print(f"# segmentation memory, {args.backbone} width {args.width}, tile {args.tile}, batch {args.batch}, "
-              f"device {args.device}, {platform.machine()}")
+              f"device {args.device}, runtime {args.runtime}, {platform.machine()}")
         print("\n| raster | megapixels | tiles | seconds | Mpx/s | peak RSS (MB) |\n|---|---|---|---|---|---|")
         for size in args.sizes:
             src = repeat_vrt(p["sar"], size, tmp / f"sar_{size}.vrt")
             out = tmp / f"map_{size}.tif"
             proc = subprocess.run([sys.executable, "-c", CHILD, str(model), str(src), str(out), str(args.tile),
-                                   str(args.batch), args.device], capture_output=True, text=True)
+                                   str(args.batch), args.device, args.runtime], capture_output=True, text=True)
             if proc.returncode:
                 print(f"| {size} | failed: {proc.stderr.strip().splitlines()[-1]} |")
                 continue

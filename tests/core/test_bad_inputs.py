@@ -259,7 +259,8 @@ def test_every_sheet_feature_gets_a_summary_row_with_its_reason(case, capsys):
     _sheet_layer(case, [(good, "good"), (bowtie, "bowtie"), (flat, "flat"), (None, "empty")])
     capsys.readouterr()
     assert cli_main(["segment-sheets", f"{case.work}/model.stars", f"{case.work}/sheets.gpkg", f"{case.work}/sar.tif",
-                     f"{case.work}/out", "--name-field", "name", "--device", "cpu", "--tile-size", "64"]) == 0
+                     f"{case.work}/out", "--name-field", "name", "--device", "cpu", "--tile-size", "64",
+                     "--runtime", "torch"]) == 0
     rows = {r["sheet"]: r for r in csv.DictReader(open(case.work / "out" / "summary.csv"))}
     assert set(rows) == {"good", "bowtie", "flat", "empty"}
     assert rows["good"]["status"] == "done"

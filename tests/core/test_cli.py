@@ -94,7 +94,7 @@ def test_progress_in_a_log_file_is_plain_lines_not_carriage_return_redraws(demo_
     with open(log, "w") as err:
         code = subprocess.run([sys.executable, "-m", "stars_core.cli", "segment", str(trained_model),
                                str(demo_scene["sar"]), str(tmp_path / "map.tif"), "--tile-size", "64", "--overlap",
-                               "16", "--device", "cpu"], stderr=err, stdout=subprocess.DEVNULL,
+                               "16", "--device", "cpu", "--runtime", "torch"], stderr=err, stdout=subprocess.DEVNULL,
                               env=dict(os.environ, STARS_PROGRESS_INTERVAL="0")).returncode
     assert code == 0
     text = log.read_text()

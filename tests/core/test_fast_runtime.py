@@ -90,8 +90,8 @@ def test_an_unwritable_model_folder_caches_in_the_user_cache(trained_model, demo
     folder.mkdir()
     model = shutil.copy(trained_model, folder / "m.stars")
     monkeypatch.setattr(fast_runtime.os, "access", lambda p, mode: not str(p).startswith(str(folder)))
-    r = segment(model, demo_scene["sar"], tmp_path / "m.tif", SegmentConfig(tile_size=128, device="cpu", runtime="int8"))
-    assert r.runtime == "int8" and list((tmp_path / "cache" / "runtimes").glob("m.*.int8.onnx"))
+    r = segment(model, demo_scene["sar"], tmp_path / "m.tif", SegmentConfig(tile_size=128, device="cpu", runtime="onnx"))
+    assert r.runtime == "onnx" and list((tmp_path / "cache" / "runtimes").glob("m.*.m1-128.onnx"))
     assert not list(folder.glob("*.onnx"))
 
 

@@ -77,7 +77,7 @@ def _sheet_run(trained_model, demo_scene, out, processes: int, **popen):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port",
            str(29500 + processes + (hash(str(out)) % 400)), "-m", "stars_core.cli", "segment-sheets",
            str(trained_model), str(demo_scene["sheets"]), str(demo_scene["sar"]), str(out), "--name-field", "name",
-           "--tile-size", "64", "--device", "cpu"]
+           "--tile-size", "64", "--device", "cpu", "--runtime", "torch"]  # (the runtimes: test_fast_runtime)
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
