@@ -139,7 +139,8 @@ def train(
     data = prepare_training_data(scenes, dataclasses.replace(data_cfg, scan_cache=cache), train_cfg.seed, log=say)
     if resumed is not None:
         _check_resumed_scenes(resumed[2].scenes, scenes, say)
-    meta = _model_meta(data, model_cfg, loss_cfg, train_cfg, data_cfg, modalities, resumed, weights, say)
+    meta = _model_meta(data, model_cfg, loss_cfg, train_cfg, data_cfg, modalities, resumed, weights, say,
+                       fine_tuning=source is not None)
     if source is not None:
         from .finetune import record
 
@@ -354,7 +355,8 @@ def _resumed_steps(saved: int, done: int, train_cfg: TrainConfig | None, say: Ca
 
 
 def _model_meta(data: TrainingData, model_cfg: StarsConfig, loss_cfg: LossConfig, train_cfg: TrainConfig,
-                data_cfg: DataConfig, modalities: tuple[str, str], resumed, weights: dict, say) -> ModelMeta:
+                data_cfg: DataConfig, modalities: tuple[str, str], resumed, weights: dict, say,
+                fine_tuning: bool = False) -> ModelMeta:
     """What the model file will say about the model. A resumed run keeps its file's class table and
     statistics (they are what the weights expect) and must see the same band and class counts."""
     if resumed is not None:
@@ -362,7 +364,7 @@ def _model_meta(data: TrainingData, model_cfg: StarsConfig, loss_cfg: LossConfig
     else:
         pretrained = {k: _file_record(v) for k, v in weights.items()}
         _band_adaptation(pretrained, data, model_cfg.mode, say)
-        if not weights and model_cfg.backbone == "resnet50":
+        if not weights and model_cfg.backbone == "resnet50" and not fine_tuning:
             say("training ResNet-50 encoders from scratch: the paper's numbers assume pretrained weights. Give "
                 "local ones with --pretrained FILE (all encoders) or --pretrained-m1 / --pretrained-m2 (e.g. SAR "
                 "self-supervised and ImageNet weights); see the README, 'Pretrained encoders'")
