@@ -798,6 +798,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"stars {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `stars weights list | head`: the reader stopped, nothing is wrong
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
 
 
 if __name__ == "__main__":
