@@ -21,7 +21,6 @@ ran and that agreement.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import math
@@ -45,16 +44,12 @@ def onnx_available() -> bool:
 
 def choose(runtime: str, device_type: str, branch: str, have_path: bool) -> tuple[str, str | None]:
     """The runtime that will run (torch, onnx or int8) and, where auto fell back, why. None: torch."""
-    if runtime is None:
-        return "torch", None
-    if runtime not in RUNTIMES:
+    if runtime is not None and runtime not in RUNTIMES:
         raise InputError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-    if runtime == "torch":
+    if runtime in (None, "torch"):
         return "torch", None
     if runtime == "auto":
-        if device_type != "cpu":
-            return "torch", None
-        if not have_path:
+        if device_type != "cpu" or not have_path:
             return "torch", None
         if not onnx_available():
             return "torch", ("runtime auto: PyTorch, since ONNX Runtime is not installed (pip install onnx onnxruntime "
@@ -75,11 +70,9 @@ def model_sha256(path: str | os.PathLike) -> str:
     st = os.stat(path)
     key = (path, st.st_mtime_ns, st.st_size)
     if key not in _HASHES:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        _HASHES[key] = digest.hexdigest()
+        from .files import sha256
+
+        _HASHES[key] = sha256(path)
     return _HASHES[key]
 
 
@@ -105,7 +98,7 @@ def fast_runner(torch_runner, runtime: str, branch: str, tile: int, raster: str 
                 note: Callable[[str], None]):
     """An `onnx_model.OnnxModel` of the cached export for `runtime` (exported now if missing, with
     its agreement measured on `raster`), and the line saying what runs."""
-    from .onnx_model import OnnxModel
+    from .onnx_model import OnnxModel, engine_for
 
     loaded = torch_runner.loaded  # ".last" only names the last weights of a file that also holds its best
     weights = "last" if loaded.weights == "last" and loaded.payload.get("best") else "best"
@@ -113,8 +106,6 @@ def fast_runner(torch_runner, runtime: str, branch: str, tile: int, raster: str 
     info_path = path.with_suffix(".json")
     if not (path.is_file() and info_path.is_file()):
         _export(torch_runner, runtime, branch, tile, raster, path, info_path, note)
-    from .onnx_model import engine_for
-
     key = (os.fspath(path), engine_for("cpu"))
     if key not in _SESSIONS:
         _SESSIONS.clear()
@@ -158,16 +149,16 @@ def _export(torch_runner, runtime: str, branch: str, tile: int, raster, path: Pa
                          f"use --runtime torch") from None
 
 
-def agreement(torch_runner, onnx_runner, branch: str, raster, tile: int, count: int = AGREEMENT_TILES,
-              with_m2=None) -> tuple[float | None, int]:
+def agreement(torch_runner, onnx_runner, branch: str, raster, tile: int,
+              count: int = AGREEMENT_TILES) -> tuple[float | None, int]:
     """The share of valid pixels where the two runners pick the same class, on `count` tiles of
     `raster` placed between the calibration's tiles (so none of them calibrated the graph)."""
     from .raster import open_raster, valid_mask
     from .tiling import Tile
 
-    stats = torch_runner.stats[0 if branch in ("m1", "fused") else 1]
     if branch == "fused":
         return None, 0  # measured per modality; the fused branch needs both rasters
+    stats = torch_runner.stats[0 if branch == "m1" else 1]
     equal = total = 0
     with open_raster(raster, "raster") as ds:
         size = min(tile, ds.height // 32 * 32, ds.width // 32 * 32)

@@ -97,6 +97,17 @@ def _check_writable(name: str, folder: str) -> None:
         raise InputError(f"{name}: the folder {probe!r} cannot be written (permissions); choose another place")
 
 
+def sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 hex digest of a file, read in 1 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def user_cache_dir() -> Path:
     """STARS's cache folder: $STARS_CACHE_DIR (the QGIS plugin points it into the QGIS profile), else
     the platform's: %LOCALAPPDATA%\\stars\\cache on Windows, ~/Library/Caches/stars on macOS,

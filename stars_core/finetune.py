@@ -14,16 +14,15 @@ parts get no gradient and keep their BatchNorm statistics (they stay in eval mod
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import types
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from .config import FREEZE, LR_FACTOR  # noqa: F401 (FREEZE and LR_FACTOR live where front ends read them)
+from .files import sha256
 from .runtime import InputError
 
 
@@ -50,8 +49,7 @@ def read_source(path: str | os.PathLike, freeze: str) -> Source:
     best = payload.get("best")
     state = best["state_dict"] if best else payload["state_dict"]
     step = best["step"] if best else (payload.get("summary") or {}).get("steps")
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return Source(Path(path), meta, state, "best" if best else "last", step, digest)
+    return Source(Path(path), meta, state, "best" if best else "last", step, sha256(path))
 
 
 def record(source: Source, freeze: str, classes) -> dict:
@@ -113,6 +111,3 @@ def freeze_parts(model: nn.Module, freeze: str) -> list[str]:
         part.eval()
     return names
 
-
-def trainable(model: nn.Module) -> list[torch.nn.Parameter]:
-    return [p for p in model.parameters() if p.requires_grad]

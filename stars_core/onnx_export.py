@@ -18,7 +18,6 @@ onnxruntime 1.17 runs (ai.onnx <= 20, ai.onnx.ml <= 4, IR <= 9).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -32,7 +31,7 @@ from torch import nn
 
 from .checkpoint import LoadedModel, load_model
 from .config import STRIDE
-from .files import atomic_path, check_outputs
+from .files import atomic_path, check_outputs, sha256
 from .onnx_model import INPUT_SCALE
 from .runtime import InputError
 
@@ -87,7 +86,7 @@ def metadata(loaded: LoadedModel, branch: str, tile: int, source: Path) -> dict[
     resolution = None
     if loaded.crs:
         resolution = 100 * metres_per_pixel(rasterio.crs.CRS.from_user_input(loaded.crs), loaded.pixel_size)
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    digest = sha256(source)
     deepness = {
         "model_type": "Segmentor",
         "class_names": {str(i): n for i, n in enumerate(loaded.classes.names)},

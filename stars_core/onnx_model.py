@@ -23,7 +23,8 @@ ENGINES = ("auto", "onnxruntime", "openvino")
 
 
 def engine_for(device: str, engine: str | None = None) -> str:
-    """Which engine runs an exported graph on `device`: $STARS_ONNX_ENGINE or `engine` if given;
+    """Which engine runs an exported graph on `device` ("cpu" or "cuda"): `engine` or
+    $STARS_ONNX_ENGINE if given;
     else OpenVINO on a CPU where it is installed (1.1-1.5x ONNX Runtime's int8 speed in
     bench/RESULTS.md), ONNX Runtime otherwise. OpenVINO runs an fp32 graph in f32 (asked: its
     default is bf16 on CPUs with it) and an int8 graph at its defaults."""
@@ -33,20 +34,10 @@ def engine_for(device: str, engine: str | None = None) -> str:
     if engine not in ENGINES:
         raise InputError(f"STARS_ONNX_ENGINE must be one of {', '.join(ENGINES)}, got {engine!r}")
     if engine == "auto":
-        on_cpu = device == "cpu" or (device == "auto" and "CUDAExecutionProvider" not in _providers())
-        engine = "openvino" if on_cpu and importlib.util.find_spec("openvino") is not None else "onnxruntime"
+        engine = "openvino" if device == "cpu" and importlib.util.find_spec("openvino") is not None else "onnxruntime"
     if engine == "openvino" and importlib.util.find_spec("openvino") is None:
         raise InputError("STARS_ONNX_ENGINE=openvino but OpenVINO is not installed: pip install openvino")
     return engine
-
-
-def _providers() -> list[str]:
-    try:
-        import onnxruntime
-
-        return onnxruntime.get_available_providers()
-    except ImportError:
-        return []
 
 
 class OpenVinoSession:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
 from typing import TextIO
 
 
@@ -74,6 +75,25 @@ def progress_bar(total: int, unit: str, initial: int = 0, what: str = "", leave:
 
         return tqdm(total=total, initial=initial, unit=unit, dynamic_ncols=True, leave=leave)
     return LogProgress(total, unit, initial, what)
+
+
+@contextmanager
+def download_bar(what: str):
+    """A byte progress bar for a download, made with its first report and closed at the end:
+    yields the `progress(done, total)` callback `weights.download.fetch` takes."""
+    bar = None
+
+    def progress(done: int, total: int | None) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = progress_bar(total or 0, "B", what=f"{what}: ")
+        bar.update(done - bar.n)
+
+    try:
+        yield progress
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def say(message: str, file: TextIO | None = None) -> None:

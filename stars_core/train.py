@@ -387,14 +387,9 @@ def _model_meta(data: TrainingData, model_cfg: StarsConfig, loss_cfg: LossConfig
                      data.chip_size, tuple(data.pixel_size), data.crs, pretrained)
 
 
-class _Weights(str):
-    """A resolved weights path that remembers its registry entry (None for a user's file)."""
-
-    entry = None
-
-
 def _fetch_weights(weights: dict, world: int, say) -> dict:
-    from .progress import progress_bar
+    """Each `--pretrained*` value as a local file: registry names fetched into the cache."""
+    from .progress import download_bar
     from .weights.download import cached, resolve
     from .weights.registry import entry as registry_entry
 
@@ -404,34 +399,18 @@ def _fetch_weights(weights: dict, world: int, say) -> dict:
         if found is not None and world > 1 and cached(found) is None:
             raise InputError(f"{found.name} is not in the weights cache yet; under torchrun fetch it once first: "
                              f"stars weights download {found.name}")
-        bar = None
-
-        def progress(done: int, total: int | None) -> None:
-            nonlocal bar
-            if bar is None:
-                bar = progress_bar(total or 0, "B", what=f"{found.name}: ")
-            bar.update(done - bar.n)
-
-        try:
-            path, name = resolve(value, progress, say)
-        finally:
-            if bar is not None:
-                bar.close()
-        resolved[key] = _Weights(path)
-        resolved[key].entry = found if name else None
+        with download_bar(found.name if found else str(value)) as progress:
+            resolved[key] = resolve(value, progress, say)[0]
     return resolved
 
 
 def _file_record(path) -> dict:
     """Name, size and SHA-256 of a weights file, and its registry entry, for the model file's record."""
-    import hashlib
+    from .files import sha256
+    from .weights.download import entry_of
 
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    record = {"file": os.path.basename(os.fspath(path)), "bytes": os.path.getsize(path), "sha256": digest.hexdigest()}
-    found = getattr(path, "entry", None)
+    record = {"file": os.path.basename(os.fspath(path)), "bytes": os.path.getsize(path), "sha256": sha256(path)}
+    found = entry_of(path)
     if found is not None:
         record.update(registry=found.name, url=found.url, bands=list(found.bands), normalisation=found.normalisation,
                       licence=found.licence)
@@ -441,28 +420,27 @@ def _file_record(path) -> dict:
 def _band_adaptation(pretrained: dict, data: TrainingData, mode: str, say) -> None:
     """Record (and say) how each registry file's first-layer filters meet the rasters' bands: picked
     by band name, the mean of the file's filters for a band it lacks (`resnet.pick_first_conv`)."""
+    from .models import pretrained_plan
     from .models.resnet import band_plan
+    from .models.stars import stem_bands
 
-    bands = {"m1": tuple(data.scenes[0].m1_bands), "m2": tuple(data.scenes[0].m2_bands)}
-    for key, record in pretrained.items():
-        if not record.get("bands"):
+    bands = (tuple(data.scenes[0].m1_bands), tuple(data.scenes[0].m2_bands))
+    for part, key in pretrained_plan(mode, set(pretrained)).items():  # the parts build_model loads, and from what
+        names = stem_bands(part, mode, bands)
+        record = pretrained.get(key) or {}
+        if names is None or not record.get("bands"):
             continue
-        targets = {"m1": ["m1"], "m2": ["m2"], "all": ["m1", "m2"]}[key]
-        if mode == "single":
-            targets = ["m1"] if key in ("all", "m1") else []
-        elif mode == "concat":
-            targets = []  # one stem for both modalities: listed under "concat"
-            record["adaptation"] = {"concat": dict(zip(bands["m1"] + bands["m2"], band_plan(
-                record["bands"], bands["m1"] + bands["m2"])))}
-        for t in targets:
-            record.setdefault("adaptation", {})[t] = dict(zip(bands[t], band_plan(record["bands"], bands[t])))
-        for t, plan in record.get("adaptation", {}).items():
+        label = "m1" if part.endswith("_m1") or mode == "single" else "m2" if part.endswith("_m2") else "concat"
+        record.setdefault("adaptation", {})[label] = dict(zip(names, band_plan(record["bands"], names)))
+    for record in pretrained.values():
+        for label, plan in record.get("adaptation", {}).items():
             said = ", ".join(f"{b} <- {f or 'mean of all'}" for b, f in plan.items())
-            say(f"{record['registry']} ({', '.join(record['bands'])}) for the {t} bands: {said} (first-layer filters "
-                f"picked by band name; the file expects {record['normalisation']}, STARS standardises each band)")
-        if any(b in ("VV", "VH") for b in record["bands"]):
-            stats = data.stats[0 if key in ("m1", "all") else 1]
-            if stats.mean and min(stats.mean) > 0 and max(stats.mean) < 1.5:
+            say(f"{record['registry']} ({', '.join(record['bands'])}) for the {label} bands: {said} (first-layer "
+                f"filters picked by band name; the file expects {record['normalisation']}, STARS standardises each "
+                f"band)")
+            stats = data.stats[1 if label == "m2" else 0]
+            if any(b in ("VV", "VH") for b in record["bands"]) and stats.mean and min(stats.mean) > 0 \
+                    and max(stats.mean) < 1.5:
                 say(f"warning: {record['registry']} was trained on SAR backscatter in dB; this raster's band means "
                     f"({', '.join(f'{m:.3f}' for m in stats.mean)}) look linear: convert with 10 * log10(value)")
 

@@ -16,7 +16,7 @@ def add_parsers(sub) -> None:
 
 
 def cmd_weights(args) -> int:
-    from ..progress import progress_bar
+    from ..progress import download_bar
     from .download import cached, fetch, weights_dir
     from .registry import REGISTRY, entry
 
@@ -35,18 +35,7 @@ def cmd_weights(args) -> int:
         raise InputError(f"not in the registry: {', '.join(unknown)} (`stars weights list` shows the names)")
     for name in args.names:
         e = entry(name)
-        bar = None
-
-        def progress(done: int, total: int | None) -> None:
-            nonlocal bar
-            if bar is None:
-                bar = progress_bar(total or 0, "B", what=f"{e.name}: ")
-            bar.update(done - bar.n)
-
-        try:
+        with download_bar(e.name) as progress:
             path = fetch(e, progress, log=print)
-        finally:
-            if bar is not None:
-                bar.close()
         print(f"{e.name}: {path}")
     return 0

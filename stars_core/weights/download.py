@@ -34,6 +34,15 @@ def cached(entry: WeightsEntry) -> Path | None:
     return path if path.is_file() else None
 
 
+def entry_of(path: str | os.PathLike) -> WeightsEntry | None:
+    """The registry entry whose checked file `path` is (a file in the weights cache under its
+    publisher's name), or None for any other file."""
+    path = Path(path)
+    if path.resolve().parent != weights_dir().resolve():
+        return None
+    return next((e for e in REGISTRY.values() if e.filename == path.name), None)
+
+
 def source_url(entry: WeightsEntry) -> str:
     mirror = os.environ.get("STARS_WEIGHTS_MIRROR", "").strip()
     return f"{mirror.rstrip('/')}/{entry.filename}" if mirror else entry.url
