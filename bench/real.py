@@ -8,8 +8,12 @@ pooled over folds (one confusion matrix summed over the five left-out tiles).
 Five 224-pixel tiles rank nothing: one tile is all snow/ice (a class no other tile shows), the LULC
 map is itself a model's output, and a fold's mIoU moves by several points with the seed. These
 numbers show that the pipeline runs on real radar and how a SAR-only map compares with the land-cover
-map, not which method is better. Usage:
-    python bench/real.py [--data ../shared/data/terramind] [--steps 150] [--json out.json]
+map, not which method is better. `--class-weights` weights L_seg by the training labels' class
+frequencies; `--pretrained-m1/-m2` start the encoders from named weights (`stars weights list`;
+downloaded once into the cache, so not on a machine without internet). Usage:
+    python bench/real.py [--data ../shared/data/terramind] [--steps 150] [--class-weights sqrt-inverse]
+                         [--pretrained-m1 ssl4eo-s1-resnet50 --pretrained-m2 ssl4eo-s2-resnet50
+                          --backbone resnet50] [--json out.json]
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ threads.prepare_environment()
 import numpy as np
 import torch
 
-from stars_core.config import DataConfig, SegmentConfig, StarsConfig, TrainConfig
+from stars_core.config import DataConfig, LossConfig, SegmentConfig, StarsConfig, TrainConfig
 from stars_core.data import SceneSpec
 from stars_core.evaluate import evaluate
 from stars_core.infer import segment
@@ -54,8 +58,10 @@ def fold(tile: str, tiles: list[str], data: Path, mode: str, args, work: Path, c
     data_cfg = DataConfig(chip_size=args.chip, val_fraction=0, min_valid=0.3, class_table=str(classes),
                           ignore_values=(0,))
     t0 = time.perf_counter()
-    train(specs, model, StarsConfig(backbone=args.backbone, encoder_width=args.width, mode=mode), train_cfg=cfg,
-          data_cfg=data_cfg, modalities=("S1", "S2"), log=lambda *_: None)
+    train(specs, model, StarsConfig(backbone=args.backbone, encoder_width=args.width, mode=mode),
+          LossConfig(class_weights=args.class_weights), train_cfg=cfg, data_cfg=data_cfg, modalities=("S1", "S2"),
+          pretrained_m1=args.pretrained_m1, pretrained_m2=args.pretrained_m2 if mode == "stars" else None,
+          log=lambda *_: None)
     seconds = time.perf_counter() - t0
     pred = work / f"{tile}_{mode}.tif"
     segment(model, data / "S1RTC" / f"{tile}.tif", pred, SegmentConfig(tile_size=224 + 32 - 224 % 32,
@@ -77,13 +83,17 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--class-weights", default="none", choices=["none", "inverse", "sqrt-inverse"])
+    ap.add_argument("--pretrained-m1", help="a registry name (stars weights list) or a weight file, for the SAR encoders")
+    ap.add_argument("--pretrained-m2", help="the same for the optical encoder (STARS only)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if not (args.data / "S1RTC").is_dir():
         raise SystemExit(f"no TerraMesh tiles at {args.data} (expected S1RTC/, S2L2A/, LULC/); pass --data")
     tiles = sorted(p.stem for p in (args.data / "S1RTC").glob("*.tif"))
     print(f"# leave-one-tile-out on {len(tiles)} TerraMesh tiles: {args.backbone} width {args.width}, {args.steps} "
-          f"steps of batch {args.batch} on {args.chip}-px chips, lr {args.lr}, seed {args.seed}, torch "
+          f"steps of batch {args.batch} on {args.chip}-px chips, lr {args.lr}, seed {args.seed}, class weights "
+          f"{args.class_weights}, pretrained {args.pretrained_m1 or '-'} / {args.pretrained_m2 or '-'}, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
