@@ -62,20 +62,12 @@ if spec["engine"]:
     os.environ["STARS_ONNX_ENGINE"] = spec["engine"]
 from stars_core import threads
 threads.prepare_environment()
-import time
 from stars_core import fast_runtime, infer
 from stars_core.config import SegmentConfig
 from stars_core.infer import segment
 threads.configure("auto")
-parts = {"setup": 0.0, "loop": 0.0}
-def timed(part, fn):
-    def wrapper(*a, **kw):
-        t0 = time.perf_counter()
-        try:
-            return fn(*a, **kw)
-        finally:
-            parts[part] += time.perf_counter() - t0
-    return wrapper
+sys.path.insert(0, "bench")
+from pipeline_profile import TIMES as parts, timed
 infer.open_runner = timed("setup", infer.open_runner)
 fast_runtime.fast_runner = timed("setup", fast_runtime.fast_runner)
 infer._predict = timed("loop", infer._predict)
