@@ -76,6 +76,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tiles", type=int, default=10)
     ap.add_argument("--streams", type=int, default=2)
+    ap.add_argument("--fp32", action="store_true", help="also the fp32 export in both engines (CPUs without VNNI)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(args.model, Path(tmp) / "m1_int8.onnx", "m1", args.tile, int8=True, calibrate=args.raster,
@@ -87,6 +88,11 @@ def main() -> None:
         calls["onnxruntime io-binding"] = io_binding_runner(runners["onnxruntime"], args.tile)
         run, streams, nthreads = throughput_runner(path, args.streams)
         calls[f"openvino throughput ({streams} streams, {nthreads} threads)"] = run
+        if args.fp32:
+            fp32 = export_onnx(args.model, Path(tmp) / "m1.onnx", "m1", args.tile, log=lambda m: None)
+            for e in ("onnxruntime", "openvino"):
+                r = OnnxModel(fp32, "cpu", engine=e)
+                calls[f"{e} fp32"] = lambda xs, r=r: [r.session.run(None, {r.input_name: x})[0] for x in xs]
         first = {}
         for name, call in calls.items():  # warm up; the same answers from every engine's mode
             first[name] = call(tiles[:2])[0]

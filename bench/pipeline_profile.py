@@ -84,6 +84,8 @@ def main() -> None:
     ap.add_argument("--overlap", type=int, default=None)
     ap.add_argument("--runtime", default="auto")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--hints", nargs="+", default=["THROUGHPUT"], choices=["THROUGHPUT", "LATENCY"],
+                    help="OpenVINO's performance hints, alternated within each repeat (THROUGHPUT: the toolbox's)")
     args = ap.parse_args()
 
     from scene_speed import train_r50
@@ -116,14 +118,18 @@ def main() -> None:
         print(f"# pipeline_profile: {args.size} x {args.size} {'GeoTIFF' if args.geotiff else 'VRT'}, "
               f"{first.runtime_note}; {threads.describe()}, {platform.machine()}")
         instrument()
-        for rep in range(args.repeats):
+        from stars_core import fast_runtime, onnx_model
+
+        for rep, hint in ((rep, hint) for rep in range(args.repeats) for hint in args.hints):
+            onnx_model.OPENVINO_HINT = hint
+            fast_runtime._SESSIONS.clear()  # compiled again with this hint (timed in the set-up)
             TIMES.clear()
             CALLS.clear()
             t0 = time.perf_counter()
             r = segment(model, src, tmp / "map.tif", cfg)
             wall = time.perf_counter() - t0
-            print(f"\nrun {rep + 1}: {r.tiles} tiles, {wall:.1f} s in segment()\n\n| step | seconds | per tile, ms | calls |"
-                  f"\n|---|---:|---:|---:|")
+            print(f"\nrun {rep + 1}, OpenVINO hint {hint}: {r.tiles} tiles, {wall:.1f} s in segment()\n\n"
+                  f"| step | seconds | per tile, ms | calls |\n|---|---:|---:|---:|")
             for name, s in TIMES.items():
                 print(f"| {name} | {s:.2f} | {1000 * s / r.tiles:.0f} | {CALLS[name]} |")
             loop = TIMES["tile loop (wall)"]

@@ -7,7 +7,7 @@ map moves along the tile seams.
 OpenVINO (a PyPI package, `pip install openvino`: 2026.4 declares numpy >= 1.16.6, so it sits beside
 Debian's numpy 1.24) runs the same exported graphs (the toolbox uses it where it is installed).
 "default" is `stars segment` with no runtime flag: the runtime, engine and overlap a user gets.
-Part 1 (speed). The model is a ResNet-50 STARS trained briefly on the demo scene (`--r50-steps`; its
+Part 1 (speed). The model is a ResNet-50 STARS (`--backbone`) trained briefly on the demo scene (`--r50-steps`; its
 speed does not depend on its weights, its agreement does a little). The raster repeats the 1024 x
 1024 demo SAR by a VRT. The one-time export and calibration of the ONNX graphs (what a user's first
 run costs) is timed apart, on the demo SAR. Variants: the runtimes (torch, onnx, int8), then one
@@ -105,13 +105,13 @@ def read(path: Path) -> np.ndarray:
         return ds.read(1)
 
 
-def train_r50(scene: dict, out: Path, steps: int) -> Path:
+def train_r50(scene: dict, out: Path, steps: int, backbone: str = "resnet50") -> Path:
     from stars_core.config import DataConfig, StarsConfig, TrainConfig
     from stars_core.data import SceneSpec
     from stars_core.train import train
 
     spec = [SceneSpec(str(scene["sar"]), str(scene["optical"]), str(scene["labels"]))]
-    return train(spec, out, StarsConfig(backbone="resnet50"),
+    return train(spec, out, StarsConfig(backbone=backbone),
                  train_cfg=TrainConfig.for_steps(steps, batch_size=4, lr=1e-3, num_workers=0, device="cpu"),
                  data_cfg=DataConfig(chip_size=128, class_table=str(scene["classes"]), ignore_values=(0,)),
                  log=lambda *_: None).path
@@ -129,10 +129,11 @@ def speed(args, tmp: Path) -> None:
         import shutil
 
         shutil.copy(args.r50, model)
-        print(f"(ResNet-50 STARS from {args.r50})")
+        print(f"(STARS model from {args.r50})")
     else:
-        train_r50(scene, model, args.r50_steps)
-        print(f"(ResNet-50 STARS trained {args.r50_steps} steps on the demo scene in {time.perf_counter() - t0:.0f} s)")
+        train_r50(scene, model, args.r50_steps, args.backbone)
+        print(f"({args.backbone} STARS trained {args.r50_steps} steps on the demo scene in "
+              f"{time.perf_counter() - t0:.0f} s)")
         if args.r50:
             import shutil
 
@@ -259,6 +260,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--r50-steps", type=int, default=60)
+    ap.add_argument("--backbone", default="resnet50", help="of the model trained for part 1 (resnet18/34: lighter)")
     ap.add_argument("--r50", metavar="PATH", help="the ResNet-50 model: used if it exists, else trained and saved there")
     ap.add_argument("--model", default=str(ROOT / "demo_out" / "model.stars"))
     ap.add_argument("--scene", default=str(ROOT / "demo_out" / "scene"))

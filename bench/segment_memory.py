@@ -4,7 +4,7 @@
 The big rasters cost no disk: a VRT repeats one generated 1024 x 1024 SAR tile. Prints, never
 asserts (goal: flat, under 3 GB at 32k). Usage:
     python bench/segment_memory.py [--sizes 4096 16384 32768] [--backbone resnet18] [--width 16]
-                                   [--tile 512] [--batch 4] [--device cpu] [--runtime torch|auto|onnx|int8]
+                                   [--tile 512] [--batch 4|0] [--device cpu] [--runtime torch|auto|onnx|int8]
 """
 from __future__ import annotations
 
@@ -59,7 +59,8 @@ from stars_core.infer import segment
 
 threads.configure("auto")
 model, src, out, tile, batch, device, runtime = sys.argv[1:8]
-r = segment(model, src, out, SegmentConfig(tile_size=int(tile), batch_size=int(batch), device=device, runtime=runtime))
+r = segment(model, src, out, SegmentConfig(tile_size=int(tile), batch_size=int(batch) or None, device=device,
+                                          runtime=runtime))
 print(json.dumps({"seconds": r.seconds, "tiles": r.tiles,
                   "peak_rss_mb": int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024}))
 """
@@ -71,7 +72,7 @@ def main() -> None:
     ap.add_argument("--backbone", default="resnet18")
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--tile", type=int, default=512)
-    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=4, help="tiles per run (0: the runtime's own choice)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--runtime", default="torch", choices=["auto", "torch", "onnx", "int8"],
                     help="what runs the model (auto: the int8 export on a CPU, exported on the first raster)")

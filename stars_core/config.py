@@ -351,19 +351,20 @@ class SegmentConfig:
         tile = max(STRIDE, -(-int(chip_size) // STRIDE) * STRIDE)
         return replace(self, tile_size=tile)
 
-    def batch_for(self, device_type: str) -> int:
+    def batch_for(self, device_type: str, parallel: int | None = None) -> int:
         """The batch size on a device: the configured one, else 4 on CUDA and 1 on CPU, where a
-        ResNet-50 tile of 512 pixels runs 1.8x faster alone than in a batch of 4 (bench/RESULTS.md)."""
+        ResNet-50 tile of 512 pixels runs 1.8x faster alone than in a batch of 4 (bench/RESULTS.md);
+        `parallel`, where the runner runs that many tiles side by side (OpenVINO's streams), on the CPU."""
         if self.batch_size is not None:
             return self.batch_size
-        return 4 if device_type == "cuda" else 1
+        return 4 if device_type == "cuda" else max(1, parallel or 1)
 
-    def readers_for(self, device_type: str, cores: int) -> int:
+    def readers_for(self, device_type: str, cores: int, parallel: int | None = None) -> int:
         """The reader threads on a device: the configured number, else one on the CPU, where the
         model needs every core and one reader already keeps up, and on CUDA one per tile of a batch
         up to the cores there are (a GPU runs tiles faster than one thread reads them). One batch is
         read ahead, so never more than the batch size: more threads would only wait."""
-        batch = self.batch_for(device_type)
+        batch = self.batch_for(device_type, parallel)
         if self.read_threads is not None:
             return min(self.read_threads, batch)
         return max(1, min(batch, cores)) if device_type == "cuda" else 1

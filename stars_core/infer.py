@@ -110,6 +110,11 @@ class _Inputs:
         self._given, self._reopen = (primary, secondary), reopen
         self._local = threading.local()
 
+    def several_readers(self, several: bool) -> None:
+        """With one reader thread, the handles given serve it (nothing is reopened)."""
+        if not several:
+            self._reopen = None
+
     def _datasets(self) -> tuple:
         pair = getattr(self._local, "pair", None)
         if pair is None:
@@ -213,12 +218,13 @@ def segment(
         raise InputError(f"this .onnx takes tiles of {fixed} x {fixed} pixels (a fixed input size, as Deepness needs); "
                          f"leave the tile size out, or export again with `stars export --tile-size {cfg.tile_size}`")
     branch = _check_request(loaded, cfg, with_m2)
-    readers = cfg.readers_for(loaded.device_type, threads.available_cores())
     with ExitStack() as opened:
-        src, work, inputs = _open_inputs(opened, loaded, cfg, input, with_m2, clip, readers, note)
+        src, work, inputs = _open_inputs(opened, loaded, cfg, input, with_m2, clip, note)
         # after the inputs are checked: a bad raster is refused before an export is made for it
         loaded, runtime, runtime_note = _runtime(loaded, cfg, branch, calibration or input,
                                                  info or (lambda m: None), note)
+        readers = cfg.readers_for(loaded.device_type, threads.available_cores(), getattr(loaded, "parallel", None))
+        inputs.several_readers(readers > 1)
         inputs.prepare = loaded.prepare
         styles = [None if p is None else Path(p).with_suffix(".qml") for p in (confidence, probabilities, uncertainty)]
         with atomic_outputs(output, confidence, probabilities, uncertainty, qml, *styles) as temps:
@@ -288,7 +294,7 @@ def _clean(path: Path, cfg: SegmentConfig, classes: ClassTable, src, cancel, not
     return counts, nodata
 
 
-def _open_inputs(stack: ExitStack, loaded, cfg: SegmentConfig, input, with_m2, clip, readers: int,
+def _open_inputs(stack: ExitStack, loaded, cfg: SegmentConfig, input, with_m2, clip,
                  note: Callable[[str], None]) -> tuple:
     """The rasters of a run opened in `stack`: (input, working grid or None, `_Inputs`). The input is
     read at the model's pixel size with `cfg.resample`, the optical raster on its grid; with several
@@ -321,7 +327,7 @@ def _open_inputs(stack: ExitStack, loaded, cfg: SegmentConfig, input, with_m2, c
     if clip is not None:
         polygons = [g for g, _ in geometries_in(clip[0], [(g, None) for g in clip[1]], primary.crs)]
     inputs = _Inputs(primary, secondary, (order, order2), (stats, loaded.stats[1] if secondary is not None else None),
-                     polygons, loaded.prepare, None if readers == 1 else reopen)
+                     polygons, loaded.prepare, reopen)
     return src, work, inputs
 
 
@@ -458,7 +464,7 @@ def _predict(loaded, inputs: _Inputs, base_profile: dict, outputs, cfg: SegmentC
     height, width = base_profile["height"], base_profile["width"]
     grid = TileGrid.build(height, width, cfg.tile_size, cfg.overlap)
     tiles = list(grid)
-    size = cfg.batch_for(loaded.device_type)
+    size = cfg.batch_for(loaded.device_type, getattr(loaded, "parallel", None))
     batches = [tiles[i:i + size] for i in range(0, len(tiles), size)]
     blend = loaded.blend_rows(height, width, BLOCK, grid.weights(), cfg.blend_on_device)
     pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="stars-read")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 
 import numpy as np
 
@@ -40,26 +41,54 @@ def engine_for(device: str, engine: str | None = None) -> str:
     return engine
 
 
+MAX_REQUESTS = 4  # tiles in flight at most: each request holds its own activations (memory)
+OPENVINO_HINT = "LATENCY"  # or "THROUGHPUT"; bench/pipeline_profile.py --hints compares the two
+
+
 class OpenVinoSession:
     """An exported graph compiled by OpenVINO for the CPU, answering `session.run` as ONNX Runtime's
-    session does (the runner's only call)."""
+    session does (the runner's only call).
+
+    The graph is reshaped to one tile per inference request (static where the export's tile size is
+    fixed: 4-6 % faster than a free batch in bench/engine_ab.py) and the tiles of a batch run as
+    requests of one queue. `OPENVINO_HINT` LATENCY (the default) gives one request on every thread;
+    THROUGHPUT splits the threads into streams that run `requests` tiles side by side (the batch the
+    pipeline then feeds it): on 2 cores it tied with LATENCY inside the pipeline (0.60-0.63 against
+    0.59-0.61 s per ResNet-50 tile, bench/RESULTS.md) and holds a second tile's activations, so it
+    is not the default."""
 
     def __init__(self, path: str, threads: int | None):
         import openvino
 
         core = openvino.Core()
         model = core.read_model(path)
-        config = {"PERFORMANCE_HINT": "LATENCY"}
+        config = {"PERFORMANCE_HINT": OPENVINO_HINT}
         self.quantised = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
         if not self.quantised:  # OpenVINO's default on CPUs with bf16 is bf16: an fp32 graph stays fp32
             config["INFERENCE_PRECISION_HINT"] = "f32"
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
+        shape = model.inputs[0].get_partial_shape()
+        model.reshape({model.inputs[0]: openvino.PartialShape([1, *list(shape)[1:]])})
         self.compiled = core.compile_model(model, "CPU", config)
         self.output = self.compiled.output(0)
+        self.requests = max(1, min(MAX_REQUESTS, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))))
+        self._queue = openvino.AsyncInferQueue(self.compiled, self.requests)
+        self._results: dict[int, np.ndarray] = {}
+        self._queue.set_callback(self._keep)
+        self._lock = threading.Lock()  # one batch at a time: the queue and its results are shared
 
-    def run(self, _names, feed: dict):
-        return [self.compiled(feed)[self.output]]
+    def _keep(self, request, index: int) -> None:
+        self._results[index] = request.get_tensor(self.output).data.copy()
+
+    def run(self, _names, feed: dict) -> list[np.ndarray]:
+        (x,) = feed.values()  # (B, C, H, W)
+        with self._lock:
+            self._results.clear()
+            for i in range(x.shape[0]):
+                self._queue.start_async({0: x[i:i + 1]}, i)
+            self._queue.wait_all()
+            return [np.concatenate([self._results[i] for i in range(x.shape[0])])]  # (B, K, H, W)
 
 
 def onnxruntime_module():
@@ -129,9 +158,11 @@ class OnnxModel:
         self.device_type = "cuda" if active.startswith("CUDA") else "cpu"
         self.device_name = f"onnxruntime {active.replace('ExecutionProvider', '')}"
         self.engine = engine
+        self.parallel = None  # tiles the engine runs side by side: the batch it wants (None: 1)
         if engine == "openvino":
             self.session = OpenVinoSession(path, threads)  # ONNX Runtime's session is dropped
             self.device_name = "openvino CPU"
+            self.parallel = self.session.requests
 
     @staticmethod
     def prepare(x: np.ndarray, valid: np.ndarray, stats: BandStats) -> np.ndarray:

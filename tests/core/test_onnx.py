@@ -141,3 +141,28 @@ def _nodes(path):
 def test_export_refuses_to_overwrite_its_model(trained_model, tmp_path):
     with pytest.raises(InputError, match="is the model file"):
         export_onnx(trained_model, trained_model, "m1", **QUIET)
+
+
+def test_openvino_runs_the_tiles_of_a_batch_side_by_side_in_order(exported, demo_scene, tmp_path, monkeypatch):
+    pytest.importorskip("openvino")
+    from stars_core import onnx_model
+
+    monkeypatch.setattr(onnx_model, "OPENVINO_HINT", "THROUGHPUT")  # streams: as many tiles at once as cores
+    ov = OnnxModel(exported["m1"], "cpu", threads=2, engine="openvino")  # 2 streams of 1 thread on 2 cores
+    ort = OnnxModel(exported["m1"], "cpu", engine="onnxruntime")
+    assert ov.parallel == ov.session.requests >= 2 and ort.parallel is None
+    rng = np.random.default_rng(2)
+    x = rng.normal(-14, 5, (5, 2, 128, 128)).astype(np.float32) / INPUT_SCALE  # more tiles than requests
+    x[3] += 0.05  # no two tiles alike: an answer in the wrong place would show
+    together = ov.session.run(None, {"input": x})[0]
+    alone = np.concatenate([ov.session.run(None, {"input": x[i:i + 1]})[0] for i in range(5)])
+    assert together.shape == (5, len(ov.classes), 128, 128) and np.array_equal(together, alone)
+    assert np.abs(together - ort.session.run(None, {"input": x})[0]).max() < 1e-4  # fp32 graph kept in f32
+    sizes = []
+    run = ov.probabilities
+    monkeypatch.setattr(ov, "probabilities", lambda *a: sizes.append(len(a[1])) or run(*a))
+    res = segment(ov, demo_scene["sar"], tmp_path / "ov.tif", SegmentConfig(tile_size=128, overlap=32, device="cpu"))
+    assert max(sizes) == ov.parallel and sum(sizes) == res.tiles  # the pipeline feeds it as many tiles as it runs
+    ref = segment(ort, demo_scene["sar"], tmp_path / "ort.tif", SegmentConfig(tile_size=128, overlap=32, device="cpu"))
+    with rasterio.open(res.path) as a, rasterio.open(ref.path) as b:
+        assert (a.read(1) == b.read(1)).mean() >= 0.999
