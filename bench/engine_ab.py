@@ -1,7 +1,8 @@
 """The bare network of an int8 export, engine against engine, alternating in one process: seconds per
 tile (no reading, blending or writing). Engines: ONNX Runtime; ONNX Runtime with IO binding (the
 input bound in place, the output written into one buffer allocated once); OpenVINO in latency mode (one
-request at a time on all threads: what the toolbox runs); OpenVINO in throughput mode (`--streams`
+request at a time on all threads, the graph reshaped to one static tile: what the toolbox runs), and
+the same on the graph's free batch (what it ran before); OpenVINO in throughput mode (`--streams`
 streams, as many requests in flight, each on a share of the threads). Prints, never asserts. Usage:
     python bench/engine_ab.py MODEL.stars CALIBRATION_RASTER [--tile 512] [--rounds 3] [--tiles 10] [--streams 2]
 (exports the m1 branch to int8 first, calibrated on the raster).
@@ -86,6 +87,11 @@ def main() -> None:
         tiles = [(rng.normal(-14, 4, (1, 2, args.tile, args.tile)) / 255).astype(np.float32) for _ in range(args.tiles)]
         calls = {e: (lambda xs, r=r: [r.session.run(None, {r.input_name: x})[0] for x in xs]) for e, r in runners.items()}
         calls["onnxruntime io-binding"] = io_binding_runner(runners["onnxruntime"], args.tile)
+        import openvino
+
+        core = openvino.Core()
+        free = core.compile_model(core.read_model(str(path)), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+        calls["openvino, free batch (before session 10)"] = lambda xs, c=free: [c(x)[c.output(0)] for x in xs]
         run, streams, nthreads = throughput_runner(path, args.streams)
         calls[f"openvino throughput ({streams} streams, {nthreads} threads)"] = run
         if args.fp32:

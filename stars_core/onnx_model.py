@@ -50,8 +50,8 @@ class OpenVinoSession:
     session does (the runner's only call).
 
     The graph is reshaped to one tile per inference request (static where the export's tile size is
-    fixed: 4-6 % faster than a free batch in bench/engine_ab.py) and the tiles of a batch run as
-    requests of one queue. `OPENVINO_HINT` LATENCY (the default) gives one request on every thread;
+    fixed; as fast as the free batch in bench/engine_ab.py) and the tiles of a batch run as requests
+    of one queue. `OPENVINO_HINT` LATENCY (the default) gives one request on every thread;
     THROUGHPUT splits the threads into streams that run `requests` tiles side by side (the batch the
     pipeline then feeds it): on 2 cores it tied with LATENCY inside the pipeline (0.60-0.63 against
     0.59-0.61 s per ResNet-50 tile, bench/RESULTS.md) and holds a second tile's activations, so it
