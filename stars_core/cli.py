@@ -31,9 +31,10 @@ READ_THREADS_HELP = ("threads reading tiles while the model runs, each with its 
                      "CPU, one per tile of a batch on CUDA; at most the batch size is used)")
 RUNTIME_HELP = ("what runs a .stars model: auto (default: int8 on a CPU where ONNX Runtime is installed, the fused "
                 "branch in fp32 ONNX; PyTorch on CUDA), torch (eager PyTorch, the reference), onnx (fp32 export, "
-                "about 1.2x PyTorch's speed, the same map up to rounding), int8 (quantised export, about 3x, a few "
-                "near-tie pixels change class; calibrated on the raster it first segments). Exports are made once and "
-                "cached beside the model; each run prints its measured agreement with PyTorch")
+                "about 1.2x PyTorch's speed, the same map up to rounding), int8 (quantised export, 3-5x by CPU, a few "
+                "near-tie pixels change class; calibrated on the raster it first segments). Exports run in OpenVINO "
+                "where installed, else ONNX Runtime; they are made once (a ResNet-50: 1-2 min) and cached beside the "
+                "model; each run prints its measured agreement with PyTorch")
 
 
 def _parser() -> argparse.ArgumentParser:

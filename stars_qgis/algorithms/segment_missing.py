@@ -34,15 +34,16 @@ def mmu_setting(alg: StarsAlgorithm, parameters, context) -> dict:
 WEIGHTS = ["best", "last"]
 WEIGHT_NAMES = ["best: of its validation (its last where it kept no best)", "last: of its last training step"]
 RUNTIMES = ["auto", "torch", "onnx", "int8"]
-RUNTIME_NAMES = ["auto: int8 in ONNX Runtime on a CPU (fastest), PyTorch on CUDA",
+RUNTIME_NAMES = ["auto: int8 export on a CPU (fastest), PyTorch on CUDA",
                  "torch: eager PyTorch (the reference)",
-                 "onnx: fp32 export in ONNX Runtime (about 1.2x PyTorch, the same map up to rounding)",
-                 "int8: quantised export in ONNX Runtime (about 3x, a few near-tie pixels change class)"]
+                 "onnx: fp32 export (about 1.2x PyTorch, the same map up to rounding)",
+                 "int8: quantised export (3-5x by CPU, a few near-tie pixels change class)"]
 RUNTIME_HELP = ("<br><br>Runtime: on a CPU, 'auto' exports the model once to int8 ONNX (cached beside the model "
-                "file, calibrated on the raster it first segments) and runs it in ONNX Runtime, about 3x faster than "
-                "PyTorch; a few pixels where two classes are nearly tied change class, and the log says how many "
+                "file, calibrated on the raster it first segments; 1-2 minutes for a ResNet-50 model) and runs it in "
+                "OpenVINO where installed, else ONNX Runtime: 3-5x faster than PyTorch by CPU (the most on CPUs with "
+                "VNNI). A few pixels where two classes are nearly tied change class, and the log says how many "
                 "agreed with PyTorch on tiles of your raster. 'torch' is the reference, 'onnx' (fp32) the same map "
-                "up to rounding at about 1.2x.")
+                "up to rounding at about 1.2x. A ResNet-18 model segments about twice as fast as a ResNet-50 one.")
 
 
 def simplify_parameter(alg: StarsAlgorithm) -> None:
