@@ -7,8 +7,8 @@ map moves along the tile seams.
 OpenVINO (a PyPI package, `pip install openvino`: 2026.4 declares numpy >= 1.16.6, so it sits beside
 Debian's numpy 1.24) runs the same exported graphs (the toolbox uses it where it is installed).
 "default" is `stars segment` with no runtime flag: the runtime, engine and overlap a user gets.
-Part 1 (speed). The model is a ResNet-50 STARS (`--backbone`) trained briefly on the demo scene (`--r50-steps`; its
-speed does not depend on its weights, its agreement does a little). The raster repeats the 1024 x
+Part 1 (speed). The model is a ResNet-50 STARS (`--backbone`) trained briefly on the demo scene
+(`--r50-steps`; its speed does not depend on its weights, its agreement does a little). The raster repeats the 1024 x
 1024 demo SAR by a VRT. The one-time export and calibration of the ONNX graphs (what a user's first
 run costs) is timed apart, on the demo SAR. Variants: the runtimes (torch, onnx, int8), then one
 change at a time to int8: tile overlap 64 instead of 128, 2 tiles per run, ONNX Runtime's memory
@@ -261,7 +261,8 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--r50-steps", type=int, default=60)
     ap.add_argument("--backbone", default="resnet50", help="of the model trained for part 1 (resnet18/34: lighter)")
-    ap.add_argument("--r50", metavar="PATH", help="the ResNet-50 model: used if it exists, else trained and saved there")
+    ap.add_argument("--r50", metavar="PATH", help="the part-1 model (ResNet-50 unless --backbone): used if it exists, "
+                                                  "else trained and saved there")
     ap.add_argument("--model", default=str(ROOT / "demo_out" / "model.stars"))
     ap.add_argument("--scene", default=str(ROOT / "demo_out" / "scene"))
     ap.add_argument("--sheet", default="B2")

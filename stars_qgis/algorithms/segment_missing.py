@@ -40,7 +40,8 @@ RUNTIME_NAMES = ["auto: int8 export on a CPU (fastest), PyTorch on CUDA",
                  "int8: quantised export (3-5x by CPU, a few near-tie pixels change class)"]
 RUNTIME_HELP = ("<br><br>Runtime: on a CPU, 'auto' exports the model once to int8 ONNX (cached beside the model "
                 "file, calibrated on the raster it first segments; 1-2 minutes for a ResNet-50 model) and runs it in "
-                "OpenVINO where installed, else ONNX Runtime: 3-5x faster than PyTorch, depending on the CPU. A few pixels where two classes are nearly tied change class, and the log says how many "
+                "OpenVINO where installed, else ONNX Runtime: 3-5x faster than PyTorch, depending on the CPU. A few "
+                "pixels where two classes are nearly tied change class, and the log says how many "
                 "agreed with PyTorch on tiles of your raster. 'torch' is the reference, 'onnx' (fp32) the same map "
                 "up to rounding at about 1.2x. A ResNet-18 model segments about twice as fast as a ResNet-50 one.")
 
