@@ -220,6 +220,10 @@ def segment(
     branch = _check_request(loaded, cfg, with_m2)
     with ExitStack() as opened:
         src, work, inputs = _open_inputs(opened, loaded, cfg, input, with_m2, clip, note)
+        if cfg.mmu is not None:  # refused before the network runs, not after
+            from .product.mmu import check_unit_fits, mmu_pixels
+
+            check_unit_fits(mmu_pixels(cfg.mmu, pixel_area(src)), src.width * src.height, cfg.mmu, pixel_area(src))
         # after the inputs are checked: a bad raster is refused before an export is made for it
         loaded, runtime, runtime_note = _runtime(loaded, cfg, branch, calibration or input,
                                                  info or (lambda m: None), note)
@@ -343,7 +347,12 @@ def segment_area(model, input: str | os.PathLike, output: str | os.PathLike, cfg
 
     from osgeo import gdal
 
-
+    # the output is checked against the inputs the user named, not the VRT made for the extent below
+    check_outputs({"input raster": input, "optical raster": kwargs.get("with_m2"), "mask": mask,
+                   "model file": model if isinstance(model, (str, os.PathLike)) else getattr(model, "path", None)},
+                  {"output": output, "confidence output": kwargs.get("confidence"),
+                   "probabilities output": kwargs.get("probabilities"), "uncertainty output": kwargs.get("uncertainty"),
+                   "style file beside the output": Path(output).with_suffix(".qml")})
     clip = None
     if mask is not None:
         wkt, items = read_polygons(mask)
@@ -353,18 +362,9 @@ def segment_area(model, input: str | os.PathLike, output: str | os.PathLike, cfg
     with open_raster(input, "input") as src:
         window = None
         if extent is not None:
-            xmin, ymin, xmax, ymax = extent
-            if not (xmin < xmax and ymin < ymax):
-                raise InputError(f"the extent must be xmin, ymin, xmax, ymax with xmin < xmax and ymin < ymax, "
-                                 f"got {extent}")
-            box = {"type": "Polygon", "coordinates": [[(xmin, ymin), (xmax, ymin), (xmax, ymax), (xmin, ymax),
-                                                       (xmin, ymin)]]}
-            if extent_crs:
-                box = geometries_in(rasterio.crs.CRS.from_user_input(extent_crs).to_wkt(), [(box, None)], src.crs)[0][0]
-            window = window_of(src, box)  # whole pixels of the input grid covering the extent
-            if window is None:
-                raise InputError(f"the extent {extent} does not overlap {os.fspath(input)!r} "
-                                 f"(its bounds: {tuple(round(v, 3) for v in src.bounds)}); check the extent and its CRS")
+            window = _extent_window(src, input, extent, extent_crs)
+        if clip is not None:
+            _check_mask_overlaps(src, window, clip, mask)
     if window is None:
         return segment(model, input, output, cfg, clip=clip, **kwargs)
     kwargs.setdefault("calibration", input)  # an int8 export calibrates on the raster, not the extent
@@ -373,6 +373,53 @@ def segment_area(model, input: str | os.PathLike, output: str | os.PathLike, cfg
         gdal.Translate(str(vrt), os.fspath(input), format="VRT",
                        srcWin=[int(window.col_off), int(window.row_off), int(window.width), int(window.height)])
         return segment(model, vrt, output, cfg, clip=clip, **kwargs)
+
+
+def _extent_window(src, input, extent: tuple[float, float, float, float], extent_crs: str | None):
+    """The whole pixels of the input grid covering the extent, or one line naming what is wrong."""
+    xmin, ymin, xmax, ymax = extent
+    if not (xmin < xmax and ymin < ymax):
+        raise InputError(f"the extent must be xmin, ymin, xmax, ymax with xmin < xmax and ymin < ymax, got {extent}")
+    box = {"type": "Polygon", "coordinates": [[(xmin, ymin), (xmax, ymin), (xmax, ymax), (xmin, ymax), (xmin, ymin)]]}
+    if extent_crs:
+        try:
+            crs = rasterio.crs.CRS.from_user_input(extent_crs)
+        except rasterio.errors.CRSError:
+            raise InputError(f"--extent-crs {extent_crs!r} is not a CRS GDAL knows; give e.g. EPSG:4326 or "
+                             f"EPSG:32633") from None
+        if crs.is_geographic and not (-180 <= xmin and xmax <= 360 and -90 <= ymin and ymax <= 90):
+            raise InputError(f"the extent {extent} is not in degrees, but --extent-crs {extent_crs} is geographic "
+                             f"(longitude -180..180, latitude -90..90): give the extent's own CRS (that of the "
+                             f"input is {_crs_label(src.crs)})")
+        try:
+            box = geometries_in(crs.to_wkt(), [(box, None)], src.crs)[0][0]
+        except Exception as exc:  # GDAL/PROJ: coordinates the CRS cannot take
+            raise InputError(f"the extent {extent} cannot be transformed from {extent_crs} to the input's CRS "
+                             f"({str(exc).strip()}): check that the numbers are in {extent_crs}") from None
+    window = window_of(src, box)  # whole pixels of the input grid covering the extent
+    if window is None:
+        raise InputError(f"the extent {extent} does not overlap {os.fspath(input)!r} "
+                         f"(its bounds: {tuple(round(v, 3) for v in src.bounds)}); check the extent and its CRS")
+    return window
+
+
+def _crs_label(crs) -> str:
+    epsg = crs.to_epsg() if crs is not None else None
+    return f"EPSG:{epsg}" if epsg else ("none" if crs is None else "a custom CRS")
+
+
+def _check_mask_overlaps(src, window, clip: tuple[str, list[dict]], mask) -> None:
+    """A mask that misses the area to segment would give an all-no-data map: refused."""
+    from rasterio.windows import bounds as window_bounds
+    from shapely.geometry import box, shape
+
+    wkt, geoms = clip
+    area = box(*(window_bounds(window, src.transform) if window is not None else src.bounds))
+    inside = [g for g, _ in geometries_in(wkt, [(g, None) for g in geoms], src.crs)]
+    if not any(shape(g).intersects(area) for g in inside if g is not None):
+        raise InputError(f"no polygon of the mask {os.fspath(mask)!r} overlaps the area to segment (bounds "
+                         f"{tuple(round(v, 3) for v in area.bounds)} in {_crs_label(src.crs)}): the map would be all "
+                         f"no data; check the mask's layer, selection and CRS")
 
 
 def open_runner(model, cfg: SegmentConfig):

@@ -126,6 +126,9 @@ def train(
         raise InputError(f"loss ignore_index must be {IGNORE} (the pipeline's no-data index)")
     weights = {k: v for k, v in (("all", pretrained), ("m1", pretrained_m1), ("m2", pretrained_m2)) if v}
     source = None
+    if freeze != "none" and init_from is None and resumed is None:
+        raise InputError(f"--freeze {freeze} freezes weights taken from another model: give --init-from MODEL too "
+                         f"(training from scratch freezes nothing)")
     if init_from is not None:
         source, model_cfg = _fine_tuning(init_from, freeze, resumed, weights, model_cfg, say)
     if resumed is None:  # registry names (`stars weights list`) fetched into the cache, once
@@ -135,7 +138,21 @@ def train(
     if world > 1:
         say(f"{world} processes x batch {train_cfg.batch_size} = global batch {world * train_cfg.batch_size}")
 
-    cache = str(out.with_name(out.stem + ".scan.npz"))  # a repeated or resumed run reads no raster twice
+    cache = out.with_name(out.stem + ".scan.npz")  # a repeated or resumed run reads no raster twice
+    had_cache = cache.exists()
+    try:
+        return _train(scenes, out, str(cache), model_cfg, loss_cfg, train_cfg, data_cfg, modalities, resumed, weights,
+                      source, freeze, device, world, rank, say, diagnostics, similarity_steps, recalibrate_chips,
+                      progress, cancel)
+    except BaseException:
+        if not had_cache and not out.exists():  # no model to resume or repeat: the scan cache serves nothing
+            cache.unlink(missing_ok=True)
+        raise
+
+
+def _train(scenes, out: Path, cache: str, model_cfg, loss_cfg, train_cfg, data_cfg, modalities, resumed, weights,
+           source, freeze, device, world, rank, say, diagnostics, similarity_steps, recalibrate_chips, progress,
+           cancel) -> TrainResult:
     data = prepare_training_data(scenes, dataclasses.replace(data_cfg, scan_cache=cache), train_cfg.seed, log=say)
     if resumed is not None:
         _check_resumed_scenes(resumed[2].scenes, scenes, say)

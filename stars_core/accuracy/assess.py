@@ -43,13 +43,19 @@ def assess(map_path: str | os.PathLike, sample_path: str | os.PathLike, class_ta
     """Check the labelled sample against the map and estimate accuracy and class areas."""
     sample = read_sample(sample_path)
     values = sample.strata.values
+    if not sample.ids:
+        raise InputError(f"the sample layer of {os.fspath(sample_path)!r} holds no point: draw a sample with "
+                         f"`stars sample` (or add points to it), then label them")
+    notes = []
     with open_raster(map_path, "classified map") as ds:
         classes = map_classes(ds, class_table)
         if list(classes.values) != list(values):
             raise InputError(f"the sample's strata ({', '.join(map(str, values))}) are not the classes of "
                              f"{os.fspath(map_path)!r} ({', '.join(map(str, classes.values))}): it was drawn from "
                              f"another map")
-        on_map = _map_values(ds, sample.xy)
+        xy = _in_map_crs(sample, ds, sample_path, notes)
+        on_map = _map_values(ds, xy)
+    _refuse_duplicates(sample, xy, ds_name=os.fspath(sample_path))
     known = set(values)
     bad_ref = [i for i, r in zip(sample.ids, sample.references) if r is not None and r not in known]
     if bad_ref:
@@ -59,10 +65,15 @@ def assess(map_path: str | os.PathLike, sample_path: str | os.PathLike, class_ta
     if outside:
         raise InputError(f"points {_shown(outside)} lie outside {os.fspath(map_path)!r} or on its no-data; the sample "
                          f"was drawn from another map, or the points were moved")
-    moved = [i for i, v, m in zip(sample.ids, on_map, sample.map_values) if v is not None and v != m]
+    moved = [i for i, v, m in zip(sample.ids, on_map, sample.map_values) if m is not None and v != m]
     if moved:
         raise InputError(f"points {_shown(moved)} have a map_value that differs from the map there: the sample was "
                          f"drawn from another version of {os.fspath(map_path)!r}, or edited")
+    map_values = [v if m is None else m for v, m in zip(on_map, sample.map_values)]
+    if sample.added:
+        notes.append(f"{len(sample.added)} point(s) added by hand (no id; named by feature id "
+                     f"{_shown(sample.added)}): map value read from the map. Points added by hand must be drawn at "
+                     f"random within their stratum for the estimates to stay unbiased")
     recount = count_strata(map_path, classes, cancel, progress)
     if recount.pixels != sample.strata.pixels:
         raise InputError(f"the sample's strata table (pixels {sample.strata.pixels}) does not match "
@@ -71,7 +82,7 @@ def assess(map_path: str | os.PathLike, sample_path: str | os.PathLike, class_ta
     index = {v: k for k, v in enumerate(values)}
     counts = np.zeros((len(values), len(values)), np.int64)
     unlabelled = []
-    for i, m, r in zip(sample.ids, sample.map_values, sample.references):
+    for i, m, r in zip(sample.ids, map_values, sample.references):
         if r is None:
             unlabelled.append(i)
         else:
@@ -79,11 +90,65 @@ def assess(map_path: str | os.PathLike, sample_path: str | os.PathLike, class_ta
     if counts.sum() == 0:
         raise InputError(f"no point of {os.fspath(sample_path)!r} is labelled yet: give each point its reference "
                          f"class (field `reference`) first")
+    empty = [classes.names[k] for k in range(len(values)) if counts[k].sum() == 0 and sample.strata.pixels[k] > 0]
+    if empty:
+        raise InputError(f"map class(es) {', '.join(empty)} have no labelled point in {os.fspath(sample_path)!r}: "
+                         f"every estimate would leave out their part of the map and be biased; label (or draw "
+                         f"again) at least 2 points of each")
     result = estimate(counts, np.asarray(sample.strata.area_m2) / M2_PER_HA, list(classes.names))
+    result.notes[:0] = notes
     if unlabelled:
         result.notes.append(f"{len(unlabelled)} unlabelled point(s) left out: {_shown(unlabelled)}")
     return Assessment(result, list(values), os.fspath(map_path), os.fspath(sample_path), int(counts.sum()),
                       unlabelled)
+
+
+def _in_map_crs(sample, ds, sample_path, notes: list[str]) -> np.ndarray:
+    """The points in the map's CRS: a sample saved in another CRS (e.g. reprojected on export) is
+    transformed back, and a note says so."""
+    if sample.crs_wkt is None or ds.crs is None:
+        return sample.xy
+    from rasterio.crs import CRS
+    from rasterio.warp import transform
+
+    theirs = CRS.from_wkt(sample.crs_wkt)
+    if theirs == ds.crs:
+        return sample.xy
+    ok = np.isfinite(sample.xy).all(axis=1)
+    out = np.full_like(sample.xy, np.nan)
+    if ok.any():
+        xs, ys = transform(theirs, ds.crs, sample.xy[ok, 0].tolist(), sample.xy[ok, 1].tolist())
+        out[ok] = np.column_stack([xs, ys])
+    notes.append(f"the sample is in {_crs_name(theirs)}, the map in {_crs_name(ds.crs)}: points were transformed "
+                 f"to the map's CRS")
+    return out
+
+
+def _crs_name(crs) -> str:
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else (crs.to_wkt()[:60] + "...")
+
+
+def _refuse_duplicates(sample, xy: np.ndarray, ds_name: str) -> None:
+    """Two points with one id, or two points in one place, break the sample design (a pixel counted twice)."""
+    from collections import Counter
+
+    given = Counter(i for k, i in enumerate(sample.ids) if sample.map_values[k] is not None or i not in sample.added)
+    twice = sorted(i for i, k in given.items() if k > 1)
+    if twice:
+        raise InputError(f"{ds_name!r}: the id(s) {_shown(twice)} appear on more than one point; a point copied "
+                         f"is counted twice in the estimates: delete the copies")
+    places: dict[tuple[float, float], int] = {}
+    same = []
+    for i, (x, y) in zip(sample.ids, xy):
+        if np.isfinite(x):
+            key = (round(float(x), 6), round(float(y), 6))
+            if key in places:
+                same.append(f"{places[key]} and {i}")
+            places.setdefault(key, i)
+    if same:
+        raise InputError(f"{ds_name!r}: points {', '.join(same[:10])} lie in the same place; a duplicated point is "
+                         f"counted twice in the estimates: delete the copies")
 
 
 def _map_values(ds, xy: np.ndarray) -> list[int | None]:

@@ -50,6 +50,8 @@ def add_parsers(sub) -> None:
                     "(default 50)")
     sp.add_argument("--per-class", metavar="name=N,...", help="points per class, instead of a total")
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--replace-labelled", action="store_true", help="replace an existing sample at OUT even when "
+                    "its points are labelled (the labels are lost; without it such a sample is never overwritten)")
 
     ap = sub.add_parser("assess", help="accuracy and class areas with 95 %% intervals from a labelled sample",
                         description="Design-based estimates (Olofsson et al. 2014) from the labelled points of "
@@ -74,7 +76,7 @@ def cmd_sample(args, cancel=None) -> int:
     result = draw_sample(args.map, args.out, class_table=args.class_table, n=args.n, target_se=args.target_se,
                          expected_users=users, allocation=args.allocation, minimum=args.min_per_class,
                          per_class=per_class, seed=args.seed, cancel=cancel,
-                         log=lambda m: print(m, file=sys.stderr))
+                         log=lambda m: print(m, file=sys.stderr), replace_labelled=args.replace_labelled)
     print(f"wrote {result.path}: {result.total} points")
     for name, px, n in zip(result.strata.names, result.strata.pixels, result.points):
         print(f"  {name:<20} {n:>5} points of {px:,} pixels")

@@ -11,6 +11,11 @@ reference class is j and n_i. the points of stratum i:
     area             A_k = A p_.k                   S(A_k) = A S(p_.k)
 95 % intervals are +/- 1.96 standard errors. A stratum with fewer than 2 labelled points has no
 variance estimate: every standard error it enters is None (not invented), and the estimate says why.
+A stratum with no labelled point at all is refused: its share of the map would be missing from every
+estimate, so they would be biased (`estimate` raises ValueError, `assess` names the class).
+Where a stratum's sample holds no error (U_i = 1) or nothing right (U_i = 0), the formula above gives
+a zero-width interval that says nothing about the true accuracy; `users_wilson` gives Wilson's score
+interval for U_i beside it (Wilson 1927; Agresti and Coull 1998), and a note says which classes.
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ class Estimate:
     area_share: np.ndarray  # (K,) estimated area proportion of each reference class
     area_share_se: list[float | None]
     notes: list[str] = field(default_factory=list)
+    users_wilson: list[tuple[float, float] | None] = field(default_factory=list)  # 95 % score interval of U_i
 
     @property
     def mapped_area(self) -> np.ndarray:
@@ -58,6 +64,17 @@ class Estimate:
         return None if se is None else Z95 * se
 
 
+def wilson_interval(successes: float, n: float, z: float = Z95) -> tuple[float, float] | None:
+    """Wilson's score interval for a proportion: informative at 0 and n successes, where the normal
+    approximation collapses to a single point. None for n = 0."""
+    if n <= 0:
+        return None
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 def estimate(counts, mapped: np.ndarray, names: list[str] | None = None) -> Estimate:
     """The estimates from the sample `counts` (K x K, rows map class, columns reference class) and
     the mapped area (or pixel count) of each map class."""
@@ -74,6 +91,10 @@ def estimate(counts, mapped: np.ndarray, names: list[str] | None = None) -> Esti
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(rows[:, None] > 0, n / rows[:, None], 0.0)  # n_ij / n_i.
     p = W[:, None] * share
+    empty = [names[i] for i in np.flatnonzero((rows == 0) & (W > 0))]
+    if empty:
+        raise ValueError(f"map class(es) {', '.join(empty)} have no labelled point: the estimates would leave "
+                         f"out {100 * float(W[(rows == 0) & (W > 0)].sum()):.1f} % of the map and be biased")
     defined = rows >= 2  # a variance needs 2 points in the stratum
     for i in np.flatnonzero(~defined & (W > 0)):
         notes.append(f"map class {names[i]} has {int(rows[i])} labelled point(s): the standard errors it "
@@ -85,6 +106,12 @@ def estimate(counts, mapped: np.ndarray, names: list[str] | None = None) -> Esti
     users = [float(share[i, i]) if rows[i] > 0 else None for i in range(K)]
     users_se = [float(np.sqrt(share[i, i] * (1 - share[i, i]) / (rows[i] - 1))) if defined[i] else None
                 for i in range(K)]
+    wilson = [wilson_interval(n[i, i], rows[i]) for i in range(K)]
+    flat = [f"{names[i]} ({int(rows[i])} points, {'none' if share[i, i] == 0 else 'all'} right: Wilson 95 % "
+            f"{wilson[i][0]:.2f}-{wilson[i][1]:.2f})" for i in range(K) if defined[i] and share[i, i] in (0.0, 1.0)]
+    if flat:
+        notes.append("user's accuracy with a zero-width interval is not informative (no sampled error, or no "
+                     "sampled agreement, in the stratum): " + "; ".join(flat))
     overall = float(np.trace(p))
     overall_se = None
     if all_defined:
@@ -120,4 +147,4 @@ def estimate(counts, mapped: np.ndarray, names: list[str] | None = None) -> Esti
                   for i in range(K) if i != j and rows[i] > 1]
         producers_se.append(float(np.sqrt((first + P ** 2 * sum(others)) / N_hat ** 2)))
     return Estimate(names, n.astype(np.int64), W, total, p, overall, overall_se, users, users_se, producers,
-                    producers_se, area_share, area_share_se, notes)
+                    producers_se, area_share, area_share_se, notes, wilson)

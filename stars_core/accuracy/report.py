@@ -19,6 +19,11 @@ def _pm(value, se, digits: int = 3) -> str:
     return f"{value:.{digits}f}" + (f" ± {ci:.{digits}f}" if ci is not None else " (no interval)")
 
 
+def _wilson(r: dict) -> str | None:
+    lo, hi = r["users_wilson95_low"], r["users_wilson95_high"]
+    return None if lo is None else f"{lo:.3f}-{hi:.3f}"
+
+
 def rows(a: Assessment) -> list[dict]:
     """One row per class: mapped and estimated area (ha, % of the mapped area) with the 95 % interval,
     user's and producer's accuracy with theirs, and the sample points."""
@@ -33,6 +38,8 @@ def rows(a: Assessment) -> list[dict]:
             "area_percent": 100 * float(e.area_share[k]),
             "area_ci95_percent": None if e.area_share_se[k] is None else 196 * e.area_share_se[k],
             "users_accuracy": e.users[k], "users_ci95": e.ci95(e.users_se[k]),
+            "users_wilson95_low": None if not e.users_wilson or e.users_wilson[k] is None else e.users_wilson[k][0],
+            "users_wilson95_high": None if not e.users_wilson or e.users_wilson[k] is None else e.users_wilson[k][1],
             "producers_accuracy": e.producers[k], "producers_ci95": e.ci95(e.producers_se[k]),
         })
     return out
@@ -83,11 +90,12 @@ def to_html(a: Assessment) -> str:
         return "n/a" if v is None else (f"{v:,.{digits}f}" if isinstance(v, float) else html.escape(str(v)))
 
     head = ["class", "points", "mapped ha", "estimated ha", "± 95 % ha", "% of area", "user's", "± 95 %",
-            "producer's", "± 95 %"]
+            "user's, Wilson 95 %", "producer's", "± 95 %"]
     body = "".join(
         "<tr>" + "".join(f"<td>{cell(v)}</td>" for v in (r["class"], r["points"], r["mapped_ha"], r["area_ha"],
                                                          r["area_ci95_ha"], r["area_percent"], r["users_accuracy"],
-                                                         r["users_ci95"], r["producers_accuracy"], r["producers_ci95"]))
+                                                         r["users_ci95"], _wilson(r), r["producers_accuracy"],
+                                                         r["producers_ci95"]))
         + "</tr>" for r in rows(a))
     matrix = "".join("<tr><th>" + html.escape(n) + "</th>" + "".join(f"<td>{v:.4f}</td>" for v in e.proportions[i])
                      + "</tr>" for i, n in enumerate(e.names))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -168,12 +168,15 @@ def draw_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, class_ta
                 allocation: str = "proportional", minimum: int = 50, per_class: Mapping[str, int] | None = None,
                 seed: int = 0, cancel: Callable[[], bool] | None = None,
                 progress: Callable[[int, int], None] | None = None,
-                log: Callable[[str], None] = print) -> SampleResult:
+                log: Callable[[str], None] = print, replace_labelled: bool = False) -> SampleResult:
     """Draw a stratified random sample of pixel centres from `map_path` and write the sample
     GeoPackage `out` (see the module docstring). Sizes: `per_class` {class name: points}, else a
-    total (`n`, or eq. 13 from `target_se` and `expected_users`) shared by `allocation`."""
+    total (`n`, or eq. 13 from `target_se` and `expected_users`) shared by `allocation`. An existing
+    sample at `out` with labelled points is refused unless `replace_labelled`."""
     check_outputs({"classified map": map_path, "class table": class_table if not isinstance(class_table, ClassTable)
                    else None}, {"sample GeoPackage": out})
+    if not replace_labelled:
+        refuse_labelled(out)
     if minimum < 0:
         raise InputError(f"the minimum per class must be 0 or more, got {minimum}")
     strata = count_strata(map_path, class_table, cancel,
@@ -207,6 +210,30 @@ def draw_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, class_ta
         _write_gpkg(out, ds, strata, points, chosen, design)
     log(f"{sum(points)} points: {rule}")
     return SampleResult(Path(out), strata, points, int(sum(points)), rule)
+
+
+def labelled_points(path: str | os.PathLike) -> int:
+    """How many points of an existing GeoPackage's `sample` layer carry a reference (0 if none, or
+    if it is not a sample)."""
+    from osgeo import ogr
+
+    if not os.path.isfile(path):
+        return 0
+    ds = ogr.Open(os.fspath(path))
+    layer = None if ds is None else ds.GetLayerByName("sample")
+    if layer is None or layer.GetLayerDefn().GetFieldIndex("reference") < 0:
+        return 0
+    layer.SetAttributeFilter("reference IS NOT NULL")
+    return int(layer.GetFeatureCount())
+
+
+def refuse_labelled(out: str | os.PathLike, flag: str = "--replace-labelled") -> None:
+    """One line when `out` is a sample with labels: drawing again would lose them."""
+    n = labelled_points(out)
+    if n:
+        raise InputError(f"{os.fspath(out)!r} is a sample with {n} labelled point(s); a new sample would replace "
+                         f"them. Write it under another name (to add points to this one, see the README's \"adding "
+                         f"points later\"), or give {flag} to replace it")
 
 
 def _locate(ds, strata: Strata, ranks: list[np.ndarray], cancel, progress) -> list[tuple[int, int, int]]:
@@ -293,18 +320,24 @@ def _default_style(target, classes: ClassTable) -> None:
 
 @dataclass
 class LabelledSample:
-    """A sample GeoPackage read back: its points and the strata table it was drawn with."""
+    """A sample GeoPackage read back: its points and the strata table it was drawn with. Points
+    added by hand may lack `id` (their feature id is used, and listed in `added`) and `map_value`
+    (None: the map's value at the point is used)."""
 
     ids: list[int]
-    xy: np.ndarray  # (P, 2) point coordinates
-    map_values: list[int]
+    xy: np.ndarray  # (P, 2) point coordinates, in `crs_wkt`
+    map_values: list[int | None]
     references: list[int | None]
     strata: Strata
     design: dict
+    crs_wkt: str | None = None
+    added: list[int] = field(default_factory=list)
 
 
 def read_sample(path: str | os.PathLike) -> LabelledSample:
-    """The points and strata of a sample GeoPackage written by `draw_sample` (labelled or not)."""
+    """The points and strata of a sample GeoPackage written by `draw_sample` (labelled or not).
+    References may be class values or class names (a text field); anything else is one line naming
+    the points and the fix."""
     from osgeo import ogr
 
     path = os.fspath(path)
@@ -315,21 +348,42 @@ def read_sample(path: str | os.PathLike) -> LabelledSample:
         raise InputError(f"{path!r} is not a sample written by `stars sample` (it needs the layers sample and "
                          f"strata)")
     layer = ds.GetLayerByName("sample")
-    fields = [layer.GetLayerDefn().GetFieldDefn(i).GetName() for i in range(layer.GetLayerDefn().GetFieldCount())]
+    defn = layer.GetLayerDefn()
+    fields = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
     missing = [f for f in ("id", "map_value", "reference") if f not in fields]
     if missing:
         raise InputError(f"{path!r}: the sample layer lacks the field(s) {', '.join(missing)}")
-    ids, xy, values, refs = [], [], [], []
-    for f in layer:
-        g = f.GetGeometryRef()
-        ids.append(int(f.GetField("id")))
-        xy.append((g.GetX(), g.GetY()) if g is not None else (math.nan, math.nan))
-        values.append(int(f.GetField("map_value")))
-        refs.append(None if f.IsFieldNull("reference") or not f.IsFieldSet("reference") else int(f.GetField("reference")))
     table = ds.GetLayerByName("strata")
     rows = [(int(f.GetField("value")), f.GetField("name"), int(f.GetField("pixels")), float(f.GetField("area_m2")),
              f.GetField("color") or "#808080") for f in table]
-    design = json.loads(layer.GetMetadataItem("STARS_SAMPLE") or "{}")
     strata = Strata([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
                     [r[4] for r in rows])
-    return LabelledSample(ids, np.asarray(xy, np.float64).reshape(-1, 2), values, refs, strata, design)
+    by_name = {str(n).strip().lower(): v for v, n in zip(strata.values, strata.names)}
+    ids, xy, values, refs, added, bad = [], [], [], [], [], []
+    for f in layer:
+        g = f.GetGeometryRef()
+        ident = None if f.IsFieldNull("id") or not f.IsFieldSet("id") else int(f.GetField("id"))
+        if ident is None:  # a point added by hand: named by its feature id
+            ident = int(f.GetFID())
+            added.append(ident)
+        ids.append(ident)
+        xy.append((g.GetX(), g.GetY()) if g is not None and not g.IsEmpty() else (math.nan, math.nan))
+        values.append(None if f.IsFieldNull("map_value") or not f.IsFieldSet("map_value")
+                      else int(f.GetField("map_value")))
+        ref = None if f.IsFieldNull("reference") or not f.IsFieldSet("reference") else f.GetField("reference")
+        if isinstance(ref, str):
+            text = ref.strip()
+            ref = None if not text else by_name.get(text.lower(), int(text) if text.lstrip("-").isdigit() else text)
+        if isinstance(ref, float):
+            ref = int(ref) if ref.is_integer() else ref
+        if ref is not None and not isinstance(ref, int):
+            bad.append((ident, ref))
+        refs.append(ref)
+    if bad:
+        shown = ", ".join(f"{i} ({r!r})" for i, r in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise InputError(f"{path!r}: field `reference` of points {shown} is neither a class value nor a class name; "
+                         f"use one of {', '.join(f'{v} {n}' for v, n in zip(strata.values, strata.names))}")
+    srs = layer.GetSpatialRef()
+    design = json.loads(layer.GetMetadataItem("STARS_SAMPLE") or "{}")
+    return LabelledSample(ids, np.asarray(xy, np.float64).reshape(-1, 2), values, refs, strata, design,
+                          srs.ExportToWkt() if srs is not None else None, added)

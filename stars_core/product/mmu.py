@@ -40,6 +40,15 @@ def mmu_pixels(mmu: str | float | int, pixel_area_m2: float) -> int:
     return max(1, int(math.ceil(value * UNITS[unit] / pixel_area_m2 - 1e-9)))
 
 
+def check_unit_fits(threshold: int, pixels: int, mmu, pixel_area_m2: float) -> None:
+    """A unit larger than the whole map would leave every patch below it (the sieve merges a patch
+    only into a neighbour that reaches the unit): refused in one line."""
+    if threshold > pixels:
+        size = f"{pixels * pixel_area_m2 / 10_000:,.2f} ha" if pixel_area_m2 > 0 else f"{pixels:,} pixels"
+        raise InputError(f"the minimum mapping unit {mmu} ({threshold:,} pixels) is larger than the whole map "
+                         f"({size}): no patch could reach it; give a smaller unit")
+
+
 def sieve(path: str | os.PathLike, threshold: int, connectivity: int = 8, cancel: Callable[[], bool] | None = None,
           progress: Callable[[float], None] | None = None) -> None:
     """Merge the patches of fewer than `threshold` pixels of the GeoTIFF `path` into their
@@ -89,6 +98,7 @@ def clean_map(input: str | os.PathLike, output: str | os.PathLike, mmu: str | fl
             raise InputError(f"{os.fspath(input)!r} is not a classified raster (one band of integer class values); "
                              f"it has {ds.count} band(s) of {ds.dtypes[0]}")
         threshold = mmu_pixels(mmu, pixel_area(ds))
+        check_unit_fits(threshold, ds.width * ds.height, mmu, pixel_area(ds))
         overviews = ds.overviews(1)
     with atomic_outputs(output, qml_out if qml_in.is_file() else None) as (tmp, qml_tmp):
         gdal.Translate(str(tmp), os.fspath(input), format="GTiff",

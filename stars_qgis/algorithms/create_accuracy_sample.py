@@ -1,7 +1,8 @@
 """stars:createaccuracysample — a stratified random sample of points from a land-cover map."""
 from __future__ import annotations
 
-from qgis.core import (QgsProcessingContext, QgsProcessingOutputNumber, QgsProcessingParameterEnum, QgsProcessingParameterFile,
+from qgis.core import (QgsProcessingContext, QgsProcessingOutputNumber, QgsProcessingParameterBoolean,
+                       QgsProcessingParameterEnum, QgsProcessingParameterFile,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
 
@@ -21,6 +22,7 @@ class CreateAccuracySample(StarsAlgorithm):
     MIN_PER_CLASS = "MIN_PER_CLASS"
     PER_CLASS = "PER_CLASS"
     SEED = "SEED"
+    REPLACE_LABELLED = "REPLACE_LABELLED"
     OUTPUT = "OUTPUT"
     POINTS = "POINTS"
 
@@ -64,12 +66,15 @@ class CreateAccuracySample(StarsAlgorithm):
                                                               fileFilter="Class tables (*.csv *.json)")))
         self.addParameter(advanced(QgsProcessingParameterNumber(self.SEED, "Random seed",
                                                                 QgsProcessingParameterNumber.Type.Integer, 0)))
+        self.addParameter(advanced(QgsProcessingParameterBoolean(
+            self.REPLACE_LABELLED, "Replace an existing sample whose points are labelled (its labels are lost)",
+            defaultValue=False)))
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Sample", fileFilter="GeoPackage (*.gpkg)"))
         self.addOutput(QgsProcessingOutputNumber(self.POINTS, "Points"))
 
     def execute(self, parameters, context, feedback) -> dict:
         from stars_core.accuracy.cli import name_values
-        from stars_core.accuracy.sample import draw_sample
+        from stars_core.accuracy.sample import draw_sample, refuse_labelled
 
         path = raster_path(self.parameterAsRasterLayer(parameters, self.INPUT, context), "land-cover map")
         out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
@@ -80,6 +85,8 @@ class CreateAccuracySample(StarsAlgorithm):
             users = name_values(text, float, "Expected user's accuracy")
         per_class = self.parameterAsString(parameters, self.PER_CLASS, context)
         size = self.parameterAsInt(parameters, self.SIZE, context)
+        if not self.parameterAsBool(parameters, self.REPLACE_LABELLED, context):
+            refuse_labelled(out, "the advanced option 'Replace an existing sample whose points are labelled'")
         result = draw_sample(
             path, out, class_table=self.parameterAsFile(parameters, self.CLASS_TABLE, context) or None,
             n=size or None, target_se=self.parameterAsDouble(parameters, self.TARGET_SE, context),
@@ -87,7 +94,8 @@ class CreateAccuracySample(StarsAlgorithm):
             minimum=self.parameterAsInt(parameters, self.MIN_PER_CLASS, context),
             per_class=name_values(per_class, int, "Points per class") if per_class else None,
             seed=self.parameterAsInt(parameters, self.SEED, context), cancel=feedback.isCanceled,
-            progress=lambda d, t: feedback.setProgress(100 * d / max(t, 1)), log=feedback.pushInfo)
+            progress=lambda d, t: feedback.setProgress(100 * d / max(t, 1)), log=feedback.pushInfo,
+            replace_labelled=True)  # refused above in QGIS's words
         for name, px, n in zip(result.strata.names, result.strata.pixels, result.points):
             feedback.pushInfo(f"{name}: {n} points of {px:,} pixels")
         # added to the project at the end; its default style, stored in the GeoPackage, brings the value

@@ -195,3 +195,151 @@ def test_bad_samples_are_refused_in_one_line(landcover, demo_scene, tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err and len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_a_stratum_without_sampled_error_gets_a_wilson_interval_and_a_note():
+    counts = COUNTS.copy()
+    counts[0] = [30, 0, 0, 0]  # 30 points, all right: Olofsson's interval is 1.00 +/- 0.00
+    e = estimate(counts, PIXELS * HA_PER_PIXEL, NAMES)
+    assert e.users[0] == 1.0 and e.ci95(e.users_se[0]) == 0.0
+    lo, hi = e.users_wilson[0]
+    assert hi == pytest.approx(1.0) and 0.85 < lo < 0.9  # Wilson 30/30: 0.886-1.000
+    assert any("not informative" in n and "deforestation (30 points, all right" in n for n in e.notes)
+    lo1, hi1 = e.users_wilson[1]
+    assert lo1 < e.users[1] < hi1  # an ordinary stratum's Wilson interval holds its estimate
+
+
+def test_a_map_class_with_no_labelled_point_is_refused():
+    counts = COUNTS.copy()
+    counts[1] = 0
+    with pytest.raises(ValueError, match="forest gain have no labelled point.*biased"):
+        estimate(counts, PIXELS * HA_PER_PIXEL, NAMES)
+
+
+def _sample(landcover, demo_scene, tmp_path, n="60"):
+    from stars_core.cli import main as cli_main
+
+    sample = tmp_path / "sample.gpkg"
+    assert cli_main(["sample", str(landcover), str(sample), "--n", n, "--min-per-class", "5"]) == 0
+    _label_from(sample, demo_scene["labels"])
+    return sample
+
+
+def _assess(landcover, sample, capsys, code=0):
+    from stars_core.cli import main as cli_main
+
+    capsys.readouterr()
+    assert cli_main(["assess", str(landcover), str(sample)]) == code
+    out = capsys.readouterr()
+    if code:
+        assert "Traceback" not in out.err and len(out.err.strip().splitlines()) == 1, out.err
+    return out.out if code == 0 else out.err
+
+
+def test_points_added_by_hand_without_id_or_map_value_are_filled_from_the_map(landcover, demo_scene, tmp_path,
+                                                                              capsys):
+    from osgeo import ogr
+
+    sample = _sample(landcover, demo_scene, tmp_path)
+    ds = ogr.Open(str(sample), 1)
+    layer = ds.GetLayerByName("sample")
+    first = layer.GetNextFeature()
+    g = first.GetGeometryRef()
+    f = ogr.Feature(layer.GetLayerDefn())  # the README's route: a point copied in, labelled, no id or map_value
+    f.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({g.GetX() + 2 * 2.0} {g.GetY()})"))
+    f.SetField("reference", first.GetField("reference") or 1)
+    layer.CreateFeature(f)
+    fid = f.GetFID()
+    ds = None
+    out = _assess(landcover, sample, capsys)
+    assert f"1 point(s) added by hand (no id; named by feature id {fid}): map value read from the map" in out
+
+
+@pytest.mark.parametrize("damage,message", [
+    ("stratum", "have no labelled point"),
+    ("duplicate", "lie in the same place"),
+    ("same id", "appear on more than one point"),
+    ("real", "field `reference` of points"),
+    ("unknown name", "is neither a class value nor a class name"),
+    ("empty", "holds no point"),
+])
+def test_samples_that_would_bias_the_estimates_are_refused(landcover, demo_scene, tmp_path, capsys, damage, message):
+    from osgeo import ogr
+
+    sample = _sample(landcover, demo_scene, tmp_path)
+    ds = ogr.Open(str(sample), 1)
+    layer = ds.GetLayerByName("sample")
+    feats = list(layer)
+    if damage == "stratum":
+        first = feats[0].GetField("map_value")
+        for f in feats:
+            if f.GetField("map_value") == first:
+                layer.DeleteFeature(f.GetFID())
+    elif damage in ("duplicate", "same id"):
+        copy = feats[0].Clone()
+        copy.SetFID(-1)
+        if damage == "same id":
+            copy.SetGeometry(feats[1].GetGeometryRef())
+            copy.SetField("map_value", feats[1].GetField("map_value"))
+        else:
+            copy.SetField("id", 9999)
+        layer.CreateFeature(copy)
+    elif damage in ("real", "unknown name"):
+        fid = feats[0].GetFID()
+        feats = None  # features of the old field definition must go before it changes
+        idx = layer.GetLayerDefn().GetFieldIndex("reference")
+        kind = ogr.OFTReal if damage == "real" else ogr.OFTString
+        assert layer.AlterFieldDefn(idx, ogr.FieldDefn("reference", kind), ogr.ALTER_TYPE_FLAG) == 0
+        f = layer.GetFeature(fid)
+        f.SetField("reference", 3.5 if damage == "real" else "swamp")
+        layer.SetFeature(f)
+        f = None
+    elif damage == "empty":
+        for f in feats:
+            layer.DeleteFeature(f.GetFID())
+    ds = None
+    assert message in _assess(landcover, sample, capsys, code=2)
+
+
+def test_references_as_class_names_and_a_reprojected_sample_are_read(landcover, demo_scene, tmp_path, capsys):
+    from osgeo import gdal, ogr
+
+    sample = _sample(landcover, demo_scene, tmp_path)
+    expected = _assess(landcover, sample, capsys).splitlines()[0]
+    src = ogr.Open(str(sample))
+    names = {f.GetField("value"): f.GetField("name") for f in src.GetLayerByName("strata")}
+    src = None
+    ds = ogr.Open(str(sample), 1)
+    layer = ds.GetLayerByName("sample")
+    values = {f.GetFID(): f.GetField("reference") for f in layer}
+    layer.ResetReading()
+    idx = layer.GetLayerDefn().GetFieldIndex("reference")
+    assert layer.AlterFieldDefn(idx, ogr.FieldDefn("reference", ogr.OFTString), ogr.ALTER_TYPE_FLAG) == 0
+    for fid, v in values.items():
+        f = layer.GetFeature(fid)
+        if v is not None:
+            f.SetField("reference", names[v].upper())  # typed by hand
+            layer.SetFeature(f)
+    ds = None
+    assert _assess(landcover, sample, capsys).splitlines()[0] == expected
+    moved = tmp_path / "wgs84.gpkg"
+    gdal.VectorTranslate(str(moved), str(sample), dstSRS="EPSG:4326", layerName=None)
+    out = _assess(landcover, moved, capsys)
+    assert out.splitlines()[0] == expected and "the sample is in EPSG:4326" in out
+
+
+def test_a_labelled_sample_is_never_overwritten_without_the_flag(landcover, demo_scene, tmp_path, capsys):
+    import hashlib
+
+    from stars_core.cli import main as cli_main
+
+    sample = _sample(landcover, demo_scene, tmp_path)
+    before = hashlib.sha256(sample.read_bytes()).hexdigest()
+    capsys.readouterr()
+    assert cli_main(["sample", str(landcover), str(sample), "--n", "60"]) == 2
+    err = capsys.readouterr().err
+    assert "labelled point(s)" in err and "--replace-labelled" in err and "adding points later" in err
+    assert hashlib.sha256(sample.read_bytes()).hexdigest() == before
+    assert cli_main(["sample", str(landcover), str(sample), "--n", "60", "--replace-labelled"]) == 0
+    assert hashlib.sha256(sample.read_bytes()).hexdigest() != before
+    assert cli_main(["sample", str(landcover), str(sample), "--n", "60"]) == 0  # unlabelled: no loss, no refusal

@@ -75,6 +75,7 @@ TRAIN = ["train", "--m1", "W/sar.tif", "--m2", "W/optical.tif", "--labels", "W/l
     (["info", "W/classes.csv"], "is not a STARS model file"),
     ([*TRAIN, "--out", "W/m.stars", "--device", "gpu"], "got 'gpu'"),
     ([*TRAIN[:-2], "--steps", "0", "--out", "W/m.stars"], "steps must be at least 1"),
+    ([*TRAIN, "--out", "W/m.stars", "--freeze", "encoders"], "give --init-from MODEL too"),
     (["demo-scene", "--out", "W/scene", "--pixel-size", "0"], "pixel size must be a positive number"),
     (["demo-scene", "--out", "W/scene", "--pixel-size", "-2"], "pixel size must be a positive number"),
     (["--threads", "0", "info", "W/model.stars"], "--threads must be a positive number or auto"),
@@ -82,6 +83,100 @@ TRAIN = ["train", "--m1", "W/sar.tif", "--m2", "W/optical.tif", "--labels", "W/l
 def test_refused_with_one_line(case, argv, message):
     line = case(argv)
     assert message.replace("W/", f"{case.work}/") in line
+
+
+def _mask(case, offset: float = 0.0) -> str:
+    """A mask polygon over the middle of the demo SAR, moved `offset` map units east."""
+    import rasterio
+    from shapely.geometry import box, mapping
+
+    from tests.core.helpers import write_polygons
+
+    with rasterio.open(case.work / "sar.tif") as ds:
+        b = ds.bounds
+        crs = ds.crs.to_wkt()
+    w = b.right - b.left
+    poly = box(b.left + w / 4 + offset, b.bottom + w / 4, b.right - w / 4 + offset, b.top - w / 4)
+    path = case.work / ("mask.gpkg" if not offset else "far.gpkg")
+    write_polygons(path, crs, [(mapping(poly), 1)])
+    return str(path)
+
+
+def _extent(case) -> list[str]:
+    import rasterio
+
+    with rasterio.open(case.work / "sar.tif") as ds:
+        b = ds.bounds
+    return ["--extent", f"{b.left + 10},{b.bottom + 10},{b.left + 200},{b.bottom + 200}"]
+
+
+# Every command that writes, each with an output naming one of its inputs: refused before any work.
+OVERWRITES = [
+    (["segment", "W/model.stars", "W/sar.tif", "W/sar.tif", "EXTENT"], "is the input raster"),
+    (["segment", "W/model.stars", "W/sar.tif", "W/model.stars", "EXTENT"], "is the model file"),
+    (["segment", "W/model.stars", "W/sar.tif", "W/sar.tif", "--mask", "MASK"], "is the input raster"),
+    (["segment", "W/model.stars", "W/sar.tif", "W/m.tif", "--mask", "MASK", "--confidence", "W/sar.tif"],
+     "is the input raster"),
+    (["segment", "W/model.stars", "W/sar.tif", "W/mask.gpkg", "--mask", "MASK"], "is the mask"),
+    (["segment", "W/model.stars", "W/sar.tif", "W/m.tif", "--polygons", "W/sar.tif"], "is the input raster"),
+    (["segment-sheets", "W/model.stars", "W/mask.gpkg", "W/sar.tif", "W/sar.tif"], "is the input raster"),
+    (["clean", "W/labels.tif", "W/labels.tif", "--mmu-pixels", "4"], "is the classified map"),
+    (["polygons", "W/labels.tif", "W/labels.tif"], "is the classified map"),
+    (["export", "W/model.stars", "W/model.stars"], "is the model file"),
+    (["export", "W/model.stars", "W/sar.tif", "--int8", "--calibrate", "W/sar.tif"], "is the calibration raster"),
+    (["sample", "W/labels.tif", "W/labels.tif"], "is the classified map"),
+    (["assess", "W/labels.tif", "W/mask.gpkg", "--json", "W/mask.gpkg"], "is the sample"),
+    (["evaluate", "W/labels.tif", "W/labels.tif", "--markdown", "W/labels.tif"], "is the classified"),
+    (["recalibrate", "W/model.stars", "--m1", "W/sar.tif", "--out", "W/sar.tif"], "modality-1 raster"),
+    (["make-sheets", "W/sar.tif", "--size", "64", "--out", "W/sar.tif"], "is the raster"),
+    ([*TRAIN, "--out", "W/optical.tif"], "is the modality-2 raster of scene 1"),
+]
+
+
+@pytest.mark.parametrize("argv,message", OVERWRITES, ids=[" ".join(a[:1] + a[4:5]) + f"-{i}"
+                                                           for i, (a, _) in enumerate(OVERWRITES)])
+def test_no_command_writes_over_one_of_its_inputs(case, argv, message):
+    mask = _mask(case)
+    argv = [a for x in argv for a in (_extent(case) if x == "EXTENT" else [mask] if x == "MASK" else [x])]
+    line = case(argv, new_files={"mask.gpkg"})
+    assert message in line and "destroy the input" in line, line
+
+
+@pytest.mark.parametrize("what", ["mask", "extent-crs", "extent-crs-name"])
+def test_masks_and_extents_that_miss_or_mislead_are_refused(case, what):
+    import rasterio
+
+    with rasterio.open(case.work / "sar.tif") as ds:
+        b = ds.bounds
+    if what == "mask":
+        far = _mask(case, offset=1e6)
+        argv = ["segment", "W/model.stars", "W/sar.tif", "W/m.tif", "--mask", far]
+        message, new = "overlaps the area to segment", {"far.gpkg"}
+    else:  # metres given with a geographic CRS, or a CRS that does not exist
+        crs = "EPSG:4326" if what == "extent-crs" else "EPSG:999999"
+        argv = ["segment", "W/model.stars", "W/sar.tif", "W/m.tif", "--extent",
+                f"{b.left},{b.bottom},{b.left + 100},{b.bottom + 100}", "--extent-crs", crs]
+        message, new = ("is not in degrees" if what == "extent-crs" else "is not a CRS GDAL knows"), set()
+    assert message in case(argv, new_files=new)
+
+
+@pytest.mark.parametrize("unit", ["99999999999km2", "1000km2"])
+def test_a_unit_larger_than_the_map_is_refused_not_reported_as_done(case, unit):
+    line = case(["clean", "W/labels.tif", "W/out.tif", "--mmu", unit])
+    assert "is larger than the whole map" in line and "give a smaller unit" in line
+    line = case(["segment", "W/model.stars", "W/sar.tif", "W/m.tif", "--mmu", unit])
+    assert "is larger than the whole map" in line
+
+
+def test_a_training_that_fails_before_its_model_leaves_no_scan_cache(case, monkeypatch):
+    import stars_core.train as train_module
+    from stars_core.runtime import InputError
+
+    def fail(*args, **kwargs):
+        raise InputError("the model cannot be built (a stand-in for any failure after the scan)")
+
+    monkeypatch.setattr(train_module, "_build", fail)
+    assert "cannot be built" in case([*TRAIN, "--out", "W/m.stars"])  # nothing left behind: no m.scan.npz
 
 
 def _table(case, text: str) -> str:
