@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Idempotent setup: Debian packages (QGIS, GDAL, rasterio, shapely) when missing, then a
 # --system-site-packages venv with torch, the project (editable) and the test tools.
-# Debian's numpy is pinned through a constraints file so pip never replaces it with numpy 2.
+# The system's numpy (the one QGIS, GDAL and rasterio were built against: 1.x on Debian 12, 2.x on
+# Debian 13) is pinned through a constraints file, so pip never replaces it.
+# PyTorch: the CPU build unless an NVIDIA driver answers, by the in-QGIS installer's own rule
+# (stars_qgis/installer.py torch_source; STARS_TORCH_BUILD=cpu|cuda overrides it).
 # ONNX export and ONNX Runtime segmentation (the `onnx` extra) are optional for users, installed
 # here so their tests run; checked with numpy 1.24.2: onnxruntime 1.32.0, onnx 1.23.2. OpenVINO (the `fast`
 # extra: the default CPU engine for exported graphs) declares numpy >= 1.16.6; checked: openvino 2026.4.1.
@@ -34,12 +37,26 @@ stamp="$VENV/.stars-setup"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$(cat "$stamp")" != "$TORCH_SPEC" ]; then
     constraints="$VENV/constraints.txt"
     /usr/bin/python3 -c 'import numpy; print(f"numpy=={numpy.__version__}")' > "$constraints"
-    "$PY" -m pip install -q --disable-pip-version-check -c "$constraints" "$TORCH_SPEC"
+    mapfile -t torch_args < <(/usr/bin/python3 stars_qgis/installer.py torch-args "$TORCH_SPEC")
+    echo "setup: PyTorch ${torch_args[0]} build (${torch_args[*]:1})"
+    "$PY" -m pip install -q --disable-pip-version-check -c "$constraints" "${torch_args[@]:1}"
     "$PY" -m pip install -q --disable-pip-version-check -c "$constraints" -e ".[test,onnx,fast,package]"
     echo "$TORCH_SPEC" > "$stamp"
 fi
-"$PY" - <<'PY'
+system_numpy=$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)')
+"$PY" - "$system_numpy" <<'PY'
+import subprocess, sys
+
 import numpy, torch
-assert numpy.__version__.startswith("1."), f"numpy {numpy.__version__} replaced Debian's numpy 1.x"
-print(f"setup: ok (torch {torch.__version__}, numpy {numpy.__version__})")
+
+system = sys.argv[1]
+if numpy.__version__ != system:
+    sys.exit(f"setup: numpy {numpy.__version__} in the venv is not the system's {system}: remove it "
+             f"(.venv/bin/pip uninstall numpy) so QGIS's, GDAL's and rasterio's own numpy is used")
+if torch.version.cuda and subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode:
+    print(f"setup: warning: PyTorch's CUDA build ({torch.__version__}, several GB) was installed on a machine "
+          f"without an NVIDIA driver: PyTorch's CPU index could not be reached, or your pip configuration named "
+          f"another index. It runs on the CPU all the same; to get the small CPU build, put its wheel in a "
+          f"folder named by PIP_FIND_LINKS and run make setup again", file=sys.stderr)
+print(f"setup: ok (torch {torch.__version__}, numpy {numpy.__version__}, Python {sys.version.split()[0]})")
 PY

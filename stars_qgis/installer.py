@@ -35,6 +35,11 @@ SETS = {
 }
 
 
+# Speed-ups the rest works without: installed where pip finds them, else left out with a line saying so.
+OPTIONAL = {"openvino": "the fast engine for exported graphs is missing: segmentation runs its int8 exports in "
+                        "ONNX Runtime, about 1.1-1.5x slower"}
+
+
 class InstallError(Exception):
     """The installation failed; the message says why in one line and what to do."""
 
@@ -121,15 +126,34 @@ def plan(profile_dir: str | os.PathLike, what: str = "full", build: str = "auto"
     packages = tuple(p for p in SETS[what] if p == "torch" and build != "auto" or not importable(p))
     if not packages:
         raise InstallError("everything STARS needs is already importable in QGIS's Python; nothing to install")
-    chosen = "none" if "torch" not in packages else (build if build != "auto" else ("cuda" if gpu_probe() else "cpu"))
     args = list(extra_args or [])
-    if chosen != "none":
-        local = local_torch_wheel(find_links(args), chosen)
-        if local is not None:  # a wheel of the right build in the user's wheel folder: that one
-            packages = tuple(f"torch=={local}" if p == "torch" else p for p in packages)
-        elif chosen == "cpu" and sys.platform != "darwin" and not index_probe():
-            args += ["--extra-index-url", PYTORCH_CPU_INDEX]  # PyPI's Linux torch is the large CUDA build
+    chosen = "none"
+    if "torch" in packages:
+        chosen, spec, args = torch_source(build, args, gpu_probe, index_probe)
+        packages = tuple(spec if p == "torch" else p for p in packages)
     return Plan(packages, chosen, target_folder(profile_dir), args)
+
+
+def torch_source(build: str = "auto", args: list[str] | None = None,
+                 gpu_probe: Callable[[], bool] = nvidia_driver_present,
+                 index_probe: Callable[[], bool] = user_sets_index, spec: str = "torch") -> tuple[str, str, list[str]]:
+    """Which PyTorch build to install and from where, the one rule of the in-QGIS installer and of
+    `make setup`: (build, requirement, pip arguments). auto is CUDA where an NVIDIA driver answers,
+    else CPU; a wheel of that build in the user's wheel folders is taken as it is; otherwise the CPU
+    build comes from PyTorch's CPU index (PyPI's Linux torch is the CUDA build, several GB), unless
+    the user's pip configuration names an index of its own."""
+    if build not in ("auto", "cpu", "cuda"):
+        raise InstallError(f"PyTorch build must be auto, cpu or cuda, got {build!r}")
+    chosen = build if build != "auto" else ("cuda" if gpu_probe() else "cpu")
+    args = list(args or [])
+    local = local_torch_wheel(find_links(args), chosen)
+    if local is not None:  # a wheel of the right build in the user's wheel folder: that one
+        return chosen, f"torch=={local}", args
+    if chosen == "cpu" and sys.platform != "darwin" and not index_probe():
+        args += ["--extra-index-url", PYTORCH_CPU_INDEX]
+    return chosen, spec, args
+
+
 
 
 def find_links(args: list[str], environ=os.environ) -> list[Path]:
@@ -190,9 +214,16 @@ def install(p: Plan, progress: Callable[[str], None] = print, cancel: Callable[[
             constraints = staging.parent / f"{staging.name}.constraints.txt"
             constraints.write_text(constraint + "\n")
             cmd += ["-c", str(constraints)]
-        cmd += list(p.packages)
         progress(f"installing {p.describe()}")
-        _run_pip(cmd, progress, cancel)
+        try:
+            _run_pip(cmd + list(p.packages), progress, cancel)
+        except InstallError as exc:
+            optional = [q for q in p.packages if q in OPTIONAL and _no_distribution(str(exc), q)]
+            if not optional:
+                raise
+            for q in optional:
+                progress(f"{q} is not available from pip's index here ({OPTIONAL[q]}); installing the rest")
+            _run_pip(cmd + [q for q in p.packages if q not in optional], progress, cancel)
         _drop_qgis_packages(staging, constraint)
         _swap_in(staging, p.target)
     except BaseException:
@@ -252,6 +283,11 @@ def _run_pip(cmd: list[str], progress: Callable[[str], None], cancel) -> list[st
     if code != 0:
         raise InstallError(explain_failure(lines))
     return lines
+
+
+def _no_distribution(message: str, package: str) -> bool:
+    return bool(re.search(rf"(No matching distribution found|Could not find a version that satisfies the "
+                          rf"requirement) (for )?{re.escape(package)}\b", message, re.I))
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -353,3 +389,28 @@ def activate(folder: Path) -> str:
     if stale:
         return f"installed; restart QGIS to use them ({', '.join(stale)} were already loaded from elsewhere)"
     return "installed; the STARS algorithms can use them now, no restart needed"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python stars_qgis/installer.py torch-args [SPEC]`, for scripts/setup.sh: prints the build
+    (cpu or cuda) on the first line, then pip's arguments for installing SPEC (default torch) by
+    `torch_source`'s rule, one per line. STARS_TORCH_BUILD=cpu|cuda overrides auto."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] != "torch-args":
+        print("usage: installer.py torch-args [SPEC]", file=sys.stderr)
+        return 2
+    asked = argv[1] if len(argv) > 1 else "torch"
+    try:
+        build, local, args = torch_source(os.environ.get("STARS_TORCH_BUILD", "auto"), spec=asked)
+    except InstallError as exc:
+        print(f"setup: {exc}", file=sys.stderr)
+        return 2
+    # the asked version stays the requirement: a local wheel of that build and version is found by pip
+    # in the wheel folder itself, and one of another version must not replace the pin
+    print(build)
+    print("\n".join([*args, asked]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -254,3 +254,33 @@ def test_cancel_stops_pip_and_the_processes_it_started(tmp_path):
         time.sleep(0.1)
     assert state in ("gone", "Z", "X"), f"the child pip started is still running ({state})"
     assert time.time() - started < 60
+
+
+def test_a_missing_optional_speed_up_installs_the_rest_and_says_what_it_costs(tmp_path):
+    wheels = tmp_path / "wheels"
+    tiny_wheel(wheels)  # the folder has no openvino, as a company mirror might not
+    lines = []
+    target = installer.install(_plan(tmp_path, wheels, ("starstiny", "openvino")), progress=lines.append,
+                               python=sys.executable)
+    assert (target / "starstiny" / "__init__.py").is_file()
+    assert any("openvino is not available" in l and "ONNX Runtime" in l for l in lines), lines
+    with pytest.raises(InstallError, match="no suitable package"):  # a required package missing still fails
+        installer.install(_plan(tmp_path, wheels, ("starstiny", "notthere")), progress=lambda m: None,
+                          python=sys.executable)
+
+
+@pytest.mark.parametrize("build,expected", [("cpu", ["cpu", "--extra-index-url", installer.PYTORCH_CPU_INDEX]),
+                                            ("cuda", ["cuda"])])
+def test_make_setup_asks_the_installers_rule_for_pytorch(tmp_path, build, expected):
+    """scripts/setup.sh runs `installer.py torch-args SPEC`: the same rule as the in-QGIS installer."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update(PIP_CONFIG_FILE=os.devnull, STARS_TORCH_BUILD=build)  # no user index, no wheel folder
+    out = subprocess.run([sys.executable, installer.__file__, "torch-args", "torch==9.9"], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    if sys.platform == "darwin":
+        expected = expected[:1]
+    assert out == [*expected, "torch==9.9"]
+    assert "installer.py torch-args" in (Path(__file__).parents[2] / "scripts" / "setup.sh").read_text()
