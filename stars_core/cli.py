@@ -292,6 +292,11 @@ def _train_parser(sub) -> None:
                    "ssl4eo-s1-resnet50 (SAR self-supervised SSL4EO-S12 weights as torchgeo publishes them)")
     g.add_argument("--pretrained-m2", metavar="FILE|NAME", help="weights for the modality-2 encoders, e.g. "
                    "imagenet-resnet50 or ssl4eo-s2-resnet50; the shared encoder takes --pretrained, else these")
+    from .models.resnet import NUMBERINGS
+
+    g.add_argument("--band-numbering", choices=list(NUMBERINGS), default="sentinel-2",
+                   help="whose numbers band names like B1..B12 are, when pretrained first-layer filters are picked by "
+                   "band name (default sentinel-2; a Landsat 5/7 or 4-band Planet B1 is blue, Sentinel-2's coastal)")
     g.add_argument("--no-translation", action="store_true", help="ablation: no translation modules")
     g = tr.add_argument_group("losses")
     g.add_argument("--alpha", type=float, default=L.alpha, help=f"weight of L_psc (default {L.alpha})")
@@ -533,7 +538,7 @@ def train_settings(args) -> tuple[StarsConfig, LossConfig, TrainConfig | None, D
                           psa_exclude=tuple(args.psa_exclude), class_weights=args.class_weights)
     data_cfg = DataConfig(chip_size=args.chip_size, val_fraction=args.val_fraction, min_valid=args.min_valid,
                           class_table=args.class_table, ignore_values=tuple(args.ignore_value), aoi=args.aoi,
-                          skip_bad_scenes=args.skip_bad_scenes)
+                          skip_bad_scenes=args.skip_bad_scenes, band_numbering=args.band_numbering)
     if args.resume:
         import dataclasses
 

@@ -224,6 +224,8 @@ class DataConfig:
     skip_bad_scenes: leave out (and list) scenes that fail to open or align, instead of stopping.
     scan_cache: file keeping the scenes' scans (band statistics, usable chip positions) for a
         repeated or resumed run; training sets it beside the model file. Not part of the recipe.
+    band_numbering: which sensor's numbers band names like B1..B12 are (sentinel-2, landsat-5-7,
+        landsat-8-9, planet-4), when first-layer filters of pretrained weights are picked by band name.
     """
 
     chip_size: int = 512
@@ -234,9 +236,14 @@ class DataConfig:
     aoi: str | None = None
     skip_bad_scenes: bool = False
     scan_cache: str | None = field(default=None, compare=False)
+    band_numbering: str = "sentinel-2"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ignore_values", tuple(int(v) for v in self.ignore_values))
+        from .models.resnet import NUMBERINGS
+
+        if self.band_numbering not in NUMBERINGS:
+            raise InputError(f"band numbering must be one of {', '.join(NUMBERINGS)}, got {self.band_numbering!r}")
         if self.chip_size < STRIDE or self.chip_size % STRIDE:
             raise InputError(f"chip size must be a positive multiple of {STRIDE}, got {self.chip_size}")
         if not 0 <= self.val_fraction < 1:

@@ -98,20 +98,23 @@ def fast_runner(torch_runner, runtime: str, branch: str, tile: int, raster: str 
                 note: Callable[[str], None]):
     """An `onnx_model.OnnxModel` of the cached export for `runtime` (exported now if missing, with
     its agreement measured on `raster`), and the line saying what runs."""
-    from .onnx_model import OnnxModel, engine_for
-
     loaded = torch_runner.loaded  # ".last" only names the last weights of a file that also holds its best
     weights = "last" if loaded.weights == "last" and loaded.payload.get("best") else "best"
     path = cached_path(torch_runner.path, runtime, branch, tile, weights)
     info_path = path.with_suffix(".json")
     if not (path.is_file() and info_path.is_file()):
         _export(torch_runner, runtime, branch, tile, raster, path, info_path, note)
-    key = (os.fspath(path), engine_for("cpu"))
-    if key not in _SESSIONS:
+    try:
+        runner, info = _open_cached(path, info_path)
+    except Exception as exc:  # a damaged file of the cache (cut short, edited): made again, once
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        note(f"the runtime's cached export {path} or its note {info_path.name} is damaged ({reason}); it is only a "
+             f"cache (deleting it always makes a new export): removed, exporting again")
         _SESSIONS.clear()
-        _SESSIONS[key] = OnnxModel(path, "cpu", engine=key[1])
-    runner = _SESSIONS[key]
-    info = json.loads(info_path.read_text())
+        for f in (path, info_path):
+            f.unlink(missing_ok=True)
+        _export(torch_runner, runtime, branch, tile, raster, path, info_path, note)
+        runner, info = _open_cached(path, info_path)
     share = info.get("agreement")
     engine = ENGINE_NAMES.get(runner.engine, runner.engine)
     measured = ENGINE_NAMES.get(info.get("engine", "onnxruntime"), "")
@@ -121,6 +124,20 @@ def fast_runner(torch_runner, runtime: str, branch: str, tile: int, raster: str 
                if share is not None else "")
             + " (--runtime torch for PyTorch itself)")
     return runner, said
+
+
+def _open_cached(path: Path, info_path: Path):
+    """The session of a cached export and its note (raises on a damaged file of either)."""
+    from .onnx_model import OnnxModel, engine_for
+
+    info = json.loads(info_path.read_text())
+    if not isinstance(info, dict) or "runtime" not in info:
+        raise ValueError(f"{info_path.name} is not an export note")
+    key = (os.fspath(path), engine_for("cpu"))
+    if key not in _SESSIONS:
+        _SESSIONS.clear()
+        _SESSIONS[key] = OnnxModel(path, "cpu", engine=key[1])
+    return _SESSIONS[key], info
 
 
 def _export(torch_runner, runtime: str, branch: str, tile: int, raster, path: Path, info_path: Path, note) -> None:

@@ -62,10 +62,12 @@ class OpenVinoSession:
 
         core = openvino.Core()
         model = core.read_model(path)
-        config = {"PERFORMANCE_HINT": OPENVINO_HINT}
+        # f32 for every float layer, int8 graphs included: OpenVINO's default on CPUs with bf16 (AVX-512
+        # BF16, AMX) is bf16 for the layers between the int8 ones, whose results then depend on the
+        # thread count (617 of 262,144 pixels moved between 1 and 2 threads on the test model); in f32
+        # they do not, and the int8 layers stay int8 (bench/RESULTS.md, "One map whatever the threads")
+        config = {"PERFORMANCE_HINT": OPENVINO_HINT, "INFERENCE_PRECISION_HINT": "f32"}
         self.quantised = any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
-        if not self.quantised:  # OpenVINO's default on CPUs with bf16 is bf16: an fp32 graph stays fp32
-            config["INFERENCE_PRECISION_HINT"] = "f32"
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         shape = model.inputs[0].get_partial_shape()

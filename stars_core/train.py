@@ -380,7 +380,7 @@ def _model_meta(data: TrainingData, model_cfg: StarsConfig, loss_cfg: LossConfig
         pretrained = resumed[0].pretrained
     else:
         pretrained = {k: _file_record(v) for k, v in weights.items()}
-        _band_adaptation(pretrained, data, model_cfg.mode, say)
+        _band_adaptation(pretrained, data, model_cfg.mode, say, data_cfg.band_numbering)
         if not weights and model_cfg.backbone == "resnet50" and not fine_tuning:
             say("training ResNet-50 encoders from scratch: the paper's numbers assume pretrained weights. Give "
                 "local ones with --pretrained FILE (all encoders) or --pretrained-m1 / --pretrained-m2 (e.g. SAR "
@@ -434,11 +434,13 @@ def _file_record(path) -> dict:
     return record
 
 
-def _band_adaptation(pretrained: dict, data: TrainingData, mode: str, say) -> None:
-    """Record (and say) how each registry file's first-layer filters meet the rasters' bands: picked
-    by band name, the mean of the file's filters for a band it lacks (`resnet.pick_first_conv`)."""
+def _band_adaptation(pretrained: dict, data: TrainingData, mode: str, say, numbering: str = "sentinel-2") -> None:
+    """Record (and say) how each registry file's first-layer filters meet the rasters' bands
+    (`resnet.first_conv_plan`): picked by band name (numbers read in `numbering`), the mean of the
+    file's filters for a band it lacks; with no name matched and the same count, the file's order,
+    with a warning that it is a guess."""
     from .models import pretrained_plan
-    from .models.resnet import band_plan
+    from .models.resnet import as_sentinel2, first_conv_plan, numbered
     from .models.stars import stem_bands
 
     bands = (tuple(data.scenes[0].m1_bands), tuple(data.scenes[0].m2_bands))
@@ -448,13 +450,26 @@ def _band_adaptation(pretrained: dict, data: TrainingData, mode: str, say) -> No
         if names is None or not record.get("bands"):
             continue
         label = "m1" if part.endswith("_m1") or mode == "single" else "m2" if part.endswith("_m2") else "concat"
-        record.setdefault("adaptation", {})[label] = dict(zip(names, band_plan(record["bands"], names)))
+        plan, how = first_conv_plan(record["bands"], as_sentinel2(names, numbering))
+        record.setdefault("adaptation", {})[label] = dict(zip(names, plan))
+        record.setdefault("adaptation_by", {})[label] = how
+        if numbered(names):
+            record["band_numbering"] = numbering
     for record in pretrained.values():
         for label, plan in record.get("adaptation", {}).items():
+            how = record.get("adaptation_by", {}).get(label, "name")
             said = ", ".join(f"{b} <- {f or 'mean of all'}" for b, f in plan.items())
-            say(f"{record['registry']} ({', '.join(record['bands'])}) for the {label} bands: {said} (first-layer "
-                f"filters picked by band name; the file expects {record['normalisation']}, STARS standardises each "
-                f"band)")
+            rule = {"name": "first-layer filters picked by band name",
+                    "position": "no band name matched, so the file's filters were kept in its order",
+                    "mean": "no band name matched: every band starts from the mean of the file's filters"}[how]
+            if "band_numbering" in record:
+                rule += f"; band numbers read as {record['band_numbering']}'s (--band-numbering to say otherwise)"
+            say(f"{record['registry']} ({', '.join(record['bands'])}) for the {label} bands: {said} ({rule}; the file "
+                f"expects {record['normalisation']}, STARS standardises each band)")
+            if how == "position":
+                say(f"warning: the {label} bands ({', '.join(plan)}) have no names the file's ({', '.join(record['bands'])}) "
+                    f"match, so their order is a guess: name the raster's bands (GDAL band descriptions, e.g. "
+                    f"{', '.join(record['bands'])}) to have the filters picked by name")
             stats = data.stats[1 if label == "m2" else 0]
             if any(b in ("VV", "VH") for b in record["bands"]) and stats.mean and min(stats.mean) > 0 \
                     and max(stats.mean) < 1.5:
@@ -484,8 +499,11 @@ def _build(meta: ModelMeta, weights: dict, resumed, device: torch.device, rank: 
     torch.manual_seed(meta.train.seed)
     given = {} if resumed is not None else weights
     file_bands = {k: tuple(r["bands"]) for k, r in (meta.pretrained or {}).items() if r.get("bands")}
+    from .models.resnet import as_sentinel2
+
     model = build_model(meta.model, given.get("all"), pretrained_m1=given.get("m1"), pretrained_m2=given.get("m2"),
-                        bands=tuple(st.names if st is not None else () for st in meta.stats),
+                        bands=tuple(as_sentinel2(st.names, meta.data.band_numbering) if st is not None else ()
+                                    for st in meta.stats),
                         weight_bands=file_bands).to(device)
     frozen = (meta.init_from or {}).get("freeze", "none")
     if source is not None:

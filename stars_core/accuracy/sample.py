@@ -32,6 +32,7 @@ from ..runtime import Cancelled, InputError
 from .design import allocate, sample_size
 
 STRIP = 256  # rows per read
+CLASS_TABLE_WHERE = "--class-table on the command line, the 'Class table' parameter in QGIS"
 EARTH_RADIUS = 6_371_008.8  # metres (mean radius): pixel areas on a geographic CRS
 
 
@@ -85,8 +86,8 @@ def map_classes(ds, class_table: str | os.PathLike | ClassTable | None = None) -
             colors = {}
         return ClassTable(tuple(sorted(tags)), tuple(tags[v] for v in sorted(tags)),
                           tuple("#%02x%02x%02x" % tuple(colors.get(v, (128, 128, 128))[:3]) for v in sorted(tags)))
-    raise InputError(f"{ds.name!r} holds no class table (it was not made by `stars segment`); give one with "
-                     f"--class-table (CSV value,name,color)")
+    raise InputError(f"{ds.name!r} holds no class table (it was not made by `stars segment`); give one (a CSV of "
+                     f"value,name,color): {CLASS_TABLE_WHERE}")
 
 
 def _row_areas(ds, rows: np.ndarray) -> np.ndarray:
@@ -133,7 +134,7 @@ def count_strata(map_path: str | os.PathLike, class_table=None, cancel: Callable
                 progress(min(row + STRIP, ds.height), ds.height)
     if strange:
         raise InputError(f"{os.fspath(map_path)!r} holds values that are not in its class table: "
-                         f"{sorted(strange)}; give the class table the map was made with (--class-table)")
+                         f"{sorted(strange)}; give the class table the map was made with: {CLASS_TABLE_WHERE}")
     if pixels.sum() == 0:
         raise InputError(f"{os.fspath(map_path)!r} has no classified pixel (all no-data): nothing to sample")
     return Strata(list(classes.values), list(classes.names), pixels.tolist(), area.tolist(), list(classes.colors))

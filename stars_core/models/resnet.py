@@ -187,23 +187,58 @@ def canonical_band(name: str) -> str:
     return {"RED": "B4", "R": "B4", "GREEN": "B3", "G": "B3", "BLUE": "B2", "B": "B2", "NIR": "B8"}.get(n, n)
 
 
+# Band numbers of other sensors as the Sentinel-2 band of the same light, so B-numbered names match a
+# file's bands by what they see (a Landsat 5/7 or 4-band Planet B1 is blue, Sentinel-2's B1 coastal).
+NUMBERINGS = {
+    "sentinel-2": {},
+    "landsat-5-7": {"B1": "B2", "B2": "B3", "B3": "B4", "B4": "B8", "B5": "B11", "B7": "B12", "B6": "B6TIR"},
+    "landsat-8-9": {"B5": "B8", "B6": "B11", "B7": "B12", "B8": "B8PAN", "B9": "B10CIRRUS"},
+    "planet-4": {"B1": "B2", "B2": "B3", "B3": "B4", "B4": "B8"},
+}
+
+
+def numbered(names) -> bool:
+    """Whether any band name is a bare band number (B1, B08, b8a), read by a sensor's numbering."""
+    return any(re.fullmatch(r"B\d+A?", re.sub(r"[^A-Z0-9]", "", str(n).upper())) for n in names)
+
+
+def as_sentinel2(names, numbering: str = "sentinel-2") -> tuple[str, ...]:
+    """Band names with their numbers read in `numbering` and given as the Sentinel-2 band of the same
+    light (other names unchanged)."""
+    table = NUMBERINGS[numbering]
+    return tuple(table.get(canonical_band(n), n) if numbered((n,)) else n for n in names)
+
+
 def band_plan(file_bands, model_bands) -> list[str | None]:
     """For each band of the model, the band of the weights file whose first-layer filter it starts
-    from, or None (the mean of the file's filters)."""
+    from by name, or None (no band of that name in the file)."""
     index = {canonical_band(b): b for b in file_bands}
     return [index.get(canonical_band(b)) for b in model_bands]
 
 
+def first_conv_plan(file_bands, model_bands) -> tuple[list[str | None], str]:
+    """What `pick_first_conv` does: (the file's band each model band starts from, or None for the
+    mean of the file's filters; how). how is "name" (at least one band matched by name), "position"
+    (no name matched but the counts agree: the file's filters in its order, a guess), or "mean"."""
+    plan = band_plan(file_bands, model_bands)
+    if any(p is not None for p in plan):
+        return plan, "name"
+    if len(file_bands) == len(model_bands):
+        return list(file_bands), "position"
+    return plan, "mean"
+
+
 def pick_first_conv(weight: torch.Tensor, file_bands, model_bands) -> torch.Tensor:
-    """A first-convolution weight (O, C_file, k, k) for the model's bands, picked by band name
-    (`band_plan`): a band the file has keeps its filter, any other gets the mean of the file's
-    filters; the result is scaled by C_file / C_model, so that with no band matched this is exactly
-    `adapt_first_conv`, and with the same bands in another order an exact reordering."""
+    """A first-convolution weight (O, C_file, k, k) for the model's bands, by `first_conv_plan`:
+    picked by band name where any matches (a band the file has keeps its filter, any other gets the
+    mean of the file's filters); with no name matched, kept in the file's order when the counts
+    agree, else the mean. Scaled by C_file / C_model, so that with no band matched and other counts
+    this is exactly `adapt_first_conv`, and with the same bands in another order an exact reordering."""
     if weight.ndim != 4 or weight.shape[1] != len(file_bands):
         return adapt_first_conv(weight, len(model_bands))
-    plan = band_plan(file_bands, model_bands)
-    if all(p is None for p in plan):
-        return adapt_first_conv(weight, len(model_bands))
+    plan, how = first_conv_plan(file_bands, model_bands)
+    if how != "name":
+        return adapt_first_conv(weight, len(model_bands))  # "position": the same count, kept as it is
     mean = weight.mean(dim=1)
     position = {b: i for i, b in enumerate(file_bands)}
     picked = [weight[:, position[p]] if p is not None else mean for p in plan]
@@ -278,7 +313,8 @@ def load_pretrained(module: nn.Module, source: Union[str, os.PathLike, StateDict
             state["conv1.weight"] = pick_first_conv(state["conv1.weight"], bands[0], bands[1])
         else:
             state["conv1.weight"] = adapt_first_conv(state["conv1.weight"], channels)
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    # older torchvision files lack the counters, and with them their per-modality copies (_m2)
+    missing = [k for k in own if k not in state and not re.search(r"num_batches_tracked(_m2)?$", k)]
     if missing:
         raise ValueError(
             f"pretrained weights lack {len(missing)} keys this {type(module).__name__} needs, "

@@ -62,44 +62,56 @@ def polygonize(map_path: str | os.PathLike, out: str | os.PathLike, min_area: st
         srs = src.GetSpatialRef()
         with atomic_path(out) as tmp:
             target = ogr.GetDriverByName("GPKG").CreateDataSource(str(tmp))
-            layer = target.CreateLayer(LAYER, srs, ogr.wkbMultiPolygon)
-            for name, kind in (("value", ogr.OFTInteger), ("class", ogr.OFTString), ("area_m2", ogr.OFTReal),
-                               ("area_ha", ogr.OFTReal)):
-                layer.CreateField(ogr.FieldDefn(name, kind))
-
-            def report(done, _message, _data):
-                if cancel is not None and cancel():
-                    return 0
-                if progress is not None:
-                    progress(0.8 * done)
-                return 1
-
-            options = ["8CONNECTED=8"] if connectivity == 8 else []
-            # quiet: GDAL warns of every polygon written to the multipolygon layer and every
-            # self-touching ring it is asked to validate; both are expected and made valid below
-            gdal.PushErrorHandler("CPLQuietErrorHandler")
             try:
-                layer.StartTransaction()
-                if gdal.Polygonize(band, mask, layer, 0, options, callback=report) != 0:
-                    layer.RollbackTransaction()
+                layer = target.CreateLayer(LAYER, srs, ogr.wkbMultiPolygon)
+                for name, kind in (("value", ogr.OFTInteger), ("class", ogr.OFTString), ("area_m2", ogr.OFTReal),
+                                   ("area_ha", ogr.OFTReal)):
+                    layer.CreateField(ogr.FieldDefn(name, kind))
+
+                def report(done, _message, _data):
                     if cancel is not None and cancel():
-                        raise Cancelled("polygonizing cancelled; no output was written")
-                    raise InputError(f"GDAL's polygonize failed on {os.fspath(map_path)!r}: {gdal.GetLastErrorMsg()}")
-                layer.CommitTransaction()
-                count, total = _attributes(layer, classes, srs, cancel)
-                if tolerance > 0:
+                        return 0
                     if progress is not None:
-                        progress(0.85)
-                    tolerance = _simplify(layer, tolerance, cancel, log)
+                        progress(0.8 * done)
+                    return 1
+
+                options = ["8CONNECTED=8"] if connectivity == 8 else []
+                # quiet: GDAL warns of every polygon written to the multipolygon layer and every
+                # self-touching ring it is asked to validate; both are expected and made valid below
+                gdal.PushErrorHandler("CPLQuietErrorHandler")
+                try:
+                    layer.StartTransaction()
+                    if gdal.Polygonize(band, mask, layer, 0, options, callback=report) != 0:
+                        layer.RollbackTransaction()
+                        if cancel is not None and cancel():
+                            raise Cancelled("polygonizing cancelled; no output was written")
+                        raise InputError(f"GDAL's polygonize failed on {os.fspath(map_path)!r}: "
+                                         f"{gdal.GetLastErrorMsg()}")
+                    layer.CommitTransaction()
                     count, total = _attributes(layer, classes, srs, cancel)
-            finally:
-                gdal.PopErrorHandler()
-            _default_style(target, classes)
-            layer = None  # before its data source
-            target = None
+                    if tolerance > 0:
+                        if progress is not None:
+                            progress(0.85)
+                        tolerance = _simplify(layer, tolerance, cancel, log)
+                        count, total = _attributes(layer, classes, srs, cancel)
+                finally:
+                    gdal.PopErrorHandler()
+                _default_style(target, classes)
+            finally:  # closed here, before a cancel or an error removes the file: no write to a file gone
+                layer = None
+                _close(target)
         band = mask = src = None
     log(f"{count:,} polygons, {total / 10_000:,.1f} ha")
     return {"polygons": count, "area_m2": total, "simplified": tolerance}
+
+
+def _close(ds) -> None:
+    """Close a GDAL/OGR data source now, not when the last Python reference (perhaps in a traceback)
+    goes: Close on GDAL 3.8 and later, Destroy before."""
+    for name in ("Close", "Destroy"):
+        if hasattr(ds, name):
+            getattr(ds, name)()
+            return
 
 
 def parse_tolerance(text: str) -> tuple[float, str]:

@@ -5,8 +5,13 @@ the QGIS profile inside QGIS, or $STARS_CACHE_DIR). A file in the cache is never
 download goes to `<file>.partial` and resumes from there (an HTTP Range request) after an
 interruption; the SHA-256 prefix its publisher put in the file name is checked on the whole file
 (as torch.hub does), and only a file that matches is renamed into place, atomically. A mismatch
-deletes the partial file and caches nothing. $STARS_WEIGHTS_MIRROR (a base URL) fetches every file
-by its name from a mirror instead of its publisher: an institute's copy, or a test's server.
+deletes the partial file and caches nothing. A file found in the cache (put there by hand, or cut
+short by a full disk) is checked the same way once, before it is trusted; a note beside it
+(`<file>.checked`: its size, time and digest) remembers the check, and a file that fails it is
+removed and fetched again. A weights file anywhere else is recognised by its digest, so a path to a
+downloaded registry file keeps its registry entry (band names, licence). $STARS_WEIGHTS_MIRROR (a
+base URL) fetches every file by its name from a mirror instead of its publisher: an institute's
+copy, or a test's server.
 """
 from __future__ import annotations
 
@@ -30,21 +35,46 @@ def weights_dir() -> Path:
 
 
 def cached(entry: WeightsEntry) -> Path | None:
+    """The cached file of `entry` if it is there and its digest matches (checked once, remembered)."""
     path = weights_dir() / entry.filename
-    return path if path.is_file() else None
+    return path if path.is_file() and file_digest(path).startswith(entry.hash_prefix) else None
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file, remembered in `<file>.checked` beside it (where writable) for as long as
+    its size and modification time stay the same."""
+    from ..files import sha256
+
+    path = Path(path)
+    st = path.stat()
+    stamp = f"{st.st_size} {st.st_mtime_ns}"
+    note = path.with_name(path.name + ".checked")
+    try:
+        size_time, digest = note.read_text().strip().rsplit(" ", 1)
+        if size_time == stamp:
+            return digest
+    except (OSError, ValueError):
+        pass
+    digest = sha256(path)
+    try:
+        note.write_text(f"{stamp} {digest}\n")
+    except OSError:  # a read-only folder: checked again next time
+        pass
+    return digest
 
 
 def entry_of(path: str | os.PathLike) -> WeightsEntry | None:
-    """The registry entry whose checked file `path` is (a file in the weights cache under its
-    publisher's name), or None for any other file."""
-    path = Path(path)
-    if path.resolve().parent != weights_dir().resolve():
-        return None
-    return next((e for e in REGISTRY.values() if e.filename == path.name), None)
+    """The registry entry whose file `path` is, recognised by its SHA-256 (wherever it lies), or None
+    for any other file."""
+    digest = file_digest(path)
+    return next((e for e in REGISTRY.values() if e.hash_prefix and digest.startswith(e.hash_prefix)), None)
 
 
 def source_url(entry: WeightsEntry) -> str:
     mirror = os.environ.get("STARS_WEIGHTS_MIRROR", "").strip()
+    if mirror and not mirror.lower().startswith(("http://", "https://", "file://")):
+        raise InputError(f"STARS_WEIGHTS_MIRROR={mirror!r} is not a URL: give the mirror's base URL with its scheme, "
+                         f"e.g. http://{mirror.split('://')[-1]}, or unset it to fetch from the publisher")
     return f"{mirror.rstrip('/')}/{entry.filename}" if mirror else entry.url
 
 
@@ -53,7 +83,12 @@ def fetch(entry: WeightsEntry, progress: Callable[[int, int | None], None] | Non
     """The cached file of `entry`, downloaded first if it is not there yet."""
     target = weights_dir() / entry.filename
     if target.is_file():
-        return target
+        if cached(entry) is not None:
+            return target
+        log(f"{target} does not match the SHA-256 {entry.hash_prefix} its publisher names (cut short or changed): "
+            f"removed, fetching it again")
+        target.unlink()
+        target.with_name(target.name + ".checked").unlink(missing_ok=True)
     if not entry.hash_prefix:
         raise InputError(f"the registry entry {entry.name} names no hash; it cannot be checked, so it is not fetched")
     url = source_url(entry)
@@ -117,6 +152,7 @@ def fetch(entry: WeightsEntry, progress: Callable[[int, int | None], None] | Non
         raise InputError(f"{entry.filename} from {url} has SHA-256 {hexdigest[:16]}..., not the {entry.hash_prefix} its "
                          f"publisher names: refused, nothing was cached (a changed or damaged file)")
     os.replace(partial, target)
+    file_digest(target)  # the check is remembered
     log(f"{entry.name}: {done / 1e6:.1f} MB, SHA-256 checked, cached at {target}")
     return target
 
@@ -130,7 +166,7 @@ def _open(url: str, have: int):
 
 def _offline(entry: WeightsEntry, target: Path, reason: str) -> str:
     return (f"cannot download {entry.name} ({reason}). Where there is internet, download {entry.url} and put it at "
-            f"{target} (or give its path instead of the name)")
+            f"{target}, or give the downloaded file's path instead of the name (it is recognised by its SHA-256)")
 
 
 def _unwritable(target: Path, exc: OSError) -> str:
@@ -143,7 +179,8 @@ def resolve(value: str | os.PathLike, progress=None, log: Callable[[str], None] 
     Returns (path, registry name or None)."""
     path = Path(value)
     if path.is_file():
-        return path, None
+        found = entry_of(path)
+        return path, None if found is None else found.name
     found = REGISTRY.get(str(value).strip().lower())
     if found is None:
         names = ", ".join(REGISTRY)

@@ -1,9 +1,10 @@
 """stars:landcoverpolygons — a land-cover map as polygons with class names and areas."""
 from __future__ import annotations
 
-from qgis.core import QgsProcessingParameterFileDestination, QgsProcessingParameterRasterLayer
+from qgis.core import (QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
+                       QgsProcessingParameterRasterLayer)
 
-from .base import StarsAlgorithm, raster_path
+from .base import StarsAlgorithm, advanced, raster_path
 from .segment_missing import load_polygons, mmu_parameters, mmu_setting, simplify_parameter, simplify_setting
 
 
@@ -12,6 +13,7 @@ class LandCoverPolygons(StarsAlgorithm):
     MMU = "MMU"
     CONNECTIVITY = "CONNECTIVITY"
     SIMPLIFY = "SIMPLIFY"
+    CLASS_TABLE = "CLASS_TABLE"
     OUTPUT = "OUTPUT"
 
     def name(self) -> str:
@@ -37,6 +39,9 @@ class LandCoverPolygons(StarsAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Land-cover map"))
         mmu_parameters(self)
         simplify_parameter(self)
+        self.addParameter(advanced(QgsProcessingParameterFile(self.CLASS_TABLE, "Class table (default: from the map)",
+                                                              optional=True,
+                                                              fileFilter="Class tables (*.csv *.json)")))
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Land-cover polygons",
                                                                 fileFilter="GeoPackage (*.gpkg)"))
 
@@ -46,7 +51,8 @@ class LandCoverPolygons(StarsAlgorithm):
         path = raster_path(self.parameterAsRasterLayer(parameters, self.INPUT, context), "land-cover map")
         setting = mmu_setting(self, parameters, context)
         out = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
-        made = polygonize(path, out, setting["mmu"], setting["mmu_connectivity"], cancel=feedback.isCanceled,
+        made = polygonize(path, out, setting["mmu"], setting["mmu_connectivity"],
+                          self.parameterAsFile(parameters, self.CLASS_TABLE, context) or None, cancel=feedback.isCanceled,
                           progress=lambda f: feedback.setProgress(100 * f), log=feedback.pushInfo,
                           simplify=simplify_setting(self, parameters, context))
         load_polygons(context, out, self.OUTPUT)

@@ -115,3 +115,42 @@ def test_a_onnx_file_is_not_run_by_pytorch(onnx_exports, demo_scene, tmp_path, c
     assert cli_main(["segment", str(onnx_exports["m1"]), str(demo_scene["sar"]), str(tmp_path / "o.tif"),
                      "--runtime", "torch"]) == 2
     assert "runs in ONNX Runtime" in capsys.readouterr().err
+
+
+def test_the_default_path_gives_one_map_whatever_the_threads(model_copy, demo_scene, tmp_path, capsys):
+    """The int8 export (OpenVINO where installed) on 1 and on 2 threads: the same map and the same
+    probabilities, value for value (OpenVINO's bf16 layers between the int8 ones moved them with the
+    thread count)."""
+    import subprocess
+    import sys
+
+    maps, probs = [], []
+    for n in (1, 2):  # a process each: a runner compiled for one thread count is kept for the process
+        out = tmp_path / f"t{n}.tif"
+        run = subprocess.run([sys.executable, "-m", "stars_core.cli", "--threads", str(n), "segment", str(model_copy),
+                              str(demo_scene["sar"]), str(out), "--tile-size", "256", "--device", "cpu", "--runtime",
+                              "int8", "--probabilities", str(tmp_path / f"p{n}.tif")], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+        maps.append(_map(out))
+        with rasterio.open(tmp_path / f"p{n}.tif") as ds:
+            probs.append(ds.read())
+    assert np.array_equal(maps[0], maps[1]), int((maps[0] != maps[1]).sum())
+    assert np.array_equal(probs[0], probs[1], equal_nan=True), int((~np.isclose(probs[0], probs[1], equal_nan=True)).sum())
+
+
+@pytest.mark.parametrize("damage", ["graph", "note"])
+def test_a_damaged_cached_export_is_named_and_made_again(trained_model, demo_scene, tmp_path, capsys, damage):
+    from stars_core.fast_runtime import _SESSIONS
+
+    model = shutil.copy(trained_model, tmp_path / "model.stars")
+    argv = ["segment", str(model), str(demo_scene["sar"]), str(tmp_path / "a.tif"), *SEG, "--runtime", "int8"]
+    assert cli_main(argv) == 0
+    graph = next(tmp_path.glob("model.*.int8.onnx"))
+    victim = graph if damage == "graph" else graph.with_suffix(".json")
+    victim.write_bytes(victim.read_bytes()[: len(victim.read_bytes()) // 3])  # cut short
+    _SESSIONS.clear()  # a new process would not have it open
+    capsys.readouterr()
+    assert cli_main([*argv[:3], str(tmp_path / "b.tif"), *argv[4:]]) == 0
+    err = capsys.readouterr().err
+    assert f"the runtime's cached export {graph}" in err and "is damaged" in err and "exporting again" in err
+    assert np.array_equal(_map(tmp_path / "a.tif"), _map(tmp_path / "b.tif"))

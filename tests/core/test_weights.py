@@ -195,3 +195,97 @@ def test_training_from_a_registry_name_fetches_adapts_and_records(served, demo_s
                     str(demo_scene["labels"]), "--out", str(tmp_path / "n.stars"), "--steps", "1",
                     "--pretrained-m1", "no-such-weights"])
     assert bad == 2 and "not a registry name" in capsys.readouterr().err and not (tmp_path / "n.stars").exists()
+
+
+def test_a_damaged_file_in_the_cache_is_checked_once_and_fetched_again(served, capsys):
+    from stars_core.cli import main as cli_main
+
+    e, data = served.add("test-trunc", _resnet_state())
+    target = download.weights_dir() / e.filename
+    target.parent.mkdir(parents=True)
+    target.write_bytes(data[: len(data) // 2])  # cut short by a full disk, or copied in by hand
+    assert download.cached(e) is None
+    assert cli_main(["weights", "download", "test-trunc"]) == 0
+    assert "does not match the SHA-256" in capsys.readouterr().out
+    assert target.read_bytes() == data and download.cached(e) == target
+    note = target.with_name(target.name + ".checked")
+    assert note.read_text().split()[-1] == hashlib.sha256(data).hexdigest()  # the check is remembered
+    requests = len(served.requests)
+    assert cli_main(["weights", "download", "test-trunc"]) == 0 and len(served.requests) == requests
+
+
+def test_a_mirror_without_a_scheme_names_the_variable(served, monkeypatch, capsys):
+    from stars_core.cli import main as cli_main
+
+    served.add("test-mirror", _resnet_state())
+    monkeypatch.setenv("STARS_WEIGHTS_MIRROR", "127.0.0.1:9/weights")
+    capsys.readouterr()
+    assert cli_main(["weights", "download", "test-mirror"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "STARS_WEIGHTS_MIRROR='127.0.0.1:9/weights' is not a URL" in err
+    assert "http://127.0.0.1:9/weights" in err
+
+
+def test_a_registry_file_given_by_its_path_keeps_its_entry(served, tmp_path):
+    e, data = served.add("test-path", _resnet_state())
+    elsewhere = tmp_path / "downloads" / "my-copy.pth"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(data)
+    assert download.resolve(elsewhere, log=lambda m: None) == (elsewhere, "test-path")
+    assert download.entry_of(elsewhere) == e
+    other = tmp_path / "downloads" / "other.pth"
+    other.write_bytes(data + b"\0")
+    assert download.resolve(other, log=lambda m: None) == (other, None) and download.entry_of(other) is None
+
+
+def test_band_numbers_are_read_in_the_sensor_numbering_the_user_names():
+    from stars_core.models.resnet import as_sentinel2, band_plan, first_conv_plan, numbered
+
+    s2 = registry.SENTINEL2_BANDS
+    landsat = ("B1", "B2", "B3", "B4")  # Landsat 5/7 and 4-band Planet: blue, green, red, near infrared
+    assert band_plan(s2, as_sentinel2(landsat)) == ["B1", "B2", "B3", "B4"]  # Sentinel-2's own numbers
+    assert band_plan(s2, as_sentinel2(landsat, "landsat-5-7")) == ["B2", "B3", "B4", "B8"]
+    assert band_plan(s2, as_sentinel2(landsat, "planet-4")) == ["B2", "B3", "B4", "B8"]
+    assert as_sentinel2(("red", "nir", "B4"), "landsat-5-7") == ("red", "nir", "B8")  # names stay names
+    assert band_plan(s2, as_sentinel2(("B2", "B5", "B6"), "landsat-8-9")) == ["B2", "B8", "B11"]
+    assert numbered(landsat) and numbered(("B08",)) and not numbered(("VV", "red", "band 1"))
+    assert first_conv_plan(("VV", "VH"), ("band 1", "band 2")) == (["VV", "VH"], "position")
+    assert first_conv_plan(("VV", "VH"), ("Sigma0_VH_db", "x")) == (["VH", None], "name")
+    assert first_conv_plan(("VV", "VH"), ("a", "b", "c")) == ([None, None, None], "mean")
+
+
+def test_unnamed_bands_are_recorded_as_taken_by_position_with_a_warning(served, demo_scene, tmp_path, capsys):
+    import rasterio
+
+    from stars_core.checkpoint import load_model
+    from stars_core.cli import main as cli_main
+    from tests.core.helpers import rewrite
+
+    served.add("test-s1b", _resnet_state(in_channels=2, width=8))
+    sar = rewrite(demo_scene["sar"], tmp_path / "sar.tif")
+    with rasterio.open(sar, "r+") as ds:
+        ds.descriptions = (None, None)  # "band 1", "band 2"
+    out = tmp_path / "m.stars"
+    capsys.readouterr()
+    assert cli_main(["train", "--m1", str(sar), "--m2", str(demo_scene["optical"]), "--labels",
+                     str(demo_scene["labels"]), "--class-table", str(demo_scene["classes"]), "--ignore-value", "0",
+                     "--out", str(out), "--backbone", "resnet18", "--encoder-width", "8", "--chip-size", "64",
+                     "--steps", "1", "--batch-size", "2", "--workers", "0", "--device", "cpu",
+                     "--pretrained-m1", "test-s1b"]) == 0
+    said = capsys.readouterr()
+    text = said.out + said.err
+    assert "kept in its order" in text and "their order is a guess" in text and "mean of all" not in text
+    record = load_model(out, "cpu").meta.pretrained["m1"]
+    assert record["adaptation"]["m1"] == {"band 1": "VV", "band 2": "VH"} and record["adaptation_by"]["m1"] == "position"
+
+
+def test_weights_without_batch_counters_load_into_per_modality_norms(tmp_path):
+    from stars_core.config import StarsConfig
+    from stars_core.models import build_model
+
+    state = {k: v for k, v in _resnet_state(in_channels=3, width=16).items() if "num_batches_tracked" not in k}
+    path = tmp_path / "old-torchvision.pth"
+    torch.save(state, path)  # older torchvision files have no num_batches_tracked
+    model = build_model(StarsConfig(backbone="resnet18", encoder_width=16, in_channels=(2, 3)), pretrained=path)
+    shared = dict(model.shared.named_parameters()) if hasattr(model, "shared") else {}
+    assert model is not None and any(torch.equal(v, state[k]) for k, v in shared.items() if k in state)

@@ -375,3 +375,17 @@ def test_a_filtered_layer_given_as_a_source_string_is_read_with_its_filter(demo_
     names = sorted(f.GetField("name") for f in ds.GetLayer(0))
     ds = None
     assert names == ["A1", "A2", "B1"]
+
+
+def test_a_map_without_a_class_table_is_explained_in_qgis_words_and_the_table_can_be_given(demo_scene, run_alg,
+                                                                                          tmp_path):
+    bare = rewrite(demo_scene["labels"], tmp_path / "bare.tif")  # class values, no names or colours
+    for alg, out in (("stars:landcoverpolygons", "p.gpkg"), ("stars:createaccuracysample", "s.gpkg")):
+        with pytest.raises(QgsProcessingException, match="the 'Class table' parameter in QGIS"):
+            run_alg(alg, {"INPUT": str(bare), "OUTPUT": str(tmp_path / out)})
+        assert not (tmp_path / out).exists()
+    res, _ = run_alg("stars:landcoverpolygons", {"INPUT": str(bare), "CLASS_TABLE": str(demo_scene["classes"]),
+                                                 "OUTPUT": str(tmp_path / "p.gpkg")})
+    layer = QgsVectorLayer(f"{res['OUTPUT']}|layername=landcover", "p", "ogr")
+    names = set(ClassTable.from_file(demo_scene["classes"]).names)
+    assert layer.featureCount() > 0 and {f["class"] for f in layer.getFeatures()} <= names
