@@ -97,9 +97,16 @@ def polygonize(map_path: str | os.PathLike, out: str | os.PathLike, min_area: st
                 finally:
                     gdal.PopErrorHandler()
                 _default_style(target, classes)
-            finally:  # closed here, before a cancel or an error removes the file: no write to a file gone
-                layer = None
-                _close(target)
+            except BaseException:  # cancelled or failed: the file is discarded, so what GDAL cannot flush
+                layer = None       # into it (after a rolled-back transaction) is not worth a message
+                gdal.PushErrorHandler("CPLQuietErrorHandler")
+                try:
+                    _close(target)
+                finally:
+                    gdal.PopErrorHandler()
+                raise
+            layer = None  # before its data source
+            _close(target)
         band = mask = src = None
     log(f"{count:,} polygons, {total / 10_000:,.1f} ha")
     return {"polygons": count, "area_m2": total, "simplified": tolerance}

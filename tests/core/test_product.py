@@ -212,3 +212,18 @@ def test_simplification_tolerance_is_read_with_its_unit(demo_scene, tmp_path):
     assert rows and all(a >= 0.5 * 200 or v == 0 for v, a, _ in rows)
     assert cli_main(["polygons", str(demo_scene["labels"]), str(tmp_path / "q.gpkg"), "--simplify", "2 feet"]) == 2
     assert not (tmp_path / "q.gpkg").exists()
+
+
+@pytest.mark.parametrize("when", [1, 40])  # during polygonize, and during the simplification after it
+def test_a_cancelled_polygon_run_ends_quietly_and_leaves_nothing(demo_scene, tmp_path, capfd, when):
+    from stars_core.product.polygons import polygonize
+    from stars_core.runtime import Cancelled
+
+    calls = iter(range(10_000))
+    out = tmp_path / "p.gpkg"
+    with pytest.raises(Cancelled):
+        polygonize(demo_scene["labels"], out, class_table=demo_scene["classes"], simplify="1px",
+                   cancel=lambda: next(calls) >= when, log=lambda m: None)
+    err = capfd.readouterr().err
+    assert "ERROR" not in err and "sqlite3_exec" not in err, err  # GDAL had nothing to flush into a gone file
+    assert not out.exists() and not list(tmp_path.iterdir())
