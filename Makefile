@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export QT_QPA_PLATFORM ?= offscreen
 export XDG_RUNTIME_DIR ?= /tmp/runtime-$(shell id -u)
 
-.PHONY: setup test demo bench package install-plugin check-install lint-qt6 test-core clean
+.PHONY: setup test demo bench package install-plugin check-install lint-qt6 test-core check-debian13 clean
 
 setup:
 	@bash scripts/setup.sh
@@ -40,6 +40,11 @@ lint-qt6:
 # (downloads torch, several GB on Linux; not part of `make test`)
 test-core:
 	bash scripts/test_core.sh "$(PY)"
+
+# The README's two commands in a fresh Debian 13 root (QGIS 3.40; BACKPORTS=1: 3.44), as root; not
+# part of `make test`. Logs and timings in build/debian13/.
+check-debian13:
+	bash scripts/debian13_check.sh
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache

@@ -19,8 +19,8 @@ import numpy as np
 from stars_core import threads
 
 threads.prepare_environment()
-from stars_core.onnx_export import export_onnx  # noqa: E402
-from stars_core.onnx_model import OnnxModel  # noqa: E402
+from stars_core.engines.onnx_export import export_onnx  # noqa: E402
+from stars_core.engines.onnx_model import OnnxModel  # noqa: E402
 
 threads.configure("auto")
 

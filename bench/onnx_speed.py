@@ -29,8 +29,8 @@ from stars_core.data import SceneSpec  # noqa: E402
 from stars_core.demo_scene import make_demo_scene  # noqa: E402
 from stars_core.evaluate import evaluate  # noqa: E402
 from stars_core.infer import segment  # noqa: E402
-from stars_core.onnx_export import export_onnx  # noqa: E402
-from stars_core.onnx_model import INPUT_SCALE, OnnxModel  # noqa: E402
+from stars_core.engines.onnx_export import export_onnx  # noqa: E402
+from stars_core.engines.onnx_model import INPUT_SCALE, OnnxModel  # noqa: E402
 from stars_core.train import train  # noqa: E402
 
 threads.configure("auto")

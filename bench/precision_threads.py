@@ -20,7 +20,7 @@ from stars_core import threads
 threads.prepare_environment()
 import rasterio  # noqa: E402
 
-from stars_core.onnx_export import export_onnx  # noqa: E402
+from stars_core.engines.onnx_export import export_onnx  # noqa: E402
 
 
 def compiled(path: Path, nthreads: int, precision: str | None):

@@ -76,8 +76,8 @@ cfg = SegmentConfig(tile_size=512, overlap=spec["overlap"], batch_size=spec["bat
 runner = model
 if spec["options"] is not None or spec["threads"] is not None:
     import onnxruntime as ort
-    from stars_core.fast_runtime import cached_path
-    from stars_core.onnx_model import OnnxModel
+    from stars_core.engines.auto import cached_path
+    from stars_core.engines.onnx_model import OnnxModel
     options = {k: (getattr(ort.GraphOptimizationLevel, v) if k == "graph_optimization_level" else v)
                for k, v in (spec["options"] or {}).items()}
     runner = OnnxModel(cached_path(model, spec["runtime"], "m1", 512), "cpu", threads=spec["threads"],

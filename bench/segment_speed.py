@@ -27,7 +27,7 @@ from stars_core.config import DataConfig, SegmentConfig, StarsConfig, TrainConfi
 from stars_core.data import SceneSpec
 from stars_core.demo_scene import make_demo_scene
 from stars_core.infer import segment
-from stars_core.runtime import autocast, resolve_device
+from stars_core.devices import autocast, resolve_device
 from stars_core.tiling import TileGrid
 from stars_core.train import train
 

@@ -1,6 +1,6 @@
 """STARS core: the model, losses, data pipeline, training and inference. Never imports QGIS.
 
-`stars_core.config` and `stars_core.runtime` load without PyTorch (the QGIS dialogs read their
+`stars_core.config`, `stars_core.errors` and `stars_core.devices` load without PyTorch (the QGIS dialogs read their
 defaults from them); the names below load their modules on first use.
 """
 from __future__ import annotations

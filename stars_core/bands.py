@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .runtime import InputError
+from .errors import InputError
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from .classes import ClassTable
 from .config import DataConfig, LossConfig, StarsConfig, TrainConfig, split_legacy_train_config
 from .files import atomic_path
 from .models import build_model
-from .runtime import InputError
+from .errors import InputError
 
 FORMAT = "stars-model"
 FORMAT_VERSION = 3  # 3: per-modality shared BatchNorm statistics; 2: decoder_norm (format 1: GroupNorm)

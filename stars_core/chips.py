@@ -19,7 +19,8 @@ from .bands import normalise
 from .classes import ClassTable
 from .config import STRIDE
 from .raster import open_raster, valid_mask
-from .runtime import Cancelled, InputError, autocast, resolve_device
+from .devices import autocast, resolve_device
+from .errors import Cancelled, InputError
 from .tiling import pad_reflect
 
 EXTENSIONS = (".tif", ".tiff", ".png")

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .runtime import InputError
+from .errors import InputError
 
 IGNORE = 255  # index of pixels excluded from every loss and metric
 MAX_VALUE = 65534  # class values must fit a uint16 GeoTIFF beside its no-data value 65535

@@ -7,9 +7,9 @@ import signal
 import sys
 import threading
 
-from .config import (BACKBONES, LR_FACTOR, MODES, PAPER_STEPS, PAPER_WARMUP, DataConfig, LossConfig, SegmentConfig,
+from .config import (BAND_NUMBERINGS, BACKBONES, LR_FACTOR, MODES, PAPER_STEPS, PAPER_WARMUP, DataConfig, LossConfig, SegmentConfig,
                      StarsConfig, TrainConfig)
-from .runtime import Cancelled, InputError, StarsError, TrainingError
+from .errors import Cancelled, InputError, StarsError, TrainingError
 
 EPILOG_TRAIN = """examples:
   stars demo-scene --out demo
@@ -183,7 +183,7 @@ def _export_parser(sub) -> None:
 
 
 def cmd_export(args) -> int:
-    from .onnx_export import export_onnx
+    from .engines.onnx_export import export_onnx
 
     export_onnx(args.model, args.output, args.branch, args.tile_size, args.int8, args.calibrate, log=print,
                 weights=args.weights)
@@ -292,9 +292,7 @@ def _train_parser(sub) -> None:
                    "ssl4eo-s1-resnet50 (SAR self-supervised SSL4EO-S12 weights as torchgeo publishes them)")
     g.add_argument("--pretrained-m2", metavar="FILE|NAME", help="weights for the modality-2 encoders, e.g. "
                    "imagenet-resnet50 or ssl4eo-s2-resnet50; the shared encoder takes --pretrained, else these")
-    from .models.resnet import NUMBERINGS
-
-    g.add_argument("--band-numbering", choices=list(NUMBERINGS), default="sentinel-2",
+    g.add_argument("--band-numbering", choices=list(BAND_NUMBERINGS), default="sentinel-2",
                    help="whose numbers band names like B1..B12 are, when pretrained first-layer filters are picked by "
                    "band name (default sentinel-2; a Landsat 5/7 or 4-band Planet B1 is blue, Sentinel-2's coastal)")
     g.add_argument("--no-translation", action="store_true", help="ablation: no translation modules")

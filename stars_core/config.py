@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
-from .runtime import InputError, check_device
+from .devices import check_device
+
+from .errors import InputError
 
 BACKBONES = ("resnet50", "resnet34", "resnet18")  # the paper's first; the CLI and QGIS list them in this order
 MODES = ("stars", "single", "concat")
@@ -240,10 +242,9 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ignore_values", tuple(int(v) for v in self.ignore_values))
-        from .models.resnet import NUMBERINGS
-
-        if self.band_numbering not in NUMBERINGS:
-            raise InputError(f"band numbering must be one of {', '.join(NUMBERINGS)}, got {self.band_numbering!r}")
+        if self.band_numbering not in BAND_NUMBERINGS:
+            raise InputError(f"band numbering must be one of {', '.join(BAND_NUMBERINGS)}, got "
+                             f"{self.band_numbering!r}")
         if self.chip_size < STRIDE or self.chip_size % STRIDE:
             raise InputError(f"chip size must be a positive multiple of {STRIDE}, got {self.chip_size}")
         if not 0 <= self.val_fraction < 1:
@@ -269,6 +270,8 @@ def split_legacy_train_config(d: Mapping[str, Any]) -> tuple[TrainConfig, DataCo
     return TrainConfig.from_dict(d), DataConfig(**data)
 
 
+# whose numbers band names like B1..B12 are (models.resnet.NUMBERINGS maps each to Sentinel-2's)
+BAND_NUMBERINGS = ("sentinel-2", "landsat-5-7", "landsat-8-9", "planet-4")
 RUNTIMES = ("auto", "torch", "onnx", "int8")  # what runs a .stars model: see SegmentConfig.runtime
 
 

@@ -31,7 +31,7 @@ from .bands import BandStats, normalise
 from .classes import IGNORE, ClassTable
 from .config import STRIDE, DataConfig
 from .raster import aligned, band_names, geometries_in, open_raster, pixel_size, read_polygons, valid_mask
-from .runtime import InputError
+from .errors import InputError
 
 CELL = 8  # chip positions and validity are tracked on an 8 x 8 pixel grid
 STATS_SAMPLES = 2_000_000  # pixels per modality used for normalisation statistics

@@ -22,7 +22,7 @@ from scipy import ndimage
 
 from .classes import ClassTable, rgb
 from .files import atomic_outputs
-from .runtime import InputError
+from .errors import InputError
 from .style import paletted_qml
 
 CRS_EPSG = 32632

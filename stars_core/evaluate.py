@@ -18,7 +18,7 @@ from .files import atomic_path, check_outputs
 from .metrics import confusion_matrix, metrics_from_confusion
 from .plots import class_matrix_png
 from .raster import aligned, open_raster
-from .runtime import Cancelled, InputError
+from .errors import Cancelled, InputError
 
 STRIP = 512  # rows read at a time
 

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .runtime import InputError
+from .errors import InputError
 
 # Files GDAL may write beside a raster; they travel with it.
 SIDECARS = (".aux.xml",)

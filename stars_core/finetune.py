@@ -23,7 +23,7 @@ from torch import nn
 
 from .config import FREEZE, LR_FACTOR  # noqa: F401 (FREEZE and LR_FACTOR live where front ends read them)
 from .files import sha256
-from .runtime import InputError
+from .errors import InputError
 
 
 @dataclass

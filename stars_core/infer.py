@@ -46,7 +46,7 @@ from .files import atomic_outputs, check_outputs
 from .raster import (aligned, band_names, centre_latitude, geometries_in, metres_per_pixel, open_raster, pixel_area,
                      pixel_size, read_polygons, valid_mask, window_of)
 from . import threads
-from .runtime import Cancelled, InputError
+from .errors import Cancelled, InputError
 from .style import grey_qml, paletted_qml
 from .tiling import Tile, TileGrid, pad_reflect
 
@@ -263,7 +263,7 @@ def segment(
 
 def _runtime(loaded, cfg: SegmentConfig, branch: str, raster, info, note) -> tuple:
     """The runner for `cfg.runtime` (`fast_runtime`), its name and the line saying what runs."""
-    from . import fast_runtime
+    from .engines import auto as fast_runtime
 
     if hasattr(loaded, "session"):  # a .onnx file: ONNX Runtime already
         if cfg.runtime == "torch":
@@ -426,12 +426,12 @@ def open_runner(model, cfg: SegmentConfig):
     """What runs the network: `torch_runner.TorchRunner` for a .stars file or a LoadedModel (imports
     PyTorch), `onnx_model.OnnxModel` for a .onnx file (imports ONNX Runtime only)."""
     if isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx"):
-        from .onnx_model import OnnxModel
+        from .engines.onnx_model import OnnxModel
 
         return OnnxModel(model, cfg.device)
     if hasattr(model, "probabilities"):  # a runner already (OnnxModel, TorchRunner)
         return model
-    from .torch_runner import TorchRunner
+    from .engines.torch_runner import TorchRunner
 
     return TorchRunner(model, cfg.device, cfg.amp, cfg.weights)
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .classes import IGNORE
-from .runtime import InputError
+from .errors import InputError
 
 
 def confusion_matrix(pred, target, num_classes: int, ignore_index: int = IGNORE) -> np.ndarray:

@@ -14,7 +14,7 @@ from rasterio.windows import from_bounds
 
 from .classes import ClassTable, rgb
 from .files import atomic_path
-from .runtime import InputError
+from .errors import InputError
 
 
 def _read(path: str | os.PathLike, bands: Sequence[int], max_size: int, resampling: Resampling,

@@ -12,7 +12,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds, transform_geom
 from rasterio.windows import from_bounds
 
-from .runtime import InputError
+from .errors import InputError
 
 
 def open_raster(path: str | os.PathLike, role: str, require_crs: bool = True) -> rasterio.io.DatasetReader:

@@ -24,7 +24,8 @@ from .infer import band_order
 from .models import build_model
 from .models.norm import modality_norms, use_modality
 from .raster import open_raster, valid_mask
-from .runtime import InputError, resolve_device
+from .devices import resolve_device
+from .errors import InputError
 
 MIN_VALID = 0.5  # least share of valid pixels in a recalibration chip
 

@@ -21,7 +21,7 @@ from .files import atomic_path, check_outputs
 from .infer import band_order, open_runner, segment
 from .raster import geometries_in, open_raster, read_polygons, window_of
 from .style import paletted_qml
-from .runtime import Cancelled, InputError
+from .errors import Cancelled, InputError
 
 
 @dataclass

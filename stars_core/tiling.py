@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from .config import STRIDE
-from .runtime import InputError
+from .errors import InputError
 
 
 def round_up(n: int, multiple: int = STRIDE) -> int:

@@ -32,7 +32,8 @@ from .losses import stars_loss
 from .metrics import confusion_matrix, metrics_from_confusion
 from .models import build_model
 from . import threads
-from .runtime import Cancelled, InputError, TrainingError, autocast, resolve_device
+from .devices import autocast, resolve_device
+from .errors import Cancelled, InputError, TrainingError
 
 ProgressFn = Callable[[int, int, dict], None]
 CancelFn = Callable[[], bool]

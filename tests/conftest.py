@@ -59,7 +59,7 @@ def onnx_exports(trained_model, demo_scene, tmp_path_factory):
     int8 export is refused: it calibrates on one raster)."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from stars_core.onnx_export import export_onnx
+    from stars_core.engines.onnx_export import export_onnx
 
     folder = tmp_path_factory.mktemp("onnx")
     quiet = {"log": lambda *_: None}

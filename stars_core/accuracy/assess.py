@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from ..raster import open_raster
-from ..runtime import InputError
+from ..errors import InputError
 from .estimate import Estimate, estimate
 from .sample import count_strata, map_classes, read_sample
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..runtime import InputError
+from ..errors import InputError
 
 EPILOG_SAMPLE = """examples:
   stars sample landcover.tif sample.gpkg                          # n from eq. 13: SE(OA) 0.01, user's accuracies 0.8

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..runtime import InputError
+from ..errors import InputError
 
 ALLOCATIONS = ("proportional", "equal")
 

@@ -28,7 +28,7 @@ from rasterio.windows import Window
 from ..classes import ClassTable, stored_classes
 from ..files import atomic_path, check_outputs
 from ..raster import open_raster, pixel_area
-from ..runtime import Cancelled, InputError
+from ..errors import Cancelled, InputError
 from .design import allocate, sample_size
 
 STRIP = 256  # rows per read

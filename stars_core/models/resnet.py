@@ -16,7 +16,7 @@ from typing import Callable, Mapping, Union
 import torch
 from torch import nn
 
-from ..runtime import InputError
+from ..errors import InputError
 
 StateDict = Mapping[str, torch.Tensor]
 NormLayer = Callable[[int], nn.Module]

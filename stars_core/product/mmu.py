@@ -18,7 +18,7 @@ from typing import Callable
 
 from ..files import atomic_outputs, check_outputs
 from ..raster import open_raster, pixel_area
-from ..runtime import Cancelled, InputError
+from ..errors import Cancelled, InputError
 
 UNITS = {"m2": 1.0, "ha": 10_000.0, "km2": 1_000_000.0, "px": None}
 

@@ -28,7 +28,7 @@ from typing import Callable
 from ..classes import ClassTable
 from ..files import atomic_path, check_outputs
 from ..raster import centre_latitude, metres_per_pixel, open_raster, pixel_size
-from ..runtime import Cancelled, InputError
+from ..errors import Cancelled, InputError
 from .mmu import clean_map
 
 LAYER = "landcover"

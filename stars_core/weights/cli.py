@@ -1,7 +1,7 @@
 """`stars weights list` and `stars weights download NAME`: the command-line side of the registry."""
 from __future__ import annotations
 
-from ..runtime import InputError
+from ..errors import InputError
 
 
 def add_parsers(sub) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..files import user_cache_dir
-from ..runtime import InputError
+from ..errors import InputError
 from .registry import REGISTRY, WeightsEntry
 
 CHUNK = 1 << 20

@@ -9,7 +9,7 @@ from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException, QgsProces
                        QgsRasterLayer)
 from qgis.PyQt.QtGui import QIcon
 
-from stars_core.runtime import DEVICES as RUNTIME_DEVICES
+from stars_core.devices import DEVICES as RUNTIME_DEVICES
 
 from .. import deps
 
@@ -102,7 +102,7 @@ class StarsAlgorithm(QgsProcessingAlgorithm):
         if absent:
             raise QgsProcessingException(deps.explain(absent))
         from stars_core import threads
-        from stars_core.runtime import Cancelled, StarsError, TrainingError
+        from stars_core.errors import Cancelled, StarsError, TrainingError
 
         from .. import THREADS_NOTE
         from ..settings import threads_setting

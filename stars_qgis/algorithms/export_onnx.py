@@ -54,7 +54,7 @@ class ExportOnnx(StarsAlgorithm):
         return deps.REQUIRED + ("onnx", "onnxruntime")
 
     def execute(self, parameters, context, feedback) -> dict:
-        from stars_core.onnx_export import export_onnx
+        from stars_core.engines.onnx_export import export_onnx
 
         tile = None if parameters.get(self.TILE_SIZE) in (None, "") else \
             self.parameterAsInt(parameters, self.TILE_SIZE, context)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stars_core.accuracy import allocate, estimate, sample_size
-from stars_core.runtime import InputError
+from stars_core.errors import InputError
 
 # Olofsson et al. 2014, section 5 (Tables 8 and 9): strata of 30 m pixels, sample counts with rows
 # the map class and columns the reference class.

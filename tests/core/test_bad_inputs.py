@@ -170,7 +170,7 @@ def test_a_unit_larger_than_the_map_is_refused_not_reported_as_done(case, unit):
 
 def test_a_training_that_fails_before_its_model_leaves_no_scan_cache(case, monkeypatch):
     import stars_core.train as train_module
-    from stars_core.runtime import InputError
+    from stars_core.errors import InputError
 
     def fail(*args, **kwargs):
         raise InputError("the model cannot be built (a stand-in for any failure after the scan)")
@@ -285,7 +285,7 @@ def test_a_signal_during_resampled_segmentation_leaves_nothing(case, sig, demo_s
 
 
 def test_sheets_that_would_all_fail_stop_before_the_first(trained_model, demo_scene, tmp_path):
-    from stars_core.runtime import InputError
+    from stars_core.errors import InputError
     from stars_core.sheets import read_sheets, segment_sheets
 
     with pytest.raises(InputError, match="has 4 band\\(s\\) but the model was trained on 2"):
@@ -303,7 +303,7 @@ def test_the_model_info_json_stays_parsable(case, capsys):
 def test_an_onnx_export_without_its_band_statistics_is_refused_naming_the_key(case):
     import onnx
 
-    from stars_core.onnx_export import export_onnx
+    from stars_core.engines.onnx_export import export_onnx
 
     path = export_onnx(case.work / "model.stars", case.work / "m.onnx", "m1", log=lambda *_: None)
     model = onnx.load(str(path))

@@ -7,7 +7,7 @@ import torch
 
 from stars_core import checkpoint
 from stars_core.checkpoint import load_model, read_meta, read_model_file, read_resume, save_model_file
-from stars_core.runtime import InputError
+from stars_core.errors import InputError
 
 
 def test_meta_describes_the_trained_model(trained_model):

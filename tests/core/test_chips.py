@@ -8,7 +8,7 @@ import pytest
 
 from stars_core.chips import ChipFolder, evaluate_chips
 from stars_core.cli import main as cli_main
-from stars_core.runtime import InputError
+from stars_core.errors import InputError
 from tests.core.helpers import make_chip_folder
 
 ROOT = Path(__file__).resolve().parents[2]

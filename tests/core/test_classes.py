@@ -7,7 +7,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from stars_core.classes import IGNORE, ClassTable, palette, rgb
-from stars_core.runtime import InputError
+from stars_core.errors import InputError
 
 TABLE = ClassTable((10, 20, 30), ("water", "field", "town"), ("#ff0000", "#0080ff", "#00ff00"))
 

@@ -7,7 +7,7 @@ from stars_core.checkpoint import read_model_file
 from stars_core.cli import _parser, main as cli_main, train_settings
 from stars_core.config import TrainConfig
 from stars_core.data import SceneSpec
-from stars_core.runtime import Cancelled
+from stars_core.errors import Cancelled
 from stars_core.train import train
 from tests.core.helpers import TINY_MODEL, tiny_train
 

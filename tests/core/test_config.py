@@ -3,7 +3,7 @@ import pytest
 
 from stars_core.config import (PAPER_STEPS, PAPER_WARMUP, DataConfig, LossConfig, SegmentConfig, StarsConfig,
                                TrainConfig, split_legacy_train_config)
-from stars_core.runtime import InputError
+from stars_core.errors import InputError
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import torch
 from stars_core.config import SegmentConfig
 from stars_core.data import SceneSpec
 from stars_core.infer import segment
-from stars_core.runtime import Cancelled
+from stars_core.errors import Cancelled
 from stars_core.train import train
 from tests.core.helpers import TINY_MODEL, tiny_train
 

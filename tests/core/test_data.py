@@ -11,7 +11,7 @@ from stars_core.classes import IGNORE, ClassTable
 from stars_core.config import DataConfig
 from stars_core.data import CELL, SceneSpec, augment, prepare_training_data
 from stars_core.demo_scene import cut_scene_table
-from stars_core.runtime import InputError
+from stars_core.errors import InputError
 from tests.core.helpers import reproject_raster, rewrite, write_polygons
 
 QUIET = {"log": lambda *_: None}

@@ -27,7 +27,7 @@ def _map(path):
 
 
 def test_auto_runs_the_int8_export_cached_beside_the_model_and_says_so(model_copy, demo_scene, tmp_path, capsys):
-    from stars_core.fast_runtime import model_sha256
+    from stars_core.engines.auto import model_sha256
 
     assert cli_main(["segment", str(model_copy), str(demo_scene["sar"]), str(tmp_path / "auto.tif"), *SEG]) == 0
     out = capsys.readouterr()
@@ -72,7 +72,7 @@ def test_the_int8_export_is_deterministic_and_follows_the_model_file(trained_mod
         f.unlink()
     segment(a, demo_scene["sar"], tmp_path / "b.tif", cfg)
     assert first.read_bytes() == blob  # the same calibration tiles, the same graph
-    from stars_core.fast_runtime import cached_path
+    from stars_core.engines.auto import cached_path
 
     assert cached_path(a, "int8", "m1", 128) == first
     with open(a, "ab") as f:
@@ -140,7 +140,7 @@ def test_the_default_path_gives_one_map_whatever_the_threads(model_copy, demo_sc
 
 @pytest.mark.parametrize("damage", ["graph", "note"])
 def test_a_damaged_cached_export_is_named_and_made_again(trained_model, demo_scene, tmp_path, capsys, damage):
-    from stars_core.fast_runtime import _SESSIONS
+    from stars_core.engines.auto import _SESSIONS
 
     model = shutil.copy(trained_model, tmp_path / "model.stars")
     argv = ["segment", str(model), str(demo_scene["sar"]), str(tmp_path / "a.tif"), *SEG, "--runtime", "int8"]

@@ -11,7 +11,7 @@ from stars_core.classes import ClassTable
 from stars_core.cli import main as cli_main
 from stars_core.config import SegmentConfig
 from stars_core.infer import segment
-from stars_core.runtime import Cancelled
+from stars_core.errors import Cancelled
 from stars_core.raster import valid_mask
 from tests.core.helpers import rewrite
 
@@ -411,7 +411,7 @@ def test_uncertainty_comes_from_the_blended_probabilities_of_the_same_pass(demo_
 
 def test_an_extent_and_a_mask_limit_the_map_on_the_input_grid(demo_scene, trained_model, tmp_path):
     from stars_core.infer import segment_area
-    from stars_core.runtime import InputError
+    from stars_core.errors import InputError
     from tests.core.helpers import write_polygons
 
     with rasterio.open(demo_scene["sar"]) as src:

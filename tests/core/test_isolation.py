@@ -63,7 +63,7 @@ def test_import_graph_of_each_package_has_no_circle(package):
         if module not in state:
             visit(module, [module])
     if package == "stars_core":
-        assert "stars_core.runtime" in graph and graph["stars_core.runtime"] == set()
+        assert "stars_core.errors" in graph and graph["stars_core.errors"] == set()  # the bottom: imports nothing
     else:  # the algorithms' base reads the threads setting without importing the provider
         assert "stars_qgis.settings" in graph["stars_qgis.algorithms.base"]
         assert "stars_qgis.provider" in graph["stars_qgis.plugin"]
@@ -92,7 +92,9 @@ def test_segmentation_imports_no_training_code():
 def test_configs_and_errors_load_without_torch():
     code = ("import sys; sys.modules['torch'] = None;"  # any `import torch` now fails
             "from stars_core.config import TrainConfig, DataConfig, SegmentConfig, StarsConfig;"
-            "from stars_core.runtime import Cancelled, InputError;"
+            "from stars_core.errors import Cancelled, InputError;"
+            "from stars_core.runtime import Cancelled as C, InputError as I, check_device;"  # the old path
+            "assert C is Cancelled and I is InputError;"
             "print(TrainConfig.for_steps(800).warmup_steps)")
     result = _run(code)
     assert result.returncode == 0, result.stderr

@@ -185,7 +185,7 @@ def test_psa_leaves_excluded_classes_out_of_the_sampling():
 
 def test_psa_exclusions_are_class_values_checked_against_the_table(demo_scene, tmp_path):
     from stars_core.data import SceneSpec
-    from stars_core.runtime import InputError
+    from stars_core.errors import InputError
     from stars_core.train import train
     from tests.core.helpers import TINY_MODEL, tiny_train
 

@@ -7,7 +7,7 @@ import torch
 
 from stars_core.classes import IGNORE
 from stars_core.metrics import confusion_matrix, metrics_from_confusion
-from stars_core.runtime import InputError
+from stars_core.errors import InputError
 
 # Reference / prediction for 3 classes; 255 = ignore, 7 = a reference value outside 0..2.
 TARGET = np.array([[0, 0, 0, 1], [1, 1, 2, 2], [IGNORE, IGNORE, 7, 0]])

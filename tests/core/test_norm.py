@@ -142,7 +142,7 @@ def test_a_format_2_file_loads_with_mixed_statistics_and_segments(trained_model,
 
 
 def test_a_format_3_file_without_the_optical_statistics_is_refused_naming_them(trained_model, tmp_path):
-    from stars_core.runtime import InputError
+    from stars_core.errors import InputError
 
     payload = read_model_file(trained_model)
     payload["state_dict"] = {k: v for k, v in payload["state_dict"].items() if not k.endswith("_m2")}
@@ -176,7 +176,7 @@ def test_recalibrating_one_modality_keeps_the_other(seed):
 
 
 def test_baselines_cannot_be_recalibrated(tmp_path):
-    from stars_core.runtime import InputError
+    from stars_core.errors import InputError
 
     with pytest.raises(InputError, match="no shared encoder"):
         recalibrate_model(build_model(StarsConfig(num_classes=3, backbone="resnet18", mode="single")), [])

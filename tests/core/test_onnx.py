@@ -17,9 +17,9 @@ from stars_core.checkpoint import load_model  # noqa: E402
 from stars_core.config import SegmentConfig  # noqa: E402
 from stars_core.infer import segment  # noqa: E402
 from stars_core.models.norm import modality_norms  # noqa: E402
-from stars_core.onnx_export import export_onnx  # noqa: E402
-from stars_core.onnx_model import INPUT_SCALE, OnnxModel  # noqa: E402
-from stars_core.runtime import InputError  # noqa: E402
+from stars_core.engines.onnx_export import export_onnx  # noqa: E402
+from stars_core.engines.onnx_model import INPUT_SCALE, OnnxModel  # noqa: E402
+from stars_core.errors import InputError  # noqa: E402
 
 QUIET = {"log": lambda *_: None}
 

@@ -5,7 +5,7 @@ import rasterio
 from scipy import ndimage
 
 from stars_core.product.mmu import clean_map, mmu_pixels
-from stars_core.runtime import InputError
+from stars_core.errors import InputError
 
 QUIET = {"log": lambda *_: None}
 
@@ -217,7 +217,7 @@ def test_simplification_tolerance_is_read_with_its_unit(demo_scene, tmp_path):
 @pytest.mark.parametrize("when", [1, 40])  # during polygonize, and during the simplification after it
 def test_a_cancelled_polygon_run_ends_quietly_and_leaves_nothing(demo_scene, tmp_path, capfd, when):
     from stars_core.product.polygons import polygonize
-    from stars_core.runtime import Cancelled
+    from stars_core.errors import Cancelled
 
     calls = iter(range(10_000))
     out = tmp_path / "p.gpkg"

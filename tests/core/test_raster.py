@@ -9,7 +9,7 @@ from rasterio.warp import transform as transform_xy
 from rasterio.windows import Window
 
 from stars_core.raster import aligned, band_names, geometries_in, open_raster, pixel_size, read_polygons, valid_mask
-from stars_core.runtime import InputError
+from stars_core.errors import InputError
 from tests.core.helpers import reproject_raster, write_polygons
 
 CRS = "EPSG:32632"

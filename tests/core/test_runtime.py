@@ -2,7 +2,9 @@
 import pytest
 import torch
 
-from stars_core.runtime import Cancelled, InputError, StarsError, TrainingError, autocast, check_device, resolve_device
+from stars_core.devices import autocast, check_device, resolve_device
+
+from stars_core.errors import Cancelled, InputError, StarsError, TrainingError
 
 
 def test_errors_share_one_base_and_input_errors_stay_value_errors():

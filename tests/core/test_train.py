@@ -8,7 +8,7 @@ import torch
 import stars_core.train as train_mod
 from stars_core.checkpoint import load_model, read_model_file
 from stars_core.data import SceneSpec
-from stars_core.runtime import Cancelled, TrainingError
+from stars_core.errors import Cancelled, TrainingError
 from stars_core.train import get_lr, train
 from tests.core.helpers import TINY_MODEL, tiny_train
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from stars_core.data import SceneSpec
-from stars_core.runtime import InputError
+from stars_core.errors import InputError
 from tests.core.helpers import TINY_MODEL, tiny_train
 
 

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 
-from stars_core.runtime import InputError
+from stars_core.errors import InputError
 from stars_core.weights import download, registry
 
 
@@ -239,7 +239,10 @@ def test_a_registry_file_given_by_its_path_keeps_its_entry(served, tmp_path):
 
 
 def test_band_numbers_are_read_in_the_sensor_numbering_the_user_names():
-    from stars_core.models.resnet import as_sentinel2, band_plan, first_conv_plan, numbered
+    from stars_core.config import BAND_NUMBERINGS
+    from stars_core.models.resnet import NUMBERINGS, as_sentinel2, band_plan, first_conv_plan, numbered
+
+    assert tuple(NUMBERINGS) == BAND_NUMBERINGS  # the names the flag offers are the tables that exist
 
     s2 = registry.SENTINEL2_BANDS
     landsat = ("B1", "B2", "B3", "B4")  # Landsat 5/7 and 4-band Planet: blue, green, red, near infrared

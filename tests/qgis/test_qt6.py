@@ -28,7 +28,10 @@ def _namespace() -> dict:
 
 
 def _is_unscoped_member(owner, attr: str) -> str | None:
-    """`Owner.ENUM.attr` when `Owner.attr` is a member of an enum nested in Owner, else None."""
+    """`Owner.Enum.attr` when `Owner.attr` is a member of an enum (the scoped form: an enum class on
+    Owner holding it, under its own name or an alias; QGIS 3.40 moved many to `Qgis`, e.g.
+    `QgsProcessing.TypeRaster` is a `Qgis.ProcessingSourceType` there, aliased as
+    `QgsProcessing.SourceType`), else None."""
     value = getattr(owner, attr, None)
     if value is None or isinstance(value, type) or callable(value) and not isinstance(value, (int, enum.Enum)):
         return None
@@ -36,9 +39,18 @@ def _is_unscoped_member(owner, attr: str) -> str | None:
     if not (isinstance(value, (int, enum.Enum)) and kind not in (int, bool)):
         return None
     name = kind.__name__
-    if name != attr and getattr(owner, name, None) is kind:
+    if name == attr:
+        return None
+    if getattr(owner, name, None) is kind:
         return f"{owner.__name__}.{name}.{attr}"
-    return None
+    alias = next((a for a in dir(owner) if not a.startswith("_") and getattr(owner, a, None) is kind), None)
+    if alias is not None:
+        return f"{owner.__name__}.{alias}.{attr}"
+    import qgis.core
+
+    if getattr(getattr(qgis.core, "Qgis", None), name, None) is kind:
+        return f"Qgis.{name}.{attr}"
+    return f"{kind.__qualname__}.{attr}"  # an enum member reached through a class that is not its scope
 
 
 def unscoped_enums(paths) -> list[str]:

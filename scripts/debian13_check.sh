@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The README's two commands (`make test`, `make demo`) in a fresh Debian 13 (trixie) root, as a new
+# user on a fresh machine would run them: QGIS 3.40, Python 3.13, numpy 2 from trixie, or QGIS 3.44
+# from trixie-backports with BACKPORTS=1. Run as root on a Debian or Ubuntu machine:
+#     make check-debian13 [BACKPORTS=1] [STEPS="test demo"] [ROOT=/var/tmp/stars-trixie]
+# The root is made once with debootstrap from Debian's registry and kept (a later run reuses it;
+# `rm -rf` it for a fresh one); the project is cloned into it from this checkout's HEAD. Logs and
+# timings go to build/debian13/<qgis version>/. Not part of `make test` (minutes, and root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+suffix=""; [ "${BACKPORTS:-0}" = 1 ] && suffix=-backports
+ROOT=${ROOT:-/var/tmp/stars-trixie$suffix}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+STEPS=${STEPS-test demo}
+[ "$(id -u)" -eq 0 ] || { echo "debian13_check: run as root (debootstrap and chroot need it)" >&2; exit 2; }
+
+if [ ! -x "$ROOT/usr/bin/python3" ]; then
+    command -v debootstrap >/dev/null || { apt-get update -qq; apt-get install -y -qq debootstrap; }
+    echo "debian13_check: debootstrap trixie into $ROOT"
+    debootstrap --variant=minbase trixie "$ROOT" "$MIRROR" >/dev/null
+fi
+cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# torchrun's rendezvous resolves the host name: without it in /etc/hosts it hangs inside the root
+grep -q "$(hostname)" "$ROOT/etc/hosts" 2>/dev/null || echo "127.0.1.1 $(hostname)" >> "$ROOT/etc/hosts"
+mounted=()
+cleanup() { for m in "${mounted[@]}"; do umount -l "$m" 2>/dev/null || true; done; }
+trap cleanup EXIT
+for fs in proc sys dev dev/pts; do
+    mountpoint -q "$ROOT/$fs" || { mount --bind "/$fs" "$ROOT/$fs"; mounted+=("$ROOT/$fs"); }
+done
+
+inside() { chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive bash -c "$1"; }
+inside "apt-get update -qq && apt-get install -y -qq git make ca-certificates sudo >/dev/null"
+if [ "${BACKPORTS:-0}" = 1 ]; then
+    inside "echo 'deb $MIRROR trixie-backports main' > /etc/apt/sources.list.d/backports.list && apt-get update -qq &&
+            apt-get install -y -qq -t trixie-backports qgis python3-qgis qgis-providers >/dev/null"
+fi
+# the project as a fresh clone of this checkout's HEAD, with shared/ beside it when there is one
+rm -rf "$ROOT/work/main"
+mkdir -p "$ROOT/work"
+git clone -q "$REPO" "$ROOT/work/main"
+[ -d "$REPO/../shared" ] && { rm -rf "$ROOT/work/shared"; cp -r "$REPO/../shared" "$ROOT/work/shared"; }
+
+versions=$(inside "dpkg-query -W -f='\${Version}' qgis 2>/dev/null || echo none")
+out="$REPO/build/debian13/qgis-${versions%%+*}"
+mkdir -p "$out"
+for step in $STEPS; do
+    echo "debian13_check: make $step (log: $out/$step.log)"
+    start=$(date +%s)
+    set +e
+    inside "cd /work/main && make $step" > "$out/$step.log" 2>&1
+    rc=$?
+    set -e
+    echo "make $step: rc $rc, $(( $(date +%s) - start )) s" | tee -a "$out/summary.txt"
+done
+inside "cd /work/main && .venv/bin/python -c 'import sys, numpy, torch, qgis.core as q, osgeo, rasterio, shapely;
+print(\"Debian\", open(\"/etc/debian_version\").read().strip(), \"| QGIS\", q.Qgis.QGIS_VERSION, \"| Python\", sys.version.split()[0],
+      \"| numpy\", numpy.__version__, \"| torch\", torch.__version__, \"| GDAL\", osgeo.__version__,
+      \"| rasterio\", rasterio.__version__, \"| shapely\", shapely.__version__)'" | tee -a "$out/summary.txt"
