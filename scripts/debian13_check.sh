@@ -30,8 +30,15 @@ for fs in proc sys dev dev/pts; do
     mountpoint -q "$ROOT/$fs" || { mount --bind "/$fs" "$ROOT/$fs"; mounted+=("$ROOT/$fs"); }
 done
 
-inside() { chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive bash -c "$1"; }
+# this machine's certificate authorities (a proxy that inspects TLS signs with its own) and proxy settings
+cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/host-ca-certificates.crt" 2>/dev/null || true
+passed=(HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8
+        DEBIAN_FRONTEND=noninteractive)
+[ -f "$ROOT/etc/ssl/host-ca-certificates.crt" ] && passed+=(PIP_CERT=/etc/ssl/host-ca-certificates.crt)
+for var in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY PIP_INDEX_URL PIP_EXTRA_INDEX_URL; do
+    [ -n "${!var:-}" ] && passed+=("$var=${!var}")
+done
+inside() { chroot "$ROOT" /usr/bin/env -i "${passed[@]}" bash -c "$1"; }
 inside "apt-get update -qq && apt-get install -y -qq git make ca-certificates sudo >/dev/null"
 if [ "${BACKPORTS:-0}" = 1 ]; then
     inside "echo 'deb $MIRROR trixie-backports main' > /etc/apt/sources.list.d/backports.list && apt-get update -qq &&
