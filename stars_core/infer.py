@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import rasterio
@@ -209,14 +209,7 @@ def segment(
                   {"output": output, "confidence output": confidence, "probabilities output": probabilities,
                    "uncertainty output": uncertainty,
                    "style file beside the output": qml})
-    loaded = open_runner(model, cfg)
-    for msg in getattr(loaded, "notes", ()):
-        note(msg)
-    cfg = cfg.for_model(loaded.chip_size)
-    fixed = getattr(loaded, "fixed_tile", None)
-    if fixed is not None and cfg.tile_size != fixed:
-        raise InputError(f"this .onnx takes tiles of {fixed} x {fixed} pixels (a fixed input size, as Deepness needs); "
-                         f"leave the tile size out, or export again with `stars export --tile-size {cfg.tile_size}`")
+    loaded, cfg = _open_model(model, cfg, note)
     branch = _check_request(loaded, cfg, with_m2)
     with ExitStack() as opened:
         src, work, inputs = _open_inputs(opened, loaded, cfg, input, with_m2, clip, note)
@@ -234,17 +227,8 @@ def segment(
         with atomic_outputs(output, confidence, probabilities, uncertainty, qml, *styles) as temps:
             out_t, conf_t, prob_t, unc_t, qml_t, *style_t = temps
             finals = (out_t, conf_t, prob_t, unc_t)
-            if work is None:
-                counts, nodata, tiles = _predict(loaded, inputs, src.profile, finals, cfg, branch, progress, cancel,
-                                                 readers)
-            else:  # segmented on the model's pixel size, then brought back to the input grid
-                import tempfile
-
-                with tempfile.TemporaryDirectory(dir=out_t.parent, prefix=".stars-work-") as tmp:
-                    works = tuple(None if t is None else Path(tmp) / t.name for t in finals)
-                    _, _, tiles = _predict(loaded, inputs, work.profile, works, cfg, branch, progress, cancel,
-                                           readers)
-                    counts, nodata = _warp_back(works, finals, src, loaded.classes, cancel)
+            counts, nodata, tiles = _predict_on_grid(loaded, inputs, src, work, finals, cfg, branch, progress,
+                                                     cancel, readers)
             _finish(finals, loaded.classes)
             if cfg.mmu is not None:
                 counts, nodata = _clean(out_t, cfg, loaded.classes, src, cancel, note)
@@ -259,6 +243,34 @@ def segment(
         {n: int(c) for n, c in zip(loaded.classes.names, counts)}, int(nodata), messages,
         Path(uncertainty) if uncertainty else None, runtime, runtime_note,
     )
+
+
+def _open_model(model, cfg: SegmentConfig, note) -> tuple:
+    """The runner of `model` and the settings completed for it (its tile size where none was given)."""
+    loaded = open_runner(model, cfg)
+    for msg in getattr(loaded, "notes", ()):
+        note(msg)
+    cfg = cfg.for_model(loaded.chip_size)
+    fixed = getattr(loaded, "fixed_tile", None)
+    if fixed is not None and cfg.tile_size != fixed:
+        raise InputError(f"this .onnx takes tiles of {fixed} x {fixed} pixels (a fixed input size, as Deepness needs); "
+                         f"leave the tile size out, or export again with `stars export --tile-size {cfg.tile_size}`")
+    return loaded, cfg
+
+
+def _predict_on_grid(loaded, inputs, src, work, finals, cfg: SegmentConfig, branch: str, progress, cancel,
+                     readers: int) -> tuple:
+    """Class counts, no-data pixels and tiles of a run writing `finals` on the input's grid: directly,
+    or (`work`: the model's pixel size) segmented on the working grid and brought back."""
+    if work is None:
+        return _predict(loaded, inputs, src.profile, finals, cfg, branch, progress, cancel, readers)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=finals[0].parent, prefix=".stars-work-") as tmp:
+        works = tuple(None if t is None else Path(tmp) / t.name for t in finals)
+        _, _, tiles = _predict(loaded, inputs, work.profile, works, cfg, branch, progress, cancel, readers)
+        counts, nodata = _warp_back(works, finals, src, loaded.classes, cancel)
+    return counts, nodata, tiles
 
 
 def _runtime(loaded, cfg: SegmentConfig, branch: str, raster, info, note) -> tuple:

@@ -151,10 +151,9 @@ def _simplify(layer, tolerance: float, cancel, log, attempts: int = 4) -> float:
     point, which its rebuilt face must hold alone; a part whose face is lost or shared keeps its arcs
     as traced at the next attempt. Returns the tolerance (0: left as traced after `attempts`)."""
     import numpy as np
-    from osgeo import ogr
     from shapely import wkb
-    from shapely.geometry import LineString, MultiLineString, MultiPolygon, Point
-    from shapely.ops import linemerge, polygonize, unary_union
+    from shapely.geometry import LineString, MultiLineString, Point
+    from shapely.ops import polygonize
 
     def geometries():
         layer.ResetReading()
@@ -170,11 +169,7 @@ def _simplify(layer, tolerance: float, cancel, log, attempts: int = 4) -> float:
     for _fid, g in geometries():  # the polygons themselves are read again when needed
         features += 1
         rings.extend(np.asarray(ring.coords) for part in g.geoms for ring in (part.exterior, *part.interiors))
-    arcs = _arcs(rings)
-    if arcs is None:  # not traced along pixel edges (a map with rotated pixels): GEOS nodes them
-        arcs = linemerge(unary_union([LineString(r) for r in rings]))
-        arcs = [np.asarray(a.coords) for a in (arcs.geoms if isinstance(arcs, MultiLineString) else [arcs])]
-    arcs = [LineString(c) for arc in arcs for c in _open(arc)]
+    arcs = _all_arcs(rings)
     del rings
     first = [arc.coords[:2] for arc in arcs]  # a point inside each arc's first edge: on its two faces only
     probes = np.array([((a[0] + b[0]) / 2, (a[1] + b[1]) / 2) for a, b in first])
@@ -220,13 +215,34 @@ def _simplify(layer, tolerance: float, cancel, log, attempts: int = 4) -> float:
         log(f"simplification left out: the arcs could not be simplified without changing the map's topology "
             f"at a tolerance of {tolerance:g} map units")
         return 0.0
+    _write_faces(layer, owners)
+    return tolerance
+
+
+def _all_arcs(rings: list) -> list:
+    """The arcs between nodes of the polygons' rings, as open LineStrings."""
+    import numpy as np
+    from shapely.geometry import LineString, MultiLineString
+    from shapely.ops import linemerge, unary_union
+
+    arcs = _arcs(rings)
+    if arcs is None:  # not traced along pixel edges (a map with rotated pixels): GEOS nodes them
+        arcs = linemerge(unary_union([LineString(r) for r in rings]))
+        arcs = [np.asarray(a.coords) for a in (arcs.geoms if isinstance(arcs, MultiLineString) else [arcs])]
+    return [LineString(c) for arc in arcs for c in _open(arc)]
+
+
+def _write_faces(layer, owners: dict) -> None:
+    """Each feature's geometry replaced by its rebuilt faces."""
+    from osgeo import ogr
+    from shapely.geometry import MultiPolygon
+
     layer.StartTransaction()
     for fid, faces in owners.items():
         f = layer.GetFeature(fid)
         f.SetGeometry(ogr.CreateGeometryFromWkb(MultiPolygon(faces).wkb))
         layer.SetFeature(f)
     layer.CommitTransaction()
-    return tolerance
 
 
 def _in_box(xy, bounds):

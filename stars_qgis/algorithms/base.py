@@ -1,12 +1,15 @@
 """What every STARS algorithm shares: the icon and group, the dependency check, the bridge from
-Processing feedback to the core's progress/cancel/log callables, and core errors turned into
-QgsProcessingException messages."""
+Processing feedback to the core's progress/cancel/log callables, core errors turned into
+QgsProcessingException messages, and the parameters several algorithms take (segmentation
+settings, minimum mapping unit, polygon simplification), read into the core's configuration here,
+so algorithms share them through this module rather than through each other."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterDefinition,
-                       QgsRasterLayer)
+from qgis.core import (QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
+                       QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterNumber,
+                       QgsProcessingParameterString, QgsRasterLayer)
 from qgis.PyQt.QtGui import QIcon
 
 from stars_core.devices import DEVICES as RUNTIME_DEVICES
@@ -136,3 +139,96 @@ class StarsAlgorithm(QgsProcessingAlgorithm):
     @staticmethod
     def log(feedback):
         return lambda message: feedback.pushInfo(str(message))
+
+
+# -- parameters several algorithms share ----------------------------------------------------------
+MODEL_FILTER = "STARS model (*.stars *.onnx);;PyTorch model file (*.stars);;Exported ONNX model (*.onnx)"
+MODALITIES = ["modality 1 (SAR or DSM): the optical image is missing", "modality 2 (optical)"]
+
+
+CONNECTIVITY = [8, 4]
+CONNECTIVITY_NAMES = ["8 (sides and corners)", "4 (sides only)"]
+
+
+def mmu_parameters(alg: StarsAlgorithm) -> None:
+    """The minimum mapping unit and its connectivity: Segment, Map sheets and Clean land-cover map."""
+    alg.addParameter(QgsProcessingParameterString(
+        alg.MMU, "Minimum mapping unit (e.g. 0.5ha, 500m2, 12px; empty: none)", optional=True))
+    alg.addParameter(advanced(QgsProcessingParameterEnum(alg.CONNECTIVITY, "Patch connectivity", CONNECTIVITY_NAMES,
+                                                         defaultValue=0)))
+
+
+def mmu_setting(alg: StarsAlgorithm, parameters, context) -> dict:
+    text = (alg.parameterAsString(parameters, alg.MMU, context) or "").strip()
+    return {"mmu": text or None,
+            "mmu_connectivity": CONNECTIVITY[alg.parameterAsEnum(parameters, alg.CONNECTIVITY, context)]}
+
+
+WEIGHTS = ["best", "last"]
+WEIGHT_NAMES = ["best: of its validation (its last where it kept no best)", "last: of its last training step"]
+RUNTIMES = ["auto", "torch", "onnx", "int8"]
+RUNTIME_NAMES = ["auto: int8 export on a CPU (fastest), PyTorch on CUDA",
+                 "torch: eager PyTorch (the reference)",
+                 "onnx: fp32 export (about 1.2x PyTorch, the same map up to rounding)",
+                 "int8: quantised export (3-5x by CPU, a few near-tie pixels change class)"]
+RUNTIME_HELP = ("<br><br>Runtime: on a CPU, 'auto' exports the model once to int8 ONNX (cached beside the model "
+                "file, calibrated on the raster it first segments; 1-2 minutes for a ResNet-50 model) and runs it in "
+                "OpenVINO where installed, else ONNX Runtime: 3-5x faster than PyTorch, depending on the CPU. A few "
+                "pixels where two classes are nearly tied change class, and the log says how many "
+                "agreed with PyTorch on tiles of your raster. 'torch' is the reference, 'onnx' (fp32) the same map "
+                "up to rounding at about 1.2x. A ResNet-18 model segments about twice as fast as a ResNet-50 one.")
+
+
+def simplify_parameter(alg: StarsAlgorithm) -> None:
+    """The outline tolerance: Segment's polygon output and Land-cover map to polygons."""
+    alg.addParameter(advanced(QgsProcessingParameterString(
+        alg.SIMPLIFY, "Simplify polygon outlines to (e.g. 1px, 15m; empty: along the pixels)", optional=True)))
+
+
+def simplify_setting(alg: StarsAlgorithm, parameters, context) -> str | None:
+    return (alg.parameterAsString(parameters, alg.SIMPLIFY, context) or "").strip() or None
+
+
+def load_polygons(context, path: str, output: str) -> None:
+    context.addLayerToLoadOnCompletion(f"{path}|layername=landcover", QgsProcessingContext.LayerDetails(
+        "land-cover polygons", context.project(), output))
+
+
+def segment_parameters(alg: StarsAlgorithm) -> None:
+    """Runtime, tile size, overlap, batch size and device: shared with the map-sheet algorithm."""
+    num = QgsProcessingParameterNumber.Type.Integer
+    alg.addParameter(QgsProcessingParameterEnum(alg.RUNTIME, "Runtime", RUNTIME_NAMES, defaultValue=0))
+    alg.addParameter(advanced(QgsProcessingParameterNumber(
+        alg.TILE_SIZE, "Tile size (pixels, multiple of 32; empty: the model's training chip size)", num, None,
+        optional=True, minValue=32)))
+    alg.addParameter(advanced(QgsProcessingParameterNumber(
+        alg.OVERLAP, "Tile overlap (pixels; empty: an eighth of the tile, at least 32)", num, None, optional=True, minValue=0)))
+    alg.addParameter(advanced(QgsProcessingParameterNumber(
+        alg.BATCH_SIZE, "Tiles per batch (empty: 1 on CPU, 4 on CUDA)", num, None, optional=True, minValue=1)))
+    alg.addParameter(advanced(QgsProcessingParameterEnum(alg.DEVICE, "Device", DEVICES, defaultValue=0)))
+    alg.addParameter(advanced(QgsProcessingParameterEnum(alg.WEIGHTS, "Weights of a model trained with 'keep the "
+                                                         "best'", WEIGHT_NAMES, defaultValue=0)))
+
+
+def model_requirements(alg: StarsAlgorithm, parameters, context) -> tuple[str, ...]:
+    """What segmenting with the chosen model file needs: ONNX Runtime for .onnx, else PyTorch."""
+    from .. import deps
+
+    model = alg.parameterAsFile(parameters, alg.MODEL, context) or ""
+    return deps.ONNX_REQUIRED if model.lower().endswith(".onnx") else deps.REQUIRED
+
+
+def segment_config(alg: StarsAlgorithm, parameters, context, **extra):
+    from stars_core.config import SegmentConfig
+
+    def optional(key: str) -> int | None:  # left empty: SegmentConfig's default
+        return None if parameters.get(key) in (None, "") else alg.parameterAsInt(parameters, key, context)
+
+    return SegmentConfig(
+        tile_size=optional(alg.TILE_SIZE),
+        overlap=optional(alg.OVERLAP), batch_size=optional(alg.BATCH_SIZE),
+        device=DEVICES[alg.parameterAsEnum(parameters, alg.DEVICE, context)],
+        runtime=RUNTIMES[alg.parameterAsEnum(parameters, alg.RUNTIME, context)],
+        weights=WEIGHTS[alg.parameterAsEnum(parameters, alg.WEIGHTS, context)],
+        **mmu_setting(alg, parameters, context), **extra,
+    )

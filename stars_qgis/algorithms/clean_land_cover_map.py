@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from qgis.core import QgsProcessingException, QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer
 
-from .base import StarsAlgorithm, raster_path
-from .segment_missing import mmu_parameters, mmu_setting
+from .base import StarsAlgorithm, mmu_parameters, mmu_setting, raster_path
 
 
 class CleanLandCoverMap(StarsAlgorithm):

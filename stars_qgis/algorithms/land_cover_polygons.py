@@ -4,8 +4,8 @@ from __future__ import annotations
 from qgis.core import (QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
                        QgsProcessingParameterRasterLayer)
 
-from .base import StarsAlgorithm, advanced, raster_path
-from .segment_missing import load_polygons, mmu_parameters, mmu_setting, simplify_parameter, simplify_setting
+from .base import (StarsAlgorithm, advanced, load_polygons, mmu_parameters, mmu_setting, raster_path,
+                   simplify_parameter, simplify_setting)
 
 
 class LandCoverPolygons(StarsAlgorithm):

@@ -8,9 +8,8 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutpu
                        QgsProcessingParameterFile, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterRasterLayer)
 
-from .base import StarsAlgorithm, polygon_file, raster_path
-from .segment_missing import (MODEL_FILTER, RUNTIME_HELP, mmu_parameters, model_requirements, segment_config,
-                              segment_parameters)
+from .base import (MODEL_FILTER, RUNTIME_HELP, StarsAlgorithm, mmu_parameters, model_requirements, polygon_file,
+                   raster_path, segment_config, segment_parameters)
 
 
 class SegmentMapSheets(StarsAlgorithm):

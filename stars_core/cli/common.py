@@ -1,0 +1,69 @@
+"""What several `stars` commands share: help texts, the minimum-mapping-unit, simplification and
+report arguments, and small argument types."""
+from __future__ import annotations
+
+import argparse
+
+from ..errors import InputError
+
+
+READ_THREADS_HELP = ("threads reading tiles while the model runs, each with its own GDAL handles (default: 1 on "
+                     "CPU, one per tile of a batch on CUDA; at most the batch size is used)")
+
+
+RUNTIME_HELP = ("what runs a .stars model: auto (default: int8 on a CPU where ONNX Runtime is installed, the fused "
+                "branch in fp32 ONNX; PyTorch on CUDA), torch (eager PyTorch, the reference), onnx (fp32 export, "
+                "about 1.2x PyTorch's speed, the same map up to rounding), int8 (quantised export, 3-5x by CPU, a few "
+                "near-tie pixels change class; calibrated on the raster it first segments). Exports run in OpenVINO "
+                "where installed, else ONNX Runtime; they are made once (a ResNet-50: 1-2 min) and cached beside the "
+                "model; each run prints its measured agreement with PyTorch")
+
+
+def _mmu_arguments(p, what: str = "the class map") -> None:
+    p.add_argument("--mmu", metavar="AREA", help=f"clean {what} to a minimum mapping unit: patches smaller than "
+                   "AREA (0.5ha, 500m2, 0.01km2) merge into their largest neighbour; no-data stays")
+    p.add_argument("--mmu-pixels", type=int, metavar="N", help="the minimum mapping unit in pixels instead")
+    p.add_argument("--connectivity", type=int, choices=[4, 8], default=8,
+                   help="pixels of a patch touch by their sides (4) or also their corners (8, default)")
+
+
+def _mmu(args) -> str | None:
+    if args.mmu is not None and args.mmu_pixels is not None:
+        raise InputError("give --mmu (an area) or --mmu-pixels, not both")
+    return args.mmu if args.mmu is not None else (None if args.mmu_pixels is None else f"{args.mmu_pixels}px")
+
+
+def _simplify_argument(p) -> None:
+    p.add_argument("--simplify", metavar="DISTANCE", help="simplify the polygon outlines to this tolerance, in pixels "
+                   "(1px) or metres (15m); neighbours keep sharing their boundaries (no gaps, no overlaps)")
+
+
+def _report_arguments(p, which: str) -> None:
+    """The report files `stars evaluate` and `stars evaluate-chips` write."""
+    p.add_argument("--json", metavar="PATH", help="write the metrics as JSON")
+    p.add_argument("--markdown", metavar="PATH", help=f"write a Markdown report{which}")
+    p.add_argument("--html", metavar="PATH", help=f"write an HTML report{which}")
+    p.add_argument("--png", metavar="PATH", help=f"write the confusion matrix as a PNG{which}")
+
+
+def _threads(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise InputError(f"--threads must be a positive number or auto, got {text!r}")
+    return int(text)
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated step numbers like 100,500, got {text!r}") from None
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
