@@ -53,7 +53,14 @@ system = sys.argv[1]
 if numpy.__version__ != system:
     sys.exit(f"setup: numpy {numpy.__version__} in the venv is not the system's {system}: remove it "
              f"(.venv/bin/pip uninstall numpy) so QGIS's, GDAL's and rasterio's own numpy is used")
-if torch.version.cuda and subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode:
+def driver() -> bool:
+    try:
+        return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+    except OSError:  # no nvidia-smi at all
+        return False
+
+
+if torch.version.cuda and not driver():
     print(f"setup: warning: PyTorch's CUDA build ({torch.__version__}, several GB) was installed on a machine "
           f"without an NVIDIA driver: PyTorch's CPU index could not be reached, or your pip configuration named "
           f"another index. It runs on the CPU all the same; to get the small CPU build, put its wheel in a "
