@@ -622,21 +622,27 @@ def _overview_factors(width: int, height: int) -> list[int]:
     return factors
 
 
+def style_class_map(path, classes: ClassTable, **tags: str) -> None:
+    """A class map's colour table, stored class table (STARS_CLASSES), GDAL category names and mode
+    overviews, so QGIS, GDAL and the toolbox's products read its classes; `tags` are added too."""
+    with rasterio.open(path, "r+") as ds:
+        ds.write_colormap(1, {v: (*rgb(c), 255) for v, c in zip(classes.values, classes.colors)})
+        ds.update_tags(1, STARS_CLASSES=json.dumps(classes.to_dict()))
+        ds.update_tags(**{f"CLASS_{v}": n for v, n in zip(classes.values, classes.names)}, **tags)
+    with rasterio.open(path, "r+") as ds:  # reopened so the overviews see the colour table
+        ds.build_overviews(_overview_factors(ds.width, ds.height), Resampling.mode)
+        ds.update_tags(ns="rio_overview", resampling="mode")
+    _set_category_names(path, classes)
+
+
 def _finish(paths, classes: ClassTable) -> None:
     """Colour table, class names and overviews (mode for classes, average for probabilities)."""
     out, conf, prob, unc = paths
-    with rasterio.open(out, "r+") as ds:
-        ds.write_colormap(1, {v: (*rgb(c), 255) for v, c in zip(classes.values, classes.colors)})
-        ds.update_tags(1, STARS_CLASSES=json.dumps(classes.to_dict()))
-        ds.update_tags(**{f"CLASS_{v}": n for v, n in zip(classes.values, classes.names)})
-    with rasterio.open(out, "r+") as ds:  # reopened so the overviews see the colour table
-        ds.build_overviews(_overview_factors(ds.width, ds.height), Resampling.mode)
-        ds.update_tags(ns="rio_overview", resampling="mode")
+    style_class_map(out, classes)
     for path in (conf, prob, unc):
         if path is not None:
             with rasterio.open(path, "r+") as ds:
                 ds.build_overviews(_overview_factors(ds.width, ds.height), Resampling.average)
-    _set_category_names(out, classes)
 
 
 def _set_category_names(path: Path, classes: ClassTable) -> None:

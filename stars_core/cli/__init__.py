@@ -3,8 +3,8 @@ its handlers (`add_parsers`, `HANDLERS`):
 
     train     demo-scene, train                       segment   segment, segment-sheets, make-sheets
     model     info, export, recalibrate               evaluate  evaluate, evaluate-chips
-    products  clean, polygons                         accuracy  sample, assess
-    weights   weights list|download
+    products  clean, polygons                         change    change
+    accuracy  sample, assess                          weights   weights list|download
 
 `stars_core.cli:main` is the entry point; `common` holds what several groups share and `stop` the
 Ctrl-C/SIGTERM handling the long commands poll.
@@ -15,14 +15,15 @@ import argparse
 import sys
 
 from ..errors import Cancelled, StarsError, TrainingError
-from . import accuracy, evaluate, model, products, segment, train, weights
+from . import accuracy, change, evaluate, model, products, segment, train, weights
 from .common import _threads
 from .model import cmd_info, describe  # noqa: F401 (the documented names of the old module)
 from .stop import STOP, Stop  # noqa: F401
 from .train import train_settings  # noqa: F401
 
-GROUPS = (train, segment, evaluate, model, products, accuracy, weights)
-POLLED = ("train", "segment", "evaluate", "evaluate-chips", "segment-sheets", "sample", "assess", "clean", "polygons")
+GROUPS = (train, segment, evaluate, model, products, change, accuracy, weights)
+POLLED = ("train", "segment", "evaluate", "evaluate-chips", "segment-sheets", "sample", "assess", "clean", "polygons",
+          "change")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,0 +1,134 @@
+"""Land-cover change between two maps (stars_core/change): the from-to map, its legend and transition
+matrix against a count made here, the minimum mapping unit on change patches, grouping, change
+polygons, alignment of another grid, and the refusals."""
+import csv
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from stars_core.classes import ClassTable
+from stars_core.cli import main as cli_main
+
+CLASSES = ClassTable((1, 2, 3), ("forest", "farmland", "water"), ("#1a9850", "#fee08b", "#4575b4"))
+PIXEL = 10.0  # metres: a pixel is 0.01 ha
+
+
+def _map(path, data, transform=None, classes=CLASSES):
+    from stars_core.infer import style_class_map
+
+    profile = {"driver": "GTiff", "width": data.shape[1], "height": data.shape[0], "count": 1, "dtype": "uint8",
+               "crs": "EPSG:32633", "transform": transform or from_origin(500_000, 5_000_000, PIXEL, PIXEL),
+               "nodata": 0}
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(data.astype(np.uint8), 1)
+    style_class_map(path, classes)
+    return path
+
+
+@pytest.fixture
+def pair(tmp_path):
+    """Date A: forest left, farmland right, a water band; date B: a forest clearing (20 x 20) turned
+    farmland, one stray pixel of water on farmland, a no-data corner."""
+    a = np.ones((100, 100), np.uint8)
+    a[:, 50:] = 2
+    a[80:90, :] = 3
+    b = a.copy()
+    b[10:30, 10:30] = 2  # cleared: 400 pixels forest -> farmland
+    b[5, 70] = 3  # one pixel farmland -> water (speckle)
+    b[:5, :5] = 0  # no data at date B
+    return _map(tmp_path / "a.tif", a), _map(tmp_path / "b.tif", b), a, b
+
+
+def _read(path):
+    with rasterio.open(path) as ds:
+        return ds.read(1), ds.tags(1)
+
+
+def test_the_from_to_map_and_its_matrix_match_a_count_made_here(pair, tmp_path, capsys):
+    pa, pb, a, b = pair
+    out = tmp_path / "change.tif"
+    assert cli_main(["change", str(pa), str(pb), str(out), "--csv", str(tmp_path / "m.csv"),
+                     "--html", str(tmp_path / "m.html")]) == 0
+    printed = capsys.readouterr().out
+    assert "forest -> farmland" in printed and "4.00 ha" in printed  # 400 pixels of 0.01 ha
+    values, tags = _read(out)
+    legend = ClassTable.from_dict(__import__("json").loads(tags["STARS_CLASSES"]))
+    name = dict(zip(legend.values, legend.names))
+    valid = (a > 0) & (b > 0)
+    assert (values[~valid] == 0).all()
+    assert {name[v] for v in np.unique(values[valid])} == {"forest", "farmland", "water", "forest -> farmland",
+                                                           "farmland -> water"}
+    assert name[values[20, 20]] == "forest -> farmland" and name[values[50, 20]] == "forest"
+    expected = np.zeros((3, 3))
+    for i in range(3):
+        for j in range(3):
+            expected[i, j] = ((a == i + 1) & (b == j + 1)).sum() * 0.01
+    rows = list(csv.reader((tmp_path / "m.csv").open()))
+    assert rows[0][1:4] == ["forest", "farmland", "water"]
+    np.testing.assert_allclose([[float(v) for v in r[1:4]] for r in rows[1:4]], expected, atol=1e-6)
+    assert "Transition matrix" in (tmp_path / "m.html").read_text()
+
+
+def test_a_minimum_mapping_unit_removes_speckle_change_and_keeps_the_clearing(pair, tmp_path):
+    from stars_core.change import change_map
+
+    pa, pb, a, b = pair
+    r = change_map(pa, pb, tmp_path / "c.tif", unchanged="single", mmu="0.5ha", log=lambda m: None)
+    values, _ = _read(tmp_path / "c.tif")
+    names = dict(zip(r.legend.values, r.legend.names))
+    assert names[values[5, 70]] == "no change"  # a 1-pixel change patch is below 0.5 ha (50 pixels)
+    assert names[values[20, 20]] == "forest -> farmland"
+    assert r.matrix_ha[1, 2] == 0 and r.matrix_ha[1, 1] == pytest.approx(((a == 2) & (b > 0)).sum() * 0.01)
+    assert r.changed_ha == pytest.approx(4.0) and any("merged into their neighbours" in n for n in r.notes)
+
+
+def test_groups_and_change_polygons(pair, tmp_path):
+    from osgeo import ogr
+
+    from stars_core.change import change_map
+
+    pa, pb, *_ = pair
+    groups = tmp_path / "groups.csv"
+    groups.write_text("from,to,group\nforest,*,forest loss\n*,3,new water\n")
+    r = change_map(pa, pb, tmp_path / "g.tif", groups=groups, polygons=tmp_path / "g.gpkg", log=lambda m: None)
+    assert list(r.legend.names) == ["forest", "farmland", "water", "forest loss", "new water", "other change"]
+    ds = ogr.Open(str(tmp_path / "g.gpkg"))
+    feats = [(f.GetField("class"), f.GetField("area_ha")) for f in ds.GetLayerByName("landcover")]
+    assert sorted(c for c, _ in feats) == ["forest loss", "new water"]  # unchanged pixels make no polygon
+    assert sum(a for _, a in feats) == pytest.approx(r.changed_ha)
+    plain = change_map(pa, pb, tmp_path / "p.tif", polygons=tmp_path / "p.gpkg", log=lambda m: None)
+    ds = ogr.Open(str(tmp_path / "p.gpkg"))
+    pairs = {(f.GetField("from_class"), f.GetField("to_class")) for f in ds.GetLayerByName("landcover")}
+    assert pairs == {("forest", "farmland"), ("farmland", "water")} and plain.legend.names[3] == "forest -> farmland"
+
+
+def test_a_map_on_another_grid_is_read_on_the_first_ones(pair, tmp_path):
+    from stars_core.change import change_map
+
+    pa, pb, a, b = pair
+    coarse = _map(tmp_path / "b20.tif", b[::2, ::2], from_origin(500_000, 5_000_000, 2 * PIXEL, 2 * PIXEL))
+    r = change_map(pa, coarse, tmp_path / "c.tif", log=lambda m: None)
+    values, _ = _read(tmp_path / "c.tif")
+    assert values.shape == a.shape and any("read on the grid of the map of date A" in n for n in r.notes)
+    assert r.changed_ha == pytest.approx(4.0, abs=0.5)
+
+
+def test_maps_that_cannot_make_a_change_map_are_refused_in_one_line(pair, tmp_path, capsys):
+    pa, pb, a, b = pair
+    other = _map(tmp_path / "other.tif", b, classes=ClassTable((1, 2, 3), ("forest", "crops", "water"),
+                                                               CLASSES.colors))
+    assert cli_main(["change", str(pa), str(pb), str(tmp_path / "c.tif")]) == 0
+    (tmp_path / "g.csv").write_text("from,to,group\nswamp,*,drained\n")
+    for argv, message in (([str(pa), str(other), str(tmp_path / "x.tif")], "different class tables"),
+                          ([str(tmp_path / "c.tif"), str(pb), str(tmp_path / "x.tif")], "is a from-to map"),
+                          ([str(pa), str(pb), str(pb)], "writing it would destroy the input"),
+                          ([str(pa), str(pb), str(tmp_path / "x.tif"), "--groups", str(pa)], "needs the columns"),
+                          ([str(pa), str(pb), str(tmp_path / "x.tif"), "--groups", str(tmp_path / "g.csv")],
+                           "'swamp' is not a class of the maps")):
+        capsys.readouterr()
+        assert cli_main(["change", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+        assert not (tmp_path / "x.tif").exists()
