@@ -17,6 +17,7 @@ SECTIONS = {  # algorithm name -> README section anchor (GitHub-style slug of th
     "cleanlandcovermap": "from-map-to-numbers-you-can-report",
     "landcoverpolygons": "from-map-to-numbers-you-can-report",
     "estimateaccuracyarea": "from-map-to-numbers-you-can-report",
+    "landcoverchange": "change-between-dates",
 }
 
 

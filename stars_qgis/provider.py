@@ -55,10 +55,12 @@ class StarsProvider(QgsProcessingProvider):
         from .algorithms.evaluate_segmentation import EvaluateSegmentation
         from .algorithms.export_onnx import ExportOnnx
         from .algorithms.install_dependencies import InstallDependencies
+        from .algorithms.land_cover_change import LandCoverChange
         from .algorithms.land_cover_polygons import LandCoverPolygons
         from .algorithms.segment_map_sheets import SegmentMapSheets
         from .algorithms.segment_missing import SegmentMissingModality
         from .algorithms.train_stars import TrainStars
 
         return [TrainStars(), SegmentMissingModality(), SegmentMapSheets(), EvaluateSegmentation(), ExportOnnx(),
-                CleanLandCoverMap(), LandCoverPolygons(), CreateAccuracySample(), EstimateAccuracyArea(), DemoScene(), InstallDependencies()]
+                CleanLandCoverMap(), LandCoverPolygons(), LandCoverChange(), CreateAccuracySample(), EstimateAccuracyArea(),
+                DemoScene(), InstallDependencies()]

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from .common import _mmu, _mmu_arguments
+from .common import READ_THREADS_HELP, RUNTIME_HELP, _mmu, _mmu_arguments
 from .stop import STOP
 
 EPILOG = """examples:
@@ -14,7 +15,65 @@ then sample the change map and estimate change areas with intervals:
   stars sample change.tif sample.gpkg --min-per-class 30 ... (label from and to), stars assess ..."""
 
 
+def _series_parser(sub) -> None:
+    se = sub.add_parser("segment-series", help="a land-cover map for every date of a SAR series, on one grid",
+                        description="Segment every date of a series with one model load: each raster warped onto "
+                        "the grid of the first (or --grid) on the fly, pixels a date does not cover left as no data; "
+                        "dates from --dates (a CSV of date,path), the file names (ISO dates) or GDAL metadata. A "
+                        "rerun skips dates already done (series.csv). Then `stars change` between two dates.")
+    se.add_argument("model", help="model file (.stars or exported .onnx)")
+    se.add_argument("out_dir", help="output folder: <date>.tif per date and series.csv")
+    se.add_argument("rasters", nargs="*", help="SAR rasters, one per date (the date in the name, e.g. "
+                    "S1_2024-05-01.tif, or in TIFFTAG_DATETIME)")
+    se.add_argument("--dates", metavar="CSV", help="a table of date,path (paths relative to it) instead of or "
+                    "besides the rasters")
+    se.add_argument("--grid", metavar="RASTER", help="raster whose grid every map is on (default: the first date's)")
+    se.add_argument("--probabilities", action="store_true", help="also write <date>_probabilities.tif: one band "
+                    "per class, uint8 (value = 255 x probability)")
+    se.add_argument("--no-skip-existing", action="store_true", help="segment dates already done again")
+    se.add_argument("--tile-size", type=int)
+    se.add_argument("--overlap", type=int)
+    se.add_argument("--batch-size", type=int)
+    se.add_argument("--read-threads", type=int, help=READ_THREADS_HELP)
+    se.add_argument("--runtime", choices=["auto", "torch", "onnx", "int8"], default="auto", help=RUNTIME_HELP)
+    se.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    se.add_argument("--modality", type=int, choices=[1, 2], default=1)
+
+
+def cmd_segment_series(args) -> int:
+    from ..change.series import read_dates, segment_series
+    from ..config import SegmentConfig
+    from ..progress import progress_bar, say
+
+    dates = read_dates(args.rasters, args.dates)
+    cfg = SegmentConfig(tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
+                        device=args.device, modality=args.modality, read_threads=args.read_threads,
+                        runtime=args.runtime)
+    bar, current = None, [-1]
+
+    def progress(k: int, n: int, done: int, total: int) -> None:
+        nonlocal bar
+        if current[0] != k:
+            if bar is not None:
+                bar.close()
+            bar = progress_bar(total, "tile", what=f"date {k + 1}/{n} {dates[k].date}: ", leave=False)
+            current[0] = k
+        bar.update(done - bar.n)
+
+    try:
+        result = segment_series(args.model, dates, args.out_dir, cfg, grid=args.grid,
+                                skip_existing=not args.no_skip_existing, probabilities=args.probabilities,
+                                cancel=STOP, progress=progress, log=print,
+                                info=lambda m: say(m, file=sys.stderr))
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"{len(result.done)} date(s) segmented, {len(result.skipped)} already done; record {result.record}")
+    return 0
+
+
 def add_parsers(sub) -> None:
+    _series_parser(sub)
     ch = sub.add_parser("change", help="land-cover change between two maps: from-to map, matrix, polygons",
                         description="The from-to map of two class maps of one area (one class per transition, "
                         "'forest -> farmland'; unchanged pixels keep their class or share 'no change'), with the "
@@ -53,4 +112,4 @@ def cmd_change(args) -> int:
     return 0
 
 
-HANDLERS = {"change": cmd_change}
+HANDLERS = {"change": cmd_change, "segment-series": cmd_segment_series}

@@ -28,6 +28,8 @@ def _demo_scene_parser(sub) -> None:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--sheets", default="2x2", help="map-sheet grid, ROWSxCOLS (default 2x2)")
     demo.add_argument("--pixel-size", type=float, default=2.0, help="metres per pixel (default 2)")
+    demo.add_argument("--dates", type=int, default=1, metavar="N", help="also write a SAR series of N dates (12 days "
+                      "apart) with known changes and the true labels of every date, into OUT/series (default 1: none)")
     demo.add_argument("--sar-noise", choices=["normal", "high"], default="normal",
                       help="high: single-look speckle and close class means, so SAR alone separates the classes "
                       "poorly and what optical teaches in training can show (same labels and optical image)")
@@ -42,6 +44,13 @@ def cmd_demo_scene(args) -> int:
         raise InputError(f"--sheets must look like 2x2, got {args.sheets!r}") from None
     paths = make_demo_scene(args.out, size=args.size, seed=args.seed, sheets=(rows, cols), pixel_size=args.pixel_size,
                             sar_noise=args.sar_noise)
+    if args.dates > 1:
+        from ..change.demo_series import make_demo_series
+
+        series = make_demo_series(args.out, args.dates, size=args.size, seed=args.seed, pixel_size=args.pixel_size)
+        paths.update({f"series {k}": v for k, v in series.items()})
+    elif args.dates < 1:
+        raise InputError(f"--dates must be 1 or more, got {args.dates}")
     for name, path in paths.items():
         print(f"{name:<8} {path}")
     return 0

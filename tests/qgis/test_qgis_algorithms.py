@@ -35,7 +35,8 @@ def test_provider_lists_the_algorithms_with_icons(stars_provider):
     ids = sorted(a.id() for a in QgsApplication.processingRegistry().providerById("stars").algorithms())
     assert ids == ["stars:cleanlandcovermap", "stars:createaccuracysample", "stars:demoscene", "stars:estimateaccuracyarea",
                    "stars:evaluatesegmentation", "stars:exportonnx", "stars:installdependencies",
-                   "stars:landcoverpolygons", "stars:segmentmapsheets", "stars:segmentmissingmodality", "stars:trainstars"]
+                   "stars:landcoverchange", "stars:landcoverpolygons", "stars:segmentmapsheets",
+                   "stars:segmentmissingmodality", "stars:trainstars"]
     assert not stars_provider.icon().isNull()
     for alg in stars_provider.algorithms():
         url = alg.helpUrl()  # the Help button opens the README section about the algorithm
@@ -395,3 +396,35 @@ def test_a_map_without_a_class_table_is_explained_in_qgis_words_and_the_table_ca
     layer = QgsVectorLayer(f"{res['OUTPUT']}|layername=landcover", "p", "ogr")
     names = set(ClassTable.from_file(demo_scene["classes"]).names)
     assert layer.featureCount() > 0 and {f["class"] for f in layer.getFeatures()} <= names
+
+
+def test_land_cover_change_between_two_maps(demo_scene, run_alg, tmp_path):
+    from osgeo import ogr
+
+    from stars_core.infer import style_class_map
+
+    classes = ClassTable.from_file(demo_scene["classes"])
+    with rasterio.open(demo_scene["labels"]) as ds:
+        first = ds.read(1)
+    later = first.copy()
+    later[40:80, 40:80] = classes.values[0]  # a block of the scene turned to the first class
+    maps = []
+    for name, data in (("a.tif", first), ("b.tif", later)):
+        path = rewrite(demo_scene["labels"], tmp_path / name, data=data[None])
+        style_class_map(path, classes)
+        maps.append(str(path))
+    res, _ = run_alg("stars:landcoverchange", {"MAP_A": maps[0], "MAP_B": maps[1], "UNCHANGED": 1,
+                                               "OUTPUT": str(tmp_path / "change.tif"),
+                                               "MATRIX": str(tmp_path / "m.csv"), "REPORT": str(tmp_path / "r.html"),
+                                               "POLYGONS": str(tmp_path / "p.gpkg")})
+    changed = ((first != later) & (first != 0)).sum()
+    with rasterio.open(res["OUTPUT"]) as ds:
+        pixel_ha = abs(ds.transform.a * ds.transform.e) / 10_000
+        values = ds.read(1)
+        assert ds.colormap(1) and "STARS_CHANGE" in ds.tags()
+    assert res["CHANGED_HA"] == pytest.approx(changed * pixel_ha)
+    assert int((values > 1).sum()) == changed  # 1: no change; 0: no data
+    ds = ogr.Open(res["POLYGONS"])
+    assert {f.GetField("to_class") for f in ds.GetLayerByName("landcover")} == {classes.names[0]}
+    ds = None
+    assert (tmp_path / "m.csv").read_text().startswith("from \\ to (ha)") and (tmp_path / "r.html").is_file()
