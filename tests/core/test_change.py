@@ -132,3 +132,26 @@ def test_maps_that_cannot_make_a_change_map_are_refused_in_one_line(pair, tmp_pa
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
         assert not (tmp_path / "x.tif").exists()
+
+
+def test_the_change_map_is_sampled_and_assessed_with_its_transitions_as_strata(pair, tmp_path):
+    from osgeo import ogr
+
+    from stars_core.accuracy.assess import assess
+    from stars_core.accuracy.sample import draw_sample
+    from stars_core.change import change_map
+
+    pa, pb, *_ = pair
+    r = change_map(pa, pb, tmp_path / "c.tif", log=lambda m: None)
+    sample = draw_sample(tmp_path / "c.tif", tmp_path / "s.gpkg", n=60, minimum=10, log=lambda m: None)
+    assert "forest -> farmland" in sample.strata.names
+    assert all(n >= 1 for n, px in zip(sample.points, sample.strata.pixels) if px)  # every mapped stratum
+    ds = ogr.Open(str(tmp_path / "s.gpkg"), 1)  # an interpreter who agrees with the map everywhere
+    layer = ds.GetLayerByName("sample")
+    for f in layer:
+        f.SetField("reference", f.GetField("map_value"))
+        layer.SetFeature(f)
+    layer = ds = None
+    a = assess(tmp_path / "c.tif", tmp_path / "s.gpkg")
+    k = list(a.estimate.names).index("forest -> farmland")
+    assert a.estimate.overall == pytest.approx(1.0) and a.estimate.area[k] == pytest.approx(r.matrix_ha[0, 1])
