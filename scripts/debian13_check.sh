@@ -21,8 +21,9 @@ if [ ! -x "$ROOT/usr/bin/python3" ]; then
     debootstrap --variant=minbase trixie "$ROOT" "$MIRROR" >/dev/null
 fi
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
-# torchrun's rendezvous resolves the host name: without it in /etc/hosts it hangs inside the root
-grep -q "$(hostname)" "$ROOT/etc/hosts" 2>/dev/null || echo "127.0.1.1 $(hostname)" >> "$ROOT/etc/hosts"
+# torchrun's rendezvous resolves localhost and the host name: without them in /etc/hosts it hangs
+grep -qw localhost "$ROOT/etc/hosts" 2>/dev/null || echo "127.0.0.1 localhost" >> "$ROOT/etc/hosts"
+grep -qw "$(hostname)" "$ROOT/etc/hosts" 2>/dev/null || echo "127.0.0.1 $(hostname)" >> "$ROOT/etc/hosts"
 mounted=()
 cleanup() { for m in "${mounted[@]}"; do umount -l "$m" 2>/dev/null || true; done; }
 trap cleanup EXIT
@@ -35,7 +36,8 @@ cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/host-ca-certificates.crt" 2
 passed=(HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8
         DEBIAN_FRONTEND=noninteractive)
 [ -f "$ROOT/etc/ssl/host-ca-certificates.crt" ] && passed+=(PIP_CERT=/etc/ssl/host-ca-certificates.crt)
-for var in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY PIP_INDEX_URL PIP_EXTRA_INDEX_URL; do
+for var in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY PIP_INDEX_URL PIP_EXTRA_INDEX_URL \
+           PIP_RETRIES PIP_TIMEOUT; do
     [ -n "${!var:-}" ] && passed+=("$var=${!var}")
 done
 inside() { chroot "$ROOT" /usr/bin/env -i "${passed[@]}" bash -c "$1"; }

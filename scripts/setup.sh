@@ -13,7 +13,9 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 DEB_PACKAGES="qgis python3-qgis qgis-providers python3-rasterio python3-gdal python3-shapely \
-python3-matplotlib python3-scipy python3-venv python3-pip gdal-bin xvfb"
+python3-matplotlib python3-scipy python3-venv python3-pip gdal-bin xvfb fonts-open-sans"
+# fonts-open-sans: QGIS 3.40's own default style (resources/symbology-style.xml, text format "Default")
+# names Open Sans; without it QGIS tries to download the font on start and, offline, says it failed
 
 missing=""
 for pkg in $DEB_PACKAGES; do
