@@ -149,6 +149,30 @@ def segment_series(model, dates: Sequence[DateInput], out_dir: str | os.PathLike
     return result
 
 
+def filter_folder(folder: str | os.PathLike, switch: float = 0.02, cancel=None, progress=None) -> dict:
+    """The temporal filter (`temporal.filter_series`) over every date of a series folder made with
+    probabilities: `<date>_filtered.tif` beside each `<date>.tif`; series.csv records them."""
+    from .temporal import filter_series, filtered_names
+
+    folder = Path(folder)
+    rows = _read_record(folder / RECORD)
+    if len(rows) < 2:
+        raise InputError(f"{os.fspath(folder)!r} holds no series of 2 or more dates (series.csv); run "
+                         f"`stars segment-series ... --probabilities` first")
+    dates = sorted(rows)
+    missing = [d for d in dates if not rows[d].get("probabilities") or not (folder / rows[d]["probabilities"]).is_file()]
+    if missing:
+        raise InputError(f"the dates {', '.join(missing)} have no probabilities: the temporal filter needs them; "
+                         f"segment again with --probabilities --no-skip-existing")
+    maps = [folder / rows[d]["map"] for d in dates]
+    outs = filtered_names(maps)
+    counts = filter_series([folder / rows[d]["probabilities"] for d in dates], maps, outs, switch, cancel, progress)
+    for d, out in zip(dates, outs):
+        rows[d]["filtered"] = out.name
+    _write_record(folder / RECORD, rows)
+    return {**counts, "outputs": outs}
+
+
 def _check_dates(dates: Sequence[DateInput], reference, model, cfg: SegmentConfig) -> None:
     """Every date overlaps the grid and has the model's band count: refused before any work."""
     from ..raster import check_overlap
@@ -229,7 +253,7 @@ def _read_record(path: Path) -> dict[str, dict]:
 
 
 def _write_record(path: Path, rows: dict[str, dict]) -> None:
-    fields = ["date", "source", "map", "probabilities", "seconds"]
+    fields = ["date", "source", "map", "probabilities", "seconds", "filtered"]
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")

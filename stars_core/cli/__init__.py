@@ -3,7 +3,7 @@ its handlers (`add_parsers`, `HANDLERS`):
 
     train     demo-scene, train                       segment   segment, segment-sheets, make-sheets
     model     info, export, recalibrate               evaluate  evaluate, evaluate-chips
-    products  clean, polygons                         change    segment-series, change
+    products  clean, polygons                         change    segment-series, filter-series, change
     accuracy  sample, assess                          weights   weights list|download
 
 `stars_core.cli:main` is the entry point; `common` holds what several groups share and `stop` the
@@ -23,7 +23,7 @@ from .train import train_settings  # noqa: F401
 
 GROUPS = (train, segment, evaluate, model, products, change, accuracy, weights)
 POLLED = ("train", "segment", "evaluate", "evaluate-chips", "segment-sheets", "sample", "assess", "clean", "polygons",
-          "change", "segment-series")
+          "change", "segment-series", "filter-series")
 
 
 def _parser() -> argparse.ArgumentParser:

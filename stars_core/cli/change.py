@@ -30,6 +30,12 @@ def _series_parser(sub) -> None:
     se.add_argument("--grid", metavar="RASTER", help="raster whose grid every map is on (default: the first date's)")
     se.add_argument("--probabilities", action="store_true", help="also write <date>_probabilities.tif: one band "
                     "per class, uint8 (value = 255 x probability)")
+    se.add_argument("--temporal-filter", action="store_true", help="then the temporal filter (a hidden Markov "
+                    "model over each pixel's dates, Viterbi): <date>_filtered.tif, with less flicker (implies "
+                    "--probabilities; see docs/change.md)")
+    se.add_argument("--switch", type=float, default=0.02, help="the filter's prior probability that a pixel's class "
+                    "changes from one date to the next (default 0.02; smaller: less flicker, and fewer brief real "
+                    "changes kept)")
     se.add_argument("--no-skip-existing", action="store_true", help="segment dates already done again")
     se.add_argument("--tile-size", type=int)
     se.add_argument("--overlap", type=int)
@@ -41,7 +47,7 @@ def _series_parser(sub) -> None:
 
 
 def cmd_segment_series(args) -> int:
-    from ..change.series import read_dates, segment_series
+    from ..change.series import filter_folder, read_dates, segment_series
     from ..config import SegmentConfig
     from ..progress import progress_bar, say
 
@@ -62,18 +68,46 @@ def cmd_segment_series(args) -> int:
 
     try:
         result = segment_series(args.model, dates, args.out_dir, cfg, grid=args.grid,
-                                skip_existing=not args.no_skip_existing, probabilities=args.probabilities,
+                                skip_existing=not args.no_skip_existing,
+                                probabilities=args.probabilities or args.temporal_filter,
                                 cancel=STOP, progress=progress, log=print,
                                 info=lambda m: say(m, file=sys.stderr))
     finally:
         if bar is not None:
             bar.close()
     print(f"{len(result.done)} date(s) segmented, {len(result.skipped)} already done; record {result.record}")
+    if args.temporal_filter:
+        _report_filter(filter_folder(args.out_dir, args.switch, cancel=STOP), args.switch)
+    return 0
+
+
+def _report_filter(counts: dict, switch: float) -> None:
+    share = 100 * counts["changed"] / max(counts["pixels"], 1)
+    print(f"temporal filter (switch {switch:g}): {counts['changed']:,} of {counts['pixels']:,} date-pixels changed "
+          f"class ({share:.2f} %); wrote {len(counts['outputs'])} *_filtered.tif")
+
+
+def _filter_parser(sub) -> None:
+    fs = sub.add_parser("filter-series", help="the temporal filter over a series folder (segment-series output)",
+                        description="Each pixel's most probable class sequence under a hidden Markov model (stays in "
+                        "its class from one date to the next with probability 1 - SWITCH), decoded with Viterbi "
+                        "from the per-date probabilities: <date>_filtered.tif beside each map. Needs a series made "
+                        "with --probabilities.")
+    fs.add_argument("out_dir", help="the folder of `stars segment-series`")
+    fs.add_argument("--switch", type=float, default=0.02, help="prior probability of a class change between two "
+                    "dates (default 0.02)")
+
+
+def cmd_filter_series(args) -> int:
+    from ..change.series import filter_folder
+
+    _report_filter(filter_folder(args.out_dir, args.switch, cancel=STOP), args.switch)
     return 0
 
 
 def add_parsers(sub) -> None:
     _series_parser(sub)
+    _filter_parser(sub)
     ch = sub.add_parser("change", help="land-cover change between two maps: from-to map, matrix, polygons",
                         description="The from-to map of two class maps of one area (one class per transition, "
                         "'forest -> farmland'; unchanged pixels keep their class or share 'no change'), with the "
@@ -112,4 +146,4 @@ def cmd_change(args) -> int:
     return 0
 
 
-HANDLERS = {"change": cmd_change, "segment-series": cmd_segment_series}
+HANDLERS = {"change": cmd_change, "segment-series": cmd_segment_series, "filter-series": cmd_filter_series}

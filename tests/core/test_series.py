@@ -120,3 +120,55 @@ def test_series_that_cannot_be_mapped_are_refused_before_any_work(series, traine
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
         assert not (tmp_path / "out").exists()
+
+
+def test_viterbi_finds_the_most_probable_sequence_as_a_brute_force_search_does():
+    import itertools
+
+    from stars_core.change.temporal import FLOOR, viterbi
+
+    rng = np.random.default_rng(3)
+    T, K, P, switch = 4, 3, 40, 0.1
+    probs = rng.dirichlet(np.ones(K), size=(T, P)).transpose(0, 2, 1)
+    path = viterbi(probs, switch)
+    log_a = np.full((K, K), np.log(switch / (K - 1)))
+    np.fill_diagonal(log_a, np.log1p(-switch))
+    emit = np.log(np.clip(probs, FLOOR, 1))
+    for p in range(P):
+        score = {s: emit[0, s[0], p] + sum(log_a[s[t - 1], s[t]] + emit[t, s[t], p] for t in range(1, T))
+                 for s in itertools.product(range(K), repeat=T)}
+        assert tuple(path[:, p]) == max(score, key=score.get)
+
+
+def test_the_filter_drops_a_one_date_flicker_and_keeps_a_lasting_change():
+    from stars_core.change.temporal import viterbi
+
+    stable = np.array([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6], [0.9, 0.1], [0.9, 0.1]])  # date 3 leans to class 1
+    lasting = np.array([[0.9, 0.1], [0.9, 0.1], [0.1, 0.9], [0.1, 0.9], [0.2, 0.8]])  # class 1 from date 3 on
+    probs = np.stack([stable, lasting], axis=-1)  # (T, K, P)
+    path = viterbi(probs, 0.02)
+    assert path[:, 0].tolist() == [0, 0, 0, 0, 0] and path[:, 1].tolist() == [0, 0, 1, 1, 1]
+    assert viterbi(probs, 0.5)[:, 0].tolist() == [0, 0, 1, 0, 0]  # no prior (K = 2): each date's own argmax
+    weak = np.array([[0.9, 0.1], [0.9, 0.1], [0.3, 0.7], [0.2, 0.8], [0.3, 0.7]])[..., None]
+    assert viterbi(weak, 0.02)[:, 0].tolist() == [0, 0, 0, 0, 0]  # evidence below the prior's cost: dropped
+
+
+def test_segment_series_with_the_temporal_filter(series, trained_model, tmp_path, capsys):
+    folder = series["folder"]
+    out = tmp_path / "maps"
+    rasters = [str(p) for p in sorted(folder.glob("S1_*.tif"))]
+    assert cli_main(["segment-series", str(trained_model), str(out), *rasters, "--temporal-filter", *SEG]) == 0
+    printed = capsys.readouterr().out
+    assert "temporal filter (switch 0.02)" in printed and "wrote 4 *_filtered.tif" in printed
+
+    def flicker(suffix):
+        maps = [rasterio.open(out / f"{d}{suffix}.tif").read(1) for d in
+                ("2024-04-01", "2024-04-13", "2024-04-25", "2024-05-07")]
+        return sum(int((a != b).sum()) for a, b in zip(maps, maps[1:]))
+
+    with rasterio.open(out / "2024-04-13_filtered.tif") as f, rasterio.open(out / "2024-04-13.tif") as m:
+        assert f.tags(1)["STARS_CLASSES"] == m.tags(1)["STARS_CLASSES"] and f.colormap(1) == m.colormap(1)
+    assert flicker("_filtered") < flicker("")  # fewer class changes from date to date
+    assert "filtered" in (out / "series.csv").read_text().splitlines()[0]
+    assert cli_main(["filter-series", str(out), "--switch", "0.2"]) == 0  # again, with another prior
+    assert "temporal filter (switch 0.2)" in capsys.readouterr().out

@@ -1,0 +1,128 @@
+"""Temporal consistency for a series of SAR-only maps: a hidden Markov model over each pixel's class
+sequence, decoded with Viterbi's algorithm.
+
+SAR-only maps flicker between dates (speckle, wet soil, crop cycles), and every flicker is a false
+change. Each pixel's true class is modelled as a Markov chain that stays in its class from one date
+to the next with probability 1 - `switch` and moves to any other class with probability
+switch / (K - 1); a date's class probabilities (`segment-series --probabilities`) are its evidence.
+The most probable class sequence given every date (Viterbi) keeps a change that the evidence
+supports over the following dates and drops a one-date excursion that it does not: a real change
+persists, flicker does not. The price is said plainly: a real change that lasts a single date (a
+flood that drains before the next pass) is dropped too when its evidence is weaker than the switch
+prior; a smaller `switch` removes more flicker and more brief events. Abercrombie and Friedl (2016,
+IEEE TGRS 54:703-713) apply the same model to MODIS land-cover time series.
+
+Streamed in strips of rows; memory is strips x dates x classes, flat in the raster size.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from ..errors import Cancelled, InputError
+from ..files import atomic_outputs
+
+STRIP = 64  # rows per strip
+FLOOR = 0.5 / 255  # a uint8 probability of 0 is "below 1/255", not impossible
+
+
+def viterbi(probabilities: np.ndarray, switch: float) -> np.ndarray:
+    """The most probable class index sequence of each pixel: `probabilities` (T, K, P) of T dates,
+    K classes and P pixels -> (T, P) class indices."""
+    T, K, P = probabilities.shape
+    emit = np.log(np.clip(probabilities, FLOOR, 1.0))
+    stay, move = np.log1p(-switch), np.log(switch / (K - 1))
+    score = emit[0].copy()  # (K, P)
+    back = np.empty((T, K, P), np.int8 if K < 128 else np.int16)
+    for t in range(1, T):
+        order = np.argsort(score, axis=0)
+        best, second = order[-1], order[-2]  # (P,) the best and second-best previous class
+        best_score = np.take_along_axis(score, best[None], 0)[0]
+        second_score = np.take_along_axis(score, second[None], 0)[0]
+        classes = np.arange(K)[:, None]
+        other_from = np.where(best[None] == classes, second[None], best[None])  # best previous class != j
+        other = np.where(best[None] == classes, second_score[None], best_score[None]) + move
+        kept = score + stay
+        take_other = other > kept
+        back[t] = np.where(take_other, other_from, classes)
+        score = np.where(take_other, other, kept) + emit[t]
+    path = np.empty((T, P), np.int64)
+    path[-1] = np.argmax(score, axis=0)
+    for t in range(T - 1, 0, -1):
+        path[t - 1] = np.take_along_axis(back[t], path[t][None], 0)[0]
+    return path
+
+
+def filter_series(probabilities: Sequence[str | os.PathLike], maps: Sequence[str | os.PathLike],
+                  outputs: Sequence[str | os.PathLike], switch: float = 0.02,
+                  cancel: Callable[[], bool] | None = None,
+                  progress: Callable[[float], None] | None = None) -> dict:
+    """Write `outputs` (one class map per date): the Viterbi class sequence of every pixel from the
+    per-date `probabilities` (uint8 x 255 or float), with the class values, legend and no data of
+    the per-date `maps`. Returns {"changed": pixels whose class the filter changed, "pixels": valid}."""
+    from ..classes import stored_classes
+    from ..infer import style_class_map
+
+    if not 0 < switch < 1:
+        raise InputError(f"the switch probability must be between 0 and 1 (e.g. 0.02), got {switch}")
+    if not (len(probabilities) == len(maps) == len(outputs)) or len(maps) < 2:
+        raise InputError("give at least 2 dates, each with its probabilities, map and output")
+    srcs = [rasterio.open(p) for p in probabilities]
+    map_srcs = [rasterio.open(m) for m in maps]
+    try:
+        classes = stored_classes(map_srcs[0])
+        if classes is None or any(s.count != len(classes) for s in srcs):
+            raise InputError("the probabilities must have one band per class of the maps' class table (made by "
+                             "`stars segment-series --probabilities`)")
+        scale = 255.0 if srcs[0].dtypes[0] == "uint8" else 1.0
+        values = np.array(classes.values)
+        counts = {"changed": 0, "pixels": 0}
+        profile = dict(map_srcs[0].profile)
+        with atomic_outputs(*outputs) as temps:
+            dsts = [rasterio.open(t, "w", **profile) for t in temps]
+            try:
+                for row in range(0, profile["height"], STRIP):
+                    if cancel is not None and cancel():
+                        raise Cancelled("temporal filter cancelled; no output was written")
+                    _filter_strip(row, srcs, map_srcs, dsts, values, scale, switch, counts)
+                    if progress is not None:
+                        progress(min(1.0, (row + STRIP) / profile["height"]))
+            finally:
+                for d in dsts:
+                    d.close()
+            for t in temps:
+                style_class_map(t, classes, STARS_TEMPORAL_FILTER=f"hmm switch={switch:g}")
+        return counts
+    finally:
+        for s in srcs + map_srcs:
+            s.close()
+
+
+def _filter_strip(row: int, srcs, map_srcs, dsts, values: np.ndarray, scale: float, switch: float,
+                  counts: dict) -> None:
+    width, height = map_srcs[0].width, map_srcs[0].height
+    w = Window(0, row, width, min(STRIP, height - row))
+    raw = np.stack([m.read(1, window=w) for m in map_srcs])  # (T, h, w)
+    nodata = map_srcs[0].nodata
+    valid = np.ones(raw.shape[1:], bool) if nodata is None else (raw != nodata).all(axis=0)
+    probs = np.stack([s.read(window=w).astype(np.float32) / scale for s in srcs])  # (T, K, h, w)
+    T, K = probs.shape[:2]
+    flat = probs.reshape(T, K, -1)[:, :, valid.ravel()]
+    out = raw.copy()
+    if flat.shape[2]:
+        path = values[viterbi(flat, switch)]  # (T, P)
+        out.reshape(T, -1)[:, valid.ravel()] = path
+        counts["changed"] += int((path != raw.reshape(T, -1)[:, valid.ravel()]).sum())
+        counts["pixels"] += int(valid.sum()) * T
+    for k, d in enumerate(dsts):
+        d.write(out[k], 1, window=w)
+
+
+def filtered_names(maps: Sequence[str | os.PathLike]) -> list[Path]:
+    """`<date>_filtered.tif` beside each `<date>.tif`."""
+    return [Path(m).with_name(Path(m).stem + "_filtered.tif") for m in maps]
