@@ -18,6 +18,7 @@ SECTIONS = {  # algorithm name -> README section anchor (GitHub-style slug of th
     "landcoverpolygons": "from-map-to-numbers-you-can-report",
     "estimateaccuracyarea": "from-map-to-numbers-you-can-report",
     "landcoverchange": "change-between-dates",
+    "segmenttimeseries": "change-between-dates",
 }
 
 

@@ -59,8 +59,10 @@ class StarsProvider(QgsProcessingProvider):
         from .algorithms.land_cover_polygons import LandCoverPolygons
         from .algorithms.segment_map_sheets import SegmentMapSheets
         from .algorithms.segment_missing import SegmentMissingModality
+        from .algorithms.segment_time_series import SegmentTimeSeries
         from .algorithms.train_stars import TrainStars
 
-        return [TrainStars(), SegmentMissingModality(), SegmentMapSheets(), EvaluateSegmentation(), ExportOnnx(),
+        return [TrainStars(), SegmentMissingModality(), SegmentMapSheets(), SegmentTimeSeries(), EvaluateSegmentation(),
+                ExportOnnx(),
                 CleanLandCoverMap(), LandCoverPolygons(), LandCoverChange(), CreateAccuracySample(), EstimateAccuracyArea(),
                 DemoScene(), InstallDependencies()]

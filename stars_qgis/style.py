@@ -25,3 +25,30 @@ class PalettedStyle(QgsProcessingLayerPostProcessorInterface):
         if isinstance(layer, QgsRasterLayer):
             layer.setRenderer(paletted_renderer(layer, self.classes))
             layer.triggerRepaint()
+
+
+class SeriesLayer(PalettedStyle):
+    """A map of a series: styled, its date as its fixed temporal range (the Temporal Controller plays
+    the series), and moved into one layer-tree group."""
+
+    def __init__(self, classes, date: str, group: str):
+        super().__init__(classes)
+        self.date, self.group = date, group
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802
+        from qgis.core import Qgis, QgsDateTimeRange
+        from qgis.PyQt.QtCore import QDate, QDateTime, QTime
+
+        super().postProcessLayer(layer, context, feedback)
+        day = QDate.fromString(self.date, "yyyy-MM-dd")
+        props = layer.temporalProperties()
+        props.setMode(Qgis.RasterTemporalMode.FixedTemporalRange)  # the scoped name QGIS 3.22 to 4 share
+        props.setFixedTemporalRange(QgsDateTimeRange(QDateTime(day, QTime(0, 0)), QDateTime(day, QTime(23, 59, 59))))
+        props.setIsActive(True)
+        root = context.project().layerTreeRoot()
+        node = root.findLayer(layer.id())
+        if node is None:
+            return
+        group = root.findGroup(self.group) or root.insertGroup(0, self.group)
+        group.addChildNode(node.clone())
+        node.parent().removeChildNode(node)

@@ -47,8 +47,10 @@ def _block(labels: np.ndarray, cls: int, side: int, rng: np.random.Generator) ->
     return where
 
 
-def series_labels(base: np.ndarray, parcels: np.ndarray, n: int, rng: np.random.Generator):
-    """The labels of every date and the events that made them."""
+def series_labels(base: np.ndarray, parcels: np.ndarray, n: int, rng: np.random.Generator, events: bool = True):
+    """The labels of every date and the events that made them (none without `events`)."""
+    if not events:
+        return [base.copy() for _ in range(n)], []
     size = base.shape[0]
     side = max(8, size // 8)
     clearing, built = _block(base, FOREST, side, rng), _block(base, FARMLAND, side, rng)
@@ -81,15 +83,16 @@ def _bounds(window: tuple[slice, slice]) -> str:
 
 
 def make_demo_series(out_dir: str | Path, dates: int, size: int = 2048, seed: int = 0,
-                     pixel_size: float = 2.0) -> dict[str, Path]:
+                     pixel_size: float = 2.0, events: bool = True) -> dict[str, Path]:
     """Write the series of `dates` dates over the demo scene of this size and seed into
-    `out_dir`/series (see the module docstring); returns the paths of dates.csv and events.csv."""
+    `out_dir`/series (see the module docstring; `events=False`: no class changes, only the crop
+    cycle and each date's speckle); returns the paths of dates.csv and events.csv."""
     if dates < 2:
         raise InputError(f"a series needs at least 2 dates, got {dates}")
     rng = np.random.default_rng(seed)  # the scene's own draws first, so the base labels are the scene's
     parcels = _parcels(rng, size, max(8, size // 40), max(16, size // 14))
     base = make_labels(rng, parcels)
-    labels, events = series_labels(base, parcels, dates, np.random.default_rng([seed, 7]))
+    labels, happened = series_labels(base, parcels, dates, np.random.default_rng([seed, 7]), events)
     folder = Path(out_dir) / "series"
     folder.mkdir(parents=True, exist_ok=True)
     names = series_dates(dates)
@@ -110,5 +113,5 @@ def make_demo_series(out_dir: str | Path, dates: int, size: int = 2048, seed: in
         with open(temps[-1], "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["event", "from", "to", "first date", "where"])
-            w.writerows(events)
+            w.writerows(happened)
     return {"dates": table, "events": log, "folder": folder}

@@ -36,7 +36,7 @@ def test_provider_lists_the_algorithms_with_icons(stars_provider):
     assert ids == ["stars:cleanlandcovermap", "stars:createaccuracysample", "stars:demoscene", "stars:estimateaccuracyarea",
                    "stars:evaluatesegmentation", "stars:exportonnx", "stars:installdependencies",
                    "stars:landcoverchange", "stars:landcoverpolygons", "stars:segmentmapsheets",
-                   "stars:segmentmissingmodality", "stars:trainstars"]
+                   "stars:segmentmissingmodality", "stars:segmenttimeseries", "stars:trainstars"]
     assert not stars_provider.icon().isNull()
     for alg in stars_provider.algorithms():
         url = alg.helpUrl()  # the Help button opens the README section about the algorithm
@@ -428,3 +428,27 @@ def test_land_cover_change_between_two_maps(demo_scene, run_alg, tmp_path):
     assert {f.GetField("to_class") for f in ds.GetLayerByName("landcover")} == {classes.names[0]}
     ds = None
     assert (tmp_path / "m.csv").read_text().startswith("from \\ to (ha)") and (tmp_path / "r.html").is_file()
+
+
+def test_a_sar_series_enters_the_project_as_one_group_for_the_temporal_controller(demo_scene, trained_model, run_alg,
+                                                                                  tmp_path, qgis_iface, monkeypatch):
+    import processing
+    from qgis.PyQt.QtCore import QDate
+
+    from stars_core.change.demo_series import make_demo_series
+
+    monkeypatch.setattr(qgis_iface, "layerTreeView", lambda: None, raising=False)  # as in the styled test
+    series = make_demo_series(tmp_path, 3, size=256, seed=1)
+    res = processing.runAndLoadResults("stars:segmenttimeseries", {
+        "DATES": str(series["dates"]), "MODEL": str(trained_model), "OUTPUT_FOLDER": str(tmp_path / "maps"),
+        "RUNTIME": 1, **SEG})
+    assert res["DONE"] == 3 and Path(res["RECORD"]).is_file()
+    group = QgsProject.instance().layerTreeRoot().findGroup("land cover series")
+    assert group is not None, [(l.name(), l.source()) for l in QgsProject.instance().mapLayers().values()]
+    layers = sorted((l.layer() for l in group.findLayers()), key=lambda l: l.name())
+    assert [l.name() for l in layers] == ["land cover 2024-04-01", "land cover 2024-04-13", "land cover 2024-04-25"]
+    for layer in layers:
+        props = layer.temporalProperties()
+        assert props.isActive() and layer.source().endswith("_filtered.tif")
+        assert props.fixedTemporalRange().begin().date() == QDate.fromString(layer.name()[-10:], "yyyy-MM-dd")
+        assert isinstance(layer.renderer(), QgsPalettedRasterRenderer)
