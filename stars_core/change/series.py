@@ -173,6 +173,72 @@ def filter_folder(folder: str | os.PathLike, switch: float = 0.02, cancel=None, 
     return {**counts, "outputs": outs}
 
 
+def period_map(folder: str | os.PathLike, period: str | None, which: str, out: Path, filtered: bool | None = None,
+               cancel=None) -> tuple[Path, str]:
+    """The class map of a period of a series folder: `period` is a date, a range FROM:TO (either end
+    may be left out), or None with `which` "first"/"last". A period of several dates is their
+    per-pixel most frequent class (ties: the latest date), written to `out`. The filtered maps are
+    used where the folder has them (unless `filtered` says otherwise). Returns (map, what it is)."""
+    folder = Path(folder)
+    rows = _read_record(folder / RECORD)
+    if not rows:
+        raise InputError(f"{os.fspath(folder)!r} is not a series folder (no series.csv); make one with "
+                         f"`stars segment-series`")
+    dates = sorted(rows)
+    if period is None:
+        chosen = [dates[0] if which == "first" else dates[-1]]
+    else:
+        lo, sep, hi = period.partition(":")
+        lo_d, hi_d = (parse_date(x) if x else None for x in (lo, hi if sep else lo))
+        if (lo and lo_d is None) or (sep and hi and hi_d is None):
+            raise InputError(f"period {period!r}: give a date (2024-05-01) or a range (2024-04-01:2024-06-30)")
+        chosen = [d for d in dates if (lo_d is None or d >= lo_d) and (hi_d is None or d <= hi_d)]
+        if not chosen:
+            raise InputError(f"no date of the series falls in {period!r} (the series has {dates[0]} to {dates[-1]})")
+    use_filtered = all(rows[d].get("filtered") for d in chosen) if filtered is None else filtered
+    key = "filtered" if use_filtered else "map"
+    paths = [folder / rows[d][key] for d in chosen]
+    label = (f"{chosen[0]}" if len(chosen) == 1 else f"{chosen[0]} to {chosen[-1]} ({len(chosen)} dates, most "
+             f"frequent class)") + (" filtered" if use_filtered else "")
+    if len(paths) == 1:
+        return paths[0], label
+    _mode_composite(paths, out, cancel)
+    return out, label
+
+
+def _mode_composite(paths: Sequence[Path], out: Path, cancel) -> None:
+    """Each pixel's most frequent class over `paths` (ties: the latest), no data where all are."""
+    from ..classes import stored_classes
+    from ..infer import style_class_map
+
+    srcs = [rasterio.open(p) for p in paths]
+    try:
+        classes = stored_classes(srcs[0])
+        nodata = srcs[0].nodata
+        with rasterio.open(out, "w", **srcs[0].profile) as dst:
+            for row in range(0, srcs[0].height, 256):
+                if cancel is not None and cancel():
+                    raise Cancelled("cancelled; no output was written")
+                w = Window(0, row, srcs[0].width, min(256, srcs[0].height - row))
+                stack = np.stack([s.read(1, window=w) for s in srcs])  # (T, h, w)
+                counts = np.stack([(stack == v).sum(0) for v in classes.values])  # (K, h, w)
+                best = np.argmax(counts * (len(srcs) + 1) + _latest(stack, classes.values), axis=0)  # ties: latest
+                result = np.asarray(classes.values)[best].astype(stack.dtype)
+                if nodata is not None:
+                    result[counts.sum(0) == 0] = nodata
+                dst.write(result, 1, window=w)
+    finally:
+        for s in srcs:
+            s.close()
+    style_class_map(out, classes)
+
+
+def _latest(stack: np.ndarray, values) -> np.ndarray:
+    """(K, h, w): for each class, 1 + the latest date index holding it (0 if none): breaks ties."""
+    T = stack.shape[0]
+    return np.stack([np.max(np.where(stack == v, np.arange(1, T + 1)[:, None, None], 0), axis=0) for v in values])
+
+
 def _check_dates(dates: Sequence[DateInput], reference, model, cfg: SegmentConfig) -> None:
     """Every date overlaps the grid and has the model's band count: refused before any work."""
     from ..raster import check_overlap

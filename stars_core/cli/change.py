@@ -114,9 +114,13 @@ def add_parsers(sub) -> None:
                         "transition matrix of mapped areas. The maps must share a class table; the second is read on "
                         "the first one's grid. A minimum mapping unit merges small change patches into their "
                         "neighbours.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ch.add_argument("map_a", help="class map of the first date (e.g. from `stars segment`)")
-    ch.add_argument("map_b", help="class map of the second date, same classes")
-    ch.add_argument("output", help="from-to GeoTIFF to write (with its colour table, class names and .qml)")
+    ch.add_argument("maps", nargs="+", metavar="MAP_A MAP_B OUTPUT", help="the class maps of the two dates (same "
+                    "classes) and the from-to GeoTIFF to write; with --series only OUTPUT")
+    ch.add_argument("--series", metavar="DIR", help="take the maps from a `stars segment-series` folder: the first "
+                    "and last dates, or --from and --to (the filtered maps where it has them)")
+    ch.add_argument("--from", dest="period_a", metavar="DATE|FROM:TO", help="with --series: the first date or period "
+                    "(a period's map is each pixel's most frequent class over its dates)")
+    ch.add_argument("--to", dest="period_b", metavar="DATE|FROM:TO", help="with --series: the second date or period")
     ch.add_argument("--unchanged", choices=["keep", "single"], default="keep",
                     help="unchanged pixels keep their class (default) or share one 'no change' class")
     ch.add_argument("--groups", metavar="CSV", help="group transitions into change classes: columns from,to,group "
@@ -129,10 +133,37 @@ def add_parsers(sub) -> None:
     ch.add_argument("--class-table", help="CSV/JSON class table of both maps (default: the one stored in them)")
 
 
+def _change_inputs(args, tmp) -> tuple[str, str, str]:
+    """MAP_A, MAP_B and OUTPUT from the positionals, or from --series and its periods."""
+    from pathlib import Path
+
+    from ..errors import InputError
+
+    if args.series is None:
+        if len(args.maps) != 3 or args.period_a or args.period_b:
+            raise InputError("give MAP_A MAP_B OUTPUT, or --series DIR [--from ...] [--to ...] OUTPUT")
+        return tuple(args.maps)
+    if len(args.maps) != 1:
+        raise InputError("with --series give only OUTPUT: the maps come from the series folder")
+    from ..change.series import period_map
+
+    a, label_a = period_map(args.series, args.period_a, "first", Path(tmp) / "period_a.tif", cancel=STOP)
+    b, label_b = period_map(args.series, args.period_b, "last", Path(tmp) / "period_b.tif", cancel=STOP)
+    print(f"from {label_a} to {label_b}")
+    return str(a), str(b), args.maps[0]
+
+
 def cmd_change(args) -> int:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="stars-change-") as tmp:
+        return _run_change(args, *_change_inputs(args, tmp))
+
+
+def _run_change(args, map_a: str, map_b: str, output: str) -> int:
     from ..change import change_map
 
-    result = change_map(args.map_a, args.map_b, args.output, unchanged=args.unchanged, groups=args.groups,
+    result = change_map(map_a, map_b, output, unchanged=args.unchanged, groups=args.groups,
                         mmu=_mmu(args), connectivity=args.connectivity, class_table=args.class_table,
                         polygons=args.polygons, matrix_csv=args.csv, html_report=args.html, cancel=STOP, log=print)
     share = 100 * result.changed_ha / max(result.total_ha, 1e-12)

@@ -172,3 +172,47 @@ def test_segment_series_with_the_temporal_filter(series, trained_model, tmp_path
     assert "filtered" in (out / "series.csv").read_text().splitlines()[0]
     assert cli_main(["filter-series", str(out), "--switch", "0.2"]) == 0  # again, with another prior
     assert "temporal filter (switch 0.2)" in capsys.readouterr().out
+
+
+def test_change_from_a_series_first_to_last_and_between_periods(series, trained_model, tmp_path, capsys):
+    folder = series["folder"]
+    out = tmp_path / "maps"
+    rasters = [str(p) for p in sorted(folder.glob("S1_*.tif"))]
+    assert cli_main(["segment-series", str(trained_model), str(out), *rasters, "--temporal-filter", *SEG]) == 0
+    capsys.readouterr()
+    assert cli_main(["change", str(tmp_path / "c.tif"), "--series", str(out)]) == 0
+    assert "from 2024-04-01 filtered to 2024-05-07 filtered" in capsys.readouterr().out
+    direct = tmp_path / "d.tif"
+    assert cli_main(["change", str(out / "2024-04-01_filtered.tif"), str(out / "2024-05-07_filtered.tif"),
+                     str(direct)]) == 0
+    assert np.array_equal(rasterio.open(tmp_path / "c.tif").read(1), rasterio.open(direct).read(1))
+    capsys.readouterr()
+    assert cli_main(["change", str(tmp_path / "p.tif"), "--series", str(out), "--from", "2024-04-01:2024-04-13",
+                     "--to", "2024-04-25:"]) == 0
+    assert "2024-04-01 to 2024-04-13 (2 dates, most frequent class)" in capsys.readouterr().out
+    for argv, message in ((["x.tif", "--series", str(out), "--from", "2023-01-01:2023-02-01"], "no date of the series"),
+                          (["a.tif", "x.tif", "--series", str(out)], "give only OUTPUT"),
+                          (["x.tif", "--series", str(tmp_path)], "is not a series folder")):
+        assert cli_main(["change", *(str(tmp_path / a) if a.endswith(".tif") else a for a in argv)]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_the_mode_of_a_period_breaks_ties_with_the_latest_date(tmp_path):
+    from rasterio.transform import from_origin
+
+    from stars_core.change.series import _mode_composite
+    from stars_core.classes import ClassTable
+    from stars_core.infer import style_class_map
+
+    classes = ClassTable((1, 2, 3), ("a", "b", "c"), ("#ff0000", "#00ff00", "#0000ff"))
+    stacks = [[1, 1, 2, 255], [2, 2, 2, 255], [2, 3, 1, 255]]  # per date, 4 pixels (255: no data)
+    paths = []
+    for k, row in enumerate(stacks):
+        path = tmp_path / f"{k}.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=4, height=1, count=1, dtype="uint8", nodata=255,
+                           crs="EPSG:32633", transform=from_origin(0, 0, 1, 1)) as ds:
+            ds.write(np.array([row], np.uint8), 1)
+        style_class_map(path, classes)
+        paths.append(path)
+    _mode_composite(paths, tmp_path / "mode.tif", None)
+    assert rasterio.open(tmp_path / "mode.tif").read(1)[0].tolist() == [2, 3, 2, 255]  # 1, 2, 3: a tie, the last
