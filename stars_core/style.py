@@ -88,17 +88,16 @@ def categorized_qml(classes: ClassTable, field: str, geometry: str) -> str:
 """
 
 
-def sample_qml(classes: ClassTable) -> str:
-    """A QGIS vector style for an accuracy sample: the `reference` field edited with a value map
-    of the class names (the interpreter picks a name, the class value is stored), the map class
-    shown read-only, and the points drawn in their map class's colour."""
+def sample_qml(classes: ClassTable, fields: tuple[str, ...] = ("reference",),
+               field_classes: ClassTable | None = None) -> str:
+    """A QGIS vector style for an accuracy sample: the reference `fields` edited with a value map of
+    class names (`field_classes`, default the map's: the interpreter picks a name, the class value is
+    stored), the map class shown read-only, and the points drawn in their map class's colour. A
+    sample of a from-to map has two, reference_from and reference_to, in the dates' classes."""
+    named = field_classes or classes
     options = "\n".join(f'              <Option type="Map"><Option name={quoteattr(n)} value="{v}" type="QString"/></Option>'
-                        for v, n in zip(classes.values, classes.names))
-    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
-<qgis version="3.22" styleCategories="Symbology|Fields|Forms">
-{_renderer(classes, "map_value", "marker")}
-  <fieldConfiguration>
-    <field name="reference" configurationFlags="None">
+                        for v, n in zip(named.values, named.names))
+    widgets = "".join(f"""    <field name="{name}" configurationFlags="None">
       <editWidget type="ValueMap">
         <config>
           <Option type="Map">
@@ -109,16 +108,22 @@ def sample_qml(classes: ClassTable) -> str:
         </config>
       </editWidget>
     </field>
-  </fieldConfiguration>
+""" for name in fields)
+    editable = "".join(f'    <field name="{name}" editable="1"/>\n' for name in fields)
+    aliases = "".join(f'    <field name="{name}" index="{3 + k}" alias="{name.replace("_", " ")} class (interpreted)"/>\n'
+                      for k, name in enumerate(fields))
+    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.22" styleCategories="Symbology|Fields|Forms">
+{_renderer(classes, "map_value", "marker")}
+  <fieldConfiguration>
+{widgets}  </fieldConfiguration>
   <editable>
     <field name="id" editable="0"/>
     <field name="map_value" editable="0"/>
     <field name="map_name" editable="0"/>
-    <field name="reference" editable="1"/>
-  </editable>
+{editable}  </editable>
   <aliases>
-    <field name="reference" index="3" alias="reference class (interpreted)"/>
-  </aliases>
+{aliases}  </aliases>
 </qgis>
 """
 

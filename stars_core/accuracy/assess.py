@@ -32,6 +32,7 @@ class Assessment:
     sample_path: str
     labelled: int
     unlabelled: list[int] = field(default_factory=list)  # ids of the points left out
+    dates: dict | None = None  # a from-to map's sample: {"first"/"second": (path, StehmanEstimate)}
 
 
 def _shown(ids: list[int], limit: int = 10) -> str:
@@ -56,6 +57,8 @@ def assess(map_path: str | os.PathLike, sample_path: str | os.PathLike, class_ta
         xy = _in_map_crs(sample, ds, sample_path, notes)
         on_map = _map_values(ds, xy)
     _refuse_duplicates(sample, xy, ds_name=os.fspath(sample_path))
+    if sample.from_to is not None:
+        sample.references = _transition_references(sample, sample_path)
     known = set(values)
     bad_ref = [i for i, r in zip(sample.ids, sample.references) if r is not None and r not in known]
     if bad_ref:
@@ -99,8 +102,57 @@ def assess(map_path: str | os.PathLike, sample_path: str | os.PathLike, class_ta
     result.notes[:0] = notes
     if unlabelled:
         result.notes.append(f"{len(unlabelled)} unlabelled point(s) left out: {_shown(unlabelled)}")
+    dates = _date_areas(sample, xy, map_values, result.notes) if sample.from_to is not None else None
     return Assessment(result, list(values), os.fspath(map_path), os.fspath(sample_path), int(counts.sum()),
-                      unlabelled)
+                      unlabelled, dates)
+
+
+def _transition_references(sample, sample_path) -> list[int | None]:
+    """Each labelled point's reference as a value of the from-to map's legend, from its from and to
+    classes; a point with only one of them is refused."""
+    from ..change.transitions import Group, Transitions
+    from ..classes import ClassTable
+
+    change = sample.design["change"]
+    dates = ClassTable.from_dict(change["classes"])
+    legend = Transitions(dates, change.get("unchanged", "keep"), [Group(*g) for g in change.get("groups", [])])
+    index = {v: k for k, v in enumerate(dates.values)}
+    half = [i for i, (a, b) in zip(sample.ids, sample.from_to) if (a is None) != (b is None)]
+    if half:
+        raise InputError(f"points {_shown(half)} of {os.fspath(sample_path)!r} have a reference for one date only: "
+                         f"give both reference_from and reference_to (the same class where nothing changed)")
+    unknown = [i for i, (a, b) in zip(sample.ids, sample.from_to) if a is not None and (a not in index or b not in index)]
+    if unknown:
+        raise InputError(f"points {_shown(unknown)} have from/to references outside the maps' classes "
+                         f"({', '.join(f'{v} {n}' for v, n in zip(dates.values, dates.names))}); correct them")
+    return [None if a is None else legend.value(index[a], index[b]) for a, b in sample.from_to]
+
+
+def _date_areas(sample, xy: np.ndarray, strata_values: list[int], notes: list[str]) -> dict | None:
+    """Class areas (and accuracy) of each date's map from a sample stratified by the from-to map:
+    Stehman's (2014) estimators, the strata (transitions) not being the date map's classes."""
+    from ..classes import ClassTable
+    from .stehman import stehman_estimate
+
+    change = sample.design["change"]
+    dates = ClassTable.from_dict(change["classes"])
+    labelled = [k for k, (a, _) in enumerate(sample.from_to) if a is not None]
+    sizes = {v: a / M2_PER_HA for v, a in zip(sample.strata.values, sample.strata.area_m2) if a > 0}
+    out = {}
+    for key, which, side in (("first", "map_a", 0), ("second", "map_b", 1)):
+        path = change.get(which)
+        if not path or not os.path.isfile(path):
+            notes.append(f"class areas of the {key} date left out: its map {path!r} is not where the change map "
+                         f"was made from")
+            continue
+        with open_raster(path, f"{key} date's map") as ds:
+            on_map = _map_values(ds, xy[labelled])
+        keep = [j for j, v in enumerate(on_map) if v is not None]
+        est = stehman_estimate([strata_values[labelled[j]] for j in keep], [on_map[j] for j in keep],
+                               [sample.from_to[labelled[j]][side] for j in keep], sizes, list(dates.values))
+        est.names = list(dates.names)
+        out[key] = (path, est)
+    return out or None
 
 
 def _in_map_crs(sample, ds, sample_path, notes: list[str]) -> np.ndarray:

@@ -45,9 +45,24 @@ def rows(a: Assessment) -> list[dict]:
     return out
 
 
+def date_rows(a: Assessment) -> dict[str, list[dict]]:
+    """A from-to map's sample: each date's class areas (ha, 95 %) and accuracies (Stehman 2014)."""
+    out = {}
+    total = a.estimate.total_area
+    for key, (path, e) in (a.dates or {}).items():
+        out[key] = [{"class": n, "map": path, "area_ha": float(e.area_share[k] * total),
+                     "area_ci95_ha": None if e.area_share_se[k] is None else 1.96 * e.area_share_se[k] * total,
+                     "users_accuracy": e.users[k], "producers_accuracy": e.producers[k]}
+                    for k, n in enumerate(e.names)]
+    return out
+
+
 def as_dict(a: Assessment) -> dict:
     e = a.estimate
-    return {
+    dates = {k: {"overall_accuracy": est.overall, "overall_ci95": None if est.overall_se is None else 1.96 * est.overall_se,
+                 "per_class": date_rows(a)[k], "method": "Stehman (2014): strata = the from-to map's classes"}
+             for k, (_, est) in (a.dates or {}).items()}
+    return {**({"dates": dates} if dates else {}),
         "map": a.map_path, "sample": a.sample_path, "labelled_points": a.labelled,
         "unlabelled_points": a.unlabelled, "classes": e.names, "values": a.values,
         "overall_accuracy": e.overall, "overall_ci95": e.ci95(e.overall_se),
@@ -70,6 +85,10 @@ def text(a: Assessment) -> str:
                      f"{r['area_percent']:>9.1f}% "
                      f"{_pm(r['users_accuracy'], None if r['users_ci95'] is None else r['users_ci95'] / 1.96, 2):>14} "
                      f"{_pm(r['producers_accuracy'], None if r['producers_ci95'] is None else r['producers_ci95'] / 1.96, 2):>14}")
+    for key, rows_ in date_rows(a).items():
+        lines += ["", f"class areas at the {key} date (Stehman 2014; strata: the from-to map's classes)"]
+        lines += [f"  {r['class']:<18} {r['area_ha']:>14,.1f} ha" + (f" ± {r['area_ci95_ha']:,.1f}" if r["area_ci95_ha"]
+                                                                    is not None else " (no interval)") for r in rows_]
     lines += [f"note: {n}" for n in e.notes]
     return "\n".join(lines) + "\n"
 
@@ -106,10 +125,50 @@ def to_html(a: Assessment) -> str:
             f"points of the stratified sample {html.escape(Path(a.sample_path).name)}; estimators of Olofsson et al. "
             f"(2014), strata = map classes.</p>"
             f"<table border='1' cellspacing='0' cellpadding='3'><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{body}</table>"
+            f"<h2>Mapped against estimated areas</h2><p>bars: mapped area; dots and lines: the estimate and its 95 % "
+            f"interval. Where a dot falls outside its bar's end, the map's area is off by more than chance.</p>"
+            f"{area_chart(rows(a))}" + _date_tables(a) +
             f"<h2>Error matrix in estimated area proportions</h2><p>rows: map class, columns: reference class</p>"
             f"<table border='1' cellspacing='0' cellpadding='3'><tr><th></th>"
             f"{''.join(f'<th>{html.escape(n)}</th>' for n in e.names)}</tr>{matrix}</table>"
             + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""))
+
+
+def area_chart(table: list[dict], width: int = 640) -> str:
+    """An SVG chart, one row per class: the mapped area as a bar, the estimate as a dot with its 95 %
+    interval as a line (people look rather than read)."""
+    rows_ = [r for r in table if r["mapped_ha"] > 0 or r["area_ha"] > 0]
+    if not rows_:
+        return ""
+    top = max(max(r["mapped_ha"], r["area_ha"] + (r["area_ci95_ha"] or 0)) for r in rows_) or 1.0
+    label, plot, step = 170, width - 190, 22
+    scale = plot / top
+    parts = []
+    for i, r in enumerate(rows_):
+        y = 10 + i * step
+        lo = max(0.0, r["area_ha"] - (r["area_ci95_ha"] or 0))
+        hi = r["area_ha"] + (r["area_ci95_ha"] or 0)
+        parts.append(f"<text x='{label - 6}' y='{y + 12}' text-anchor='end' font-size='12'>{html.escape(r['class'])}</text>"
+                     f"<rect x='{label}' y='{y + 3}' width='{r['mapped_ha'] * scale:.1f}' height='12' fill='#9ecae1'/>"
+                     f"<line x1='{label + lo * scale:.1f}' x2='{label + hi * scale:.1f}' y1='{y + 9}' y2='{y + 9}' "
+                     f"stroke='#08306b' stroke-width='2'/>"
+                     f"<circle cx='{label + r['area_ha'] * scale:.1f}' cy='{y + 9}' r='4' fill='#08306b'/>")
+    height = 20 + len(rows_) * step
+    axis = f"<text x='{label}' y='{height}' font-size='11'>0</text><text x='{label + plot}' y='{height}' " \
+           f"text-anchor='end' font-size='11'>{top:,.1f} ha</text>"
+    return f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height + 6}'>{''.join(parts)}{axis}</svg>"
+
+
+def _date_tables(a: Assessment) -> str:
+    out = ""
+    for key, rows_ in date_rows(a).items():
+        body = "".join(f"<tr><td>{html.escape(r['class'])}</td><td>{r['area_ha']:,.1f}</td><td>"
+                       + ("n/a" if r["area_ci95_ha"] is None else f"{r['area_ci95_ha']:,.1f}") + "</td></tr>"
+                       for r in rows_)
+        out += (f"<h2>Class areas at the {key} date</h2><p>Stehman's (2014) estimators: the sample's strata are the "
+                f"from-to map's classes, not this date's classes.</p><table border='1' cellspacing='0' "
+                f"cellpadding='3'><tr><th>class</th><th>estimated ha</th><th>± 95 % ha</th></tr>{body}</table>")
+    return out
 
 
 def write_reports(a: Assessment, json_path=None, csv_path=None, html_path=None) -> None:

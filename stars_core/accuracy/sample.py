@@ -204,13 +204,28 @@ def draw_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, class_ta
              for p, c in zip(strata.pixels, points)]
     with open_raster(map_path, "classified map") as ds:
         chosen = _locate(ds, strata, ranks, cancel, progress)
+        change = change_record(ds)
         design = {"map": os.path.abspath(os.fspath(map_path)), "width": ds.width, "height": ds.height,
                   "transform": list(ds.transform)[:6], "crs": ds.crs.to_wkt() if ds.crs else None, "seed": seed,
                   "allocation": allocation if per_class is None else "per class", "minimum": minimum,
-                  "rule": rule, "total": int(sum(points))}
+                  "rule": rule, "total": int(sum(points)), **({"change": change} if change else {})}
         _write_gpkg(out, ds, strata, points, chosen, design)
     log(f"{sum(points)} points: {rule}")
     return SampleResult(Path(out), strata, points, int(sum(points)), rule)
+
+
+FROM_TO = ("reference_from", "reference_to")
+
+
+def change_record(ds) -> dict | None:
+    """What a from-to map (`stars change`) was made from (its STARS_CHANGE tag), or None."""
+    tag = ds.tags().get("STARS_CHANGE")
+    return json.loads(tag) if tag else None
+
+
+def reference_fields(design: dict) -> tuple[str, ...]:
+    """The sample's reference fields: from and to classes for a from-to map, else `reference`."""
+    return FROM_TO if design.get("change") else ("reference",)
 
 
 def labelled_points(path: str | os.PathLike) -> int:
@@ -222,9 +237,10 @@ def labelled_points(path: str | os.PathLike) -> int:
         return 0
     ds = ogr.Open(os.fspath(path))
     layer = None if ds is None else ds.GetLayerByName("sample")
-    if layer is None or layer.GetLayerDefn().GetFieldIndex("reference") < 0:
+    fields = [f for f in ("reference", *FROM_TO) if layer is not None and layer.GetLayerDefn().GetFieldIndex(f) >= 0]
+    if not fields:
         return 0
-    layer.SetAttributeFilter("reference IS NOT NULL")
+    layer.SetAttributeFilter(" OR ".join(f"{f} IS NOT NULL" for f in fields))
     return int(layer.GetFeatureCount())
 
 
@@ -276,8 +292,9 @@ def _write_gpkg(out, ds, strata: Strata, points: list[int], chosen, design: dict
             srs.ImportFromWkt(ds.crs.to_wkt())
             srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
         layer = target.CreateLayer("sample", srs, ogr.wkbPoint)
+        fields = reference_fields(design)
         for name, kind in (("id", ogr.OFTInteger), ("map_value", ogr.OFTInteger), ("map_name", ogr.OFTString),
-                           ("reference", ogr.OFTInteger)):
+                           *((f, ogr.OFTInteger) for f in fields)):
             layer.CreateField(ogr.FieldDefn(name, kind))
         layer.StartTransaction()
         for i, (row, col, k) in enumerate(chosen, start=1):
@@ -286,7 +303,8 @@ def _write_gpkg(out, ds, strata: Strata, points: list[int], chosen, design: dict
             f.SetField("id", i)
             f.SetField("map_value", int(strata.values[k]))
             f.SetField("map_name", strata.names[k])
-            f.SetFieldNull("reference")
+            for name in fields:
+                f.SetFieldNull(name)
             point = ogr.Geometry(ogr.wkbPoint)
             point.AddPoint_2D(float(x), float(y))
             f.SetGeometry(point)
@@ -307,23 +325,28 @@ def _write_gpkg(out, ds, strata: Strata, points: list[int], chosen, design: dict
             f.SetField("area_m2", float(area))
             f.SetField("points", int(c))
             table.CreateFeature(f)
-        _default_style(target, strata.table())
+        _default_style(target, strata.table(), design)
         layer = table = None  # before their data source
         target = None
 
 
-def _default_style(target, classes: ClassTable) -> None:
-    """QGIS's default style for the sample layer: the value map on `reference`, points in class colours."""
+def _default_style(target, classes: ClassTable, design: dict) -> None:
+    """QGIS's default style for the sample layer: value maps on the reference fields (the dates'
+    classes for a from-to map), points in their map class's colour."""
     from ..style import gpkg_default_style, sample_qml
 
-    gpkg_default_style(target, "sample", sample_qml(classes), "STARS accuracy sample: pick the reference class by name")
+    change = design.get("change")
+    dates = ClassTable.from_dict(change["classes"]) if change else None
+    gpkg_default_style(target, "sample", sample_qml(classes, reference_fields(design), dates),
+                       "STARS accuracy sample: pick the reference class by name")
 
 
 @dataclass
 class LabelledSample:
     """A sample GeoPackage read back: its points and the strata table it was drawn with. Points
     added by hand may lack `id` (their feature id is used, and listed in `added`) and `map_value`
-    (None: the map's value at the point is used)."""
+    (None: the map's value at the point is used). A sample of a from-to map has `from_to` (the
+    interpreted class at each date, class values of the dates' table, or None) instead of references."""
 
     ids: list[int]
     xy: np.ndarray  # (P, 2) point coordinates, in `crs_wkt`
@@ -333,6 +356,7 @@ class LabelledSample:
     design: dict
     crs_wkt: str | None = None
     added: list[int] = field(default_factory=list)
+    from_to: list[tuple[int | None, int | None]] | None = None
 
 
 def read_sample(path: str | os.PathLike) -> LabelledSample:
@@ -349,17 +373,18 @@ def read_sample(path: str | os.PathLike) -> LabelledSample:
         raise InputError(f"{path!r} is not a sample written by `stars sample` (it needs the layers sample and "
                          f"strata)")
     layer = ds.GetLayerByName("sample")
+    design = json.loads(layer.GetMetadataItem("STARS_SAMPLE") or "{}")
     defn = layer.GetLayerDefn()
     fields = [defn.GetFieldDefn(i).GetName() for i in range(defn.GetFieldCount())]
-    missing = [f for f in ("id", "map_value", "reference") if f not in fields]
+    wanted = reference_fields(design)
+    missing = [f for f in ("id", "map_value", *wanted) if f not in fields]
     if missing:
-        raise InputError(f"{path!r}: the sample layer lacks the field(s) {', '.join(missing)}")
-    table = ds.GetLayerByName("strata")
-    rows = [(int(f.GetField("value")), f.GetField("name"), int(f.GetField("pixels")), float(f.GetField("area_m2")),
-             f.GetField("color") or "#808080") for f in table]
-    strata = Strata([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
-                    [r[4] for r in rows])
-    by_name = {str(n).strip().lower(): v for v, n in zip(strata.values, strata.names)}
+        raise InputError(f"{path!r}: the sample layer lacks the field(s) {', '.join(missing)}"
+                         + (" (a sample of a from-to map records the class at each date)" if design.get("change")
+                            else ""))
+    strata = _strata_table(ds.GetLayerByName("strata"))
+    named = ClassTable.from_dict(design["change"]["classes"]) if design.get("change") else strata.table()
+    by_name = {str(n).strip().lower(): v for v, n in zip(named.values, named.names)}
     ids, xy, values, refs, added, bad = [], [], [], [], [], []
     for f in layer:
         g = f.GetGeometryRef()
@@ -371,20 +396,33 @@ def read_sample(path: str | os.PathLike) -> LabelledSample:
         xy.append((g.GetX(), g.GetY()) if g is not None and not g.IsEmpty() else (math.nan, math.nan))
         values.append(None if f.IsFieldNull("map_value") or not f.IsFieldSet("map_value")
                       else int(f.GetField("map_value")))
-        ref = None if f.IsFieldNull("reference") or not f.IsFieldSet("reference") else f.GetField("reference")
-        if isinstance(ref, str):
-            text = ref.strip()
-            ref = None if not text else by_name.get(text.lower(), int(text) if text.lstrip("-").isdigit() else text)
-        if isinstance(ref, float):
-            ref = int(ref) if ref.is_integer() else ref
-        if ref is not None and not isinstance(ref, int):
-            bad.append((ident, ref))
-        refs.append(ref)
+        got = tuple(_reference(f, name, by_name) for name in wanted)
+        bad += [(ident, r) for r in got if r is not None and not isinstance(r, int)]
+        refs.append(got)
     if bad:
         shown = ", ".join(f"{i} ({r!r})" for i, r in bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-        raise InputError(f"{path!r}: field `reference` of points {shown} is neither a class value nor a class name; "
-                         f"use one of {', '.join(f'{v} {n}' for v, n in zip(strata.values, strata.names))}")
+        raise InputError(f"{path!r}: field {' or '.join(f'`{w}`' for w in wanted)} of points {shown} is neither a class "
+                         f"value nor a class name; use one of {', '.join(f'{v} {n}' for v, n in zip(named.values, named.names))}")
     srs = layer.GetSpatialRef()
-    design = json.loads(layer.GetMetadataItem("STARS_SAMPLE") or "{}")
-    return LabelledSample(ids, np.asarray(xy, np.float64).reshape(-1, 2), values, refs, strata, design,
-                          srs.ExportToWkt() if srs is not None else None, added)
+    from_to = [tuple(r) for r in refs] if len(wanted) == 2 else None
+    return LabelledSample(ids, np.asarray(xy, np.float64).reshape(-1, 2), values,
+                          [None] * len(refs) if from_to else [r[0] for r in refs], strata, design,
+                          srs.ExportToWkt() if srs is not None else None, added, from_to)
+
+
+def _strata_table(table) -> Strata:
+    rows = [(int(f.GetField("value")), f.GetField("name"), int(f.GetField("pixels")), float(f.GetField("area_m2")),
+             f.GetField("color") or "#808080") for f in table]
+    return Strata([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
+                  [r[4] for r in rows])
+
+
+def _reference(f, name: str, by_name: dict):
+    """A point's reference in field `name`: a class value, None (unlabelled), or what was typed instead."""
+    ref = None if f.IsFieldNull(name) or not f.IsFieldSet(name) else f.GetField(name)
+    if isinstance(ref, str):
+        text = ref.strip()
+        ref = None if not text else by_name.get(text.lower(), int(text) if text.lstrip("-").isdigit() else text)
+    if isinstance(ref, float):
+        ref = int(ref) if ref.is_integer() else ref
+    return ref

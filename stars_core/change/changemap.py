@@ -202,6 +202,7 @@ def _style(out: Path, qml: Path, legend: Transitions, map_a, map_b, mmu) -> None
     table = legend.table()
     style_class_map(out, table, **{TAG: json.dumps({"map_a": os.path.abspath(map_a), "map_b": os.path.abspath(map_b),
                                                      "unchanged": legend.unchanged, "mmu": mmu,
+                                                     "groups": [[g.source, g.target, g.name] for g in legend.groups],
                                                      "classes": legend.classes.to_dict()})})
     qml.write_text(paletted_qml(table))
 

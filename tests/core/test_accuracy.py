@@ -156,7 +156,9 @@ def test_sample_label_and_assess_on_the_demo_map(landcover, demo_scene, tmp_path
     assert left[:2] == [1, 2] and r["labelled_points"] == 200 - len(left) and 0 < r["overall_accuracy"] <= 1
     assert sum(c["area_ha"] for c in r["per_class"]) == pytest.approx(r["mapped_area_ha"])
     assert sum(c["mapped_ha"] for c in r["per_class"]) == pytest.approx(r["mapped_area_ha"])
-    assert "<table" in (tmp_path / "r.html").read_text() and (tmp_path / "r.csv").read_text().startswith("value,")
+    page = (tmp_path / "r.html").read_text()
+    assert "<table" in page and "<svg" in page and page.count("<circle") == sum(c["area_ha"] > 0 or c["mapped_ha"] > 0 for c in r["per_class"])
+    assert (tmp_path / "r.csv").read_text().startswith("value,")
 
 
 @pytest.mark.parametrize("damage,message", [

@@ -135,23 +135,58 @@ def test_maps_that_cannot_make_a_change_map_are_refused_in_one_line(pair, tmp_pa
 
 
 def test_the_change_map_is_sampled_and_assessed_with_its_transitions_as_strata(pair, tmp_path):
+    """The reference is recorded as the class at each date; an interpreter who agrees with both maps
+    everywhere gives overall accuracy 1, the mapped transition areas, and (Stehman's estimators) each
+    date's mapped class areas."""
     from osgeo import ogr
 
     from stars_core.accuracy.assess import assess
+    from stars_core.accuracy.report import text
     from stars_core.accuracy.sample import draw_sample
     from stars_core.change import change_map
 
-    pa, pb, *_ = pair
+    pa, pb, a, b = pair
     r = change_map(pa, pb, tmp_path / "c.tif", log=lambda m: None)
     sample = draw_sample(tmp_path / "c.tif", tmp_path / "s.gpkg", n=60, minimum=10, log=lambda m: None)
     assert "forest -> farmland" in sample.strata.names
     assert all(n >= 1 for n, px in zip(sample.points, sample.strata.pixels) if px)  # every mapped stratum
-    ds = ogr.Open(str(tmp_path / "s.gpkg"), 1)  # an interpreter who agrees with the map everywhere
+    ds = ogr.Open(str(tmp_path / "s.gpkg"), 1)
     layer = ds.GetLayerByName("sample")
-    for f in layer:
-        f.SetField("reference", f.GetField("map_value"))
-        layer.SetFeature(f)
+    assert layer.GetLayerDefn().GetFieldIndex("reference") < 0
+    with rasterio.open(pa) as ma, rasterio.open(pb) as mb:
+        for f in layer:
+            g = f.GetGeometryRef()
+            row, col = ma.index(g.GetX(), g.GetY())
+            f.SetField("reference_from", int(a[row, col]))
+            f.SetField("reference_to", int(b[row, col]))
+            layer.SetFeature(f)
     layer = ds = None
-    a = assess(tmp_path / "c.tif", tmp_path / "s.gpkg")
-    k = list(a.estimate.names).index("forest -> farmland")
-    assert a.estimate.overall == pytest.approx(1.0) and a.estimate.area[k] == pytest.approx(r.matrix_ha[0, 1])
+    result = assess(tmp_path / "c.tif", tmp_path / "s.gpkg")
+    e = result.estimate
+    k = list(e.names).index("forest -> farmland")
+    assert e.overall == pytest.approx(1.0) and e.area[k] == pytest.approx(r.matrix_ha[0, 1])
+    for key, m in (("first", a), ("second", b)):
+        _, est = result.dates[key]
+        valid = (a > 0) & (b > 0)
+        mapped = [((m == v) & valid).sum() * 0.01 for v in (1, 2, 3)]
+        np.testing.assert_allclose(est.area_share * e.total_area, mapped, rtol=1e-9)
+    assert "class areas at the second date (Stehman 2014" in text(result)
+
+
+def test_a_change_sample_with_one_date_labelled_is_refused(pair, tmp_path, capsys):
+    from osgeo import ogr
+
+    from stars_core.change import change_map
+
+    pa, pb, *_ = pair
+    change_map(pa, pb, tmp_path / "c.tif", log=lambda m: None)
+    assert cli_main(["sample", str(tmp_path / "c.tif"), str(tmp_path / "s.gpkg"), "--n", "30"]) == 0
+    ds = ogr.Open(str(tmp_path / "s.gpkg"), 1)
+    layer = ds.GetLayerByName("sample")
+    f = layer.GetNextFeature()
+    f.SetField("reference_from", 1)
+    layer.SetFeature(f)
+    f = layer = ds = None
+    capsys.readouterr()
+    assert cli_main(["assess", str(tmp_path / "c.tif"), str(tmp_path / "s.gpkg")]) == 2
+    assert "have a reference for one date only" in capsys.readouterr().err
