@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export QT_QPA_PLATFORM ?= offscreen
 export XDG_RUNTIME_DIR ?= /tmp/runtime-$(shell id -u)
 
-.PHONY: setup test demo bench package install-plugin check-install lint-qt6 test-core check-debian13 clean
+.PHONY: setup test demo demo-change bench package install-plugin check-install lint-qt6 test-core check-debian13 clean
 
 setup:
 	@bash scripts/setup.sh
@@ -16,6 +16,10 @@ test: setup
 demo: setup
 	@mkdir -p $(XDG_RUNTIME_DIR) && chmod 700 $(XDG_RUNTIME_DIR)
 	$(PY) scripts/demo.py
+
+# Change through clouds on a generated SAR series: series maps, change map, sample, estimated areas
+demo-change: setup
+	$(PY) scripts/demo_change.py
 
 bench: setup
 	$(PY) bench/model_speed.py --batches 1 --repeats 2

@@ -160,14 +160,19 @@ def test_train_with_polygon_labels_and_cancel_keeps_a_model(demo_scene, run_alg,
     assert payload["classes"]["values"] == [1, 3]
 
 
+def headless_postprocessing(monkeypatch) -> None:
+    """Processing's post-processing as in a QGIS without a main window (qgis_process): no iface.
+    With pytest-qgis's stand-in iface, QGIS 3.40 calls iface.layerTreeView().currentNode() and 3.44
+    hands iface.layerTreeView() to C++, which refuses the stand-in's answers. The layers still go
+    into the project, styled: what the tests check."""
+    monkeypatch.setattr("processing.gui.Postprocessing.iface", None, raising=False)
+
+
 def test_segment_output_is_styled_with_one_entry_per_class(demo_scene, trained_model, run_alg, tmp_path,
-                                                          qgis_iface, monkeypatch):
+                                                          monkeypatch):
     import processing
 
-    # Processing's post-processing hands iface.layerTreeView() to C++ (QGIS 3.44); pytest-qgis's
-    # stand-in iface would answer with a MagicMock, which the binding refuses. No view is what a
-    # headless QGIS has (qgis_process too): the layers still go into the project, styled.
-    monkeypatch.setattr(qgis_iface, "layerTreeView", lambda: None, raising=False)
+    headless_postprocessing(monkeypatch)
 
     out = tmp_path / "map.tif"
     res = processing.runAndLoadResults("stars:segmentmissingmodality", {
@@ -431,13 +436,13 @@ def test_land_cover_change_between_two_maps(demo_scene, run_alg, tmp_path):
 
 
 def test_a_sar_series_enters_the_project_as_one_group_for_the_temporal_controller(demo_scene, trained_model, run_alg,
-                                                                                  tmp_path, qgis_iface, monkeypatch):
+                                                                                  tmp_path, monkeypatch):
     import processing
     from qgis.PyQt.QtCore import QDate
 
     from stars_core.change.demo_series import make_demo_series
 
-    monkeypatch.setattr(qgis_iface, "layerTreeView", lambda: None, raising=False)  # as in the styled test
+    headless_postprocessing(monkeypatch)
     series = make_demo_series(tmp_path, 3, size=256, seed=1)
     res = processing.runAndLoadResults("stars:segmenttimeseries", {
         "DATES": str(series["dates"]), "MODEL": str(trained_model), "OUTPUT_FOLDER": str(tmp_path / "maps"),
