@@ -127,6 +127,11 @@ def estimate(counts, mapped: np.ndarray, names: list[str] | None = None) -> Esti
         terms = (W * p[:, k] - p[:, k] ** 2) / np.maximum(rows - 1, 1)
         area_share_se.append(float(np.sqrt(max(terms[strata].sum(), 0.0))))
 
+    flat_area = [names[k] for k in range(K) if area_share_se[k] == 0 and (area_share[k] > 0 or W[k] > 0)]
+    if flat_area:
+        notes.append("area intervals of zero width are not informative: no sampled point of any stratum was "
+                     f"uncertain about {', '.join(flat_area)} (every stratum's points all agreed, or all disagreed, "
+                     f"on it); more points in the large strata would show the omission a zero width hides")
     producers, producers_se = [], []
     Ni = mapped  # N_i.: mapped size of stratum i (any unit: it cancels in the ratio)
     for j in range(K):

@@ -76,12 +76,14 @@ def as_dict(a: Assessment) -> dict:
 def text(a: Assessment) -> str:
     """The table printed by `stars assess`."""
     e = a.estimate
+    shown = [r for r in rows(a) if r["points"] or r["mapped_ha"] or r["area_ha"]]  # (every class in JSON and CSV)
+    w = max([18] + [len(r["class"]) for r in shown])
     lines = [f"overall accuracy {_pm(e.overall, e.overall_se)} ({a.labelled} labelled points; 95 % intervals)", "",
-             f"{'class':<18} {'points':>6} {'mapped ha':>11} {'estimated ha (95 %)':>24} {'% of area':>10} "
+             f"{'class':<{w}} {'points':>6} {'mapped ha':>11} {'estimated ha (95 %)':>24} {'% of area':>10} "
              f"{'user':>14} {'producer':>14}"]
-    for r in rows(a):
+    for r in shown:
         area = f"{r['area_ha']:,.1f}" + (f" ± {r['area_ci95_ha']:,.1f}" if r["area_ci95_ha"] is not None else "")
-        lines.append(f"{r['class']:<18} {r['points']:>6} {r['mapped_ha']:>11,.1f} {area:>24} "
+        lines.append(f"{r['class']:<{w}} {r['points']:>6} {r['mapped_ha']:>11,.1f} {area:>24} "
                      f"{r['area_percent']:>9.1f}% "
                      f"{_pm(r['users_accuracy'], None if r['users_ci95'] is None else r['users_ci95'] / 1.96, 2):>14} "
                      f"{_pm(r['producers_accuracy'], None if r['producers_ci95'] is None else r['producers_ci95'] / 1.96, 2):>14}")
