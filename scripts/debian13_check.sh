@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's two commands (`make test`, `make demo`) in a fresh Debian 13 (trixie) root, as a new
 # user on a fresh machine would run them: QGIS 3.40, Python 3.13, numpy 2 from trixie, or QGIS 3.44
-# from trixie-backports with BACKPORTS=1. Run as root on a Debian or Ubuntu machine:
-#     make check-debian13 [BACKPORTS=1] [STEPS="test demo"] [ROOT=/var/tmp/stars-trixie]
+# from trixie-backports with BACKPORTS=1; then the demo project opened in a real QGIS window, offline,
+# and the messages it shows listed (step "project": there must be none). Run as root:
+#     make check-debian13 [BACKPORTS=1] [STEPS="test demo project"] [ROOT=/var/tmp/stars-trixie]
 # The root is made once with debootstrap from Debian's registry and kept (a later run reuses it;
 # `rm -rf` it for a fresh one); the project is cloned into it from this checkout's HEAD. Logs and
 # timings go to build/debian13/<qgis version>/. Not part of `make test` (minutes, and root).
@@ -12,7 +13,7 @@ REPO=$(pwd)
 suffix=""; [ "${BACKPORTS:-0}" = 1 ] && suffix=-backports
 ROOT=${ROOT:-/var/tmp/stars-trixie$suffix}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
-STEPS=${STEPS-test demo}
+STEPS=${STEPS-test demo project}
 [ "$(id -u)" -eq 0 ] || { echo "debian13_check: run as root (debootstrap and chroot need it)" >&2; exit 2; }
 
 if [ ! -x "$ROOT/usr/bin/python3" ]; then
@@ -56,13 +57,22 @@ versions=$(inside "dpkg-query -W -f='\${Version}' qgis 2>/dev/null || echo none"
 out="$REPO/build/debian13/qgis-${versions%%+*}"
 mkdir -p "$out"
 for step in $STEPS; do
-    echo "debian13_check: make $step (log: $out/$step.log)"
+    echo "debian13_check: $step (log: $out/$step.log)"
     start=$(date +%s)
     set +e
-    inside "cd /work/main && make $step" > "$out/$step.log" 2>&1
-    rc=$?
+    if [ "$step" = project ]; then  # a fresh profile, no network: what the demo project shows when opened
+        inside "cd /work/main && export QGIS_CUSTOM_CONFIG_PATH=\$(mktemp -d) STARS_MESSAGES_OUT=/work/messages.txt &&
+                xvfb-run -a -s '-screen 0 1280x800x24' qgis --nologo --noversioncheck \
+                --code scripts/project_messages.py demo_out/stars_demo.qgz" > "$out/$step.log" 2>&1
+        rc=$?
+        cp "$ROOT/work/messages.txt" "$out/project_messages.txt" 2>/dev/null
+        echo "project messages: $(cat "$out/project_messages.txt" 2>/dev/null | wc -l)" | tee -a "$out/summary.txt"
+    else
+        inside "cd /work/main && make $step" > "$out/$step.log" 2>&1
+        rc=$?
+    fi
     set -e
-    echo "make $step: rc $rc, $(( $(date +%s) - start )) s" | tee -a "$out/summary.txt"
+    echo "$step: rc $rc, $(( $(date +%s) - start )) s" | tee -a "$out/summary.txt"
 done
 inside "cd /work/main && .venv/bin/python -c 'import sys, numpy, torch, qgis.core as q, osgeo, rasterio, shapely;
 print(\"Debian\", open(\"/etc/debian_version\").read().strip(), \"| QGIS\", q.Qgis.QGIS_VERSION, \"| Python\", sys.version.split()[0],
