@@ -33,6 +33,7 @@ for fs in proc sys dev dev/pts; do
 done
 
 # this machine's certificate authorities (a proxy that inspects TLS signs with its own) and proxy settings
+mkdir -p "$ROOT/etc/ssl"
 cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/host-ca-certificates.crt" 2>/dev/null || true
 passed=(HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8
         DEBIAN_FRONTEND=noninteractive)
