@@ -43,7 +43,7 @@ from .bands import BandStats, normalise
 from .classes import ClassTable, rgb
 from .config import SegmentConfig
 from .files import atomic_outputs, check_outputs
-from .raster import (aligned, band_names, centre_latitude, geometries_in, metres_per_pixel, open_raster, pixel_area,
+from .raster import (aligned, band_names, crs_label, centre_latitude, geometries_in, metres_per_pixel, open_raster, pixel_area,
                      pixel_size, read_polygons, valid_mask, window_of)
 from . import threads
 from .errors import Cancelled, InputError
@@ -402,7 +402,7 @@ def _extent_window(src, input, extent: tuple[float, float, float, float], extent
         if crs.is_geographic and not (-180 <= xmin and xmax <= 360 and -90 <= ymin and ymax <= 90):
             raise InputError(f"the extent {extent} is not in degrees, but --extent-crs {extent_crs} is geographic "
                              f"(longitude -180..180, latitude -90..90): give the extent's own CRS (that of the "
-                             f"input is {_crs_label(src.crs)})")
+                             f"input is {crs_label(src.crs)})")
         try:
             box = geometries_in(crs.to_wkt(), [(box, None)], src.crs)[0][0]
         except Exception as exc:  # GDAL/PROJ: coordinates the CRS cannot take
@@ -415,11 +415,6 @@ def _extent_window(src, input, extent: tuple[float, float, float, float], extent
     return window
 
 
-def _crs_label(crs) -> str:
-    epsg = crs.to_epsg() if crs is not None else None
-    return f"EPSG:{epsg}" if epsg else ("none" if crs is None else "a custom CRS")
-
-
 def _check_mask_overlaps(src, window, clip: tuple[str, list[dict]], mask) -> None:
     """A mask that misses the area to segment would give an all-no-data map: refused."""
     from rasterio.windows import bounds as window_bounds
@@ -430,7 +425,7 @@ def _check_mask_overlaps(src, window, clip: tuple[str, list[dict]], mask) -> Non
     inside = [g for g, _ in geometries_in(wkt, [(g, None) for g in geoms], src.crs)]
     if not any(shape(g).intersects(area) for g in inside if g is not None):
         raise InputError(f"no polygon of the mask {os.fspath(mask)!r} overlaps the area to segment (bounds "
-                         f"{tuple(round(v, 3) for v in area.bounds)} in {_crs_label(src.crs)}): the map would be all "
+                         f"{tuple(round(v, 3) for v in area.bounds)} in {crs_label(src.crs)}): the map would be all "
                          f"no data; check the mask's layer, selection and CRS")
 
 

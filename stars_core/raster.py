@@ -182,3 +182,9 @@ def window_of(src, geom: dict):
     if width <= 0 or height <= 0:
         return None
     return rasterio.windows.Window(col, row, width, height)
+
+
+def crs_label(crs) -> str:
+    """A CRS as people name it in a message: EPSG:n, "a custom CRS", or "none"."""
+    epsg = crs.to_epsg() if crs is not None else None
+    return f"EPSG:{epsg}" if epsg else ("none" if crs is None else "a custom CRS")

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..raster import open_raster
+from ..raster import crs_label, open_raster
 from ..errors import InputError
 from .estimate import Estimate, estimate
 from .sample import count_strata, map_classes, read_sample
@@ -171,14 +171,9 @@ def _in_map_crs(sample, ds, sample_path, notes: list[str]) -> np.ndarray:
     if ok.any():
         xs, ys = transform(theirs, ds.crs, sample.xy[ok, 0].tolist(), sample.xy[ok, 1].tolist())
         out[ok] = np.column_stack([xs, ys])
-    notes.append(f"the sample is in {_crs_name(theirs)}, the map in {_crs_name(ds.crs)}: points were transformed "
+    notes.append(f"the sample is in {crs_label(theirs)}, the map in {crs_label(ds.crs)}: points were transformed "
                  f"to the map's CRS")
     return out
-
-
-def _crs_name(crs) -> str:
-    epsg = crs.to_epsg()
-    return f"EPSG:{epsg}" if epsg else (crs.to_wkt()[:60] + "...")
 
 
 def _refuse_duplicates(sample, xy: np.ndarray, ds_name: str) -> None:
