@@ -4,12 +4,17 @@ PY := $(VENV)/bin/python
 export QT_QPA_PLATFORM ?= offscreen
 export XDG_RUNTIME_DIR ?= /tmp/runtime-$(shell id -u)
 
-.PHONY: setup test demo demo-change bench package install-plugin check-install lint-qt6 test-core check-debian13 clean
+.PHONY: setup docs test demo demo-change bench package install-plugin check-install lint-qt6 test-core check-debian13 clean
 
 setup:
 	@bash scripts/setup.sh
 
-test: setup
+# The documentation site into build/site; strict: a broken link or anchor, a page left out of the
+# navigation or an algorithm without its page fails the build (offline, a few seconds)
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+
+test: setup docs
 	@mkdir -p $(XDG_RUNTIME_DIR) && chmod 700 $(XDG_RUNTIME_DIR)
 	$(PY) -m pytest -q tests
 

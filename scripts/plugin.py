@@ -33,18 +33,16 @@ def _files(folder: Path):
 MAX_MB = 10  # the plugin repository's limit is 25 MB; ours is far below
 
 
-def help_html() -> str:
-    """The README as the HTML page the algorithms' Help buttons open (GitHub-style heading anchors)."""
-    import re
-
-    import markdown
-
-    body = markdown.markdown((ROOT / "README.md").read_text(), extensions=["tables", "fenced_code", "toc"],
-                             extension_configs={"toc": {"slugify": lambda text, sep: re.sub(
-                                 r"[^\w\- ]", "", text.lower()).strip().replace(" ", "-")}})
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>STARS toolbox</title><style>body{{max-width:"
-            f"60em;margin:auto;font-family:sans-serif}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;"
-            f"padding:2px 6px}} pre{{background:#f4f4f4;padding:6px}}</style></head><body>{body}</body></html>")
+def build_site(out: Path) -> Path:
+    """The documentation site (mkdocs.yml, strict), which the algorithms' Help buttons open offline."""
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    env.setdefault("QT_QPA_PLATFORM", "offscreen")
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-f", str(ROOT / "mkdocs.yml"),
+                           "-d", str(out)], cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit("package refused: the documentation site does not build (make docs says why):\n"
+                         + (done.stderr or done.stdout)[-2000:])
+    return out
 
 
 def check(zip_path: Path) -> list[str]:
@@ -78,17 +76,18 @@ def check(zip_path: Path) -> list[str]:
 
 
 def package(out: Path) -> Path:
-    """dist/stars_qgis.zip: the plugin, the core it needs, resources, licence, metadata and the help page."""
+    """dist/stars_qgis.zip: the plugin, the core it needs, resources, licence, metadata and the help site."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr(f"{NAME}/help/README.html", help_html())
-        for src, dest in ((ROOT / NAME, NAME), (ROOT / "stars_core", f"{NAME}/stars_core"),
-                          (ROOT / "resources", f"{NAME}/resources")):
-            for path in _files(src):
-                z.write(path, f"{dest}/{path.relative_to(src).as_posix()}")
-        z.write(ROOT / "metadata.txt", f"{NAME}/metadata.txt")
-        z.write(ROOT / "LICENSE", f"{NAME}/LICENSE")
+    with tempfile.TemporaryDirectory() as site:
+        build_site(Path(site))
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+            for src, dest in ((ROOT / NAME, NAME), (ROOT / "stars_core", f"{NAME}/stars_core"),
+                              (ROOT / "resources", f"{NAME}/resources"), (Path(site), f"{NAME}/help")):
+                for path in _files(src):
+                    z.write(path, f"{dest}/{path.relative_to(src).as_posix()}")
+            z.write(ROOT / "metadata.txt", f"{NAME}/metadata.txt")
+            z.write(ROOT / "LICENSE", f"{NAME}/LICENSE")
     problems = check(tmp)
     if problems:
         tmp.unlink()

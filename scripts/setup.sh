@@ -42,7 +42,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$(cat "$stamp")" !
     mapfile -t torch_args < <(/usr/bin/python3 stars_qgis/installer.py torch-args "$TORCH_SPEC")
     echo "setup: PyTorch ${torch_args[0]} build (${torch_args[*]:1})"
     "$PY" -m pip install -q --disable-pip-version-check -c "$constraints" "${torch_args[@]:1}"
-    "$PY" -m pip install -q --disable-pip-version-check -c "$constraints" -e ".[test,onnx,fast,package]"
+    "$PY" -m pip install -q --disable-pip-version-check -c "$constraints" -e ".[test,onnx,fast,docs]"
     echo "$TORCH_SPEC" > "$stamp"
 fi
 system_numpy=$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)')

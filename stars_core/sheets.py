@@ -61,6 +61,19 @@ def read_sheets(path: str | os.PathLike, name_field: str | None = None) -> tuple
     return wkt, named
 
 
+def select_sheets(sheets: tuple[str, list], only: list[str]) -> tuple[str, list]:
+    """Keep the sheets named in `only` (names as read, or made file-safe); an unknown name is refused."""
+    wkt, named = sheets
+    wanted = {n.strip() for n in only if n.strip()}
+    known = {n for n, _ in named} | {safe_name(n) for n, _ in named}
+    unknown = sorted(wanted - known)
+    if unknown:
+        some = ", ".join(n for n, _ in named[:8]) + (" ..." if len(named) > 8 else "")
+        raise InputError(f"--only names sheets the sheet file does not have: {', '.join(unknown[:5])}; its sheets "
+                         f"are {some} (check --name-field)")
+    return wkt, [(n, g) for n, g in named if n in wanted or safe_name(n) in wanted]
+
+
 def _is_complete(path: Path) -> bool:
     try:
         with rasterio.open(path) as ds:

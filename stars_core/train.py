@@ -385,7 +385,7 @@ def _model_meta(data: TrainingData, model_cfg: StarsConfig, loss_cfg: LossConfig
         if not weights and model_cfg.backbone == "resnet50" and not fine_tuning:
             say("training ResNet-50 encoders from scratch: the paper's numbers assume pretrained weights. Give "
                 "local ones with --pretrained FILE (all encoders) or --pretrained-m1 / --pretrained-m2 (e.g. SAR "
-                "self-supervised and ImageNet weights); see the README, 'Pretrained encoders'")
+                "self-supervised and ImageNet weights); see 'Pretrained encoders' on the documentation's Training page")
     bands = (len(data.scenes[0].m1_bands), len(data.scenes[0].m2_bands))  # what the rasters hold
     if resumed is not None:
         if bands != resumed[0].model.in_channels:

@@ -1,31 +1,25 @@
-"""Where each algorithm's Help button leads: the README section about it, shipped in the plugin as
-HTML (`help/README.html`, written by `make package`), else the README of a development checkout."""
+"""Where each algorithm's Help button leads: its own page of the documentation site, offline.
+
+The plugin ZIP carries the built site in `help/` (`make package`); a development checkout uses the
+site `make docs` built into `build/site`, else the page's Markdown source in `docs/qgis/`.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = {  # algorithm name -> README section anchor (GitHub-style slug of the heading)
-    "trainstars": "your-own-rasters-in-qgis",
-    "segmentmissingmodality": "your-own-rasters-in-qgis",
-    "segmentmapsheets": "your-own-rasters-in-qgis",
-    "evaluatesegmentation": "your-own-rasters-in-qgis",
-    "exportonnx": "segmentation-without-pytorch-onnx",
-    "installdependencies": "installing-without-a-terminal",
-    "demoscene": "what-make-demo-does",
-    "createaccuracysample": "from-map-to-numbers-you-can-report",
-    "cleanlandcovermap": "from-map-to-numbers-you-can-report",
-    "landcoverpolygons": "from-map-to-numbers-you-can-report",
-    "estimateaccuracyarea": "from-map-to-numbers-you-can-report",
-    "landcoverchange": "change-between-dates",
-    "segmenttimeseries": "change-between-dates",
-}
+
+
+def help_page(algorithm: str) -> Path | None:
+    """The local file of the algorithm's page (`stars:<algorithm>` -> qgis/<algorithm>.html)."""
+    for site in (HERE / "help", HERE.parent / "build" / "site"):
+        page = site / "qgis" / f"{algorithm}.html"
+        if page.is_file():
+            return page
+    source = HERE.parent / "docs" / "qgis" / f"{algorithm}.md"
+    return source if source.is_file() else None
 
 
 def help_url(algorithm: str) -> str:
-    anchor = SECTIONS.get(algorithm, "")
-    packaged = HERE / "help" / "README.html"
-    if packaged.is_file():
-        return packaged.as_uri() + (f"#{anchor}" if anchor else "")
-    checkout = HERE.parent / "README.md"
-    return checkout.as_uri() if checkout.is_file() else ""
+    page = help_page(algorithm)
+    return page.as_uri() if page else ""

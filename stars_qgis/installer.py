@@ -63,7 +63,7 @@ def python_executable() -> str:
         if path and os.path.isfile(path) and re.search(r"python[\d.]*(\.exe)?$", os.path.basename(path), re.I):
             return path
     raise InstallError(f"cannot find the Python interpreter of this QGIS (looked in {sys.exec_prefix}); install "
-                       f"the packages by hand (see the README) or set STARS_SITE_PACKAGES")
+                       f"the packages by hand (see the documentation's Installing page) or set STARS_SITE_PACKAGES")
 
 
 def nvidia_driver_present(run=subprocess.run) -> bool:

@@ -249,8 +249,8 @@ def refuse_labelled(out: str | os.PathLike, flag: str = "--replace-labelled") ->
     n = labelled_points(out)
     if n:
         raise InputError(f"{os.fspath(out)!r} is a sample with {n} labelled point(s); a new sample would replace "
-                         f"them. Write it under another name (to add points to this one, see the README's \"adding "
-                         f"points later\"), or give {flag} to replace it")
+                         f"them. Write it under another name (to add points to this one, see \"Adding points later\" "
+                         f"in the documentation's 'From map to numbers'), or give {flag} to replace it")
 
 
 def _locate(ds, strata: Strata, ranks: list[np.ndarray], cancel, progress) -> list[tuple[int, int, int]]:

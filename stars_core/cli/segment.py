@@ -135,6 +135,8 @@ def _sheets_parsers(sub) -> None:
     ss.add_argument("input", help="raster to segment (SAR/DSM unless --modality 2; a VRT works)")
     ss.add_argument("out_dir", help="output folder")
     ss.add_argument("--name-field", help="attribute naming the sheets (default: numbered)")
+    ss.add_argument("--only", metavar="NAME[,NAME...]", help="segment only these sheets (by the name field's "
+                    "values, or the sheet numbers without it); the mosaic covers every sheet done so far")
     ss.add_argument("--no-skip-existing", action="store_true", help="segment sheets already done again")
     ss.add_argument("--dry-run", action="store_true", help="print which process takes which sheets and stop")
     ss.add_argument("--processes", type=int, help="with --dry-run: the number of processes to plan for "
@@ -168,12 +170,14 @@ def cmd_make_sheets(args) -> int:
 def cmd_segment_sheets(args) -> int:
     import os
 
-    from ..sheets import Share, plan_sheets, read_sheets, segment_sheets
+    from ..sheets import Share, plan_sheets, read_sheets, segment_sheets, select_sheets
 
     if args.processes is not None and (args.processes < 1 or not args.dry_run):
         raise InputError(f"--processes must be 1 or more and goes with --dry-run (a real run takes its processes "
                          f"from torchrun --nproc-per-node), got {args.processes}")
     sheets = read_sheets(args.sheets, args.name_field)
+    if args.only:
+        sheets = select_sheets(sheets, args.only.split(","))
     share = Share.from_env()
     if args.dry_run:
         world = args.processes or share.world

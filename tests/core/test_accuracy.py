@@ -247,7 +247,7 @@ def test_points_added_by_hand_without_id_or_map_value_are_filled_from_the_map(la
     layer = ds.GetLayerByName("sample")
     first = layer.GetNextFeature()
     g = first.GetGeometryRef()
-    f = ogr.Feature(layer.GetLayerDefn())  # the README's route: a point copied in, labelled, no id or map_value
+    f = ogr.Feature(layer.GetLayerDefn())  # the documented route: a point copied in, labelled, no id or map_value
     f.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({g.GetX() + 2 * 2.0} {g.GetY()})"))
     f.SetField("reference", first.GetField("reference") or 1)
     layer.CreateFeature(f)
@@ -340,7 +340,7 @@ def test_a_labelled_sample_is_never_overwritten_without_the_flag(landcover, demo
     capsys.readouterr()
     assert cli_main(["sample", str(landcover), str(sample), "--n", "60"]) == 2
     err = capsys.readouterr().err
-    assert "labelled point(s)" in err and "--replace-labelled" in err and "adding points later" in err
+    assert "labelled point(s)" in err and "--replace-labelled" in err and "Adding points later" in err
     assert hashlib.sha256(sample.read_bytes()).hexdigest() == before
     assert cli_main(["sample", str(landcover), str(sample), "--n", "60", "--replace-labelled"]) == 0
     assert hashlib.sha256(sample.read_bytes()).hexdigest() != before

@@ -365,6 +365,14 @@ def test_every_sheet_feature_gets_a_summary_row_with_its_reason(case, capsys):
     assert "1 done" in capsys.readouterr().out
 
 
+def test_only_a_sheet_the_file_lacks_is_refused(case):
+    _sheet_layer(case, [({"type": "Polygon", "coordinates": [[(0, 0), (1, 0), (1, 1), (0, 0)]]}, "A1")])
+    line = case(["segment-sheets", "W/model.stars", "W/sheets.gpkg", "W/sar.tif", "W/out", "--name-field", "name",
+                 "--only", "A1,Z9"], new_files={"sheets.gpkg"})
+    assert "--only names sheets the sheet file does not have: Z9" in line and "its sheets are A1" in line
+    assert not (case.work / "out").exists()
+
+
 @pytest.mark.parametrize("processes", ["-2", "0"])
 def test_a_dry_run_with_no_processes_is_refused(case, processes):
     line = case(["segment-sheets", "W/model.stars", "W/sheets.gpkg", "W/sar.tif", "W/out", "--dry-run", "--processes",

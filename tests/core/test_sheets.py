@@ -70,6 +70,18 @@ def test_make_sheets_covers_the_raster(demo_scene, tmp_path, capsys):
     assert len(lines) == 2 and sum(counts) == 9 and abs(counts[0] - counts[1]) <= 1
 
 
+def test_only_the_named_sheets_are_planned(demo_scene, tmp_path, capsys):
+    from stars_core.cli import main as cli_main
+
+    assert cli_main(["make-sheets", str(demo_scene["sar"]), "--size", "100", "--out", str(tmp_path / "grid.gpkg")]) == 0
+    capsys.readouterr()
+    assert cli_main(["segment-sheets", "m.stars", str(tmp_path / "grid.gpkg"), str(demo_scene["sar"]),
+                     str(tmp_path / "out"), "--name-field", "name", "--dry-run", "--only", "R001C002, R003C003"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("process 0: 2 sheets") and line.endswith("R001C002, R003C003") or \
+        line.endswith("R003C003, R001C002"), line
+
+
 def _sheet_run(trained_model, demo_scene, out, processes: int, runtime: str = "torch", **popen):
     import subprocess
     import sys

@@ -1,4 +1,5 @@
-"""The plugin ZIP passes the QGIS plugin repository's usual checks and ships its help page."""
+"""The plugin ZIP passes the QGIS plugin repository's usual checks and ships its help site."""
+import re
 import subprocess
 import sys
 import zipfile
@@ -18,9 +19,8 @@ def test_package_is_clean_and_complete(tmp_path):
         sys.path.pop(0)
     assert plugin.check(out) == []
     names = zipfile.ZipFile(out).namelist()
-    assert "stars_qgis/help/README.html" in names and "stars_qgis/stars_core/onnx_model.py" in names
-    html = zipfile.ZipFile(out).read("stars_qgis/help/README.html").decode()
-    assert 'id="installing-without-a-terminal"' in html and 'id="segmentation-without-pytorch-onnx"' in html
+    assert "stars_qgis/help/index.html" in names and "stars_qgis/stars_core/engines/onnx_model.py" in names
+    _every_algorithm_has_its_help_page_offline(zipfile.ZipFile(out), names)
     broken = tmp_path / "broken.zip"
     with zipfile.ZipFile(out) as src, zipfile.ZipFile(broken, "w") as dst:
         for n in src.namelist():
@@ -29,3 +29,22 @@ def test_package_is_clean_and_complete(tmp_path):
         dst.writestr("stars_qgis/x.pyc", b"")
     problems = plugin.check(broken)
     assert any("LICENSE missing" in p for p in problems) and any("compiled files" in p for p in problems)
+
+
+def _every_algorithm_has_its_help_page_offline(z: zipfile.ZipFile, names: list[str]) -> None:
+    """Each algorithm's page is in the ZIP, names the algorithm, says what its dialog says, and loads
+    no script, style sheet or font from the network."""
+    from stars_qgis.provider import StarsProvider
+
+    pages = {n[len("stars_qgis/help/qgis/"):-5] for n in names if n.startswith("stars_qgis/help/qgis/")
+             and n.endswith(".html")} - {"index"}
+    algorithms = {a.name(): a for a in StarsProvider()._algorithms()}
+    assert pages == set(algorithms)
+    for name, alg in algorithms.items():
+        html = z.read(f"stars_qgis/help/qgis/{name}.html").decode()
+        assert f"<title>{alg.displayName()} - STARS toolbox</title>" in html.replace("&#39;", "'")
+        first = re.sub(r"<[^>]+>", " ", alg.shortHelpString()).split(". ")[0].split()
+        assert " ".join(first[:12]) in " ".join(re.sub(r"<[^>]+>", " ", html).replace("&#39;", "'").split()), name
+        remote = re.findall(r'<(?:script|img)[^>]*src="https?://[^"]*"|<link[^>]*stylesheet[^>]*href="https?://[^"]*"'
+                            r'|url\(["\']?https?://', html)
+        assert not remote, (name, remote[:3])

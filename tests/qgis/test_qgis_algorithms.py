@@ -39,8 +39,9 @@ def test_provider_lists_the_algorithms_with_icons(stars_provider):
                    "stars:segmentmissingmodality", "stars:segmenttimeseries", "stars:trainstars"]
     assert not stars_provider.icon().isNull()
     for alg in stars_provider.algorithms():
-        url = alg.helpUrl()  # the Help button opens the README section about the algorithm
-        assert url.startswith("file://") and Path(url[7:].split("#")[0]).is_file(), url
+        url = alg.helpUrl()  # the Help button opens the algorithm's own page of the site, a local file
+        page = Path(url[len("file://"):])
+        assert url.startswith("file://") and page.is_file() and page.stem == alg.name(), url
         assert alg.shortHelpString() and not alg.icon().isNull()
 
 
