@@ -70,6 +70,7 @@ class ModelMeta:
     crs: str | None = None
     pretrained: dict | None = None  # {"all"/"m1"/"m2": {file, bytes, sha256}} of the starting weights
     init_from: dict | None = None  # a fine-tuning run's source model: {file, sha256, weights, step, freeze, classes_*}
+    distilled_from: dict | None = None  # a distilled student's teacher: {file, sha256, temperature, steps, agreement...}
 
 
 @dataclass
@@ -99,6 +100,8 @@ def save_model_file(path: str | os.PathLike, meta: ModelMeta, state_dict: dict, 
     }
     if meta.init_from:
         payload["init_from"] = meta.init_from
+    if meta.distilled_from:
+        payload["distilled_from"] = meta.distilled_from
     if resume is None:
         payload["history"] = history
     else:
@@ -201,6 +204,7 @@ def read_meta(payload: dict) -> ModelMeta:
         modalities=tuple(payload.get("modalities", ("modality 1", "modality 2"))),
         chip_size=int(payload["chip_size"]), pixel_size=tuple(payload["pixel_size"]), crs=payload.get("crs"),
         pretrained=payload.get("pretrained") or {}, init_from=payload.get("init_from"),
+        distilled_from=payload.get("distilled_from"),
     )
 
 

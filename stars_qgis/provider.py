@@ -51,6 +51,7 @@ class StarsProvider(QgsProcessingProvider):
         from .algorithms.clean_land_cover_map import CleanLandCoverMap
         from .algorithms.create_accuracy_sample import CreateAccuracySample
         from .algorithms.demo_scene import DemoScene
+        from .algorithms.distill_model import DistillModel
         from .algorithms.estimate_accuracy_area import EstimateAccuracyArea
         from .algorithms.evaluate_segmentation import EvaluateSegmentation
         from .algorithms.export_onnx import ExportOnnx
@@ -62,7 +63,7 @@ class StarsProvider(QgsProcessingProvider):
         from .algorithms.segment_time_series import SegmentTimeSeries
         from .algorithms.train_stars import TrainStars
 
-        return [TrainStars(), SegmentMissingModality(), SegmentMapSheets(), SegmentTimeSeries(), EvaluateSegmentation(),
-                ExportOnnx(),
+        return [TrainStars(), DistillModel(), SegmentMissingModality(), SegmentMapSheets(), SegmentTimeSeries(),
+                EvaluateSegmentation(), ExportOnnx(),
                 CleanLandCoverMap(), LandCoverPolygons(), LandCoverChange(), CreateAccuracySample(), EstimateAccuracyArea(),
                 DemoScene(), InstallDependencies()]

@@ -123,8 +123,8 @@ def segment_series(model, dates: Sequence[DateInput], out_dir: str | os.PathLike
     check_outputs({**{f"raster of {d.date}": d.path for d in dates}, "grid": grid,
                    "model file": model if isinstance(model, (str, os.PathLike)) else None}, {}, {"output folder": out})
     reference = grid or dates[0].path
-    _check_dates(dates, reference, model, cfg)
     runner = open_runner(model, cfg)  # once for the whole series (and its fast export once, on first use)
+    _check_dates(dates, reference, runner, cfg)
     out.mkdir(parents=True, exist_ok=True)
     result = SeriesResult(out, out / RECORD)
     rows = _read_record(result.record)
@@ -239,11 +239,12 @@ def _latest(stack: np.ndarray, values) -> np.ndarray:
     return np.stack([np.max(np.where(stack == v, np.arange(1, T + 1)[:, None, None], 0), axis=0) for v in values])
 
 
-def _check_dates(dates: Sequence[DateInput], reference, model, cfg: SegmentConfig) -> None:
+def _check_dates(dates: Sequence[DateInput], reference, runner, cfg: SegmentConfig) -> None:
     """Every date overlaps the grid and has the model's band count: refused before any work."""
     from ..raster import check_overlap
 
-    expected = _model_bands(model, cfg)
+    stats = getattr(runner, "stats", None)
+    expected = None if stats is None or stats[cfg.modality - 1] is None else len(stats[cfg.modality - 1].names)
     with open_raster(reference, "grid") as ref:
         for d in dates:
             with open_raster(d.path, f"raster of {d.date}") as ds:
@@ -251,16 +252,6 @@ def _check_dates(dates: Sequence[DateInput], reference, model, cfg: SegmentConfi
                     raise InputError(f"the raster of {d.date} ({d.path!r}) has {ds.count} band(s), the model takes "
                                      f"{expected}: give every date the bands the model was trained on")
                 check_overlap(ref, ds, "the series' grid", f"the raster of {d.date} ({d.path!r})")
-
-
-def _model_bands(model, cfg: SegmentConfig) -> int | None:
-    if isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".stars"):
-        from ..checkpoint import read_model_file
-
-        payload = read_model_file(model)
-        return len(payload["bands"]["m1" if cfg.modality == 1 else "m2"]["names"])
-    stats = getattr(model, "stats", None)
-    return None if stats is None else len(stats[cfg.modality - 1].names)
 
 
 def _segment_date(runner, d: DateInput, reference, target: Path, cfg, probabilities: bool, k: int, n: int,

@@ -1,7 +1,8 @@
 """The `stars` command line: one module per group of commands, each adding its parsers and naming
 its handlers (`add_parsers`, `HANDLERS`):
 
-    train     demo-scene, train                       segment   segment, segment-sheets, make-sheets
+    train     demo-scene, train                       distill   distill
+    segment   segment, segment-sheets, make-sheets
     model     info, export, recalibrate               evaluate  evaluate, evaluate-chips
     products  clean, polygons                         change    segment-series, filter-series, change
     accuracy  sample, assess                          weights   weights list|download
@@ -15,15 +16,15 @@ import argparse
 import sys
 
 from ..errors import Cancelled, StarsError, TrainingError
-from . import accuracy, change, evaluate, model, products, segment, train, weights
+from . import accuracy, change, distill, evaluate, model, products, segment, train, weights
 from .common import _threads
 from .model import cmd_info, describe  # noqa: F401 (the documented names of the old module)
 from .stop import STOP, Stop  # noqa: F401
 from .train import train_settings  # noqa: F401
 
-GROUPS = (train, segment, evaluate, model, products, change, accuracy, weights)
+GROUPS = (train, distill, segment, evaluate, model, products, change, accuracy, weights)
 POLLED = ("train", "segment", "evaluate", "evaluate-chips", "segment-sheets", "sample", "assess", "clean", "polygons",
-          "change", "segment-series", "filter-series")
+          "change", "segment-series", "filter-series", "distill")
 
 
 def _parser() -> argparse.ArgumentParser:

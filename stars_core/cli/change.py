@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import READ_THREADS_HELP, RUNTIME_HELP, _mmu, _mmu_arguments
+from .common import _mmu, _mmu_arguments, engine_arguments
 from .stop import STOP
 
 EPILOG = """examples:
@@ -37,12 +37,7 @@ def _series_parser(sub) -> None:
                     "changes from one date to the next (default 0.02; smaller: less flicker, and fewer brief real "
                     "changes kept)")
     se.add_argument("--no-skip-existing", action="store_true", help="segment dates already done again")
-    se.add_argument("--tile-size", type=int)
-    se.add_argument("--overlap", type=int)
-    se.add_argument("--batch-size", type=int)
-    se.add_argument("--read-threads", type=int, help=READ_THREADS_HELP)
-    se.add_argument("--runtime", choices=["auto", "torch", "onnx", "int8"], default="auto", help=RUNTIME_HELP)
-    se.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    engine_arguments(se)
     se.add_argument("--modality", type=int, choices=[1, 2], default=1)
 
 
@@ -54,7 +49,7 @@ def cmd_segment_series(args) -> int:
     dates = read_dates(args.rasters, args.dates)
     cfg = SegmentConfig(tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
                         device=args.device, modality=args.modality, read_threads=args.read_threads,
-                        runtime=args.runtime)
+                        runtime=args.runtime, weights=args.weights)
     bar, current = None, [-1]
 
     def progress(k: int, n: int, done: int, total: int) -> None:

@@ -19,6 +19,21 @@ RUNTIME_HELP = ("what runs a .stars model: auto (default: int8 on a CPU where ON
                 "model; each run prints its measured agreement with PyTorch")
 
 
+def engine_arguments(p, device_help: str = "auto, cpu, cuda or cuda:N") -> None:
+    """The tiling and engine flags of every segmenting command (segment, segment-sheets, segment-series)."""
+    p.add_argument("--tile-size", type=int, help="model input size, multiple of 32 (default: the model's training "
+                   "chip size)")
+    p.add_argument("--overlap", type=int, help="pixels shared by neighbouring tiles (default: an eighth of a tile, "
+                   "at least 32: 64 at 512)")
+    p.add_argument("--batch-size", type=int, help="tiles per forward pass (default: 1 on CPU, where batching is "
+                   "slower per tile, 4 on CUDA)")
+    p.add_argument("--read-threads", type=int, help=READ_THREADS_HELP)
+    p.add_argument("--runtime", choices=["auto", "torch", "onnx", "int8"], default="auto", help=RUNTIME_HELP)
+    p.add_argument("--weights", choices=["best", "last"], default="best", help="a model trained with --keep-best: "
+                   "its best validation weights (default) or its last")
+    p.add_argument("--device", default="auto", help=device_help)
+
+
 def _mmu_arguments(p, what: str = "the class map") -> None:
     p.add_argument("--mmu", metavar="AREA", help=f"clean {what} to a minimum mapping unit: patches smaller than "
                    "AREA (0.5ha, 500m2, 0.01km2) merge into their largest neighbour; no-data stays")

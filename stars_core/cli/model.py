@@ -64,6 +64,7 @@ def describe(payload: dict) -> dict:
     info["resumable"] = "resume" in payload
     best = payload.get("best")
     info["best"] = None if not best else {"step": best["step"], "val_m1_miou": best["val_m1_miou"]}
+    info["distilled_from"] = payload.get("distilled_from")
     return info
 
 
@@ -100,6 +101,13 @@ def cmd_info(args) -> int:
     print(f"  weights   last of step {s.get('steps')}" + (
         f"; best of validation at step {best['step']} (mIoU {best['val_m1_miou']:.4f} from {m1} alone), used by "
         f"`stars segment` unless --weights last" if best else " (trained without --keep-best)"))
+    teacher = info["distilled_from"]
+    if teacher:
+        scores = "" if teacher.get("student_miou") is None else (
+            f"; mIoU {teacher['student_miou']:.3f} against the teacher's {teacher['teacher_miou']:.3f} on labelled chips")
+        print(f"  teacher   distilled from {teacher['file']} ({teacher['backbone']} {teacher['mode']}, SHA-256 "
+              f"{teacher['sha256'][:12]}...), T = {teacher['temperature']:g}, {teacher['steps']} steps; agrees with "
+              f"it on {100 * teacher['agreement']:.2f} % of the pixels of its check chips{scores}")
     return 0
 
 

@@ -6,7 +6,7 @@ import sys
 
 from ..config import SegmentConfig
 from ..errors import InputError
-from .common import READ_THREADS_HELP, RUNTIME_HELP, _cuda_available, _mmu, _mmu_arguments, _simplify_argument
+from .common import _cuda_available, _mmu, _mmu_arguments, _simplify_argument, engine_arguments
 from .stop import STOP
 
 
@@ -18,23 +18,13 @@ EPILOG_SEGMENT = """examples:
 
 
 def _segment_parser(sub) -> None:
-    S = SegmentConfig()
     seg = sub.add_parser("segment", help="classify a raster with a trained model (SAR alone by default)",
                          epilog=EPILOG_SEGMENT, formatter_class=argparse.RawDescriptionHelpFormatter)
     seg.add_argument("model", help="model file written by `stars train` (.stars), or exported by `stars export` "
                      "(.onnx: runs with ONNX Runtime, no PyTorch needed)")
     seg.add_argument("input", help="raster of the available modality (SAR/DSM unless --modality 2)")
     seg.add_argument("output", help="classified GeoTIFF to write")
-    seg.add_argument("--tile-size", type=int, help="model input size, multiple of 32 (default: the model's "
-                     "training chip size)")
-    seg.add_argument("--overlap", type=int, help="pixels shared by neighbouring tiles (default: an eighth of a tile, at least 32: 64 at 512)")
-    seg.add_argument("--batch-size", type=int, help="tiles per forward pass (default: 1 on CPU, where batching "
-                     "is slower per tile, 4 on CUDA)")
-    seg.add_argument("--read-threads", type=int, help=READ_THREADS_HELP)
-    seg.add_argument("--runtime", choices=["auto", "torch", "onnx", "int8"], default="auto", help=RUNTIME_HELP)
-    seg.add_argument("--weights", choices=["best", "last"], default="best", help="a model trained with "
-                     "--keep-best: its best validation weights (default) or its last")
-    seg.add_argument("--device", default=S.device, help="auto, cpu, cuda or cuda:N")
+    engine_arguments(seg)
     seg.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
     seg.add_argument("--confidence", metavar="PATH", help="also write the chosen class's probability")
     seg.add_argument("--probabilities", metavar="PATH", help="also write one probability band per class")
@@ -124,7 +114,6 @@ def cmd_segment(args) -> int:
 
 
 def _sheets_parsers(sub) -> None:
-    S = SegmentConfig()
     ss = sub.add_parser("segment-sheets", help="segment a large raster sheet by sheet (one or many processes)",
                         description="One clipped GeoTIFF per map sheet, mosaic.vrt and summary.csv; sheets already "
                         "done are skipped, so a rerun completes an interrupted run. Under `torchrun "
@@ -141,16 +130,8 @@ def _sheets_parsers(sub) -> None:
     ss.add_argument("--dry-run", action="store_true", help="print which process takes which sheets and stop")
     ss.add_argument("--processes", type=int, help="with --dry-run: the number of processes to plan for "
                     "(default: torchrun's WORLD_SIZE, else 1)")
-    ss.add_argument("--tile-size", type=int, help="model input size (default: the training chip size)")
-    ss.add_argument("--overlap", type=int)
-    ss.add_argument("--batch-size", type=int)
-    ss.add_argument("--read-threads", type=int, help=READ_THREADS_HELP)
-    ss.add_argument("--runtime", choices=["auto", "torch", "onnx", "int8"], default="auto", help=RUNTIME_HELP)
-    ss.add_argument("--weights", choices=["best", "last"], default="best", help="a model trained with "
-                     "--keep-best: its best validation weights (default) or its last")
+    engine_arguments(ss, "auto, cpu, cuda or cuda:N (under torchrun, auto and cuda take the process's local GPU)")
     _mmu_arguments(ss, "the mosaic (as one raster, so no seams; written as mosaic_mmu.tif)")
-    ss.add_argument("--device", default=S.device, help="auto, cpu, cuda or cuda:N (under torchrun, auto and "
-                    "cuda take the process's local GPU)")
     ss.add_argument("--modality", type=int, choices=[1, 2], default=1)
     ms = sub.add_parser("make-sheets", help="write a grid of map sheets covering a raster (GeoPackage)")
     ms.add_argument("input", help="raster to cover")

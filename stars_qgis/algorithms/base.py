@@ -171,12 +171,9 @@ RUNTIME_NAMES = ["auto: int8 export on a CPU (fastest), PyTorch on CUDA",
                  "torch: eager PyTorch (the reference)",
                  "onnx: fp32 export (about 1.2x PyTorch, the same map up to rounding)",
                  "int8: quantised export (3-5x by CPU, a few near-tie pixels change class)"]
-RUNTIME_HELP = ("<br><br>Runtime: on a CPU, 'auto' exports the model once to int8 ONNX (cached beside the model "
-                "file, calibrated on the raster it first segments; 1-2 minutes for a ResNet-50 model) and runs it in "
-                "OpenVINO where installed, else ONNX Runtime: 3-5x faster than PyTorch, depending on the CPU. A few "
-                "pixels where two classes are nearly tied change class, and the log says how many "
-                "agreed with PyTorch on tiles of your raster. 'torch' is the reference, 'onnx' (fp32) the same map "
-                "up to rounding at about 1.2x. A ResNet-18 model segments about twice as fast as a ResNet-50 one.")
+RUNTIME_HELP = ("<br><br>Runtime 'auto': on a CPU the model's int8 export (made once and cached beside the model "
+                "file; 3-5x faster than PyTorch, a few near-tied pixels change class, the log says how many), on CUDA "
+                "PyTorch. Help has the details.")
 
 
 def simplify_parameter(alg: StarsAlgorithm) -> None:

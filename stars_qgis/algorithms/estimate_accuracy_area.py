@@ -20,6 +20,8 @@ class EstimateAccuracyArea(StarsAlgorithm):
     OA = "OA"
     OA_CI95 = "OA_CI95"
     AREAS = "AREAS"
+    AREAS_FIRST = "AREAS_FIRST"
+    AREAS_SECOND = "AREAS_SECOND"
 
     def name(self) -> str:
         return "estimateaccuracyarea"
@@ -35,7 +37,9 @@ class EstimateAccuracyArea(StarsAlgorithm):
             "mapped pixel-count area. Unlabelled points are left out and listed; points with a reference value "
             "outside the class table, points off the map and a sample of another map are refused. A class with "
             "fewer than 2 labelled points gets no interval (the report says so). Overall accuracy, its interval "
-            "and the areas (JSON) are outputs for graphical models."
+            "and the areas (JSON) are outputs for graphical models.<br><br>On a sample of a change map (from "
+            "<i>Land-cover change between two maps</i>, labelled with reference_from and reference_to), the areas are "
+            "the transitions', and the class areas of each date are outputs too (Stehman 2014)."
         )
 
     def required(self, parameters, context) -> tuple[str, ...]:
@@ -58,10 +62,13 @@ class EstimateAccuracyArea(StarsAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.OA, "Overall accuracy"))
         self.addOutput(QgsProcessingOutputNumber(self.OA_CI95, "Overall accuracy, 95 % half-width"))
         self.addOutput(QgsProcessingOutputString(self.AREAS, "Class areas, ha, with 95 % half-widths (JSON)"))
+        for key, when in ((self.AREAS_FIRST, "first"), (self.AREAS_SECOND, "second")):
+            self.addOutput(QgsProcessingOutputString(key, f"Change map's sample: class areas at the {when} date, ha, "
+                                                          f"with 95 % half-widths (JSON; {{}} otherwise)"))
 
     def execute(self, parameters, context, feedback) -> dict:
         from stars_core.accuracy.assess import assess
-        from stars_core.accuracy.report import rows, text, write_reports
+        from stars_core.accuracy.report import date_rows, rows, text, write_reports
         from stars_core.files import check_outputs
 
         path = raster_path(self.parameterAsRasterLayer(parameters, self.INPUT, context), "land-cover map")
@@ -87,5 +94,9 @@ class EstimateAccuracyArea(StarsAlgorithm):
         areas = {r["class"]: {"ha": r["area_ha"], "ci95_ha": r["area_ci95_ha"], "mapped_ha": r["mapped_ha"]}
                  for r in rows(result)}
         out = {self.OA: e.overall, self.OA_CI95: e.ci95(e.overall_se), self.AREAS: json.dumps(areas)}
+        by_date = date_rows(result)
+        for key, when in ((self.AREAS_FIRST, "first"), (self.AREAS_SECOND, "second")):
+            out[key] = json.dumps({r["class"]: {"ha": r["area_ha"], "ci95_ha": r["area_ci95_ha"]}
+                                   for r in by_date.get(when, [])})
         out.update({k: v for k, v in outputs.items() if v})
         return out

@@ -130,6 +130,9 @@ OVERWRITES = [
     (["recalibrate", "W/model.stars", "--m1", "W/sar.tif", "--out", "W/sar.tif"], "modality-1 raster"),
     (["make-sheets", "W/sar.tif", "--size", "64", "--out", "W/sar.tif"], "is the raster"),
     ([*TRAIN, "--out", "W/optical.tif"], "is the modality-2 raster of scene 1"),
+    (["distill", "W/model.stars", "--m1", "W/sar.tif", "--out", "W/model.stars"], "is the teacher model"),
+    (["distill", "W/model.stars", "--m1", "W/sar.tif", "--labels", "W/labels.tif", "--out", "W/labels.tif"],
+     "is the labels 1"),
 ]
 
 
@@ -140,6 +143,17 @@ def test_no_command_writes_over_one_of_its_inputs(case, argv, message):
     argv = [a for x in argv for a in (_extent(case) if x == "EXTENT" else [mask] if x == "MASK" else [x])]
     line = case(argv, new_files={"mask.gpkg"})
     assert message in line and "destroy the input" in line, line
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--labels", "W/labels.tif", "--labels", "W/labels.tif"], "--labels must be given once per --m1 raster"),
+    (["--chip-size", "512"], "smaller than one 512-pixel chip; give --chip-size 256"),
+    (["--temperature", "0"], "temperature and learning rate must be > 0"),
+])
+def test_distill_refuses_what_it_cannot_learn_from(case, extra, message):
+    line = case(["distill", "W/model.stars", "--m1", "W/sar.tif", "--out", "W/fast.stars", "--device", "cpu", *extra])
+    assert message in line, line
+    assert not (case.work / "fast.stars").exists()
 
 
 @pytest.mark.parametrize("what", ["mask", "extent-crs", "extent-crs-name"])

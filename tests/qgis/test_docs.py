@@ -54,3 +54,14 @@ def test_the_generated_pages_follow_the_code(hooks):
 def test_the_readme_stays_short():
     words = len((ROOT / "README.md").read_text().split())
     assert words < 1500, f"README.md has {words} words: put the detail into docs/"
+
+
+def test_every_dialog_help_is_short_and_the_page_has_the_rest():
+    import re
+
+    from stars_qgis.provider import StarsProvider
+
+    for alg in StarsProvider()._algorithms():
+        words = len(re.sub(r"<[^>]+>", " ", alg.shortHelpString()).split())
+        assert 30 < words <= 180, f"{alg.name()}: {words} words of short help; put the detail on its page"
+        assert (ROOT / "docs" / "qgis" / f"{alg.name()}.md").is_file()

@@ -33,7 +33,8 @@ class CancelAfter(QgsProcessingFeedback):
 
 def test_provider_lists_the_algorithms_with_icons(stars_provider):
     ids = sorted(a.id() for a in QgsApplication.processingRegistry().providerById("stars").algorithms())
-    assert ids == ["stars:cleanlandcovermap", "stars:createaccuracysample", "stars:demoscene", "stars:estimateaccuracyarea",
+    assert ids == ["stars:cleanlandcovermap", "stars:createaccuracysample", "stars:demoscene", "stars:distillmodel",
+                   "stars:estimateaccuracyarea",
                    "stars:evaluatesegmentation", "stars:exportonnx", "stars:installdependencies",
                    "stars:landcoverchange", "stars:landcoverpolygons", "stars:segmentmapsheets",
                    "stars:segmentmissingmodality", "stars:segmenttimeseries", "stars:trainstars"]
@@ -56,6 +57,17 @@ def test_train_writes_a_model_and_reports_validation(demo_scene, run_alg, tmp_pa
     assert 0 <= res["VAL_MIOU"] <= 1
     assert res["DIAGNOSTICS"] == str(tmp_path / "diag")
     assert (tmp_path / "diag" / "similarity_init.png").is_file() and (tmp_path / "diag" / "confusion.png").is_file()
+
+
+def test_distill_a_fast_model_writes_a_student_that_segments(demo_scene, trained_model, run_alg, tmp_path):
+    res, _ = run_alg("stars:distillmodel", {
+        "TEACHER": str(trained_model), "INPUTS": [str(demo_scene["sar"])], "STEPS": 2, "BATCH_SIZE": 2,
+        "CHIP_SIZE": 64, "WIDTH": 8, "DECODER_CHANNELS": 32, "DEVICE": 1, "OUTPUT": str(tmp_path / "fast.stars")})
+    assert 0 <= res["AGREEMENT"] <= 1 and (tmp_path / "fast.stars").stat().st_size > 0
+    seg, _ = run_alg("stars:segmentmissingmodality", {"INPUT": str(demo_scene["sar"]), "MODEL": res["OUTPUT"],
+                                                      "TILE_SIZE": 64, "RUNTIME": 1, "DEVICE": 1,
+                                                      "OUTPUT": str(tmp_path / "map.tif")})
+    assert Path(seg["OUTPUT"]).is_file()
 
 
 def test_the_dialog_and_the_command_line_build_the_same_recipe(stars_provider, qgis_new_project, tmp_path):
@@ -440,6 +452,57 @@ def test_land_cover_change_between_two_maps(demo_scene, run_alg, tmp_path):
     assert {f.GetField("to_class") for f in ds.GetLayerByName("landcover")} == {classes.names[0]}
     ds = None
     assert (tmp_path / "m.csv").read_text().startswith("from \\ to (ha)") and (tmp_path / "r.html").is_file()
+
+
+def test_a_change_sample_is_labelled_in_the_form_and_gives_each_dates_areas(demo_scene, run_alg, tmp_path):
+    """Change map -> sample stratified by its transitions -> reference_from/reference_to are drop-downs of
+    the dates' class names -> labels saved through QGIS's editing -> each date's class areas as outputs."""
+    import json
+
+    from qgis.core import QgsProject, QgsVectorLayer
+
+    from stars_core.infer import style_class_map
+
+    classes = ClassTable.from_file(demo_scene["classes"])
+    with rasterio.open(demo_scene["labels"]) as ds:
+        first = ds.read(1)
+        pixel_ha = abs(ds.transform.a * ds.transform.e) / 10_000
+    later = first.copy()
+    later[40:100, 40:100] = classes.values[0]
+    maps = []
+    for name, data in (("a.tif", first), ("b.tif", later)):
+        path = rewrite(demo_scene["labels"], tmp_path / name, data=data[None])
+        style_class_map(path, classes)
+        maps.append(str(path))
+    change, _ = run_alg("stars:landcoverchange", {"MAP_A": maps[0], "MAP_B": maps[1], "UNCHANGED": 1,
+                                                  "OUTPUT": str(tmp_path / "change.tif")})
+    run_alg("stars:createaccuracysample", {"INPUT": change["OUTPUT"], "SIZE": 80, "MIN_PER_CLASS": 5,
+                                           "OUTPUT": str(tmp_path / "sample.gpkg")})
+    layer = QgsVectorLayer(f"{tmp_path / 'sample.gpkg'}|layername=sample", "sample", "ogr")
+    fields = {}
+    for name in ("reference_from", "reference_to"):
+        setup = layer.editorWidgetSetup(layer.fields().indexOf(name))
+        assert setup.type() == "ValueMap", name
+        fields[name] = layer.fields().indexOf(name)
+        assert set(classes.names) <= {n for entry in setup.config()["map"] for n in entry}
+    with rasterio.open(maps[0]) as grid:
+        layer.startEditing()
+        for f in layer.getFeatures():
+            row, col = grid.index(f.geometry().asPoint().x(), f.geometry().asPoint().y())
+            layer.changeAttributeValue(f.id(), fields["reference_from"], int(first[row, col]))
+            layer.changeAttributeValue(f.id(), fields["reference_to"], int(later[row, col]))
+        assert layer.commitChanges()
+    QgsProject.instance().addMapLayer(layer)
+    out, _ = run_alg("stars:estimateaccuracyarea", {"INPUT": change["OUTPUT"], "SAMPLE": layer,
+                                                     "OUTPUT_HTML": str(tmp_path / "report.html")})
+    mapped_ha = int((first != 0).sum()) * pixel_ha
+    for key in ("AREAS_FIRST", "AREAS_SECOND"):
+        areas = json.loads(out[key])
+        assert set(areas) == set(classes.names), key
+        assert sum(a["ha"] for a in areas.values()) == pytest.approx(mapped_ha, rel=1e-6)  # shares sum to one
+    gained = json.loads(out["AREAS_SECOND"])[classes.names[0]]["ha"] - json.loads(out["AREAS_FIRST"])[classes.names[0]]["ha"]
+    assert gained > 0  # the block turned to the first class: every sampled change says so
+    QgsProject.instance().removeMapLayer(layer.id())
 
 
 def test_a_sar_series_enters_the_project_as_one_group_for_the_temporal_controller(demo_scene, trained_model, run_alg,

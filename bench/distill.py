@@ -1,0 +1,146 @@
+"""`stars distill`: how close a student comes to its teacher, and how much faster it segments.
+
+Part 1 (accuracy, --seeds): the teacher is `make demo`'s model (trained on sheets A1, A2, B1 of the
+demo scene); each seed distils a student on the whole demo SAR without labels (the use case: SAR of
+the area to map, no labels) and both models map the scene on the default runtime; each map is scored
+on the held-out sheet B2 against the reference labels, with the student's pixel agreement with the
+teacher there. Part 2 (speed, --size): `stars segment` of a SIZE x SIZE SAR raster (the demo SAR
+repeated by a VRT) on the default runtime, each model in its own process after a first run that made
+its export, extrapolated to a Sentinel-1 IW scene (25,000 x 17,000 px) by pixel count: a ResNet-50
+STARS model (the paper's), the demo's ResNet-18 STARS teacher, and the default student. Speed does not
+depend on the weights. Prints, never asserts. Usage:
+    python bench/distill.py [--seeds 0 1 2] [--steps 600] [--size 4096] [--skip-accuracy] [--skip-speed]
+                            [--model demo_out/model.stars --scene demo_out/scene --sheet B2]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+IW_PIXELS = 25_000 * 17_000
+
+
+def sheet_window(scene: Path, sheet: str):
+    from rasterio.windows import from_bounds
+
+    from stars_core.raster import read_polygons
+
+    _wkt, items = read_polygons(scene / "sheets.gpkg", "name")
+    xs, ys = zip(*next(g for g, name in items if name == sheet)["coordinates"][0])
+    with rasterio.open(scene / "sar.tif") as src:
+        return from_bounds(min(xs), min(ys), max(xs), max(ys), src.transform).round_offsets().round_lengths()
+
+
+def score(map_path: Path, labels: Path, window, tmp: Path, name: str) -> tuple[float, np.ndarray]:
+    from scene_speed import crop
+
+    from stars_core.evaluate import evaluate
+
+    sheet = crop(map_path, window, tmp / f"{name}_sheet.tif")
+    with rasterio.open(sheet) as ds:
+        return evaluate(sheet, labels, ignore_values=[0])["miou"], ds.read(1)
+
+
+def accuracy(args, tmp: Path) -> None:
+    from stars_core.config import SegmentConfig
+    from stars_core.distill import DistillConfig, distill
+    from stars_core.infer import segment
+    from scene_speed import crop
+
+    model, scene = Path(args.model), Path(args.scene)
+    window = sheet_window(scene, args.sheet)
+    labels = crop(scene / "labels.tif", window, tmp / "labels_sheet.tif")
+    cfg = SegmentConfig(device="cpu")
+    segment(model, scene / "sar.tif", tmp / "teacher.tif", cfg)
+    teacher_miou, teacher_map = score(tmp / "teacher.tif", labels, window, tmp, "teacher")
+    rows = []
+    for seed in args.seeds:
+        out = tmp / f"student_{seed}.stars"
+        result = distill(model, [scene / "sar.tif"], out, DistillConfig(steps=args.steps, seed=seed, device="cpu"),
+                         log=lambda *_: None)
+        segment(out, scene / "sar.tif", tmp / f"student_{seed}.tif", cfg)
+        miou, student_map = score(tmp / f"student_{seed}.tif", labels, window, tmp, f"student_{seed}")
+        valid = teacher_map != 255
+        rows.append((seed, miou, float((student_map == teacher_map)[valid].mean()), result.seconds / 60))
+        print(f"seed {seed}: student mIoU {miou:.4f} (teacher {teacher_miou:.4f}), agreement on {args.sheet} "
+              f"{rows[-1][2]:.4f}, {rows[-1][3]:.1f} min", flush=True)
+    mious = [r[1] for r in rows]
+    print(f"\n| held-out sheet {args.sheet}, default runtime | SAR-only mIoU | pixels equal to the teacher's map |"
+          f" distillation minutes |\n|---|---:|---:|---:|\n| teacher ({model.name}) | {teacher_miou:.4f} | 1 | |")
+    for seed, miou, same, minutes in rows:
+        print(f"| student, seed {seed} ({args.steps} steps, no labels) | {miou:.4f} | {same:.4f} | {minutes:.1f} |")
+    spread = statistics.stdev(mious) if len(mious) > 1 else 0.0
+    print(f"| student, mean ± sd over {len(mious)} seeds | {statistics.mean(mious):.4f} ± {spread:.4f} | "
+          f"{statistics.mean(r[2] for r in rows):.4f} | |")
+    print(f"student - teacher: {100 * (statistics.mean(mious) - teacher_miou):+.2f} points of mIoU")
+
+
+def timed_segment(model: Path, src: Path, out: Path) -> float:
+    argv = [sys.executable, "-m", "stars_core.cli", "segment", str(model), str(src), str(out), "--device", "cpu",
+            "--tile-size", "512"]
+    subprocess.run(argv, cwd=ROOT, check=True, capture_output=True)  # makes and caches the export
+    start = time.perf_counter()
+    subprocess.run(argv, cwd=ROOT, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def speed(args, tmp: Path) -> None:
+    from segment_memory import repeat_vrt
+
+    from scene_speed import train_r50
+    from stars_core.demo_scene import make_demo_scene
+    from stars_core.distill import DistillConfig, distill
+
+    scene = make_demo_scene(tmp / "scene", size=1024, seed=0)
+    src = repeat_vrt(scene["sar"], args.size, tmp / f"sar_{args.size}.vrt")
+    r50 = train_r50(scene, tmp / "r50.stars", 2)
+    models = {"ResNet-50 STARS (the paper's)": r50}
+    if Path(args.model).is_file():
+        models["demo teacher (ResNet-18 STARS, width 32)"] = Path(args.model)
+    student = distill(r50, [scene["sar"]], tmp / "student.stars", DistillConfig(steps=1, batch_size=1, device="cpu"),
+                      log=lambda *_: None).path
+    models["student (ResNet-18 single, width 32, decoder 128)"] = student
+    seconds = {name: timed_segment(path, src, tmp / "map.tif") for name, path in models.items()}
+    cpu = sorted({f for f in open("/proc/cpuinfo").read().split() if f in ("avx2", "avx512_vnni", "amx_tile")})
+    print(f"\n{platform.node()}, {os.cpu_count()} cores ({', '.join(cpu)}); `stars segment` default runtime, tiles of "
+          f"512 px (overlap 64), {args.size} x {args.size}, extrapolated to an IW scene by pixels")
+    base = seconds["ResNet-50 STARS (the paper's)"]
+    print("| model | seconds (raster) | IW-scene minutes | speed-up over ResNet-50 STARS |\n|---|---:|---:|---:|")
+    for name, s in seconds.items():
+        print(f"| {name} | {s:.1f} | {s * IW_PIXELS / args.size ** 2 / 60:.1f} | {base / s:.2f}x |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--size", type=int, default=4096)
+    ap.add_argument("--model", default=str(ROOT / "demo_out" / "model.stars"))
+    ap.add_argument("--scene", default=str(ROOT / "demo_out" / "scene"))
+    ap.add_argument("--sheet", default="B2")
+    ap.add_argument("--skip-accuracy", action="store_true")
+    ap.add_argument("--skip-speed", action="store_true")
+    args = ap.parse_args()
+    (ROOT / "build").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=ROOT / "build") as tmp:
+        if not args.skip_accuracy:
+            accuracy(args, Path(tmp))
+        if not args.skip_speed:
+            speed(args, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
