@@ -32,7 +32,7 @@ from .losses import stars_loss
 from .metrics import confusion_matrix, metrics_from_confusion
 from .models import build_model
 from . import threads
-from .devices import autocast, resolve_device
+from .devices import TrainingPrecision, autocast, resolve_device
 from .errors import Cancelled, InputError, TrainingError
 
 ProgressFn = Callable[[int, int, dict], None]
@@ -55,7 +55,7 @@ def get_lr(step: int, cfg: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def validate(model: torch.nn.Module, loader, num_classes: int, device: torch.device, amp: bool,
+def validate(model: torch.nn.Module, loader, num_classes: int, device: torch.device, amp: "bool | TrainingPrecision",
              names: Sequence[str], paired: bool, probe: AlignmentProbe | None = None) -> dict:
     """Metrics of the missing-modality output (model(x1), key "m1") and, when `paired`, of the
     output with both modalities (key "fused"); `probe` collects the shared features on the way."""
@@ -64,9 +64,12 @@ def validate(model: torch.nn.Module, loader, num_classes: int, device: torch.dev
     cms = {"m1": np.zeros((num_classes, num_classes), np.int64)}
     if paired:
         cms["fused"] = cms["m1"].copy()
+    precision = amp if isinstance(amp, TrainingPrecision) else None
     for x1, x2, y in loader:
         x1, x2 = x1.to(device, non_blocking=True), x2.to(device, non_blocking=True)
-        with autocast(device, amp):
+        if precision is not None:
+            x1, x2 = precision.memory(x1), precision.memory(x2)
+        with (precision.autocast(device) if precision is not None else autocast(device, amp)):
             cms["m1"] += confusion_matrix(model(x1).argmax(1), y, num_classes, IGNORE)
             if paired:
                 out = model(x1, x2)
@@ -172,8 +175,11 @@ def _train(scenes, out: Path, cache: str, model_cfg, loss_cfg, train_cfg, data_c
             + (f"; new, from scratch: {', '.join(said['classes_new'])}" if said["classes_new"] else "")
             + (f"; dropped: {', '.join(said['classes_dropped'])}" if said["classes_dropped"] else ""))
     model, optimizer, psa_gen, start, history = _build(meta, weights, resumed, device, rank, world, say, source)
+    precision = TrainingPrecision.choose(device, meta.train.amp, meta.train.cpu_bf16)
+    say(f"precision: {precision.why}")
+    model = precision.memory(model)  # in place: the optimiser keeps its parameters
     run = _Run(out, meta, data, model, _distributed(model, meta, device) if world > 1 else model, optimizer,
-               psa_gen, device, world, rank, history, _scene_files(scenes))
+               psa_gen, device, world, rank, history, _scene_files(scenes), precision=precision)
     if resumed is not None:
         run.best = resumed[2].best  # the best so far goes on being compared
     check = _Validation.create(data, meta, device, diagnostics, similarity_steps, resumed is not None, say) \
@@ -214,6 +220,7 @@ class _Run:
     last_saved: int | None = None
     clock: "_Clock" = dataclasses.field(default_factory=lambda: _Clock())
     best: dict | None = None  # {state_dict, step, val_m1_miou} with keep_best
+    precision: TrainingPrecision = TrainingPrecision(False, False, "fp32")
 
     def save(self, step: int) -> None:
         """The model file (resumable until the last step) and its log, by rank 0."""
@@ -247,7 +254,7 @@ class _Run:
             threads.adapt()  # as many threads as there are idle cores (stars_core.threads)
             try:
                 row = _step(self.net, self.model, self.optimizer, batch, step, meta, self.psa_gen, psa_exclude,
-                            self.device, self.world)
+                            self.device, self.world, self.precision)
             except TrainingError as exc:
                 raise TrainingError(f"{exc}; {_kept(self.out, self.last_saved)}. Lower --lr, check the inputs for "
                                     f"extreme values, or resume from the last model file") from None
@@ -301,7 +308,7 @@ def _check_paths(scenes: Sequence[SceneSpec], out: Path, data_cfg: DataConfig, r
                   {"diagnostics folder": diagnostics}, same_ok=(("model file (--out)", "--resume model file"),))
 
 
-MACHINE_SETTINGS = ("device", "amp", "num_workers")  # where a resumed run goes on, not what it computes
+MACHINE_SETTINGS = ("device", "amp", "cpu_bf16", "num_workers")  # where a resumed run goes on, not what it computes
 
 
 def _resumed_settings(resumed, given: tuple, modalities: tuple[str, str], say: Callable[[str], None]):
@@ -560,6 +567,7 @@ class _Validation:
 
     def __init__(self, loader, meta: ModelMeta, device: torch.device, diag: Diagnostics | None, say):
         self.loader, self.meta, self.device, self.diag, self.say = loader, meta, device, diag, say
+        self.precision = TrainingPrecision.choose(device, meta.train.amp, meta.train.cpu_bf16)
         self.steps = diag.steps if diag is not None else set()
 
     @classmethod
@@ -584,7 +592,7 @@ class _Validation:
     def run(self, model, step: int, row: dict, history: list[dict], final: bool = False) -> None:
         cfg, names = self.meta.model, self.meta.classes.names
         probe = AlignmentProbe(len(names)) if cfg.mode == "stars" else None
-        metrics = validate(model, self.loader, len(names), self.device, self.meta.train.amp, names,
+        metrics = validate(model, self.loader, len(names), self.device, self.precision, names,
                            cfg.mode != "single", probe)
         for key, m in metrics.items():
             row[f"val_{key}_miou"], row[f"val_{key}_mf1"] = m["miou"], m["mf1"]
@@ -630,7 +638,8 @@ class _Clock:
         }
 
 
-def _step(net, model, optimizer, batch, step: int, meta: ModelMeta, psa_gen, psa_exclude, device, world: int) -> dict:
+def _step(net, model, optimizer, batch, step: int, meta: ModelMeta, psa_gen, psa_exclude, device, world: int,
+          precision: TrainingPrecision) -> dict:
     """One optimisation step at the scheduled learning rate; the row of logged values. Every rank
     stops together on a NaN or infinite loss (TrainingError)."""
     cfg = meta.train
@@ -638,7 +647,8 @@ def _step(net, model, optimizer, batch, step: int, meta: ModelMeta, psa_gen, psa
     for group in optimizer.param_groups:
         group["lr"] = lr
     x1, x2, y = (t.to(device, non_blocking=True) for t in batch)
-    with autocast(device, cfg.amp):
+    x1, x2 = precision.memory(x1), precision.memory(x2)
+    with precision.autocast(device):
         loss, terms = stars_loss(net(x1, x2), y, meta.loss, psa_gen, psa_exclude)
     if _any_rank(not bool(torch.isfinite(loss)), world, device):
         values = {k: round(float(v), 4) for k, v in terms.items()}

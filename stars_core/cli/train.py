@@ -140,7 +140,10 @@ def _train_schedule(tr) -> None:
     g.add_argument("--min-valid", type=float, default=D.min_valid, help="least labelled share of a chip")
     g.add_argument("--seed", type=int, default=T.seed)
     g.add_argument("--device", default=T.device, help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA")
+    g.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA, and no channels-last memory on a "
+                   "CPU: plain fp32")
+    g.add_argument("--cpu-bf16", action="store_true", help="on a CPU with AMX or AVX-512 BF16: bf16 autocast (about "
+                   "1.6x faster steps than the default fp32 there, about 0.4 points lower mIoU at equal steps on the demo)")
     g.add_argument("--workers", type=int, default=T.num_workers, help=f"data-loading processes (default {T.num_workers})")
     g.add_argument("--resume", help="model file of an unfinished run to continue")
     g.add_argument("--init-from", metavar="MODEL", help="fine-tune: start a new run from the weights of a trained "
@@ -225,13 +228,14 @@ def train_settings(args) -> tuple[StarsConfig, LossConfig, TrainConfig | None, D
         saved = read_resume(args.resume)[0].train
         return model_cfg, loss_cfg, dataclasses.replace(
             saved, steps=args.steps if args.steps is not None else saved.steps, device=args.device,
-            amp=not args.no_amp, num_workers=args.workers), data_cfg
+            amp=not args.no_amp, cpu_bf16=args.cpu_bf16, num_workers=args.workers), data_cfg
     cadence = {k: v for k, v in (("warmup_steps", args.warmup_steps), ("val_every", args.val_every),
                                  ("checkpoint_every", args.checkpoint_every)) if v is not None}
     train_cfg = TrainConfig.for_steps(
         args.steps if args.steps is not None else TrainConfig().steps, batch_size=args.batch_size,
         lr=args.lr if args.lr is not None else TrainConfig().lr * (LR_FACTOR if args.init_from else 1.0),
-        weight_decay=args.weight_decay, grad_clip=args.grad_clip, seed=args.seed, device=args.device, amp=not args.no_amp,
+        weight_decay=args.weight_decay, grad_clip=args.grad_clip, seed=args.seed, device=args.device,
+        amp=not args.no_amp, cpu_bf16=args.cpu_bf16,
         num_workers=args.workers, keep_best=args.keep_best, **cadence)
     return model_cfg, loss_cfg, train_cfg, data_cfg
 

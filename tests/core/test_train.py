@@ -101,3 +101,48 @@ def test_nan_loss_stops_and_keeps_the_last_good_file(demo_scene, tmp_path, monke
     with pytest.raises(TrainingError, match=r"loss became nan at step 3.*m.stars \(step 2\) is kept"):
         train(_specs(demo_scene), path, TINY_MODEL, **tiny_train(steps=6, checkpoint_every=2, class_table=str(demo_scene["classes"])), **QUIET)
     assert read_model_file(path)["resume"]["step"] == 2
+
+
+def test_the_cpu_precision_follows_what_the_cpu_has_and_what_was_asked(monkeypatch):
+    from stars_core import devices
+    from stars_core.devices import TrainingPrecision
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(devices, "cpu_bf16", lambda: None)
+    plain = TrainingPrecision.choose(cpu, True, want_bf16=True)
+    assert not plain.bf16 and not plain.channels_last and "--cpu-bf16 needs them" in plain.why
+    monkeypatch.setattr(devices, "cpu_bf16", lambda: "AMX")
+    layout = TrainingPrecision.choose(cpu, True)
+    assert not layout.bf16 and layout.channels_last and "it has AMX" in layout.why
+    fast = TrainingPrecision.choose(cpu, True, want_bf16=True)
+    assert fast.bf16 and fast.channels_last
+    off = TrainingPrecision.choose(cpu, False, want_bf16=True)  # --no-amp: plain fp32 whatever the CPU
+    assert not off.bf16 and not off.channels_last
+    assert TrainingPrecision.choose(cuda, True).bf16 and not TrainingPrecision.choose(cuda, True).channels_last
+    x = torch.zeros(2, 3, 8, 8)
+    assert layout.memory(x).is_contiguous(memory_format=torch.channels_last) and plain.memory(x) is x
+    with fast.autocast(cpu):
+        assert (torch.ones(4, 4) @ torch.ones(4, 4)).dtype == torch.bfloat16
+    with layout.autocast(cpu):
+        assert (torch.ones(4, 4) @ torch.ones(4, 4)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("found,want,said", [(None, False, "fp32 on the CPU"),
+                                             ("AMX", False, "fp32 with channels-last memory"),
+                                             ("AMX", True, "bf16 autocast with channels-last memory")])
+def test_training_says_its_precision_and_trains_either_way(demo_scene, tmp_path, monkeypatch, found, want, said):
+    from stars_core import devices
+    from stars_core.data import SceneSpec
+    from stars_core.train import train
+    from tests.core.helpers import TINY_MODEL, tiny_train
+
+    monkeypatch.setattr(devices, "cpu_bf16", lambda: found)
+    lines = []
+    spec = SceneSpec(str(demo_scene["sar"]), str(demo_scene["optical"]), str(demo_scene["labels"]))
+    result = train([spec], tmp_path / "m.stars", TINY_MODEL,
+                   **tiny_train(steps=2, batch_size=2, chip_size=64, cpu_bf16=want,
+                                class_table=str(demo_scene["classes"])), log=lines.append)
+    precision = [line for line in lines if line.startswith("precision:")]
+    assert len(precision) == 1 and said in precision[0], precision
+    assert result.path.is_file() and 0 <= result.summary["validation"]["val_m1_miou"] <= 1
+    assert load_model(result.path).meta.train.cpu_bf16 == want

@@ -505,6 +505,53 @@ def test_a_change_sample_is_labelled_in_the_form_and_gives_each_dates_areas(demo
     QgsProject.instance().removeMapLayer(layer.id())
 
 
+def test_the_change_chain_runs_as_a_graphical_model(demo_scene, tmp_path):
+    """Land-cover change -> Create accuracy sample, wired in a Processing model as the modeler would."""
+    import processing
+    from qgis.core import (QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
+                           QgsProcessingModelChildParameterSource, QgsProcessingModelOutput,
+                           QgsProcessingModelParameter, QgsProcessingParameterRasterLayer, QgsVectorLayer)
+
+    from stars_core.infer import style_class_map
+
+    classes = ClassTable.from_file(demo_scene["classes"])
+    with rasterio.open(demo_scene["labels"]) as ds:
+        first = ds.read(1)
+    later = first.copy()
+    later[20:90, 20:90] = classes.values[1]
+    maps = []
+    for name, data in (("a.tif", first), ("b.tif", later)):
+        path = rewrite(demo_scene["labels"], tmp_path / name, data=data[None])
+        style_class_map(path, classes)
+        maps.append(str(path))
+    static, parameter = (QgsProcessingModelChildParameterSource.fromStaticValue,
+                         QgsProcessingModelChildParameterSource.fromModelParameter)
+    model = QgsProcessingModelAlgorithm("change chain", "tests")
+    for name in ("map_a", "map_b"):
+        model.addModelParameter(QgsProcessingParameterRasterLayer(name, name), QgsProcessingModelParameter(name))
+    change = QgsProcessingModelChildAlgorithm("stars:landcoverchange")
+    change.setChildId("change")
+    change.addParameterSources("MAP_A", [parameter("map_a")])
+    change.addParameterSources("MAP_B", [parameter("map_b")])
+    change.addParameterSources("UNCHANGED", [static(1)])
+    model.addChildAlgorithm(change)
+    sample = QgsProcessingModelChildAlgorithm("stars:createaccuracysample")
+    sample.setChildId("sample")
+    sample.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromChildOutput("change", "OUTPUT")])
+    sample.addParameterSources("SIZE", [static(40)])
+    sample.addParameterSources("MIN_PER_CLASS", [static(5)])
+    output = QgsProcessingModelOutput("points", "points")
+    output.setChildId("sample")
+    output.setChildOutputName("OUTPUT")
+    sample.setModelOutputs({"points": output})
+    model.addChildAlgorithm(sample)
+    res = processing.run(model, {"map_a": maps[0], "map_b": maps[1], "sample:points": str(tmp_path / "s.gpkg")})
+    layer = QgsVectorLayer(f"{res['sample:points']}|layername=sample", "sample", "ogr")
+    assert layer.isValid() and layer.featureCount() >= 40
+    assert layer.fields().indexOf("reference_from") >= 0 and layer.fields().indexOf("reference_to") >= 0
+    layer = None
+
+
 def test_a_sar_series_enters_the_project_as_one_group_for_the_temporal_controller(demo_scene, trained_model, run_alg,
                                                                                   tmp_path, monkeypatch):
     import processing
