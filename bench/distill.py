@@ -10,6 +10,7 @@ its export, extrapolated to a Sentinel-1 IW scene (25,000 x 17,000 px) by pixel 
 STARS model (the paper's), the demo's ResNet-18 STARS teacher, and the default student. Speed does not
 depend on the weights. Prints, never asserts. Usage:
     python bench/distill.py [--seeds 0 1 2] [--steps 600] [--size 4096] [--skip-accuracy] [--skip-speed]
+                            [--tiles 512 1024] [--students-only]
                             [--model demo_out/model.stars --scene demo_out/scene --sheet B2]
 """
 from __future__ import annotations
@@ -88,9 +89,9 @@ def accuracy(args, tmp: Path) -> None:
     print(f"student - teacher: {100 * (statistics.mean(mious) - teacher_miou):+.2f} points of mIoU")
 
 
-def timed_segment(model: Path, src: Path, out: Path) -> float:
+def timed_segment(model: Path, src: Path, out: Path, tile: int = 512, overlap: int | None = None) -> float:
     argv = [sys.executable, "-m", "stars_core.cli", "segment", str(model), str(src), str(out), "--device", "cpu",
-            "--tile-size", "512"]
+            "--tile-size", str(tile), *(["--overlap", str(overlap)] if overlap is not None else [])]
     subprocess.run(argv, cwd=ROOT, check=True, capture_output=True)  # makes and caches the export
     start = time.perf_counter()
     subprocess.run(argv, cwd=ROOT, check=True, capture_output=True)
@@ -107,20 +108,23 @@ def speed(args, tmp: Path) -> None:
     scene = make_demo_scene(tmp / "scene", size=1024, seed=0)
     src = repeat_vrt(scene["sar"], args.size, tmp / f"sar_{args.size}.vrt")
     r50 = train_r50(scene, tmp / "r50.stars", 2)
+    student = distill(r50, [scene["sar"]], tmp / "student.stars", DistillConfig(steps=1, batch_size=1, device="cpu"),
+                      log=lambda *_: None).path
     models = {"ResNet-50 STARS (the paper's)": r50}
     if Path(args.model).is_file():
         models["demo teacher (ResNet-18 STARS, width 32)"] = Path(args.model)
-    student = distill(r50, [scene["sar"]], tmp / "student.stars", DistillConfig(steps=1, batch_size=1, device="cpu"),
-                      log=lambda *_: None).path
     models["student (ResNet-18 single, width 32, decoder 128)"] = student
-    seconds = {name: timed_segment(path, src, tmp / "map.tif") for name, path in models.items()}
+    models = {k: v for k, v in models.items() if not args.students_only or k.startswith("student")}
+    seconds = {(name, tile): timed_segment(path, src, tmp / "map.tif", tile, args.overlap) for tile in args.tiles
+               for name, path in models.items()}
     cpu = sorted({f for f in open("/proc/cpuinfo").read().split() if f in ("avx2", "avx512_vnni", "amx_tile")})
-    print(f"\n{platform.node()}, {os.cpu_count()} cores ({', '.join(cpu)}); `stars segment` default runtime, tiles of "
-          f"512 px (overlap 64), {args.size} x {args.size}, extrapolated to an IW scene by pixels")
-    base = seconds["ResNet-50 STARS (the paper's)"]
-    print("| model | seconds (raster) | IW-scene minutes | speed-up over ResNet-50 STARS |\n|---|---:|---:|---:|")
-    for name, s in seconds.items():
-        print(f"| {name} | {s:.1f} | {s * IW_PIXELS / args.size ** 2 / 60:.1f} | {base / s:.2f}x |")
+    print(f"\n{platform.node()}, {os.cpu_count()} cores ({', '.join(cpu)}); `stars segment` default runtime, overlap "
+          f"{args.overlap or 'an eighth of the tile'}, {args.size} x {args.size}, extrapolated to an IW scene by pixels")
+    base = seconds.get(("ResNet-50 STARS (the paper's)", args.tiles[0]))
+    print("| model | tile | seconds (raster) | IW-scene minutes | speed-up over ResNet-50 STARS |\n|---|---:|---:|---:|---:|")
+    for (name, tile), s in seconds.items():
+        print(f"| {name} | {tile} | {s:.1f} | {s * IW_PIXELS / args.size ** 2 / 60:.1f} | "
+              f"{'' if base is None else f'{base / s:.2f}x'} |")
 
 
 def main() -> None:
@@ -133,6 +137,9 @@ def main() -> None:
     ap.add_argument("--sheet", default="B2")
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--tiles", type=int, nargs="+", default=[512], help="tile sizes for part 2")
+    ap.add_argument("--students-only", action="store_true", help="part 2 with the student alone")
+    ap.add_argument("--overlap", type=int, help="part 2's tile overlap (default: the toolbox's, an eighth of a tile)")
     args = ap.parse_args()
     (ROOT / "build").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=ROOT / "build") as tmp:
