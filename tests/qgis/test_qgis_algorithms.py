@@ -454,6 +454,23 @@ def test_land_cover_change_between_two_maps(demo_scene, run_alg, tmp_path):
     assert (tmp_path / "m.csv").read_text().startswith("from \\ to (ha)") and (tmp_path / "r.html").is_file()
 
 
+def _map_pair(demo_scene, tmp_path, block: slice, k: int):
+    """The demo labels as a first map, and a second where a block became the k-th class: both styled."""
+    from stars_core.infer import style_class_map
+
+    classes = ClassTable.from_file(demo_scene["classes"])
+    with rasterio.open(demo_scene["labels"]) as ds:
+        first = ds.read(1)
+    later = first.copy()
+    later[block, block] = classes.values[k]
+    maps = []
+    for name, data in (("a.tif", first), ("b.tif", later)):
+        path = rewrite(demo_scene["labels"], tmp_path / name, data=data[None])
+        style_class_map(path, classes)
+        maps.append(str(path))
+    return first, later, maps
+
+
 def test_a_change_sample_is_labelled_in_the_form_and_gives_each_dates_areas(demo_scene, run_alg, tmp_path):
     """Change map -> sample stratified by its transitions -> reference_from/reference_to are drop-downs of
     the dates' class names -> labels saved through QGIS's editing -> each date's class areas as outputs."""
@@ -461,19 +478,10 @@ def test_a_change_sample_is_labelled_in_the_form_and_gives_each_dates_areas(demo
 
     from qgis.core import QgsProject, QgsVectorLayer
 
-    from stars_core.infer import style_class_map
-
     classes = ClassTable.from_file(demo_scene["classes"])
     with rasterio.open(demo_scene["labels"]) as ds:
-        first = ds.read(1)
         pixel_ha = abs(ds.transform.a * ds.transform.e) / 10_000
-    later = first.copy()
-    later[40:100, 40:100] = classes.values[0]
-    maps = []
-    for name, data in (("a.tif", first), ("b.tif", later)):
-        path = rewrite(demo_scene["labels"], tmp_path / name, data=data[None])
-        style_class_map(path, classes)
-        maps.append(str(path))
+    first, later, maps = _map_pair(demo_scene, tmp_path, slice(40, 100), 0)
     change, _ = run_alg("stars:landcoverchange", {"MAP_A": maps[0], "MAP_B": maps[1], "UNCHANGED": 1,
                                                   "OUTPUT": str(tmp_path / "change.tif")})
     run_alg("stars:createaccuracysample", {"INPUT": change["OUTPUT"], "SIZE": 80, "MIN_PER_CLASS": 5,
@@ -512,18 +520,7 @@ def test_the_change_chain_runs_as_a_graphical_model(demo_scene, tmp_path):
                            QgsProcessingModelChildParameterSource, QgsProcessingModelOutput,
                            QgsProcessingModelParameter, QgsProcessingParameterRasterLayer, QgsVectorLayer)
 
-    from stars_core.infer import style_class_map
-
-    classes = ClassTable.from_file(demo_scene["classes"])
-    with rasterio.open(demo_scene["labels"]) as ds:
-        first = ds.read(1)
-    later = first.copy()
-    later[20:90, 20:90] = classes.values[1]
-    maps = []
-    for name, data in (("a.tif", first), ("b.tif", later)):
-        path = rewrite(demo_scene["labels"], tmp_path / name, data=data[None])
-        style_class_map(path, classes)
-        maps.append(str(path))
+    _first, _later, maps = _map_pair(demo_scene, tmp_path, slice(20, 90), 1)
     static, parameter = (QgsProcessingModelChildParameterSource.fromStaticValue,
                          QgsProcessingModelChildParameterSource.fromModelParameter)
     model = QgsProcessingModelAlgorithm("change chain", "tests")
