@@ -8,9 +8,11 @@ teacher there. Part 2 (speed, --size): `stars segment` of a SIZE x SIZE SAR rast
 repeated by a VRT) on the default runtime, each model in its own process after a first run that made
 its export, extrapolated to a Sentinel-1 IW scene (25,000 x 17,000 px) by pixel count: a ResNet-50
 STARS model (the paper's), the demo's ResNet-18 STARS teacher, and the default student. Speed does not
-depend on the weights. Prints, never asserts. Usage:
+depend on the weights. Part 3 (--real DIR): on the real TerraMesh tiles, a STARS teacher trained on four
+(bench/real.py's fold) and a student distilled from it on all five tiles' Sentinel-1 without labels,
+both scored on the held-out tile. Prints, never asserts. Usage:
     python bench/distill.py [--seeds 0 1 2] [--steps 600] [--size 4096] [--skip-accuracy] [--skip-speed]
-                            [--tiles 512 1024] [--students-only]
+                            [--tiles 512 1024] [--students-only] [--real ../shared/data/terramind]
                             [--model demo_out/model.stars --scene demo_out/scene --sheet B2]
 """
 from __future__ import annotations
@@ -127,6 +129,39 @@ def speed(args, tmp: Path) -> None:
               f"{'' if base is None else f'{base / s:.2f}x'} |")
 
 
+def real(args, tmp: Path) -> None:
+    """Part 3: a teacher trained on four real TerraMesh tiles (bench/real.py's fold, STARS), a student
+    distilled from it on all five tiles' Sentinel-1 without labels, both scored on the held-out tile."""
+    from types import SimpleNamespace
+
+    from real import LULC, fold
+
+    from stars_core.config import SegmentConfig
+    from stars_core.distill import DistillConfig, distill
+    from stars_core.evaluate import evaluate
+    from stars_core.infer import segment
+
+    data = Path(args.real)
+    tiles = sorted(p.stem for p in (data / "S1RTC").glob("*.tif"))
+    classes = tmp / "lulc.csv"
+    classes.write_text("value,name,color\n" + "".join(f"{v},{n},{c}\n" for v, n, c in LULC))
+    fold_args = SimpleNamespace(steps=150, batch=8, lr=1e-3, seed=0, device="cpu", chip=128, backbone="resnet18",
+                                width=32, class_weights="none", pretrained_m1=None, pretrained_m2=None)
+    print("\n| held-out real tile | teacher mIoU | student mIoU | pixels equal to the teacher's map |\n|---|---:|---:|---:|")
+    for tile in tiles[:args.real_folds]:
+        teacher = fold(tile, tiles, data, "stars", fold_args, tmp, classes)
+        model, teacher_map = tmp / f"{tile}_stars.stars", tmp / f"{tile}_stars.tif"
+        student = distill(model, [data / "S1RTC" / f"{t}.tif" for t in tiles], tmp / f"{tile}_student.stars",
+                          DistillConfig(steps=args.real_steps, device="cpu"), log=lambda *_: None).path
+        student_map = tmp / f"{tile}_student.tif"
+        segment(student, data / "S1RTC" / f"{tile}.tif", student_map, SegmentConfig(tile_size=256, device="cpu"))
+        report = evaluate(student_map, data / "LULC" / f"{tile}.tif", classes, ignore_values=[0])
+        with rasterio.open(teacher_map) as a, rasterio.open(student_map) as b:
+            ta, sb = a.read(1), b.read(1)
+        same = float((ta == sb)[ta != 255].mean())
+        print(f"| {tile} | {teacher['miou']:.4f} | {report['miou']:.4f} | {same:.4f} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -138,6 +173,9 @@ def main() -> None:
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--tiles", type=int, nargs="+", default=[512], help="tile sizes for part 2")
+    ap.add_argument("--real", metavar="DIR", help="part 3: the TerraMesh tiles (e.g. ../shared/data/terramind)")
+    ap.add_argument("--real-folds", type=int, default=1, help="part 3: how many tiles to hold out in turn")
+    ap.add_argument("--real-steps", type=int, default=300, help="part 3: the student's steps")
     ap.add_argument("--students-only", action="store_true", help="part 2 with the student alone")
     ap.add_argument("--overlap", type=int, help="part 2's tile overlap (default: the toolbox's, an eighth of a tile)")
     args = ap.parse_args()
@@ -147,6 +185,8 @@ def main() -> None:
             accuracy(args, Path(tmp))
         if not args.skip_speed:
             speed(args, Path(tmp))
+        if args.real:
+            real(args, Path(tmp))
 
 
 if __name__ == "__main__":
