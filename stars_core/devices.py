@@ -45,22 +45,25 @@ def autocast(device: "torch.device", enabled: bool):
 
 def cpu_bf16() -> str | None:
     """What this CPU has for bf16 arithmetic ("AMX", "AVX-512 BF16"), or None: asked of the CPU
-    (PyTorch's own probes, else the kernel's CPU flags), never assumed."""
+    (the kernel's CPU flags, else PyTorch's own probes), never assumed."""
     import torch
 
-    probes = (("AMX", "_is_amx_tile_supported", "amx_bf16"), ("AVX-512 BF16", "_is_avx512_bf16_supported", "avx512_bf16"))
     try:
-        flags = set(open("/proc/cpuinfo").read().split())
+        with open("/proc/cpuinfo") as f:
+            flags = set(f.read().split())
     except OSError:
         flags = set()
-    for name, probe, flag in probes:
-        check = getattr(torch.cpu, probe, None)
+
+    def probed(name: str) -> bool:
         try:
-            if (check() if check is not None else False) or flag in flags:
-                return name
-        except Exception:  # a private probe that changed: the flags decide
-            if flag in flags:
-                return name
+            return bool(getattr(torch.cpu, name)())
+        except Exception:  # a private probe that moved or changed: no answer from it
+            return False
+
+    for name, flag, probe in (("AMX", "amx_bf16", "_is_amx_tile_supported"),
+                              ("AVX-512 BF16", "avx512_bf16", "_is_avx512_bf16_supported")):
+        if flag in flags or probed(probe):
+            return name
     return None
 
 

@@ -43,8 +43,8 @@ from .bands import BandStats, normalise
 from .classes import ClassTable, rgb
 from .config import SegmentConfig
 from .files import atomic_outputs, check_outputs
-from .raster import (aligned, band_names, crs_label, centre_latitude, geometries_in, metres_per_pixel, open_raster, pixel_area,
-                     pixel_size, read_polygons, valid_mask, window_of)
+from .raster import (aligned, band_names, centre_latitude, crs_label, geometries_in, metres_per_pixel, open_raster,
+                     pixel_area, pixel_size, read_polygons, valid_mask, window_of)
 from . import threads
 from .errors import Cancelled, InputError
 from .style import grey_qml, paletted_qml

@@ -32,7 +32,7 @@ from .losses import stars_loss
 from .metrics import confusion_matrix, metrics_from_confusion
 from .models import build_model
 from . import threads
-from .devices import TrainingPrecision, autocast, resolve_device
+from .devices import TrainingPrecision, resolve_device
 from .errors import Cancelled, InputError, TrainingError
 
 ProgressFn = Callable[[int, int, dict], None]
@@ -55,7 +55,7 @@ def get_lr(step: int, cfg: TrainConfig) -> float:
 
 
 @torch.no_grad()
-def validate(model: torch.nn.Module, loader, num_classes: int, device: torch.device, amp: "bool | TrainingPrecision",
+def validate(model: torch.nn.Module, loader, num_classes: int, device: torch.device, precision: TrainingPrecision,
              names: Sequence[str], paired: bool, probe: AlignmentProbe | None = None) -> dict:
     """Metrics of the missing-modality output (model(x1), key "m1") and, when `paired`, of the
     output with both modalities (key "fused"); `probe` collects the shared features on the way."""
@@ -64,12 +64,9 @@ def validate(model: torch.nn.Module, loader, num_classes: int, device: torch.dev
     cms = {"m1": np.zeros((num_classes, num_classes), np.int64)}
     if paired:
         cms["fused"] = cms["m1"].copy()
-    precision = amp if isinstance(amp, TrainingPrecision) else None
     for x1, x2, y in loader:
-        x1, x2 = x1.to(device, non_blocking=True), x2.to(device, non_blocking=True)
-        if precision is not None:
-            x1, x2 = precision.memory(x1), precision.memory(x2)
-        with (precision.autocast(device) if precision is not None else autocast(device, amp)):
+        x1, x2 = (precision.memory(x.to(device, non_blocking=True)) for x in (x1, x2))
+        with precision.autocast(device):
             cms["m1"] += confusion_matrix(model(x1).argmax(1), y, num_classes, IGNORE)
             if paired:
                 out = model(x1, x2)
@@ -182,7 +179,7 @@ def _train(scenes, out: Path, cache: str, model_cfg, loss_cfg, train_cfg, data_c
                psa_gen, device, world, rank, history, _scene_files(scenes), precision=precision)
     if resumed is not None:
         run.best = resumed[2].best  # the best so far goes on being compared
-    check = _Validation.create(data, meta, device, diagnostics, similarity_steps, resumed is not None, say) \
+    check = _Validation.create(data, meta, device, precision, diagnostics, similarity_steps, resumed is not None, say) \
         if rank == 0 else None
     if check is not None and check.diag is not None and start == 0:  # the similarity matrix before training
         check.run(model, 0, {"step": 0}, history)
@@ -565,14 +562,15 @@ class _Validation:
     """Validation passes on the held-out chips, adding their metrics to the step's row, and the
     diagnostics PNGs when a folder was asked for (rank 0 only)."""
 
-    def __init__(self, loader, meta: ModelMeta, device: torch.device, diag: Diagnostics | None, say):
+    def __init__(self, loader, meta: ModelMeta, device: torch.device, precision: TrainingPrecision,
+                 diag: Diagnostics | None, say):
         self.loader, self.meta, self.device, self.diag, self.say = loader, meta, device, diag, say
-        self.precision = TrainingPrecision.choose(device, meta.train.amp, meta.train.cpu_bf16)
+        self.precision = precision
         self.steps = diag.steps if diag is not None else set()
 
     @classmethod
-    def create(cls, data: TrainingData, meta: ModelMeta, device, diagnostics, similarity_steps, resuming: bool,
-               say) -> "_Validation | None":
+    def create(cls, data: TrainingData, meta: ModelMeta, device, precision: TrainingPrecision, diagnostics,
+               similarity_steps, resuming: bool, say) -> "_Validation | None":
         positions = data.plan.val[: meta.train.max_val_chips]
         if not len(positions):
             if diagnostics is not None:
@@ -587,7 +585,7 @@ class _Validation:
         if diagnostics is not None:
             diag = Diagnostics(Path(diagnostics), meta.classes.names, meta.modalities, set(similarity_steps),
                                resuming=resuming)
-        return cls(loader, meta, device, diag, say)
+        return cls(loader, meta, device, precision, diag, say)
 
     def run(self, model, step: int, row: dict, history: list[dict], final: bool = False) -> None:
         cfg, names = self.meta.model, self.meta.classes.names

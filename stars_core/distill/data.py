@@ -49,17 +49,18 @@ class ChipReader:
         if k not in self._open:
             src = self.sources[k]
             ds = rasterio.open(src.path)
-            lab = None
+            raw = lab = None
             if src.labels is not None:
-                lab = aligned(ds, rasterio.open(src.labels), Resampling.nearest, src.path, src.labels)
-            self._open[k] = (ds, lab)
-        return self._open[k]
+                raw = rasterio.open(src.labels)
+                lab = aligned(ds, raw, Resampling.nearest, src.path, src.labels)
+            self._open[k] = (ds, lab, raw)
+        return self._open[k][:2]
 
     def close(self) -> None:
-        for ds, lab in self._open.values():
-            ds.close()
-            if lab is not None:
-                lab.close()
+        for handles in self._open.values():
+            for h in handles:  # the label raster's warped view, then the file under it
+                if h is not None:
+                    h.close()
         self._open.clear()
 
     def chip(self, i: int) -> tuple[np.ndarray, np.ndarray]:
