@@ -513,7 +513,7 @@ def test_a_change_sample_is_labelled_in_the_form_and_gives_each_dates_areas(demo
     QgsProject.instance().removeMapLayer(layer.id())
 
 
-def test_the_change_chain_runs_as_a_graphical_model(demo_scene, tmp_path):
+def test_the_change_chain_runs_as_a_graphical_model(stars_provider, demo_scene, tmp_path):
     """Land-cover change -> Create accuracy sample, wired in a Processing model as the modeler would."""
     import processing
     from qgis.core import (QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
@@ -542,8 +542,11 @@ def test_the_change_chain_runs_as_a_graphical_model(demo_scene, tmp_path):
     output.setChildOutputName("OUTPUT")
     sample.setModelOutputs({"points": output})
     model.addChildAlgorithm(sample)
-    res = processing.run(model, {"map_a": maps[0], "map_b": maps[1], "sample:points": str(tmp_path / "s.gpkg")})
-    layer = QgsVectorLayer(f"{res['sample:points']}|layername=sample", "sample", "ogr")
+    # the model's own name for the output ("sample:points" on QGIS 3.22, "points" on 3.40)
+    model.updateDestinationParameters()
+    (points,) = [d.name() for d in model.destinationParameterDefinitions()]
+    res = processing.run(model, {"map_a": maps[0], "map_b": maps[1], points: str(tmp_path / "s.gpkg")})
+    layer = QgsVectorLayer(f"{res[points]}|layername=sample", "sample", "ogr")
     assert layer.isValid() and layer.featureCount() >= 40
     assert layer.fields().indexOf("reference_from") >= 0 and layer.fields().indexOf("reference_to") >= 0
     layer = None
