@@ -132,6 +132,29 @@ def test_int8_export_runs_and_keeps_the_metadata(trained_model, exported, demo_s
         export_onnx(trained_model, tmp_path / "x.onnx", "m1", int8=True, **QUIET)
 
 
+def test_int8_calibration_keeps_no_memory_pattern_and_gives_the_calibrator_back(trained_model, demo_scene, tmp_path,
+                                                                                  monkeypatch):
+    """The calibration session runs without ONNX Runtime's memory pattern and arena (they held GBs for
+    a ResNet-50), and ONNX Runtime's own session factory is back afterwards."""
+    from onnxruntime.quantization import calibrate
+
+    factory = calibrate.CalibraterBase.create_inference_session
+    seen = []
+    collect = calibrate.MinMaxCalibrater.collect_data
+
+    def spy(self, reader):
+        options = self.infer_session.get_session_options()
+        seen.append((options.enable_mem_pattern, options.enable_cpu_mem_arena))
+        return collect(self, reader)
+
+    monkeypatch.setattr(calibrate.MinMaxCalibrater, "collect_data", spy)
+    export_onnx(trained_model, tmp_path / "q.onnx", "m1", tile_size=128, int8=True, calibrate=demo_scene["sar"],
+                calibration_tiles=1, **QUIET)
+    assert seen == [(False, False)]
+    assert calibrate.CalibraterBase.create_inference_session is factory
+    assert any(n.op_type == "QuantizeLinear" for n in _nodes(tmp_path / "q.onnx"))
+
+
 def _nodes(path):
     import onnx
 
