@@ -10,10 +10,13 @@ its export, extrapolated to a Sentinel-1 IW scene (25,000 x 17,000 px) by pixel 
 STARS model (the paper's), the demo's ResNet-18 STARS teacher, and the default student. Speed does not
 depend on the weights. Part 3 (--real DIR): on the real TerraMesh tiles, a STARS teacher trained on four
 (bench/real.py's fold) and a student distilled from it on all five tiles' Sentinel-1 without labels,
-both scored on the held-out tile. Prints, never asserts. Usage:
+both scored on the held-out tile. Part 4 (--step-speed N): distillation steps in the CPU's default
+precision against plain fp32. Part 5 (--macs): each model's multiply-accumulates per tile. Part 1
+with --labelled: students also learn the labels outside the sheet. Prints, never asserts. Usage:
     python bench/distill.py [--seeds 0 1 2] [--steps 600] [--size 4096] [--skip-accuracy] [--skip-speed]
                             [--tiles 512 1024] [--students-only] [--real ../shared/data/terramind]
                             [--model demo_out/model.stars --scene demo_out/scene --sheet B2]
+                            [--labelled] [--no-amp] [--step-speed 60 --rounds 2] [--macs]
 """
 from __future__ import annotations
 
@@ -69,11 +72,21 @@ def accuracy(args, tmp: Path) -> None:
     cfg = SegmentConfig(device="cpu")
     segment(model, scene / "sar.tif", tmp / "teacher.tif", cfg)
     teacher_miou, teacher_map = score(tmp / "teacher.tif", labels, window, tmp, "teacher")
-    rows = []
+    rows, labels_arg, ignore = [], None, ()
+    if args.labelled:  # the reference labels with the held-out sheet blanked (0: no data), as a user's would be
+        labels_arg = [tmp / "labels_without_sheet.tif"]
+        with rasterio.open(scene / "labels.tif") as src:
+            profile, lab = src.profile, src.read(1)
+        lab[window.toslices()] = 0
+        with rasterio.open(labels_arg[0], "w", **profile) as dst:
+            dst.write(lab, 1)
+        ignore = (0,)
+    what = "labels outside the sheet" if args.labelled else "no labels"
     for seed in args.seeds:
         out = tmp / f"student_{seed}.stars"
-        result = distill(model, [scene / "sar.tif"], out, DistillConfig(steps=args.steps, seed=seed, device="cpu"),
-                         log=lambda *_: None)
+        result = distill(model, [scene / "sar.tif"], out, DistillConfig(steps=args.steps, seed=seed, device="cpu",
+                                                                          amp=not args.no_amp, ignore_values=ignore),
+                         labels=labels_arg, log=print if seed == args.seeds[0] else lambda *_: None)
         segment(out, scene / "sar.tif", tmp / f"student_{seed}.tif", cfg)
         miou, student_map = score(tmp / f"student_{seed}.tif", labels, window, tmp, f"student_{seed}")
         valid = teacher_map != 255
@@ -84,20 +97,66 @@ def accuracy(args, tmp: Path) -> None:
     print(f"\n| held-out sheet {args.sheet}, default runtime | SAR-only mIoU | pixels equal to the teacher's map |"
           f" distillation minutes |\n|---|---:|---:|---:|\n| teacher ({model.name}) | {teacher_miou:.4f} | 1 | |")
     for seed, miou, same, minutes in rows:
-        print(f"| student, seed {seed} ({args.steps} steps, no labels) | {miou:.4f} | {same:.4f} | {minutes:.1f} |")
+        print(f"| student, seed {seed} ({args.steps} steps, {what}) | {miou:.4f} | {same:.4f} | {minutes:.1f} |")
     spread = statistics.stdev(mious) if len(mious) > 1 else 0.0
     print(f"| student, mean ± sd over {len(mious)} seeds | {statistics.mean(mious):.4f} ± {spread:.4f} | "
           f"{statistics.mean(r[2] for r in rows):.4f} | |")
     print(f"student - teacher: {100 * (statistics.mean(mious) - teacher_miou):+.2f} points of mIoU")
 
 
-def timed_segment(model: Path, src: Path, out: Path, tile: int = 512, overlap: int | None = None) -> float:
+def step_speed(args, tmp: Path) -> None:
+    """Part 4 (--step-speed N): distillation steps per second, the device's default precision against
+    plain fp32 (--no-amp), N steps each, alternating for --rounds rounds; the teacher is --model."""
+    from stars_core.distill import DistillConfig, distill
+
+    scene = Path(args.scene)
+    seconds = {True: [], False: []}
+    for _ in range(args.rounds):
+        for amp in (False, True):
+            lines = []
+            result = distill(args.model, [scene / "sar.tif"], tmp / "speed.stars",
+                             DistillConfig(steps=args.step_speed, device="cpu", amp=amp), log=lines.append)
+            seconds[amp].append(result.seconds)
+            print(f"{next(l for l in lines if l.startswith('precision'))}: {result.seconds:.1f} s", flush=True)
+    fp32, default = statistics.median(seconds[False]), statistics.median(seconds[True])
+    print(f"\n{args.step_speed} steps (with the 16-chip comparison), median of {args.rounds}: fp32 {fp32:.1f} s, "
+          f"default {default:.1f} s: {fp32 / default:.2f}x")
+
+
+def macs(args, tmp: Path) -> None:
+    """Part 5 (--macs): multiply-accumulates of each model's SAR-only pass on one 512-pixel tile
+    (PyTorch's flop counter; 2 SAR bands, 6 classes): what the int8 network has to compute."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from stars_core.config import StarsConfig
+    from stars_core.distill import DistillConfig
+    from stars_core.distill.student import student_config
+    from stars_core.models import build_model
+
+    r50 = StarsConfig(backbone="resnet50", in_channels=(2, 4), num_classes=6)
+    models = {"ResNet-50 STARS (the paper's)": r50,
+              "ResNet-18 STARS, width 64": StarsConfig(backbone="resnet18", in_channels=(2, 4), num_classes=6),
+              "demo teacher (ResNet-18 STARS, width 32)": StarsConfig(backbone="resnet18", encoder_width=32,
+                                                                      in_channels=(2, 4), num_classes=6),
+              "student (ResNet-18 single, width 32, decoder 128)": student_config(r50, DistillConfig())}
+    print("\n| model | GMAC per 512-pixel tile, SAR only |\n|---|---:|")
+    for name, cfg in models.items():
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            build_model(cfg).eval()(torch.zeros(1, 2, 512, 512))
+        print(f"| {name} | {counter.get_total_flops() / 2e9:.1f} |")
+
+
+def timed_segment(model: Path, src: Path, out: Path, tile: int = 512, overlap: int | None = None) -> tuple[float, float]:
+    """Seconds and peak resident memory (GB) of `stars segment`, after a first run that made the export."""
     argv = [sys.executable, "-m", "stars_core.cli", "segment", str(model), str(src), str(out), "--device", "cpu",
             "--tile-size", str(tile), *(["--overlap", str(overlap)] if overlap is not None else [])]
     subprocess.run(argv, cwd=ROOT, check=True, capture_output=True)  # makes and caches the export
+    report = out.with_suffix(".time")
     start = time.perf_counter()
-    subprocess.run(argv, cwd=ROOT, check=True, capture_output=True)
-    return time.perf_counter() - start
+    subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(report), *argv], cwd=ROOT, check=True, capture_output=True)
+    seconds = time.perf_counter() - start
+    return seconds, int(report.read_text().split()[-1]) / 2**20
 
 
 def speed(args, tmp: Path) -> None:
@@ -122,11 +181,12 @@ def speed(args, tmp: Path) -> None:
     cpu = sorted({f for f in open("/proc/cpuinfo").read().split() if f in ("avx2", "avx512_vnni", "amx_tile")})
     print(f"\n{platform.node()}, {os.cpu_count()} cores ({', '.join(cpu)}); `stars segment` default runtime, overlap "
           f"{args.overlap or 'an eighth of the tile'}, {args.size} x {args.size}, extrapolated to an IW scene by pixels")
-    base = seconds.get(("ResNet-50 STARS (the paper's)", args.tiles[0]))
-    print("| model | tile | seconds (raster) | IW-scene minutes | speed-up over ResNet-50 STARS |\n|---|---:|---:|---:|---:|")
-    for (name, tile), s in seconds.items():
+    base = seconds.get(("ResNet-50 STARS (the paper's)", args.tiles[0]), (None,))[0]
+    print("| model | tile | seconds (raster) | IW-scene minutes | speed-up over ResNet-50 STARS | peak memory (GB) |\n"
+          "|---|---:|---:|---:|---:|---:|")
+    for (name, tile), (s, peak) in seconds.items():
         print(f"| {name} | {tile} | {s:.1f} | {s * IW_PIXELS / args.size ** 2 / 60:.1f} | "
-              f"{'' if base is None else f'{base / s:.2f}x'} |")
+              f"{'' if base is None else f'{base / s:.2f}x'} | {peak:.2f} |")
 
 
 def real(args, tmp: Path) -> None:
@@ -171,6 +231,12 @@ def main() -> None:
     ap.add_argument("--scene", default=str(ROOT / "demo_out" / "scene"))
     ap.add_argument("--sheet", default="B2")
     ap.add_argument("--skip-accuracy", action="store_true")
+    ap.add_argument("--step-speed", type=int, metavar="N", help="part 4: N distillation steps, default precision "
+                    "against --no-amp")
+    ap.add_argument("--rounds", type=int, default=2, help="part 4's rounds")
+    ap.add_argument("--macs", action="store_true", help="part 5: each model's multiply-accumulates per tile")
+    ap.add_argument("--labelled", action="store_true", help="part 1: students also learn the labels outside the sheet")
+    ap.add_argument("--no-amp", action="store_true", help="part 1: students in plain fp32 (stars distill --no-amp)")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--tiles", type=int, nargs="+", default=[512], help="tile sizes for part 2")
     ap.add_argument("--real", metavar="DIR", help="part 3: the TerraMesh tiles (e.g. ../shared/data/terramind)")
@@ -187,6 +253,10 @@ def main() -> None:
             speed(args, Path(tmp))
         if args.real:
             real(args, Path(tmp))
+        if args.step_speed:
+            step_speed(args, Path(tmp))
+        if args.macs:
+            macs(args, Path(tmp))
 
 
 if __name__ == "__main__":

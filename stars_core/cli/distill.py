@@ -46,6 +46,8 @@ def add_parsers(sub) -> None:
                     help=f"weight of the labels' cross-entropy (default {D.label_weight:g})")
     ds.add_argument("--seed", type=int, default=0)
     ds.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    ds.add_argument("--no-amp", action="store_true", help="plain fp32: no bf16 autocast on CUDA and no channels-last "
+                    "memory on a CPU with AMX or AVX-512 BF16 (the log's 'precision:' line says which ran)")
 
 
 def cmd_distill(args) -> int:
@@ -55,7 +57,8 @@ def cmd_distill(args) -> int:
     cfg = DistillConfig(backbone=args.backbone, encoder_width=args.width, decoder_channels=args.decoder_channels,
                         steps=args.steps, batch_size=args.batch_size, chip_size=args.chip_size, lr=args.lr,
                         temperature=args.temperature, label_weight=args.label_weight,
-                        ignore_values=tuple(args.ignore_value), seed=args.seed, device=args.device)
+                        ignore_values=tuple(args.ignore_value), seed=args.seed, device=args.device,
+                        amp=not args.no_amp)
     bar = None
 
     def progress(step: int, total: int) -> None:

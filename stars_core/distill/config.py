@@ -22,6 +22,7 @@ class DistillConfig:
     ignore_values: tuple[int, ...] = ()
     seed: int = 0
     device: str = "auto"
+    amp: bool = True  # the device's fast path as in training (devices.TrainingPrecision); False: plain fp32
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:

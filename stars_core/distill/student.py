@@ -27,7 +27,7 @@ from .. import threads
 from ..checkpoint import ModelMeta, load_model, save_model_file
 from ..classes import IGNORE
 from ..config import DataConfig, LossConfig, StarsConfig, TrainConfig
-from ..devices import autocast, resolve_device
+from ..devices import TrainingPrecision, resolve_device
 from ..errors import Cancelled, InputError, TrainingError
 from ..files import check_outputs, sha256
 from ..metrics import confusion_matrix, metrics_from_confusion
@@ -81,18 +81,21 @@ def distill(teacher_path: str | os.PathLike, m1: Sequence[str | os.PathLike], ou
     reader = ChipReader(sources, teacher.stats[0], teacher.classes, chip, cfg.ignore_values, cfg.seed)
     val_reader = ChipReader(sources, teacher.stats[0], teacher.classes, chip, cfg.ignore_values, seed=VAL_SEED)
     torch.manual_seed(cfg.seed)
-    student = build_model(student_config(teacher.config, cfg)).to(device)
+    precision = TrainingPrecision.choose(device, cfg.amp, offer_bf16=False)
+    student = precision.memory(build_model(student_config(teacher.config, cfg)).to(device))
+    precision.memory(teacher.model)
     log(f"student: {cfg.backbone} at width {cfg.encoder_width}, decoder {cfg.decoder_channels} channels, SAR only; "
         f"teacher: {teacher.config.backbone} {teacher.config.mode} ({_mparams(student)} of {_mparams(teacher.model)} "
         f"parameters); {cfg.steps} steps of {cfg.batch_size} chips of {chip} px on {len(sources)} raster(s)"
         f"{', labelled' if labels else ', no labels (soft targets only)'}; T = {cfg.temperature:g}")
+    log(f"precision: {precision.why}")
     train_cfg = TrainConfig.for_steps(cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, num_workers=0,
-                                      device=cfg.device)
+                                      device=cfg.device, amp=cfg.amp)
     start = time.perf_counter()
     try:
-        history = _loop(student, teacher, reader, train_cfg, cfg, device, progress, cancel, log)
+        history = _loop(student, teacher, reader, train_cfg, cfg, device, precision, progress, cancel, log)
         agreement, s_miou, t_miou = _compare(student, teacher.model, val_reader, teacher.classes, cfg, device,
-                                             bool(labels))
+                                             precision, bool(labels))
     finally:
         reader.close()
         val_reader.close()
@@ -109,8 +112,8 @@ def _mparams(model: torch.nn.Module) -> str:
     return f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M"
 
 
-def _loop(student, teacher, reader: ChipReader, train_cfg: TrainConfig, cfg: DistillConfig, device, progress,
-          cancel, log) -> list[dict]:
+def _loop(student, teacher, reader: ChipReader, train_cfg: TrainConfig, cfg: DistillConfig, device,
+          precision: TrainingPrecision, progress, cancel, log) -> list[dict]:
     from ..train import get_lr
 
     optimizer = torch.optim.Adam(student.parameters(), lr=cfg.lr, weight_decay=1e-4)
@@ -121,11 +124,12 @@ def _loop(student, teacher, reader: ChipReader, train_cfg: TrainConfig, cfg: Dis
             raise Cancelled(f"distillation cancelled at step {step}; no student was written")
         threads.adapt()
         x, y, valid = (torch.from_numpy(a).to(device) for a in reader.batch(step * cfg.batch_size, cfg.batch_size))
+        x = precision.memory(x)
         for group in optimizer.param_groups:
             group["lr"] = get_lr(step, train_cfg)
-        with torch.no_grad(), autocast(device, True):  # bf16 on CUDA, nothing elsewhere
+        with torch.no_grad(), precision.autocast(device):
             target = teacher.model(x).float()
-        with autocast(device, True):
+        with precision.autocast(device):
             logits = student(x).float()
         soft = soft_target_loss(logits, target, valid.float(), cfg.temperature)
         hard = F.cross_entropy(logits, y.long(), ignore_index=IGNORE) if (y != IGNORE).any() else logits.sum() * 0
@@ -150,7 +154,8 @@ def _loop(student, teacher, reader: ChipReader, train_cfg: TrainConfig, cfg: Dis
 
 
 @torch.no_grad()
-def _compare(student, teacher, reader: ChipReader, classes, cfg: DistillConfig, device, labelled: bool):
+def _compare(student, teacher, reader: ChipReader, classes, cfg: DistillConfig, device,
+             precision: TrainingPrecision, labelled: bool):
     """Pixel agreement of student and teacher on fixed chips, and both mIoUs on their labels."""
     k = len(classes.values)
     same = total = 0
@@ -158,7 +163,8 @@ def _compare(student, teacher, reader: ChipReader, classes, cfg: DistillConfig, 
     for start in range(0, VAL_CHIPS, cfg.batch_size):
         x, y, valid = (torch.from_numpy(a).to(device)
                        for a in reader.batch(start, min(cfg.batch_size, VAL_CHIPS - start)))
-        with autocast(device, True):
+        x = precision.memory(x)
+        with precision.autocast(device):
             s, t = student(x).argmax(1), teacher(x).argmax(1)
         same += int(((s == t) & valid).sum())
         total += int(valid.sum())
@@ -184,7 +190,7 @@ def _save(out: Path, student, teacher, teacher_path, train_cfg: TrainConfig, cfg
         data=DataConfig(chip_size=chip, class_table=meta.data.class_table, ignore_values=cfg.ignore_values),
         classes=meta.classes, stats=meta.stats, modalities=meta.modalities, chip_size=chip,
         pixel_size=meta.pixel_size, crs=meta.crs, distilled_from=distilled_from)
-    state = {k: v.detach().cpu() for k, v in student.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}
     summary = {"steps": cfg.steps, "device": str(next(student.parameters()).device), "seconds": scores["seconds"],
                "last_losses": history[-1] if history else {}, "distilled": True, "rasters": scores["rasters"]}
     save_model_file(out, student_meta, state, summary, history)

@@ -62,6 +62,7 @@ class TrainStars(StarsAlgorithm):
     NAMED_M2 = "NAMED_M2"
     DIAGNOSTICS = "DIAGNOSTICS"
     VAL_MIOU = "VAL_MIOU"
+    CPU_BF16 = "CPU_BF16"
 
     def name(self) -> str:
         return "trainstars"
@@ -143,6 +144,8 @@ class TrainStars(StarsAlgorithm):
             QgsProcessingParameterEnum(self.FREEZE, "When fine-tuning, freeze", list(FREEZE), defaultValue=0),
             QgsProcessingParameterBoolean(self.KEEP_BEST, "Keep the best validation weights too (segmentation uses "
                                           "them)", defaultValue=False),
+            QgsProcessingParameterBoolean(self.CPU_BF16, "On a CPU with AMX or AVX-512 BF16: train in bf16 "
+                                          "(about 1.6x faster, a little less accurate)", defaultValue=False),
             QgsProcessingParameterBoolean(self.SKIP_BAD_SCENES, "Skip scenes that fail to open or align (listed "
                                           "in the log and the model file)", defaultValue=False),
             QgsProcessingParameterString(self.PSA_EXCLUDE, "Class values left out of PSA sampling (comma "
@@ -180,7 +183,8 @@ class TrainStars(StarsAlgorithm):
             lr *= LR_FACTOR  # fine-tuning's default, as `stars train --init-from`
         train_cfg = TrainConfig.for_steps(num(self.STEPS), batch_size=num(self.BATCH_SIZE), lr=lr,
                                           seed=num(self.SEED), device=enum(self.DEVICE, DEVICES), num_workers=0,
-                                          keep_best=self.parameterAsBool(parameters, self.KEEP_BEST, context))
+                                          keep_best=self.parameterAsBool(parameters, self.KEEP_BEST, context),
+                                          cpu_bf16=self.parameterAsBool(parameters, self.CPU_BF16, context))
         data_cfg = DataConfig(
             chip_size=num(self.CHIP_SIZE), val_fraction=dbl(self.VAL_FRACTION),
             class_table=self.parameterAsFile(parameters, self.CLASS_TABLE, context) or None,

@@ -73,10 +73,21 @@ def test_the_student_exports_for_deepness_and_fine_tunes(student, demo_scene, tm
                      "--device", "cpu", "--workers", "0"]) == 0
 
 
-def test_unlabelled_rasters_are_enough(trained_model, demo_scene, tmp_path):
+@pytest.mark.parametrize("found,amp,said", [(None, True, "fp32 on the CPU (it has no AMX or AVX-512 BF16)"),
+                                             ("AMX", True, "fp32 with channels-last memory on the CPU (it has AMX)"),
+                                             ("AMX", False, "fp32 on the CPU (--no-amp)")])
+def test_unlabelled_rasters_are_enough_in_the_precision_the_cpu_allows(trained_model, demo_scene, tmp_path,
+                                                                      monkeypatch, found, amp, said):
+    from stars_core import devices
+    from stars_core.checkpoint import load_model
     from stars_core.distill import DistillConfig, distill
 
+    monkeypatch.setattr(devices, "cpu_bf16", lambda: found)
+    lines = []
     result = distill(trained_model, [demo_scene["sar"]], tmp_path / "u.stars",
                      DistillConfig(encoder_width=8, decoder_channels=32, steps=2, batch_size=2, chip_size=64,
-                                   device="cpu"), log=lambda *_: None)
+                                   device="cpu", amp=amp), log=lines.append)
     assert result.student_miou is None and 0 <= result.agreement <= 1 and result.path.is_file()
+    precision = [line for line in lines if line.startswith("precision:")]
+    assert precision == [f"precision: {said}"]  # whole: distill has no --cpu-bf16 to suggest
+    assert load_model(result.path).meta.train.amp == amp

@@ -80,14 +80,14 @@ def test_the_dialog_and_the_command_line_build_the_same_recipe(stars_provider, q
     alg.initAlgorithm()
     params = {p.name(): p.defaultValue() for p in alg.parameterDefinitions()}
     params.update(STEPS=500, BATCH_SIZE=4, CHIP_SIZE=128, LR=1e-3, SEED=3, IGNORE_VALUES="0",
-                  OUTPUT=str(tmp_path / "m.stars"), KEEP_BEST=True, CLASS_WEIGHTS=2)
+                  OUTPUT=str(tmp_path / "m.stars"), KEEP_BEST=True, CLASS_WEIGHTS=2, CPU_BF16=True)
     qgis = alg.settings(params, QgsProcessingContext())
     args = _parser().parse_args(["train", "--m1", "a.tif", "--m2", "b.tif", "--labels", "c.tif", "--out", "m.stars",
                                  "--steps", "500", "--batch-size", "4", "--chip-size", "128", "--lr", "1e-3",
                                  "--seed", "3", "--ignore-value", "0", "--workers", "0", "--keep-best",
-                                 "--class-weights", "sqrt-inverse"])
+                                 "--class-weights", "sqrt-inverse", "--cpu-bf16"])
     cli = train_settings(args)
-    assert qgis == cli and cli[2].keep_best and cli[1].class_weights == "sqrt-inverse"
+    assert qgis == cli and cli[2].keep_best and cli[1].class_weights == "sqrt-inverse" and cli[2].cpu_bf16
     assert qgis[2].warmup_steps == 6 and qgis[2].val_every == 100  # the paper's recipe, scaled to 500 steps
 
 
