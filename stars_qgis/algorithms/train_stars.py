@@ -112,9 +112,15 @@ class TrainStars(StarsAlgorithm):
             self.IGNORE_VALUES, "Label values to ignore (comma separated, e.g. 0)", optional=True))
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT, "STARS model file", fileFilter="STARS model (*.stars)"))
+        for p in self._advanced_parameters():
+            self.addParameter(advanced(p))
+        self.addOutput(QgsProcessingOutputNumber(self.VAL_MIOU, "Validation mIoU (modality 1 alone)"))
+
+    def _advanced_parameters(self) -> tuple:
+        """The recipe, the model and the machine: folded under Advanced in the dialog."""
         num, flt = QgsProcessingParameterNumber.Type.Integer, QgsProcessingParameterNumber.Type.Double
         m, loss, t, d = StarsConfig(), LossConfig(), TrainConfig(), DataConfig()
-        for p in (
+        return (
             QgsProcessingParameterNumber(self.STEPS, "Training steps (the paper: 80,000 on a GPU)", num, t.steps,
                                          minValue=1),
             QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size", num, t.batch_size, minValue=1),
@@ -162,9 +168,7 @@ class TrainStars(StarsAlgorithm):
                                        optional=True, fileFilter="PyTorch weights (*.pth *.pt)"),
             QgsProcessingParameterFolderDestination(self.DIAGNOSTICS, "Diagnostics folder (PNGs)", optional=True,
                                                     createByDefault=False),
-        ):
-            self.addParameter(advanced(p))
-        self.addOutput(QgsProcessingOutputNumber(self.VAL_MIOU, "Validation mIoU (modality 1 alone)"))
+        )
 
     def settings(self, parameters, context) -> tuple[StarsConfig, LossConfig, TrainConfig, DataConfig]:
         """The configurations the dialog's values describe: the same recipe as `stars train`
