@@ -187,6 +187,7 @@ def segment(
     clip: tuple[str, list[dict]] | None = None,
     info: Callable[[str], None] | None = None,
     calibration: str | os.PathLike | None = None,
+    overviews: bool = True,
 ) -> SegmentResult:
     """Segment `input` (modality `cfg.modality` of the model; with `with_m2`, modality 1 plus the
     optical raster through the fused branch) into a classified GeoTIFF at `output`. `model` is a
@@ -194,7 +195,9 @@ def segment(
     loaded `checkpoint.LoadedModel` or an `onnx_model.OnnxModel`.
     `clip` (CRS WKT, GeoJSON polygons) leaves every pixel outside the polygons as no data.
     `cfg.runtime` picks what runs a .stars file on the CPU (`fast_runtime`); an int8 export is
-    calibrated on `calibration` (default: `input`). `log` gets warnings, `info` what is being done."""
+    calibrated on `calibration` (default: `input`). `log` gets warnings, `info` what is being done.
+    `overviews=False` leaves the confidence, probability and uncertainty rasters without overviews
+    (for files that are only an intermediate step; the class map always has them)."""
     messages: list[str] = []
 
     def note(msg: str) -> None:
@@ -229,7 +232,7 @@ def segment(
             finals = (out_t, conf_t, prob_t, unc_t)
             counts, nodata, tiles = _predict_on_grid(loaded, inputs, src, work, finals, cfg, branch, progress,
                                                      cancel, readers)
-            _finish(finals, loaded.classes)
+            _finish(finals, loaded.classes, overviews)
             if cfg.mmu is not None:
                 counts, nodata = _clean(out_t, cfg, loaded.classes, src, cancel, note)
             qml_t.write_text(paletted_qml(loaded.classes))
@@ -630,11 +633,11 @@ def style_class_map(path, classes: ClassTable, **tags: str) -> None:
     _set_category_names(path, classes)
 
 
-def _finish(paths, classes: ClassTable) -> None:
+def _finish(paths, classes: ClassTable, overviews: bool = True) -> None:
     """Colour table, class names and overviews (mode for classes, average for probabilities)."""
     out, conf, prob, unc = paths
     style_class_map(out, classes)
-    for path in (conf, prob, unc):
+    for path in (conf, prob, unc) if overviews else ():
         if path is not None:
             with rasterio.open(path, "r+") as ds:
                 ds.build_overviews(_overview_factors(ds.width, ds.height), Resampling.average)

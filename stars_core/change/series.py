@@ -271,7 +271,7 @@ def _segment_date(runner, d: DateInput, reference, target: Path, cfg, probabilit
         probs = Path(tmp) / "probabilities.tif" if probabilities else None
         segment(runner, source, target, cfg, probabilities=probs, cancel=cancel,
                 progress=None if progress is None else (lambda done, total: progress(k, n, done, total)),
-                info=info, calibration=d.path)
+                info=info, calibration=d.path, overviews=False)  # the float probabilities are a step
         if probs is not None:
             to_uint8(probs, target.with_name(f"{d.date}_probabilities.tif"))
 

@@ -198,6 +198,13 @@ def test_probabilities_and_confidence_match_the_class_map(demo_scene, trained_mo
     np.testing.assert_array_equal(classes[prob[:, ok].argmax(axis=0)], cls[ok])
     np.testing.assert_allclose(prob[:, ok].max(axis=0), conf[ok], atol=1e-6)
     assert np.isnan(conf[~ok]).all()
+    with rasterio.open(tmp_path / "prob.tif") as ds:
+        assert ds.overviews(1)  # for display in QGIS
+    segment(trained_model, demo_scene["sar"], tmp_path / "map2.tif", SegmentConfig(tile_size=96, overlap=32, **CPU),
+            probabilities=tmp_path / "step.tif", overviews=False)  # an intermediate step: none
+    with rasterio.open(tmp_path / "step.tif") as ds, rasterio.open(tmp_path / "map2.tif") as classes_ds:
+        assert not ds.overviews(1) and classes_ds.overviews(1)
+        np.testing.assert_array_equal(ds.read(), prob)
 
 
 def test_pixel_size_far_from_training_warns_and_resample_returns_to_the_input_grid(demo_scene, trained_model, tmp_path):
