@@ -189,9 +189,10 @@ def _lean_calibration():
     The calibrator runs a copy of the graph with a ReduceMin/ReduceMax on every tensor and all
     optimisations off (1.7 GB of working memory per 512-pixel ResNet-50 tile). By default its session
     also allocates a memory pattern on top of its arena, and glibc keeps the freed activations in its
-    heap (its mmap threshold rises to the size of the blocks freed), so the process grew by 4.1 GB over
-    16 tiles; with the session's pattern and arena off and, on glibc, large blocks mapped from and
-    given back to the system, by 1.7 GB (measured; the ranges are the same). ONNX Runtime offers no
+    heap (its mmap threshold rises to the size of the blocks freed): the calibration peaked 3.6 GB
+    above the process's memory before it. With the session's pattern and arena off and, on glibc,
+    large blocks mapped from and given back to the system: 1.7 GB (bench/RESULTS.md; the int8 graph
+    is the same, byte for byte). ONNX Runtime offers no
     argument for these session options, so its calibrator's session factory is wrapped for the call
     (and left alone where it is not where this expects it).
     """
