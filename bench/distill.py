@@ -24,10 +24,8 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +125,7 @@ def macs(args, tmp: Path) -> None:
     """Part 5 (--macs): multiply-accumulates of each model's SAR-only pass on one 512-pixel tile
     (PyTorch's flop counter; 2 SAR bands, 6 classes): what the int8 network has to compute."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
+    from model_speed import count_flops
 
     from stars_core.config import StarsConfig
     from stars_core.distill import DistillConfig
@@ -142,21 +140,21 @@ def macs(args, tmp: Path) -> None:
               "student (ResNet-18 single, width 32, decoder 128)": student_config(r50, DistillConfig())}
     print("\n| model | GMAC per 512-pixel tile, SAR only |\n|---|---:|")
     for name, cfg in models.items():
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            build_model(cfg).eval()(torch.zeros(1, 2, 512, 512))
-        print(f"| {name} | {counter.get_total_flops() / 2e9:.1f} |")
+        model = build_model(cfg).eval()
+        with torch.no_grad():
+            flops = count_flops(lambda: model(torch.zeros(1, 2, 512, 512)))
+        print(f"| {name} | {flops / 2e9:.1f} |")
 
 
 def timed_segment(model: Path, src: Path, out: Path, tile: int = 512, overlap: int | None = None) -> tuple[float, float]:
     """Seconds and peak resident memory (GB) of `stars segment`, after a first run that made the export."""
-    argv = [sys.executable, "-m", "stars_core.cli", "segment", str(model), str(src), str(out), "--device", "cpu",
-            "--tile-size", str(tile), *(["--overlap", str(overlap)] if overlap is not None else [])]
-    subprocess.run(argv, cwd=ROOT, check=True, capture_output=True)  # makes and caches the export
-    report = out.with_suffix(".time")
-    start = time.perf_counter()
-    subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(report), *argv], cwd=ROOT, check=True, capture_output=True)
-    seconds = time.perf_counter() - start
-    return seconds, int(report.read_text().split()[-1]) / 2**20
+    from series_speed import timed
+
+    argv = ["segment", str(model), str(src), str(out), "--device", "cpu", "--tile-size", str(tile),
+            *(["--overlap", str(overlap)] if overlap is not None else [])]
+    timed(argv, "first run (makes and caches the export)")
+    run = timed(argv, "stars segment")
+    return run["seconds"], run["peak_gb"]
 
 
 def speed(args, tmp: Path) -> None:

@@ -637,7 +637,9 @@ def _finish(paths, classes: ClassTable, overviews: bool = True) -> None:
     """Colour table, class names and overviews (mode for classes, average for probabilities)."""
     out, conf, prob, unc = paths
     style_class_map(out, classes)
-    for path in (conf, prob, unc) if overviews else ():
+    if not overviews:
+        return
+    for path in (conf, prob, unc):
         if path is not None:
             with rasterio.open(path, "r+") as ds:
                 ds.build_overviews(_overview_factors(ds.width, ds.height), Resampling.average)

@@ -190,7 +190,7 @@ def _save(out: Path, student, teacher, teacher_path, train_cfg: TrainConfig, cfg
         data=DataConfig(chip_size=chip, class_table=meta.data.class_table, ignore_values=cfg.ignore_values),
         classes=meta.classes, stats=meta.stats, modalities=meta.modalities, chip_size=chip,
         pixel_size=meta.pixel_size, crs=meta.crs, distilled_from=distilled_from)
-    state = {k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in student.state_dict().items()}
     summary = {"steps": cfg.steps, "device": str(next(student.parameters()).device), "seconds": scores["seconds"],
                "last_losses": history[-1] if history else {}, "distilled": True, "rasters": scores["rasters"]}
     save_model_file(out, student_meta, state, summary, history)
