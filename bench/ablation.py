@@ -28,12 +28,12 @@ threads.prepare_environment()
 import torch
 
 from stars_core.config import DataConfig, LossConfig, SegmentConfig, StarsConfig, TrainConfig
-from stars_core.data import SceneSpec
+from stars_core.training.data import SceneSpec
 from stars_core.demo_scene import make_demo_scene
 from stars_core.evaluate import evaluate
-from stars_core.infer import segment
+from stars_core.segmentation.infer import segment
 from stars_core.models import pretrained_plan
-from stars_core.train import train
+from stars_core.training.train import train
 
 threads.configure("auto")
 

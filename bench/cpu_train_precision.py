@@ -5,7 +5,7 @@ on synthetic batches, so only the arithmetic differs: fp32 (today's CPU path), c
 autocast, and both. Two rounds in alternating order; the median step time of each. Configurations:
 the demo recipe (ResNet-18 at width 32, 128-pixel chips, batch 8) and ResNet-50 at 256-pixel chips
 (batch 2). bf16 on a CPU pays only with AVX-512 BF16 or AMX: the CPU's flags are printed. Run alone on
-the machine. `--validate SEED...` then trains the demo recipe for real (`stars_core.train.train` on the
+the machine. `--validate SEED...` then trains the demo recipe for real (`stars_core.training.train.train` on the
 demo scene, `--val-steps` steps) with the toolbox's automatic choice and with fp32 (`amp=False`), per
 seed (`--variants`: the automatic choice, `--cpu-bf16`, `--no-amp`), and prints each run's validation mIoU from SAR alone and its minutes. Prints, never asserts. Usage:
     python bench/cpu_train_precision.py [--configs demo r50] [--steps 12 6] [--rounds 2]
@@ -31,7 +31,7 @@ threads.prepare_environment()
 import torch  # noqa: E402
 
 from stars_core.config import LossConfig, StarsConfig  # noqa: E402
-from stars_core.losses import stars_loss  # noqa: E402
+from stars_core.training.losses import stars_loss  # noqa: E402
 from stars_core.models import build_model  # noqa: E402
 
 CONFIGS = {"demo": (StarsConfig(in_channels=(2, 4), num_classes=6, backbone="resnet18", encoder_width=32), 128, 8),
@@ -70,10 +70,10 @@ def validate(seeds: list[int], steps: int, variants: list[str]) -> None:
     import tempfile
 
     from stars_core.config import DataConfig, TrainConfig
-    from stars_core.data import SceneSpec
+    from stars_core.training.data import SceneSpec
     from stars_core.demo_scene import make_demo_scene
     from stars_core.devices import TrainingPrecision
-    from stars_core.train import train
+    from stars_core.training.train import train
 
     print(f"\nautomatic choice here: {TrainingPrecision.choose(torch.device('cpu'), True).why}")
     rows = []

@@ -61,7 +61,7 @@ def score(map_path: Path, labels: Path, window, tmp: Path, name: str) -> tuple[f
 def accuracy(args, tmp: Path) -> None:
     from stars_core.config import SegmentConfig
     from stars_core.distill import DistillConfig, distill
-    from stars_core.infer import segment
+    from stars_core.segmentation.infer import segment
     from scene_speed import crop
 
     model, scene = Path(args.model), Path(args.scene)
@@ -197,7 +197,7 @@ def real(args, tmp: Path) -> None:
     from stars_core.config import SegmentConfig
     from stars_core.distill import DistillConfig, distill
     from stars_core.evaluate import evaluate
-    from stars_core.infer import segment
+    from stars_core.segmentation.infer import segment
 
     data = Path(args.real)
     tiles = sorted(p.stem for p in (data / "S1RTC").glob("*.tif"))

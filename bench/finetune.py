@@ -30,11 +30,11 @@ from stars_core import threads  # noqa: E402  (the thread policy before torch lo
 
 threads.prepare_environment()
 from stars_core.config import DataConfig, LossConfig, SegmentConfig, StarsConfig, TrainConfig  # noqa: E402
-from stars_core.data import SceneSpec  # noqa: E402
+from stars_core.training.data import SceneSpec  # noqa: E402
 from stars_core.demo_scene import make_demo_scene  # noqa: E402
 from stars_core.evaluate import evaluate  # noqa: E402
-from stars_core.infer import segment  # noqa: E402
-from stars_core.train import train  # noqa: E402
+from stars_core.segmentation.infer import segment  # noqa: E402
+from stars_core.training.train import train  # noqa: E402
 
 threads.configure("auto")
 MODEL = StarsConfig(backbone="resnet18", encoder_width=32)

@@ -19,7 +19,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from stars_core import LossConfig, StarsConfig, build_model
-from stars_core.losses import stars_loss
+from stars_core.training.losses import stars_loss
 
 threads.configure("auto")
 

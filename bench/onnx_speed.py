@@ -25,13 +25,13 @@ import torch  # noqa: E402
 from stars_core import StarsConfig  # noqa: E402
 from stars_core.checkpoint import load_model  # noqa: E402
 from stars_core.config import DataConfig, SegmentConfig, TrainConfig  # noqa: E402
-from stars_core.data import SceneSpec  # noqa: E402
+from stars_core.training.data import SceneSpec  # noqa: E402
 from stars_core.demo_scene import make_demo_scene  # noqa: E402
 from stars_core.evaluate import evaluate  # noqa: E402
-from stars_core.infer import segment  # noqa: E402
+from stars_core.segmentation.infer import segment  # noqa: E402
 from stars_core.engines.onnx_export import export_onnx  # noqa: E402
 from stars_core.engines.onnx_model import INPUT_SCALE, OnnxModel  # noqa: E402
-from stars_core.train import train  # noqa: E402
+from stars_core.training.train import train  # noqa: E402
 
 threads.configure("auto")
 

@@ -23,10 +23,10 @@ from stars_core import threads  # first: the toolbox's thread policy, set before
 threads.prepare_environment()
 import torch  # noqa: E402
 
-from stars_core.chips import ChipFolder, evaluate_chips  # noqa: E402
+from stars_core.training.chips import ChipFolder, evaluate_chips  # noqa: E402
 from stars_core.config import DataConfig, LossConfig, StarsConfig, TrainConfig  # noqa: E402
 from stars_core.models import pretrained_plan  # noqa: E402
-from stars_core.train import train  # noqa: E402
+from stars_core.training.train import train  # noqa: E402
 
 threads.configure("auto")
 METHODS = {"Baseline-SAR": "single", "STARS": "stars"}

@@ -47,10 +47,12 @@ def timed(name: str, fn):
 
 def instrument() -> None:
     """Wrap the pipeline's steps with timers (bench only: the product is not touched)."""
-    from stars_core import fast_runtime, infer, onnx_model, tiling
+    from stars_core.engines import auto, onnx_model
+    from stars_core.segmentation import infer
+    from stars_core import tiling
 
     infer.open_runner = timed("set-up: open the model file", infer.open_runner)
-    fast_runtime.fast_runner = timed("set-up: hash, open and compile the export", fast_runtime.fast_runner)
+    auto.fast_runner = timed("set-up: hash, open and compile the export", auto.fast_runner)
     infer._predict = timed("tile loop (wall)", infer._predict)
     infer._finish = timed("finish: colour table, overviews", infer._finish)
     infer._Inputs.read = timed("  read + normalise + pad (reader thread)", infer._Inputs.read)
@@ -93,7 +95,7 @@ def main() -> None:
 
     from stars_core.config import SegmentConfig
     from stars_core.demo_scene import make_demo_scene
-    from stars_core.infer import segment
+    from stars_core.segmentation.infer import segment
 
     threads.configure("auto")
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,11 +120,11 @@ def main() -> None:
         print(f"# pipeline_profile: {args.size} x {args.size} {'GeoTIFF' if args.geotiff else 'VRT'}, "
               f"{first.runtime_note}; {threads.describe()}, {platform.machine()}")
         instrument()
-        from stars_core import fast_runtime, onnx_model
+        from stars_core.engines import auto, onnx_model
 
         for rep, hint in ((rep, hint) for rep in range(args.repeats) for hint in args.hints):
             onnx_model.OPENVINO_HINT = hint
-            fast_runtime._SESSIONS.clear()  # compiled again with this hint (timed in the set-up)
+            auto._SESSIONS.clear()  # compiled again with this hint (timed in the set-up)
             TIMES.clear()
             CALLS.clear()
             t0 = time.perf_counter()

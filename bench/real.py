@@ -32,11 +32,11 @@ import numpy as np
 import torch
 
 from stars_core.config import DataConfig, LossConfig, SegmentConfig, StarsConfig, TrainConfig
-from stars_core.data import SceneSpec
+from stars_core.training.data import SceneSpec
 from stars_core.evaluate import evaluate
-from stars_core.infer import segment
+from stars_core.segmentation.infer import segment
 from stars_core.metrics import metrics_from_confusion
-from stars_core.train import train
+from stars_core.training.train import train
 
 threads.configure("auto")
 

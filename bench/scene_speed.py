@@ -62,14 +62,15 @@ if spec["engine"]:
     os.environ["STARS_ONNX_ENGINE"] = spec["engine"]
 from stars_core import threads
 threads.prepare_environment()
-from stars_core import fast_runtime, infer
+from stars_core.engines import auto
+from stars_core.segmentation import infer
 from stars_core.config import SegmentConfig
-from stars_core.infer import segment
+from stars_core.segmentation.infer import segment
 threads.configure("auto")
 sys.path.insert(0, "bench")
 from pipeline_profile import TIMES as parts, timed
 infer.open_runner = timed("setup", infer.open_runner)
-fast_runtime.fast_runner = timed("setup", fast_runtime.fast_runner)
+auto.fast_runner = timed("setup", auto.fast_runner)
 infer._predict = timed("loop", infer._predict)
 cfg = SegmentConfig(tile_size=512, overlap=spec["overlap"], batch_size=spec["batch"], device="cpu",
                     runtime=spec["runtime"] or "auto")
@@ -107,8 +108,8 @@ def read(path: Path) -> np.ndarray:
 
 def train_r50(scene: dict, out: Path, steps: int, backbone: str = "resnet50") -> Path:
     from stars_core.config import DataConfig, StarsConfig, TrainConfig
-    from stars_core.data import SceneSpec
-    from stars_core.train import train
+    from stars_core.training.data import SceneSpec
+    from stars_core.training.train import train
 
     spec = [SceneSpec(str(scene["sar"]), str(scene["optical"]), str(scene["labels"]))]
     return train(spec, out, StarsConfig(backbone=backbone),
@@ -212,7 +213,7 @@ def accuracy(args, tmp: Path) -> None:
 
     from stars_core.config import SegmentConfig
     from stars_core.evaluate import evaluate
-    from stars_core.infer import segment
+    from stars_core.segmentation.infer import segment
     from stars_core.raster import read_polygons
 
     model, scene = Path(args.model), Path(args.scene)

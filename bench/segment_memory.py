@@ -55,7 +55,7 @@ import json, resource, sys, time
 from stars_core import threads
 threads.prepare_environment()
 from stars_core.config import SegmentConfig
-from stars_core.infer import segment
+from stars_core.segmentation.infer import segment
 
 threads.configure("auto")
 model, src, out, tile, batch, device, runtime = sys.argv[1:8]
@@ -78,9 +78,9 @@ def main() -> None:
                     help="what runs the model (auto: the int8 export on a CPU, exported on the first raster)")
     args = ap.parse_args()
     from stars_core.config import DataConfig, StarsConfig, TrainConfig
-    from stars_core.data import SceneSpec
+    from stars_core.training.data import SceneSpec
     from stars_core.demo_scene import make_demo_scene
-    from stars_core.train import train
+    from stars_core.training.train import train
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

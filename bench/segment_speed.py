@@ -24,12 +24,12 @@ from rasterio.windows import Window
 
 from stars_core.checkpoint import load_model
 from stars_core.config import DataConfig, SegmentConfig, StarsConfig, TrainConfig
-from stars_core.data import SceneSpec
+from stars_core.training.data import SceneSpec
 from stars_core.demo_scene import make_demo_scene
-from stars_core.infer import segment
+from stars_core.segmentation.infer import segment
 from stars_core.devices import autocast, resolve_device
 from stars_core.tiling import TileGrid
-from stars_core.train import train
+from stars_core.training.train import train
 
 threads.configure("auto")
 

@@ -44,7 +44,7 @@ def main() -> None:
     args = ap.parse_args()
     import stars_core.change.series as series
     import stars_core.change.temporal as temporal
-    import stars_core.infer as infer
+    import stars_core.segmentation.infer as infer
     from series_speed import series_inputs
 
     from stars_core.config import SegmentConfig

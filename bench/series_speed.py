@@ -43,8 +43,8 @@ def timed(argv: list[str], label: str) -> dict:
 
 def train_model(scene: dict, out: Path, backbone: str, steps: int) -> Path:
     from stars_core.config import DataConfig, StarsConfig, TrainConfig
-    from stars_core.data import SceneSpec
-    from stars_core.train import train
+    from stars_core.training.data import SceneSpec
+    from stars_core.training.train import train
 
     spec = [SceneSpec(str(scene["sar"]), str(scene["optical"]), str(scene["labels"]))]
     return train(spec, out, StarsConfig(backbone=backbone),

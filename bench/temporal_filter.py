@@ -37,9 +37,9 @@ threads.prepare_environment()
 from stars_core.change.demo_series import make_demo_series  # noqa: E402
 from stars_core.change.series import filter_folder, read_dates, segment_series  # noqa: E402
 from stars_core.config import DataConfig, SegmentConfig, StarsConfig, TrainConfig  # noqa: E402
-from stars_core.data import SceneSpec  # noqa: E402
+from stars_core.training.data import SceneSpec  # noqa: E402
 from stars_core.demo_scene import make_demo_scene  # noqa: E402
-from stars_core.train import train  # noqa: E402
+from stars_core.training.train import train  # noqa: E402
 
 threads.configure("auto")
 WATER = 3

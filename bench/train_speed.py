@@ -17,9 +17,9 @@ threads.prepare_environment()
 import torch
 
 from stars_core.config import DataConfig, StarsConfig, TrainConfig
-from stars_core.data import SceneSpec
+from stars_core.training.data import SceneSpec
 from stars_core.demo_scene import make_demo_scene
-from stars_core.train import train
+from stars_core.training.train import train
 
 threads.configure("auto")
 

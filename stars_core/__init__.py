@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.3.0"
+from . import old_names
+
+__version__ = "0.4.0"
 __all__ = ["LossConfig", "StarsConfig", "build_model", "__version__"]
+old_names.install()  # the import paths of 0.3, with a DeprecationWarning until 0.5
 _LAZY = {"LossConfig": "config", "StarsConfig": "config", "build_model": "models"}
 
 

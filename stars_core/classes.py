@@ -177,10 +177,3 @@ def _hex(colour: str, where: str = "class table") -> str:
 def rgb(colour: str) -> tuple[int, int, int]:
     h = colour.lstrip("#")
     return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
-
-
-def stored_classes(ds) -> "ClassTable | None":
-    """The class table a `stars segment` output carries in its metadata (band 1's STARS_CLASSES
-    tag), if any; `ds` is an open rasterio dataset."""
-    tag = ds.tags(1).get("STARS_CLASSES")
-    return ClassTable.from_dict(json.loads(tag)) if tag else None

@@ -8,6 +8,8 @@ types. The command line and the QGIS dialogs take their defaults from here.
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
@@ -303,7 +305,7 @@ class SegmentConfig:
     mmu: minimum mapping unit of the class map ("0.5ha", "500m2", "12px"; None: none): patches
         smaller than it are merged into their neighbours (`product.mmu`); probabilities, confidence
         and uncertainty stay those of the model. mmu_connectivity: 8 (default) or 4.
-    runtime: what runs a .stars model (`fast_runtime`): torch (eager PyTorch), onnx or int8 (its
+    runtime: what runs a .stars model (`engines.auto`): torch (eager PyTorch), onnx or int8 (its
         export, cached beside it, in ONNX Runtime), or auto (int8 on a CPU where ONNX Runtime is
         installed, else PyTorch: the default of `stars segment` and QGIS). None (this API's
         default): PyTorch for a .stars file, ONNX Runtime for a .onnx file.
@@ -331,8 +333,6 @@ class SegmentConfig:
         if self.weights not in ("best", "last"):
             raise InputError(f"weights must be best or last, got {self.weights!r}")
         if self.mmu is not None:
-            from .product.mmu import mmu_pixels
-
             mmu_pixels(self.mmu, 1.0)  # a malformed unit is refused before any work
         if self.mmu_connectivity not in (4, 8):
             raise InputError(f"connectivity must be 4 or 8, got {self.mmu_connectivity}")
@@ -399,3 +399,23 @@ def _from_dict(cls: type, data: Mapping[str, Any]) -> Any:
     if unknown:
         raise InputError(f"unknown {cls.__name__} fields {unknown}; known fields are {sorted(known)}")
     return cls(**dict(data))
+
+
+UNITS = {"m2": 1.0, "ha": 10_000.0, "km2": 1_000_000.0, "px": None}
+
+
+def mmu_pixels(mmu: str | float | int, pixel_area_m2: float) -> int:
+    """The unit in pixels: '0.5ha', '500m2', '2km2', '12px' (or a bare number of pixels). A patch of
+    fewer pixels than this is merged away; a unit of 1 pixel or less keeps everything."""
+    if isinstance(mmu, (int, float)):
+        return max(1, int(mmu))
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(m2|ha|km2|px)?\s*", str(mmu).lower())
+    if m is None:
+        raise InputError(f"minimum mapping unit {mmu!r}: give an area with its unit, e.g. 0.5ha, 500m2, 0.01km2, or "
+                         f"a number of pixels, e.g. 12px")
+    value, unit = float(m.group(1)), m.group(2) or "px"
+    if UNITS[unit] is None:
+        return max(1, int(math.ceil(value)))
+    if pixel_area_m2 <= 0:
+        raise InputError("the map's pixel area is unknown (no CRS or a zero pixel size); give the unit in pixels (px)")
+    return max(1, int(math.ceil(value * UNITS[unit] / pixel_area_m2 - 1e-9)))

@@ -13,7 +13,8 @@ import numpy as np
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from .classes import IGNORE, ClassTable, stored_classes
+from .classes import IGNORE, ClassTable
+from .classmap import stored_classes
 from .files import atomic_path, check_outputs
 from .metrics import confusion_matrix, metrics_from_confusion
 from .plots import class_matrix_png
@@ -21,9 +22,6 @@ from .raster import aligned, open_raster
 from .errors import Cancelled, InputError
 
 STRIP = 512  # rows read at a time
-
-
-prediction_classes = stored_classes  # the class table a `stars segment` output carries, if any
 
 
 def evaluate(
@@ -43,7 +41,7 @@ def evaluate(
         elif class_table is not None:
             classes = ClassTable.from_file(class_table)
         else:
-            classes = prediction_classes(pred)
+            classes = stored_classes(pred)
             if classes is None:
                 raise InputError(f"{os.fspath(prediction)!r} holds no STARS class table; give the class table "
                                  f"(CSV value,name,color) the labels use")

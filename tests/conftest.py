@@ -32,8 +32,8 @@ def demo_scene(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained_model(demo_scene, tmp_path_factory):
     """A tiny STARS model trained for a few CPU steps on the demo scene (shared by the session)."""
-    from stars_core.data import SceneSpec
-    from stars_core.train import train
+    from stars_core.training.data import SceneSpec
+    from stars_core.training.train import train
     from tests.core.helpers import TINY_MODEL, tiny_train
 
     spec = SceneSpec(str(demo_scene["sar"]), str(demo_scene["optical"]), str(demo_scene["labels"]))
@@ -46,7 +46,7 @@ def trained_model(demo_scene, tmp_path_factory):
 def landcover(trained_model, demo_scene, tmp_path_factory):
     """The SAR-only map of the demo scene by the tiny model (128-px tiles), shared by the session."""
     from stars_core.config import SegmentConfig
-    from stars_core.infer import segment
+    from stars_core.segmentation.infer import segment
 
     out = tmp_path_factory.mktemp("landcover") / "landcover.tif"
     segment(trained_model, demo_scene["sar"], out, SegmentConfig(tile_size=128, device="cpu"))

@@ -17,7 +17,8 @@ import numpy as np
 from ..raster import crs_label, open_raster
 from ..errors import InputError
 from .estimate import Estimate, estimate
-from .sample import count_strata, map_classes, read_sample
+from ..classmap import map_classes
+from .sample import count_strata, read_sample
 
 M2_PER_HA = 10_000.0
 

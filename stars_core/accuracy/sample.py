@@ -25,14 +25,14 @@ from typing import Callable, Mapping
 import numpy as np
 from rasterio.windows import Window
 
-from ..classes import ClassTable, stored_classes
+from ..classes import ClassTable
+from ..classmap import CLASS_TABLE_WHERE, change_record, map_classes
 from ..files import atomic_path, check_outputs
 from ..raster import open_raster, pixel_area
 from ..errors import Cancelled, InputError
 from .design import allocate, sample_size
 
 STRIP = 256  # rows per read
-CLASS_TABLE_WHERE = "--class-table on the command line, the 'Class table' parameter in QGIS"
 EARTH_RADIUS = 6_371_008.8  # metres (mean radius): pixel areas on a geographic CRS
 
 
@@ -66,28 +66,6 @@ class SampleResult:
     points: list[int]  # per stratum
     total: int
     rule: str  # how the size came about
-
-
-def map_classes(ds, class_table: str | os.PathLike | ClassTable | None = None) -> ClassTable:
-    """The class table of a classified raster: given, else the one `stars segment` stores in it,
-    else its GDAL category names and colour table."""
-    if isinstance(class_table, ClassTable):
-        return class_table
-    if class_table is not None:
-        return ClassTable.from_file(class_table)
-    table = stored_classes(ds)
-    if table is not None:
-        return table
-    tags = {int(k[6:]): v for k, v in ds.tags(1).items() if k.startswith("CLASS_") and k[6:].isdigit()}
-    if tags:
-        try:
-            colors = ds.colormap(1)
-        except ValueError:
-            colors = {}
-        return ClassTable(tuple(sorted(tags)), tuple(tags[v] for v in sorted(tags)),
-                          tuple("#%02x%02x%02x" % tuple(colors.get(v, (128, 128, 128))[:3]) for v in sorted(tags)))
-    raise InputError(f"{ds.name!r} holds no class table (it was not made by `stars segment`); give one (a CSV of "
-                     f"value,name,color): {CLASS_TABLE_WHERE}")
 
 
 def _row_areas(ds, rows: np.ndarray) -> np.ndarray:
@@ -215,12 +193,6 @@ def draw_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, class_ta
 
 
 FROM_TO = ("reference_from", "reference_to")
-
-
-def change_record(ds) -> dict | None:
-    """What a from-to map (`stars change`) was made from (its STARS_CHANGE tag), or None."""
-    tag = ds.tags().get("STARS_CHANGE")
-    return json.loads(tag) if tag else None
 
 
 def reference_fields(design: dict) -> tuple[str, ...]:

@@ -31,13 +31,13 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from ..classes import ClassTable
+from ..classmap import CHANGE_TAG, map_classes, style_class_map
 from ..errors import Cancelled, InputError
 from ..files import atomic_outputs, check_outputs
 from ..raster import aligned, open_raster, pixel_area
 from .transitions import NODATA, Transitions, read_groups
 
 STRIP = 512  # rows per read
-TAG = "STARS_CHANGE"  # the output's metadata: what it was made from
 
 
 @dataclass
@@ -62,9 +62,7 @@ class ChangeResult:
 
 def map_classes_of(ds, class_table, role: str) -> ClassTable:
     """The class table of a date's map; a from-to map given as a date's map is refused."""
-    from ..accuracy.sample import map_classes
-
-    if TAG in ds.tags():
+    if CHANGE_TAG in ds.tags():
         raise InputError(f"the {role} {ds.name!r} is a from-to map made by `stars change`; give the class maps of "
                          f"the two dates")
     return map_classes(ds, class_table)
@@ -128,7 +126,8 @@ def _common_classes(a, b, class_table) -> ClassTable:
 def _mmu_pixels(mmu, ds) -> int:
     if mmu is None:
         return 1
-    from ..product.mmu import check_unit_fits, mmu_pixels
+    from ..config import mmu_pixels
+    from ..product.mmu import check_unit_fits
 
     threshold = mmu_pixels(mmu, pixel_area(ds))
     check_unit_fits(threshold, ds.width * ds.height, mmu, pixel_area(ds))
@@ -196,11 +195,10 @@ def _write_output(codes: Path, a, classes: ClassTable, legend: Transitions, out:
 
 
 def _style(out: Path, qml: Path, legend: Transitions, map_a, map_b, mmu) -> None:
-    from ..infer import style_class_map
     from ..style import paletted_qml
 
     table = legend.table()
-    style_class_map(out, table, **{TAG: json.dumps({"map_a": os.path.abspath(map_a), "map_b": os.path.abspath(map_b),
+    style_class_map(out, table, **{CHANGE_TAG: json.dumps({"map_a": os.path.abspath(map_a), "map_b": os.path.abspath(map_b),
                                                      "unchanged": legend.unchanged, "mmu": mmu,
                                                      "groups": [[g.source, g.target, g.name] for g in legend.groups],
                                                      "classes": legend.classes.to_dict()})})

@@ -27,6 +27,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from ..classmap import is_class_map
 from ..config import SegmentConfig
 from ..errors import Cancelled, InputError
 from ..files import atomic_path, check_outputs
@@ -117,7 +118,7 @@ def segment_series(model, dates: Sequence[DateInput], out_dir: str | os.PathLike
                    log: Callable[[str], None] = print, info: Callable[[str], None] | None = None) -> SeriesResult:
     """A map per date into `out_dir` (`<date>.tif`, and `<date>_probabilities.tif` with
     `probabilities`), recorded in `series.csv`. `progress(date index, dates, tiles done, tiles)`."""
-    from ..infer import open_runner
+    from ..segmentation.infer import open_runner
 
     out = Path(out_dir)
     check_outputs({**{f"raster of {d.date}": d.path for d in dates}, "grid": grid,
@@ -208,8 +209,7 @@ def period_map(folder: str | os.PathLike, period: str | None, which: str, out: P
 
 def _mode_composite(paths: Sequence[Path], out: Path, cancel) -> None:
     """Each pixel's most frequent class over `paths` (ties: the latest), no data where all are."""
-    from ..classes import stored_classes
-    from ..infer import style_class_map
+    from ..classmap import stored_classes, style_class_map
 
     srcs = [rasterio.open(p) for p in paths]
     try:
@@ -258,7 +258,7 @@ def _segment_date(runner, d: DateInput, reference, target: Path, cfg, probabilit
                   progress, cancel, info) -> None:
     from osgeo import gdal
 
-    from ..infer import segment
+    from ..segmentation.infer import segment
 
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".stars-{d.date}-") as tmp:
         source = d.path
@@ -298,7 +298,7 @@ def _done(target: Path, row: dict | None, source: str) -> bool:
         return False
     try:
         with rasterio.open(target) as ds:
-            return "STARS_CLASSES" in ds.tags(1)
+            return is_class_map(ds)
     except rasterio.errors.RasterioIOError:
         return False
 

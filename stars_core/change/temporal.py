@@ -65,8 +65,7 @@ def filter_series(probabilities: Sequence[str | os.PathLike], maps: Sequence[str
     """Write `outputs` (one class map per date): the Viterbi class sequence of every pixel from the
     per-date `probabilities` (uint8 x 255 or float), with the class values, legend and no data of
     the per-date `maps`. Returns {"changed": pixels whose class the filter changed, "pixels": valid}."""
-    from ..classes import stored_classes
-    from ..infer import style_class_map
+    from ..classmap import stored_classes, style_class_map
 
     if not 0 < switch < 1:
         raise InputError(f"the switch probability must be between 0 and 1 (e.g. 0.02), got {switch}")

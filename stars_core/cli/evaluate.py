@@ -23,7 +23,7 @@ def _evaluate_chips_parser(sub) -> None:
 
 
 def cmd_evaluate_chips(args) -> int:
-    from ..chips import evaluate_chips
+    from ..training.chips import evaluate_chips
     from ..evaluate import check_report_paths, markdown_report, write_reports
     from ..files import atomic_path
 

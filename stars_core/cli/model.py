@@ -47,7 +47,7 @@ def _recalibrate_parser(sub) -> None:
 
 
 def cmd_recalibrate(args) -> int:
-    from ..recalibrate import recalibrate_file
+    from ..training.recalibrate import recalibrate_file
 
     path = recalibrate_file(args.model, args.m1, args.m2, args.out, chips=args.chips, device=args.device,
                             seed=args.seed, log=print)

@@ -58,7 +58,7 @@ def _extent(text: str | None) -> tuple[float, float, float, float] | None:
 
 
 def cmd_segment(args) -> int:
-    from ..infer import segment_area
+    from ..segmentation.infer import segment_area
     from ..progress import progress_bar, say
 
     cfg = SegmentConfig(tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
@@ -141,7 +141,7 @@ def _sheets_parsers(sub) -> None:
 
 
 def cmd_make_sheets(args) -> int:
-    from ..sheets import make_sheet_grid
+    from ..segmentation.sheets import make_sheet_grid
 
     n = make_sheet_grid(args.input, args.size, args.out, args.overlap)
     print(f"wrote {n} sheets to {args.out}")
@@ -151,7 +151,7 @@ def cmd_make_sheets(args) -> int:
 def cmd_segment_sheets(args) -> int:
     import os
 
-    from ..sheets import Share, plan_sheets, read_sheets, segment_sheets, select_sheets
+    from ..segmentation.sheets import Share, plan_sheets, read_sheets, segment_sheets, select_sheets
 
     if args.processes is not None and (args.processes < 1 or not args.dry_run):
         raise InputError(f"--processes must be 1 or more and goes with --dry-run (a real run takes its processes "

@@ -165,7 +165,7 @@ def _train_schedule(tr) -> None:
 
 
 def _chip_folder_arguments(g, root_flag: bool = True) -> None:
-    from ..chips import ChipFolder
+    from ..training.chips import ChipFolder
 
     d = ChipFolder("")
     if root_flag:
@@ -180,20 +180,20 @@ def _chip_folder_arguments(g, root_flag: bool = True) -> None:
 
 
 def _chip_folder(args):
-    from ..chips import ChipFolder
+    from ..training.chips import ChipFolder
 
     return ChipFolder(args.chips, args.m1_dir, args.m2_dir, args.labels_dir, args.m1_suffix, args.m2_suffix,
                       args.labels_suffix)
 
 
 def _scenes(args):
-    from ..data import SceneSpec
+    from ..training.data import SceneSpec
 
     if args.chips:
         if args.m1 or args.m2 or args.labels or args.scenes:
             raise InputError("give scenes (--m1/--m2/--labels or --scenes) or a chip folder (--chips), not both")
         return _chip_folder(args).scenes()
-    from ..data import read_scene_table
+    from ..training.data import read_scene_table
 
     table = read_scene_table(args.scenes, args.class_field) if args.scenes else []
     if not args.m1:
@@ -242,7 +242,7 @@ def train_settings(args) -> tuple[StarsConfig, LossConfig, TrainConfig | None, D
 
 def cmd_train(args) -> int:
     from ..progress import progress_bar, say
-    from ..train import train
+    from ..training.train import train
 
     model_cfg, loss_cfg, train_cfg, data_cfg = train_settings(args)
     bar = None

@@ -15,7 +15,7 @@ from rasterio.windows import Window
 from ..bands import BandStats, normalise
 from ..classes import IGNORE, ClassTable
 from ..errors import InputError
-from ..infer import band_order
+from ..segmentation.infer import band_order
 from ..raster import aligned, open_raster, valid_mask
 
 MIN_VALID = 0.5  # a chip needs this share of valid SAR pixels

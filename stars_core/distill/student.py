@@ -114,7 +114,7 @@ def _mparams(model: torch.nn.Module) -> str:
 
 def _loop(student, teacher, reader: ChipReader, train_cfg: TrainConfig, cfg: DistillConfig, device,
           precision: TrainingPrecision, progress, cancel, log) -> list[dict]:
-    from ..train import get_lr
+    from ..training.train import get_lr
 
     optimizer = torch.optim.Adam(student.parameters(), lr=cfg.lr, weight_decay=1e-4)
     history, every = [], max(1, cfg.steps // 10)

@@ -1,7 +1,7 @@
 """Segmenting with an exported model in ONNX Runtime: no PyTorch needed (`infer.segment` picks this
 for .onnx files).
 
-The exported graph (stars_core.onnx_export) takes raw band values divided by 255, the scaling
+The exported graph (stars_core.engines.onnx_export) takes raw band values divided by 255, the scaling
 Deepness applies to its input, and does the model file's clipping and normalisation itself; no-data
 pixels are filled with the band's mean (what training saw for them). Its metadata carries the class
 table, band statistics, modality, branch, pixel size and CRS, so nothing else is needed.

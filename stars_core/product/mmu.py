@@ -9,36 +9,15 @@ colour table, class names (GDAL categories and the STARS class table), overviews
 """
 from __future__ import annotations
 
-import math
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Callable
 
+from ..config import mmu_pixels
 from ..files import atomic_outputs, check_outputs
 from ..raster import open_raster, pixel_area
 from ..errors import Cancelled, InputError
-
-UNITS = {"m2": 1.0, "ha": 10_000.0, "km2": 1_000_000.0, "px": None}
-
-
-def mmu_pixels(mmu: str | float | int, pixel_area_m2: float) -> int:
-    """The unit in pixels: '0.5ha', '500m2', '2km2', '12px' (or a bare number of pixels). A patch of
-    fewer pixels than this is merged away; a unit of 1 pixel or less keeps everything."""
-    if isinstance(mmu, (int, float)):
-        return max(1, int(mmu))
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(m2|ha|km2|px)?\s*", str(mmu).lower())
-    if m is None:
-        raise InputError(f"minimum mapping unit {mmu!r}: give an area with its unit, e.g. 0.5ha, 500m2, 0.01km2, or "
-                         f"a number of pixels, e.g. 12px")
-    value, unit = float(m.group(1)), m.group(2) or "px"
-    if UNITS[unit] is None:
-        return max(1, int(math.ceil(value)))
-    if pixel_area_m2 <= 0:
-        raise InputError("the map's pixel area is unknown (no CRS or a zero pixel size); give the unit in pixels (px)")
-    return max(1, int(math.ceil(value * UNITS[unit] / pixel_area_m2 - 1e-9)))
-
 
 def check_unit_fits(threshold: int, pixels: int, mmu, pixel_area_m2: float) -> None:
     """A unit larger than the whole map would leave every patch below it (the sieve merges a patch

@@ -43,7 +43,7 @@ def polygonize(map_path: str | os.PathLike, out: str | os.PathLike, min_area: st
     boundaries kept. Returns {polygons, area_m2, simplified (the tolerance in map units, or 0)}."""
     from osgeo import gdal, ogr, osr
 
-    from ..accuracy.sample import map_classes
+    from ..classmap import map_classes
 
     check_outputs({"classified map": map_path}, {"polygon GeoPackage": out})
     if connectivity not in (4, 8):

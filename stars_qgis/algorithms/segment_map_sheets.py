@@ -72,8 +72,8 @@ class SegmentMapSheets(StarsAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.FAILED, "Sheets that failed"))
 
     def execute(self, parameters, context, feedback) -> dict:
-        from stars_core.infer import open_runner_cached
-        from stars_core.sheets import read_sheets, segment_sheets
+        from stars_core.segmentation.infer import open_runner_cached
+        from stars_core.segmentation.sheets import read_sheets, segment_sheets
 
         cfg = segment_config(self, parameters, context)
         sheets_file = polygon_file(self, parameters, self.SHEETS, context, feedback)  # the selection, if any

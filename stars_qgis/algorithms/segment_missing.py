@@ -83,7 +83,7 @@ class SegmentMissingModality(StarsAlgorithm):
         simplify_parameter(self)
 
     def execute(self, parameters, context, feedback) -> dict:
-        from stars_core.infer import open_runner_cached, segment_area
+        from stars_core.segmentation.infer import open_runner_cached, segment_area
 
         from ..style import PalettedStyle
 

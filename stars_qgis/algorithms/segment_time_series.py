@@ -76,7 +76,7 @@ class SegmentTimeSeries(StarsAlgorithm):
 
     def execute(self, parameters, context, feedback) -> dict:
         from stars_core.change.series import filter_folder, read_dates, segment_series
-        from stars_core.infer import open_runner_cached
+        from stars_core.segmentation.infer import open_runner_cached
 
         cfg = segment_config(self, parameters, context)  # (no minimum mapping unit here: none is read)
         rasters = [raster_path(layer, "SAR raster")

@@ -202,12 +202,12 @@ class TrainStars(StarsAlgorithm):
         return polygon_file(self, parameters, self.AOI, context)  # the selected features, if so asked
 
     def scenes(self, parameters, context) -> list:
-        from stars_core.chips import ChipFolder
-        from stars_core.data import SceneSpec
+        from stars_core.training.chips import ChipFolder
+        from stars_core.training.data import SceneSpec
 
         table = self.parameterAsFile(parameters, self.SCENE_TABLE, context)
         if table:
-            from stars_core.data import read_scene_table
+            from stars_core.training.data import read_scene_table
 
             return read_scene_table(table, self.parameterAsString(parameters, self.CLASS_FIELD, context) or None)
         chips = self.parameterAsFile(parameters, self.CHIP_FOLDER, context)
@@ -236,7 +236,7 @@ class TrainStars(StarsAlgorithm):
         return [SceneSpec(a, b, c, field) for a, b, c in zip(m1, m2, labels)]
 
     def execute(self, parameters, context, feedback) -> dict:
-        from stars_core.train import train
+        from stars_core.training.train import train
 
         scenes = self.scenes(parameters, context)
         model_cfg, loss_cfg, train_cfg, data_cfg = self.settings(parameters, context)

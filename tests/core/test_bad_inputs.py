@@ -183,7 +183,7 @@ def test_a_unit_larger_than_the_map_is_refused_not_reported_as_done(case, unit):
 
 
 def test_a_training_that_fails_before_its_model_leaves_no_scan_cache(case, monkeypatch):
-    import stars_core.train as train_module
+    import stars_core.training.train as train_module
     from stars_core.errors import InputError
 
     def fail(*args, **kwargs):
@@ -300,7 +300,7 @@ def test_a_signal_during_resampled_segmentation_leaves_nothing(case, sig, demo_s
 
 def test_sheets_that_would_all_fail_stop_before_the_first(trained_model, demo_scene, tmp_path):
     from stars_core.errors import InputError
-    from stars_core.sheets import read_sheets, segment_sheets
+    from stars_core.segmentation.sheets import read_sheets, segment_sheets
 
     with pytest.raises(InputError, match="has 4 band\\(s\\) but the model was trained on 2"):
         segment_sheets(trained_model, demo_scene["optical"], read_sheets(demo_scene["sheets"]), tmp_path / "s")

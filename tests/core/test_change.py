@@ -16,7 +16,7 @@ PIXEL = 10.0  # metres: a pixel is 0.01 ha
 
 
 def _map(path, data, transform=None, classes=CLASSES):
-    from stars_core.infer import style_class_map
+    from stars_core.classmap import style_class_map
 
     profile = {"driver": "GTiff", "width": data.shape[1], "height": data.shape[0], "count": 1, "dtype": "uint8",
                "crs": "EPSG:32633", "transform": transform or from_origin(500_000, 5_000_000, PIXEL, PIXEL),

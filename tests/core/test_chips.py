@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stars_core.chips import ChipFolder, evaluate_chips
+from stars_core.training.chips import ChipFolder, evaluate_chips
 from stars_core.cli import main as cli_main
 from stars_core.errors import InputError
 from tests.core.helpers import make_chip_folder

@@ -2,13 +2,13 @@
 exit status (2 bad input, 1 training failed, 130 cancelled)."""
 import pytest
 
-import stars_core.train as train_mod
+import stars_core.training.train as train_mod
 from stars_core.checkpoint import read_model_file
 from stars_core.cli import _parser, main as cli_main, train_settings
 from stars_core.config import TrainConfig
-from stars_core.data import SceneSpec
+from stars_core.training.data import SceneSpec
 from stars_core.errors import Cancelled
-from stars_core.train import train
+from stars_core.training.train import train
 from tests.core.helpers import TINY_MODEL, tiny_train
 
 TINY = ["--backbone", "resnet18", "--encoder-width", "16", "--batch-size", "2", "--chip-size", "64", "--workers", "0",

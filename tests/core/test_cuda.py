@@ -13,10 +13,10 @@ import rasterio
 import torch
 
 from stars_core.config import SegmentConfig
-from stars_core.data import SceneSpec
-from stars_core.infer import segment
+from stars_core.training.data import SceneSpec
+from stars_core.segmentation.infer import segment
 from stars_core.errors import Cancelled
-from stars_core.train import train
+from stars_core.training.train import train
 from tests.core.helpers import TINY_MODEL, tiny_train
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")]

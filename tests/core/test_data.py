@@ -9,7 +9,7 @@ from rasterio.windows import Window
 
 from stars_core.classes import IGNORE, ClassTable
 from stars_core.config import DataConfig
-from stars_core.data import CELL, SceneSpec, augment, prepare_training_data
+from stars_core.training.data import CELL, SceneSpec, augment, prepare_training_data
 from stars_core.demo_scene import cut_scene_table
 from stars_core.errors import InputError
 from tests.core.helpers import reproject_raster, rewrite, write_polygons
@@ -183,7 +183,7 @@ def test_a_scene_table_of_a_hundred_scenes_trains_with_few_open_files(demo_scene
 
 def test_bad_scenes_are_named_and_can_be_skipped(demo_scene, tmp_path):
     from stars_core.config import DataConfig
-    from stars_core.data import read_scene_table
+    from stars_core.training.data import read_scene_table
 
     table = cut_scene_table(demo_scene, tmp_path / "s", 3)
     text = table.read_text().splitlines()

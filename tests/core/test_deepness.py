@@ -17,7 +17,7 @@ onnx = pytest.importorskip("onnx")
 
 from stars_core.checkpoint import load_model  # noqa: E402
 from stars_core.config import SegmentConfig  # noqa: E402
-from stars_core.infer import segment  # noqa: E402
+from stars_core.segmentation.infer import segment  # noqa: E402
 from stars_core.engines.onnx_export import export_onnx  # noqa: E402
 from stars_core.errors import InputError  # noqa: E402
 from tests.core.helpers import rewrite  # noqa: E402

@@ -7,11 +7,11 @@ import torch
 
 from stars_core.checkpoint import read_model_file
 from stars_core.cli import main as cli_main
-from stars_core.data import SceneSpec
-from stars_core.diagnostics import AlignmentProbe, Diagnostics
+from stars_core.training.data import SceneSpec
+from stars_core.training.diagnostics import AlignmentProbe, Diagnostics
 from stars_core.metrics import metrics_from_confusion
 from stars_core.models import PairOutput
-from stars_core.train import train
+from stars_core.training.train import train
 from tests.core.helpers import TINY_MODEL, tiny_train
 
 

@@ -1,4 +1,4 @@
-"""The runtime a .stars model segments with (stars_core/fast_runtime.py): auto picks the int8 export on
+"""The runtime a .stars model segments with (stars_core/auto.py): auto picks the int8 export on
 a CPU, exported once per model file and cached beside it, with its agreement with PyTorch said."""
 import importlib.util
 import json
@@ -61,7 +61,7 @@ def test_the_fp32_export_gives_the_map_of_pytorch(model_copy, demo_scene, tmp_pa
 
 def test_the_int8_export_is_deterministic_and_follows_the_model_file(trained_model, demo_scene, tmp_path):
     from stars_core.config import SegmentConfig
-    from stars_core.infer import segment
+    from stars_core.segmentation.infer import segment
 
     cfg = SegmentConfig(tile_size=128, device="cpu", runtime="int8")
     a = shutil.copy(trained_model, tmp_path / "a.stars")
@@ -81,15 +81,15 @@ def test_the_int8_export_is_deterministic_and_follows_the_model_file(trained_mod
 
 
 def test_an_unwritable_model_folder_caches_in_the_user_cache(trained_model, demo_scene, tmp_path, monkeypatch):
-    from stars_core import fast_runtime
+    from stars_core.engines import auto
     from stars_core.config import SegmentConfig
-    from stars_core.infer import segment
+    from stars_core.segmentation.infer import segment
 
     monkeypatch.setenv("STARS_CACHE_DIR", str(tmp_path / "cache"))
     folder = tmp_path / "readonly"
     folder.mkdir()
     model = shutil.copy(trained_model, folder / "m.stars")
-    monkeypatch.setattr(fast_runtime.os, "access", lambda p, mode: not str(p).startswith(str(folder)))
+    monkeypatch.setattr(auto.os, "access", lambda p, mode: not str(p).startswith(str(folder)))
     r = segment(model, demo_scene["sar"], tmp_path / "m.tif", SegmentConfig(tile_size=128, device="cpu", runtime="onnx"))
     assert r.runtime == "onnx" and list((tmp_path / "cache" / "runtimes").glob("m.*.m1-128.onnx"))
     assert not list(folder.glob("*.onnx"))
@@ -97,13 +97,13 @@ def test_an_unwritable_model_folder_caches_in_the_user_cache(trained_model, demo
 
 def test_runtimes_that_cannot_serve_the_request_are_refused_in_one_line(model_copy, demo_scene, tmp_path, capsys,
                                                                        monkeypatch):
-    from stars_core import fast_runtime
+    from stars_core.engines import auto
 
     out = tmp_path / "x.tif"
     assert cli_main(["segment", str(model_copy), str(demo_scene["sar"]), str(out), *SEG, "--runtime", "int8",
                      "--with-m2", str(demo_scene["optical"])]) == 2
     assert "int8 calibrates one modality" in capsys.readouterr().err and not out.exists()
-    monkeypatch.setattr(fast_runtime, "onnx_available", lambda: False)
+    monkeypatch.setattr(auto, "onnx_available", lambda: False)
     assert cli_main(["segment", str(model_copy), str(demo_scene["sar"]), str(out), *SEG, "--runtime", "onnx"]) == 2
     assert "needs ONNX Runtime" in capsys.readouterr().err and not out.exists()
     assert cli_main(["segment", str(model_copy), str(demo_scene["sar"]), str(out), *SEG]) == 0  # auto: PyTorch

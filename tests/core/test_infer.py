@@ -10,7 +10,7 @@ from stars_core.checkpoint import load_model
 from stars_core.classes import ClassTable
 from stars_core.cli import main as cli_main
 from stars_core.config import SegmentConfig
-from stars_core.infer import segment
+from stars_core.segmentation.infer import segment
 from stars_core.errors import Cancelled
 from stars_core.raster import valid_mask
 from tests.core.helpers import rewrite
@@ -223,8 +223,8 @@ def test_pixel_size_far_from_training_warns_and_resample_returns_to_the_input_gr
 
 
 def test_single_model_refuses_the_optical_raster(demo_scene, tmp_path):
-    from stars_core.data import SceneSpec
-    from stars_core.train import train
+    from stars_core.training.data import SceneSpec
+    from stars_core.training.train import train
     from tests.core.helpers import TINY_MODEL, tiny_train
     import dataclasses
 
@@ -248,7 +248,7 @@ def test_one_cached_model_segments_sar_and_optical_in_two_threads_as_one_after_t
     a SAR-only and an optical-only segmentation at once must each keep their BatchNorm statistics."""
     import threading
 
-    from stars_core.infer import open_runner_cached
+    from stars_core.segmentation.infer import open_runner_cached
 
     sar_cfg = SegmentConfig(tile_size=64, overlap=16, **CPU)
     opt_cfg = SegmentConfig(tile_size=64, overlap=16, modality=2, **CPU)
@@ -316,7 +316,7 @@ def test_reader_threads_each_open_their_own_handles_and_give_the_same_map(demo_s
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    import stars_core.infer as infer
+    import stars_core.segmentation.infer as infer
     from stars_core.tiling import TileGrid
 
     assert SegmentConfig().readers_for("cpu", 8) == 1
@@ -417,7 +417,7 @@ def test_uncertainty_comes_from_the_blended_probabilities_of_the_same_pass(demo_
 
 
 def test_an_extent_and_a_mask_limit_the_map_on_the_input_grid(demo_scene, trained_model, tmp_path):
-    from stars_core.infer import segment_area
+    from stars_core.segmentation.infer import segment_area
     from stars_core.errors import InputError
     from tests.core.helpers import write_polygons
 

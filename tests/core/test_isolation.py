@@ -71,8 +71,8 @@ def test_import_graph_of_each_package_has_no_circle(package):
 
 def test_import_stars_core_pulls_no_qgis_or_qt():
     code = (
-        "import sys, stars_core, stars_core.losses, stars_core.models, stars_core.train, stars_core.infer;"
-        "import stars_core.cli, stars_core.sheets, stars_core.evaluate, stars_core.quicklook;"
+        "import sys, stars_core, stars_core.training.losses, stars_core.models, stars_core.training.train, stars_core.segmentation.infer;"
+        "import stars_core.cli, stars_core.segmentation.sheets, stars_core.evaluate, stars_core.quicklook;"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'qgis', 'PyQt5', 'PyQt6', 'sip'});"
         "print(','.join(bad)); sys.exit(1 if bad else 0)"
     )
@@ -81,19 +81,20 @@ def test_import_stars_core_pulls_no_qgis_or_qt():
 
 
 def test_segmentation_imports_no_training_code():
-    code = ("import sys, stars_core.infer, stars_core.sheets;"
+    code = ("import sys, stars_core.segmentation.infer, stars_core.segmentation.sheets;"
             "print(','.join(sorted(m for m in sys.modules if m.startswith('stars_core.'))))")
     result = _run(code)
     loaded = set(result.stdout.strip().split(","))
-    assert result.returncode == 0 and "stars_core.infer" in loaded, result.stderr
-    assert not loaded & {"stars_core.train", "stars_core.data", "stars_core.losses", "stars_core.diagnostics"}
+    assert result.returncode == 0 and "stars_core.segmentation.infer" in loaded, result.stderr
+    assert not loaded & {"stars_core.training.train", "stars_core.training.data", "stars_core.training.losses", "stars_core.training.diagnostics"}
 
 
 def test_configs_and_errors_load_without_torch():
     code = ("import sys; sys.modules['torch'] = None;"  # any `import torch` now fails
             "from stars_core.config import TrainConfig, DataConfig, SegmentConfig, StarsConfig;"
             "from stars_core.errors import Cancelled, InputError;"
-            "from stars_core.runtime import Cancelled as C, InputError as I, check_device;"  # the old path
+            "import warnings; warnings.simplefilter('ignore', DeprecationWarning);"
+            "from stars_core.runtime import Cancelled as C, InputError as I, check_device;"  # the old path, kept until 0.5
             "assert C is Cancelled and I is InputError;"
             "print(TrainConfig.for_steps(800).warmup_steps)")
     result = _run(code)
@@ -105,7 +106,7 @@ def test_the_map_to_numbers_chain_needs_no_torch():
     """Sampling, estimating, cleaning and polygonizing a map run where PyTorch is not installed (a
     QGIS that only segments with ONNX, or only assesses a map made elsewhere)."""
     result = _run("import sys; sys.modules['torch'] = None\n"
-                  "import stars_core.accuracy.assess, stars_core.accuracy.report, stars_core.accuracy.cli\n"
+                  "import stars_core.accuracy.assess, stars_core.accuracy.report, stars_core.cli.accuracy\n"
                   "import stars_core.product.mmu, stars_core.product.polygons\n"
                   "assert sys.modules['torch'] is None")
     assert result.returncode == 0, result.stderr[-1500:]

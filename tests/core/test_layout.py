@@ -3,6 +3,8 @@ names say, algorithms sharing parameters through the plugin's base module, and t
 of users' scripts still working."""
 import ast
 import importlib
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,27 +25,53 @@ def test_no_function_is_longer_than_80_lines():
     assert long == [], "split these functions:\n" + "\n".join(long)
 
 
-@pytest.mark.parametrize("old,new", [
-    ("stars_core.fast_runtime", "stars_core.engines.auto"),
-    ("stars_core.onnx_export", "stars_core.engines.onnx_export"),
-    ("stars_core.onnx_model", "stars_core.engines.onnx_model"),
-    ("stars_core.torch_runner", "stars_core.engines.torch_runner"),
-    ("stars_core.accuracy.cli", "stars_core.cli.accuracy"),
-    ("stars_core.weights.cli", "stars_core.cli.weights"),
-])
-def test_a_moved_module_is_the_same_object_under_its_old_name(old, new):
-    assert importlib.import_module(old) is importlib.import_module(new)
+@pytest.mark.parametrize("old,new", sorted(__import__("stars_core.old_names").old_names.MOVED.items()))
+def test_a_moved_module_is_the_same_object_under_its_old_name_with_a_warning(old, new):
+    with pytest.warns(DeprecationWarning, match=rf"{old} is now {new}; the old name is removed in 0\.5"):
+        module = _fresh_import(old)
+    assert module is importlib.import_module(new)
 
 
-def test_the_old_homes_of_the_errors_and_the_entry_point_still_serve():
-    from stars_core import errors, runtime
+def _fresh_import(name: str):
+    sys.modules.pop(name, None)
+    return importlib.import_module(name)
+
+
+def test_the_old_home_of_the_errors_still_serves_with_a_warning():
+    from stars_core import errors
     from stars_core.cli import main
     from stars_core.devices import check_device
 
+    with pytest.warns(DeprecationWarning, match="stars_core.runtime is now"):
+        runtime = _fresh_import("stars_core.runtime")
     assert runtime.InputError is errors.InputError and runtime.Cancelled is errors.Cancelled
     assert runtime.check_device is check_device and callable(main)
     scripts = (ROOT / "pyproject.toml").read_text()
     assert 'stars = "stars_core.cli:main"' in scripts
+
+
+def test_the_project_uses_no_old_import_path():
+    """Its own code, tests, benches, scripts and docs name the new modules only."""
+    from stars_core.old_names import GATHERED, MOVED
+
+    old = sorted(MOVED) + sorted(GATHERED)
+    pattern = re.compile(r"\b(" + "|".join(re.escape(o) for o in old) + r")\b(?![./\w])")
+    found = []
+    for folder in ("stars_core", "stars_qgis", "tests", "bench", "scripts", "docs"):
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.suffix not in {".py", ".md", ".sh"} or path.name in {"old_names.py", "test_layout.py", "develop.md"}:  # these name the move
+                continue
+            for k, line in enumerate(path.read_text().splitlines(), 1):
+                if pattern.search(line) and "the old path" not in line:
+                    found.append(f"{path.relative_to(ROOT)}:{k}: {line.strip()}")
+    assert found == []
+
+
+def test_the_version_is_one_everywhere():
+    import stars_core
+
+    assert f'version = "{stars_core.__version__}"' in (ROOT / "pyproject.toml").read_text()
+    assert f"version={stars_core.__version__}" in (ROOT / "metadata.txt").read_text().splitlines()
 
 
 def test_algorithms_share_parameters_through_the_base_module_not_each_other():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from stars_core import LossConfig, StarsConfig, build_model
-from stars_core.losses import (
+from stars_core.training.losses import (
     pixel_contrastive_loss,
     sample_balanced_pixels,
     segmentation_loss,
@@ -184,9 +184,9 @@ def test_psa_leaves_excluded_classes_out_of_the_sampling():
 
 
 def test_psa_exclusions_are_class_values_checked_against_the_table(demo_scene, tmp_path):
-    from stars_core.data import SceneSpec
+    from stars_core.training.data import SceneSpec
     from stars_core.errors import InputError
-    from stars_core.train import train
+    from stars_core.training.train import train
     from tests.core.helpers import TINY_MODEL, tiny_train
 
     spec = [SceneSpec(str(demo_scene["sar"]), str(demo_scene["optical"]), str(demo_scene["labels"]))]

@@ -9,7 +9,7 @@ import torch
 from stars_core import StarsConfig, build_model
 from stars_core.checkpoint import load_model, read_model_file
 from stars_core.models.norm import ModalityBatchNorm2d, modality_norms, use_modality
-from stars_core.recalibrate import recalibrate_file, recalibrate_model
+from stars_core.training.recalibrate import recalibrate_file, recalibrate_model
 
 CFG = StarsConfig(in_channels=(1, 3), num_classes=4, backbone="resnet18", encoder_width=16,
                   pyramid_channels=16, segmentation_channels=16)
@@ -128,7 +128,7 @@ def _format2(path, out):
 
 def test_a_format_2_file_loads_with_mixed_statistics_and_segments(trained_model, demo_scene, tmp_path):
     from stars_core.config import SegmentConfig
-    from stars_core.infer import segment
+    from stars_core.segmentation.infer import segment
 
     old = _format2(trained_model, tmp_path / "old.stars")
     loaded = load_model(old)
@@ -183,8 +183,8 @@ def test_baselines_cannot_be_recalibrated(tmp_path):
 
 
 def test_training_can_end_with_a_recalibration(demo_scene, tmp_path):
-    from stars_core.data import SceneSpec
-    from stars_core.train import train
+    from stars_core.training.data import SceneSpec
+    from stars_core.training.train import train
     from tests.core.helpers import TINY_MODEL, tiny_train
 
     spec = [SceneSpec(str(demo_scene["sar"]), str(demo_scene["optical"]), str(demo_scene["labels"]))]

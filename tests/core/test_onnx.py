@@ -15,7 +15,7 @@ pytest.importorskip("onnx")
 
 from stars_core.checkpoint import load_model  # noqa: E402
 from stars_core.config import SegmentConfig  # noqa: E402
-from stars_core.infer import segment  # noqa: E402
+from stars_core.segmentation.infer import segment  # noqa: E402
 from stars_core.models.norm import modality_norms  # noqa: E402
 from stars_core.engines.onnx_export import export_onnx  # noqa: E402
 from stars_core.engines.onnx_model import INPUT_SCALE, OnnxModel  # noqa: E402
@@ -168,7 +168,7 @@ def test_export_refuses_to_overwrite_its_model(trained_model, tmp_path):
 
 def test_openvino_runs_the_tiles_of_a_batch_side_by_side_in_order(exported, demo_scene, tmp_path, monkeypatch):
     pytest.importorskip("openvino")
-    from stars_core import onnx_model
+    from stars_core.engines import onnx_model
 
     monkeypatch.setattr(onnx_model, "OPENVINO_HINT", "THROUGHPUT")  # streams: as many tiles at once as cores
     ov = OnnxModel(exported["m1"], "cpu", threads=2, engine="openvino")  # 2 streams of 1 thread on 2 cores

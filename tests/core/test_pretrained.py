@@ -162,8 +162,8 @@ def test_a_code_carrying_weights_file_is_refused_in_one_line(tmp_path):
 
 def test_training_records_the_weights_and_warns_without_them(demo_scene, tmp_path):
     from stars_core.checkpoint import read_model_file
-    from stars_core.data import SceneSpec
-    from stars_core.train import train
+    from stars_core.training.data import SceneSpec
+    from stars_core.training.train import train
     from tests.core.helpers import TINY_MODEL, tiny_train
 
     spec = [SceneSpec(str(demo_scene["sar"]), str(demo_scene["optical"]), str(demo_scene["labels"]))]

@@ -54,7 +54,7 @@ def test_cleaning_merges_every_small_patch_and_keeps_no_data_and_the_legend(demo
 
 def test_segment_with_a_minimum_mapping_unit_cleans_the_class_map_only(demo_scene, trained_model, tmp_path):
     from stars_core.config import SegmentConfig
-    from stars_core.infer import segment
+    from stars_core.segmentation.infer import segment
 
     raw = segment(trained_model, demo_scene["sar"], tmp_path / "raw.tif", SegmentConfig(tile_size=128, device="cpu"),
                   confidence=tmp_path / "raw_conf.tif")
@@ -81,7 +81,7 @@ def test_segment_with_a_minimum_mapping_unit_cleans_the_class_map_only(demo_scen
 
 def test_map_sheets_are_cleaned_as_one_mosaic_so_no_seams(demo_scene, trained_model, tmp_path):
     from stars_core.config import SegmentConfig
-    from stars_core.sheets import read_sheets, segment_sheets
+    from stars_core.segmentation.sheets import read_sheets, segment_sheets
 
     res = segment_sheets(trained_model, demo_scene["sar"], read_sheets(demo_scene["sheets"], "name"), tmp_path / "s",
                          SegmentConfig(tile_size=128, device="cpu", mmu="60px"), log=lambda *_: None)

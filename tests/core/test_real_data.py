@@ -7,10 +7,10 @@ import pytest
 import rasterio
 
 from stars_core.config import SegmentConfig
-from stars_core.data import SceneSpec
+from stars_core.training.data import SceneSpec
 from stars_core.evaluate import evaluate
-from stars_core.infer import segment
-from stars_core.train import train
+from stars_core.segmentation.infer import segment
+from stars_core.training.train import train
 from tests.conftest import SHARED_DATA
 from tests.core.helpers import TINY_MODEL, tiny_train
 

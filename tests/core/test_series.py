@@ -60,7 +60,7 @@ def test_dates_come_from_names_metadata_or_a_table_and_are_refused_when_missing_
 
 def test_every_date_on_one_grid_with_one_model_load_and_a_rerun_skips(series, trained_model, tmp_path, monkeypatch,
                                                                       capsys):
-    import stars_core.infer as infer
+    import stars_core.segmentation.infer as infer
     from rasterio.windows import Window
 
     folder = series["folder"]
@@ -202,7 +202,7 @@ def test_the_mode_of_a_period_breaks_ties_with_the_latest_date(tmp_path):
 
     from stars_core.change.series import _mode_composite
     from stars_core.classes import ClassTable
-    from stars_core.infer import style_class_map
+    from stars_core.classmap import style_class_map
 
     classes = ClassTable((1, 2, 3), ("a", "b", "c"), ("#ff0000", "#00ff00", "#0000ff"))
     stacks = [[1, 1, 2, 255], [2, 2, 2, 255], [2, 3, 1, 255]]  # per date, 4 pixels (255: no data)

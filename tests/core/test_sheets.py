@@ -5,7 +5,7 @@ import numpy as np
 import rasterio
 
 from stars_core.config import SegmentConfig
-from stars_core.sheets import read_sheets, segment_sheets
+from stars_core.segmentation.sheets import read_sheets, segment_sheets
 from tests.core.helpers import write_polygons
 
 CPU = SegmentConfig(tile_size=64, device="cpu")
@@ -45,7 +45,7 @@ def test_a_sheet_is_clipped_to_its_polygon_and_a_bad_sheet_does_not_stop_the_oth
 
 
 def test_sheets_are_shared_largest_first_and_balanced():
-    from stars_core.sheets import assign
+    from stars_core.segmentation.sheets import assign
 
     shares = assign([100, 10, 60, 50, 40, 0], 2)
     assert sorted(i for s in shares for i in s) == list(range(6))  # every sheet once
@@ -56,7 +56,7 @@ def test_sheets_are_shared_largest_first_and_balanced():
 
 def test_make_sheets_covers_the_raster(demo_scene, tmp_path, capsys):
     from stars_core.cli import main as cli_main
-    from stars_core.sheets import read_sheets
+    from stars_core.segmentation.sheets import read_sheets
 
     assert cli_main(["make-sheets", str(demo_scene["sar"]), "--size", "100", "--overlap", "8",
                      "--out", str(tmp_path / "grid.gpkg")]) == 0

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-import stars_core.train as train_mod
+import stars_core.training.train as train_mod
 from stars_core.checkpoint import load_model, read_model_file
-from stars_core.data import SceneSpec
+from stars_core.training.data import SceneSpec
 from stars_core.errors import Cancelled, TrainingError
-from stars_core.train import get_lr, train
+from stars_core.training.train import get_lr, train
 from tests.core.helpers import TINY_MODEL, tiny_train
 
 QUIET = {"log": lambda *_: None}
@@ -132,8 +132,8 @@ def test_the_cpu_precision_follows_what_the_cpu_has_and_what_was_asked(monkeypat
                                              ("AMX", True, "bf16 autocast with channels-last memory")])
 def test_training_says_its_precision_and_trains_either_way(demo_scene, tmp_path, monkeypatch, found, want, said):
     from stars_core import devices
-    from stars_core.data import SceneSpec
-    from stars_core.train import train
+    from stars_core.training.data import SceneSpec
+    from stars_core.training.train import train
     from tests.core.helpers import TINY_MODEL, tiny_train
 
     monkeypatch.setattr(devices, "cpu_bf16", lambda: found)

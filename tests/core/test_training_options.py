@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from stars_core.data import SceneSpec
+from stars_core.training.data import SceneSpec
 from stars_core.errors import InputError
 from tests.core.helpers import TINY_MODEL, tiny_train
 
@@ -16,7 +16,7 @@ def spec(demo_scene):
 def test_keep_best_keeps_the_best_validation_weights_and_segmentation_uses_them(spec, demo_scene, tmp_path, capsys):
     from stars_core.checkpoint import load_model, read_model_file
     from stars_core.cli import main as cli_main
-    from stars_core.train import train
+    from stars_core.training.train import train
 
     out = tmp_path / "best.stars"
     train(spec, out, TINY_MODEL, **tiny_train(steps=6, val_every=2, keep_best=True, lr=5e-3,
@@ -44,7 +44,7 @@ def test_class_weights_are_inverse_frequencies_with_a_mean_of_one():
     import torch.nn.functional as F
 
     from stars_core.config import class_weight_values
-    from stars_core.losses import segmentation_loss
+    from stars_core.training.losses import segmentation_loss
     from stars_core.models import PairOutput
 
     counts = [900, 90, 10, 0]
@@ -66,7 +66,7 @@ def test_class_weights_are_inverse_frequencies_with_a_mean_of_one():
 def test_class_weights_are_computed_from_the_labels_and_recorded(spec, demo_scene, tmp_path):
     from stars_core.checkpoint import read_meta, read_model_file
     from stars_core.config import LossConfig, class_weight_values
-    from stars_core.train import train
+    from stars_core.training.train import train
 
     said = []
     out = tmp_path / "w.stars"
@@ -85,7 +85,7 @@ def test_class_weights_are_computed_from_the_labels_and_recorded(spec, demo_scen
 def test_fine_tuning_starts_from_the_model_keeps_matching_classes_and_freezes(trained_model, spec, demo_scene,
                                                                              tmp_path):
     from stars_core.checkpoint import load_model, read_model_file
-    from stars_core.train import train
+    from stars_core.training.train import train
 
     table = tmp_path / "classes.csv"  # the demo's classes and one the source model never saw
     table.write_text(open(demo_scene["classes"]).read().rstrip("\n") + "\n9,snow,#ffffff\n")
@@ -109,7 +109,7 @@ def test_fine_tuning_starts_from_the_model_keeps_matching_classes_and_freezes(tr
 def test_the_source_rows_land_on_the_classes_of_the_same_value(trained_model, demo_scene, tmp_path):
     from stars_core.checkpoint import load_model
     from stars_core.classes import ClassTable
-    from stars_core.finetune import load_source, read_source
+    from stars_core.training.finetune import load_source, read_source
     from stars_core.models import build_model
 
     src = read_source(trained_model, "none")

@@ -425,7 +425,7 @@ def test_a_map_without_a_class_table_is_explained_in_qgis_words_and_the_table_ca
 def test_land_cover_change_between_two_maps(demo_scene, run_alg, tmp_path):
     from osgeo import ogr
 
-    from stars_core.infer import style_class_map
+    from stars_core.classmap import style_class_map
 
     classes = ClassTable.from_file(demo_scene["classes"])
     with rasterio.open(demo_scene["labels"]) as ds:
@@ -456,7 +456,7 @@ def test_land_cover_change_between_two_maps(demo_scene, run_alg, tmp_path):
 
 def _map_pair(demo_scene, tmp_path, block: slice, k: int):
     """The demo labels as a first map, and a second where a block became the k-th class: both styled."""
-    from stars_core.infer import style_class_map
+    from stars_core.classmap import style_class_map
 
     classes = ClassTable.from_file(demo_scene["classes"])
     with rasterio.open(demo_scene["labels"]) as ds:

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .files import atomic_path
+from ..files import atomic_path
 from .losses import flat_pixels, stage_labels
-from .models import PairOutput
-from .plots import class_matrix_png, plot_curves
+from ..models import PairOutput
+from ..plots import class_matrix_png, plot_curves
 
 
 class AlignmentProbe:
@@ -117,7 +117,7 @@ class Diagnostics:
                 old.unlink(missing_ok=True)
 
     def write(self, step: int, metrics: dict, alignment: dict | None, history: list[dict], final: bool) -> None:
-        from .evaluate import plot_confusion
+        from ..evaluate import plot_confusion
 
         plot_confusion({**metrics, "class_names": self.names}, self.folder / "confusion.png")
         if len(history) > 1:

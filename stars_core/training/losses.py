@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .config import LossConfig
-from .models import PairOutput
+from ..config import LossConfig
+from ..models import PairOutput
 
 
 def segmentation_loss(out: PairOutput, target: torch.Tensor, ignore_index: int = 255,

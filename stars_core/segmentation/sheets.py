@@ -16,12 +16,13 @@ from typing import Callable, Sequence
 
 import rasterio
 
-from .config import SegmentConfig
-from .files import atomic_path, check_outputs
+from ..config import SegmentConfig
+from ..classmap import is_class_map
+from ..files import atomic_path, check_outputs
 from .infer import band_order, open_runner, segment
-from .raster import geometries_in, open_raster, read_polygons, window_of
-from .style import paletted_qml
-from .errors import Cancelled, InputError
+from ..raster import geometries_in, open_raster, read_polygons, window_of
+from ..style import paletted_qml
+from ..errors import Cancelled, InputError
 
 
 @dataclass
@@ -77,7 +78,7 @@ def select_sheets(sheets: tuple[str, list], only: list[str]) -> tuple[str, list]
 def _is_complete(path: Path) -> bool:
     try:
         with rasterio.open(path) as ds:
-            return ds.count == 1 and "STARS_CLASSES" in ds.tags(1)
+            return is_class_map(ds)
     except rasterio.errors.RasterioIOError:
         return False
 
@@ -283,7 +284,7 @@ def _finish(out_dir: Path, rows: list[SheetRow], classes, mmu: tuple = (None, 8)
         with atomic_path(mosaic.with_suffix(".qml")) as tmp:
             Path(tmp).write_text(paletted_qml(classes))
         if mmu[0] is not None:
-            from .product.mmu import clean_map
+            from ..product.mmu import clean_map
 
             clean_map(mosaic, out_dir / "mosaic_mmu.tif", mmu[0], mmu[1], log=log)
     summary = out_dir / "summary.csv"

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from torch import nn
 
-from .config import FREEZE, LR_FACTOR  # noqa: F401 (FREEZE and LR_FACTOR live where front ends read them)
-from .files import sha256
-from .errors import InputError
+from ..config import FREEZE, LR_FACTOR  # noqa: F401 (FREEZE and LR_FACTOR live where front ends read them)
+from ..files import sha256
+from ..errors import InputError
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Source:
 
 
 def read_source(path: str | os.PathLike, freeze: str) -> Source:
-    from .checkpoint import read_meta, read_model_file
+    from ..checkpoint import read_meta, read_model_file
 
     if freeze not in FREEZE:
         raise InputError(f"--freeze must be one of {', '.join(FREEZE)}, got {freeze!r}")
@@ -73,7 +73,7 @@ def class_match(source_classes, classes) -> tuple[list[tuple[int, int]], list[in
 def load_source(model: nn.Module, source: Source, classes) -> None:
     """The source's weights in `model`: every tensor of the same name and shape, and the classifier
     rows of the classes both tables hold."""
-    from .checkpoint import fit_state_dict
+    from ..checkpoint import fit_state_dict
 
     own = model.state_dict()
     state = fit_state_dict(model, source.state)

@@ -16,16 +16,16 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
-from .bands import BandStats, normalise
-from .checkpoint import resume_state, fit_state_dict, read_meta, read_model_file, save_model_file
-from .config import STRIDE
-from .files import check_outputs
-from .infer import band_order
-from .models import build_model
-from .models.norm import modality_norms, use_modality
-from .raster import open_raster, valid_mask
-from .devices import resolve_device
-from .errors import InputError
+from ..bands import BandStats, normalise
+from ..checkpoint import resume_state, fit_state_dict, read_meta, read_model_file, save_model_file
+from ..config import STRIDE
+from ..files import check_outputs
+from ..segmentation.infer import band_order
+from ..models import build_model
+from ..models.norm import modality_norms, use_modality
+from ..raster import open_raster, valid_mask
+from ..devices import resolve_device
+from ..errors import InputError
 
 MIN_VALID = 0.5  # least share of valid pixels in a recalibration chip
 

@@ -27,11 +27,11 @@ from rasterio.enums import Resampling
 from rasterio.features import rasterize
 from rasterio.windows import Window
 
-from .bands import BandStats, normalise
-from .classes import IGNORE, ClassTable
-from .config import STRIDE, DataConfig
-from .raster import aligned, band_names, geometries_in, open_raster, pixel_size, read_polygons, valid_mask
-from .errors import InputError
+from ..bands import BandStats, normalise
+from ..classes import IGNORE, ClassTable
+from ..config import STRIDE, DataConfig
+from ..raster import aligned, band_names, geometries_in, open_raster, pixel_size, read_polygons, valid_mask
+from ..errors import InputError
 
 CELL = 8  # chip positions and validity are tracked on an 8 x 8 pixel grid
 STATS_SAMPLES = 2_000_000  # pixels per modality used for normalisation statistics
@@ -366,7 +366,7 @@ def _load_scans(path: str, key: str, n: int) -> list[SceneScan] | None:
 
 
 def _save_scans(path: str, key: str, scans: list[SceneScan]) -> None:
-    from .files import atomic_path
+    from ..files import atomic_path
 
     arrays = {"key": np.array(key)}
     for i, sc in enumerate(scans):

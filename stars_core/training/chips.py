@@ -15,13 +15,13 @@ from typing import Callable
 
 import numpy as np
 
-from .bands import normalise
-from .classes import ClassTable
-from .config import STRIDE
-from .raster import open_raster, valid_mask
-from .devices import autocast, resolve_device
-from .errors import Cancelled, InputError
-from .tiling import pad_reflect
+from ..bands import normalise
+from ..classes import ClassTable
+from ..config import STRIDE
+from ..raster import open_raster, valid_mask
+from ..devices import autocast, resolve_device
+from ..errors import Cancelled, InputError
+from ..tiling import pad_reflect
 
 EXTENSIONS = (".tif", ".tiff", ".png")
 
@@ -98,8 +98,8 @@ def evaluate_chips(model, folder: ChipFolder, ignore_values=(),
     a model file or a `checkpoint.LoadedModel`."""
     import torch
 
-    from .checkpoint import LoadedModel, load_model
-    from .metrics import confusion_matrix, metrics_from_confusion
+    from ..checkpoint import LoadedModel, load_model
+    from ..metrics import confusion_matrix, metrics_from_confusion
 
     dev = resolve_device(device)
     loaded = model if isinstance(model, LoadedModel) else load_model(model, dev)

@@ -21,7 +21,6 @@ no output behind.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
@@ -39,16 +38,17 @@ from rasterio.features import geometry_mask
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from .bands import BandStats, normalise
-from .classes import ClassTable, rgb
-from .config import SegmentConfig
-from .files import atomic_outputs, check_outputs
-from .raster import (aligned, band_names, centre_latitude, crs_label, geometries_in, metres_per_pixel, open_raster,
+from ..bands import BandStats, normalise
+from ..classes import ClassTable
+from ..classmap import overview_factors, style_class_map
+from ..config import SegmentConfig
+from ..files import atomic_outputs, check_outputs
+from ..raster import (aligned, band_names, centre_latitude, crs_label, geometries_in, metres_per_pixel, open_raster,
                      pixel_area, pixel_size, read_polygons, valid_mask, window_of)
-from . import threads
-from .errors import Cancelled, InputError
-from .style import grey_qml, paletted_qml
-from .tiling import Tile, TileGrid, pad_reflect
+from .. import threads
+from ..errors import Cancelled, InputError
+from ..style import grey_qml, paletted_qml
+from ..tiling import Tile, TileGrid, pad_reflect
 
 BLOCK = 256  # GeoTIFF block size; rows are written in whole block rows
 PIXEL_SIZE_TOLERANCE = 1.5  # warn when input and training pixel sizes differ by more than this factor
@@ -194,7 +194,7 @@ def segment(
     model file (`.stars`, run with PyTorch; `.onnx`, run with ONNX Runtime, no PyTorch needed), a
     loaded `checkpoint.LoadedModel` or an `onnx_model.OnnxModel`.
     `clip` (CRS WKT, GeoJSON polygons) leaves every pixel outside the polygons as no data.
-    `cfg.runtime` picks what runs a .stars file on the CPU (`fast_runtime`); an int8 export is
+    `cfg.runtime` picks what runs a .stars file on the CPU (`engines.auto`); an int8 export is
     calibrated on `calibration` (default: `input`). `log` gets warnings, `info` what is being done.
     `overviews=False` leaves the confidence, probability and uncertainty rasters without overviews
     (for files that are only an intermediate step; the class map always has them)."""
@@ -217,7 +217,8 @@ def segment(
     with ExitStack() as opened:
         src, work, inputs = _open_inputs(opened, loaded, cfg, input, with_m2, clip, note)
         if cfg.mmu is not None:  # refused before the network runs, not after
-            from .product.mmu import check_unit_fits, mmu_pixels
+            from ..config import mmu_pixels
+            from ..product.mmu import check_unit_fits
 
             check_unit_fits(mmu_pixels(cfg.mmu, pixel_area(src)), src.width * src.height, cfg.mmu, pixel_area(src))
         # after the inputs are checked: a bad raster is refused before an export is made for it
@@ -277,26 +278,27 @@ def _predict_on_grid(loaded, inputs, src, work, finals, cfg: SegmentConfig, bran
 
 
 def _runtime(loaded, cfg: SegmentConfig, branch: str, raster, info, note) -> tuple:
-    """The runner for `cfg.runtime` (`fast_runtime`), its name and the line saying what runs."""
-    from .engines import auto as fast_runtime
+    """The runner for `cfg.runtime` (`engines.auto`), its name and the line saying what runs."""
+    from ..engines import auto
 
     if hasattr(loaded, "session"):  # a .onnx file: ONNX Runtime already
         if cfg.runtime == "torch":
             raise InputError(f"a .onnx model runs in ONNX Runtime, not --runtime {cfg.runtime}; give the .stars file "
                              f"for PyTorch")
         return loaded, "onnx-file", f"runtime: ONNX Runtime with {Path(loaded.path).name}"
-    runtime, why = fast_runtime.choose(cfg.runtime, loaded.device_type, branch, getattr(loaded, "path", None) is not None)
+    runtime, why = auto.choose(cfg.runtime, loaded.device_type, branch, getattr(loaded, "path", None) is not None)
     if why:
         note(why)
     if runtime == "torch":
         return loaded, "torch", f"runtime torch: PyTorch on {loaded.device_name}"
-    fast, said = fast_runtime.fast_runner(loaded, runtime, branch, cfg.tile_size, raster, info)
+    fast, said = auto.fast_runner(loaded, runtime, branch, cfg.tile_size, raster, info)
     return fast, runtime, said
 
 
 def _clean(path: Path, cfg: SegmentConfig, classes: ClassTable, src, cancel, note) -> tuple[np.ndarray, int]:
     """The class map cleaned to the minimum mapping unit, in place; its class counts again."""
-    from .product.mmu import mmu_pixels, sieve
+    from ..config import mmu_pixels
+    from ..product.mmu import sieve
 
     threshold = mmu_pixels(cfg.mmu, pixel_area(src))
     sieve(path, threshold, cfg.mmu_connectivity, cancel)
@@ -436,12 +438,12 @@ def open_runner(model, cfg: SegmentConfig):
     """What runs the network: `torch_runner.TorchRunner` for a .stars file or a LoadedModel (imports
     PyTorch), `onnx_model.OnnxModel` for a .onnx file (imports ONNX Runtime only)."""
     if isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx"):
-        from .engines.onnx_model import OnnxModel
+        from ..engines.onnx_model import OnnxModel
 
         return OnnxModel(model, cfg.device)
     if hasattr(model, "probabilities"):  # a runner already (OnnxModel, TorchRunner)
         return model
-    from .engines.torch_runner import TorchRunner
+    from ..engines.torch_runner import TorchRunner
 
     return TorchRunner(model, cfg.device, cfg.amp, cfg.weights)
 
@@ -612,27 +614,6 @@ def uncertainty_bands(p: np.ndarray) -> np.ndarray:
     return np.stack([np.clip(entropy, 0.0, 1.0), top[1] - top[0]])
 
 
-def _overview_factors(width: int, height: int) -> list[int]:
-    factors, f = [], 2
-    while max(width, height) / f >= BLOCK / 2:
-        factors.append(f)
-        f *= 2
-    return factors
-
-
-def style_class_map(path, classes: ClassTable, **tags: str) -> None:
-    """A class map's colour table, stored class table (STARS_CLASSES), GDAL category names and mode
-    overviews, so QGIS, GDAL and the toolbox's products read its classes; `tags` are added too."""
-    with rasterio.open(path, "r+") as ds:
-        ds.write_colormap(1, {v: (*rgb(c), 255) for v, c in zip(classes.values, classes.colors)})
-        ds.update_tags(1, STARS_CLASSES=json.dumps(classes.to_dict()))
-        ds.update_tags(**{f"CLASS_{v}": n for v, n in zip(classes.values, classes.names)}, **tags)
-    with rasterio.open(path, "r+") as ds:  # reopened so the overviews see the colour table
-        ds.build_overviews(_overview_factors(ds.width, ds.height), Resampling.mode)
-        ds.update_tags(ns="rio_overview", resampling="mode")
-    _set_category_names(path, classes)
-
-
 def _finish(paths, classes: ClassTable, overviews: bool = True) -> None:
     """Colour table, class names and overviews (mode for classes, average for probabilities)."""
     out, conf, prob, unc = paths
@@ -642,21 +623,7 @@ def _finish(paths, classes: ClassTable, overviews: bool = True) -> None:
     for path in (conf, prob, unc):
         if path is not None:
             with rasterio.open(path, "r+") as ds:
-                ds.build_overviews(_overview_factors(ds.width, ds.height), Resampling.average)
-
-
-def _set_category_names(path: Path, classes: ClassTable) -> None:
-    """GDAL category names (value -> class name), read by GDAL tools and ArcGIS (.aux.xml)."""
-    try:
-        from osgeo import gdal
-    except ImportError:  # the names also live in the file's metadata and in the .qml
-        return
-    names = [""] * (max(classes.values) + 1)
-    for v, n in zip(classes.values, classes.names):
-        names[v] = n
-    ds = gdal.Open(os.fspath(path), gdal.GA_Update)
-    ds.GetRasterBand(1).SetCategoryNames(names)
-    ds = None
+                ds.build_overviews(overview_factors(ds.width, ds.height), Resampling.average)
 
 
 def _warp_back(works, finals, src, classes: ClassTable, cancel) -> tuple[np.ndarray, int]:

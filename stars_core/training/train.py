@@ -1,6 +1,6 @@
 """The STARS training loop, top to bottom in one file.
 
-`train(...)` prepares the data (stars_core.data), builds the model from the data's band and class
+`train(...)` prepares the data (stars_core.training.data), builds the model from the data's band and class
 counts, and runs the paper's recipe (section 4.1.1): Adam with weight decay, linear warm-up then
 cosine decay, gradient clipping. It validates every `val_every` steps on held-out blocks and writes
 the model file (stars_core.checkpoint) every `checkpoint_every` steps, at the end and on cancel.
@@ -22,18 +22,18 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .checkpoint import ModelMeta, ResumeState, fit_state_dict, read_resume, save_model_file
-from .classes import IGNORE
-from .config import DataConfig, LossConfig, StarsConfig, TrainConfig
+from ..checkpoint import ModelMeta, ResumeState, fit_state_dict, read_resume, save_model_file
+from ..classes import IGNORE
+from ..config import DataConfig, LossConfig, StarsConfig, TrainConfig
 from .data import ChipDataset, SceneSpec, TrainingData, prepare_training_data
 from .diagnostics import AlignmentProbe, Diagnostics, write_log
-from .files import check_outputs
+from ..files import check_outputs
 from .losses import stars_loss
-from .metrics import confusion_matrix, metrics_from_confusion
-from .models import build_model
-from . import threads
-from .devices import TrainingPrecision, resolve_device
-from .errors import Cancelled, InputError, TrainingError
+from ..metrics import confusion_matrix, metrics_from_confusion
+from ..models import build_model
+from .. import threads
+from ..devices import TrainingPrecision, resolve_device
+from ..errors import Cancelled, InputError, TrainingError
 
 ProgressFn = Callable[[int, int, dict], None]
 CancelFn = Callable[[], bool]
@@ -399,7 +399,7 @@ def _model_meta(data: TrainingData, model_cfg: StarsConfig, loss_cfg: LossConfig
         data.use_table_and_stats(resumed[0].classes, resumed[0].stats)
     model_cfg = dataclasses.replace(model_cfg, in_channels=bands, num_classes=len(data.table))
     if resumed is None and loss_cfg.class_weights != "none":
-        from .config import class_weight_values
+        from ..config import class_weight_values
 
         values = class_weight_values(loss_cfg.class_weights, data.plan.class_counts.tolist())
         loss_cfg = dataclasses.replace(loss_cfg, class_weight_values=values)
@@ -411,9 +411,9 @@ def _model_meta(data: TrainingData, model_cfg: StarsConfig, loss_cfg: LossConfig
 
 def _fetch_weights(weights: dict, world: int, say) -> dict:
     """Each `--pretrained*` value as a local file: registry names fetched into the cache."""
-    from .progress import download_bar
-    from .weights.download import cached, resolve
-    from .weights.registry import entry as registry_entry
+    from ..progress import download_bar
+    from ..weights.download import cached, resolve
+    from ..weights.registry import entry as registry_entry
 
     resolved = {}
     for key, value in weights.items():
@@ -428,8 +428,8 @@ def _fetch_weights(weights: dict, world: int, say) -> dict:
 
 def _file_record(path) -> dict:
     """Name, size and SHA-256 of a weights file, and its registry entry, for the model file's record."""
-    from .files import sha256
-    from .weights.download import entry_of
+    from ..files import sha256
+    from ..weights.download import entry_of
 
     record = {"file": os.path.basename(os.fspath(path)), "bytes": os.path.getsize(path), "sha256": sha256(path)}
     found = entry_of(path)
@@ -444,9 +444,9 @@ def _band_adaptation(pretrained: dict, data: TrainingData, mode: str, say, numbe
     (`resnet.first_conv_plan`): picked by band name (numbers read in `numbering`), the mean of the
     file's filters for a band it lacks; with no name matched and the same count, the file's order,
     with a warning that it is a guess."""
-    from .models import pretrained_plan
-    from .models.resnet import as_sentinel2, first_conv_plan, numbered
-    from .models.stars import stem_bands
+    from ..models import pretrained_plan
+    from ..models.resnet import as_sentinel2, first_conv_plan, numbered
+    from ..models.stars import stem_bands
 
     bands = (tuple(data.scenes[0].m1_bands), tuple(data.scenes[0].m2_bands))
     for part, key in pretrained_plan(mode, set(pretrained)).items():  # the parts build_model loads, and from what
@@ -504,7 +504,7 @@ def _build(meta: ModelMeta, weights: dict, resumed, device: torch.device, rank: 
     torch.manual_seed(meta.train.seed)
     given = {} if resumed is not None else weights
     file_bands = {k: tuple(r["bands"]) for k, r in (meta.pretrained or {}).items() if r.get("bands")}
-    from .models.resnet import as_sentinel2
+    from ..models.resnet import as_sentinel2
 
     model = build_model(meta.model, given.get("all"), pretrained_m1=given.get("m1"), pretrained_m2=given.get("m2"),
                         bands=tuple(as_sentinel2(st.names, meta.data.band_numbering) if st is not None else ()

@@ -1,7 +1,0 @@
-"""The old name of `stars_core.engines.torch_runner`, kept so scripts that import it keep working: the same
-module object, so its names (and any patch of them) are shared."""
-import sys
-
-from .engines import torch_runner as _module
-
-sys.modules[__name__] = _module
