@@ -4,7 +4,8 @@
 # from trixie-backports with BACKPORTS=1; then the demo project opened in a real QGIS window, offline,
 # and the messages it shows listed (step "project": there must be none). Run as root:
 #     make check-debian13 [BACKPORTS=1] [STEPS="test demo project"] [ROOT=/var/tmp/stars-trixie]
-# The root is made once with debootstrap from Debian's registry and kept (a later run reuses it;
+# The root is made once with debootstrap from the Debian archive this machine's apt uses (MIRROR=URL
+# to choose another) and kept (a later run reuses it;
 # `rm -rf` it for a fresh one); the project is cloned into it from this checkout's HEAD. Logs and
 # timings go to build/debian13/<qgis version>/. Not part of `make test` (minutes, and root).
 set -euo pipefail
@@ -12,7 +13,16 @@ cd "$(dirname "$0")/.."
 REPO=$(pwd)
 suffix=""; [ "${BACKPORTS:-0}" = 1 ] && suffix=-backports
 ROOT=${ROOT:-/var/tmp/stars-trixie$suffix}
-MIRROR=${MIRROR:-http://deb.debian.org/debian}
+apt_mirror() {  # the Debian archive this machine's apt already uses: deb822 .sources, else one-line lists
+    local uri
+    uri=$(grep -hE '^[[:space:]]*URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}' \
+          | grep -E '/debian/?$' | head -n 1 || true)
+    [ -n "$uri" ] || uri=$(grep -hE '^[[:space:]]*deb[[:space:]]' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+          2>/dev/null | sed -E 's/\[[^]]*\]//' | awk '{print $2}' | grep -E '/debian/?$' | head -n 1 || true)
+    echo "$uri"
+}
+MIRROR=${MIRROR:-$(apt_mirror)}
+[ -n "$MIRROR" ] || { echo "debian13_check: no Debian archive in /etc/apt/sources.list*: give MIRROR=URL" >&2; exit 2; }
 STEPS=${STEPS-test demo project}
 [ "$(id -u)" -eq 0 ] || { echo "debian13_check: run as root (debootstrap and chroot need it)" >&2; exit 2; }
 

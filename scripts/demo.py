@@ -165,17 +165,7 @@ def run_demo(args) -> int:
         "SHEETS": sheets, "NAME_FIELD": "name", "INPUT": scene / "sar.tif", "MODEL": model,
         "SKIP_EXISTING": "false", "OUTPUT_FOLDER": sheet_dir, **seg,
     }, "sheets")
-    evaluation = out / "evaluation"
-    evaluation.mkdir(exist_ok=True)
-    reports = {}
-    for key, prediction, what in (("held_out", sheet_dir / f"{held_out}.tif", f"held-out sheet {held_out}"),
-                                  ("whole_scene", landcover, "whole scene (mostly seen in training)")):
-        reports[key] = evaluation / f"{key}.html", evaluation / f"{key}.json"
-        runner.run(f"Evaluate the SAR-only map, {what}", "stars:evaluatesegmentation", {
-            "PREDICTION": prediction, "LABELS": scene / "labels.tif", "IGNORE_VALUES": "0",
-            "OUTPUT_HTML": reports[key][0], "OUTPUT_JSON": reports[key][1],
-        }, f"evaluate_{key}")
-
+    reports = evaluate_maps(runner, out, scene, sheet_dir / f"{held_out}.tif", held_out, landcover)
     areas = estimate_areas(runner, out, scene, sheet_dir / f"{held_out}.tif", held_out)
 
     runner.done += 1
@@ -205,6 +195,21 @@ def run_demo(args) -> int:
         tmp.write_text(json.dumps(summary, indent=2))
     print_summary(summary, metrics["held_out"], out)
     return 0
+
+
+def evaluate_maps(runner, out, scene, held_out_map, held_out, landcover) -> dict:
+    """The SAR-only map of the held-out sheet and of the whole scene against the labels: {key: (html, json)}."""
+    evaluation = out / "evaluation"
+    evaluation.mkdir(exist_ok=True)
+    reports = {}
+    for key, prediction, what in (("held_out", held_out_map, f"held-out sheet {held_out}"),
+                                  ("whole_scene", landcover, "whole scene (mostly seen in training)")):
+        reports[key] = evaluation / f"{key}.html", evaluation / f"{key}.json"
+        runner.run(f"Evaluate the SAR-only map, {what}", "stars:evaluatesegmentation", {
+            "PREDICTION": prediction, "LABELS": scene / "labels.tif", "IGNORE_VALUES": "0",
+            "OUTPUT_HTML": reports[key][0], "OUTPUT_JSON": reports[key][1],
+        }, f"evaluate_{key}")
+    return reports
 
 
 def write_outputs(out, scene, model, landcover, confidence, sheet_dir, diagnostics, held_out, held_metrics):

@@ -276,6 +276,7 @@ def split_legacy_train_config(d: Mapping[str, Any]) -> tuple[TrainConfig, DataCo
 # whose numbers band names like B1..B12 are (models.resnet.NUMBERINGS maps each to Sentinel-2's)
 BAND_NUMBERINGS = ("sentinel-2", "landsat-5-7", "landsat-8-9", "planet-4")
 RUNTIMES = ("auto", "torch", "onnx", "int8")  # what runs a .stars model: see SegmentConfig.runtime
+WEIGHTS = ("best", "last")  # which weights of a model trained with keep_best
 
 
 def default_overlap(tile: int) -> int:
@@ -330,8 +331,8 @@ class SegmentConfig:
     def __post_init__(self) -> None:
         if self.runtime is not None and self.runtime not in RUNTIMES:
             raise InputError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
-        if self.weights not in ("best", "last"):
-            raise InputError(f"weights must be best or last, got {self.weights!r}")
+        if self.weights not in WEIGHTS:
+            raise InputError(f"weights must be {' or '.join(WEIGHTS)}, got {self.weights!r}")
         if self.mmu is not None:
             mmu_pixels(self.mmu, 1.0)  # a malformed unit is refused before any work
         if self.mmu_connectivity not in (4, 8):

@@ -56,7 +56,7 @@ def _smooth_field(rng: np.random.Generator, size: int, scale: float) -> np.ndarr
     return ndimage.zoom(ranks.astype(np.float32), size / coarse, order=1)[:size, :size]
 
 
-def _parcels(rng: np.random.Generator, size: int, lo: int, hi: int) -> np.ndarray:
+def make_parcels(rng: np.random.Generator, size: int, lo: int, hi: int) -> np.ndarray:
     """Parcel ids from a jittered rectangular partition (fields of lo..hi pixels)."""
     def cuts() -> np.ndarray:
         edges = np.cumsum(rng.integers(lo, hi, size=size // lo + 2))
@@ -175,7 +175,7 @@ def make_optical(rng: np.random.Generator, labels: np.ndarray, parcels: np.ndarr
     return np.clip(optical, 1, 10000).astype(np.uint16)
 
 
-def _profile(size: int, count: int, dtype: str, nodata, pixel_size: float) -> dict:
+def raster_profile(size: int, count: int, dtype: str, nodata, pixel_size: float) -> dict:
     return {
         "driver": "GTiff", "width": size, "height": size, "count": count, "dtype": dtype,
         "crs": f"EPSG:{CRS_EPSG}", "transform": from_origin(*ORIGIN, pixel_size, pixel_size),
@@ -229,7 +229,7 @@ def make_demo_scene(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    parcels = _parcels(rng, size, max(8, size // 40), max(16, size // 14))  # field ids, shared
+    parcels = make_parcels(rng, size, max(8, size // 40), max(16, size // 14))  # field ids, shared
     labels = make_labels(rng, parcels)
     sar = make_sar(rng, labels, parcels)
     optical = make_optical(rng, labels, parcels)
@@ -241,15 +241,15 @@ def make_demo_scene(
     style = out / "labels.qml"  # QGIS's legend for the labels: class names, only the classes
     with atomic_outputs(*paths.values(), style) as temps:  # every file appears together, or none
         tmp = dict(zip([*paths, "style"], temps))
-        with rasterio.open(tmp["sar"], "w", **_profile(size, 2, "float32", SAR_NODATA, pixel_size)) as dst:
+        with rasterio.open(tmp["sar"], "w", **raster_profile(size, 2, "float32", SAR_NODATA, pixel_size)) as dst:
             dst.write(sar)
             dst.descriptions = ("VV", "VH")
             dst.update_tags(modality="SAR", units="dB")
-        with rasterio.open(tmp["optical"], "w", **_profile(size, 4, "uint16", OPTICAL_NODATA, pixel_size)) as dst:
+        with rasterio.open(tmp["optical"], "w", **raster_profile(size, 4, "uint16", OPTICAL_NODATA, pixel_size)) as dst:
             dst.write(optical)
             dst.descriptions = ("B", "G", "R", "NIR")
             dst.update_tags(modality="optical", scale="reflectance x 10000")
-        with rasterio.open(tmp["labels"], "w", **_profile(size, 1, "uint8", LABEL_NODATA, pixel_size)) as dst:
+        with rasterio.open(tmp["labels"], "w", **raster_profile(size, 1, "uint8", LABEL_NODATA, pixel_size)) as dst:
             dst.write(labels, 1)
             dst.write_colormap(1, {v: rgb(c) + (255,) for v, _, c in CLASSES})
             dst.descriptions = ("land cover",)

@@ -79,3 +79,17 @@ def _proportional(total: int, pixels: list[int], minimum: int) -> list[int]:
     for i, c in floors.items():
         counts[i] = c
     return counts
+
+
+def name_values(text: str, cast, what: str) -> dict:
+    """'water=0.95, roads=0.6' -> {"water": 0.95, "roads": 0.6}, or one line naming `what`."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.rpartition("=")
+        if not sep or not name:
+            raise InputError(f"{what} must look like name=value,name=value, got {text!r}")
+        try:
+            out[name.strip()] = cast(value)
+        except ValueError:
+            raise InputError(f"{what}: {value!r} is not a number (in {text!r})") from None
+    return out

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from ..demo_scene import (BARE, BUILDINGS, FARMLAND, FOREST, LABEL_NODATA, SAR_NODATA, WATER, _parcels, _profile,
+from ..demo_scene import (BARE, BUILDINGS, FARMLAND, FOREST, LABEL_NODATA, SAR_NODATA, WATER, make_parcels, raster_profile,
                           make_labels, make_sar)
 from ..errors import InputError
 from ..files import atomic_outputs
@@ -90,7 +90,7 @@ def make_demo_series(out_dir: str | Path, dates: int, size: int = 2048, seed: in
     if dates < 2:
         raise InputError(f"a series needs at least 2 dates, got {dates}")
     rng = np.random.default_rng(seed)  # the scene's own draws first, so the base labels are the scene's
-    parcels = _parcels(rng, size, max(8, size // 40), max(16, size // 14))
+    parcels = make_parcels(rng, size, max(8, size // 40), max(16, size // 14))
     base = make_labels(rng, parcels)
     labels, happened = series_labels(base, parcels, dates, np.random.default_rng([seed, 7]), events)
     folder = Path(out_dir) / "series"
@@ -103,11 +103,11 @@ def make_demo_series(out_dir: str | Path, dates: int, size: int = 2048, seed: in
             sar = make_sar(np.random.default_rng([seed, 1000 + k]), labels[k], parcels)
             season = CROP_DB * np.sin(2 * np.pi * k / max(dates, 4))  # crop cycle: SAR moves, the class does not
             sar[:, labels[k] == FARMLAND] += np.float32(season)
-            with rasterio.open(temps[k], "w", **_profile(size, 2, "float32", SAR_NODATA, pixel_size)) as dst:
+            with rasterio.open(temps[k], "w", **raster_profile(size, 2, "float32", SAR_NODATA, pixel_size)) as dst:
                 dst.write(sar)
                 dst.descriptions = ("VV", "VH")
                 dst.update_tags(modality="SAR", units="dB", TIFFTAG_DATETIME=f"{date.replace('-', ':')} 05:30:00")
-            with rasterio.open(temps[dates + k], "w", **_profile(size, 1, "uint8", LABEL_NODATA, pixel_size)) as dst:
+            with rasterio.open(temps[dates + k], "w", **raster_profile(size, 1, "uint8", LABEL_NODATA, pixel_size)) as dst:
                 dst.write(labels[k], 1)
         temps[-2].write_text("date,path\n" + "".join(f"{d},S1_{d}.tif\n" for d in names))
         with open(temps[-1], "w", newline="") as f:

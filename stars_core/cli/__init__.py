@@ -17,7 +17,7 @@ import sys
 
 from ..errors import Cancelled, StarsError, TrainingError
 from . import accuracy, change, distill, evaluate, model, products, segment, train, weights
-from .common import _threads
+from .common import threads_value
 from .model import cmd_info, describe  # noqa: F401 (the documented names of the old module)
 from .stop import STOP, Stop  # noqa: F401
 from .train import train_settings  # noqa: F401
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     STOP.polled = args.command in POLLED
     STOP.install()
     try:
-        threads.configure(_threads(args.threads), say=lambda m: print(f"stars: {m}", file=sys.stderr))
+        threads.configure(threads_value(args.threads), say=lambda m: print(f"stars: {m}", file=sys.stderr))
         return _handlers()[args.command](args)
     except Cancelled as exc:
         print(f"stars {args.command}: {exc}", file=sys.stderr)

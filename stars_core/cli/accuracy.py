@@ -15,20 +15,6 @@ then give each point its reference class (field `reference`, a class value; in Q
 the class names), and: stars assess landcover.tif sample.gpkg --html report.html"""
 
 
-def name_values(text: str, cast, what: str) -> dict:
-    """'water=0.95, roads=0.6' -> {"water": 0.95, "roads": 0.6}, or one line naming `what`."""
-    out = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = part.rpartition("=")
-        if not sep or not name:
-            raise InputError(f"{what} must look like name=value,name=value, got {text!r}")
-        try:
-            out[name.strip()] = cast(value)
-        except ValueError:
-            raise InputError(f"{what}: {value!r} is not a number (in {text!r})") from None
-    return out
-
-
 def add_parsers(sub) -> None:
     sp = sub.add_parser("sample", help="draw a stratified random sample of points from a classified map",
                         description="A stratified random sample of pixel centres (strata: the map classes, no-data "
@@ -66,6 +52,7 @@ def add_parsers(sub) -> None:
 
 
 def cmd_sample(args, cancel=None) -> int:
+    from ..accuracy.design import name_values
     from ..accuracy.sample import draw_sample
 
     try:

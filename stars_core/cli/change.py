@@ -1,10 +1,12 @@
-"""`stars change`: the from-to map of two class maps, its transition matrix and change polygons."""
+"""The change chain's commands: `stars segment-series` (a map per date of a SAR series), `stars
+filter-series` (the temporal filter over a series' probabilities) and `stars change` (the from-to map of
+two class maps or two periods of a series, its transition matrix and change polygons)."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from .common import _mmu, _mmu_arguments, engine_arguments
+from .common import engine_arguments, mmu_arguments, mmu_value, segment_config
 from .stop import STOP
 
 EPILOG = """examples:
@@ -43,13 +45,10 @@ def _series_parser(sub) -> None:
 
 def cmd_segment_series(args) -> int:
     from ..change.series import filter_folder, read_dates, segment_series
-    from ..config import SegmentConfig
     from ..progress import progress_bar, say
 
     dates = read_dates(args.rasters, args.dates)
-    cfg = SegmentConfig(tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
-                        device=args.device, modality=args.modality, read_threads=args.read_threads,
-                        runtime=args.runtime, weights=args.weights)
+    cfg = segment_config(args)
     bar, current = None, [-1]
 
     def progress(k: int, n: int, done: int, total: int) -> None:
@@ -120,7 +119,7 @@ def add_parsers(sub) -> None:
                     help="unchanged pixels keep their class (default) or share one 'no change' class")
     ch.add_argument("--groups", metavar="CSV", help="group transitions into change classes: columns from,to,group "
                     "(class names or values, * for any; first match wins; the rest: 'other change')")
-    _mmu_arguments(ch, "the change map")
+    mmu_arguments(ch, "the change map")
     ch.add_argument("--polygons", metavar="GPKG", help="also write the changed patches as polygons (from_class, "
                     "to_class, area)")
     ch.add_argument("--csv", metavar="PATH", help="write the transition matrix (mapped ha) as CSV")
@@ -159,7 +158,7 @@ def _run_change(args, map_a: str, map_b: str, output: str) -> int:
     from ..change import change_map
 
     result = change_map(map_a, map_b, output, unchanged=args.unchanged, groups=args.groups,
-                        mmu=_mmu(args), connectivity=args.connectivity, class_table=args.class_table,
+                        mmu=mmu_value(args), connectivity=args.connectivity, class_table=args.class_table,
                         polygons=args.polygons, matrix_csv=args.csv, html_report=args.html, cancel=STOP, log=print)
     share = 100 * result.changed_ha / max(result.total_ha, 1e-12)
     print(f"wrote {result.path}: {result.changed_ha:,.2f} ha changed of {result.total_ha:,.2f} ha ({share:.2f} %)")

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .common import _report_arguments
-from .train import _chip_folder, _chip_folder_arguments
+from .common import chip_folder, chip_folder_arguments, report_arguments
 from .stop import STOP
 
 
@@ -15,11 +14,11 @@ def _evaluate_chips_parser(sub) -> None:
                         "for the modality-1 map, and the JSON holds all three.")
     ec.add_argument("model", help="model file written by `stars train`")
     ec.add_argument("root", help="chip folder root")
-    _chip_folder_arguments(ec, root_flag=False)
+    chip_folder_arguments(ec, root_flag=False)
     ec.add_argument("--ignore-value", type=int, action="append", default=[],
                     help="label value to leave out (EarthMiss: 0); repeatable")
     ec.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    _report_arguments(ec, " (modality 1 alone; the JSON holds every branch)")
+    report_arguments(ec, " (modality 1 alone; the JSON holds every branch)")
 
 
 def cmd_evaluate_chips(args) -> int:
@@ -29,7 +28,7 @@ def cmd_evaluate_chips(args) -> int:
 
     args.chips = args.root
     check_report_paths(args.model, args.root, None, args.json, args.markdown, args.html, args.png)
-    reports = evaluate_chips(args.model, _chip_folder(args), args.ignore_value, device=args.device, cancel=STOP)
+    reports = evaluate_chips(args.model, chip_folder(args), args.ignore_value, device=args.device, cancel=STOP)
     write_reports(reports["m1"], None, args.markdown, args.html, args.png)
     if args.json:
         with atomic_path(args.json) as tmp:
@@ -58,7 +57,7 @@ def _evaluate_parser(sub) -> None:
     ev.add_argument("--class-table", help="CSV/JSON class table (default: the one stored in the prediction)")
     ev.add_argument("--ignore-value", type=int, action="append", default=[],
                     help="label value to leave out (e.g. 0 'no data'); repeatable")
-    _report_arguments(ev, "")
+    report_arguments(ev, "")
 
 
 def add_parsers(sub) -> None:

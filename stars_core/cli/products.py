@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import InputError
-from .common import _mmu, _mmu_arguments, _simplify_argument
+from .common import mmu_value, mmu_arguments, simplify_argument
 from .stop import STOP
 
 
@@ -14,13 +14,13 @@ def _clean_parser(sub) -> None:
                         "patches, not the map's size.")
     cl.add_argument("map", help="classified raster (e.g. from `stars segment`, or a mosaic .vrt)")
     cl.add_argument("output", help="cleaned GeoTIFF to write")
-    _mmu_arguments(cl, "the map")
+    mmu_arguments(cl, "the map")
 
 
 def cmd_clean(args) -> int:
     from ..product.mmu import clean_map
 
-    mmu = _mmu(args)
+    mmu = mmu_value(args)
     if mmu is None:
         raise InputError("give the minimum mapping unit: --mmu AREA (e.g. 0.5ha) or --mmu-pixels N")
     result = clean_map(args.map, args.output, mmu, args.connectivity, cancel=STOP, log=print)
@@ -37,7 +37,7 @@ def _polygons_parser(sub) -> None:
     pg.add_argument("map", help="classified raster (e.g. from `stars segment`)")
     pg.add_argument("output", help="GeoPackage to write (.gpkg)")
     pg.add_argument("--min-area", metavar="AREA", help="minimum polygon area (0.5ha, 500m2, 12px)")
-    _simplify_argument(pg)
+    simplify_argument(pg)
     pg.add_argument("--connectivity", type=int, choices=[4, 8], default=8)
     pg.add_argument("--class-table", help="CSV/JSON class table (default: the one stored in the map)")
 

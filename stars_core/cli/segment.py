@@ -4,9 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..config import SegmentConfig
 from ..errors import InputError
-from .common import _cuda_available, _mmu, _mmu_arguments, _simplify_argument, engine_arguments
+from .common import cuda_available, engine_arguments, mmu_arguments, segment_config, simplify_argument
 from .stop import STOP
 
 
@@ -32,13 +31,13 @@ def _segment_parser(sub) -> None:
                      "top-2 probability), from the same pass")
     seg.add_argument("--polygons", metavar="GPKG", help="also write the class map as polygons (after --mmu), with "
                      "class names and areas")
-    _simplify_argument(seg)
+    simplify_argument(seg)
     seg.add_argument("--with-m2", metavar="PATH", help="optical raster of the same area: use both (fused branch)")
     seg.add_argument("--modality", type=int, choices=[1, 2], default=1,
                      help="which modality INPUT is: 1 = SAR/DSM (default), 2 = optical")
     seg.add_argument("--resample", action="store_true",
                      help="segment at the model's pixel size when the input's differs (result on the input grid)")
-    _mmu_arguments(seg)
+    mmu_arguments(seg)
     seg.add_argument("--extent", metavar="XMIN,YMIN,XMAX,YMAX", help="segment only this extent (in the input's CRS "
                      "unless --extent-crs); the output covers it on the input's pixel grid")
     seg.add_argument("--extent-crs", metavar="CRS", help="CRS of --extent (e.g. EPSG:4326)")
@@ -61,10 +60,7 @@ def cmd_segment(args) -> int:
     from ..segmentation.infer import segment_area
     from ..progress import progress_bar, say
 
-    cfg = SegmentConfig(tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
-                        device=args.device, amp=not args.no_amp, modality=args.modality, resample=args.resample,
-                        read_threads=args.read_threads, mmu=_mmu(args), mmu_connectivity=args.connectivity,
-                        runtime=args.runtime, weights=args.weights)
+    cfg = segment_config(args)
     if args.simplify is not None and not args.polygons:
         raise InputError("--simplify applies to the polygons: give --polygons GPKG too")
     if args.polygons:  # refused before the model runs, not after
@@ -131,7 +127,7 @@ def _sheets_parsers(sub) -> None:
     ss.add_argument("--processes", type=int, help="with --dry-run: the number of processes to plan for "
                     "(default: torchrun's WORLD_SIZE, else 1)")
     engine_arguments(ss, "auto, cpu, cuda or cuda:N (under torchrun, auto and cuda take the process's local GPU)")
-    _mmu_arguments(ss, "the mosaic (as one raster, so no seams; written as mosaic_mmu.tif)")
+    mmu_arguments(ss, "the mosaic (as one raster, so no seams; written as mosaic_mmu.tif)")
     ss.add_argument("--modality", type=int, choices=[1, 2], default=1)
     ms = sub.add_parser("make-sheets", help="write a grid of map sheets covering a raster (GeoPackage)")
     ms.add_argument("input", help="raster to cover")
@@ -177,11 +173,9 @@ def cmd_segment_sheets(args) -> int:
             dist.init_process_group("gloo")  # barriers only: the sheets need no communication
         barrier = dist.barrier
         local = int(os.environ.get("LOCAL_RANK", "0"))
-        if device in ("auto", "cuda") and _cuda_available():
+        if device in ("auto", "cuda") and cuda_available():
             device = f"cuda:{local}"
-    cfg = SegmentConfig(tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size, device=device,
-                        modality=args.modality, read_threads=args.read_threads, mmu=_mmu(args),
-                        mmu_connectivity=args.connectivity, runtime=args.runtime, weights=args.weights)
+    cfg = segment_config(args, device=device)
     log = print if share.rank == 0 else (lambda m: print(f"[process {share.rank}] {m}"))
     result = segment_sheets(args.model, args.input, sheets, args.out_dir, cfg,
                             skip_existing=not args.no_skip_existing, cancel=STOP, log=log, share=share,

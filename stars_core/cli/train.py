@@ -6,7 +6,7 @@ import argparse
 from ..config import (BAND_NUMBERINGS, BACKBONES, LR_FACTOR, MODES, PAPER_STEPS, PAPER_WARMUP, DataConfig, LossConfig,
                       StarsConfig, TrainConfig)
 from ..errors import InputError
-from .common import _int_list
+from .common import chip_folder, chip_folder_arguments, int_list
 from .stop import STOP
 
 
@@ -74,7 +74,7 @@ def _train_inputs(tr) -> None:
                    "name (paths relative to the CSV); hundreds of scenes are fine")
     g.add_argument("--skip-bad-scenes", action="store_true", help="leave out scenes that fail to open or align "
                    "(each is named with its reason, and listed in the model file) instead of stopping")
-    _chip_folder_arguments(g)
+    chip_folder_arguments(g)
     g.add_argument("--class-field", help="attribute holding the class (polygon labels)")
     g.add_argument("--class-table", help="CSV (value,name,color) or JSON class table")
     g.add_argument("--ignore-value", type=int, action="append", default=[],
@@ -160,30 +160,8 @@ def _train_schedule(tr) -> None:
     g = tr.add_argument_group("diagnostics")
     g.add_argument("--diagnostics", metavar="DIR",
                    help="draw PNGs here: cross-modal class similarity matrix (paper Fig. 10), curves, confusion")
-    g.add_argument("--similarity-steps", type=_int_list, default=(), metavar="N,N,...",
+    g.add_argument("--similarity-steps", type=int_list, default=(), metavar="N,N,...",
                    help="steps at which to draw the similarity matrix too (always: before training and at the end)")
-
-
-def _chip_folder_arguments(g, root_flag: bool = True) -> None:
-    from ..training.chips import ChipFolder
-
-    d = ChipFolder("")
-    if root_flag:
-        g.add_argument("--chips", metavar="ROOT", help="a folder of paired, non-georeferenced chips matched by "
-                       "name (EarthMiss layout by default: SAR/<name>_SAR.tif, RGB/<name>.tif, mask/<name>_mask.tif)")
-    for key, what in (("m1_dir", "modality-1"), ("m2_dir", "modality-2"), ("labels_dir", "label")):
-        g.add_argument(f"--{key.replace('_', '-')}", default=getattr(d, key),
-                       help=f"sub-folder of the {what} chips (default {getattr(d, key)!r})")
-    for key, what in (("m1_suffix", "modality-1"), ("m2_suffix", "modality-2"), ("labels_suffix", "label")):
-        g.add_argument(f"--{key.replace('_', '-')}", default=getattr(d, key),
-                       help=f"end of the {what} chip names before the extension (default {getattr(d, key)!r})")
-
-
-def _chip_folder(args):
-    from ..training.chips import ChipFolder
-
-    return ChipFolder(args.chips, args.m1_dir, args.m2_dir, args.labels_dir, args.m1_suffix, args.m2_suffix,
-                      args.labels_suffix)
 
 
 def _scenes(args):
@@ -192,7 +170,7 @@ def _scenes(args):
     if args.chips:
         if args.m1 or args.m2 or args.labels or args.scenes:
             raise InputError("give scenes (--m1/--m2/--labels or --scenes) or a chip folder (--chips), not both")
-        return _chip_folder(args).scenes()
+        return chip_folder(args).scenes()
     from ..training.data import read_scene_table
 
     table = read_scene_table(args.scenes, args.class_field) if args.scenes else []

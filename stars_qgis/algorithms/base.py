@@ -12,6 +12,7 @@ from qgis.core import (QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessi
                        QgsProcessingParameterString, QgsRasterLayer)
 from qgis.PyQt.QtGui import QIcon
 
+from stars_core import config
 from stars_core.devices import DEVICES as RUNTIME_DEVICES
 
 from .. import deps
@@ -164,9 +165,9 @@ def mmu_setting(alg: StarsAlgorithm, parameters, context) -> dict:
             "mmu_connectivity": CONNECTIVITY[alg.parameterAsEnum(parameters, alg.CONNECTIVITY, context)]}
 
 
-WEIGHTS = ["best", "last"]
+WEIGHTS = list(config.WEIGHTS)
 WEIGHT_NAMES = ["best: of its validation (its last where it kept no best)", "last: of its last training step"]
-RUNTIMES = ["auto", "torch", "onnx", "int8"]
+RUNTIMES = list(config.RUNTIMES)  # the order of RUNTIME_NAMES
 RUNTIME_NAMES = ["auto: int8 export on a CPU (fastest), PyTorch on CUDA",
                  "torch: eager PyTorch (the reference)",
                  "onnx: fp32 export (about 1.2x PyTorch, the same map up to rounding)",

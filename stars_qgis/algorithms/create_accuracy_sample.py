@@ -73,7 +73,7 @@ class CreateAccuracySample(StarsAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.POINTS, "Points"))
 
     def execute(self, parameters, context, feedback) -> dict:
-        from stars_core.cli.accuracy import name_values
+        from stars_core.accuracy.design import name_values
         from stars_core.accuracy.sample import draw_sample, refuse_labelled
 
         path = raster_path(self.parameterAsRasterLayer(parameters, self.INPUT, context), "land-cover map")

@@ -92,3 +92,88 @@ def test_the_export_help_says_the_graph_has_a_fixed_tile(capsys):
         _parser().parse_args(["export", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "any multiple of 32" not in text and "the graph's input size, fixed" in text
+
+
+# The house: each floor imports only from its own floor or below. Small shared modules are the
+# foundation; a concern of several modules is a sub-package on its floor; the command line on top.
+FLOORS = [
+    {"errors"},
+    {"__init__", "old_names", "classes", "classmap", "config", "devices", "files", "progress", "threads", "bands",
+     "raster", "metrics", "plots", "style", "tiling", "evaluate", "quicklook", "demo_scene"},
+    {"models/", "weights/", "product/"},
+    {"checkpoint"},
+    {"engines/"},
+    {"segmentation/"},
+    {"training/"},
+    {"change/", "distill/"},
+    {"accuracy/"},
+    {"cli/"},
+    {"__main__"},
+]
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "__init__"
+    return parts[1] + "/" if (ROOT / "stars_core" / parts[1]).is_dir() else parts[1]
+
+
+def test_no_import_runs_back_up_the_house():
+    from test_isolation import _imports, _module_name
+
+    floor = {room: k for k, rooms in enumerate(FLOORS) for room in rooms}
+    package = ROOT / "stars_core"
+    rooms = {_room(_module_name(p, package)) for p in package.rglob("*.py")}
+    assert rooms - set(floor) == set(), "give these modules a floor in FLOORS"
+    up = []
+    for path in sorted(package.rglob("*.py")):
+        me = _module_name(path, package)
+        for target in sorted(_imports(path, package)):
+            if floor[_room(target)] > floor[_room(me)]:
+                up.append(f"{me} -> {target}")
+    assert up == [], "imports running back up:\n" + "\n".join(up)
+
+
+def test_no_private_name_is_imported_from_another_module():
+    """A leading underscore means 'this module only': what another module needs gets a public name."""
+    crossing = []
+    for package in ("stars_core", "stars_qgis"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                    private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+                    if private:
+                        crossing.append(f"{path.relative_to(ROOT)}: from {'.' * node.level}{node.module} import "
+                                        f"{', '.join(private)}")
+    assert crossing == []
+
+
+def test_the_plugin_calls_the_core_not_its_command_line():
+    found = [f"{p.relative_to(ROOT)}" for p in sorted((ROOT / "stars_qgis").rglob("*.py"))
+             if re.search(r"\bstars_core\.cli\b", p.read_text())]
+    assert found == []
+
+
+@pytest.mark.parametrize("folder", ["scripts", "bench"])
+def test_scripts_and_benches_have_no_function_over_80_lines(folder):
+    long = []
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > MAX_LINES:
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})")
+    assert long == []
+
+
+def test_each_command_module_says_which_commands_it_holds():
+    missing = []
+    for path in sorted((ROOT / "stars_core" / "cli").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        doc = " ".join((ast.get_docstring(tree) or "").split())
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_parser" and node.args
+                    and isinstance(node.args[0], ast.Constant)):
+                name = node.args[0].value
+                if not re.search(rf"\b{re.escape(name)}\b", doc):
+                    missing.append(f"{path.name}: {name}")
+    assert missing == []
