@@ -210,7 +210,7 @@ def draw_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, class_ta
                   "allocation": allocation if per_class is None else "per class", "minimum": minimum,
                   "rule": rule, "total": int(sum(points)), **({"change": change} if change else {})}
         _write_gpkg(out, ds, strata, points, chosen, design)
-    log(f"{sum(points)} points: {rule}")
+    log(rule if rule.startswith(f"{sum(points)} points") else f"{sum(points)} points: {rule}")
     return SampleResult(Path(out), strata, points, int(sum(points)), rule)
 
 
