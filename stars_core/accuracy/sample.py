@@ -189,7 +189,8 @@ def draw_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, class_ta
                              f"{', '.join(strata.names)}")
         given = {strata.names.index(k): int(v) for k, v in per_class.items()}
         points = allocate(0, strata.pixels, given=given)
-        total, rule = sum(points), "points per class as given"
+        total = sum(points)
+        rule = f"{total} points: per class as given"
     else:
         total, rule = plan_size(strata, n, target_se, expected_users)
         points = allocate(total, strata.pixels, allocation, minimum)
@@ -210,7 +211,9 @@ def draw_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, class_ta
                   "allocation": allocation if per_class is None else "per class", "minimum": minimum,
                   "rule": rule, "total": int(sum(points)), **({"change": change} if change else {})}
         _write_gpkg(out, ds, strata, points, chosen, design)
-    log(rule if rule.startswith(f"{sum(points)} points") else f"{sum(points)} points: {rule}")
+    drawn = int(sum(points))
+    log(rule if drawn == total else f"{drawn} points drawn, not {total}: a class smaller than its share gives every "
+        f"pixel it has ({rule})")
     return SampleResult(Path(out), strata, points, int(sum(points)), rule)
 
 
