@@ -5,6 +5,9 @@ Checked, each refusal one line naming the points or the classes: reference value
 class table; points outside the map or on its no-data; points whose map value is not the map's value
 there (a sample of another map, or an edited one); a strata table that does not match the map
 (recounted in one streamed pass). Unlabelled points are left out, counted and listed.
+A from-to map's sample also reads the two dates' maps its change record names: each in its own CRS
+(the points transformed to it), each refused if it changed since `stars change` (`_check_unchanged`);
+`assess_inputs` lists them with the other inputs, so that no output overwrites one.
 """
 from __future__ import annotations
 

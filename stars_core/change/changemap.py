@@ -11,7 +11,10 @@ Streaming, in strips of rows, so memory stays flat at any map size:
 3. the codes become the output's values (unchanged keep their class or share "no change";
    transitions, or their groups) and the transition matrix is counted, in mapped hectares.
 The maps must share a class table (the same values and names): the from-to map of maps of different
-legends would not mean anything. A from-to map is refused as an input (its tag says what it is).
+legends would not mean anything, and a map holding values its table does not list is refused (they
+would become no data unseen). A from-to map is refused as an input (its tag says what it is). The tag
+records what each date's map was (`band_record`: size, modification time, a hash of its class band),
+so `stars assess` can refuse a date's map changed since.
 """
 from __future__ import annotations
 
