@@ -128,8 +128,8 @@ def assess_inputs(map_path, sample_path, class_table=None) -> dict:
         pass  # `assess` names what is wrong with the map
     try:
         records.append(read_sample(sample_path).design.get("change") or {})
-    except (InputError, OSError, ValueError):
-        pass
+    except (InputError, OSError, ValueError, KeyError):
+        pass  # the same
     for key, which in (("first", "map_a"), ("second", "map_b")):
         inputs[f"map of the {key} date (read through the change record)"] = [r[which] for r in records if r.get(which)]
     return inputs
@@ -181,6 +181,7 @@ def _check_unchanged(ds, record: dict | None, key: str, path: str, notes: list[s
 
 
 def _transformed(xy: np.ndarray, src, dst) -> np.ndarray:
+    """Points (P, 2) from CRS `src` to `dst`; points without coordinates (NaN) stay so."""
     from rasterio.warp import transform
 
     ok = np.isfinite(xy).all(axis=1)
@@ -275,16 +276,11 @@ def _in_map_crs(sample, ds, sample_path, notes: list[str]) -> np.ndarray:
     if sample.crs_wkt is None or ds.crs is None:
         return sample.xy
     from rasterio.crs import CRS
-    from rasterio.warp import transform
 
     theirs = CRS.from_wkt(sample.crs_wkt)
     if theirs == ds.crs:
         return sample.xy
-    ok = np.isfinite(sample.xy).all(axis=1)
-    out = np.full_like(sample.xy, np.nan)
-    if ok.any():
-        xs, ys = transform(theirs, ds.crs, sample.xy[ok, 0].tolist(), sample.xy[ok, 1].tolist())
-        out[ok] = np.column_stack([xs, ys])
+    out = _transformed(sample.xy, theirs, ds.crs)
     notes.append(f"the sample is in {crs_label(theirs)}, the map in {crs_label(ds.crs)}: points were transformed "
                  f"to the map's CRS")
     return out

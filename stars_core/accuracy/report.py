@@ -20,8 +20,8 @@ def _pm(value, se, digits: int = 3) -> str:
     return f"{value:.{digits}f}" + (f" ± {ci:.{digits}f}" if ci is not None else " (no interval)")
 
 
-UNCONFIRMED = ("mapped, never confirmed by a sample point: 0 ± 0 ha is not an interval (no point's reference is "
-               "this class; its true area is unknown, not 0)")
+UNCONFIRMED = ("mapped, never confirmed by a sample point: its 0 ± 0 ha is not an interval (no point's reference "
+               "is this class; its true area is unknown, not 0)")
 
 
 def _ha(value: float) -> str:
@@ -30,8 +30,9 @@ def _ha(value: float) -> str:
 
 
 def _unconfirmed(mapped: float, area: float, se: float | None) -> str | None:
-    """The note beside a class that is mapped but no sample point's reference confirms (0 ± 0 ha)."""
-    return UNCONFIRMED if mapped > 0 and area == 0 and se == 0 else None
+    """The note beside a class that is mapped but no sample point's reference confirms: 0 ha, with
+    a zero-width interval or none (a stratum of one point)."""
+    return UNCONFIRMED if mapped > 0 and area == 0 and not se else None
 
 
 def _wilson(r: dict) -> str | None:

@@ -97,7 +97,8 @@ class EstimateAccuracyArea(StarsAlgorithm):
         out = {self.OA: e.overall, self.OA_CI95: e.ci95(e.overall_se), self.AREAS: json.dumps(areas)}
         by_date = date_rows(result)
         for key, when in ((self.AREAS_FIRST, "first"), (self.AREAS_SECOND, "second")):
-            out[key] = json.dumps({r["class"]: {"ha": r["area_ha"], "ci95_ha": r["area_ci95_ha"]}
+            out[key] = json.dumps({r["class"]: {"ha": r["area_ha"], "ci95_ha": r["area_ci95_ha"],
+                                                "mapped_ha": r["mapped_ha"]}
                                    for r in by_date.get(when, [])})
         out.update({k: v for k, v in outputs.items() if v})
         return out
