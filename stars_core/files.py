@@ -61,15 +61,18 @@ def check_outputs(inputs: dict[str, object], outputs: dict[str, object], folders
     output (file or folder) that resolves (symlinks followed) to an input of the same run, an output
     file that is an existing folder, a folder output that is an existing file, and a location that
     cannot be written. `same_ok` lists (output, input) names allowed to coincide (resume in place).
-    Names are what the user calls them ("--out", "input raster"); None entries are skipped."""
-    real = {name: os.path.realpath(os.fspath(p)) for name, p in inputs.items() if p is not None}
+    Names are what the user calls them ("--out", "input raster"); None entries are skipped. `inputs`
+    are every file the run reads, not only those it was given: an input may be a list of paths
+    under one name (the maps a change map was made from, a series' dates)."""
+    real = [(name, os.path.realpath(os.fspath(q))) for name, p in inputs.items() if p is not None
+            for q in (p if isinstance(p, (list, tuple)) else [p]) if q is not None]
     wanted = [(name, p, False) for name, p in outputs.items() if p is not None]
     wanted += [(name, p, True) for name, p in (folders or {}).items() if p is not None]
     seen: dict[str, str] = {}
     for name, path, is_folder in wanted:
         path = os.fspath(path)
         target = os.path.realpath(path)
-        for in_name, in_real in real.items():
+        for in_name, in_real in real:
             if target == in_real and (name, in_name) not in same_ok:
                 raise InputError(f"{name} {path!r} is the {in_name}; writing it would destroy the input. "
                                  f"Choose another name")

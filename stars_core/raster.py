@@ -14,6 +14,8 @@ from rasterio.windows import from_bounds
 
 from .errors import InputError
 
+EARTH_RADIUS = 6_371_008.8  # metres (mean radius): pixel areas on a geographic CRS
+
 
 def open_raster(path: str | os.PathLike, role: str, require_crs: bool = True) -> rasterio.io.DatasetReader:
     """Open a raster, with an error that names its role when it is missing, unreadable or (unless
@@ -188,3 +190,13 @@ def crs_label(crs) -> str:
     """A CRS as people name it in a message: EPSG:n, "a custom CRS", or "none"."""
     epsg = crs.to_epsg() if crs is not None else None
     return f"EPSG:{epsg}" if epsg else ("none" if crs is None else "a custom CRS")
+
+
+def row_areas(ds, rows: np.ndarray) -> np.ndarray:
+    """Area in m2 of one pixel of each given row (on a geographic CRS a pixel shrinks with latitude)."""
+    t = ds.transform
+    if ds.crs is not None and ds.crs.is_geographic:
+        lat_top = np.radians(t.f + rows * t.e)
+        lat_bottom = np.radians(t.f + (rows + 1) * t.e)
+        return EARTH_RADIUS ** 2 * abs(math.radians(t.a)) * np.abs(np.sin(lat_top) - np.sin(lat_bottom))
+    return np.full(len(rows), pixel_area(ds) if ds.crs is not None else abs(t.a * t.e - t.b * t.d))

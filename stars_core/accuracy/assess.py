@@ -5,6 +5,9 @@ Checked, each refusal one line naming the points or the classes: reference value
 class table; points outside the map or on its no-data; points whose map value is not the map's value
 there (a sample of another map, or an edited one); a strata table that does not match the map
 (recounted in one streamed pass). Unlabelled points are left out, counted and listed.
+A from-to map's sample also reads the two dates' maps its change record names: each in its own CRS
+(the points transformed to it), each refused if it changed since `stars change` (`_check_unchanged`);
+`assess_inputs` lists them with the other inputs, so that no output overwrites one.
 """
 from __future__ import annotations
 
@@ -13,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+import rasterio
 
 from ..raster import crs_label, open_raster
-from ..errors import InputError
+from ..errors import Cancelled, InputError
 from .estimate import Estimate, estimate
 from ..classmap import map_classes
 from .sample import count_strata, read_sample
@@ -34,6 +38,7 @@ class Assessment:
     labelled: int
     unlabelled: list[int] = field(default_factory=list)  # ids of the points left out
     dates: dict | None = None  # a from-to map's sample: {"first"/"second": (path, StehmanEstimate)}
+    date_mapped: dict | None = None  # {"first"/"second": (K,) mapped ha of each class of that date's map}
 
 
 def _shown(ids: list[int], limit: int = 10) -> str:
@@ -99,13 +104,125 @@ def assess(map_path: str | os.PathLike, sample_path: str | os.PathLike, class_ta
         raise InputError(f"map class(es) {', '.join(empty)} have no labelled point in {os.fspath(sample_path)!r}: "
                          f"every estimate would leave out their part of the map and be biased; label (or draw "
                          f"again) at least 2 points of each")
-    result = estimate(counts, np.asarray(sample.strata.area_m2) / M2_PER_HA, list(classes.names))
+    result = estimate(counts, np.asarray(sample.strata.area_m2) / M2_PER_HA, _display_names(sample, classes))
     result.notes[:0] = notes
     if unlabelled:
         result.notes.append(f"{len(unlabelled)} unlabelled point(s) left out: {_shown(unlabelled)}")
     dates = _date_areas(sample, xy, map_values, result.notes) if sample.from_to is not None else None
     return Assessment(result, list(values), os.fspath(map_path), os.fspath(sample_path), int(counts.sum()),
-                      unlabelled, dates)
+                      unlabelled, dates, _date_mapped_ha(map_path, sample, dates, cancel) if dates else None)
+
+
+def assess_inputs(map_path, sample_path, class_table=None) -> dict:
+    """Every file `assess` reads, by what the user calls it: the map, the sample, the class table and,
+    for a from-to map's sample, the two dates' maps its change record names (outputs must spare them)."""
+    from ..classes import ClassTable
+    from ..classmap import change_record
+
+    inputs = {"classified map": map_path, "sample": sample_path,
+              "class table": None if isinstance(class_table, ClassTable) else class_table}
+    records = []
+    try:
+        with rasterio.open(map_path) as ds:
+            records.append(change_record(ds) or {})
+    except (rasterio.errors.RasterioError, OSError, ValueError):
+        pass  # `assess` names what is wrong with the map
+    try:
+        records.append(read_sample(sample_path).design.get("change") or {})
+    except (InputError, OSError, ValueError, KeyError):
+        pass  # the same
+    for key, which in (("first", "map_a"), ("second", "map_b")):
+        inputs[f"map of the {key} date (read through the change record)"] = [r[which] for r in records if r.get(which)]
+    return inputs
+
+
+def _display_names(sample, classes) -> list[str]:
+    """The map's class names as reports show them: a from-to map's unchanged classes say so
+    ("forest (unchanged)"), lest they read like a date's class."""
+    names = list(classes.names)
+    change = sample.design.get("change") if sample.from_to is not None else None
+    if change and change.get("unchanged", "keep") == "keep":
+        dates = set(change["classes"]["names"]) if isinstance(change.get("classes"), dict) else set()
+        names = [f"{n} (unchanged)" if n in dates else n for n in names]
+    return names
+
+
+def _date_values(sample, which: str, key: str, xy: np.ndarray, notes: list[str]) -> list[int | None]:
+    """A date's map's values at the points, given in the CRS of the map the sample was drawn from
+    (transformed to the date map's own CRS), once the map is checked to be what the change map was
+    made from (its record in the change map: size, time, a hash of its class band)."""
+    change = sample.design["change"]
+    path = change[which]
+    with open_raster(path, f"{key} date's map") as ds:
+        _check_unchanged(ds, (change.get("inputs") or {}).get(which), key, path, notes)
+        theirs = sample.design.get("crs")
+        if theirs and ds.crs is not None:
+            from rasterio.crs import CRS
+
+            if CRS.from_wkt(theirs) != ds.crs:
+                xy = _transformed(xy, CRS.from_wkt(theirs), ds.crs)
+                notes.append(f"the map of the {key} date is in {crs_label(ds.crs)}, the change map in "
+                             f"{crs_label(CRS.from_wkt(theirs))}: the points were transformed to it")
+        return _map_values(ds, xy)
+
+
+def _check_unchanged(ds, record: dict | None, key: str, path: str, notes: list[str]) -> None:
+    """Refuse a date's map that changed since `stars change` made the from-to map from it."""
+    from ..change.changemap import band_record
+
+    if not record:
+        notes.append(f"the change map records nothing of its {key} date's map (made by an older STARS): "
+                     f"{os.path.basename(path)} could not be checked against what the change map was made from")
+        return
+    now = band_record(ds) if os.path.getsize(path) == record.get("size") else {"size": os.path.getsize(path)}
+    if now.get("band_blake2b") != record.get("band_blake2b"):
+        raise InputError(f"the map of the {key} date {path!r} changed after `stars change` made the change map from "
+                         f"it (made from {record.get('size')} bytes of {record.get('mtime')}): rerun `stars change` "
+                         f"and draw a new sample, or restore the map")
+
+
+def _transformed(xy: np.ndarray, src, dst) -> np.ndarray:
+    """Points (P, 2) from CRS `src` to `dst`; points without coordinates (NaN) stay so."""
+    from rasterio.warp import transform
+
+    ok = np.isfinite(xy).all(axis=1)
+    out = np.full_like(xy, np.nan)
+    if ok.any():
+        xs, ys = transform(src, dst, xy[ok, 0].tolist(), xy[ok, 1].tolist())
+        out[ok] = np.column_stack([xs, ys])
+    return out
+
+
+def _date_mapped_ha(map_path, sample, dates: dict, cancel=None) -> dict:
+    """The mapped hectares of each class of each date's map over the from-to map's classified
+    pixels (the area the per-date estimates share), the date map read on its grid (streamed)."""
+    from rasterio.enums import Resampling
+    from rasterio.windows import Window
+
+    from ..classes import ClassTable
+    from ..raster import aligned
+    from ..raster import row_areas
+    from .sample import STRIP
+
+    classes = ClassTable.from_dict(sample.design["change"]["classes"])
+    lut, out = classes.value_index(), {}
+    for key, (path, _) in dates.items():
+        area = np.zeros(len(classes))
+        with open_raster(map_path, "classified map") as ch, open_raster(path, f"{key} date's map") as src:
+            date = aligned(ch, src, Resampling.nearest, "change map", f"map of the {key} date")
+            for row in range(0, ch.height, STRIP):
+                if cancel is not None and cancel():
+                    raise Cancelled("cancelled; nothing was written")
+                w = Window(0, row, ch.width, min(STRIP, ch.height - row))
+                valid = ch.read(1, window=w) != (ch.nodata if ch.nodata is not None else -1)
+                v = date.read(1, window=w).astype(np.int64)
+                idx = np.where(valid & (v >= 0) & (v < len(lut)), lut[np.clip(v, 0, len(lut) - 1)], -1)
+                if date.nodata is not None:
+                    idx[v == int(date.nodata)] = -1
+                per_row = row_areas(ch, np.arange(row, row + w.height))[:, None]
+                area += np.bincount(idx[idx >= 0], (np.broadcast_to(per_row, idx.shape))[idx >= 0], len(classes))
+        out[key] = (area / M2_PER_HA).tolist()
+    return out
 
 
 def _transition_references(sample, sample_path) -> list[int | None]:
@@ -146,8 +263,7 @@ def _date_areas(sample, xy: np.ndarray, strata_values: list[int], notes: list[st
             notes.append(f"class areas of the {key} date left out: its map {path!r} is not where the change map "
                          f"was made from")
             continue
-        with open_raster(path, f"{key} date's map") as ds:
-            on_map = _map_values(ds, xy[labelled])
+        on_map = _date_values(sample, which, key, xy[labelled], notes)
         keep = [j for j, v in enumerate(on_map) if v is not None]
         est = stehman_estimate([strata_values[labelled[j]] for j in keep], [on_map[j] for j in keep],
                                [sample.from_to[labelled[j]][side] for j in keep], sizes, list(dates.values))
@@ -162,16 +278,11 @@ def _in_map_crs(sample, ds, sample_path, notes: list[str]) -> np.ndarray:
     if sample.crs_wkt is None or ds.crs is None:
         return sample.xy
     from rasterio.crs import CRS
-    from rasterio.warp import transform
 
     theirs = CRS.from_wkt(sample.crs_wkt)
     if theirs == ds.crs:
         return sample.xy
-    ok = np.isfinite(sample.xy).all(axis=1)
-    out = np.full_like(sample.xy, np.nan)
-    if ok.any():
-        xs, ys = transform(theirs, ds.crs, sample.xy[ok, 0].tolist(), sample.xy[ok, 1].tolist())
-        out[ok] = np.column_stack([xs, ys])
+    out = _transformed(sample.xy, theirs, ds.crs)
     notes.append(f"the sample is in {crs_label(theirs)}, the map in {crs_label(ds.crs)}: points were transformed "
                  f"to the map's CRS")
     return out

@@ -6,6 +6,7 @@ import html
 import io
 import json
 import os
+import textwrap
 from pathlib import Path
 
 from ..files import atomic_path
@@ -17,6 +18,21 @@ def _pm(value, se, digits: int = 3) -> str:
         return "n/a"
     ci = None if se is None else 1.96 * se
     return f"{value:.{digits}f}" + (f" ± {ci:.{digits}f}" if ci is not None else " (no interval)")
+
+
+UNCONFIRMED = ("mapped, never confirmed by a sample point: its 0 ± 0 ha is not an interval (no point's reference "
+               "is this class; its true area is unknown, not 0)")
+
+
+def _ha(value: float) -> str:
+    """Hectares as reports show them: 2 decimals (0.01 ha is one 10 m pixel), thousands separated."""
+    return f"{value:,.2f}"
+
+
+def _unconfirmed(mapped: float, area: float, se: float | None) -> str | None:
+    """The note beside a class that is mapped but no sample point's reference confirms: 0 ha, with
+    a zero-width interval or none (a stratum of one point)."""
+    return UNCONFIRMED if mapped > 0 and area == 0 and not se else None
 
 
 def _wilson(r: dict) -> str | None:
@@ -41,6 +57,7 @@ def rows(a: Assessment) -> list[dict]:
             "users_wilson95_low": None if not e.users_wilson or e.users_wilson[k] is None else e.users_wilson[k][0],
             "users_wilson95_high": None if not e.users_wilson or e.users_wilson[k] is None else e.users_wilson[k][1],
             "producers_accuracy": e.producers[k], "producers_ci95": e.ci95(e.producers_se[k]),
+            "area_note": _unconfirmed(float(e.mapped_area[k]), float(e.area[k]), se),
         })
     return out
 
@@ -49,10 +66,16 @@ def date_rows(a: Assessment) -> dict[str, list[dict]]:
     """A from-to map's sample: each date's class areas (ha, 95 %) and accuracies (Stehman 2014)."""
     out = {}
     total = a.estimate.total_area
+    ci = (lambda se: None if se is None else 1.96 * se)
     for key, (path, e) in (a.dates or {}).items():
-        out[key] = [{"class": n, "map": path, "area_ha": float(e.area_share[k] * total),
+        mapped = (a.date_mapped or {}).get(key)
+        out[key] = [{"class": n, "map": path, "mapped_ha": None if mapped is None else float(mapped[k]),
+                     "area_ha": float(e.area_share[k] * total),
                      "area_ci95_ha": None if e.area_share_se[k] is None else 1.96 * e.area_share_se[k] * total,
-                     "users_accuracy": e.users[k], "producers_accuracy": e.producers[k]}
+                     "users_accuracy": e.users[k], "users_ci95": ci(e.users_se[k]),
+                     "producers_accuracy": e.producers[k], "producers_ci95": ci(e.producers_se[k]),
+                     "area_note": None if mapped is None else _unconfirmed(
+                         float(mapped[k]), float(e.area_share[k]), e.area_share_se[k])}
                     for k, n in enumerate(e.names)]
     return out
 
@@ -82,17 +105,36 @@ def text(a: Assessment) -> str:
              f"{'class':<{w}} {'points':>6} {'mapped ha':>11} {'estimated ha (95 %)':>24} {'% of area':>10} "
              f"{'user':>14} {'producer':>14}"]
     for r in shown:
-        area = f"{r['area_ha']:,.1f}" + (f" ± {r['area_ci95_ha']:,.1f}" if r["area_ci95_ha"] is not None else "")
-        lines.append(f"{r['class']:<{w}} {r['points']:>6} {r['mapped_ha']:>11,.1f} {area:>24} "
+        area = _ha(r['area_ha']) + (f" ± {_ha(r['area_ci95_ha'])}" if r["area_ci95_ha"] is not None else "")
+        lines.append(f"{r['class']:<{w}} {r['points']:>6} {_ha(r['mapped_ha']):>11} {area:>24} "
                      f"{r['area_percent']:>9.1f}% "
                      f"{_pm(r['users_accuracy'], None if r['users_ci95'] is None else r['users_ci95'] / 1.96, 2):>14} "
-                     f"{_pm(r['producers_accuracy'], None if r['producers_ci95'] is None else r['producers_ci95'] / 1.96, 2):>14}")
+                     f"{_pm(r['producers_accuracy'], None if r['producers_ci95'] is None else r['producers_ci95'] / 1.96, 2):>14}"
+                     + ("  <- mapped, never confirmed by a sample point" if r["area_note"] else ""))
     for key, rows_ in date_rows(a).items():
-        lines += ["", f"class areas at the {key} date (Stehman 2014; strata: the from-to map's classes)"]
-        lines += [f"  {r['class']:<18} {r['area_ha']:>14,.1f} ha" + (f" ± {r['area_ci95_ha']:,.1f}" if r["area_ci95_ha"]
-                                                                    is not None else " (no interval)") for r in rows_]
-    lines += [f"note: {n}" for n in e.notes]
+        lines += ["", *_date_text(key, rows_, a.dates[key][1])]
+    marked = any(r["area_note"] for r in [*rows(a), *(r for rs in date_rows(a).values() for r in rs)])
+    lines += [textwrap.fill(f"note: {n}", 110, subsequent_indent="      ", break_long_words=False,
+                            break_on_hyphens=False) for n in ([f"<- {UNCONFIRMED}"] if marked else []) + e.notes]
     return "\n".join(lines) + "\n"
+
+
+def _date_text(key: str, rows_: list[dict], est) -> list[str]:
+    """A date's section of the text report: overall accuracy, then per class the mapped and estimated
+    hectares and the user's and producer's accuracy, each with its 95 % interval."""
+    w = max([18] + [len(r["class"]) for r in rows_])
+    lines = [f"class areas at the {key} date (Stehman 2014; strata: the from-to map's classes)",
+             f"  overall accuracy {_pm(est.overall, est.overall_se)} (95 % intervals)",
+             f"  {'class':<{w}} {'mapped ha':>11} {'estimated ha (95 %)':>24} {'user':>14} {'producer':>14}"]
+    for r in rows_:
+        area = _ha(r["area_ha"]) + (f" ± {_ha(r['area_ci95_ha'])}" if r["area_ci95_ha"] is not None
+                                    else " (no interval)")
+        mapped = "n/a" if r["mapped_ha"] is None else _ha(r["mapped_ha"])
+        lines.append(f"  {r['class']:<{w}} {mapped:>11} {area:>24} "
+                     f"{_pm(r['users_accuracy'], None if r['users_ci95'] is None else r['users_ci95'] / 1.96, 2):>14} "
+                     f"{_pm(r['producers_accuracy'], None if r['producers_ci95'] is None else r['producers_ci95'] / 1.96, 2):>14}"
+                     + ("  <- mapped, never confirmed by a sample point" if r["area_note"] else ""))
+    return lines
 
 
 def to_csv(a: Assessment) -> str:
@@ -101,6 +143,11 @@ def to_csv(a: Assessment) -> str:
     w = csv.DictWriter(buf, fieldnames=list(table[0]))
     w.writeheader()
     w.writerows(table)
+    for key, rows_ in date_rows(a).items():  # a from-to map's sample: each date's classes, a table of their own
+        buf.write("\n")
+        w = csv.DictWriter(buf, fieldnames=["date", *rows_[0]])
+        w.writeheader()
+        w.writerows({"date": key, **r} for r in rows_)
     return buf.getvalue()
 
 
@@ -111,12 +158,12 @@ def to_html(a: Assessment) -> str:
         return "n/a" if v is None else (f"{v:,.{digits}f}" if isinstance(v, float) else html.escape(str(v)))
 
     head = ["class", "points", "mapped ha", "estimated ha", "± 95 % ha", "% of area", "user's", "± 95 %",
-            "user's, Wilson 95 %", "producer's", "± 95 %"]
+            "user's, Wilson 95 %", "producer's", "± 95 %", "note"]
     body = "".join(
-        "<tr>" + "".join(f"<td>{cell(v)}</td>" for v in (r["class"], r["points"], r["mapped_ha"], r["area_ha"],
-                                                         r["area_ci95_ha"], r["area_percent"], r["users_accuracy"],
-                                                         r["users_ci95"], _wilson(r), r["producers_accuracy"],
-                                                         r["producers_ci95"]))
+        "<tr>" + "".join(f"<td>{cell(v, d)}</td>" for v, d in (
+            (r["class"], 3), (r["points"], 3), (r["mapped_ha"], 2), (r["area_ha"], 2), (r["area_ci95_ha"], 2),
+            (r["area_percent"], 2), (r["users_accuracy"], 3), (r["users_ci95"], 3), (_wilson(r), 3),
+            (r["producers_accuracy"], 3), (r["producers_ci95"], 3), (r["area_note"] or "", 3)))
         + "</tr>" for r in rows(a))
     matrix = "".join("<tr><th>" + html.escape(n) + "</th>" + "".join(f"<td>{v:.4f}</td>" for v in e.proportions[i])
                      + "</tr>" for i, n in enumerate(e.names))
@@ -162,14 +209,23 @@ def area_chart(table: list[dict], width: int = 640) -> str:
 
 
 def _date_tables(a: Assessment) -> str:
+    def cell(v, fmt):
+        return "n/a" if v is None else format(v, fmt)
+
     out = ""
     for key, rows_ in date_rows(a).items():
-        body = "".join(f"<tr><td>{html.escape(r['class'])}</td><td>{r['area_ha']:,.1f}</td><td>"
-                       + ("n/a" if r["area_ci95_ha"] is None else f"{r['area_ci95_ha']:,.1f}") + "</td></tr>"
-                       for r in rows_)
-        out += (f"<h2>Class areas at the {key} date</h2><p>Stehman's (2014) estimators: the sample's strata are the "
-                f"from-to map's classes, not this date's classes.</p><table border='1' cellspacing='0' "
-                f"cellpadding='3'><tr><th>class</th><th>estimated ha</th><th>± 95 % ha</th></tr>{body}</table>")
+        body = "".join(f"<tr><td>{html.escape(r['class'])}</td>" + "".join(
+            f"<td>{cell(r[k], f)}</td>" for k, f in (
+                ("mapped_ha", ",.2f"), ("area_ha", ",.2f"), ("area_ci95_ha", ",.2f"), ("users_accuracy", ".3f"),
+                ("users_ci95", ".3f"), ("producers_accuracy", ".3f"), ("producers_ci95", ".3f")))
+            + f"<td>{html.escape(r['area_note'] or '')}</td></tr>" for r in rows_)
+        est = a.dates[key][1]
+        overall = cell(est.overall, ".3f") + ("" if est.overall_se is None else f" ± {1.96 * est.overall_se:.3f}")
+        out += (f"<h2>Class areas at the {key} date</h2><p>Overall accuracy {overall} (95 %). Stehman's (2014) "
+                f"estimators: the sample's strata are the from-to map's classes, not this date's classes.</p>"
+                f"<table border='1' cellspacing='0' cellpadding='3'><tr><th>class</th><th>mapped ha</th>"
+                f"<th>estimated ha</th><th>± 95 % ha</th><th>user's</th><th>± 95 %</th><th>producer's</th>"
+                f"<th>± 95 %</th><th>note</th></tr>{body}</table>")
     return out
 
 

@@ -28,12 +28,11 @@ from rasterio.windows import Window
 from ..classes import ClassTable
 from ..classmap import CLASS_TABLE_WHERE, change_record, map_classes
 from ..files import atomic_path, check_outputs
-from ..raster import open_raster, pixel_area
+from ..raster import open_raster, pixel_area, row_areas
 from ..errors import Cancelled, InputError
 from .design import allocate, sample_size
 
 STRIP = 256  # rows per read
-EARTH_RADIUS = 6_371_008.8  # metres (mean radius): pixel areas on a geographic CRS
 
 
 @dataclass
@@ -68,16 +67,6 @@ class SampleResult:
     rule: str  # how the size came about
 
 
-def _row_areas(ds, rows: np.ndarray) -> np.ndarray:
-    """Area in m2 of one pixel of each given row."""
-    t = ds.transform
-    if ds.crs is not None and ds.crs.is_geographic:
-        lat_top = np.radians(t.f + rows * t.e)
-        lat_bottom = np.radians(t.f + (rows + 1) * t.e)
-        return EARTH_RADIUS ** 2 * abs(math.radians(t.a)) * np.abs(np.sin(lat_top) - np.sin(lat_bottom))
-    return np.full(len(rows), pixel_area(ds) if ds.crs is not None else abs(t.a * t.e - t.b * t.d))
-
-
 def _strips(ds, cancel):
     for row in range(0, ds.height, STRIP):
         if cancel is not None and cancel():
@@ -103,7 +92,7 @@ def count_strata(map_path: str | os.PathLike, class_table=None, cancel: Callable
             idx = np.where(valid, lut[np.clip(data, 0, 65535)], -2)
             if (idx == -1).any():
                 strange |= set(np.unique(data[idx == -1]).tolist()[:10])
-            per_row = _row_areas(ds, np.arange(row, row + data.shape[0]))
+            per_row = row_areas(ds, np.arange(row, row + data.shape[0]))
             for k in range(len(classes)):
                 hit = idx == k
                 pixels[k] += int(hit.sum())
@@ -167,7 +156,8 @@ def draw_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, class_ta
                              f"{', '.join(strata.names)}")
         given = {strata.names.index(k): int(v) for k, v in per_class.items()}
         points = allocate(0, strata.pixels, given=given)
-        total, rule = sum(points), "points per class as given"
+        total = sum(points)
+        rule = f"{total} points: per class as given"
     else:
         total, rule = plan_size(strata, n, target_se, expected_users)
         points = allocate(total, strata.pixels, allocation, minimum)
@@ -188,7 +178,9 @@ def draw_sample(map_path: str | os.PathLike, out: str | os.PathLike, *, class_ta
                   "allocation": allocation if per_class is None else "per class", "minimum": minimum,
                   "rule": rule, "total": int(sum(points)), **({"change": change} if change else {})}
         _write_gpkg(out, ds, strata, points, chosen, design)
-    log(f"{sum(points)} points: {rule}")
+    drawn = int(sum(points))
+    log(rule if drawn == total else f"{drawn} points drawn, not {total}: a class smaller than its share gives every "
+        f"pixel it has ({rule})")
     return SampleResult(Path(out), strata, points, int(sum(points)), rule)
 
 

@@ -11,7 +11,10 @@ Streaming, in strips of rows, so memory stays flat at any map size:
 3. the codes become the output's values (unchanged keep their class or share "no change";
    transitions, or their groups) and the transition matrix is counted, in mapped hectares.
 The maps must share a class table (the same values and names): the from-to map of maps of different
-legends would not mean anything. A from-to map is refused as an input (its tag says what it is).
+legends would not mean anything, and a map holding values its table does not list is refused (they
+would become no data unseen). A from-to map is refused as an input (its tag says what it is). The tag
+records what each date's map was (`band_record`: size, modification time, a hash of its class band),
+so `stars assess` can refuse a date's map changed since.
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from ..classes import ClassTable
-from ..classmap import CHANGE_TAG, map_classes, style_class_map
+from ..classmap import CHANGE_TAG, CLASS_TABLE_WHERE, map_classes, style_class_map
 from ..errors import Cancelled, InputError
 from ..files import atomic_outputs, check_outputs
 from ..raster import aligned, open_raster, pixel_area
@@ -88,6 +91,8 @@ def change_map(map_a: str | os.PathLike, map_b: str | os.PathLike, output: str |
         classes = _common_classes(a, b, class_table)
         legend = Transitions(classes, unchanged, read_groups(groups, classes) if groups else [])
         threshold = _mmu_pixels(mmu, a)
+        records = {key: _date_record(ds, classes, role, cancel)
+                   for key, ds, role in (("map_a", a, "map of date A"), ("map_b", b, "map of date B"))}
         with atomic_outputs(output, qml) as (out_t, qml_t):
             with tempfile.TemporaryDirectory(dir=out_t.parent, prefix=".stars-change-") as tmp:
                 codes = Path(tmp) / "codes.tif"
@@ -100,7 +105,7 @@ def change_map(map_a: str | os.PathLike, map_b: str | os.PathLike, output: str |
                     notes.append(f"change patches smaller than {mmu} ({threshold} pixels, {connectivity}-connected) "
                                  f"merged into their neighbours")
                 matrix = _write_output(codes, a, classes, legend, out_t, cancel)
-            _style(out_t, qml_t, legend, map_a, map_b, mmu)
+            _style(out_t, qml_t, legend, map_a, map_b, mmu, records)
     with rasterio.open(output) as ds:
         area = pixel_area(ds) / 10_000 or 1.0  # hectares per pixel (a map without a CRS: pixels)
     result = ChangeResult(Path(output), classes, legend.table(), matrix * area,
@@ -121,6 +126,47 @@ def _common_classes(a, b, class_table) -> ClassTable:
                          f"against {', '.join(f'{v} {n}' for v, n in zip(cb.values, cb.names))}): a change between "
                          f"them would not mean anything; map both dates with one model, or give --class-table")
     return ca
+
+
+def band_record(ds, each_strip: Callable[[np.ndarray], None] | None = None, cancel=None) -> dict:
+    """What a date's map is: its file's size and modification time, and a BLAKE2b hash of its class
+    band (the values, read in strips of rows: the same for any tiling, compression or data type)."""
+    import hashlib
+    from datetime import datetime, timezone
+
+    digest = hashlib.blake2b(f"{ds.width}x{ds.height}".encode(), digest_size=20)
+    for row in range(0, ds.height, STRIP):
+        if cancel is not None and cancel():
+            raise Cancelled("cancelled; no output was written")
+        data = ds.read(1, window=Window(0, row, ds.width, min(STRIP, ds.height - row)))
+        digest.update(data.astype("<i8").tobytes())
+        if each_strip is not None:
+            each_strip(data)
+    stat = os.stat(ds.name)
+    return {"size": stat.st_size, "mtime": datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(
+        timespec="seconds"), "band_blake2b": digest.hexdigest()}
+
+
+def _date_record(ds, classes: ClassTable, role: str, cancel) -> dict:
+    """`band_record` of a date's map, refusing one that holds values its class table does not list
+    (they would silently become no data in the change map), as `stars sample` refuses them."""
+
+    lut, strange = classes.value_index(), set()
+
+    def check(data: np.ndarray) -> None:
+        data = data.astype(np.int64)
+        bad = (data < 0) | (data >= len(lut)) | (lut[np.clip(data, 0, len(lut) - 1)] < 0)
+        if ds.nodata is not None:
+            bad &= data != int(ds.nodata)
+        if bad.any() and len(strange) < 10:
+            strange.update(np.unique(data[bad]).tolist()[:10])
+
+    record = band_record(ds, check, cancel)
+    if strange:
+        raise InputError(f"the {role} {ds.name!r} holds values that are not in its class table: {sorted(strange)[:10]} "
+                         f"(they would be lost as no data); give the class table the map was made with "
+                         f"({CLASS_TABLE_WHERE}), or set those pixels to the map's no-data")
+    return record
 
 
 def _mmu_pixels(mmu, ds) -> int:
@@ -194,12 +240,12 @@ def _write_output(codes: Path, a, classes: ClassTable, legend: Transitions, out:
     return counts
 
 
-def _style(out: Path, qml: Path, legend: Transitions, map_a, map_b, mmu) -> None:
+def _style(out: Path, qml: Path, legend: Transitions, map_a, map_b, mmu, records: dict) -> None:
     from ..style import paletted_qml
 
     table = legend.table()
     style_class_map(out, table, **{CHANGE_TAG: json.dumps({"map_a": os.path.abspath(map_a), "map_b": os.path.abspath(map_b),
-                                                     "unchanged": legend.unchanged, "mmu": mmu,
+                                                     "inputs": records, "unchanged": legend.unchanged, "mmu": mmu,
                                                      "groups": [[g.source, g.target, g.name] for g in legend.groups],
                                                      "classes": legend.classes.to_dict()})})
     qml.write_text(paletted_qml(table))

@@ -42,7 +42,7 @@ def add_parsers(sub) -> None:
     ap = sub.add_parser("assess", help="accuracy and class areas with 95 %% intervals from a labelled sample",
                         description="Design-based estimates (Olofsson et al. 2014) from the labelled points of "
                         "`stars sample`: the error matrix in estimated area proportions, overall, user's and "
-                        "producer's accuracy, and the area of every class, each with its 95 %% interval.")
+                        "producer's accuracy, and the area of every class, each with its 95 % interval.")
     ap.add_argument("map", help="the classified raster the sample was drawn from")
     ap.add_argument("sample", help="the labelled sample GeoPackage")
     ap.add_argument("--class-table", help="CSV/JSON class table (default: the one stored in the map)")
@@ -65,17 +65,18 @@ def cmd_sample(args, cancel=None) -> int:
                          per_class=per_class, seed=args.seed, cancel=cancel,
                          log=lambda m: print(m, file=sys.stderr), replace_labelled=args.replace_labelled)
     print(f"wrote {result.path}: {result.total} points")
+    width = max([20] + [len(n) for n in result.strata.names])
     for name, px, n in zip(result.strata.names, result.strata.pixels, result.points):
-        print(f"  {name:<20} {n:>5} points of {px:,} pixels")
+        print(f"  {name:<{width}} {n:>5} points of {px:,} pixels")
     return 0
 
 
 def cmd_assess(args, cancel=None) -> int:
     from ..files import check_outputs
-    from ..accuracy.assess import assess
+    from ..accuracy.assess import assess, assess_inputs
     from ..accuracy.report import text, write_reports
 
-    check_outputs({"classified map": args.map, "sample": args.sample},
+    check_outputs(assess_inputs(args.map, args.sample, args.class_table),
                   {"JSON report": args.json, "CSV report": args.csv, "HTML report": args.html})
     result = assess(args.map, args.sample, args.class_table, cancel=cancel)
     write_reports(result, args.json, args.csv, args.html)

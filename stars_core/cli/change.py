@@ -147,9 +147,25 @@ def _change_inputs(args, tmp) -> tuple[str, str, str]:
     return str(a), str(b), args.maps[0]
 
 
+def _protect_series(args) -> None:
+    """With --series every file of the folder may be read (a period's maps, series.csv): no output
+    may be one of them, checked before a period's map is made."""
+    from pathlib import Path
+
+    from ..files import check_outputs
+
+    folder = Path(args.series)
+    files = sorted(str(p) for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    check_outputs({"series folder's record or one of its maps": files},
+                  {"change map": args.maps[-1] if args.maps else None, "change polygons": args.polygons,
+                   "transition matrix CSV": args.csv, "HTML report": args.html})
+
+
 def cmd_change(args) -> int:
     import tempfile
 
+    if args.series is not None:
+        _protect_series(args)
     with tempfile.TemporaryDirectory(prefix="stars-change-") as tmp:
         return _run_change(args, *_change_inputs(args, tmp))
 

@@ -67,7 +67,7 @@ class EstimateAccuracyArea(StarsAlgorithm):
                                                           f"with 95 % half-widths (JSON; {{}} otherwise)"))
 
     def execute(self, parameters, context, feedback) -> dict:
-        from stars_core.accuracy.assess import assess
+        from stars_core.accuracy.assess import assess, assess_inputs
         from stars_core.accuracy.report import date_rows, rows, text, write_reports
         from stars_core.files import check_outputs
 
@@ -82,10 +82,11 @@ class EstimateAccuracyArea(StarsAlgorithm):
                                          f"so the estimate uses every label")
         outputs = {k: self.parameterAsFileOutput(parameters, k, context) or None
                    for k in (self.OUTPUT_HTML, self.OUTPUT_JSON, self.OUTPUT_CSV)}
-        check_outputs({"land-cover map": path, "sample": source},
+        class_table = self.parameterAsFile(parameters, self.CLASS_TABLE, context) or None
+        check_outputs({**assess_inputs(path, source, class_table), "classified map": None, "land-cover map": path},
                       {"report": outputs[self.OUTPUT_HTML], "JSON": outputs[self.OUTPUT_JSON],
                        "CSV": outputs[self.OUTPUT_CSV]})
-        result = assess(path, source, self.parameterAsFile(parameters, self.CLASS_TABLE, context) or None,
+        result = assess(path, source, class_table,
                         cancel=feedback.isCanceled, progress=lambda d, t: feedback.setProgress(100 * d / max(t, 1)))
         write_reports(result, outputs[self.OUTPUT_JSON], outputs[self.OUTPUT_CSV], outputs[self.OUTPUT_HTML])
         for line in text(result).splitlines():
@@ -96,7 +97,8 @@ class EstimateAccuracyArea(StarsAlgorithm):
         out = {self.OA: e.overall, self.OA_CI95: e.ci95(e.overall_se), self.AREAS: json.dumps(areas)}
         by_date = date_rows(result)
         for key, when in ((self.AREAS_FIRST, "first"), (self.AREAS_SECOND, "second")):
-            out[key] = json.dumps({r["class"]: {"ha": r["area_ha"], "ci95_ha": r["area_ci95_ha"]}
+            out[key] = json.dumps({r["class"]: {"ha": r["area_ha"], "ci95_ha": r["area_ci95_ha"],
+                                                "mapped_ha": r["mapped_ha"]}
                                    for r in by_date.get(when, [])})
         out.update({k: v for k, v in outputs.items() if v})
         return out
