@@ -98,7 +98,8 @@ def assess(map_path: str | os.PathLike, sample_path: str | os.PathLike, class_ta
         raise InputError(f"map class(es) {', '.join(empty)} have no labelled point in {os.fspath(sample_path)!r}: "
                          f"every estimate would leave out their part of the map and be biased; label (or draw "
                          f"again) at least 2 points of each")
-    result = estimate(counts, np.asarray(sample.strata.area_m2) / M2_PER_HA, list(classes.names))
+    result = estimate(counts, sample.strata.pixels, list(classes.names),
+                      area=np.asarray(sample.strata.area_m2) / M2_PER_HA)
     result.notes[:0] = notes
     if unlabelled:
         result.notes.append(f"{len(unlabelled)} unlabelled point(s) left out: {_shown(unlabelled)}")
@@ -137,7 +138,9 @@ def _date_areas(sample, xy: np.ndarray, strata_values: list[int], notes: list[st
     change = sample.design["change"]
     dates = ClassTable.from_dict(change["classes"])
     labelled = [k for k, (a, _) in enumerate(sample.from_to) if a is not None]
-    sizes = {v: a / M2_PER_HA for v, a in zip(sample.strata.values, sample.strata.area_m2) if a > 0}
+    pixels = {v: px for v, px in zip(sample.strata.values, sample.strata.pixels) if px > 0}
+    area = {v: a / M2_PER_HA for v, a, px in zip(sample.strata.values, sample.strata.area_m2, sample.strata.pixels)
+            if px > 0}  # the weights; the sampling fractions n_h / N_h are taken on the pixels
     out = {}
     for key, which, side in (("first", "map_a", 0), ("second", "map_b", 1)):
         path = change.get(which)
@@ -149,7 +152,8 @@ def _date_areas(sample, xy: np.ndarray, strata_values: list[int], notes: list[st
             on_map = _map_values(ds, xy[labelled])
         keep = [j for j, v in enumerate(on_map) if v is not None]
         est = stehman_estimate([strata_values[labelled[j]] for j in keep], [on_map[j] for j in keep],
-                               [sample.from_to[labelled[j]][side] for j in keep], sizes, list(dates.values))
+                               [sample.from_to[labelled[j]][side] for j in keep], pixels, list(dates.values),
+                               stratum_area=area)
         est.names = list(dates.names)
         out[key] = (path, est)
     return out or None
