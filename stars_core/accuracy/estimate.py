@@ -166,8 +166,21 @@ def estimate(counts, pixels, names: list[str] | None = None, *, area=None) -> Es
         notes.append("area intervals of zero width are not informative: no sampled point of any stratum was "
                      f"uncertain about {', '.join(flat_area)} (every stratum's points all agreed, or all disagreed, "
                      f"on it); more points in the large strata would show the omission a zero width hides")
-    producers, producers_se = [], []
-    Ni = mapped  # N_i.: mapped size of stratum i (area or pixels: it cancels in the ratio)
+    producers, producers_se = _producers(n, p, share, mapped, fpc, all_defined)
+    return Estimate(names, n.astype(np.int64), W, total, p, overall, overall_se, users, users_se, producers,
+                    producers_se, area_share, area_share_se, notes, wilson)
+
+
+def _producers(n: np.ndarray, p: np.ndarray, share: np.ndarray, Ni: np.ndarray, fpc: np.ndarray,
+               with_se: bool) -> tuple[list[float | None], list[float | None]]:
+    """Producer's accuracies P_j = p_jj / p_.j and their standard errors (Olofsson et al. 2014, eq. 7,
+    each stratum's term times its 1 - f_i); Ni the mapped sizes (area or pixels: they cancel)."""
+    K = n.shape[0]
+    rows = n.sum(axis=1)
+    dof = np.maximum(rows - 1, 1)
+    area_share = p.sum(axis=0)
+    producers: list[float | None] = []
+    producers_se: list[float | None] = []
     for j in range(K):
         if area_share[j] <= 0:
             producers.append(None)
@@ -175,7 +188,7 @@ def estimate(counts, pixels, names: list[str] | None = None, *, area=None) -> Es
             continue
         P = float(p[j, j] / area_share[j])
         producers.append(P)
-        if not all_defined:
+        if not with_se:
             producers_se.append(None)
             continue
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -185,5 +198,4 @@ def estimate(counts, pixels, names: list[str] | None = None, *, area=None) -> Es
         others = [fpc[i] * Ni[i] ** 2 * share[i, j] * (1 - share[i, j]) / dof[i]
                   for i in range(K) if i != j and rows[i] > 1]
         producers_se.append(float(np.sqrt((first + P ** 2 * sum(others)) / N_hat ** 2)))
-    return Estimate(names, n.astype(np.int64), W, total, p, overall, overall_se, users, users_se, producers,
-                    producers_se, area_share, area_share_se, notes, wilson)
+    return producers, producers_se

@@ -414,3 +414,83 @@ def test_stehman_intervals_cover_the_true_areas_of_a_map_stratified_by_another()
         hits += np.abs(e.area_share - true_share) <= 1.96 * np.array(e.area_share_se)
     coverage = hits / reps
     assert np.all((coverage > 0.9) & (coverage < 0.99)), coverage
+
+
+# -- per-date class areas of a change-map sample: standard errors worked by hand ---------------------
+def _date_map(path, data):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from stars_core.classes import ClassTable
+    from stars_core.infer import style_class_map
+
+    with rasterio.open(path, "w", driver="GTiff", width=data.shape[1], height=data.shape[0], count=1, dtype="uint8",
+                       crs="EPSG:32633", transform=from_origin(500_000, 5_000_000, 10.0, 10.0), nodata=0) as ds:
+        ds.write(data.astype(np.uint8), 1)
+    style_class_map(path, ClassTable((1, 2, 3), ("forest", "farmland", "water"), ("#1a9850", "#fee08b", "#4575b4")))
+    return path
+
+
+@pytest.fixture
+def change_sample(tmp_path):
+    """A 10 x 10 pair of 10 m maps (100 pixels of 0.01 ha): strata forest (60 pixels, 10 points),
+    forest -> farmland (4 pixels, 4 points: a census), farmland (35 pixels, 6 points) and farmland ->
+    water (1 pixel, 1 point: a census). An imperfect interpreter: 2 forest points were cleared by date B
+    (omitted change), 1 mapped clearing is still forest, 1 farmland point is forest at both dates."""
+    from osgeo import ogr
+
+    from stars_core.accuracy.sample import draw_sample
+    from stars_core.change import change_map
+
+    a = np.ones((10, 10), np.uint8)
+    a[6:, :9] = 2
+    b = a.copy()
+    b[6:, 9] = 2  # 4 pixels cleared
+    b[9, 0] = 3  # 1 pixel of farmland flooded
+    pa, pb = _date_map(tmp_path / "a.tif", a), _date_map(tmp_path / "b.tif", b)
+    change_map(pa, pb, tmp_path / "c.tif", log=lambda m: None)
+    per_class = {"forest": 10, "forest -> farmland": 4, "farmland": 6, "farmland -> water": 1}
+    draw_sample(tmp_path / "c.tif", tmp_path / "s.gpkg", per_class=per_class, log=lambda m: None)
+    wrong = {"forest": [(1, 2), (1, 2)], "forest -> farmland": [(1, 1)], "farmland": [(1, 1)]}  # (from, to)
+    right = {"forest": (1, 1), "forest -> farmland": (1, 2), "farmland": (2, 2), "farmland -> water": (2, 3)}
+    ds = ogr.Open(str(tmp_path / "s.gpkg"), 1)
+    names = {f.GetField("value"): f.GetField("name") for f in ds.GetLayerByName("strata")}
+    layer = ds.GetLayerByName("sample")
+    seen: dict[str, int] = {}
+    for f in sorted(layer, key=lambda f: f.GetField("id")):
+        name = names[f.GetField("map_value")]
+        k = seen[name] = seen.get(name, -1) + 1
+        ref = wrong[name][k] if k < len(wrong.get(name, [])) else right[name]
+        f.SetField("reference_from", ref[0])
+        f.SetField("reference_to", ref[1])
+        layer.SetFeature(f)
+    layer = ds = None
+    assert sum(seen.values()) + len(seen) == 21
+    return tmp_path / "c.tif", tmp_path / "s.gpkg"
+
+
+def test_per_date_standard_errors_of_a_change_sample_match_a_hand_computation(change_sample):
+    """Sampling fractions 1/6, 6/35 and two censuses, so the finite-population correction is large:
+    V = sum_h N_h^2 (1 - n_h/N_h) s2_h / n_h in pixels^2 (Stehman 2014, eq. 25), a census adding 0."""
+    from stars_core.accuracy.assess import assess
+
+    result = assess(*change_sample)
+    farmland = 1
+    _, first = result.dates["first"]
+    _, second = result.dates["second"]
+    # date B, farmland: forest 2 of 10 (s2 = 10 * 0.2 * 0.8 / 9), farmland 5 of 6 (s2 = 1/6),
+    # forest -> farmland 3 of 4 and farmland -> water 0 of 1, both sampled whole
+    v_forest = 60 ** 2 * (1 - 10 / 60) * (10 * 0.2 * 0.8 / 9) / 10  # 53.33 pixels^2
+    v_farmland = 35 ** 2 * (1 - 6 / 35) * (1 / 6) / 6  # 28.19 pixels^2
+    assert v_forest == pytest.approx(160 / 3) and v_farmland == pytest.approx(1015 / 36)
+    assert second.area_share[farmland] == pytest.approx((60 * 0.2 + 4 * 0.75 + 35 * 5 / 6) / 100)
+    assert second.area_share_se[farmland] == pytest.approx(np.sqrt(v_forest + v_farmland) / 100, rel=1e-9)
+    # date A, farmland: only the farmland stratum is uncertain (5 of 6), 1 water pixel known farmland
+    assert first.area_share[farmland] == pytest.approx((35 * 5 / 6 + 1) / 100)
+    assert first.area_share_se[farmland] == pytest.approx(np.sqrt(v_farmland) / 100, rel=1e-9)
+    # the transition forest -> farmland (Olofsson): 2 of 10 forest points, 3 of 4 mapped clearings
+    e = result.estimate
+    k = e.names.index("forest -> farmland")
+    assert e.area[k] == pytest.approx((60 * 0.2 + 3) * 0.01)
+    assert e.area_se[k] == pytest.approx(np.sqrt(v_forest) * 0.01, rel=1e-9)
+    assert e.total_area == pytest.approx(1.0)  # ha: the estimates above in pixels / 100
