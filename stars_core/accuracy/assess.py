@@ -98,9 +98,10 @@ def assess(map_path: str | os.PathLike, sample_path: str | os.PathLike, class_ta
         raise InputError(f"map class(es) {', '.join(empty)} have no labelled point in {os.fspath(sample_path)!r}: "
                          f"every estimate would leave out their part of the map and be biased; label (or draw "
                          f"again) at least 2 points of each")
-    result = estimate(counts, sample.strata.pixels, list(classes.names),
-                      area=np.asarray(sample.strata.area_m2) / M2_PER_HA)
+    area = np.asarray(sample.strata.area_m2) / M2_PER_HA
+    result = estimate(counts, sample.strata.pixels, list(classes.names), area=area)
     result.notes[:0] = notes
+    _second_interval(result, counts, sample.strata.pixels, area, "", result.notes)
     if unlabelled:
         result.notes.append(f"{len(unlabelled)} unlabelled point(s) left out: {_shown(unlabelled)}")
     dates = _date_areas(sample, xy, map_values, result.notes) if sample.from_to is not None else None
@@ -151,12 +152,34 @@ def _date_areas(sample, xy: np.ndarray, strata_values: list[int], notes: list[st
         with open_raster(path, f"{key} date's map") as ds:
             on_map = _map_values(ds, xy[labelled])
         keep = [j for j, v in enumerate(on_map) if v is not None]
-        est = stehman_estimate([strata_values[labelled[j]] for j in keep], [on_map[j] for j in keep],
-                               [sample.from_to[labelled[j]][side] for j in keep], pixels, list(dates.values),
-                               stratum_area=area)
+        strata = [strata_values[labelled[j]] for j in keep]
+        refs = [sample.from_to[labelled[j]][side] for j in keep]
+        est = stehman_estimate(strata, [on_map[j] for j in keep], refs, pixels, list(dates.values), stratum_area=area)
         est.names = list(dates.names)
+        counts = np.zeros((len(pixels), len(dates.values)), np.int64)  # (strata, this date's classes)
+        row, col = {h: i for i, h in enumerate(pixels)}, {v: i for i, v in enumerate(dates.values)}
+        for h, r in zip(strata, refs):
+            counts[row[h], col[r]] += 1
+        _second_interval(est, counts, list(pixels.values()), np.array(list(area.values())), f" at the {key} date",
+                         notes)
         out[key] = (path, est)
     return out or None
+
+
+def _second_interval(est, counts: np.ndarray, pixels, area: np.ndarray, when: str, notes: list[str]) -> None:
+    """The bootstrap interval of each class's area beside the normal one (intervals.py), and a note
+    naming the classes whose normal interval is not to be trusted."""
+    from .intervals import bootstrap_area_intervals, normal_doubts
+
+    total = float(np.sum(area))
+    est.area_share_boot95 = bootstrap_area_intervals(counts, pixels, area) / total
+    est.normal_doubt = normal_doubts(counts, pixels)
+    doubted = [f"{name} ({why})" for name, why in zip(est.names, est.normal_doubt) if why]
+    if doubted:
+        notes.append(f"class areas{when} whose normal interval (± 1.96 SE) is not to be trusted: " + "; ".join(doubted)
+                     + ". Such a class can hide unseen in large strata, and its normal interval then comes out "
+                     "too narrow; the bootstrap interval beside it (points resampled within strata, one more "
+                     "point of the class where a point weighs most) says how much of it the sample cannot rule out")
 
 
 def _in_map_crs(sample, ds, sample_path, notes: list[str]) -> np.ndarray:

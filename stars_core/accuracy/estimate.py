@@ -56,6 +56,10 @@ class Estimate:
     area_share_se: list[float | None]
     notes: list[str] = field(default_factory=list)
     users_wilson: list[tuple[float, float] | None] = field(default_factory=list)  # 95 % score interval of U_i
+    # set by `assess.assess`: (K, 2) area shares, the bootstrap 95 % interval of intervals.py, and why
+    # each class's normal interval is not to be trusted (None where nothing says so)
+    area_share_boot95: np.ndarray | None = None
+    normal_doubt: list[str | None] = field(default_factory=list)
 
     @property
     def mapped_area(self) -> np.ndarray:

@@ -12,6 +12,13 @@ from ..files import atomic_path
 from .assess import Assessment
 
 
+BOOT_MEANING = ("± 95 %: the published normal interval (1.96 standard errors). Bootstrap 95 %: the points resampled "
+                "within their strata, with one more point of the class where a point weighs most at its upper end: "
+                "how much of the class the sample cannot rule out, however few points of it were found outside its "
+                "own strata. Where a class is marked *, the normal interval is not to be trusted (a class hiding in "
+                "large strata is unseen by it); read the bootstrap one.")
+
+
 def _pm(value, se, digits: int = 3) -> str:
     if value is None:
         return "n/a"
@@ -24,9 +31,25 @@ def _wilson(r: dict) -> str | None:
     return None if lo is None else f"{lo:.3f}-{hi:.3f}"
 
 
+def _boot(e, k: int, total: float) -> dict:
+    """The bootstrap 95 % interval of class k's area (ha) beside the normal one, and why the normal
+    one is not to be trusted (None where nothing says so)."""
+    b = getattr(e, "area_share_boot95", None)
+    doubt = getattr(e, "normal_doubt", None) or []
+    return {"area_boot95_low_ha": None if b is None else float(b[k, 0] * total),
+            "area_boot95_high_ha": None if b is None else float(b[k, 1] * total),
+            "normal_interval_doubt": doubt[k] if k < len(doubt) else None}
+
+
+def _boot_text(r: dict) -> str:
+    lo, hi = r["area_boot95_low_ha"], r["area_boot95_high_ha"]
+    return "" if lo is None else f"{lo:,.1f}-{hi:,.1f}" + (" *" if r["normal_interval_doubt"] else "")
+
+
 def rows(a: Assessment) -> list[dict]:
-    """One row per class: mapped and estimated area (ha, % of the mapped area) with the 95 % interval,
-    user's and producer's accuracy with theirs, and the sample points."""
+    """One row per class: mapped and estimated area (ha, % of the mapped area) with the 95 % interval
+    (normal, and the bootstrap's beside it), user's and producer's accuracy with theirs, and the
+    sample points."""
     e = a.estimate
     out = []
     for k, name in enumerate(e.names):
@@ -35,6 +58,7 @@ def rows(a: Assessment) -> list[dict]:
             "value": a.values[k], "class": name, "points": int(e.counts[k].sum()),
             "mapped_ha": float(e.mapped_area[k]), "mapped_percent": 100 * float(e.weights[k]),
             "area_ha": float(e.area[k]), "area_ci95_ha": None if se is None else 1.96 * se,
+            **_boot(e, k, e.total_area),
             "area_percent": 100 * float(e.area_share[k]),
             "area_ci95_percent": None if e.area_share_se[k] is None else 196 * e.area_share_se[k],
             "users_accuracy": e.users[k], "users_ci95": e.ci95(e.users_se[k]),
@@ -52,6 +76,7 @@ def date_rows(a: Assessment) -> dict[str, list[dict]]:
     for key, (path, e) in (a.dates or {}).items():
         out[key] = [{"class": n, "map": path, "area_ha": float(e.area_share[k] * total),
                      "area_ci95_ha": None if e.area_share_se[k] is None else 1.96 * e.area_share_se[k] * total,
+                     **_boot(e, k, total),
                      "users_accuracy": e.users[k], "producers_accuracy": e.producers[k]}
                     for k, n in enumerate(e.names)]
     return out
@@ -60,7 +85,8 @@ def date_rows(a: Assessment) -> dict[str, list[dict]]:
 def as_dict(a: Assessment) -> dict:
     e = a.estimate
     dates = {k: {"overall_accuracy": est.overall, "overall_ci95": None if est.overall_se is None else 1.96 * est.overall_se,
-                 "per_class": date_rows(a)[k], "method": "Stehman (2014): strata = the from-to map's classes"}
+                 "per_class": date_rows(a)[k], "method": "Stehman (2014): strata = the from-to map's classes; 95 % = 1.96 SE, and a "
+                           "stratified bootstrap interval beside it (area_boot95_*)"}
              for k, (_, est) in (a.dates or {}).items()}
     return {**({"dates": dates} if dates else {}),
         "map": a.map_path, "sample": a.sample_path, "labelled_points": a.labelled,
@@ -68,7 +94,9 @@ def as_dict(a: Assessment) -> dict:
         "overall_accuracy": e.overall, "overall_ci95": e.ci95(e.overall_se),
         "mapped_area_ha": e.total_area, "per_class": rows(a),
         "sample_counts": e.counts.tolist(), "area_proportions": e.proportions.tolist(),
-        "method": "stratified estimators of Olofsson et al. (2014), strata = map classes; 95 % = 1.96 SE",
+        "method": "stratified estimators of Olofsson et al. (2014), strata = map classes; 95 % = 1.96 SE, and for "
+                  "areas a stratified bootstrap interval beside it (area_boot95_*: one more point of the class at "
+                  "its upper end, where a point weighs most)",
         "notes": e.notes,
     }
 
@@ -79,18 +107,22 @@ def text(a: Assessment) -> str:
     shown = [r for r in rows(a) if r["points"] or r["mapped_ha"] or r["area_ha"]]  # (every class in JSON and CSV)
     w = max([18] + [len(r["class"]) for r in shown])
     lines = [f"overall accuracy {_pm(e.overall, e.overall_se)} ({a.labelled} labelled points; 95 % intervals)", "",
-             f"{'class':<{w}} {'points':>6} {'mapped ha':>11} {'estimated ha (95 %)':>24} {'% of area':>10} "
-             f"{'user':>14} {'producer':>14}"]
+             f"{'class':<{w}} {'points':>6} {'mapped ha':>11} {'estimated ha (95 %)':>24} {'bootstrap 95 %':>20} "
+             f"{'% of area':>10} {'user':>14} {'producer':>14}"]
     for r in shown:
         area = f"{r['area_ha']:,.1f}" + (f" ± {r['area_ci95_ha']:,.1f}" if r["area_ci95_ha"] is not None else "")
-        lines.append(f"{r['class']:<{w}} {r['points']:>6} {r['mapped_ha']:>11,.1f} {area:>24} "
+        lines.append(f"{r['class']:<{w}} {r['points']:>6} {r['mapped_ha']:>11,.1f} {area:>24} {_boot_text(r):>20} "
                      f"{r['area_percent']:>9.1f}% "
                      f"{_pm(r['users_accuracy'], None if r['users_ci95'] is None else r['users_ci95'] / 1.96, 2):>14} "
                      f"{_pm(r['producers_accuracy'], None if r['producers_ci95'] is None else r['producers_ci95'] / 1.96, 2):>14}")
     for key, rows_ in date_rows(a).items():
         lines += ["", f"class areas at the {key} date (Stehman 2014; strata: the from-to map's classes)"]
         lines += [f"  {r['class']:<18} {r['area_ha']:>14,.1f} ha" + (f" ± {r['area_ci95_ha']:,.1f}" if r["area_ci95_ha"]
-                                                                    is not None else " (no interval)") for r in rows_]
+                                                                    is not None else " (no interval)")
+                  + (f"   bootstrap {_boot_text(r)}" if r["area_boot95_low_ha"] is not None else "") for r in rows_]
+    if any(r["normal_interval_doubt"] for r in rows(a)) or any(r["normal_interval_doubt"] for rs in
+                                                               date_rows(a).values() for r in rs):
+        lines.append("* the normal interval (± 1.96 SE) is not to be trusted there: see the notes")
     lines += [f"note: {n}" for n in e.notes]
     return "\n".join(lines) + "\n"
 
@@ -110,11 +142,12 @@ def to_html(a: Assessment) -> str:
     def cell(v, digits=3):
         return "n/a" if v is None else (f"{v:,.{digits}f}" if isinstance(v, float) else html.escape(str(v)))
 
-    head = ["class", "points", "mapped ha", "estimated ha", "± 95 % ha", "% of area", "user's", "± 95 %",
-            "user's, Wilson 95 %", "producer's", "± 95 %"]
+    head = ["class", "points", "mapped ha", "estimated ha", "± 95 % ha", "bootstrap 95 % ha", "% of area", "user's",
+            "± 95 %", "user's, Wilson 95 %", "producer's", "± 95 %"]
     body = "".join(
         "<tr>" + "".join(f"<td>{cell(v)}</td>" for v in (r["class"], r["points"], r["mapped_ha"], r["area_ha"],
-                                                         r["area_ci95_ha"], r["area_percent"], r["users_accuracy"],
+                                                         r["area_ci95_ha"], _boot_text(r) or None, r["area_percent"],
+                                                         r["users_accuracy"],
                                                          r["users_ci95"], _wilson(r), r["producers_accuracy"],
                                                          r["producers_ci95"]))
         + "</tr>" for r in rows(a))
@@ -127,6 +160,7 @@ def to_html(a: Assessment) -> str:
             f"points of the stratified sample {html.escape(Path(a.sample_path).name)}; estimators of Olofsson et al. "
             f"(2014), strata = map classes.</p>"
             f"<table border='1' cellspacing='0' cellpadding='3'><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{body}</table>"
+            f"<p>{html.escape(BOOT_MEANING)}</p>"
             f"<h2>Mapped against estimated areas</h2><p>bars: mapped area; dots and lines: the estimate and its 95 % "
             f"interval. Where a dot falls outside its bar's end, the map's area is off by more than chance.</p>"
             f"{area_chart(rows(a))}" + _date_tables(a) +
@@ -165,11 +199,12 @@ def _date_tables(a: Assessment) -> str:
     out = ""
     for key, rows_ in date_rows(a).items():
         body = "".join(f"<tr><td>{html.escape(r['class'])}</td><td>{r['area_ha']:,.1f}</td><td>"
-                       + ("n/a" if r["area_ci95_ha"] is None else f"{r['area_ci95_ha']:,.1f}") + "</td></tr>"
-                       for r in rows_)
+                       + ("n/a" if r["area_ci95_ha"] is None else f"{r['area_ci95_ha']:,.1f}") + "</td><td>"
+                       + (html.escape(_boot_text(r)) or "n/a") + "</td></tr>" for r in rows_)
         out += (f"<h2>Class areas at the {key} date</h2><p>Stehman's (2014) estimators: the sample's strata are the "
                 f"from-to map's classes, not this date's classes.</p><table border='1' cellspacing='0' "
-                f"cellpadding='3'><tr><th>class</th><th>estimated ha</th><th>± 95 % ha</th></tr>{body}</table>")
+                f"cellpadding='3'><tr><th>class</th><th>estimated ha</th><th>± 95 % ha</th><th>bootstrap 95 % ha</th>"
+                f"</tr>{body}</table>")
     return out
 
 

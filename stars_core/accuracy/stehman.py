@@ -47,6 +47,8 @@ class StehmanEstimate:
     area_share: np.ndarray  # (K,) of each reference class
     area_share_se: list[float | None]
     total: float  # N, in the unit of the strata areas (pixels where none were given)
+    area_share_boot95: np.ndarray | None = None  # (K, 2) set by `assess`, as in `Estimate`
+    normal_doubt: list[str | None] | None = None
 
 
 def stehman_estimate(strata, map_class, reference, stratum_pixels: dict, classes: list,
