@@ -607,3 +607,19 @@ def test_the_bootstrap_interval_holds_where_omission_hides_in_a_large_stratum():
     assert coverage[0, 2] < 0.5 and coverage[0, 0] < 0.5 and coverage[1, 2] >= 0.93, coverage
     assert coverage[1, 0] >= 0.9 and coverage[1, 1] >= 0.9, coverage
     assert doubted == reps  # the rare class's normal interval is always flagged here
+
+
+def test_the_bootstrap_spread_is_the_estimators_finite_population_correction_included():
+    """A stratum of 200 pixels, half sampled, 40 of 100 points of class 0: the plain percentile
+    bootstrap (no added point) spans 2 x 1.96 standard errors, the correction included; strata sampled
+    whole give the estimate itself at both ends, whatever the added points."""
+    from stars_core.accuracy.intervals import bootstrap_area_intervals
+
+    counts = np.array([[40, 60], [3, 7]])
+    pixels = np.array([200, 10])
+    e = estimate(counts, pixels)
+    plain = bootstrap_area_intervals(counts, pixels, pixels, draws=20_000, one_more=False)
+    assert (plain[0, 1] - plain[0, 0]) / 2 == pytest.approx(e.ci95(e.area_se[0]), rel=0.05)
+    assert e.area_se[0] == pytest.approx(200 * np.sqrt(0.5 * 0.4 * 0.6 / 99))  # (the census adds 0)
+    whole = bootstrap_area_intervals(counts, [100, 10], [100, 10])
+    np.testing.assert_allclose(whole, np.column_stack([[43, 67], [43, 67]]))
