@@ -1,23 +1,27 @@
 """A second 95 % interval for class areas, beside the normal one (estimate +/- 1.96 SE): a stratified
-bootstrap whose upper end allows for one more point of the class where a point weighs most.
+bootstrap that allows, at each end, for one more point than the sample holds.
 
 Why: a class area is sum_h A_h x_hk / n_h (x_hk of the n_h points of stratum h show class k). Where
 a rare class hides in a large stratum (omitted change among the unchanged pixels), each point of it
 found there weighs A_h / n_h, so the estimate is a handful of heavy counts: skewed, and its standard
-error comes out small exactly when no such point was drawn. The normal interval then misses the
-true area far more often than 5 % of the time (bench/area_intervals.py: 75-80 % coverage for the
-rarest transitions). No resampling of the points drawn can show a point that was not drawn, so:
-    lower end   2.5th percentile of a stratified bootstrap: the points of each stratum resampled
-                (multinomial, n_h draws), each stratum's deviation from its own estimate scaled by
-                sqrt((1 - n_h/N_h) n_h / (n_h - 1)) so that the bootstrap variance is the estimator's
-                (the rescaled bootstrap of Rao and Wu 1988; a stratum sampled whole does not vary);
-    upper end   97.5th percentile of the same bootstrap with one more point of the class added to the
-                stratum where an unseen pixel weighs most, A_h (1 - n_h/N_h) / n_h: the one-more-event
-                rule of the exact binomial upper limit (Clopper and Pearson 1934) and of Fay and Feuer's
-                (1997) interval for weighted sums of counts.
-The upper end therefore says how much of the class the sample cannot rule out, however few points
-of it were found outside its own stratum; where the class's area is well measured the added point
-changes little. Seeded: the same sample gives the same interval.
+error comes out small exactly when no such point was drawn. Likewise a stratum whose points all
+agree shows no variance, whatever its true error. The normal interval then misses the true area far
+more often than 5 % of the time (bench/area_intervals.py). No resampling of the points drawn can
+show a point that was not drawn, so, as the exact binomial limits do (Clopper and Pearson 1934:
+one more success at the upper limit, one more failure at the lower) and as Fay and Feuer (1997) do
+for weighted sums of counts (one more event of the largest weight):
+    spread      the points of each stratum resampled (multinomial, n_h draws), each stratum's deviation
+                from its own estimate scaled by sqrt((1 - n_h/N_h) n_h / (n_h - 1)) so that the bootstrap
+                variance is the estimator's, finite-population correction included (the rescaled
+                bootstrap of Rao and Wu 1988); a stratum sampled whole does not vary;
+    upper end   97.5th percentile with one more point of class k in the stratum where an unseen
+                pixel's point weighs most, A_h (1 - n_h/N_h) / n_h;
+    lower end   2.5th percentile with one more point of another class in each stratum whose points
+                were all of class k (else in the one where a point of class k weighs most).
+The interval therefore says how much of the class the sample cannot rule out, however few points of
+it were found outside the strata it makes up; where a class's area is well measured, one point more
+changes little. Seeded: the same sample gives the same interval. `normal_doubts` says, per class,
+when the normal interval is not to be trusted.
 """
 from __future__ import annotations
 
@@ -46,9 +50,7 @@ def bootstrap_area_intervals(counts, pixels, area, draws: int = DRAWS, seed: int
     weight = A * np.clip(1 - n / N, 0.0, 1.0) / n  # what an unseen pixel's point weighs
     if not one_more or not np.any(weight > 0):
         return np.percentile(totals, [2.5, 97.5], axis=0).T
-    # lower end: one more point of another class in each stratum whose points are all of class k
-    # (else in the one where a point of class k weighs most); upper end: one more point of class k
-    # in the stratum where a point weighs most
+    # the lower and upper ends' added points (see the module docstring): (H, K) where they go
     seen = np.where(x > 0, weight[:, None], -1.0)  # (H, K)
     low = (x == n[:, None]) & (weight[:, None] > 0)
     first = np.argmax(seen, axis=0)
