@@ -11,7 +11,8 @@ date's class areas by Stehman (2014), both with the finite-population correction
     shown       the bootstrap with one more point at the upper end: what `stars assess` shows
                 beside the normal one (stars_core/accuracy/intervals.py)
 Prints, per class, the true area, the share of repeats whose interval held it and the median width
-(ha). Numpy only, single-threaded, about a minute. Never asserts. Usage:
+(ha); the share of repeats whose report names the class as one whose normal interval is not to be
+trusted (intervals.normal_doubts), and how often the normal interval held where it was not named. Numpy only, single-threaded, about a minute. Never asserts. Usage:
     python bench/area_intervals.py [--reps 400] [--n 1500] [--minimum 50] [--draws 2000] [--seed 0]
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from stars_core.accuracy.design import allocate  # noqa: E402
 from stars_core.accuracy.estimate import estimate  # noqa: E402
-from stars_core.accuracy.intervals import bootstrap_area_intervals  # noqa: E402
+from stars_core.accuracy.intervals import bootstrap_area_intervals, normal_doubts  # noqa: E402
 from stars_core.accuracy.stehman import stehman_estimate  # noqa: E402
 
 HA = 0.01  # a 10 m pixel
@@ -89,6 +90,8 @@ def run(args) -> None:
     kinds = ("normal", "bootstrap", "shown")
     hits = {k: {m: np.zeros(len(v[0])) for m in kinds} for k, v in targets.items()}
     widths = {k: {m: [] for m in kinds} for k in targets}
+    flagged = {k: np.zeros(len(v[0])) for k, v in targets.items()}  # the report's note named the class
+    trusted = {k: np.zeros(len(v[0])) for k, v in targets.items()}  # normal held it, not named
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()
     for r in range(args.reps):
@@ -106,6 +109,10 @@ def run(args) -> None:
             for m, more in (("bootstrap", False), ("shown", True)):
                 limits[m] = bootstrap_area_intervals(counts, pixels, pixels * HA, draws=args.draws, seed=r,
                                                      one_more=more)
+            doubt = np.array([d is not None for d in normal_doubts(counts, pixels)])
+            flagged[key] += doubt
+            held = (limits["normal"][:, 0] <= true + 1e-9) & (true - 1e-9 <= limits["normal"][:, 1])
+            trusted[key] += held & ~doubt
             for m in kinds:
                 lo, hi = limits[m][:, 0], limits[m][:, 1]
                 hits[key][m] += (lo <= true + 1e-9) & (true - 1e-9 <= hi)
@@ -116,11 +123,15 @@ def run(args) -> None:
     print(f"points per stratum: " + ", ".join(f"{n} {p}" for n, p in zip(STRATA, points)))
     for key, (labels, true) in targets.items():
         print(f"\n{key}: coverage of the 95 % interval (median width, ha)")
-        print(f"{'class':<22} {'true ha':>10} " + " ".join(f"{m:>20}" for m in kinds))
+        print(f"{'class':<22} {'true ha':>10} " + " ".join(f"{m:>20}" for m in kinds) + f" {'named':>6} "
+              f"{'normal held, not named':>23}")
         for k, label in enumerate(labels):
             cells = [f"{hits[key][m][k] / args.reps:>8.3f} ({np.median(np.array(widths[key][m])[:, k]):>9,.1f})"
                      for m in kinds]
-            print(f"{label:<22} {true[k]:>10,.1f} " + " ".join(f"{c:>20}" for c in cells))
+            unnamed = args.reps - flagged[key][k]
+            held = "-" if unnamed == 0 else f"{trusted[key][k] / unnamed:.3f} of {int(unnamed)}"
+            print(f"{label:<22} {true[k]:>10,.1f} " + " ".join(f"{c:>20}" for c in cells)
+                  + f" {flagged[key][k] / args.reps:>6.2f} {held:>23}")
 
 
 def main(argv=None) -> None:
