@@ -100,16 +100,18 @@ def run(args) -> None:
             if key == "transitions":
                 e = estimate(x, pixels, area=pixels * HA)
                 est, se = e.area, np.array(e.area_se, float)
-                counts = x
+                counts, own = x, np.eye(len(TRANSITIONS), dtype=bool)  # stratum h is mapped as transition h
             else:
-                counts = date_counts(x, 0 if key == "date A" else 1)
+                side = 0 if key == "date A" else 1
+                counts = date_counts(x, side)
                 est, se = normal_date(counts, pixels)
+                own = date_counts(np.eye(len(TRANSITIONS), dtype=np.int64), side) > 0
             true = targets[key][1]
             limits = {"normal": np.column_stack([est - 1.96 * se, est + 1.96 * se])}
             for m, more in (("bootstrap", False), ("shown", True)):
                 limits[m] = bootstrap_area_intervals(counts, pixels, pixels * HA, draws=args.draws, seed=r,
                                                      one_more=more)
-            doubt = np.array([d is not None for d in normal_doubts(counts, pixels)])
+            doubt = np.array([d is not None for d in normal_doubts(counts, pixels, own)])
             flagged[key] += doubt
             held = (limits["normal"][:, 0] <= true + 1e-9) & (true - 1e-9 <= limits["normal"][:, 1])
             trusted[key] += held & ~doubt

@@ -83,26 +83,28 @@ def _stratum(A, N, n, p, star):
 FEW = 5  # points of a class found outside the strata it makes up: below this, omission there can hide
 
 
-def normal_doubts(counts, pixels) -> list[str | None]:
+def normal_doubts(counts, pixels, own=None) -> list[str | None]:
     """Why the normal interval of each class's area is not to be trusted, or None: fewer than `FEW`
-    points of the class where it is a minority of its stratum's points (its area outside the strata
-    it makes up rests on a handful of heavy points, or on none: omission there is unseen), or a
-    stratum (not sampled whole) whose points were all of it (no variance shows there: its
-    commission is unseen). (H x K) counts as in `bootstrap_area_intervals`."""
+    points of the class outside the strata it makes up (its area there rests on a handful of heavy
+    points, or on none: omission there is unseen), or a stratum (not sampled whole) whose points were
+    all of it (no variance shows there: its commission is unseen). (H x K) counts as in
+    `bootstrap_area_intervals`; `own` (H x K, True where stratum h is mapped as class k), else the
+    strata where the class is the majority of the points."""
     x = np.asarray(counts, dtype=np.float64)
     N = np.asarray(pixels, dtype=np.float64)
     n = x.sum(axis=1)
+    own = x >= n[:, None] / 2 if own is None else np.asarray(own, bool)
     use = (n > 0) & (n < N)  # strata sampled in part
     out: list[str | None] = []
     for k in range(x.shape[1]):
         if not np.any(x[use, k] > 0):  # never seen, or only in strata sampled whole
             out.append(None)
             continue
-        minority = int(x[use & (x[:, k] < n / 2), k].sum())
+        outside = int(x[use & ~own[:, k], k].sum())
         unanimous = bool(np.any(use & (x[:, k] == n) & (n >= 2)))
         why = []
-        if minority < FEW:
-            why.append(f"{minority} point(s) of it outside the strata it makes up")
+        if outside < FEW:
+            why.append(f"{outside} point(s) of it outside the strata it makes up")
         if unanimous:
             why.append("every point of a stratum of it agreed")
         out.append(" and ".join(why) or None)

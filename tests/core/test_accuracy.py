@@ -623,3 +623,16 @@ def test_the_bootstrap_spread_is_the_estimators_finite_population_correction_inc
     assert e.area_se[0] == pytest.approx(200 * np.sqrt(0.5 * 0.4 * 0.6 / 99))  # (the census adds 0)
     whole = bootstrap_area_intervals(counts, [100, 10], [100, 10])
     np.testing.assert_allclose(whole, np.column_stack([[43, 67], [43, 67]]))
+
+
+def test_the_normal_interval_is_doubted_where_few_points_of_a_class_lie_outside_its_strata():
+    """Class 1 is mapped in stratum 1 (only 8 of its 20 points right) and hides in stratum 0, where 2
+    of 100 points show it: 2 points outside the strata it makes up, however badly it is mapped."""
+    from stars_core.accuracy.intervals import normal_doubts
+
+    counts = np.array([[98, 2], [12, 8]])
+    doubts = normal_doubts(counts, [1000, 100], np.eye(2, dtype=bool))
+    assert doubts[0] is None and doubts[1] == "2 point(s) of it outside the strata it makes up"
+    unanimous = normal_doubts([[100, 0], [12, 8]], [1000, 100], np.eye(2, dtype=bool))
+    assert unanimous[0] == "every point of a stratum of it agreed" and unanimous[1] is not None
+    assert normal_doubts([[100, 0], [12, 8]], [100, 100], np.eye(2, dtype=bool))[0] is None  # sampled whole
