@@ -12,7 +12,8 @@ date's class areas by Stehman (2014), both with the finite-population correction
                 beside the normal one (stars_core/accuracy/intervals.py)
 Prints, per class, the true area, the share of repeats whose interval held it and the median width
 (ha); the share of repeats whose report names the class as one whose normal interval is not to be
-trusted (intervals.normal_doubts), and how often the normal interval held where it was not named. Numpy only, single-threaded, about a minute. Never asserts. Usage:
+trusted (intervals.normal_doubts), and how often the normal interval held where it was not named.
+Numpy only, single-threaded, about a minute. Never asserts. Usage:
     python bench/area_intervals.py [--reps 400] [--n 1500] [--minimum 50] [--draws 2000] [--seed 0]
 """
 from __future__ import annotations

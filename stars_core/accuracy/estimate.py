@@ -16,9 +16,10 @@ The finite-population correction (1 - f_i) is the one choice for both estimators
 replacement from the stratum's pixels, so a stratum sampled whole (a rare transition of 12 pixels
 with 12 points: n_i. = N_i) adds no variance, and one sampled at a large fraction adds less. Olofsson
 et al. print their formulas without it because their f_i are about 1/2000; there the correction
-changes their intervals by less than 0.01 % (tests/core/test_accuracy.py reproduces the worked example). It needs
-the strata's sizes in pixels, never in an area: `estimate` takes the pixel counts, and the areas (for
-the weights W_i and the areas A_k) separately, and refuses sizes that cannot be pixel counts.
+changes their intervals by less than 0.01 % (tests/core/test_accuracy.py reproduces the worked
+example). It needs the strata's sizes in pixels, never in an area: `estimate` takes the pixel
+counts, and the areas (for the weights W_i and the areas A_k) separately, and refuses sizes that
+cannot be pixel counts. The bootstrap interval of the areas beside the normal one: intervals.py.
 A stratum with fewer than 2 labelled points has no variance estimate (unless it is sampled whole):
 every standard error it enters is None (not invented), and the estimate says why.
 A stratum with no labelled point at all is refused: its share of the map would be missing from every
@@ -39,12 +40,12 @@ Z95 = 1.96
 @dataclass
 class Estimate:
     """Estimates for classes `names`, all arrays ordered like them. Standard errors are None where a
-    stratum has fewer than 2 points; `ci95` is 1.96 standard errors."""
+    stratum has fewer than 2 points (and is not sampled whole); `ci95` is 1.96 standard errors."""
 
     names: list[str]
     counts: np.ndarray  # (K, K) sample points, rows map class, columns reference class
     weights: np.ndarray  # (K,) mapped area share of each map class
-    total_area: float  # mapped area, in the unit of `mapped_area`
+    total_area: float  # mapped area, in the unit of the `area` given to `estimate` (pixels if none)
     proportions: np.ndarray  # (K, K) error matrix in estimated area proportions
     overall: float
     overall_se: float | None

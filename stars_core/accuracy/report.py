@@ -84,9 +84,10 @@ def date_rows(a: Assessment) -> dict[str, list[dict]]:
 
 def as_dict(a: Assessment) -> dict:
     e = a.estimate
+    method = ("Stehman (2014): strata = the from-to map's classes; 95 % = 1.96 SE, and for areas a stratified "
+              "bootstrap interval beside it (area_boot95_*)")
     dates = {k: {"overall_accuracy": est.overall, "overall_ci95": None if est.overall_se is None else 1.96 * est.overall_se,
-                 "per_class": date_rows(a)[k], "method": "Stehman (2014): strata = the from-to map's classes; 95 % = 1.96 SE, and a "
-                           "stratified bootstrap interval beside it (area_boot95_*)"}
+                 "per_class": date_rows(a)[k], "method": method}
              for k, (_, est) in (a.dates or {}).items()}
     return {**({"dates": dates} if dates else {}),
         "map": a.map_path, "sample": a.sample_path, "labelled_points": a.labelled,
