@@ -121,6 +121,9 @@ def text(a: Assessment) -> str:
         lines += [f"  {r['class']:<18} {r['area_ha']:>14,.1f} ha" + (f" ± {r['area_ci95_ha']:,.1f}" if r["area_ci95_ha"]
                                                                     is not None else " (no interval)")
                   + (f"   bootstrap {_boot_text(r)}" if r["area_boot95_low_ha"] is not None else "") for r in rows_]
+    if e.area_share_boot95 is not None:
+        lines += ["", "bootstrap 95 %: points resampled within their strata, one more point of the class (or of "
+                  "another) at each end: how much of the class the sample cannot rule out"]
     if any(r["normal_interval_doubt"] for r in rows(a)) or any(r["normal_interval_doubt"] for rs in
                                                                date_rows(a).values() for r in rs):
         lines.append("* the normal interval (± 1.96 SE) is not to be trusted there: see the notes")
