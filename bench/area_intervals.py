@@ -8,7 +8,7 @@ assess` does: the transition areas by Olofsson et al. (2014, strata = mapped tra
 date's class areas by Stehman (2014), both with the finite-population correction; the intervals are
     normal      estimate +/- 1.96 SE (the published one)
     bootstrap   stratified percentile bootstrap (rescaled), both ends
-    shown       the bootstrap with one more point at the upper end: what `stars assess` shows
+    shown       the bootstrap with one more point at each end: what `stars assess` shows
                 beside the normal one (stars_core/accuracy/intervals.py)
 Prints, per class, the true area, the share of repeats whose interval held it and the median width
 (ha); the share of repeats whose report names the class as one whose normal interval is not to be
