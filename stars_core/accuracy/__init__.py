@@ -8,7 +8,11 @@ interpreter labels.
     sample.py    strata counted and points drawn in streamed passes over a map of any size; the
                  sample GeoPackage (points and strata table) and reading it back once labelled
     estimate.py  the estimators: error matrix in area proportions, overall, user's and producer's
-                 accuracy, class areas, each with its standard error and 95 % interval
+                 accuracy, class areas, each with its standard error and 95 % interval (with the
+                 finite-population correction: strata sizes in pixels, areas apart)
+    stehman.py   the same when the strata are not the map's classes (a date of a change map)
+    intervals.py a bootstrap interval of class areas beside the normal one, and when the normal one
+                 is not to be trusted
     assess.py    a labelled sample checked against its map, then estimated
     report.py    the terminal table, JSON, CSV and HTML reports of an assessment
 """

@@ -104,8 +104,10 @@ def assess(map_path: str | os.PathLike, sample_path: str | os.PathLike, class_ta
         raise InputError(f"map class(es) {', '.join(empty)} have no labelled point in {os.fspath(sample_path)!r}: "
                          f"every estimate would leave out their part of the map and be biased; label (or draw "
                          f"again) at least 2 points of each")
-    result = estimate(counts, np.asarray(sample.strata.area_m2) / M2_PER_HA, _display_names(sample, classes))
+    area = np.asarray(sample.strata.area_m2) / M2_PER_HA
+    result = estimate(counts, sample.strata.pixels, _display_names(sample, classes), area=area)
     result.notes[:0] = notes
+    _second_interval(result, counts, sample.strata.pixels, area, "", result.notes, np.eye(len(values), dtype=bool))
     if unlabelled:
         result.notes.append(f"{len(unlabelled)} unlabelled point(s) left out: {_shown(unlabelled)}")
     dates = _date_areas(sample, xy, map_values, result.notes) if sample.from_to is not None else None
@@ -228,12 +230,7 @@ def _date_mapped_ha(map_path, sample, dates: dict, cancel=None) -> dict:
 def _transition_references(sample, sample_path) -> list[int | None]:
     """Each labelled point's reference as a value of the from-to map's legend, from its from and to
     classes; a point with only one of them is refused."""
-    from ..change.transitions import Group, Transitions
-    from ..classes import ClassTable
-
-    change = sample.design["change"]
-    dates = ClassTable.from_dict(change["classes"])
-    legend = Transitions(dates, change.get("unchanged", "keep"), [Group(*g) for g in change.get("groups", [])])
+    dates, legend = _legend(sample.design["change"])
     index = {v: k for k, v in enumerate(dates.values)}
     half = [i for i, (a, b) in zip(sample.ids, sample.from_to) if (a is None) != (b is None)]
     if half:
@@ -246,16 +243,26 @@ def _transition_references(sample, sample_path) -> list[int | None]:
     return [None if a is None else legend.value(index[a], index[b]) for a, b in sample.from_to]
 
 
+def _legend(change: dict):
+    """The dates' class table and the from-to map's legend, as the change map recorded them."""
+    from ..change.transitions import Group, Transitions
+    from ..classes import ClassTable
+
+    dates = ClassTable.from_dict(change["classes"])
+    return dates, Transitions(dates, change.get("unchanged", "keep"), [Group(*g) for g in change.get("groups", [])])
+
+
 def _date_areas(sample, xy: np.ndarray, strata_values: list[int], notes: list[str]) -> dict | None:
     """Class areas (and accuracy) of each date's map from a sample stratified by the from-to map:
     Stehman's (2014) estimators, the strata (transitions) not being the date map's classes."""
-    from ..classes import ClassTable
     from .stehman import stehman_estimate
 
     change = sample.design["change"]
-    dates = ClassTable.from_dict(change["classes"])
+    dates, legend = _legend(change)
     labelled = [k for k, (a, _) in enumerate(sample.from_to) if a is not None]
-    sizes = {v: a / M2_PER_HA for v, a in zip(sample.strata.values, sample.strata.area_m2) if a > 0}
+    pixels = {v: px for v, px in zip(sample.strata.values, sample.strata.pixels) if px > 0}
+    area = {v: a / M2_PER_HA for v, a, px in zip(sample.strata.values, sample.strata.area_m2, sample.strata.pixels)
+            if px > 0}  # the weights; the sampling fractions n_h / N_h are taken on the pixels
     out = {}
     for key, which, side in (("first", "map_a", 0), ("second", "map_b", 1)):
         path = change.get(which)
@@ -265,11 +272,41 @@ def _date_areas(sample, xy: np.ndarray, strata_values: list[int], notes: list[st
             continue
         on_map = _date_values(sample, which, key, xy[labelled], notes)
         keep = [j for j, v in enumerate(on_map) if v is not None]
-        est = stehman_estimate([strata_values[labelled[j]] for j in keep], [on_map[j] for j in keep],
-                               [sample.from_to[labelled[j]][side] for j in keep], sizes, list(dates.values))
+        strata = [strata_values[labelled[j]] for j in keep]
+        refs = [sample.from_to[labelled[j]][side] for j in keep]
+        est = stehman_estimate(strata, [on_map[j] for j in keep], refs, pixels, list(dates.values), stratum_area=area)
         est.names = list(dates.names)
+        counts = np.zeros((len(pixels), len(dates.values)), np.int64)  # (strata, this date's classes)
+        own = np.zeros(counts.shape, bool)  # the strata mapped as each class at this date
+        row, col = {h: i for i, h in enumerate(pixels)}, {v: i for i, v in enumerate(dates.values)}
+        for h, r in zip(strata, refs):
+            counts[row[h], col[r]] += 1
+        for i in range(len(dates.values)):
+            for j in range(len(dates.values)):
+                if legend.value(i, j) in row:
+                    own[row[legend.value(i, j)], (i, j)[side]] = True
+        _second_interval(est, counts, list(pixels.values()), np.array(list(area.values())), f" at the {key} date",
+                         notes, own)
         out[key] = (path, est)
     return out or None
+
+
+def _second_interval(est, counts: np.ndarray, pixels, area: np.ndarray, when: str, notes: list[str],
+                     own: np.ndarray) -> None:
+    """The bootstrap interval of each class's area beside the normal one (intervals.py), and a note
+    naming the classes whose normal interval is not to be trusted (`own`: strata x classes, True
+    where the stratum is mapped as the class)."""
+    from .intervals import bootstrap_area_intervals, normal_doubts
+
+    total = float(np.sum(area))
+    est.area_share_boot95 = bootstrap_area_intervals(counts, pixels, area) / total
+    est.normal_doubt = normal_doubts(counts, pixels, own)
+    doubted = [f"{name} ({why})" for name, why in zip(est.names, est.normal_doubt) if why]
+    if doubted:
+        notes.append(f"class areas{when} whose normal interval (± 1.96 SE) is not to be trusted: " + "; ".join(doubted)
+                     + ". Such a class can hide unseen in large strata, and its normal interval then comes out "
+                     "too narrow; the bootstrap interval beside it (points resampled within strata, one more "
+                     "point of the class where a point weighs most) says how much of it the sample cannot rule out")
 
 
 def _in_map_crs(sample, ds, sample_path, notes: list[str]) -> np.ndarray:

@@ -13,6 +13,13 @@ from ..files import atomic_path
 from .assess import Assessment
 
 
+BOOT_MEANING = ("± 95 %: the published normal interval (1.96 standard errors). Bootstrap 95 %: the points resampled "
+                "within their strata, with one more point of the class where a point weighs most at its upper end: "
+                "how much of the class the sample cannot rule out, however few points of it were found outside its "
+                "own strata. Where a class is marked *, the normal interval is not to be trusted (a class hiding in "
+                "large strata is unseen by it); read the bootstrap one.")
+
+
 def _pm(value, se, digits: int = 3) -> str:
     if value is None:
         return "n/a"
@@ -40,9 +47,25 @@ def _wilson(r: dict) -> str | None:
     return None if lo is None else f"{lo:.3f}-{hi:.3f}"
 
 
+def _boot(e, k: int, total: float) -> dict:
+    """The bootstrap 95 % interval of class k's area (ha) beside the normal one, and why the normal
+    one is not to be trusted (None where nothing says so)."""
+    b = getattr(e, "area_share_boot95", None)
+    doubt = getattr(e, "normal_doubt", None) or []
+    return {"area_boot95_low_ha": None if b is None else float(b[k, 0] * total),
+            "area_boot95_high_ha": None if b is None else float(b[k, 1] * total),
+            "normal_interval_doubt": doubt[k] if k < len(doubt) else None}
+
+
+def _boot_text(r: dict) -> str:
+    lo, hi = r["area_boot95_low_ha"], r["area_boot95_high_ha"]
+    return "" if lo is None else f"{_ha(lo)}-{_ha(hi)}" + (" *" if r["normal_interval_doubt"] else "")
+
+
 def rows(a: Assessment) -> list[dict]:
-    """One row per class: mapped and estimated area (ha, % of the mapped area) with the 95 % interval,
-    user's and producer's accuracy with theirs, and the sample points."""
+    """One row per class: mapped and estimated area (ha, % of the mapped area) with the 95 % interval
+    (normal, and the bootstrap's beside it), user's and producer's accuracy with theirs, and the
+    sample points."""
     e = a.estimate
     out = []
     for k, name in enumerate(e.names):
@@ -51,6 +74,7 @@ def rows(a: Assessment) -> list[dict]:
             "value": a.values[k], "class": name, "points": int(e.counts[k].sum()),
             "mapped_ha": float(e.mapped_area[k]), "mapped_percent": 100 * float(e.weights[k]),
             "area_ha": float(e.area[k]), "area_ci95_ha": None if se is None else 1.96 * se,
+            **_boot(e, k, e.total_area),
             "area_percent": 100 * float(e.area_share[k]),
             "area_ci95_percent": None if e.area_share_se[k] is None else 196 * e.area_share_se[k],
             "users_accuracy": e.users[k], "users_ci95": e.ci95(e.users_se[k]),
@@ -72,6 +96,7 @@ def date_rows(a: Assessment) -> dict[str, list[dict]]:
         out[key] = [{"class": n, "map": path, "mapped_ha": None if mapped is None else float(mapped[k]),
                      "area_ha": float(e.area_share[k] * total),
                      "area_ci95_ha": None if e.area_share_se[k] is None else 1.96 * e.area_share_se[k] * total,
+                     **_boot(e, k, total),
                      "users_accuracy": e.users[k], "users_ci95": ci(e.users_se[k]),
                      "producers_accuracy": e.producers[k], "producers_ci95": ci(e.producers_se[k]),
                      "area_note": None if mapped is None else _unconfirmed(
@@ -82,8 +107,10 @@ def date_rows(a: Assessment) -> dict[str, list[dict]]:
 
 def as_dict(a: Assessment) -> dict:
     e = a.estimate
+    method = ("Stehman (2014): strata = the from-to map's classes; 95 % = 1.96 SE, and for areas a stratified "
+              "bootstrap interval beside it (area_boot95_*)")
     dates = {k: {"overall_accuracy": est.overall, "overall_ci95": None if est.overall_se is None else 1.96 * est.overall_se,
-                 "per_class": date_rows(a)[k], "method": "Stehman (2014): strata = the from-to map's classes"}
+                 "per_class": date_rows(a)[k], "method": method}
              for k, (_, est) in (a.dates or {}).items()}
     return {**({"dates": dates} if dates else {}),
         "map": a.map_path, "sample": a.sample_path, "labelled_points": a.labelled,
@@ -91,7 +118,9 @@ def as_dict(a: Assessment) -> dict:
         "overall_accuracy": e.overall, "overall_ci95": e.ci95(e.overall_se),
         "mapped_area_ha": e.total_area, "per_class": rows(a),
         "sample_counts": e.counts.tolist(), "area_proportions": e.proportions.tolist(),
-        "method": "stratified estimators of Olofsson et al. (2014), strata = map classes; 95 % = 1.96 SE",
+        "method": "stratified estimators of Olofsson et al. (2014), strata = map classes; 95 % = 1.96 SE, and for "
+                  "areas a stratified bootstrap interval beside it (area_boot95_*: one more point of the class at "
+                  "its upper end, where a point weighs most)",
         "notes": e.notes,
     }
 
@@ -102,18 +131,24 @@ def text(a: Assessment) -> str:
     shown = [r for r in rows(a) if r["points"] or r["mapped_ha"] or r["area_ha"]]  # (every class in JSON and CSV)
     w = max([18] + [len(r["class"]) for r in shown])
     lines = [f"overall accuracy {_pm(e.overall, e.overall_se)} ({a.labelled} labelled points; 95 % intervals)", "",
-             f"{'class':<{w}} {'points':>6} {'mapped ha':>11} {'estimated ha (95 %)':>24} {'% of area':>10} "
-             f"{'user':>14} {'producer':>14}"]
+             f"{'class':<{w}} {'points':>6} {'mapped ha':>11} {'estimated ha (95 %)':>24} {'bootstrap 95 %':>20} "
+             f"{'% of area':>10} {'user':>14} {'producer':>14}"]
     for r in shown:
         area = _ha(r['area_ha']) + (f" ± {_ha(r['area_ci95_ha'])}" if r["area_ci95_ha"] is not None else "")
-        lines.append(f"{r['class']:<{w}} {r['points']:>6} {_ha(r['mapped_ha']):>11} {area:>24} "
+        lines.append(f"{r['class']:<{w}} {r['points']:>6} {_ha(r['mapped_ha']):>11} {area:>24} {_boot_text(r):>20} "
                      f"{r['area_percent']:>9.1f}% "
                      f"{_pm(r['users_accuracy'], None if r['users_ci95'] is None else r['users_ci95'] / 1.96, 2):>14} "
                      f"{_pm(r['producers_accuracy'], None if r['producers_ci95'] is None else r['producers_ci95'] / 1.96, 2):>14}"
                      + ("  <- mapped, never confirmed by a sample point" if r["area_note"] else ""))
     for key, rows_ in date_rows(a).items():
         lines += ["", *_date_text(key, rows_, a.dates[key][1])]
-    marked = any(r["area_note"] for r in [*rows(a), *(r for rs in date_rows(a).values() for r in rs)])
+    date_rows_ = [r for rs in date_rows(a).values() for r in rs]
+    if e.area_share_boot95 is not None:
+        lines += ["", "bootstrap 95 %: points resampled within their strata, one more point of the class (or of "
+                  "another) at each end: how much of the class the sample cannot rule out"]
+    if any(r["normal_interval_doubt"] for r in [*rows(a), *date_rows_]):
+        lines.append("* the normal interval (± 1.96 SE) is not to be trusted there: see the notes")
+    marked = any(r["area_note"] for r in [*rows(a), *date_rows_])
     lines += [textwrap.fill(f"note: {n}", 110, subsequent_indent="      ", break_long_words=False,
                             break_on_hyphens=False) for n in ([f"<- {UNCONFIRMED}"] if marked else []) + e.notes]
     return "\n".join(lines) + "\n"
@@ -125,12 +160,13 @@ def _date_text(key: str, rows_: list[dict], est) -> list[str]:
     w = max([18] + [len(r["class"]) for r in rows_])
     lines = [f"class areas at the {key} date (Stehman 2014; strata: the from-to map's classes)",
              f"  overall accuracy {_pm(est.overall, est.overall_se)} (95 % intervals)",
-             f"  {'class':<{w}} {'mapped ha':>11} {'estimated ha (95 %)':>24} {'user':>14} {'producer':>14}"]
+             f"  {'class':<{w}} {'mapped ha':>11} {'estimated ha (95 %)':>24} {'bootstrap 95 %':>20} {'user':>14} "
+             f"{'producer':>14}"]
     for r in rows_:
         area = _ha(r["area_ha"]) + (f" ± {_ha(r['area_ci95_ha'])}" if r["area_ci95_ha"] is not None
                                     else " (no interval)")
         mapped = "n/a" if r["mapped_ha"] is None else _ha(r["mapped_ha"])
-        lines.append(f"  {r['class']:<{w}} {mapped:>11} {area:>24} "
+        lines.append(f"  {r['class']:<{w}} {mapped:>11} {area:>24} {_boot_text(r):>20} "
                      f"{_pm(r['users_accuracy'], None if r['users_ci95'] is None else r['users_ci95'] / 1.96, 2):>14} "
                      f"{_pm(r['producers_accuracy'], None if r['producers_ci95'] is None else r['producers_ci95'] / 1.96, 2):>14}"
                      + ("  <- mapped, never confirmed by a sample point" if r["area_note"] else ""))
@@ -157,13 +193,13 @@ def to_html(a: Assessment) -> str:
     def cell(v, digits=3):
         return "n/a" if v is None else (f"{v:,.{digits}f}" if isinstance(v, float) else html.escape(str(v)))
 
-    head = ["class", "points", "mapped ha", "estimated ha", "± 95 % ha", "% of area", "user's", "± 95 %",
-            "user's, Wilson 95 %", "producer's", "± 95 %", "note"]
+    head = ["class", "points", "mapped ha", "estimated ha", "± 95 % ha", "bootstrap 95 % ha", "% of area", "user's",
+            "± 95 %", "user's, Wilson 95 %", "producer's", "± 95 %", "note"]
     body = "".join(
         "<tr>" + "".join(f"<td>{cell(v, d)}</td>" for v, d in (
             (r["class"], 3), (r["points"], 3), (r["mapped_ha"], 2), (r["area_ha"], 2), (r["area_ci95_ha"], 2),
-            (r["area_percent"], 2), (r["users_accuracy"], 3), (r["users_ci95"], 3), (_wilson(r), 3),
-            (r["producers_accuracy"], 3), (r["producers_ci95"], 3), (r["area_note"] or "", 3)))
+            (_boot_text(r) or None, 2), (r["area_percent"], 2), (r["users_accuracy"], 3), (r["users_ci95"], 3),
+            (_wilson(r), 3), (r["producers_accuracy"], 3), (r["producers_ci95"], 3), (r["area_note"] or "", 3)))
         + "</tr>" for r in rows(a))
     matrix = "".join("<tr><th>" + html.escape(n) + "</th>" + "".join(f"<td>{v:.4f}</td>" for v in e.proportions[i])
                      + "</tr>" for i, n in enumerate(e.names))
@@ -174,6 +210,7 @@ def to_html(a: Assessment) -> str:
             f"points of the stratified sample {html.escape(Path(a.sample_path).name)}; estimators of Olofsson et al. "
             f"(2014), strata = map classes.</p>"
             f"<table border='1' cellspacing='0' cellpadding='3'><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{body}</table>"
+            f"<p>{html.escape(BOOT_MEANING)}</p>"
             f"<h2>Mapped against estimated areas</h2><p>bars: mapped area; dots and lines: the estimate and its 95 % "
             f"interval. Where a dot falls outside its bar's end, the map's area is off by more than chance.</p>"
             f"{area_chart(rows(a))}" + _date_tables(a) +
@@ -216,16 +253,18 @@ def _date_tables(a: Assessment) -> str:
     for key, rows_ in date_rows(a).items():
         body = "".join(f"<tr><td>{html.escape(r['class'])}</td>" + "".join(
             f"<td>{cell(r[k], f)}</td>" for k, f in (
-                ("mapped_ha", ",.2f"), ("area_ha", ",.2f"), ("area_ci95_ha", ",.2f"), ("users_accuracy", ".3f"),
-                ("users_ci95", ".3f"), ("producers_accuracy", ".3f"), ("producers_ci95", ".3f")))
+                ("mapped_ha", ",.2f"), ("area_ha", ",.2f"), ("area_ci95_ha", ",.2f"))) + "<td>"
+            + (html.escape(_boot_text(r)) or "n/a") + "</td>" + "".join(
+            f"<td>{cell(r[k], f)}</td>" for k, f in (
+                ("users_accuracy", ".3f"), ("users_ci95", ".3f"), ("producers_accuracy", ".3f"), ("producers_ci95", ".3f")))
             + f"<td>{html.escape(r['area_note'] or '')}</td></tr>" for r in rows_)
         est = a.dates[key][1]
         overall = cell(est.overall, ".3f") + ("" if est.overall_se is None else f" ± {1.96 * est.overall_se:.3f}")
         out += (f"<h2>Class areas at the {key} date</h2><p>Overall accuracy {overall} (95 %). Stehman's (2014) "
                 f"estimators: the sample's strata are the from-to map's classes, not this date's classes.</p>"
                 f"<table border='1' cellspacing='0' cellpadding='3'><tr><th>class</th><th>mapped ha</th>"
-                f"<th>estimated ha</th><th>± 95 % ha</th><th>user's</th><th>± 95 %</th><th>producer's</th>"
-                f"<th>± 95 %</th><th>note</th></tr>{body}</table>")
+                f"<th>estimated ha</th><th>± 95 % ha</th><th>bootstrap 95 % ha</th><th>user's</th><th>± 95 %</th>"
+                f"<th>producer's</th><th>± 95 %</th><th>note</th></tr>{body}</table>")
     return out
 
 
