@@ -10,7 +10,8 @@ setup:
 	@bash scripts/setup.sh
 
 # The documentation site into build/site; strict: a broken link or anchor, a page left out of the
-# navigation or an algorithm without its page fails the build (offline, a few seconds)
+# navigation, an algorithm without its page, a code line over 80 characters or "session" for the
+# project's work fails the build (offline, a few seconds)
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 

@@ -91,7 +91,7 @@ def main() -> None:
 
         core = openvino.Core()
         free = core.compile_model(core.read_model(str(path)), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
-        calls["openvino, free batch (before session 10)"] = lambda xs, c=free: [c(x)[c.output(0)] for x in xs]
+        calls["openvino, free batch (before b4c2d6e)"] = lambda xs, c=free: [c(x)[c.output(0)] for x in xs]
         run, streams, nthreads = throughput_runner(path, args.streams)
         calls[f"openvino throughput ({streams} streams, {nthreads} threads)"] = run
         if args.fp32:

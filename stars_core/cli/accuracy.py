@@ -35,7 +35,8 @@ def add_parsers(sub) -> None:
     sp.add_argument("--min-per-class", type=int, default=50, help="least points per class, proportional allocation "
                     "(default 50)")
     sp.add_argument("--per-class", metavar="name=N,...", help="points per class, instead of a total")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=int, default=0,
+                    help="random seed of the draw: the same seed, the same points (default 0)")
     sp.add_argument("--replace-labelled", action="store_true", help="replace an existing sample at OUT even when "
                     "its points are labelled (the labels are lost; without it such a sample is never overwritten)")
 

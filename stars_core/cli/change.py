@@ -40,7 +40,8 @@ def _series_parser(sub) -> None:
                     "changes kept)")
     se.add_argument("--no-skip-existing", action="store_true", help="segment dates already done again")
     engine_arguments(se)
-    se.add_argument("--modality", type=int, choices=[1, 2], default=1)
+    se.add_argument("--modality", type=int, choices=[1, 2], default=1,
+                    help="which modality the rasters are: 1 = SAR/DSM (default), 2 = optical")
 
 
 def cmd_segment_series(args) -> int:

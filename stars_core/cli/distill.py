@@ -44,7 +44,7 @@ def add_parsers(sub) -> None:
                     help=f"softens both models' probabilities (default {D.temperature:g})")
     ds.add_argument("--label-weight", type=float, default=D.label_weight,
                     help=f"weight of the labels' cross-entropy (default {D.label_weight:g})")
-    ds.add_argument("--seed", type=int, default=0)
+    ds.add_argument("--seed", type=int, default=0, help="random seed of the student's weights and chips (default 0)")
     ds.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     ds.add_argument("--no-amp", action="store_true", help="plain fp32: no bf16 autocast on CUDA and no channels-last "
                     "memory on a CPU with AMX or AVX-512 BF16 (the log's 'precision:' line says which ran)")

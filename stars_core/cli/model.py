@@ -43,7 +43,7 @@ def _recalibrate_parser(sub) -> None:
     rc.add_argument("--out", help="write the recalibrated model here (default: replace MODEL, atomically)")
     rc.add_argument("--chips", type=int, default=64, help="chips per modality (default 64)")
     rc.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    rc.add_argument("--seed", type=int, default=0)
+    rc.add_argument("--seed", type=int, default=0, help="random seed of the chips read (default 0)")
 
 
 def cmd_recalibrate(args) -> int:
@@ -113,7 +113,7 @@ def cmd_info(args) -> int:
 
 def _info_parser(sub) -> None:
     info = sub.add_parser("info", help="print what a model file holds")
-    info.add_argument("model")
+    info.add_argument("model", help="model file (.stars)")
     info.add_argument("--json", action="store_true", help="machine-readable output")
 
 

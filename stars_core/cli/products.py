@@ -38,7 +38,8 @@ def _polygons_parser(sub) -> None:
     pg.add_argument("output", help="GeoPackage to write (.gpkg)")
     pg.add_argument("--min-area", metavar="AREA", help="minimum polygon area (0.5ha, 500m2, 12px)")
     simplify_argument(pg)
-    pg.add_argument("--connectivity", type=int, choices=[4, 8], default=8)
+    pg.add_argument("--connectivity", type=int, choices=[4, 8], default=8,
+                    help="pixels of a polygon touch by their sides (4) or also their corners (8, default)")
     pg.add_argument("--class-table", help="CSV/JSON class table (default: the one stored in the map)")
 
 

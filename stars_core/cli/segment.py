@@ -128,7 +128,8 @@ def _sheets_parsers(sub) -> None:
                     "(default: torchrun's WORLD_SIZE, else 1)")
     engine_arguments(ss, "auto, cpu, cuda or cuda:N (under torchrun, auto and cuda take the process's local GPU)")
     mmu_arguments(ss, "the mosaic (as one raster, so no seams; written as mosaic_mmu.tif)")
-    ss.add_argument("--modality", type=int, choices=[1, 2], default=1)
+    ss.add_argument("--modality", type=int, choices=[1, 2], default=1,
+                    help="which modality the sheets' raster is: 1 = SAR/DSM (default), 2 = optical")
     ms = sub.add_parser("make-sheets", help="write a grid of map sheets covering a raster (GeoPackage)")
     ms.add_argument("input", help="raster to cover")
     ms.add_argument("--size", type=int, required=True, help="sheet side in pixels")

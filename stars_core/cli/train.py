@@ -25,7 +25,7 @@ def _demo_scene_parser(sub) -> None:
     demo = sub.add_parser("demo-scene", help="write the generated demo scene (SAR, optical, labels, sheets)")
     demo.add_argument("--out", required=True, help="output folder")
     demo.add_argument("--size", type=int, default=2048, help="pixels per side (default 2048)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="random seed: the same seed, the same scene (default 0)")
     demo.add_argument("--sheets", default="2x2", help="map-sheet grid, ROWSxCOLS (default 2x2)")
     demo.add_argument("--pixel-size", type=float, default=2.0, help="metres per pixel (default 2)")
     demo.add_argument("--dates", type=int, default=1, metavar="N", help="also write a SAR series of N dates (12 days "
@@ -88,7 +88,7 @@ def _train_inputs(tr) -> None:
 def _train_model_and_losses(tr) -> None:
     M, L = StarsConfig(), LossConfig()
     g = tr.add_argument_group("model")
-    g.add_argument("--backbone", default=M.backbone, choices=BACKBONES)
+    g.add_argument("--backbone", default=M.backbone, choices=BACKBONES, help=f"ResNet depth (default {M.backbone})")
     g.add_argument("--encoder-width", type=int, default=M.encoder_width,
                    help=f"ResNet base width ({M.encoder_width} = standard)")
     g.add_argument("--mode", default=M.mode, choices=MODES,
@@ -125,20 +125,23 @@ def _train_schedule(tr) -> None:
     T, D = TrainConfig(), DataConfig()
     g = tr.add_argument_group("schedule (defaults: the paper's recipe, scaled to --steps)")
     g.add_argument("--steps", type=int, help=f"training steps (default {T.steps}; with --resume: the saved run's)")
-    g.add_argument("--batch-size", type=int, default=T.batch_size)
+    g.add_argument("--batch-size", type=int, default=T.batch_size, help=f"chips per step (default {T.batch_size})")
     g.add_argument("--chip-size", type=int, default=D.chip_size, help="multiple of 32; reduced for small scenes")
     g.add_argument("--lr", type=float, help=f"peak learning rate (default {T.lr:g}; with --init-from "
                    f"{T.lr / 10:g})")
     g.add_argument("--warmup-steps", type=int,
                    help=f"default: {PAPER_WARMUP} of {PAPER_STEPS} steps, the paper's share, scaled to --steps")
-    g.add_argument("--weight-decay", type=float, default=T.weight_decay)
-    g.add_argument("--grad-clip", type=float, default=T.grad_clip)
+    g.add_argument("--weight-decay", type=float, default=T.weight_decay,
+                   help=f"Adam's weight decay (default {T.weight_decay:g})")
+    g.add_argument("--grad-clip", type=float, default=T.grad_clip,
+                   help=f"largest gradient norm (default {T.grad_clip:g})")
     g.add_argument("--val-fraction", type=float, default=D.val_fraction, help="share of chip-sized blocks held out")
     g.add_argument("--val-every", type=int, help="steps between validations (default: 5 per run, at most 1000 apart)")
     g.add_argument("--checkpoint-every", type=int,
                    help="steps between model-file writes (default: 10 per run, at most 500 apart)")
     g.add_argument("--min-valid", type=float, default=D.min_valid, help="least labelled share of a chip")
-    g.add_argument("--seed", type=int, default=T.seed)
+    g.add_argument("--seed", type=int, default=T.seed,
+                   help=f"random seed of weights, chips and sampling (default {T.seed}; same seed, same run)")
     g.add_argument("--device", default=T.device, help="auto, cpu, cuda or cuda:N")
     g.add_argument("--no-amp", action="store_true", help="no bf16 autocast on CUDA, and no channels-last memory on a "
                    "CPU: plain fp32")
