@@ -57,6 +57,7 @@ def soft_target_loss(student: torch.Tensor, teacher: torch.Tensor, valid: torch.
 
 
 def student_config(teacher: StarsConfig, cfg: DistillConfig) -> StarsConfig:
+    cfg = cfg.for_teacher(teacher)  # a width or decoder not given: sized from the teacher
     return StarsConfig(in_channels=teacher.in_channels, num_classes=teacher.num_classes, backbone=cfg.backbone,
                        mode="single", encoder_width=cfg.encoder_width, pyramid_channels=cfg.decoder_channels,
                        segmentation_channels=cfg.decoder_channels // 2, decoder_dropout=teacher.decoder_dropout)
