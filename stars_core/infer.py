@@ -623,9 +623,12 @@ def _overview_factors(width: int, height: int) -> list[int]:
 
 def style_class_map(path, classes: ClassTable, **tags: str) -> None:
     """A class map's colour table, stored class table (STARS_CLASSES), GDAL category names and mode
-    overviews, so QGIS, GDAL and the toolbox's products read its classes; `tags` are added too."""
+    overviews, so QGIS, GDAL and the toolbox's products read its classes; `tags` are added too. The
+    colour table only on 8-bit maps: a 16-bit GeoTIFF's has 65,536 entries, all of them in QGIS's
+    legend (its .qml styles it instead)."""
     with rasterio.open(path, "r+") as ds:
-        ds.write_colormap(1, {v: (*rgb(c), 255) for v, c in zip(classes.values, classes.colors)})
+        if ds.dtypes[0] == "uint8":
+            ds.write_colormap(1, {v: (*rgb(c), 255) for v, c in zip(classes.values, classes.colors)})
         ds.update_tags(1, STARS_CLASSES=json.dumps(classes.to_dict()))
         ds.update_tags(**{f"CLASS_{v}": n for v, n in zip(classes.values, classes.names)}, **tags)
     with rasterio.open(path, "r+") as ds:  # reopened so the overviews see the colour table

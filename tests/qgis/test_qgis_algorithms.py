@@ -445,13 +445,39 @@ def test_land_cover_change_between_two_maps(demo_scene, run_alg, tmp_path):
     with rasterio.open(res["OUTPUT"]) as ds:
         pixel_ha = abs(ds.transform.a * ds.transform.e) / 10_000
         values = ds.read(1)
-        assert ds.colormap(1) and "STARS_CHANGE" in ds.tags()
+        assert "STARS_CHANGE" in ds.tags()
+        with pytest.raises(ValueError):  # no uint16 colour table: QGIS would list its 65,536 entries
+            ds.colormap(1)
     assert res["CHANGED_HA"] == pytest.approx(changed * pixel_ha)
     assert int((values > 1).sum()) == changed  # 1: no change; 0: no data
     ds = ogr.Open(res["POLYGONS"])
     assert {f.GetField("to_class") for f in ds.GetLayerByName("landcover")} == {classes.names[0]}
     ds = None
     assert (tmp_path / "m.csv").read_text().startswith("from \\ to (ha)") and (tmp_path / "r.html").is_file()
+
+
+def test_the_change_map_enters_the_project_with_the_transitions_it_holds(demo_scene, stars_provider, tmp_path,
+                                                                         monkeypatch):
+    """Loaded by Processing (and opened by hand, through the .qml beside it): a paletted renderer of
+    the entries the map holds, in their legend colours, not the GeoTIFF's 65,537 rows."""
+    import processing
+
+    headless_postprocessing(monkeypatch)
+    first, later, maps = _map_pair(demo_scene, tmp_path, slice(40, 80), 0)
+    out = tmp_path / "change.tif"
+    processing.runAndLoadResults("stars:landcoverchange", {"MAP_A": maps[0], "MAP_B": maps[1], "OUTPUT": str(out)})
+    with rasterio.open(out) as ds:
+        held = sorted(int(v) for v in np.unique(ds.read(1)) if v != ds.nodata)
+        legend = ClassTable.from_dict(json.loads(ds.tags(1)["STARS_CLASSES"]))
+    assert 1 < len(held) < len(legend) <= 36
+    colour = dict(zip(legend.values, legend.colors))
+    (loaded,) = [l for l in QgsProject.instance().mapLayers().values() if l.source() == str(out)]
+    for layer in (loaded, QgsRasterLayer(str(out), "by hand")):
+        renderer = layer.renderer()
+        assert isinstance(renderer, QgsPalettedRasterRenderer), type(renderer)
+        assert [c.value for c in renderer.classes()] == held
+        assert [c.color.name() for c in renderer.classes()] == [colour[v] for v in held]
+    assert any("->" in c.label for c in loaded.renderer().classes())
 
 
 def _map_pair(demo_scene, tmp_path, block: slice, k: int):
