@@ -48,7 +48,10 @@ class SegmentTimeSeries(StarsAlgorithm):
             "the grid of the first (or of the grid raster) on the fly, and pixels a date does not cover are no "
             "data. Dates come from the dates table (CSV: date,path), else from the file names (an ISO date such "
             "as 2024-05-01) or the rasters' metadata. The maps enter the project in one group, each with its date "
-            "as its temporal range, so the Temporal Controller plays the series. A rerun skips dates already done."
+            "as its temporal range, and the project's animation is set to the series: its first to last date, one "
+            "date per frame (the Temporal Controller's step 'source timestamps'; the default step of one hour "
+            "shows mostly empty frames, so choose that step again if the project was set otherwise). A rerun skips "
+            "dates already done."
             "<br><br>The temporal filter (a hidden Markov model over each pixel's dates) removes flicker between "
             "dates: a class change must be supported by the following dates. A real change that lasts a single "
             "date can be removed too; a smaller switch probability removes more of both." + RUNTIME_HELP
@@ -106,6 +109,6 @@ class SegmentTimeSeries(StarsAlgorithm):
             context.addLayerToLoadOnCompletion(str(path), QgsProcessingContext.LayerDetails(
                 f"land cover {date}", context.project(), self.OUTPUT_FOLDER))
             context.layerToLoadOnCompletionDetails(str(path)).setPostProcessor(
-                SeriesLayer(runner.classes, date, "land cover series"))
+                SeriesLayer(runner.classes, date, "land cover series", dates=list(maps)))
         return {self.OUTPUT_FOLDER: folder, self.RECORD: str(result.record),
                 self.DONE: len(result.done) + len(result.skipped)}

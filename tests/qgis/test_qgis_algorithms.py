@@ -578,14 +578,41 @@ def test_the_change_chain_runs_as_a_graphical_model(stars_provider, demo_scene, 
     layer = None
 
 
+def _frames(controller) -> list[tuple[str, str]]:
+    """(first, last day) of every frame of a temporal navigation object."""
+    ranges = [controller.dateTimeRangeForFrameNumber(k) for k in range(controller.totalFrameCount())]
+    return [(r.begin().date().toString("yyyy-MM-dd"), r.end().date().toString("yyyy-MM-dd")) for r in ranges]
+
+
+def test_a_series_plays_one_date_per_frame_whatever_the_gaps(qgis_new_project):
+    """Dates 12 and 24 days apart: three frames, one date each (one-hour steps gave 889), and the
+    project keeps the span and the step for when it is opened again."""
+    from qgis.core import QgsTemporalNavigationObject
+
+    from stars_qgis.style import _irregular_step, play_dates
+
+    project, controller = QgsProject.instance(), QgsTemporalNavigationObject()
+    play_dates(project, ["2024-04-13", "2024-04-01", "2024-05-07"], controller)
+    assert _frames(controller) == [("2024-04-01", "2024-04-01"), ("2024-04-13", "2024-04-13"),
+                                   ("2024-05-07", "2024-05-07")]
+    settings = project.timeSettings()
+    assert settings.timeStepUnit() == _irregular_step() and settings.timeStep() == 1
+    span = settings.temporalRange()
+    assert (span.begin().date().toString("yyyy-MM-dd"), span.end().date().toString("yyyy-MM-dd")) == (
+        "2024-04-01", "2024-05-07")
+
+
 def test_a_sar_series_enters_the_project_as_one_group_for_the_temporal_controller(demo_scene, trained_model, run_alg,
                                                                                   tmp_path, monkeypatch):
     import processing
+    from qgis.core import QgsTemporalNavigationObject
     from qgis.PyQt.QtCore import QDate
 
     from stars_core.change.demo_series import make_demo_series
 
     headless_postprocessing(monkeypatch)
+    controller = QgsTemporalNavigationObject()  # the Temporal Controller panel's, in QGIS with a window
+    monkeypatch.setattr("stars_qgis.style._canvas_controller", lambda: controller)
     series = make_demo_series(tmp_path, 3, size=256, seed=1)
     res = processing.runAndLoadResults("stars:segmenttimeseries", {
         "DATES": str(series["dates"]), "MODEL": str(trained_model), "OUTPUT_FOLDER": str(tmp_path / "maps"),
@@ -600,3 +627,7 @@ def test_a_sar_series_enters_the_project_as_one_group_for_the_temporal_controlle
         assert props.isActive() and layer.source().endswith("_filtered.tif")
         assert props.fixedTemporalRange().begin().date() == QDate.fromString(layer.name()[-10:], "yyyy-MM-dd")
         assert isinstance(layer.renderer(), QgsPalettedRasterRenderer)
+    days = [l.name()[-10:] for l in layers]  # the Temporal Controller: one frame per date, from first to last
+    assert _frames(controller) == [(d, d) for d in days]
+    span = QgsProject.instance().timeSettings().temporalRange()
+    assert span.begin().date().toString("yyyy-MM-dd") == days[0] and span.end().date().toString("yyyy-MM-dd") == days[-1]
