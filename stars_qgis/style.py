@@ -42,7 +42,7 @@ def _irregular_step():
     from qgis.core import Qgis, QgsUnitTypes
 
     unit = getattr(Qgis, "TemporalUnit", None)
-    return unit.IrregularStep if unit is not None else QgsUnitTypes.TemporalIrregularStep
+    return unit.IrregularStep if unit is not None else QgsUnitTypes.TemporalUnit.TemporalIrregularStep
 
 
 def play_dates(project, dates, controller=None) -> None:
