@@ -77,12 +77,15 @@ def overview_factors(width: int, height: int) -> list[int]:
 
 def style_class_map(path: str | os.PathLike, classes: ClassTable, **tags: str) -> None:
     """A class map's colour table, stored class table, GDAL category names and mode overviews, so
-    QGIS, GDAL and the toolbox's products read its classes; `tags` are added to the dataset too."""
+    QGIS, GDAL and the toolbox's products read its classes; `tags` are added to the dataset too. The
+    colour table only on 8-bit maps: a 16-bit GeoTIFF's has 65,536 entries, all of them in QGIS's
+    legend (its .qml styles it instead)."""
     import rasterio
     from rasterio.enums import Resampling
 
     with rasterio.open(path, "r+") as ds:
-        ds.write_colormap(1, {v: (*rgb(c), 255) for v, c in zip(classes.values, classes.colors)})
+        if ds.dtypes[0] == "uint8":
+            ds.write_colormap(1, {v: (*rgb(c), 255) for v, c in zip(classes.values, classes.colors)})
         ds.update_tags(1, **{CLASSES_TAG: json.dumps(classes.to_dict())})
         ds.update_tags(**{f"CLASS_{v}": n for v, n in zip(classes.values, classes.names)}, **tags)
     with rasterio.open(path, "r+") as ds:  # reopened so the overviews see the colour table

@@ -55,6 +55,7 @@ class ChangeResult:
     total_ha: float
     notes: list[str]
     polygons: Path | None = None
+    present: ClassTable | None = None  # the legend entries the map holds (its .qml and QGIS list these)
 
     def rows(self) -> list[dict]:
         """One row per transition with mapped area (the diagonal: unchanged)."""
@@ -105,11 +106,13 @@ def change_map(map_a: str | os.PathLike, map_b: str | os.PathLike, output: str |
                     notes.append(f"change patches smaller than {mmu} ({threshold} pixels, {connectivity}-connected) "
                                  f"merged into their neighbours")
                 matrix = _write_output(codes, a, classes, legend, out_t, cancel)
-            _style(out_t, qml_t, legend, map_a, map_b, mmu, records)
+            present = legend.present(matrix)
+            _style(out_t, qml_t, legend, present, map_a, map_b, mmu, records)
     with rasterio.open(output) as ds:
         area = pixel_area(ds) / 10_000 or 1.0  # hectares per pixel (a map without a CRS: pixels)
     result = ChangeResult(Path(output), classes, legend.table(), matrix * area,
-                          float((matrix.sum() - np.trace(matrix)) * area), float(matrix.sum() * area), notes)
+                          float((matrix.sum() - np.trace(matrix)) * area), float(matrix.sum() * area), notes,
+                          present=present)
     if matrix_csv is not None or html_report is not None:
         write_matrix(result, matrix_csv, html_report)
     if polygons is not None:
@@ -240,7 +243,9 @@ def _write_output(codes: Path, a, classes: ClassTable, legend: Transitions, out:
     return counts
 
 
-def _style(out: Path, qml: Path, legend: Transitions, map_a, map_b, mmu, records: dict) -> None:
+def _style(out: Path, qml: Path, legend: Transitions, present: ClassTable, map_a, map_b, mmu, records: dict) -> None:
+    """The full legend in the file's metadata (maps of the same settings share it), no colour table (a
+    uint16 GeoTIFF's would list 65,536 entries), and a .qml listing only the entries the map holds."""
     from ..style import paletted_qml
 
     table = legend.table()
@@ -248,7 +253,7 @@ def _style(out: Path, qml: Path, legend: Transitions, map_a, map_b, mmu, records
                                                      "inputs": records, "unchanged": legend.unchanged, "mmu": mmu,
                                                      "groups": [[g.source, g.target, g.name] for g in legend.groups],
                                                      "classes": legend.classes.to_dict()})})
-    qml.write_text(paletted_qml(table))
+    qml.write_text(paletted_qml(present))
 
 
 def write_matrix(result: ChangeResult, csv_path=None, html_path=None) -> None:

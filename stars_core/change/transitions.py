@@ -9,6 +9,10 @@ fixed by the class table and the options alone, not by which transitions occur, 
 the same settings share their legend: unchanged classes first (values 1..K, or 1 for "no change"),
 then every transition (or group) in order.
 
+Colours. Unchanged classes keep their class colours ("no change" is light grey); every other entry
+gets a colour as far as possible (in CIELAB) from all colours before it, so transitions stay apart
+from each other and from the classes. The colours, like the values, depend on the settings alone.
+
 Grouping table (CSV with columns from, to, group; class names or values, `*` for any): the first
 row that matches a transition names its group; a transition no row matches goes to "other change".
     from,to,group
@@ -22,7 +26,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..classes import ClassTable, palette
+import numpy as np
+
+from ..classes import ClassTable, rgb
 from ..errors import InputError
 
 NO_CHANGE = "no change"
@@ -88,18 +94,60 @@ class Transitions:
         return base + k + 1
 
     def table(self) -> ClassTable:
-        """The class table of the output: every entry, coloured (unchanged classes keep their colours)."""
+        """The class table of the output: every entry, coloured (unchanged classes keep their colours,
+        the others are spread apart: see the module docstring)."""
         entries = self.entries()
-        colours = palette(len(entries))
-        if self.unchanged == "keep":
-            colours[: self.K] = list(self.classes.colors)
-        else:
-            colours[0] = "#d9d9d9"
+        fixed = list(self.classes.colors) if self.unchanged == "keep" else ["#d9d9d9"]
+        colours = fixed + distinct_colours(fixed, len(entries) - len(fixed))
         return ClassTable(tuple(range(1, len(entries) + 1)), tuple(e[0] for e in entries), tuple(colours))
+
+    def present(self, counts: np.ndarray) -> ClassTable:
+        """The entries of `table()` that a map with these (K, K) pixel counts (rows: date A's class,
+        columns: date B's) holds, in value order: the legend worth showing (all of them when none)."""
+        table = self.table()
+        held = {self.value(int(i), int(j)) for i, j in zip(*np.nonzero(counts))}
+        keep = [k for k, v in enumerate(table.values) if v in held] or list(range(len(table)))
+        return ClassTable(tuple(table.values[k] for k in keep), tuple(table.names[k] for k in keep),
+                          tuple(table.colors[k] for k in keep))
 
     def is_change(self, value):
         """Whether output values (an int or an array) are change classes."""
         return value > (self.K if self.unchanged == "keep" else 1)
+
+
+def _lab(colours: np.ndarray) -> np.ndarray:
+    """(N, 3) sRGB 0..255 -> (N, 3) CIELAB (D65)."""
+    c = colours / 255.0
+    c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    xyz = c @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]).T
+    xyz = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > 216 / 24389, np.cbrt(xyz), (24389 / 27 * xyz + 16) / 116)
+    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], 1)
+
+
+def colour_distance(a: str, b: str) -> float:
+    """CIELAB distance (Delta E 1976) between two '#rrggbb' colours: about 2 is just noticeable."""
+    la, lb = _lab(np.array([rgb(a), rgb(b)], float))
+    return float(np.linalg.norm(la - lb))
+
+
+def distinct_colours(fixed: list[str], n: int) -> list[str]:
+    """`n` colours, each the one farthest (in CIELAB) from the `fixed` ones and those chosen before it,
+    among an sRGB grid without the darkest and lightest (no near-black, no near-white)."""
+    levels = np.arange(0, 256, 15)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3).astype(float)
+    lab = _lab(grid)
+    usable = (lab[:, 0] > 30) & (lab[:, 0] < 88)
+    grid, lab = grid[usable], lab[usable]
+    nearest = np.full(len(grid), np.inf)
+    for colour in fixed:
+        nearest = np.minimum(nearest, np.linalg.norm(lab - _lab(np.array([rgb(colour)], float)), axis=1))
+    out = []
+    for _ in range(n):
+        k = int(np.argmax(nearest))
+        out.append("#{:02x}{:02x}{:02x}".format(*(int(v) for v in grid[k])))
+        nearest = np.minimum(nearest, np.linalg.norm(lab - lab[k], axis=1))
+    return out
 
 
 def read_groups(path: str | os.PathLike, classes: ClassTable) -> list[Group]:

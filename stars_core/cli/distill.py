@@ -14,7 +14,7 @@ EPILOG = """examples:
 def add_parsers(sub) -> None:
     import argparse
 
-    from ..distill.config import DistillConfig
+    from ..distill.config import STUDENT_DECODER, STUDENT_WIDTH, DistillConfig
 
     D = DistillConfig()
     ds = sub.add_parser("distill", help="train a fast SAR-only student that reproduces a STARS model's SAR-only map",
@@ -32,10 +32,11 @@ def add_parsers(sub) -> None:
                     help="label value to leave out (e.g. 0 'no data'); repeatable")
     ds.add_argument("--out", required=True, help="student model file to write")
     ds.add_argument("--backbone", choices=BACKBONES, default=D.backbone, help=f"default {D.backbone}")
-    ds.add_argument("--width", type=int, default=D.encoder_width, help=f"encoder base width (default {D.encoder_width}; "
-                    "ImageNet's ResNets: 64)")
+    ds.add_argument("--width", type=int, default=D.encoder_width, help=f"encoder base width (default {STUDENT_WIDTH}, "
+                    "or the teacher's where it is narrower; ImageNet's ResNets: 64)")
     ds.add_argument("--decoder-channels", type=int, default=D.decoder_channels,
-                    help=f"the decoder's pyramid channels (default {D.decoder_channels}; STARS's: 256)")
+                    help=f"the decoder's pyramid channels (default {STUDENT_DECODER}, or the teacher's where it has "
+                    f"fewer; STARS's: 256)")
     ds.add_argument("--steps", type=int, default=D.steps, help=f"training steps (default {D.steps})")
     ds.add_argument("--batch-size", type=int, default=D.batch_size, help=f"chips per step (default {D.batch_size})")
     ds.add_argument("--chip-size", type=int, help="chip side in pixels (default: the teacher's training chip size)")

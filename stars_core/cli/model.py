@@ -65,7 +65,18 @@ def describe(payload: dict) -> dict:
     best = payload.get("best")
     info["best"] = None if not best else {"step": best["step"], "val_m1_miou": best["val_m1_miou"]}
     info["distilled_from"] = payload.get("distilled_from")
+    info["init_from"] = payload.get("init_from")
     return info
+
+
+def _fine_tuned(source: dict) -> str:
+    """The line saying which model a fine-tuning run started from (the file's `init_from`)."""
+    step = f" of step {source['step']}" if source.get("step") is not None else ""
+    classes = "; ".join(f"{what}: {', '.join(source[key])}" for what, key in
+                        (("classes kept", "classes_kept"), ("new", "classes_new"), ("dropped", "classes_dropped"))
+                        if source.get(key))
+    return (f"  started   fine-tuned from {source['file']} ({source.get('weights', 'last')} weights{step}, SHA-256 "
+            f"{source['sha256'][:12]}...), frozen: {source.get('freeze', 'none')}" + (f"; {classes}" if classes else ""))
 
 
 def cmd_info(args) -> int:
@@ -101,6 +112,8 @@ def cmd_info(args) -> int:
     print(f"  weights   last of step {s.get('steps')}" + (
         f"; best of validation at step {best['step']} (mIoU {best['val_m1_miou']:.4f} from {m1} alone), used by "
         f"`stars segment` unless --weights last" if best else " (trained without --keep-best)"))
+    if info["init_from"]:
+        print(_fine_tuned(info["init_from"]))
     teacher = info["distilled_from"]
     if teacher:
         scores = "" if teacher.get("student_miou") is None else (

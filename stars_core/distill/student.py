@@ -57,6 +57,7 @@ def soft_target_loss(student: torch.Tensor, teacher: torch.Tensor, valid: torch.
 
 
 def student_config(teacher: StarsConfig, cfg: DistillConfig) -> StarsConfig:
+    cfg = cfg.for_teacher(teacher)  # a width or decoder not given: sized from the teacher
     return StarsConfig(in_channels=teacher.in_channels, num_classes=teacher.num_classes, backbone=cfg.backbone,
                        mode="single", encoder_width=cfg.encoder_width, pyramid_channels=cfg.decoder_channels,
                        segmentation_channels=cfg.decoder_channels // 2, decoder_dropout=teacher.decoder_dropout)
@@ -76,6 +77,7 @@ def distill(teacher_path: str | os.PathLike, m1: Sequence[str | os.PathLike], ou
     if teacher.config.mode == "concat":
         raise InputError("the teacher is an early-fusion model, which has no SAR-only branch to distil; give a "
                          "STARS or single-modality model")
+    cfg = cfg.for_teacher(teacher.config)  # the width and decoder not given: sized from the teacher
     chip = cfg.chip_size or teacher.chip_size
     sources = open_sources(m1, labels, teacher.stats[0], chip, log)
     reader = ChipReader(sources, teacher.stats[0], teacher.classes, chip, cfg.ignore_values, cfg.seed)
@@ -89,6 +91,9 @@ def distill(teacher_path: str | os.PathLike, m1: Sequence[str | os.PathLike], ou
         f"parameters); {cfg.steps} steps of {cfg.batch_size} chips of {chip} px on {len(sources)} raster(s)"
         f"{', labelled' if labels else ', no labels (soft targets only)'}; T = {cfg.temperature:g}")
     log(f"precision: {precision.why}")
+    if _count(student) >= _count(teacher.model):
+        log(f"note: the student ({_mparams(student)} parameters) is not smaller than its teacher "
+            f"({_mparams(teacher.model)}), so it will not be faster: give a smaller width, decoder or backbone")
     train_cfg = TrainConfig.for_steps(cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, num_workers=0,
                                       device=cfg.device, amp=cfg.amp)
     start = time.perf_counter()
@@ -108,8 +113,12 @@ def distill(teacher_path: str | os.PathLike, m1: Sequence[str | os.PathLike], ou
     return DistillResult(out, agreement, s_miou, t_miou, seconds)
 
 
+def _count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
 def _mparams(model: torch.nn.Module) -> str:
-    return f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M"
+    return f"{_count(model) / 1e6:.1f}M"
 
 
 def _loop(student, teacher, reader: ChipReader, train_cfg: TrainConfig, cfg: DistillConfig, device,

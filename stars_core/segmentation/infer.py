@@ -281,11 +281,12 @@ def _runtime(loaded, cfg: SegmentConfig, branch: str, raster, info, note) -> tup
     """The runner for `cfg.runtime` (`engines.auto`), its name and the line saying what runs."""
     from ..engines import auto
 
-    if hasattr(loaded, "session"):  # a .onnx file: ONNX Runtime already
+    if hasattr(loaded, "session"):  # a .onnx file: ONNX Runtime, or OpenVINO where it runs the graph
         if cfg.runtime == "torch":
             raise InputError(f"a .onnx model runs in ONNX Runtime, not --runtime {cfg.runtime}; give the .stars file "
                              f"for PyTorch")
-        return loaded, "onnx-file", f"runtime: ONNX Runtime with {Path(loaded.path).name}"
+        engine = auto.ENGINE_NAMES.get(loaded.engine, loaded.engine)  # the engine that runs, not the reader
+        return loaded, "onnx-file", f"runtime: {engine} with {Path(loaded.path).name}"
     runtime, why = auto.choose(cfg.runtime, loaded.device_type, branch, getattr(loaded, "path", None) is not None)
     if why:
         note(why)

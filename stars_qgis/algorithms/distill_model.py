@@ -6,7 +6,7 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputNumber, QgsProcessingPa
                        QgsProcessingParameterNumber, QgsProcessingParameterString)
 
 from stars_core.config import BACKBONES
-from stars_core.distill.config import DistillConfig
+from stars_core.distill.config import STUDENT_DECODER, STUDENT_WIDTH, DistillConfig
 
 from .base import DEVICES, StarsAlgorithm, advanced, integers, raster_path
 
@@ -61,10 +61,12 @@ class DistillModel(StarsAlgorithm):
                                                        optional=True))
         self.addParameter(QgsProcessingParameterEnum(self.BACKBONE, "Student backbone", BACKBONES,
                                                      defaultValue=BACKBONES.index(D.backbone)))
-        self.addParameter(advanced(QgsProcessingParameterNumber(self.WIDTH, "Student encoder width", integer, D.encoder_width,
-                                                                minValue=8)))
-        self.addParameter(advanced(QgsProcessingParameterNumber(self.DECODER_CHANNELS, "Student decoder channels",
-                                                                integer, D.decoder_channels, minValue=16)))
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            self.WIDTH, f"Student encoder width (empty: {STUDENT_WIDTH}, or the teacher's where narrower)", integer,
+            None, optional=True, minValue=8)))
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            self.DECODER_CHANNELS, f"Student decoder channels (empty: {STUDENT_DECODER}, or the teacher's where fewer)",
+            integer, None, optional=True, minValue=16)))
         self.addParameter(QgsProcessingParameterNumber(self.STEPS, "Steps", integer, D.steps, minValue=1))
         self.addParameter(advanced(QgsProcessingParameterNumber(self.BATCH_SIZE, "Chips per step", integer, D.batch_size,
                                                                 minValue=1)))
@@ -80,17 +82,20 @@ class DistillModel(StarsAlgorithm):
                                                                 fileFilter="STARS model (*.stars)"))
         self.addOutput(QgsProcessingOutputNumber(self.AGREEMENT, "Share of pixels where student and teacher agree"))
 
+    def _optional_int(self, parameters, key: str, context) -> int | None:
+        """An optional number left empty: None (the core's default)."""
+        return None if parameters.get(key) in (None, "") else self.parameterAsInt(parameters, key, context)
+
     def execute(self, parameters, context, feedback) -> dict:
         from stars_core.distill import distill
 
         m1 = [raster_path(l, "SAR raster") for l in self.parameterAsLayerList(parameters, self.INPUTS, context)]
         labels = [raster_path(l, "label raster") for l in self.parameterAsLayerList(parameters, self.LABELS, context)]
-        chip = None if parameters.get(self.CHIP_SIZE) in (None, "") else \
-            self.parameterAsInt(parameters, self.CHIP_SIZE, context)
+        chip = self._optional_int(parameters, self.CHIP_SIZE, context)
         cfg = DistillConfig(
             backbone=BACKBONES[self.parameterAsEnum(parameters, self.BACKBONE, context)],
-            encoder_width=self.parameterAsInt(parameters, self.WIDTH, context),
-            decoder_channels=self.parameterAsInt(parameters, self.DECODER_CHANNELS, context),
+            encoder_width=self._optional_int(parameters, self.WIDTH, context),
+            decoder_channels=self._optional_int(parameters, self.DECODER_CHANNELS, context),
             steps=self.parameterAsInt(parameters, self.STEPS, context),
             batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context), chip_size=chip,
             lr=self.parameterAsDouble(parameters, self.LR, context),

@@ -36,7 +36,7 @@ class LandCoverChange(StarsAlgorithm):
         return (
             "The from-to map of two land-cover maps of one area, e.g. SAR-only maps of two dates: one class per "
             "transition ('forest -> farmland'), unchanged pixels keeping their class or sharing 'no change', styled "
-            "with the transition legend. The maps must have the same classes; the second is read on the first one's "
+            "with the transitions it holds, each in a colour of its own. The maps must have the same classes; the second is read on the first one's "
             "grid. A minimum mapping unit merges change patches smaller than it into their neighbours (a small "
             "patch inside stable land becomes stable). A grouping table (CSV: from,to,group; class names or values, "
             "* for any) gathers transitions into a few change classes. Writes the transition matrix of mapped "
@@ -89,6 +89,10 @@ class LandCoverChange(StarsAlgorithm):
         for row in sorted(result.rows(), key=lambda r: -r["area_ha"]):
             if row["from"] != row["to"]:
                 feedback.pushInfo(f"{row['from']} -> {row['to']}: {row['area_ha']:,.2f} ha")
+        if context.willLoadLayerOnCompletion(out):  # in the transitions it holds, not a 65,536-row colour table
+            from ..style import PalettedStyle
+
+            context.layerToLoadOnCompletionDetails(out).setPostProcessor(PalettedStyle(result.present))
         if polygons:
             context.addLayerToLoadOnCompletion(f"{polygons}|layername=landcover", QgsProcessingContext.LayerDetails(
                 "change polygons", context.project(), self.POLYGONS))

@@ -44,14 +44,14 @@ class SegmentTimeSeries(StarsAlgorithm):
 
     def shortHelpString(self) -> str:  # noqa: N802
         return (
-            "A land-cover map for every date of a SAR series, with one model load: every raster is warped onto "
-            "the grid of the first (or of the grid raster) on the fly, and pixels a date does not cover are no "
-            "data. Dates come from the dates table (CSV: date,path), else from the file names (an ISO date such "
-            "as 2024-05-01) or the rasters' metadata. The maps enter the project in one group, each with its date "
-            "as its temporal range, so the Temporal Controller plays the series. A rerun skips dates already done."
+            "A land-cover map for every date of a SAR series: every raster is warped onto the grid of the first "
+            "(or of the grid raster), and pixels a date does not cover are no data. Dates come from the dates table "
+            "(CSV: date,path), the file names (an ISO date such as 2024-05-01) or the rasters' metadata. The maps "
+            "enter the project in one group, each with its date as its temporal range; the Temporal Controller "
+            "plays one date per frame (step 'source timestamps'). A rerun skips dates already done."
             "<br><br>The temporal filter (a hidden Markov model over each pixel's dates) removes flicker between "
-            "dates: a class change must be supported by the following dates. A real change that lasts a single "
-            "date can be removed too; a smaller switch probability removes more of both." + RUNTIME_HELP
+            "dates: a class change must be supported by the following dates. A real change lasting a single date "
+            "can be removed too; a smaller switch probability removes more of both." + RUNTIME_HELP
         )
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -106,6 +106,6 @@ class SegmentTimeSeries(StarsAlgorithm):
             context.addLayerToLoadOnCompletion(str(path), QgsProcessingContext.LayerDetails(
                 f"land cover {date}", context.project(), self.OUTPUT_FOLDER))
             context.layerToLoadOnCompletionDetails(str(path)).setPostProcessor(
-                SeriesLayer(runner.classes, date, "land cover series"))
+                SeriesLayer(runner.classes, date, "land cover series", dates=list(maps)))
         return {self.OUTPUT_FOLDER: folder, self.RECORD: str(result.record),
                 self.DONE: len(result.done) + len(result.skipped)}

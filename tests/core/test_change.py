@@ -2,6 +2,7 @@
 matrix against a count made here, the minimum mapping unit on change patches, grouping, change
 polygons, alignment of another grid, and the refusals."""
 import csv
+import json
 import re
 
 import numpy as np
@@ -70,6 +71,51 @@ def test_the_from_to_map_and_its_matrix_match_a_count_made_here(pair, tmp_path, 
     assert rows[0][1:4] == ["forest", "farmland", "water"]
     np.testing.assert_allclose([[float(v) for v in r[1:4]] for r in rows[1:4]], expected, atol=1e-6)
     assert "Transition matrix" in (tmp_path / "m.html").read_text()
+
+
+def test_the_change_map_lists_the_transitions_it_holds_in_colours_that_stay_apart(pair, tmp_path):
+    """No colour table in the uint16 file (65,536 legend rows in QGIS); the .qml beside it lists the
+    entries the map holds, no more; every listed transition is at least 20 Delta E from every other
+    listed colour (the golden-angle palette put greens 4 apart)."""
+    import re
+
+    from stars_core.change import change_map
+    from stars_core.change.transitions import colour_distance
+
+    pa, pb, a, b = pair
+    result = change_map(pa, pb, tmp_path / "change.tif", log=lambda *_: None)
+    with rasterio.open(result.path) as ds:
+        held = sorted(int(v) for v in np.unique(ds.read(1)) if v != 0)
+        assert ds.dtypes[0] == "uint16"
+        with pytest.raises(ValueError):  # rasterio: "NULL color table"
+            ds.colormap(1)
+        assert len(json.loads(ds.tags(1)["STARS_CLASSES"])["values"]) == 3 + 6  # the full legend stays in the file
+    from html import unescape
+
+    entries = [(v, c, unescape(n)) for v, c, n in re.findall(
+        r'paletteEntry value="(\d+)" color="(#[0-9a-f]{6})"[^>]*label="([^"]*)"', (tmp_path / "change.qml").read_text())]
+    assert [int(v) for v, _, _ in entries] == held == list(result.present.values)
+    assert {n for _, _, n in entries} == {"forest", "farmland", "water", "forest -> farmland", "farmland -> water"}
+    colours = [c for _, c, _ in entries]
+    changes = [c for _, c, n in entries if "->" in n]
+    assert min(colour_distance(c, o) for c in changes for o in colours if o is not c) > 20
+
+
+@pytest.mark.parametrize("unchanged", ["keep", "single"])
+def test_every_transition_of_six_classes_has_a_colour_of_its_own(unchanged):
+    """All 30 transitions of six classes (a noisy map holds them all): pairwise at least 20 Delta E
+    apart and from the unchanged classes' colours, whatever the class colours."""
+    from stars_core.change.transitions import Transitions, colour_distance
+
+    classes = ClassTable(tuple(range(1, 7)), ("buildings", "roads", "water", "forest", "farmland", "bare ground"),
+                         ("#d7191c", "#4d4d4d", "#2b83ba", "#1a9641", "#fdae61", "#c2a383"))
+    table = Transitions(classes, unchanged).table()
+    fixed = 6 if unchanged == "keep" else 1
+    assert len(table) == fixed + 30 and table.colors[:fixed] == (classes.colors if fixed == 6 else ("#d9d9d9",))
+    nearest = min(colour_distance(c, o) for k, c in enumerate(table.colors[fixed:], fixed)
+                  for m, o in enumerate(table.colors) if m != k)
+    assert nearest > 20, nearest
+    assert Transitions(classes, unchanged).table() == table  # the same settings, the same colours
 
 
 def test_a_minimum_mapping_unit_removes_speckle_change_and_keeps_the_clearing(pair, tmp_path):

@@ -117,6 +117,22 @@ def test_a_onnx_file_is_not_run_by_pytorch(onnx_exports, demo_scene, tmp_path, c
     assert "runs in ONNX Runtime" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("engine,name,device", [("onnxruntime", "ONNX Runtime", "onnxruntime CPU"),
+                                                 ("openvino", "OpenVINO", "openvino CPU")])
+def test_a_onnx_file_names_the_engine_that_runs_it(onnx_exports, demo_scene, tmp_path, capsys, monkeypatch, engine,
+                                                   name, device):
+    """One message: the runtime line and the device line name the same engine (OpenVINO, where it runs
+    the graph, was announced as ONNX Runtime)."""
+    if engine == "openvino" and importlib.util.find_spec("openvino") is None:
+        pytest.skip("OpenVINO is not installed")
+    monkeypatch.setenv("STARS_ONNX_ENGINE", engine)
+    assert cli_main(["segment", str(onnx_exports["m1"]), str(demo_scene["sar"]), str(tmp_path / "o.tif"), *SEG]) == 0
+    out = capsys.readouterr().out
+    assert f"runtime: {name} with m1.onnx" in out and f"on {device})" in out, out
+    other = {"ONNX Runtime", "OpenVINO"} - {name}
+    assert not any(o in out for o in other), out
+
+
 def test_the_default_path_gives_one_map_whatever_the_threads(model_copy, demo_scene, tmp_path, capsys):
     """The int8 export (OpenVINO where installed) on 1 and on 2 threads: the same map and the same
     probabilities, value for value (OpenVINO's bf16 layers between the int8 ones moved them with the

@@ -83,7 +83,7 @@ def test_class_weights_are_computed_from_the_labels_and_recorded(spec, demo_scen
 
 
 def test_fine_tuning_starts_from_the_model_keeps_matching_classes_and_freezes(trained_model, spec, demo_scene,
-                                                                             tmp_path):
+                                                                             tmp_path, capsys):
     from stars_core.checkpoint import load_model, read_model_file
     from stars_core.training.train import train
 
@@ -104,6 +104,13 @@ def test_fine_tuning_starts_from_the_model_keeps_matching_classes_and_freezes(tr
         assert torch.equal(tuned[key], source[key]), key  # frozen: weights and BatchNorm statistics kept
     assert not torch.equal(tuned["decoder_m1.classifier.bias"][:6], source["decoder_m1.classifier.bias"])  # trained
     assert tuned["decoder_m1.classifier.weight"].shape[0] == 7
+    from stars_core.cli import main as cli_main
+
+    capsys.readouterr()
+    assert cli_main(["info", str(out)]) == 0  # `stars info` says where the run started, as it names a teacher
+    shown = capsys.readouterr().out
+    assert f"fine-tuned from {trained_model.name}" in shown and record["sha256"][:12] in shown
+    assert "frozen: encoders" in shown and "new: snow" in shown
 
 
 def test_the_source_rows_land_on_the_classes_of_the_same_value(trained_model, demo_scene, tmp_path):

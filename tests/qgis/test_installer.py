@@ -237,13 +237,13 @@ def test_cancel_stops_pip_and_the_processes_it_started(tmp_path):
               "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
               f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
               "print('Collecting a package that builds for a while', flush=True)\n"
-              "time.sleep(120)\n")
-    started = time.time()
+              "time.sleep(120)\n"
+              f"open({str(tmp_path / 'finished')!r}, 'w')\n")  # only if the cancel let pip run to its end
     with pytest.raises(InstallCancelled):
         installer._run_pip([sys.executable, "-c", script], lambda *_: None,
                            cancel=lambda: pid_file.exists() and pid_file.read_text() != "")
     child = int(pid_file.read_text())
-    deadline = time.time() + 10
+    deadline = time.time() + 60  # a bound on a hang, not a timing: the loop ends once the child is gone
     while time.time() < deadline:
         try:
             state = Path(f"/proc/{child}/stat").read_text().split(")")[-1].split()[0]
@@ -253,7 +253,7 @@ def test_cancel_stops_pip_and_the_processes_it_started(tmp_path):
             break
         time.sleep(0.1)
     assert state in ("gone", "Z", "X"), f"the child pip started is still running ({state})"
-    assert time.time() - started < 60
+    assert not (tmp_path / "finished").exists(), "pip ran to its end: the cancel did not stop it"
 
 
 def test_a_missing_optional_speed_up_installs_the_rest_and_says_what_it_costs(tmp_path):

@@ -445,13 +445,39 @@ def test_land_cover_change_between_two_maps(demo_scene, run_alg, tmp_path):
     with rasterio.open(res["OUTPUT"]) as ds:
         pixel_ha = abs(ds.transform.a * ds.transform.e) / 10_000
         values = ds.read(1)
-        assert ds.colormap(1) and "STARS_CHANGE" in ds.tags()
+        assert "STARS_CHANGE" in ds.tags()
+        with pytest.raises(ValueError):  # no uint16 colour table: QGIS would list its 65,536 entries
+            ds.colormap(1)
     assert res["CHANGED_HA"] == pytest.approx(changed * pixel_ha)
     assert int((values > 1).sum()) == changed  # 1: no change; 0: no data
     ds = ogr.Open(res["POLYGONS"])
     assert {f.GetField("to_class") for f in ds.GetLayerByName("landcover")} == {classes.names[0]}
     ds = None
     assert (tmp_path / "m.csv").read_text().startswith("from \\ to (ha)") and (tmp_path / "r.html").is_file()
+
+
+def test_the_change_map_enters_the_project_with_the_transitions_it_holds(demo_scene, stars_provider, tmp_path,
+                                                                         monkeypatch):
+    """Loaded by Processing (and opened by hand, through the .qml beside it): a paletted renderer of
+    the entries the map holds, in their legend colours, not the GeoTIFF's 65,537 rows."""
+    import processing
+
+    headless_postprocessing(monkeypatch)
+    first, later, maps = _map_pair(demo_scene, tmp_path, slice(40, 80), 0)
+    out = tmp_path / "change.tif"
+    processing.runAndLoadResults("stars:landcoverchange", {"MAP_A": maps[0], "MAP_B": maps[1], "OUTPUT": str(out)})
+    with rasterio.open(out) as ds:
+        held = sorted(int(v) for v in np.unique(ds.read(1)) if v != ds.nodata)
+        legend = ClassTable.from_dict(json.loads(ds.tags(1)["STARS_CLASSES"]))
+    assert 1 < len(held) < len(legend) <= 36
+    colour = dict(zip(legend.values, legend.colors))
+    (loaded,) = [l for l in QgsProject.instance().mapLayers().values() if l.source() == str(out)]
+    for layer in (loaded, QgsRasterLayer(str(out), "by hand")):
+        renderer = layer.renderer()
+        assert isinstance(renderer, QgsPalettedRasterRenderer), type(renderer)
+        assert [c.value for c in renderer.classes()] == held
+        assert [c.color.name() for c in renderer.classes()] == [colour[v] for v in held]
+    assert any("->" in c.label for c in loaded.renderer().classes())
 
 
 def _map_pair(demo_scene, tmp_path, block: slice, k: int):
@@ -552,14 +578,41 @@ def test_the_change_chain_runs_as_a_graphical_model(stars_provider, demo_scene, 
     layer = None
 
 
+def _frames(controller) -> list[tuple[str, str]]:
+    """(first, last day) of every frame of a temporal navigation object."""
+    ranges = [controller.dateTimeRangeForFrameNumber(k) for k in range(controller.totalFrameCount())]
+    return [(r.begin().date().toString("yyyy-MM-dd"), r.end().date().toString("yyyy-MM-dd")) for r in ranges]
+
+
+def test_a_series_plays_one_date_per_frame_whatever_the_gaps(qgis_new_project):
+    """Dates 12 and 24 days apart: three frames, one date each (one-hour steps gave 889), and the
+    project keeps the span and the step for when it is opened again."""
+    from qgis.core import QgsTemporalNavigationObject
+
+    from stars_qgis.style import _irregular_step, play_dates
+
+    project, controller = QgsProject.instance(), QgsTemporalNavigationObject()
+    play_dates(project, ["2024-04-13", "2024-04-01", "2024-05-07"], controller)
+    assert _frames(controller) == [("2024-04-01", "2024-04-01"), ("2024-04-13", "2024-04-13"),
+                                   ("2024-05-07", "2024-05-07")]
+    settings = project.timeSettings()
+    assert settings.timeStepUnit() == _irregular_step() and settings.timeStep() == 1
+    span = settings.temporalRange()
+    assert (span.begin().date().toString("yyyy-MM-dd"), span.end().date().toString("yyyy-MM-dd")) == (
+        "2024-04-01", "2024-05-07")
+
+
 def test_a_sar_series_enters_the_project_as_one_group_for_the_temporal_controller(demo_scene, trained_model, run_alg,
                                                                                   tmp_path, monkeypatch):
     import processing
+    from qgis.core import QgsTemporalNavigationObject
     from qgis.PyQt.QtCore import QDate
 
     from stars_core.change.demo_series import make_demo_series
 
     headless_postprocessing(monkeypatch)
+    controller = QgsTemporalNavigationObject()  # the Temporal Controller panel's, in QGIS with a window
+    monkeypatch.setattr("stars_qgis.style._canvas_controller", lambda: controller)
     series = make_demo_series(tmp_path, 3, size=256, seed=1)
     res = processing.runAndLoadResults("stars:segmenttimeseries", {
         "DATES": str(series["dates"]), "MODEL": str(trained_model), "OUTPUT_FOLDER": str(tmp_path / "maps"),
@@ -574,3 +627,7 @@ def test_a_sar_series_enters_the_project_as_one_group_for_the_temporal_controlle
         assert props.isActive() and layer.source().endswith("_filtered.tif")
         assert props.fixedTemporalRange().begin().date() == QDate.fromString(layer.name()[-10:], "yyyy-MM-dd")
         assert isinstance(layer.renderer(), QgsPalettedRasterRenderer)
+    days = [l.name()[-10:] for l in layers]  # the Temporal Controller: one frame per date, from first to last
+    assert _frames(controller) == [(d, d) for d in days]
+    span = QgsProject.instance().timeSettings().temporalRange()
+    assert span.begin().date().toString("yyyy-MM-dd") == days[0] and span.end().date().toString("yyyy-MM-dd") == days[-1]
