@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from qgis.core import (QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
-                       QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterNumber,
+                       QgsProcessingParameterDefinition, QgsProcessingParameterEnum, QgsProcessingParameterFile,
+                       QgsProcessingParameterNumber,
                        QgsProcessingParameterString, QgsRasterLayer)
 from qgis.PyQt.QtGui import QIcon
 
@@ -206,6 +207,30 @@ def segment_parameters(alg: StarsAlgorithm) -> None:
     alg.addParameter(advanced(QgsProcessingParameterEnum(alg.DEVICE, "Device", DEVICES, defaultValue=0)))
     alg.addParameter(advanced(QgsProcessingParameterEnum(alg.WEIGHTS, "Weights of a model trained with 'keep the "
                                                          "best'", WEIGHT_NAMES, defaultValue=0)))
+
+
+class SegmentingAlgorithm(StarsAlgorithm):
+    """What the segmenting algorithms (Segment with missing modality, Segment map sheets, Segment a SAR
+    time series) share, declared once: the model file, the engine and tiling parameters and the
+    minimum mapping unit, under the same keys, and what a run with the chosen model needs."""
+
+    MODEL = "MODEL"
+    TILE_SIZE = "TILE_SIZE"
+    OVERLAP = "OVERLAP"
+    BATCH_SIZE = "BATCH_SIZE"
+    DEVICE = "DEVICE"
+    RUNTIME = "RUNTIME"
+    WEIGHTS = "WEIGHTS"
+    MMU = "MMU"
+    CONNECTIVITY = "CONNECTIVITY"
+
+    def required(self, parameters, context) -> tuple[str, ...]:
+        return model_requirements(self, parameters, context)
+
+    def model_parameter(self) -> None:
+        self.addParameter(QgsProcessingParameterFile(
+            self.MODEL, "STARS model file (.stars, or .onnx exported by 'Export to ONNX': no PyTorch needed)",
+            fileFilter=MODEL_FILTER))
 
 
 def model_requirements(alg: StarsAlgorithm, parameters, context) -> tuple[str, ...]:

@@ -5,36 +5,24 @@ import os
 
 from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingOutputFile, QgsProcessingOutputNumber,
                        QgsProcessingOutputRasterLayer, QgsProcessingParameterBoolean, QgsProcessingParameterField,
-                       QgsProcessingParameterFile, QgsProcessingParameterFolderDestination,
+                       QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterRasterLayer)
 
-from .base import (MODEL_FILTER, RUNTIME_HELP, StarsAlgorithm, mmu_parameters, model_requirements, polygon_file,
-                   raster_path, segment_config, segment_parameters)
+from .base import (RUNTIME_HELP, mmu_parameters, polygon_file, raster_path, segment_config, segment_parameters,
+                   SegmentingAlgorithm)
 
 
-class SegmentMapSheets(StarsAlgorithm):
+class SegmentMapSheets(SegmentingAlgorithm):
     SHEETS = "SHEETS"
     NAME_FIELD = "NAME_FIELD"
     INPUT = "INPUT"
-    MODEL = "MODEL"
     SKIP_EXISTING = "SKIP_EXISTING"
-    TILE_SIZE = "TILE_SIZE"
-    OVERLAP = "OVERLAP"
-    BATCH_SIZE = "BATCH_SIZE"
-    DEVICE = "DEVICE"
-    RUNTIME = "RUNTIME"
-    WEIGHTS = "WEIGHTS"
-    MMU = "MMU"
-    CONNECTIVITY = "CONNECTIVITY"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
     MOSAIC = "MOSAIC"
     MOSAIC_MMU = "MOSAIC_MMU"
     SUMMARY = "SUMMARY"
     DONE = "DONE"
     FAILED = "FAILED"
-
-    def required(self, parameters, context) -> tuple[str, ...]:
-        return model_requirements(self, parameters, context)
 
     def name(self) -> str:
         return "segmentmapsheets"
@@ -59,8 +47,7 @@ class SegmentMapSheets(StarsAlgorithm):
         self.addParameter(QgsProcessingParameterField(self.NAME_FIELD, "Sheet name field", parentLayerParameterName=self.SHEETS,
                                                       optional=True))
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Modality-1 raster (SAR or DSM, or a VRT)"))
-        self.addParameter(QgsProcessingParameterFile(self.MODEL, "STARS model file (.stars or exported .onnx)",
-                                                     fileFilter=MODEL_FILTER))
+        self.model_parameter()
         self.addParameter(QgsProcessingParameterBoolean(self.SKIP_EXISTING, "Skip sheets already done", defaultValue=True))
         mmu_parameters(self)
         segment_parameters(self)

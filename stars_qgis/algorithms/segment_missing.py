@@ -2,28 +2,18 @@
 from __future__ import annotations
 
 from qgis.core import (QgsProcessing, QgsProcessingParameterExtent,
-                       QgsProcessingParameterFeatureSource, QgsProcessingParameterBoolean, QgsProcessingParameterEnum, QgsProcessingParameterFile,
+                       QgsProcessingParameterFeatureSource, QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
                        QgsProcessingParameterRasterDestination,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterRasterLayer)
 
-from .base import (MODALITIES, MODEL_FILTER, RUNTIME_HELP, StarsAlgorithm, advanced, load_polygons,
-                   mmu_parameters, model_requirements, polygon_file, raster_path, segment_config,
-                   segment_parameters, simplify_parameter, simplify_setting)
+from .base import (MODALITIES, RUNTIME_HELP, advanced, load_polygons, mmu_parameters, polygon_file, raster_path,
+                   segment_config, segment_parameters, SegmentingAlgorithm, simplify_parameter, simplify_setting)
 
-class SegmentMissingModality(StarsAlgorithm):
+class SegmentMissingModality(SegmentingAlgorithm):
     INPUT = "INPUT"
-    MODEL = "MODEL"
     MODALITY = "MODALITY"
     WITH_M2 = "WITH_M2"
     RESAMPLE = "RESAMPLE"
-    TILE_SIZE = "TILE_SIZE"
-    OVERLAP = "OVERLAP"
-    BATCH_SIZE = "BATCH_SIZE"
-    DEVICE = "DEVICE"
-    RUNTIME = "RUNTIME"
-    WEIGHTS = "WEIGHTS"
-    MMU = "MMU"
-    CONNECTIVITY = "CONNECTIVITY"
     OUTPUT = "OUTPUT"
     CONFIDENCE = "CONFIDENCE"
     PROBABILITIES = "PROBABILITIES"
@@ -32,9 +22,6 @@ class SegmentMissingModality(StarsAlgorithm):
     UNCERTAINTY = "UNCERTAINTY"
     POLYGONS = "POLYGONS"
     SIMPLIFY = "SIMPLIFY"
-
-    def required(self, parameters, context) -> tuple[str, ...]:
-        return model_requirements(self, parameters, context)
 
     def name(self) -> str:
         return "segmentmissingmodality"
@@ -56,8 +43,7 @@ class SegmentMissingModality(StarsAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster (the available modality)"))
-        self.addParameter(QgsProcessingParameterFile(self.MODEL, "STARS model file (.stars, or .onnx exported by "
-                                                     "'Export to ONNX': no PyTorch needed)", fileFilter=MODEL_FILTER))
+        self.model_parameter()
         self.addParameter(advanced(QgsProcessingParameterEnum(self.MODALITY, "The input raster is", MODALITIES, defaultValue=0)))
         self.addParameter(advanced(QgsProcessingParameterRasterLayer(
             self.WITH_M2, "Optical raster of the same area (optional: use both modalities)", optional=True)))

@@ -9,32 +9,19 @@ from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingOutputF
                        QgsProcessingParameterFolderDestination, QgsProcessingParameterMultipleLayers,
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer)
 
-from .base import (MODEL_FILTER, RUNTIME_HELP, StarsAlgorithm, advanced, model_requirements, raster_path,
-                   segment_config, segment_parameters)
+from .base import (RUNTIME_HELP, advanced, raster_path, segment_config, segment_parameters, SegmentingAlgorithm)
 
 
-class SegmentTimeSeries(StarsAlgorithm):
+class SegmentTimeSeries(SegmentingAlgorithm):
     INPUTS = "INPUTS"
     DATES = "DATES"
     GRID = "GRID"
-    MODEL = "MODEL"
     TEMPORAL_FILTER = "TEMPORAL_FILTER"
     SWITCH = "SWITCH"
     SKIP_EXISTING = "SKIP_EXISTING"
-    TILE_SIZE = "TILE_SIZE"
-    OVERLAP = "OVERLAP"
-    BATCH_SIZE = "BATCH_SIZE"
-    DEVICE = "DEVICE"
-    RUNTIME = "RUNTIME"
-    WEIGHTS = "WEIGHTS"
-    MMU = "MMU"
-    CONNECTIVITY = "CONNECTIVITY"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
     RECORD = "RECORD"
     DONE = "DONE"
-
-    def required(self, parameters, context) -> tuple[str, ...]:
-        return model_requirements(self, parameters, context)
 
     def name(self) -> str:
         return "segmenttimeseries"
@@ -59,7 +46,7 @@ class SegmentTimeSeries(StarsAlgorithm):
                                                                QgsProcessing.SourceType.TypeRaster, optional=True))
         self.addParameter(QgsProcessingParameterFile(self.DATES, "Dates table (CSV: date,path) instead", optional=True,
                                                      fileFilter="CSV (*.csv)"))
-        self.addParameter(QgsProcessingParameterFile(self.MODEL, "Model file", fileFilter=MODEL_FILTER))
+        self.model_parameter()
         self.addParameter(QgsProcessingParameterBoolean(self.TEMPORAL_FILTER, "Temporal filter (removes flicker "
                                                         "between dates)", defaultValue=True))
         self.addParameter(advanced(QgsProcessingParameterNumber(

@@ -177,3 +177,19 @@ def test_each_command_module_says_which_commands_it_holds():
                 if not re.search(rf"\b{re.escape(name)}\b", doc):
                     missing.append(f"{path.name}: {name}")
     assert missing == []
+
+
+def test_the_segmenting_algorithms_take_their_shared_parameters_from_the_base():
+    """Model, engine, tiling and minimum-mapping-unit keys are declared once (base.SegmentingAlgorithm)."""
+    shared = {"MODEL", "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "DEVICE", "RUNTIME", "WEIGHTS", "MMU", "CONNECTIVITY"}
+    segmenting, again = [], []
+    for path in sorted((ROOT / "stars_qgis" / "algorithms").glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ClassDef) and any(getattr(b, "id", "") == "SegmentingAlgorithm" for b in node.bases):
+                segmenting.append(node.name)
+                again += [f"{node.name}.{t.id}" for n in node.body if isinstance(n, ast.Assign)
+                          for t in n.targets if isinstance(t, ast.Name) and t.id in shared]
+                again += [f"{node.name}.{n.name}" for n in node.body
+                          if isinstance(n, ast.FunctionDef) and n.name == "required"]
+    assert sorted(segmenting) == ["SegmentMapSheets", "SegmentMissingModality", "SegmentTimeSeries"]
+    assert again == []
