@@ -152,16 +152,26 @@ class _Inputs:
         itself) and the validity masks of its pixels."""
         primary, secondary = self._datasets()
         window = Window(tile.col, tile.row, tile.width, tile.height)
-        x = primary.read(self.order[0], window=window)
+        x = _read_tile(primary, self.order[0], window)
         v = valid_mask(primary, x, window)
         if self.clip:  # pixels outside the clip polygons are no data
             v &= geometry_mask(self.clip, (tile.height, tile.width), primary.window_transform(window), invert=True)
         x = pad_reflect(self.prepare(x, v, self.stats[0]), tile.pad_bottom, tile.pad_right)
         if secondary is None:
             return x, None, v, None
-        x2 = secondary.read(self.order[1], window=window)
+        x2 = _read_tile(secondary, self.order[1], window)
         v2 = valid_mask(secondary, x2, window)
         return x, pad_reflect(self.prepare(x2, v2, self.stats[1]), tile.pad_bottom, tile.pad_right), v, v2
+
+
+def _read_tile(ds, bands: list[int], window: Window) -> np.ndarray:
+    """The tile's pixels; a raster cut short or damaged is named in one line (GDAL says which file)."""
+    try:
+        return ds.read(bands, window=window)
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputError(f"the raster {ds.name!r} cannot be read from row {int(window.row_off)}, column "
+                         f"{int(window.col_off)} on (cut short or damaged? GDAL: {str(exc).strip()}); copy it "
+                         f"again or repair it") from None
 
 
 def _stack(reads: list[tuple]):
@@ -622,15 +632,27 @@ def _overview_factors(width: int, height: int) -> list[int]:
 
 def style_class_map(path, classes: ClassTable, **tags: str) -> None:
     """A class map's colour table, stored class table (STARS_CLASSES), GDAL category names and mode
-    overviews, so QGIS, GDAL and the toolbox's products read its classes; `tags` are added too."""
-    with rasterio.open(path, "r+") as ds:
+    overviews, so QGIS, GDAL and the toolbox's products read its classes; `tags` are added too. A file
+    GDAL could not write whole (a full disk) is said in one line (`files.unwritten`)."""
+    with _reopen(path) as ds:
         ds.write_colormap(1, {v: (*rgb(c), 255) for v, c in zip(classes.values, classes.colors)})
         ds.update_tags(1, STARS_CLASSES=json.dumps(classes.to_dict()))
         ds.update_tags(**{f"CLASS_{v}": n for v, n in zip(classes.values, classes.names)}, **tags)
-    with rasterio.open(path, "r+") as ds:  # reopened so the overviews see the colour table
+    with _reopen(path) as ds:  # reopened so the overviews see the colour table
         ds.build_overviews(_overview_factors(ds.width, ds.height), Resampling.mode)
         ds.update_tags(ns="rio_overview", resampling="mode")
+    _reopen(path).close()  # the overviews were written whole too
     _set_category_names(path, classes)
+
+
+def _reopen(path):
+    """A raster just written, opened for update; one GDAL cannot reopen was not written whole."""
+    from .files import unwritten
+
+    try:
+        return rasterio.open(path, "r+")
+    except Exception as exc:  # TypeError (not recognised), CPLE_* or RasterioIOError, as GDAL reports it
+        raise unwritten(path, exc) from None
 
 
 def _finish(paths, classes: ClassTable, overviews: bool = True) -> None:

@@ -42,11 +42,13 @@ def _series_parser(sub) -> None:
 
 
 def cmd_segment_series(args) -> int:
-    from ..change.series import filter_folder, read_dates, segment_series
+    from ..change.series import check_filter, filter_folder, read_dates, segment_series
     from ..config import SegmentConfig
     from ..progress import progress_bar, say
 
     dates = read_dates(args.rasters, args.dates)
+    if args.temporal_filter:  # refused now, not after every date is mapped
+        check_filter(args.out_dir, dates, args.switch)
     cfg = SegmentConfig(tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
                         device=args.device, modality=args.modality, read_threads=args.read_threads,
                         runtime=args.runtime, weights=args.weights)
@@ -65,7 +67,7 @@ def cmd_segment_series(args) -> int:
         result = segment_series(args.model, dates, args.out_dir, cfg, grid=args.grid,
                                 skip_existing=not args.no_skip_existing,
                                 probabilities=args.probabilities or args.temporal_filter,
-                                cancel=STOP, progress=progress, log=print,
+                                cancel=STOP, progress=progress, log=say,
                                 info=lambda m: say(m, file=sys.stderr))
     finally:
         if bar is not None:
