@@ -80,7 +80,8 @@ class SegmentResult:
 # -- inputs -------------------------------------------------------------------------------------
 def band_order(ds, stats: BandStats, role: str, path: str, log: Callable[[str], None]) -> list[int]:
     """Band indexes (1-based) of `ds` in the model's training order. A different band count is an
-    error; band descriptions that are the training names in another order are reordered."""
+    error; band descriptions that are the training names in another order are reordered, and other
+    names (HH, HV for a VV, VH model) are said to be taken in their order."""
     expected = list(stats.names)
     if ds.count != len(expected):
         raise InputError(
@@ -93,6 +94,9 @@ def band_order(ds, stats: BandStats, role: str, path: str, log: Callable[[str], 
         log(f"{role} bands are named {', '.join(names)}; reordering them to the training order "
             f"{', '.join(expected)}")
         return [names.index(n) + 1 for n in expected]
+    if names != expected and any(ds.descriptions):
+        log(f"{role} bands are named {', '.join(names)}, the model was trained on {', '.join(expected)}: they are "
+            f"used in their order as {', '.join(expected)}; check that this is what they hold")
     return list(range(1, ds.count + 1))
 
 

@@ -231,6 +231,11 @@ def _redo_reasons(target: Path, old: dict | None, new: dict) -> list[str]:
     return why
 
 
+def series_dates(out_dir: str | os.PathLike, dates: Sequence[DateInput]) -> list[str]:
+    """The dates a series folder will hold after a run over `dates` (those recorded there and these)."""
+    return sorted({d.date for d in dates} | set(_read_record(Path(out_dir) / RECORD)))
+
+
 def check_filter(out_dir: str | os.PathLike, dates: Sequence[DateInput], switch: float) -> None:
     """A series run that ends with the temporal filter, refused before any work when the filter could
     not run: a switch outside (0, 1), fewer than 2 dates (given and already in the folder), or a date
@@ -240,7 +245,7 @@ def check_filter(out_dir: str | os.PathLike, dates: Sequence[DateInput], switch:
     check_switch(switch)
     rows = _read_record(Path(out_dir) / RECORD)
     given = {d.date for d in dates}
-    if len(given | set(rows)) < 2:
+    if len(series_dates(out_dir, dates)) < 2:
         raise InputError(f"the temporal filter needs 2 or more dates and the series has 1 ({dates[0].date}); give "
                          f"more dates or leave the filter out")
     lacking = [d for d in sorted(set(rows) - given) if not rows[d].get("probabilities")
@@ -307,30 +312,35 @@ def period_map(folder: str | os.PathLike, period: str | None, which: str, out: P
 
 
 def _mode_composite(paths: Sequence[Path], out: Path, cancel) -> None:
-    """Each pixel's most frequent class over `paths` (ties: the latest), no data where all are."""
+    """Each pixel's most frequent class over `paths` (ties: the latest), no data where all are;
+    written whole or not at all, with its QGIS style (.qml) beside it."""
     from ..classes import stored_classes
+    from ..files import atomic_outputs
     from ..infer import style_class_map
+    from ..style import paletted_qml
 
     srcs = [rasterio.open(p) for p in paths]
     try:
         classes = stored_classes(srcs[0])
         nodata = srcs[0].nodata
-        with rasterio.open(out, "w", **srcs[0].profile) as dst:
-            for row in range(0, srcs[0].height, 256):
-                if cancel is not None and cancel():
-                    raise Cancelled("cancelled; no output was written")
-                w = Window(0, row, srcs[0].width, min(256, srcs[0].height - row))
-                stack = np.stack([s.read(1, window=w) for s in srcs])  # (T, h, w)
-                counts = np.stack([(stack == v).sum(0) for v in classes.values])  # (K, h, w)
-                best = np.argmax(counts * (len(srcs) + 1) + _latest(stack, classes.values), axis=0)  # ties: latest
-                result = np.asarray(classes.values)[best].astype(stack.dtype)
-                if nodata is not None:
-                    result[counts.sum(0) == 0] = nodata
-                dst.write(result, 1, window=w)
+        with atomic_outputs(out, out.with_suffix(".qml")) as (tmp, qml):
+            with rasterio.open(tmp, "w", **srcs[0].profile) as dst:
+                for row in range(0, srcs[0].height, 256):
+                    if cancel is not None and cancel():
+                        raise Cancelled("cancelled; no output was written")
+                    w = Window(0, row, srcs[0].width, min(256, srcs[0].height - row))
+                    stack = np.stack([s.read(1, window=w) for s in srcs])  # (T, h, w)
+                    counts = np.stack([(stack == v).sum(0) for v in classes.values])  # (K, h, w)
+                    best = np.argmax(counts * (len(srcs) + 1) + _latest(stack, classes.values), axis=0)  # ties: latest
+                    result = np.asarray(classes.values)[best].astype(stack.dtype)
+                    if nodata is not None:
+                        result[counts.sum(0) == 0] = nodata
+                    dst.write(result, 1, window=w)
+            style_class_map(tmp, classes)
+            qml.write_text(paletted_qml(classes))
     finally:
         for s in srcs:
             s.close()
-    style_class_map(out, classes)
 
 
 def _latest(stack: np.ndarray, values) -> np.ndarray:

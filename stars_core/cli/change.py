@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .common import _mmu, _mmu_arguments, engine_arguments
@@ -130,8 +131,10 @@ def add_parsers(sub) -> None:
     ch.add_argument("--class-table", help="CSV/JSON class table of both maps (default: the one stored in them)")
 
 
-def _change_inputs(args, tmp) -> tuple[str, str, str]:
-    """MAP_A, MAP_B and OUTPUT from the positionals, or from --series and its periods."""
+def _change_inputs(args) -> tuple[str, str, str, list[str]]:
+    """MAP_A, MAP_B and OUTPUT from the positionals, or from --series and its periods. A period of
+    several dates is its own map, kept beside the change map (OUTPUT_from.tif, OUTPUT_to.tif) so that
+    `stars assess` finds both dates' maps."""
     from pathlib import Path
 
     from ..errors import InputError
@@ -139,22 +142,36 @@ def _change_inputs(args, tmp) -> tuple[str, str, str]:
     if args.series is None:
         if len(args.maps) != 3 or args.period_a or args.period_b:
             raise InputError("give MAP_A MAP_B OUTPUT, or --series DIR [--from ...] [--to ...] OUTPUT")
-        return tuple(args.maps)
+        return (*args.maps, [])
     if len(args.maps) != 1:
         raise InputError("with --series give only OUTPUT: the maps come from the series folder")
     from ..change.series import period_map
+    from ..files import check_outputs
 
-    a, label_a = period_map(args.series, args.period_a, "first", Path(tmp) / "period_a.tif", cancel=STOP)
-    b, label_b = period_map(args.series, args.period_b, "last", Path(tmp) / "period_b.tif", cancel=STOP)
+    output = Path(args.maps[0])
+    kept = {"map of the --from period": output.with_name(output.stem + "_from.tif"),
+            "map of the --to period": output.with_name(output.stem + "_to.tif")}
+    check_outputs({}, {"change map": output, **kept, **{f"style of the {k}": p.with_suffix(".qml")
+                                                          for k, p in kept.items()}})
+    a, label_a = period_map(args.series, args.period_a, "first", kept["map of the --from period"], cancel=STOP)
+    b, label_b = period_map(args.series, args.period_b, "last", kept["map of the --to period"], cancel=STOP)
     print(f"from {label_a} to {label_b}")
-    return str(a), str(b), args.maps[0]
+    made = [str(p) for p in (a, b) if p in kept.values()]
+    for path in made:
+        print(f"wrote {path} (the period's map, which the change map refers to)")
+    return str(a), str(b), args.maps[0], made
 
 
 def cmd_change(args) -> int:
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="stars-change-") as tmp:
-        return _run_change(args, *_change_inputs(args, tmp))
+    a, b, output, periods = _change_inputs(args)
+    try:
+        return _run_change(args, a, b, output)
+    except BaseException:  # cancelled or failed: the period maps made for it go too
+        for p in periods:
+            for f in (p, p + ".aux.xml", os.path.splitext(p)[0] + ".qml"):
+                if os.path.exists(f):
+                    os.remove(f)
+        raise
 
 
 def _run_change(args, map_a: str, map_b: str, output: str) -> int:
