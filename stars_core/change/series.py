@@ -386,7 +386,7 @@ def _segment_date(runner, d: DateInput, reference, target: Path, cfg, probabilit
             if not same_grid(ref, ds):  # onto the series' grid; outside the date's footprint: no data
                 source = str(Path(tmp) / "on_grid.vrt")
                 nodata = ds.nodata if ds.nodata is not None else (-9999 if ds.dtypes[0].startswith("float") else 0)
-                gdal.Warp(source, d.path, format="VRT", dstSRS=ref.crs.to_wkt(), outputBounds=tuple(ref.bounds),
+                gdal.Warp(source, os.fspath(d.path), format="VRT", dstSRS=ref.crs.to_wkt(), outputBounds=tuple(ref.bounds),
                           width=ref.width, height=ref.height, resampleAlg="bilinear", dstNodata=nodata)
         probs = Path(tmp) / "probabilities.tif" if probabilities else None
         segment(runner, source, target, cfg, probabilities=probs, cancel=cancel,
