@@ -7,8 +7,9 @@ lies entirely outside the grid or has another band count than the model's. The g
 date's raster, or `grid`: every other date is warped onto it on the fly (a GDAL VRT, bilinear), so
 pixels a date does not cover are no data for that date. Each date is one `infer.segment` run (its
 streaming, tiling and runtime; a .stars model is loaded once and its fast export made once); memory
-does not grow with the number of dates. A rerun skips dates already done (`series.csv` records
-them). Per-date class probabilities, when asked for, are written as uint8 (value = round(255 p))
+does not grow with the number of dates. A rerun skips dates already done when what made their maps
+(model file, raster, grid, options: `series.csv` records it) is what this run would use, and makes
+them again otherwise, saying why. Per-date class probabilities, when asked for, are written as uint8 (value = round(255 p))
 beside each map: a quarter of float32's size, at 1/255 resolution.
 """
 from __future__ import annotations

@@ -21,7 +21,9 @@ def _series_parser(sub) -> None:
                         description="Segment every date of a series with one model load: each raster warped onto "
                         "the grid of the first (or --grid) on the fly, pixels a date does not cover left as no data; "
                         "dates from --dates (a CSV of date,path), the file names (ISO dates) or GDAL metadata. A "
-                        "rerun skips dates already done (series.csv). Then `stars change` between two dates.")
+                        "rerun keeps a date's map only when the same model file, raster, grid and options made it "
+                        "(series.csv records them) and says why it maps a date again. Then `stars change` between "
+                        "two dates.")
     se.add_argument("model", help="model file (.stars or exported .onnx)")
     se.add_argument("out_dir", help="output folder: <date>.tif per date and series.csv")
     se.add_argument("rasters", nargs="*", help="SAR rasters, one per date (the date in the name, e.g. "
