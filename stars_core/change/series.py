@@ -368,11 +368,16 @@ def _check_dates(dates: Sequence[DateInput], reference, runner, cfg: SegmentConf
 
 def _check_readable(ds, role: str) -> None:
     """Its last pixel can be read: a file cut short (a copy or download stopped) is refused before any work."""
+    from osgeo import gdal
+
+    gdal.PushErrorHandler("CPLQuietErrorHandler")  # the one line below says it; GDAL's own lines would repeat it
     try:
         ds.read(window=Window(ds.width - 1, ds.height - 1, 1, 1))
     except rasterio.errors.RasterioIOError:
         raise InputError(f"{role} cannot be read to its end: the file is cut short or damaged; copy or download it "
                          f"again") from None
+    finally:
+        gdal.PopErrorHandler()
 
 
 def _segment_date(runner, d: DateInput, reference, target: Path, cfg, probabilities: bool, k: int, n: int,

@@ -122,13 +122,18 @@ def _open_checked(path, what: str):
     """A series input opened and read at its last pixel: a damaged or cut-short file is named before any work."""
     from ..raster import open_raster
 
+    from osgeo import gdal
+
     ds = open_raster(path, what)
+    gdal.PushErrorHandler("CPLQuietErrorHandler")  # the one line below says it
     try:
         ds.read(window=Window(ds.width - 1, ds.height - 1, 1, 1))
     except rasterio.errors.RasterioIOError:
         ds.close()
         raise InputError(f"the {what} {os.fspath(path)!r} cannot be read to its end: the file is cut short or "
                          f"damaged; make it again (stars segment-series --probabilities --no-skip-existing)") from None
+    finally:
+        gdal.PopErrorHandler()
     return ds
 
 
