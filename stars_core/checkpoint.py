@@ -44,7 +44,7 @@ import torch
 from .bands import BandStats
 from .classes import ClassTable
 from .config import DataConfig, LossConfig, StarsConfig, TrainConfig, split_legacy_train_config
-from .files import atomic_path
+from .files import atomic_path, unwritten
 from .models import build_model
 from .errors import InputError
 
@@ -112,7 +112,10 @@ def save_model_file(path: str | os.PathLike, meta: ModelMeta, state_dict: dict, 
     if best is not None:
         payload["best"] = best
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        try:
+            torch.save(payload, tmp)
+        except RuntimeError as exc:  # a full disk: PyTorch's writer says "unexpected pos ..."
+            raise unwritten(tmp, exc) from None
 
 
 def read_model_file(path: str | os.PathLike) -> dict:

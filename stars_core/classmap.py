@@ -79,19 +79,32 @@ def style_class_map(path: str | os.PathLike, classes: ClassTable, **tags: str) -
     """A class map's colour table, stored class table, GDAL category names and mode overviews, so
     QGIS, GDAL and the toolbox's products read its classes; `tags` are added to the dataset too. The
     colour table only on 8-bit maps: a 16-bit GeoTIFF's has 65,536 entries, all of them in QGIS's
-    legend (its .qml styles it instead)."""
-    import rasterio
+    legend (its .qml styles it instead). A file GDAL could not write whole (a full disk) is said in one
+    line (`files.unwritten`)."""
     from rasterio.enums import Resampling
 
-    with rasterio.open(path, "r+") as ds:
+    with _reopen(path) as ds:
         if ds.dtypes[0] == "uint8":
             ds.write_colormap(1, {v: (*rgb(c), 255) for v, c in zip(classes.values, classes.colors)})
         ds.update_tags(1, **{CLASSES_TAG: json.dumps(classes.to_dict())})
         ds.update_tags(**{f"CLASS_{v}": n for v, n in zip(classes.values, classes.names)}, **tags)
-    with rasterio.open(path, "r+") as ds:  # reopened so the overviews see the colour table
+    with _reopen(path) as ds:  # reopened so the overviews see the colour table
         ds.build_overviews(overview_factors(ds.width, ds.height), Resampling.mode)
         ds.update_tags(ns="rio_overview", resampling="mode")
+    _reopen(path).close()  # the overviews were written whole too
     _set_category_names(Path(path), classes)
+
+
+def _reopen(path):
+    """A raster just written, opened for update; one GDAL cannot reopen was not written whole."""
+    import rasterio
+
+    from .files import unwritten
+
+    try:
+        return rasterio.open(path, "r+")
+    except Exception as exc:  # TypeError (not recognised), CPLE_* or RasterioIOError, as GDAL reports it
+        raise unwritten(path, exc) from None
 
 
 def _set_category_names(path: Path, classes: ClassTable) -> None:

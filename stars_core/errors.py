@@ -6,7 +6,8 @@ Errors, and how the command line and QGIS report them (each once, in one place):
     TrainingError  training could not go on (e.g. the loss became NaN); the message says which
                    model file is kept (exit 1);
     Cancelled      the user cancelled (Ctrl-C, SIGTERM, QGIS's cancel button); the message says
-                   what was kept (exit 130).
+                   what was kept (exit 130);
+    OutputError    an output could not be written (a full disk): the message names the place (exit 2).
 InputError is a ValueError, so code that catches ValueError keeps working.
 """
 from __future__ import annotations
@@ -26,3 +27,10 @@ class TrainingError(StarsError, RuntimeError):
 
 class Cancelled(StarsError):
     """The user cancelled; no partial output is left (a training run keeps a resumable model)."""
+
+
+class OutputError(StarsError, OSError):
+    """An output could not be written whole (e.g. the disk is full); its temporary file is removed."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()

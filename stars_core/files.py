@@ -100,6 +100,30 @@ def _check_writable(name: str, folder: str) -> None:
         raise InputError(f"{name}: the folder {probe!r} cannot be written (permissions); choose another place")
 
 
+def unwritten(path: str | os.PathLike, cause: object = None) -> Exception:
+    """The error for an output that a library failed to write (GDAL leaves a file it cannot reopen,
+    PyTorch says "unexpected pos"): a full disk when the place has (almost) no room left, said as
+    such in one line (`OutputError`); otherwise the cause, which is not ours to name."""
+    import errno
+    import shutil
+
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if free is not None and free < FULL_BELOW:
+        from .errors import OutputError
+
+        return OutputError(errno.ENOSPC, f"the disk holding {folder!r} is full ({free / 1e6:.1f} MB free), so "
+                           f"{Path(path).name.split('.tmp-')[0].lstrip('.')!r} could not be written; free some "
+                           f"space or choose another place")
+    return cause if isinstance(cause, Exception) else OSError(f"{os.fspath(path)!r} could not be written: {cause}")
+
+
+FULL_BELOW = 32 << 20  # bytes: less room than this where a write failed means the disk is full
+
+
 def sha256(path: str | os.PathLike) -> str:
     """The SHA-256 hex digest of a file, read in 1 MiB blocks."""
     import hashlib

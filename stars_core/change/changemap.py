@@ -113,13 +113,28 @@ def change_map(map_a: str | os.PathLike, map_b: str | os.PathLike, output: str |
     result = ChangeResult(Path(output), classes, legend.table(), matrix * area,
                           float((matrix.sum() - np.trace(matrix)) * area), float(matrix.sum() * area), notes,
                           present=present)
-    if matrix_csv is not None or html_report is not None:
-        write_matrix(result, matrix_csv, html_report)
-    if polygons is not None:
-        result.polygons = change_polygons(result, legend, polygons, cancel, log)
+    _products(result, legend, (output, qml, matrix_csv, html_report), polygons, cancel, log)
     for note in notes:
         log(note)
     return result
+
+
+def _products(result: ChangeResult, legend: Transitions, written: tuple, polygons, cancel, log) -> None:
+    """The matrix files and the polygons of a change map just written. A cancel or an error on the way
+    removes what this run wrote (`written`: the map, its .qml, the matrix files), so that "no output
+    was written" is true (the polygons are written whole or not at all)."""
+    matrix_csv, html_report = written[2:]
+    try:
+        if matrix_csv is not None or html_report is not None:
+            write_matrix(result, matrix_csv, html_report)
+        if polygons is not None:
+            result.polygons = change_polygons(result, legend, polygons, cancel, log)
+    except BaseException:
+        for path in written:
+            for p in (path, None if path is None else f"{os.fspath(path)}.aux.xml"):
+                if p is not None and os.path.exists(p):
+                    os.remove(p)
+        raise
 
 
 def _common_classes(a, b, class_table) -> ClassTable:

@@ -7,8 +7,9 @@ lies entirely outside the grid or has another band count than the model's. The g
 date's raster, or `grid`: every other date is warped onto it on the fly (a GDAL VRT, bilinear), so
 pixels a date does not cover are no data for that date. Each date is one `infer.segment` run (its
 streaming, tiling and runtime; a .stars model is loaded once and its fast export made once); memory
-does not grow with the number of dates. A rerun skips dates already done (`series.csv` records
-them). Per-date class probabilities, when asked for, are written as uint8 (value = round(255 p))
+does not grow with the number of dates. A rerun skips dates already done when what made their maps
+(model file, raster, grid, options: `series.csv` records it) is what this run would use, and makes
+them again otherwise, saying why. Per-date class probabilities, when asked for, are written as uint8 (value = round(255 p))
 beside each map: a quarter of float32's size, at 1/255 resolution.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import re
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -117,44 +119,150 @@ def segment_series(model, dates: Sequence[DateInput], out_dir: str | os.PathLike
                    progress: Callable[[int, int, int, int], None] | None = None,
                    log: Callable[[str], None] = print, info: Callable[[str], None] | None = None) -> SeriesResult:
     """A map per date into `out_dir` (`<date>.tif`, and `<date>_probabilities.tif` with
-    `probabilities`), recorded in `series.csv`. `progress(date index, dates, tiles done, tiles)`."""
+    `probabilities`), recorded in `series.csv` with what made each map (`made_by`). A rerun keeps a
+    date's map only when its record matches this run (model, raster, grid, options) and says why it
+    makes one again. `progress(date index, dates, tiles done, tiles)`; `log` gets segment's warnings."""
     from ..segmentation.infer import open_runner
 
     out = Path(out_dir)
     check_outputs({**{f"raster of {d.date}": d.path for d in dates}, "grid": grid,
-                   "model file": model if isinstance(model, (str, os.PathLike)) else None}, {}, {"output folder": out})
+                   "model file": model if isinstance(model, (str, os.PathLike)) else None},
+                  series_outputs(out, [d.date for d in dates]), {"output folder": out})
+    rows = _read_record(out / RECORD)
     reference = grid or dates[0].path
     runner = open_runner(model, cfg)  # once for the whole series (and its fast export once, on first use)
     _check_dates(dates, reference, runner, cfg)
+    made = made_by(model, runner, cfg, reference)
     out.mkdir(parents=True, exist_ok=True)
     result = SeriesResult(out, out / RECORD)
-    rows = _read_record(result.record)
+    said: set[str] = set()
     for k, d in enumerate(dates):
         if cancel is not None and cancel():
             raise Cancelled(f"series cancelled before {d.date}; the {len(result.done)} date(s) done are kept and a "
                             f"rerun skips them")
         target = out / f"{d.date}.tif"
-        if skip_existing and _done(target, rows.get(d.date), d.path):
+        row = {**made, **source_stamp(d.path), "date": d.date, "source": os.path.abspath(d.path),
+               "map": target.name, "probabilities": f"{d.date}_probabilities.tif" if probabilities else ""}
+        why = _redo_reasons(target, rows.get(d.date), row) if skip_existing else ["asked to (no skipping)"]
+        if not why:
             result.skipped.append(d.date)
             result.maps[d.date] = target
             continue
+        if rows.get(d.date) is not None and skip_existing:
+            log(f"{d.date}: made again: {'; '.join(why)}")
         start = time.perf_counter()
-        _segment_date(runner, d, reference, target, cfg, probabilities, k, len(dates), progress, cancel, info)
-        rows[d.date] = {"date": d.date, "source": os.path.abspath(d.path), "map": target.name,
-                        "probabilities": f"{d.date}_probabilities.tif" if probabilities else "",
-                        "seconds": f"{time.perf_counter() - start:.1f}"}
-        _write_record(result.record, rows)
+        _segment_date(runner, d, reference, target, cfg, probabilities, k, len(dates), progress, cancel, info,
+                      _once(log, said, d.date))
+        update_record(result.record, {d.date: {**row, "seconds": f"{time.perf_counter() - start:.1f}"}}, replace=True)
         result.done.append(d.date)
         result.maps[d.date] = target
         log(f"{d.date}: {target.name} ({time.perf_counter() - start:.1f} s)")
     return result
 
 
+def series_outputs(out: Path, dates: Sequence[str]) -> dict[str, Path]:
+    """Every file a series run may write into `out`, by what the user calls it (checked against the inputs)."""
+    files = {"series record": out / RECORD}
+    for date in dates:
+        for suffix, what in (("", "map"), ("_probabilities", "probabilities"), ("_filtered", "filtered map")):
+            files[f"{what} of {date}"] = out / f"{date}{suffix}.tif"
+            if what != "probabilities":
+                files[f"style of the {what} of {date}"] = out / f"{date}{suffix}.qml"
+    return files
+
+
+def _once(log: Callable[[str], None], said: set[str], date: str) -> Callable[[str], None]:
+    """segment's warnings for a date, each said once for the whole series (with the first date it concerned)."""
+    def forward(message: str) -> None:
+        if message not in said:
+            said.add(message)
+            log(f"{date}: {message}")
+    return forward
+
+
+def made_by(model, runner, cfg: SegmentConfig, reference) -> dict[str, str]:
+    """What makes a date's pixels besides its raster: the model file's SHA-256, the grid and the
+    options that change pixels (tile size, overlap, runtime, weights, modality)."""
+    from ..engines.auto import model_sha256
+    from ..raster import crs_label
+
+    path = model if isinstance(model, (str, os.PathLike)) else getattr(runner, "path", None)
+    with open_raster(reference, "grid") as ref:
+        t = ref.transform
+        grid = f"{crs_label(ref.crs)} {ref.width}x{ref.height} from ({t.c:.6g}, {t.f:.6g}) step {t.a:.6g}x{-t.e:.6g}"
+    options = {"tile": cfg.tile_size or "model's", "overlap": cfg.overlap if cfg.overlap is not None else "default",
+               "runtime": cfg.runtime or "default", "weights": cfg.weights, "modality": cfg.modality}
+    return {"model_sha256": model_sha256(path) if path is not None else "", "grid": grid,
+            "options": " ".join(f"{k}={v}" for k, v in options.items())}
+
+
+def source_stamp(path: str | os.PathLike) -> dict[str, str]:
+    """A date raster's size and modification time: a raster replaced at the same path differs."""
+    st = os.stat(path)
+    return {"source_size": str(st.st_size), "source_mtime_ns": str(st.st_mtime_ns)}
+
+
+def _redo_reasons(target: Path, old: dict | None, new: dict) -> list[str]:
+    """Why a date's map must be made again (empty: it is the map this run would make)."""
+    if old is None or not target.is_file():
+        return ["no map yet"]
+    if old.get("source") != new["source"]:
+        return [f"it was made from another raster ({old.get('source')!r})"]
+    try:
+        with rasterio.open(target) as ds:
+            if not is_class_map(ds):
+                return [f"{target.name} has no class table (not a finished STARS map)"]
+    except rasterio.errors.RasterioIOError:
+        return [f"{target.name} cannot be read"]
+    if not old.get("model_sha256") or not old.get("source_size"):
+        return ["its record does not say what made it (a series.csv of an earlier version)"]
+    why = []
+    if not new["model_sha256"] or old["model_sha256"] != new["model_sha256"]:
+        why.append(f"another model (SHA-256 {old['model_sha256'][:12]}..., now {new['model_sha256'][:12] or '?'}...)")
+    if (old.get("source_size"), old.get("source_mtime_ns")) != (new["source_size"], new["source_mtime_ns"]):
+        why.append("its raster changed since (size or modification time)")
+    if old.get("grid") != new["grid"]:
+        why.append(f"another grid ({old.get('grid')}, now {new['grid']})")
+    if old.get("options") != new["options"]:
+        was = dict(o.split("=", 1) for o in (old.get("options") or "").split() if "=" in o)
+        now = dict(o.split("=", 1) for o in new["options"].split())
+        why.append("other options (" + ", ".join(f"{k} {was.get(k, '?')} -> {v}" for k, v in now.items()
+                                                  if was.get(k) != v) + ")")
+    if new["probabilities"] and (not old.get("probabilities") or not (target.parent / new["probabilities"]).is_file()):
+        why.append("probabilities asked for and none were written")
+    return why
+
+
+def series_dates(out_dir: str | os.PathLike, dates: Sequence[DateInput]) -> list[str]:
+    """The dates a series folder will hold after a run over `dates` (those recorded there and these)."""
+    return sorted({d.date for d in dates} | set(_read_record(Path(out_dir) / RECORD)))
+
+
+def check_filter(out_dir: str | os.PathLike, dates: Sequence[DateInput], switch: float) -> None:
+    """A series run that ends with the temporal filter, refused before any work when the filter could
+    not run: a switch outside (0, 1), fewer than 2 dates (given and already in the folder), or a date
+    already in the folder, not given now, without probabilities."""
+    from .temporal import check_switch
+
+    check_switch(switch)
+    rows = _read_record(Path(out_dir) / RECORD)
+    given = {d.date for d in dates}
+    if len(series_dates(out_dir, dates)) < 2:
+        raise InputError(f"the temporal filter needs 2 or more dates and the series has 1 ({dates[0].date}); give "
+                         f"more dates or leave the filter out")
+    lacking = [d for d in sorted(set(rows) - given) if not rows[d].get("probabilities")
+               or not (Path(out_dir) / rows[d]["probabilities"]).is_file()]
+    if lacking:
+        raise InputError(f"{os.fspath(out_dir)!r} also holds {', '.join(lacking)}, not given now and without "
+                         f"probabilities, which the filter needs: give their rasters too, or choose another folder")
+
+
 def filter_folder(folder: str | os.PathLike, switch: float = 0.02, cancel=None, progress=None) -> dict:
     """The temporal filter (`temporal.filter_series`) over every date of a series folder made with
-    probabilities: `<date>_filtered.tif` beside each `<date>.tif`; series.csv records them."""
-    from .temporal import filter_series, filtered_names
+    probabilities: `<date>_filtered.tif` (and its .qml) beside each `<date>.tif`; series.csv records them."""
+    from .temporal import check_switch, filter_series, filtered_names
 
+    check_switch(switch)
     folder = Path(folder)
     rows = _read_record(folder / RECORD)
     if len(rows) < 2:
@@ -164,13 +272,11 @@ def filter_folder(folder: str | os.PathLike, switch: float = 0.02, cancel=None, 
     missing = [d for d in dates if not rows[d].get("probabilities") or not (folder / rows[d]["probabilities"]).is_file()]
     if missing:
         raise InputError(f"the dates {', '.join(missing)} have no probabilities: the temporal filter needs them; "
-                         f"segment again with --probabilities --no-skip-existing")
+                         f"segment again with --probabilities")
     maps = [folder / rows[d]["map"] for d in dates]
     outs = filtered_names(maps)
     counts = filter_series([folder / rows[d]["probabilities"] for d in dates], maps, outs, switch, cancel, progress)
-    for d, out in zip(dates, outs):
-        rows[d]["filtered"] = out.name
-    _write_record(folder / RECORD, rows)
+    update_record(folder / RECORD, {d: {"filtered": out.name} for d, out in zip(dates, outs)})
     return {**counts, "outputs": outs}
 
 
@@ -208,29 +314,34 @@ def period_map(folder: str | os.PathLike, period: str | None, which: str, out: P
 
 
 def _mode_composite(paths: Sequence[Path], out: Path, cancel) -> None:
-    """Each pixel's most frequent class over `paths` (ties: the latest), no data where all are."""
+    """Each pixel's most frequent class over `paths` (ties: the latest), no data where all are;
+    written whole or not at all, with its QGIS style (.qml) beside it."""
     from ..classmap import stored_classes, style_class_map
+    from ..files import atomic_outputs
+    from ..style import paletted_qml
 
     srcs = [rasterio.open(p) for p in paths]
     try:
         classes = stored_classes(srcs[0])
         nodata = srcs[0].nodata
-        with rasterio.open(out, "w", **srcs[0].profile) as dst:
-            for row in range(0, srcs[0].height, 256):
-                if cancel is not None and cancel():
-                    raise Cancelled("cancelled; no output was written")
-                w = Window(0, row, srcs[0].width, min(256, srcs[0].height - row))
-                stack = np.stack([s.read(1, window=w) for s in srcs])  # (T, h, w)
-                counts = np.stack([(stack == v).sum(0) for v in classes.values])  # (K, h, w)
-                best = np.argmax(counts * (len(srcs) + 1) + _latest(stack, classes.values), axis=0)  # ties: latest
-                result = np.asarray(classes.values)[best].astype(stack.dtype)
-                if nodata is not None:
-                    result[counts.sum(0) == 0] = nodata
-                dst.write(result, 1, window=w)
+        with atomic_outputs(out, out.with_suffix(".qml")) as (tmp, qml):
+            with rasterio.open(tmp, "w", **srcs[0].profile) as dst:
+                for row in range(0, srcs[0].height, 256):
+                    if cancel is not None and cancel():
+                        raise Cancelled("cancelled; no output was written")
+                    w = Window(0, row, srcs[0].width, min(256, srcs[0].height - row))
+                    stack = np.stack([s.read(1, window=w) for s in srcs])  # (T, h, w)
+                    counts = np.stack([(stack == v).sum(0) for v in classes.values])  # (K, h, w)
+                    best = np.argmax(counts * (len(srcs) + 1) + _latest(stack, classes.values), axis=0)  # ties: latest
+                    result = np.asarray(classes.values)[best].astype(stack.dtype)
+                    if nodata is not None:
+                        result[counts.sum(0) == 0] = nodata
+                    dst.write(result, 1, window=w)
+            style_class_map(tmp, classes)
+            qml.write_text(paletted_qml(classes))
     finally:
         for s in srcs:
             s.close()
-    style_class_map(out, classes)
 
 
 def _latest(stack: np.ndarray, values) -> np.ndarray:
@@ -252,10 +363,25 @@ def _check_dates(dates: Sequence[DateInput], reference, runner, cfg: SegmentConf
                     raise InputError(f"the raster of {d.date} ({d.path!r}) has {ds.count} band(s), the model takes "
                                      f"{expected}: give every date the bands the model was trained on")
                 check_overlap(ref, ds, "the series' grid", f"the raster of {d.date} ({d.path!r})")
+                _check_readable(ds, f"the raster of {d.date} ({d.path!r})")
+
+
+def _check_readable(ds, role: str) -> None:
+    """Its last pixel can be read: a file cut short (a copy or download stopped) is refused before any work."""
+    from osgeo import gdal
+
+    gdal.PushErrorHandler("CPLQuietErrorHandler")  # the one line below says it; GDAL's own lines would repeat it
+    try:
+        ds.read(window=Window(ds.width - 1, ds.height - 1, 1, 1))
+    except rasterio.errors.RasterioIOError:
+        raise InputError(f"{role} cannot be read to its end: the file is cut short or damaged; copy or download it "
+                         f"again") from None
+    finally:
+        gdal.PopErrorHandler()
 
 
 def _segment_date(runner, d: DateInput, reference, target: Path, cfg, probabilities: bool, k: int, n: int,
-                  progress, cancel, info) -> None:
+                  progress, cancel, info, warn) -> None:
     from osgeo import gdal
 
     from ..segmentation.infer import segment
@@ -266,12 +392,12 @@ def _segment_date(runner, d: DateInput, reference, target: Path, cfg, probabilit
             if not same_grid(ref, ds):  # onto the series' grid; outside the date's footprint: no data
                 source = str(Path(tmp) / "on_grid.vrt")
                 nodata = ds.nodata if ds.nodata is not None else (-9999 if ds.dtypes[0].startswith("float") else 0)
-                gdal.Warp(source, d.path, format="VRT", dstSRS=ref.crs.to_wkt(), outputBounds=tuple(ref.bounds),
+                gdal.Warp(source, os.fspath(d.path), format="VRT", dstSRS=ref.crs.to_wkt(), outputBounds=tuple(ref.bounds),
                           width=ref.width, height=ref.height, resampleAlg="bilinear", dstNodata=nodata)
         probs = Path(tmp) / "probabilities.tif" if probabilities else None
         segment(runner, source, target, cfg, probabilities=probs, cancel=cancel,
                 progress=None if progress is None else (lambda done, total: progress(k, n, done, total)),
-                info=info, calibration=d.path, overviews=False)  # the float probabilities are a step
+                info=info, log=warn, calibration=d.path, overviews=False)  # the float probabilities are a step
         if probs is not None:
             to_uint8(probs, target.with_name(f"{d.date}_probabilities.tif"))
 
@@ -292,28 +418,68 @@ def to_uint8(src_path: Path, out: Path) -> None:
             dst.update_tags(STARS_PROBABILITY_SCALE="1/255", **src.tags())
 
 
-def _done(target: Path, row: dict | None, source: str) -> bool:
-    """A date's map exists, is a finished STARS map and was made from the same raster."""
-    if row is None or not target.is_file() or row.get("source") != os.path.abspath(source):
-        return False
-    try:
-        with rasterio.open(target) as ds:
-            return is_class_map(ds)
-    except rasterio.errors.RasterioIOError:
-        return False
+FIELDS = ["date", "source", "map", "probabilities", "seconds", "filtered", "source_size", "source_mtime_ns",
+          "model_sha256", "grid", "options"]
 
 
 def _read_record(path: Path) -> dict[str, dict]:
     if not path.is_file():
         return {}
-    return {r["date"]: r for r in csv.DictReader(path.read_text().splitlines()) if r.get("date")}
+    try:
+        rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"the series record {os.fspath(path)!r} is damaged ({exc}); delete it (every date is then "
+                         f"made again) or choose another output folder") from None
+    if rows and "date" not in rows[0]:
+        raise InputError(f"the series record {os.fspath(path)!r} has no date column: it is not a series.csv of "
+                         f"`stars segment-series`; delete it or choose another output folder")
+    return {r["date"]: r for r in rows if r.get("date")}
 
 
-def _write_record(path: Path, rows: dict[str, dict]) -> None:
-    fields = ["date", "source", "map", "probabilities", "seconds", "filtered"]
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-            w.writeheader()
-            for date in sorted(rows):
-                w.writerow(rows[date])
+@contextmanager
+def _locked(path: Path):
+    """An exclusive lock on `path` + ".lock" (fcntl on POSIX, msvcrt on Windows): two series run into one
+    folder at once update its record one after the other."""
+    lock = path.with_name(path.name + ".lock")
+    with open(lock, "a+b") as f:
+        if os.name == "nt":
+            import msvcrt
+
+            f.seek(0)
+            while True:
+                try:
+                    msvcrt.locking(f.fileno(), msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:  # LK_LOCK gives up after 10 s; keep waiting
+                    continue
+        else:
+            import fcntl
+
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if os.name == "nt":
+                f.seek(0)
+                msvcrt.locking(f.fileno(), msvcrt.LK_UNLCK, 1)
+            else:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def update_record(path: Path, changes: dict[str, dict], replace: bool = False) -> None:
+    """Read, change and write series.csv under its lock (written to a temporary file, then renamed):
+    `changes` rows replace (`replace`) or update those of their dates. A date made again makes every
+    filtered map stale (the filter reads all dates), so `replace` clears them all."""
+    with _locked(path):
+        rows = _read_record(path)
+        for date, change in changes.items():
+            rows[date] = dict(change) if replace else {**rows.get(date, {"date": date}), **change}
+        if replace:
+            for row in rows.values():
+                row["filtered"] = ""
+        with atomic_path(path) as tmp:
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                w = csv.DictWriter(f, fieldnames=FIELDS, extrasaction="ignore")
+                w.writeheader()
+                for date in sorted(rows):
+                    w.writerow(rows[date])

@@ -17,6 +17,7 @@ Streamed in strips of rows; memory is strips x dates x classes, flat in the rast
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -25,7 +26,7 @@ import rasterio
 from rasterio.windows import Window
 
 from ..errors import Cancelled, InputError
-from ..files import atomic_outputs
+from ..files import atomic_outputs, check_outputs
 
 STRIP = 64  # rows per strip
 FLOOR = 0.5 / 255  # a uint8 probability of 0 is "below 1/255", not impossible
@@ -58,48 +59,81 @@ def viterbi(probabilities: np.ndarray, switch: float) -> np.ndarray:
     return path
 
 
+def check_switch(switch: float) -> None:
+    if not 0 < switch < 1:
+        raise InputError(f"the switch probability must be between 0 and 1 (e.g. 0.02), got {switch:g}")
+
+
 def filter_series(probabilities: Sequence[str | os.PathLike], maps: Sequence[str | os.PathLike],
                   outputs: Sequence[str | os.PathLike], switch: float = 0.02,
                   cancel: Callable[[], bool] | None = None,
                   progress: Callable[[float], None] | None = None) -> dict:
-    """Write `outputs` (one class map per date): the Viterbi class sequence of every pixel from the
-    per-date `probabilities` (uint8 x 255 or float), with the class values, legend and no data of
-    the per-date `maps`. Returns {"changed": pixels whose class the filter changed, "pixels": valid}."""
+    """Write `outputs` (one class map per date, each with its QGIS style .qml): the Viterbi class
+    sequence of every pixel from the per-date `probabilities` (uint8 x 255 or float), with the class
+    values, legend and no data of the per-date `maps`. Every input is opened and every output place
+    checked before the first pixel. Returns {"changed": pixels whose class the filter changed,
+    "pixels": valid}."""
     from ..classmap import stored_classes, style_class_map
+    from ..style import paletted_qml
 
-    if not 0 < switch < 1:
-        raise InputError(f"the switch probability must be between 0 and 1 (e.g. 0.02), got {switch}")
+    check_switch(switch)
     if not (len(probabilities) == len(maps) == len(outputs)) or len(maps) < 2:
         raise InputError("give at least 2 dates, each with its probabilities, map and output")
-    srcs = [rasterio.open(p) for p in probabilities]
-    map_srcs = [rasterio.open(m) for m in maps]
-    try:
+    qmls = [Path(o).with_suffix(".qml") for o in outputs]
+    check_outputs({**{f"probabilities {os.fspath(p)!r}": p for p in probabilities},
+                   **{f"map {os.fspath(m)!r}": m for m in maps}},
+                  {**{f"filtered map {k + 1}": o for k, o in enumerate(outputs)},
+                   **{f"style of filtered map {k + 1}": q for k, q in enumerate(qmls)}})
+    with ExitStack() as opened:
+        srcs = [opened.enter_context(_open_checked(p, "probabilities")) for p in probabilities]
+        map_srcs = [opened.enter_context(_open_checked(m, "map")) for m in maps]
         classes = stored_classes(map_srcs[0])
         if classes is None or any(s.count != len(classes) for s in srcs):
             raise InputError("the probabilities must have one band per class of the maps' class table (made by "
                              "`stars segment-series --probabilities`)")
         scale = 255.0 if srcs[0].dtypes[0] == "uint8" else 1.0
-        values = np.array(classes.values)
         counts = {"changed": 0, "pixels": 0}
         profile = dict(map_srcs[0].profile)
-        with atomic_outputs(*outputs) as temps:
-            dsts = [rasterio.open(t, "w", **profile) for t in temps]
+        with atomic_outputs(*outputs, *qmls) as temps:
+            dsts = [rasterio.open(t, "w", **profile) for t in temps[:len(outputs)]]
             try:
                 for row in range(0, profile["height"], STRIP):
                     if cancel is not None and cancel():
                         raise Cancelled("temporal filter cancelled; no output was written")
-                    _filter_strip(row, srcs, map_srcs, dsts, values, scale, switch, counts)
+                    try:
+                        _filter_strip(row, srcs, map_srcs, dsts, np.array(classes.values), scale, switch, counts)
+                    except rasterio.errors.RasterioIOError as exc:
+                        raise InputError(f"the series could not be read from row {row} on (a damaged file? GDAL: "
+                                         f"{str(exc).strip()}); make its maps again") from None
                     if progress is not None:
                         progress(min(1.0, (row + STRIP) / profile["height"]))
             finally:
                 for d in dsts:
                     d.close()
-            for t in temps:
+            for t in temps[:len(outputs)]:
                 style_class_map(t, classes, STARS_TEMPORAL_FILTER=f"hmm switch={switch:g}")
+            for q in temps[len(outputs):]:
+                q.write_text(paletted_qml(classes))
         return counts
+
+
+def _open_checked(path, what: str):
+    """A series input opened and read at its last pixel: a damaged or cut-short file is named before any work."""
+    from ..raster import open_raster
+
+    from osgeo import gdal
+
+    ds = open_raster(path, what)
+    gdal.PushErrorHandler("CPLQuietErrorHandler")  # the one line below says it
+    try:
+        ds.read(window=Window(ds.width - 1, ds.height - 1, 1, 1))
+    except rasterio.errors.RasterioIOError:
+        ds.close()
+        raise InputError(f"the {what} {os.fspath(path)!r} cannot be read to its end: the file is cut short or "
+                         f"damaged; make it again (stars segment-series --probabilities --no-skip-existing)") from None
     finally:
-        for s in srcs + map_srcs:
-            s.close()
+        gdal.PopErrorHandler()
+    return ds
 
 
 def _filter_strip(row: int, srcs, map_srcs, dsts, values: np.ndarray, scale: float, switch: float,

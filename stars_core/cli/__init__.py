@@ -13,6 +13,7 @@ Ctrl-C/SIGTERM handling the long commands poll.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from ..errors import Cancelled, StarsError, TrainingError
@@ -23,6 +24,7 @@ from .stop import STOP, Stop  # noqa: F401
 from .train import train_settings  # noqa: F401
 
 GROUPS = (train, distill, segment, evaluate, model, products, change, accuracy, weights)
+DISK_ERRORS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS, errno.EACCES)
 POLLED = ("train", "segment", "evaluate", "evaluate-chips", "segment-sheets", "sample", "assess", "clean", "polygons",
           "change", "segment-series", "filter-series", "distill")
 
@@ -49,11 +51,33 @@ def _handlers() -> dict:
     return handlers
 
 
+# Commands whose positional files may also come after options (`segment-series --dates t.csv a.tif`).
+INTERMIXED = {"segment-series": "rasters"}
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    field = INTERMIXED.get(args.command)
+    if extra and field is not None and not any(e.startswith("-") for e in extra):
+        setattr(args, field, [*getattr(args, field), *extra])
+        return args
+    return parser.parse_args(argv)  # argparse's own message for anything else
+
+
+def _disk_message(exc: OSError) -> str:
+    """A full disk, a read-only place or a missing permission, in one line with what to do."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno in DISK_ERRORS[:2]:
+        return f"the disk is full{where}: free some space or choose another output place"
+    return f"{exc.strerror or exc}{where}; choose another output place"
+
+
 def main(argv: list[str] | None = None) -> int:
     from .. import threads
 
     threads.prepare_environment()  # before torch is imported
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     STOP.__init__()
     STOP.polled = args.command in POLLED
     STOP.install()
@@ -72,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"stars {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in DISK_ERRORS:
+            raise
+        print(f"stars {args.command}: error: {_disk_message(exc)}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # `stars weights list | head`: the reader stopped, nothing is wrong
         import os
 

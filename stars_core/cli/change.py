@@ -4,6 +4,7 @@ two class maps or two periods of a series, its transition matrix and change poly
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .common import engine_arguments, mmu_arguments, mmu_value, segment_config
@@ -22,7 +23,9 @@ def _series_parser(sub) -> None:
                         description="Segment every date of a series with one model load: each raster warped onto "
                         "the grid of the first (or --grid) on the fly, pixels a date does not cover left as no data; "
                         "dates from --dates (a CSV of date,path), the file names (ISO dates) or GDAL metadata. A "
-                        "rerun skips dates already done (series.csv). Then `stars change` between two dates.")
+                        "rerun keeps a date's map only when the same model file, raster, grid and options made it "
+                        "(series.csv records them) and says why it maps a date again. Then `stars change` between "
+                        "two dates.")
     se.add_argument("model", help="model file (.stars or exported .onnx)")
     se.add_argument("out_dir", help="output folder: <date>.tif per date and series.csv")
     se.add_argument("rasters", nargs="*", help="SAR rasters, one per date (the date in the name, e.g. "
@@ -45,10 +48,12 @@ def _series_parser(sub) -> None:
 
 
 def cmd_segment_series(args) -> int:
-    from ..change.series import filter_folder, read_dates, segment_series
+    from ..change.series import check_filter, filter_folder, read_dates, segment_series
     from ..progress import progress_bar, say
 
     dates = read_dates(args.rasters, args.dates)
+    if args.temporal_filter:  # refused now, not after every date is mapped
+        check_filter(args.out_dir, dates, args.switch)
     cfg = segment_config(args)
     bar, current = None, [-1]
 
@@ -65,7 +70,7 @@ def cmd_segment_series(args) -> int:
         result = segment_series(args.model, dates, args.out_dir, cfg, grid=args.grid,
                                 skip_existing=not args.no_skip_existing,
                                 probabilities=args.probabilities or args.temporal_filter,
-                                cancel=STOP, progress=progress, log=print,
+                                cancel=STOP, progress=progress, log=say,
                                 info=lambda m: say(m, file=sys.stderr))
     finally:
         if bar is not None:
@@ -128,8 +133,10 @@ def add_parsers(sub) -> None:
     ch.add_argument("--class-table", help="CSV/JSON class table of both maps (default: the one stored in them)")
 
 
-def _change_inputs(args, tmp) -> tuple[str, str, str]:
-    """MAP_A, MAP_B and OUTPUT from the positionals, or from --series and its periods."""
+def _change_inputs(args) -> tuple[str, str, str, list[str]]:
+    """MAP_A, MAP_B and OUTPUT from the positionals, or from --series and its periods. A period of
+    several dates is its own map, kept beside the change map (OUTPUT_from.tif, OUTPUT_to.tif) so that
+    `stars assess` finds both dates' maps."""
     from pathlib import Path
 
     from ..errors import InputError
@@ -137,15 +144,24 @@ def _change_inputs(args, tmp) -> tuple[str, str, str]:
     if args.series is None:
         if len(args.maps) != 3 or args.period_a or args.period_b:
             raise InputError("give MAP_A MAP_B OUTPUT, or --series DIR [--from ...] [--to ...] OUTPUT")
-        return tuple(args.maps)
+        return (*args.maps, [])
     if len(args.maps) != 1:
         raise InputError("with --series give only OUTPUT: the maps come from the series folder")
     from ..change.series import period_map
+    from ..files import check_outputs
 
-    a, label_a = period_map(args.series, args.period_a, "first", Path(tmp) / "period_a.tif", cancel=STOP)
-    b, label_b = period_map(args.series, args.period_b, "last", Path(tmp) / "period_b.tif", cancel=STOP)
+    output = Path(args.maps[0])
+    kept = {"map of the --from period": output.with_name(output.stem + "_from.tif"),
+            "map of the --to period": output.with_name(output.stem + "_to.tif")}
+    check_outputs({}, {"change map": output, **kept, **{f"style of the {k}": p.with_suffix(".qml")
+                                                          for k, p in kept.items()}})
+    a, label_a = period_map(args.series, args.period_a, "first", kept["map of the --from period"], cancel=STOP)
+    b, label_b = period_map(args.series, args.period_b, "last", kept["map of the --to period"], cancel=STOP)
     print(f"from {label_a} to {label_b}")
-    return str(a), str(b), args.maps[0]
+    made = [str(p) for p in (a, b) if p in kept.values()]
+    for path in made:
+        print(f"wrote {path} (the period's map, which the change map refers to)")
+    return str(a), str(b), args.maps[0], made
 
 
 def _protect_series(args) -> None:
@@ -163,12 +179,17 @@ def _protect_series(args) -> None:
 
 
 def cmd_change(args) -> int:
-    import tempfile
-
     if args.series is not None:
         _protect_series(args)
-    with tempfile.TemporaryDirectory(prefix="stars-change-") as tmp:
-        return _run_change(args, *_change_inputs(args, tmp))
+    a, b, output, periods = _change_inputs(args)
+    try:
+        return _run_change(args, a, b, output)
+    except BaseException:  # cancelled or failed: the period maps made for it go too
+        for p in periods:
+            for f in (p, p + ".aux.xml", os.path.splitext(p)[0] + ".qml"):
+                if os.path.exists(f):
+                    os.remove(f)
+        raise
 
 
 def _run_change(args, map_a: str, map_b: str, output: str) -> int:

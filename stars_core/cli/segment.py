@@ -121,7 +121,7 @@ def _sheets_parsers(sub) -> None:
     ss.add_argument("out_dir", help="output folder")
     ss.add_argument("--name-field", help="attribute naming the sheets (default: numbered)")
     ss.add_argument("--only", metavar="NAME[,NAME...]", help="segment only these sheets (by the name field's "
-                    "values, or the sheet numbers without it); the mosaic covers every sheet done so far")
+                    "values, or sheet numbers: 1 is the file's first sheet); the mosaic covers every sheet done so far")
     ss.add_argument("--no-skip-existing", action="store_true", help="segment sheets already done again")
     ss.add_argument("--dry-run", action="store_true", help="print which process takes which sheets and stop")
     ss.add_argument("--processes", type=int, help="with --dry-run: the number of processes to plan for "

@@ -37,11 +37,15 @@ def _demo_scene_parser(sub) -> None:
 
 def cmd_demo_scene(args) -> int:
     from ..demo_scene import make_demo_scene
+    from ..files import check_outputs
 
     try:
         rows, cols = (int(v) for v in args.sheets.lower().split("x"))
     except ValueError:
         raise InputError(f"--sheets must look like 2x2, got {args.sheets!r}") from None
+    if args.dates < 1:  # before the scene is made, not after
+        raise InputError(f"--dates must be 1 or more, got {args.dates}")
+    check_outputs({}, {}, {"--out": args.out})  # a folder (a file named --out is refused in one line)
     paths = make_demo_scene(args.out, size=args.size, seed=args.seed, sheets=(rows, cols), pixel_size=args.pixel_size,
                             sar_noise=args.sar_noise)
     if args.dates > 1:
@@ -49,8 +53,6 @@ def cmd_demo_scene(args) -> int:
 
         series = make_demo_series(args.out, args.dates, size=args.size, seed=args.seed, pixel_size=args.pixel_size)
         paths.update({f"series {k}": v for k, v in series.items()})
-    elif args.dates < 1:
-        raise InputError(f"--dates must be 1 or more, got {args.dates}")
     for name, path in paths.items():
         print(f"{name:<8} {path}")
     return 0

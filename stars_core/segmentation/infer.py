@@ -80,7 +80,8 @@ class SegmentResult:
 # -- inputs -------------------------------------------------------------------------------------
 def band_order(ds, stats: BandStats, role: str, path: str, log: Callable[[str], None]) -> list[int]:
     """Band indexes (1-based) of `ds` in the model's training order. A different band count is an
-    error; band descriptions that are the training names in another order are reordered."""
+    error; band descriptions that are the training names in another order are reordered, and other
+    names (HH, HV for a VV, VH model) are said to be taken in their order."""
     expected = list(stats.names)
     if ds.count != len(expected):
         raise InputError(
@@ -93,6 +94,9 @@ def band_order(ds, stats: BandStats, role: str, path: str, log: Callable[[str], 
         log(f"{role} bands are named {', '.join(names)}; reordering them to the training order "
             f"{', '.join(expected)}")
         return [names.index(n) + 1 for n in expected]
+    if names != expected and any(ds.descriptions):
+        log(f"{role} bands are named {', '.join(names)}, the model was trained on {', '.join(expected)}: they are "
+            f"used in their order as {', '.join(expected)}; check that this is what they hold")
     return list(range(1, ds.count + 1))
 
 
@@ -152,16 +156,26 @@ class _Inputs:
         itself) and the validity masks of its pixels."""
         primary, secondary = self._datasets()
         window = Window(tile.col, tile.row, tile.width, tile.height)
-        x = primary.read(self.order[0], window=window)
+        x = _read_tile(primary, self.order[0], window)
         v = valid_mask(primary, x, window)
         if self.clip:  # pixels outside the clip polygons are no data
             v &= geometry_mask(self.clip, (tile.height, tile.width), primary.window_transform(window), invert=True)
         x = pad_reflect(self.prepare(x, v, self.stats[0]), tile.pad_bottom, tile.pad_right)
         if secondary is None:
             return x, None, v, None
-        x2 = secondary.read(self.order[1], window=window)
+        x2 = _read_tile(secondary, self.order[1], window)
         v2 = valid_mask(secondary, x2, window)
         return x, pad_reflect(self.prepare(x2, v2, self.stats[1]), tile.pad_bottom, tile.pad_right), v, v2
+
+
+def _read_tile(ds, bands: list[int], window: Window) -> np.ndarray:
+    """The tile's pixels; a raster cut short or damaged is named in one line (GDAL says which file)."""
+    try:
+        return ds.read(bands, window=window)
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputError(f"the raster {ds.name!r} cannot be read from row {int(window.row_off)}, column "
+                         f"{int(window.col_off)} on (cut short or damaged? GDAL: {str(exc).strip()}); copy it "
+                         f"again or repair it") from None
 
 
 def _stack(reads: list[tuple]):

@@ -63,15 +63,21 @@ def read_sheets(path: str | os.PathLike, name_field: str | None = None) -> tuple
 
 
 def select_sheets(sheets: tuple[str, list], only: list[str]) -> tuple[str, list]:
-    """Keep the sheets named in `only` (names as read, or made file-safe); an unknown name is refused."""
+    """Keep the sheets named in `only`: names as read or made file-safe, or sheet numbers (1 is the
+    file's first feature, as in sheet_1); an unknown name or an empty list is refused."""
     wkt, named = sheets
-    wanted = {n.strip() for n in only if n.strip()}
+    asked = [n.strip() for n in only if n.strip()]
+    if not asked:
+        raise InputError(f"--only names no sheet ({','.join(only)!r}): give sheet names or numbers separated by "
+                         f"commas, e.g. --only 1,3")
     known = {n for n, _ in named} | {safe_name(n) for n, _ in named}
+    wanted = {named[int(n) - 1][0] if n not in known and n.isdigit() and 1 <= int(n) <= len(named) else n
+              for n in asked}
     unknown = sorted(wanted - known)
     if unknown:
         some = ", ".join(n for n, _ in named[:8]) + (" ..." if len(named) > 8 else "")
         raise InputError(f"--only names sheets the sheet file does not have: {', '.join(unknown[:5])}; its sheets "
-                         f"are {some} (check --name-field)")
+                         f"are {some} (or numbers 1 to {len(named)}; check --name-field)")
     return wkt, [(n, g) for n, g in named if n in wanted or safe_name(n) in wanted]
 
 

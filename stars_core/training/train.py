@@ -305,7 +305,7 @@ def _check_paths(scenes: Sequence[SceneSpec], out: Path, data_cfg: DataConfig, r
                   {"diagnostics folder": diagnostics}, same_ok=(("model file (--out)", "--resume model file"),))
 
 
-MACHINE_SETTINGS = ("device", "amp", "cpu_bf16", "num_workers")  # where a resumed run goes on, not what it computes
+MACHINE_SETTINGS = ("device", "amp", "cpu_bf16", "num_workers")  # where a resumed run goes on (a saved bf16 stays)
 
 
 def _resumed_settings(resumed, given: tuple, modalities: tuple[str, str], say: Callable[[str], None]):
@@ -319,8 +319,8 @@ def _resumed_settings(resumed, given: tuple, modalities: tuple[str, str], say: C
     saved = meta.train
     m, d = meta.model, meta.data
     say(f"resuming keeps the saved run's settings (mode {m.mode}, {m.backbone} width {m.encoder_width}, "
-        f"{d.chip_size}-px chips, batch {saved.batch_size}, lr {saved.lr:g}, seed {saved.seed}, the losses), its class "
-        f"table and its band statistics")
+        f"{d.chip_size}-px chips, batch {saved.batch_size}, lr {saved.lr:g}, seed {saved.seed}, the losses"
+        f"{', bf16 on a CPU that has it' if saved.cpu_bf16 else ''}), its class table and its band statistics")
     ignored = []
     for cfg, kept, default, skip in ((model_cfg, m, StarsConfig(), {"in_channels", "num_classes"}),
                                      (loss_cfg, meta.loss, LossConfig(), set()),
@@ -338,6 +338,8 @@ def _resumed_settings(resumed, given: tuple, modalities: tuple[str, str], say: C
     if ignored:
         say("ignored on resume: " + ", ".join(ignored))
     machine = {k: getattr(train_cfg, k) for k in MACHINE_SETTINGS} if train_cfg is not None else {}
+    if machine:  # bf16 is what the run computes in: kept (a front end without --cpu-bf16 passes False)
+        machine["cpu_bf16"] = saved.cpu_bf16 or machine["cpu_bf16"]
     train_cfg = dataclasses.replace(saved, steps=steps, warmup_steps=min(saved.warmup_steps, steps), **machine)
     return meta.model, meta.loss, train_cfg, meta.data, meta.modalities
 

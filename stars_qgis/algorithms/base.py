@@ -125,13 +125,28 @@ class StarsAlgorithm(QgsProcessingAlgorithm):
         except TrainingError as exc:
             error = f"training failed: {exc}"
         except (StarsError, ValueError, FileNotFoundError) as exc:
-            error = str(exc)
+            error = self.in_dialog_terms(str(exc))
         # Raised outside the handlers: the core's exception and its frames (open rasters) must not
         # stay attached as context to an error QGIS keeps past its own shutdown.
         raise QgsProcessingException(error)
 
     def execute(self, parameters, context, feedback) -> dict:
         raise NotImplementedError
+
+    def in_dialog_terms(self, message: str) -> str:
+        """A core message that names command-line flags (--dates, --class-table) names this dialog's
+        parameters instead: a flag is its parameter's key in lower case with dashes; a core message
+        that already names both ("--class-table on the command line, the 'Class table' parameter in
+        QGIS") keeps only the dialog's part."""
+        import re
+
+        message = re.sub(r"(?:--[a-z0-9-]+ )?on the command line, (the '[^']+' parameter) in QGIS", r"\1", message)
+        for definition in self.parameterDefinitions():
+            flag = "--" + definition.name().lower().replace("_", "-")
+            message = re.sub(re.escape(flag) + r"(?![\w-])( (?=\d)(\S+))?",
+                             lambda m, d=definition.description(): f"the '{d}' parameter"
+                             + (f" set to {m.group(2)}" if m.group(2) else ""), message)
+        return message
 
     # -- bridges to the core's callables ----------------------------------------------------
     @staticmethod

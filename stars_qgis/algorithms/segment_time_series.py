@@ -62,7 +62,7 @@ class SegmentTimeSeries(SegmentingAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.DONE, "Dates mapped"))
 
     def execute(self, parameters, context, feedback) -> dict:
-        from stars_core.change.series import filter_folder, read_dates, segment_series
+        from stars_core.change.series import check_filter, filter_folder, read_dates, segment_series, series_dates
         from stars_core.segmentation.infer import open_runner_cached
 
         cfg = segment_config(self, parameters, context)  # (no minimum mapping unit here: none is read)
@@ -73,6 +73,11 @@ class SegmentTimeSeries(SegmentingAlgorithm):
         folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
         os.makedirs(folder, exist_ok=True)
         filtered = self.parameterAsBool(parameters, self.TEMPORAL_FILTER, context)
+        if filtered and len(series_dates(folder, dates)) < 2:
+            feedback.pushInfo("one date: mapped without the temporal filter (it needs two dates or more)")
+            filtered = False
+        if filtered:  # refused now, not after every date is mapped
+            check_filter(folder, dates, self.parameterAsDouble(parameters, self.SWITCH, context))
         runner = open_runner_cached(self.parameterAsFile(parameters, self.MODEL, context), cfg)
         n = len(dates)
         result = segment_series(

@@ -78,6 +78,8 @@ TRAIN = ["train", "--m1", "W/sar.tif", "--m2", "W/optical.tif", "--labels", "W/l
     ([*TRAIN, "--out", "W/m.stars", "--freeze", "encoders"], "give --init-from MODEL too"),
     (["demo-scene", "--out", "W/scene", "--pixel-size", "0"], "pixel size must be a positive number"),
     (["demo-scene", "--out", "W/scene", "--pixel-size", "-2"], "pixel size must be a positive number"),
+    (["demo-scene", "--out", "W/scene", "--size", "64", "--dates", "0"], "--dates must be 1 or more, got 0"),
+    (["demo-scene", "--out", "W/classes.csv", "--size", "64"], "--out 'W/classes.csv' is a file; give a folder"),
     (["--threads", "0", "info", "W/model.stars"], "--threads must be a positive number or auto"),
 ])
 def test_refused_with_one_line(case, argv, message):

@@ -216,3 +216,316 @@ def test_the_mode_of_a_period_breaks_ties_with_the_latest_date(tmp_path):
         paths.append(path)
     _mode_composite(paths, tmp_path / "mode.tif", None)
     assert rasterio.open(tmp_path / "mode.tif").read(1)[0].tolist() == [2, 3, 2, 255]  # 1, 2, 3: a tie, the last
+
+
+def _strip_tag(path, key: str) -> None:
+    """Remove one band metadata item (GDAL: set it to None)."""
+    from osgeo import gdal
+
+    ds = gdal.Open(str(path), gdal.GA_Update)
+    ds.GetRasterBand(1).SetMetadataItem(key, None)
+    ds = None
+
+
+def test_a_rerun_makes_again_each_date_whose_model_raster_grid_or_options_changed(series, trained_model, tmp_path):
+    """The series record says what made each map; a rerun keeps a map only when this run would make
+    the same one, and says in one line per date why it makes one again."""
+    import csv
+    import shutil
+
+    import torch
+
+    from stars_core.change.series import DateInput, segment_series
+    from stars_core.config import SegmentConfig
+    from tests.core.helpers import rewrite
+
+    folder = series["folder"]
+    (tmp_path / "in").mkdir()
+    a = shutil.copy(folder / "S1_2024-04-01.tif", tmp_path / "in")
+    b = shutil.copy(folder / "S1_2024-04-13.tif", tmp_path / "in")
+    model = shutil.copy(trained_model, tmp_path / "model.stars")
+    dates = [DateInput("2024-04-01", a), DateInput("2024-04-13", b)]
+    out = tmp_path / "maps"
+
+    def run(given=dates, tile=128, **kw):
+        lines = []
+        result = segment_series(model, given, out, SegmentConfig(tile_size=tile, device="cpu", runtime="torch"),
+                                log=lines.append, **kw)
+        return result.done, [line for line in lines if "made again" in line]
+
+    assert run() == (["2024-04-01", "2024-04-13"], [])
+    assert run() == ([], [])  # nothing changed: both kept
+    shutil.copy(folder / "S1_2024-05-07.tif", b)  # date 2's raster replaced at the same path
+    done, said = run()
+    assert done == ["2024-04-13"] and len(said) == 1 and "2024-04-13: made again: its raster changed" in said[0]
+    moved = shutil.copy(b, tmp_path / "S1_2024-04-13.tif")  # the same content at another path
+    done, said = run([dates[0], DateInput("2024-04-13", moved)])
+    assert done == ["2024-04-13"] and "made from another raster" in said[0]
+    _strip_tag(out / "2024-04-01.tif", "STARS_CLASSES")  # a map without its class table is not kept
+    done, said = run([dates[0], DateInput("2024-04-13", moved)])
+    assert done == ["2024-04-01"] and "has no class table" in said[0]
+    payload = torch.load(model, weights_only=True)  # the model retrained at the same path
+    key = next(k for k, v in payload["state_dict"].items() if v.is_floating_point())
+    payload["state_dict"][key] = payload["state_dict"][key] + 0.01
+    torch.save(payload, model)
+    done, said = run([dates[0], DateInput("2024-04-13", moved)])
+    assert len(done) == 2 and all("another model" in line for line in said)
+    done, said = run([dates[0], DateInput("2024-04-13", moved)], tile=64)
+    assert len(done) == 2 and "other options (tile 128 -> 64)" in said[0]
+    done, said = run([dates[0], DateInput("2024-04-13", moved)], tile=64, probabilities=True)
+    assert len(done) == 2 and "probabilities asked for" in said[0] and (out / "2024-04-01_probabilities.tif").is_file()
+    grid = rewrite(folder / "S1_2024-04-01.tif", tmp_path / "grid.tif", data=np.zeros((2, 128, 128), np.float32),
+                   width=128, height=128)
+    done, said = run([dates[0], DateInput("2024-04-13", moved)], tile=64, probabilities=True, grid=grid)
+    assert len(done) == 2 and "another grid" in said[0]
+    with rasterio.open(out / "2024-04-01.tif") as ds:
+        assert ds.shape == (128, 128)
+    rows = list(csv.DictReader((out / "series.csv").open()))  # a record of an earlier version: no provenance
+    with (out / "series.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["date", "source", "map", "probabilities", "seconds", "filtered"],
+                           extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    done, said = run([dates[0], DateInput("2024-04-13", moved)], tile=64, probabilities=True, grid=grid)
+    assert len(done) == 2 and "does not say what made it" in said[0]
+
+
+def test_two_runs_writing_one_series_record_at_once_keep_every_row(tmp_path):
+    import datetime as dt
+    import threading
+
+    from stars_core.change.series import RECORD, _read_record, update_record
+
+    path = tmp_path / RECORD
+    start = threading.Barrier(2)
+    errors = []
+
+    def writer(year: int) -> None:
+        start.wait()
+        try:
+            for day in range(40):
+                date = (dt.date(year, 1, 1) + dt.timedelta(days=day)).isoformat()
+                update_record(path, {date: {"date": date, "source": f"/x/{date}.tif", "map": f"{date}.tif"}},
+                              replace=True)
+        except Exception as exc:  # noqa: BLE001 (the test reports it)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(year,)) for year in (2024, 2025)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(_read_record(path)) == 80
+
+
+def test_segment_series_says_what_segment_warns_once_and_names_bands_it_takes_as_others(series, trained_model,
+                                                                                      tmp_path, capsys):
+    from tests.core.helpers import reproject_raster, rewrite
+
+    folder = series["folder"]
+    rasters = [str(folder / "S1_2024-04-01.tif"), str(folder / "S1_2024-04-13.tif")]
+    coarse = reproject_raster(folder / "S1_2024-04-01.tif", tmp_path / "grid4m.tif", "EPSG:32633", 4.0)
+    capsys.readouterr()
+    assert cli_main(["segment-series", str(trained_model), str(tmp_path / "a"), *rasters, "--grid", str(coarse),
+                     *SEG]) == 0
+    printed = capsys.readouterr()
+    said = [line for line in (printed.out + printed.err).splitlines() if "trained on 2 m pixels" in line]
+    assert len(said) == 1 and "pixels are 4 m" in said[0] and said[0].startswith("2024-04-01: "), said
+    hh = rewrite(folder / "S1_2024-04-01.tif", tmp_path / "HH_2024-04-01.tif")
+    swapped = tmp_path / "S1_2024-04-13.tif"
+    with rasterio.open(folder / "S1_2024-04-13.tif") as src:
+        profile, data, tags = src.profile, src.read(), src.tags()
+    with rasterio.open(swapped, "w", **profile) as dst:
+        dst.write(data[::-1])
+        dst.descriptions = ("VH", "VV")
+        dst.update_tags(**tags)
+    with rasterio.open(hh, "r+") as ds:
+        ds.descriptions = ("HH", "HV")
+    assert cli_main(["segment-series", str(trained_model), str(tmp_path / "b"), str(hh), str(swapped), *SEG]) == 0
+    printed = capsys.readouterr()
+    text = printed.out + printed.err
+    assert "2024-04-01: SAR bands are named HH, HV, the model was trained on VV, VH: they are used in their " \
+           "order as VV, VH" in text, text
+    assert "2024-04-13: SAR bands are named VH, VV; reordering them" in text
+    assert cli_main(["segment", str(trained_model), str(hh), str(tmp_path / "hh.tif"), *SEG]) == 0
+    printed = capsys.readouterr()
+    assert "bands are named HH, HV" in printed.out + printed.err
+
+
+def test_series_refusals_come_before_the_first_pixel(series, trained_model, tmp_path, capsys):
+    import shutil
+
+    folder = series["folder"]
+    one, two = str(folder / "S1_2024-04-01.tif"), str(folder / "S1_2024-04-13.tif")
+    out = tmp_path / "out"
+    cut = tmp_path / "S1_2024-04-25.tif"  # a copy stopped half-way
+    cut.write_bytes((folder / "S1_2024-04-25.tif").read_bytes()[:150_000])
+    cases = ((["--temporal-filter", one], "the temporal filter needs 2 or more dates"),
+             (["--temporal-filter", "--switch", "0", one, two], "between 0 and 1"),
+             ([one, str(cut)], "cut short or damaged"))
+    for argv, message in cases:
+        capsys.readouterr()
+        assert cli_main(["segment-series", str(trained_model), str(out), *argv, *SEG]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+        assert not out.exists()
+    out.mkdir()  # the output folder holds date 2's raster under the name of date 2's map
+    inside = shutil.copy(two, out / "2024-04-13.tif")
+    assert cli_main(["segment-series", str(trained_model), str(out), one, str(inside), *SEG]) == 2
+    assert "map of 2024-04-13" in capsys.readouterr().err and sorted(p.name for p in out.iterdir()) == ["2024-04-13.tif"]
+    (out / "2024-04-13.tif").unlink()
+    (out / "series.csv").write_bytes(b"\xff\xfe\x00date,source\n")
+    assert cli_main(["segment-series", str(trained_model), str(out), one, *SEG]) == 2
+    err = capsys.readouterr().err
+    assert "series record" in err and "series.csv" in err and "damaged" in err
+
+
+def test_rasters_may_come_after_the_dates_table(series, trained_model, tmp_path, capsys):
+    table = tmp_path / "dates.csv"
+    table.write_text(f"date,path\n2024-04-01,{series['folder'] / 'S1_2024-04-01.tif'}\n")
+    assert cli_main(["segment-series", str(trained_model), str(tmp_path / "out"), "--dates", str(table),
+                     str(series["folder"] / "S1_2024-04-13.tif"), *SEG]) == 0
+    assert "2 date(s) segmented" in capsys.readouterr().out
+
+
+def test_filter_series_checks_its_inputs_and_outputs_first(series, trained_model, tmp_path, capsys):
+    import os
+
+    folder = series["folder"]
+    out = tmp_path / "maps"
+    rasters = [str(folder / "S1_2024-04-01.tif"), str(folder / "S1_2024-04-13.tif")]
+    assert cli_main(["segment-series", str(trained_model), str(out), *rasters, "--probabilities", *SEG]) == 0
+    probs = out / "2024-04-13_probabilities.tif"
+    probs.write_bytes(probs.read_bytes()[: probs.stat().st_size // 2])
+    capsys.readouterr()
+    assert cli_main(["filter-series", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2024-04-13_probabilities.tif" in err[0] and "Traceback" not in err[0], err
+    assert not list(out.glob("*_filtered.*")) and not list(out.glob(".*"))
+    assert cli_main(["filter-series", str(out), "--switch", "1"]) == 2
+    assert "between 0 and 1" in capsys.readouterr().err
+    if os.geteuid() != 0:  # root writes anywhere
+        assert cli_main(["segment-series", str(trained_model), str(out), *rasters, "--probabilities",
+                         "--no-skip-existing", *SEG]) == 0
+        out.chmod(0o555)
+        try:
+            assert cli_main(["filter-series", str(out)]) == 2
+            assert "cannot be written" in capsys.readouterr().err
+        finally:
+            out.chmod(0o755)
+
+
+def test_filtered_maps_hold_class_values_equal_to_the_maps_where_the_dates_agree_and_have_a_style(
+        series, trained_model, tmp_path):
+    from stars_core.classes import stored_classes
+
+    out = tmp_path / "maps"
+    rasters = [str(p) for p in sorted(series["folder"].glob("S1_*.tif"))]
+    assert cli_main(["segment-series", str(trained_model), str(out), *rasters, "--temporal-filter", *SEG]) == 0
+    dates = ("2024-04-01", "2024-04-13", "2024-04-25", "2024-05-07")
+    maps = np.stack([rasterio.open(out / f"{d}.tif").read(1) for d in dates])
+    filtered = np.stack([rasterio.open(out / f"{d}_filtered.tif").read(1) for d in dates])
+    with rasterio.open(out / f"{dates[0]}.tif") as ds:
+        values, nodata = stored_classes(ds).values, ds.nodata
+    assert set(np.unique(filtered)) <= {*values, nodata}
+    probs = np.stack([rasterio.open(out / f"{d}_probabilities.tif").read().astype(int) for d in dates])  # (T, K, h, w)
+    top = np.sort(probs, axis=1)
+    clear = (top[:, -1] > top[:, -2]).all(axis=0)  # no rounding tie between the two most likely classes
+    agree = (maps == maps[0]).all(axis=0) & (maps[0] != nodata) & clear
+    assert agree.sum() > 1000 and np.array_equal(filtered[:, agree], maps[:, agree])
+    for d in dates:
+        qml = (out / f"{d}_filtered.qml").read_text()
+        assert qml == (out / f"{d}.qml").read_text() and "paletted" in qml
+
+
+def test_a_full_disk_is_said_in_one_line_and_leaves_nothing(series, trained_model, tmp_path, monkeypatch, capsys):
+    """GDAL leaves a file it could not write whole, which rasterio then cannot reopen (a TypeError on
+    a real full disk): simulated here by cutting the class map short as GDAL finishes it."""
+    import shutil
+
+    import stars_core.infer as infer
+
+    finish = infer._finish
+
+    def disk_fills(paths, classes, overviews=True):
+        paths[0].write_bytes(paths[0].read_bytes()[:200])
+        return finish(paths, classes, overviews)
+
+    monkeypatch.setattr(infer, "_finish", disk_fills)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10 << 30, 10 << 30, 0))
+    out = tmp_path / "maps"
+    assert cli_main(["segment-series", str(trained_model), str(out), str(series["folder"] / "S1_2024-04-01.tif"),
+                     *SEG]) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("date 1/1")]
+    assert len(err) == 1 and f"the disk holding {str(out)!r} is full" in err[0] and "'2024-04-01.tif'" in err[0], err
+    assert [p.name for p in out.iterdir()] in ([], ["series.csv.lock"])
+
+
+def test_a_model_file_on_a_full_disk_is_said_in_one_line(trained_model, tmp_path, monkeypatch):
+    import shutil
+
+    import torch
+
+    from stars_core import checkpoint
+    from stars_core.errors import OutputError
+
+    def full(*_a, **_k):
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 6720 vs 6608")
+
+    loaded = checkpoint.load_model(trained_model)
+    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10 << 30, 10 << 30, 0))
+    with pytest.raises(OutputError, match=r"the disk holding .* is full .* 'copy.stars' could not be written"):
+        checkpoint.save_model_file(tmp_path / "copy.stars", loaded.meta, loaded.model.state_dict(), {}, [])
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_maps_of_a_change_between_periods_are_kept_so_assess_finds_both_dates(series, trained_model, tmp_path,
+                                                                                  capsys):
+    import json
+
+    from osgeo import ogr
+
+    from stars_core.accuracy.assess import assess
+    from stars_core.accuracy.sample import draw_sample
+    from stars_core.change.changemap import TAG
+
+    out = tmp_path / "maps"
+    rasters = [str(p) for p in sorted(series["folder"].glob("S1_*.tif"))]
+    assert cli_main(["segment-series", str(trained_model), str(out), *rasters, *SEG]) == 0
+    change = tmp_path / "c.tif"
+    assert cli_main(["change", str(change), "--series", str(out), "--from", "2024-04-01:2024-04-13",
+                     "--to", "2024-04-25:"]) == 0
+    assert "wrote " + str(tmp_path / "c_to.tif") in capsys.readouterr().out
+    with rasterio.open(change) as ds:
+        made_from = json.loads(ds.tags()[TAG])
+    assert made_from["map_a"] == str(tmp_path / "c_from.tif") and made_from["map_b"] == str(tmp_path / "c_to.tif")
+    for kept in ("c_from", "c_to"):
+        assert (tmp_path / f"{kept}.tif").is_file() and (tmp_path / f"{kept}.qml").is_file()
+    draw_sample(change, tmp_path / "s.gpkg", n=40, minimum=3, log=lambda m: None)
+    ds = ogr.Open(str(tmp_path / "s.gpkg"), 1)
+    layer = ds.GetLayerByName("sample")
+    with rasterio.open(tmp_path / "c_from.tif") as ma, rasterio.open(tmp_path / "c_to.tif") as mb:
+        a, b = ma.read(1), mb.read(1)
+        for f in layer:
+            row, col = ma.index(f.GetGeometryRef().GetX(), f.GetGeometryRef().GetY())
+            f.SetField("reference_from", int(a[row, col]))
+            f.SetField("reference_to", int(b[row, col]))
+            layer.SetFeature(f)
+    layer = ds = None
+    result = assess(change, tmp_path / "s.gpkg")
+    assert set(result.dates) == {"first", "second"}, result.notes
+
+
+def test_a_cancel_while_writing_change_polygons_leaves_no_map(series, trained_model, tmp_path):
+    from stars_core.change import change_map
+    from stars_core.errors import Cancelled
+
+    out = tmp_path / "maps"
+    rasters = [str(series["folder"] / f"S1_{d}.tif") for d in ("2024-04-01", "2024-05-07")]
+    assert cli_main(["segment-series", str(trained_model), str(out), *rasters, *SEG]) == 0
+    target = tmp_path / "c.tif"
+    with pytest.raises(Cancelled, match="no output was written"):  # cancelled once the map is in place
+        change_map(out / "2024-04-01.tif", out / "2024-05-07.tif", target, polygons=tmp_path / "c.gpkg",
+                   matrix_csv=tmp_path / "m.csv", cancel=target.exists, log=lambda m: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["maps"]

@@ -140,3 +140,20 @@ def test_a_killed_run_leaves_valid_sheets_and_a_rerun_completes_it(trained_model
     assert proc.returncode == 0, log[-2000:]
     assert set(_rasters(out)) == {"A1.tif", "A2.tif", "B1.tif", "B2.tif"}
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # the killed run's temporaries are gone
+
+
+def test_only_takes_sheet_numbers_and_refuses_an_empty_list(demo_scene, tmp_path, capsys):
+    from stars_core.cli import main as cli_main
+
+    assert cli_main(["make-sheets", str(demo_scene["sar"]), "--size", "100", "--out", str(tmp_path / "grid.gpkg")]) == 0
+    run = ["segment-sheets", "m.stars", str(tmp_path / "grid.gpkg"), str(demo_scene["sar"]), str(tmp_path / "out"),
+           "--name-field", "name", "--dry-run", "--only"]
+    capsys.readouterr()
+    assert cli_main([*run, "2,9"]) == 0  # the second and the ninth sheet of the file
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("process 0: 2 sheets") and {"R001C002", "R003C003"} <= set(line.replace(",", " ").split())
+    for only, message in ((",", "--only names no sheet (','): give sheet names or numbers"),
+                          ("10", "--only names sheets the sheet file does not have: 10")):
+        assert cli_main([*run, only]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err

@@ -146,3 +146,33 @@ def test_training_says_its_precision_and_trains_either_way(demo_scene, tmp_path,
     assert len(precision) == 1 and said in precision[0], precision
     assert result.path.is_file() and 0 <= result.summary["validation"]["val_m1_miou"] <= 1
     assert load_model(result.path).meta.train.cpu_bf16 == want
+
+
+def test_a_resumed_bf16_run_goes_on_in_bf16_as_it_says(demo_scene, tmp_path, monkeypatch):
+    """`stars train --resume` without --cpu-bf16 passes cpu_bf16=False with this machine's settings:
+    the saved run's bf16 is what it computes in, so it stays."""
+    import dataclasses
+
+    from stars_core import devices
+    from tests.core.helpers import TINY_MODEL, tiny_train
+
+    monkeypatch.setattr(devices, "cpu_bf16", lambda: "AMX")
+    kw = tiny_train(steps=4, batch_size=2, chip_size=64, cpu_bf16=True, class_table=str(demo_scene["classes"]))
+    calls = {"n": 0}
+
+    def cancel_after_two():
+        calls["n"] += 1
+        return calls["n"] == 2
+
+    path = tmp_path / "m.stars"
+    with pytest.raises(Cancelled):
+        train(_specs(demo_scene), path, TINY_MODEL, cancel=cancel_after_two, **kw, **QUIET)
+    saved = load_model(path).meta.train
+    assert saved.cpu_bf16
+    lines = []
+    train(_specs(demo_scene), path, resume=path, train_cfg=dataclasses.replace(saved, cpu_bf16=False),
+          log=lines.append)
+    kept = next(line for line in lines if line.startswith("resuming keeps"))
+    precision = next(line for line in lines if line.startswith("precision:"))
+    assert "bf16" in kept and precision.startswith("precision: bf16 autocast"), (kept, precision)
+    assert load_model(path).meta.train.cpu_bf16

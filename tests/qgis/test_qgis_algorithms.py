@@ -631,3 +631,48 @@ def test_a_sar_series_enters_the_project_as_one_group_for_the_temporal_controlle
     assert _frames(controller) == [(d, d) for d in days]
     span = QgsProject.instance().timeSettings().temporalRange()
     assert span.begin().date().toString("yyyy-MM-dd") == days[0] and span.end().date().toString("yyyy-MM-dd") == days[-1]
+
+
+def test_one_date_with_the_default_filter_is_mapped_without_it_and_messages_name_the_dialog(
+        demo_scene, trained_model, run_alg, tmp_path):
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+    from stars_core.change.demo_series import make_demo_series
+
+    series = make_demo_series(tmp_path, 2, size=256, seed=1)
+    said = []
+
+    class Feedback(QgsProcessingFeedback):
+        def pushInfo(self, info):  # noqa: N802
+            said.append(info)
+
+    one = sorted(series["folder"].glob("S1_*.tif"))[0]
+    res, _ = run_alg("stars:segmenttimeseries", {"INPUTS": [str(one)], "MODEL": str(trained_model),
+                                                 "OUTPUT_FOLDER": str(tmp_path / "maps"), "RUNTIME": 1, **SEG},
+                     Feedback())
+    assert res["DONE"] == 1 and any("without the temporal filter" in line for line in said), said
+    assert not list((tmp_path / "maps").glob("*_filtered.tif"))
+    unnamed = tmp_path / "scene.tif"
+    with rasterio.open(one) as src:
+        profile, data = src.profile, src.read()
+    with rasterio.open(unnamed, "w", **profile) as dst:
+        dst.write(data)
+    with pytest.raises(QgsProcessingException) as raised:
+        run_alg("stars:segmenttimeseries", {"INPUTS": [str(unnamed)], "MODEL": str(trained_model),
+                                            "OUTPUT_FOLDER": str(tmp_path / "other"), **SEG})
+    message = str(raised.value)
+    assert "--dates" not in message and "the 'Dates table (CSV: date,path) instead' parameter" in message, message
+
+
+def test_core_messages_name_the_dialog_parameters_not_the_flags(stars_provider):
+    from stars_core.classmap import CLASS_TABLE_WHERE
+
+    distill = stars_provider.algorithm("distillmodel")
+    chip = distill.parameterDefinition("CHIP_SIZE").description()
+    said = distill.in_dialog_terms("the raster is smaller than a chip; give --chip-size 64 or a larger raster")
+    assert said == f"the raster is smaller than a chip; give the '{chip}' parameter set to 64 or a larger raster"
+    change = stars_provider.algorithm("landcoverchange")
+    table = change.parameterDefinition("CLASS_TABLE").description()
+    assert change.in_dialog_terms(f"map both dates with one model, or give --class-table") == \
+        f"map both dates with one model, or give the '{table}' parameter"
+    assert change.in_dialog_terms(f"give one: {CLASS_TABLE_WHERE}") == "give one: the 'Class table' parameter"
