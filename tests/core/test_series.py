@@ -417,7 +417,7 @@ def test_filter_series_checks_its_inputs_and_outputs_first(series, trained_model
 
 def test_filtered_maps_hold_class_values_equal_to_the_maps_where_the_dates_agree_and_have_a_style(
         series, trained_model, tmp_path):
-    from stars_core.classes import stored_classes
+    from stars_core.classmap import stored_classes
 
     out = tmp_path / "maps"
     rasters = [str(p) for p in sorted(series["folder"].glob("S1_*.tif"))]
@@ -443,7 +443,7 @@ def test_a_full_disk_is_said_in_one_line_and_leaves_nothing(series, trained_mode
     a real full disk): simulated here by cutting the class map short as GDAL finishes it."""
     import shutil
 
-    import stars_core.infer as infer
+    import stars_core.segmentation.infer as infer
 
     finish = infer._finish
 
@@ -488,7 +488,7 @@ def test_the_maps_of_a_change_between_periods_are_kept_so_assess_finds_both_date
 
     from stars_core.accuracy.assess import assess
     from stars_core.accuracy.sample import draw_sample
-    from stars_core.change.changemap import TAG
+    from stars_core.classmap import CHANGE_TAG
 
     out = tmp_path / "maps"
     rasters = [str(p) for p in sorted(series["folder"].glob("S1_*.tif"))]
@@ -498,7 +498,7 @@ def test_the_maps_of_a_change_between_periods_are_kept_so_assess_finds_both_date
                      "--to", "2024-04-25:"]) == 0
     assert "wrote " + str(tmp_path / "c_to.tif") in capsys.readouterr().out
     with rasterio.open(change) as ds:
-        made_from = json.loads(ds.tags()[TAG])
+        made_from = json.loads(ds.tags()[CHANGE_TAG])
     assert made_from["map_a"] == str(tmp_path / "c_from.tif") and made_from["map_b"] == str(tmp_path / "c_to.tif")
     for kept in ("c_from", "c_to"):
         assert (tmp_path / f"{kept}.tif").is_file() and (tmp_path / f"{kept}.qml").is_file()
