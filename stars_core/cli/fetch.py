@@ -1,0 +1,79 @@
+"""`stars fetch pair`: Sentinel-1, Sentinel-2 and land-cover labels for an area, from STAC catalogues,
+on one grid. This version plans (`--dry-run`): it lists the items, dates, orbits and cloud cover and the
+megabytes and pixels to read, and refuses more than --max-gb, before any pixel is read."""
+from __future__ import annotations
+
+from ..errors import InputError
+
+EPILOG = """examples:
+  stars fetch pair --aoi 10.30,46.90,10.36,46.94 --start 2024-04-01 --end 2024-04-30 --out pair --dry-run
+  stars fetch pair --aoi fields.gpkg --start 2024-06-01 --end 2024-06-30 --out pair --orbit ascending --dry-run
+  (Planetary Computer by default; --stac-url names another STAC API with the same kind of items)
+"""
+
+
+def add_parsers(sub) -> None:
+    from ..fetch.sources import DEFAULTS, SOURCES
+
+    fp = sub.add_parser("fetch", help="get Sentinel-1, Sentinel-2 and land-cover labels for an area from STAC "
+                        "catalogues", description="Search STAC catalogues for an area and a date range and read the "
+                        "assets onto one grid.")
+    fs = fp.add_subparsers(dest="fetch_command", required=True)
+    pair = fs.add_parser("pair", help="a Sentinel-1 composite, a cloud-free Sentinel-2 composite and labels",
+                         epilog=EPILOG, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    pair.add_argument("--aoi", required=True, help="minx,miny,maxx,maxy (lon/lat unless --aoi-crs), a vector file "
+                      "(its features' union) or a raster (its footprint)")
+    pair.add_argument("--aoi-crs", help="the CRS of a bbox --aoi (e.g. EPSG:32632; default lon/lat)")
+    pair.add_argument("--start", required=True, help="first date, YYYY-MM-DD")
+    pair.add_argument("--end", required=True, help="last date, YYYY-MM-DD (inclusive)")
+    pair.add_argument("--out", required=True, help="output folder")
+    pair.add_argument("--dry-run", action="store_true", help="list what would be read, read no pixel")
+    pair.add_argument("--max-gb", type=float, default=2.0, help="refuse a fetch that would read more (default 2)")
+    pair.add_argument("--crs", help="output CRS (default: the UTM zone of the area's centre)")
+    pair.add_argument("--res", type=float, default=10.0, help="output pixel size in CRS units (default 10)")
+    pair.add_argument("--grid", metavar="RASTER", help="use this raster's grid (CRS, pixels, extent)")
+    pair.add_argument("--orbit", choices=("ascending", "descending", "both"), default="both",
+                      help="Sentinel-1 orbit direction (default both; one direction avoids geometry differences)")
+    pair.add_argument("--max-cloud", type=float, default=60.0, help="skip Sentinel-2 items cloudier than this "
+                      "percent (default 60)")
+    for role in ("sar", "optical", "labels"):
+        names = [n for n, s in SOURCES.items() if s.role == role]
+        pair.add_argument(f"--{role}-source", choices=names, default=DEFAULTS[role], help=f"default {DEFAULTS[role]}")
+    pair.add_argument("--stac-url", help="search this STAC API instead of each source's own (same kind of items)")
+
+
+def _request(args):
+    from ..fetch.aoi import output_grid, parse_aoi
+    from ..fetch.plan import Request
+    from ..fetch.search import parse_date
+    from ..fetch.sources import source
+
+    start, end = parse_date(args.start, "--start"), parse_date(args.end, "--end")
+    if end < start:
+        raise InputError(f"--end {args.end} is before --start {args.start}: swap them")
+    if not args.max_gb > 0:
+        raise InputError(f"--max-gb must be positive, got {args.max_gb:g}")
+    area = parse_aoi(args.aoi, args.aoi_crs)
+    grid = output_grid(area, crs=args.crs, res=args.res, like=args.grid)
+    sources = {role: source(getattr(args, f"{role}_source"), args.stac_url) for role in ("sar", "optical", "labels")}
+    return Request(area, grid, start.isoformat(), end.isoformat(), sources, args.orbit, args.max_cloud)
+
+
+def cmd_fetch(args) -> int:
+    from ..fetch.plan import plan_pair
+
+    request = _request(args)
+    if request.area.note:
+        print(f"stars fetch: {request.area.note}")
+    plan = plan_pair(request)
+    for line in plan.summary():
+        print(line)
+    plan.check_size(args.max_gb)
+    if args.dry_run:
+        print(f"dry run: nothing read or written; without --dry-run the pair is written into {args.out}")
+        return 0
+    raise InputError("reading the pixels is not in this version yet (issue 42): run with --dry-run to see what "
+                     "would be read")
+
+
+HANDLERS = {"fetch": cmd_fetch}

@@ -1,0 +1,8 @@
+"""From an area and a date range to rasters on one grid, from STAC catalogues (issue 42).
+
+Three small steps a reader can follow, the grid chosen once and passed down:
+    aoi.py      the area a user names (bbox, vector file, raster) and the output grid (UTM, 10 m lattice)
+    sources.py  the catalogues known by name: API, collection, asset keys, scaling, mask, licence
+    search.py   STAC search with pystac-client (the `fetch` extra), the API's errors in one line
+    plan.py     what would be read, before any pixel is: items, dates, orbits, cloud, MB, pixels
+"""

@@ -1,0 +1,224 @@
+"""`stars fetch` (issue 42) against real server software on 127.0.0.1: stac-fastapi-pgstac on PostgreSQL +
+PostGIS and a Range-capable asset server with switchable faults (tests/servers/, the `servers` fixture),
+loaded with items that follow recorded real Planetary Computer responses. AOI and grid tests need no server."""
+import json
+import math
+
+import pytest
+from rasterio.crs import CRS
+
+from stars_core.errors import InputError
+from stars_core.fetch.aoi import output_grid, parse_aoi, utm_crs
+from stars_core.fetch.sources import SOURCES, offset_counts, source
+from tests.core.helpers import write_polygons
+from tests.servers.catalogue import RECORDED, recorded
+
+pytest.importorskip("pystac_client")
+
+
+def _inner_bbox(servers, margin: float = 0.2) -> str:
+    """A lon/lat bbox inside the catalogue's scene (every item covers it)."""
+    wc = next(i for i in servers.catalogue["items"] if i["collection"] == "esa-worldcover")
+    x0, y0, x1, y1 = wc["bbox"]
+    dx, dy = (x1 - x0) * margin, (y1 - y0) * margin
+    return f"{x0 + dx:.6f},{y0 + dy:.6f},{x1 - dx:.6f},{y1 - dy:.6f}"
+
+
+def _fetch(servers, tmp_path, *extra, start="2024-04-01", end="2024-04-30"):
+    from stars_core.cli import main
+
+    return main(["fetch", "pair", "--aoi", _inner_bbox(servers), "--start", start, "--end", end, "--out",
+                 str(tmp_path / "pair"), "--stac-url", servers.stac.url, *extra])
+
+
+def _ids(servers, collection: str, **props) -> list[str]:
+    return [i["id"] for i in servers.catalogue["items"] if i["collection"] == collection
+            and all(i["properties"].get(k) == v for k, v in props.items())]
+
+
+# --- the dry run against the real STAC API ---------------------------------------------------------------
+
+def test_dry_run_lists_every_item_with_dates_orbits_cloud_and_reads_no_pixel(servers, tmp_path, capsys):
+    assert _fetch(servers, tmp_path, "--dry-run") == 0
+    out = capsys.readouterr().out
+    for collection in ("sentinel-1-rtc", "sentinel-2-l2a", "esa-worldcover"):
+        for item_id in _ids(servers, collection):
+            assert item_id in out
+    assert "ascending orbit 117" in out and "descending orbit 168" in out
+    cloudy = next(i for i in servers.catalogue["items"] if i["id"].startswith("S2B_MSIL2A_20240403"))
+    assert f"cloud {cloudy['properties']['eo:cloud_cover']:.1f}%" in out
+    assert "grid: EPSG:32632, 10 m pixels" in out
+    assert servers.assets.requests == []  # no asset touched
+    assert not (tmp_path / "pair").exists()
+
+
+def test_the_orbit_choice_is_searched_by_the_server(servers, tmp_path, capsys):
+    assert _fetch(servers, tmp_path, "--dry-run", "--orbit", "descending") == 0
+    out = capsys.readouterr().out
+    descending = _ids(servers, "sentinel-1-rtc", **{"sat:orbit_state": "descending"})
+    ascending = _ids(servers, "sentinel-1-rtc", **{"sat:orbit_state": "ascending"})
+    assert descending and ascending
+    assert all(i in out for i in descending) and not any(i in out for i in ascending)
+
+
+def test_the_cloud_limit_drops_the_cloudy_scene(servers, tmp_path, capsys):
+    cover = {i["id"]: i["properties"]["eo:cloud_cover"] for i in servers.catalogue["items"]
+             if i["collection"] == "sentinel-2-l2a"}
+    limit = (max(cover.values()) + min(cover.values())) / 2
+    assert _fetch(servers, tmp_path, "--dry-run", "--max-cloud", str(limit)) == 0
+    out = capsys.readouterr().out
+    assert [i for i in cover if i in out] == [i for i, c in cover.items() if c < limit]
+
+
+def test_more_than_max_gb_is_refused_before_any_pixel_is_read(servers, tmp_path, capsys):
+    assert _fetch(servers, tmp_path, "--dry-run", "--max-gb", "0.0001") == 2
+    err = capsys.readouterr().err
+    assert "more than --max-gb 0.0001" in err and len(err.strip().splitlines()) == 1
+    assert servers.assets.requests == []
+
+
+def test_the_estimate_counts_each_asset_at_its_own_resolution(servers):
+    from stars_core.fetch.aoi import Area, Grid
+    from stars_core.fetch.plan import window_estimate
+
+    item = next(i for i in servers.catalogue["items"] if i["collection"] == "sentinel-2-l2a")
+    inner = parse_aoi(_inner_bbox(servers, margin=0.3))
+    grid = output_grid(inner)
+    assert isinstance(inner, Area) and isinstance(grid, Grid)
+    size, pixels = window_estimate(item, SOURCES["pc-sentinel-2-l2a"], grid)
+    # four 10 m uint16 bands and the 20 m uint8 SCL, over a window the item covers whole
+    assert pixels == 4 * grid.pixels + (grid.width // 2) * (grid.height // 2)
+    assert size == 8 * grid.pixels + (grid.width // 2) * (grid.height // 2)
+
+
+# --- the API's errors in one line ------------------------------------------------------------------------
+
+def test_a_wrong_collection_lists_the_collections_the_api_serves(servers, tmp_path):
+    from stars_core.fetch.aoi import parse_aoi
+    from stars_core.fetch.search import open_api, search
+
+    wrong = source("pc-sentinel-1-rtc", servers.stac.url, collection="sentinel-1-grd")
+    with pytest.raises(InputError, match="no collection 'sentinel-1-grd': it serves esa-worldcover, "
+                       "io-lulc-annual-v02, sentinel-1-rtc, sentinel-2-l2a"):
+        search(open_api(servers.stac.url), wrong, parse_aoi(_inner_bbox(servers)), "2024-04-01", "2024-04-30")
+
+
+def test_no_items_says_which_collection_and_dates_were_searched(servers, tmp_path, capsys):
+    assert _fetch(servers, tmp_path, "--dry-run", start="2020-01-01", end="2020-01-31") == 2
+    err = capsys.readouterr().err
+    assert f"no sentinel-1-rtc items at {servers.stac.url} from 2020-01-01 to 2020-01-31" in err
+
+
+def test_an_unreachable_api_is_named(tmp_path, capsys):
+    from stars_core.cli import main
+    from tests.servers.stac import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    assert main(["fetch", "pair", "--aoi", "10.31,46.92,10.32,46.93", "--start", "2024-04-01", "--end",
+                 "2024-04-30", "--out", str(tmp_path / "o"), "--stac-url", url, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"the STAC API at {url} cannot be reached" in err and len(err.strip().splitlines()) == 1
+
+
+# --- the area and the grid (no server) -------------------------------------------------------------------
+
+def test_swapped_longitude_latitude_is_refused_with_the_fix():
+    with pytest.raises(InputError, match=r"look swapped: give minlon,minlat,maxlon,maxlat \(-100.1,40.0,-100.0,40.1\)"):
+        parse_aoi("40.0,-100.1,40.1,-100.0")  # Kansas given as lat,lon
+
+
+def test_zero_area_is_refused():
+    with pytest.raises(InputError, match="zero area"):
+        parse_aoi("10.3,46.9,10.3,47.0")
+
+
+def test_a_bbox_in_another_crs_is_reprojected(tmp_path):
+    area = parse_aoi("600000,5198720,601280,5200000", aoi_crs="EPSG:32632")
+    assert 10.2 < area.bounds[0] < area.bounds[2] < 10.4 and 46.9 < area.bounds[1] < area.bounds[3] < 47.0
+    with pytest.raises(InputError, match="not longitude/latitude: name its CRS with --aoi-crs"):
+        parse_aoi("600000,5198720,601280,5200000")
+
+
+def test_the_default_grid_is_the_centres_utm_zone_on_the_10_m_lattice():
+    area = parse_aoi("10.301,46.901,10.329,46.919")
+    grid = output_grid(area)
+    assert grid.crs == CRS.from_epsg(32632)
+    t = grid.transform
+    assert t.a == 10 and t.e == -10 and t.c % 10 == 0 and t.f % 10 == 0
+    assert grid.width * 10 >= 0.028 * 111_000 * math.cos(math.radians(46.9)) * 0.95
+    assert utm_crs(-70.6, -33.4) == CRS.from_epsg(32719)  # southern hemisphere
+    crossing = output_grid(parse_aoi("11.9,46.9,12.1,47.0"))
+    assert "spans UTM zones EPSG:32632, EPSG:32633" in crossing.note
+
+
+def test_res_crs_and_grid_override(tmp_path, demo_scene):
+    area = parse_aoi("10.301,46.901,10.329,46.919")
+    assert output_grid(area, res=20).transform.a == 20
+    assert output_grid(area, crs="EPSG:3035").crs == CRS.from_epsg(3035)
+    import rasterio
+
+    like = output_grid(area, like=str(demo_scene["sar"]))
+    with rasterio.open(demo_scene["sar"]) as src:
+        assert (like.crs, like.transform, like.width) == (src.crs, src.transform, src.width)
+
+
+def test_a_vector_files_union_and_a_rasters_footprint_are_areas(tmp_path, demo_scene):
+    import rasterio
+
+    with rasterio.open(demo_scene["sar"]) as src:
+        wkt, b = src.crs.to_wkt(), src.bounds
+    half = (b.left + b.right) / 2
+    boxes = [((b.left, b.bottom, half, b.top), 1), ((half, b.bottom, b.right, b.top), 2)]
+    polys = [({"type": "Polygon", "coordinates": [[(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]]}, v)
+             for (x0, y0, x1, y1), v in boxes]
+    vector = parse_aoi(str(write_polygons(tmp_path / "aoi.gpkg", wkt, polys)))
+    raster = parse_aoi(str(demo_scene["sar"]))
+    assert vector.bounds == pytest.approx(raster.bounds, abs=1e-7)  # the union of the halves is the whole
+
+
+# --- the source table, against recorded real items --------------------------------------------------------
+
+def test_sentinel2_offsets_follow_the_recorded_items():
+    pc = recorded("pc-sentinel-2-l2a-item.json")
+    es = recorded("earth-search-sentinel-2-l2a-item.json")
+    assert pc["properties"]["s2:processing_baseline"] == "02.12"  # before the 2022 offset
+    assert offset_counts(SOURCES["pc-sentinel-2-l2a"], pc["properties"], pc["assets"]["B04"]) == 0
+    newer = {**pc["properties"], "s2:processing_baseline": "05.11"}
+    assert offset_counts(SOURCES["pc-sentinel-2-l2a"], newer, pc["assets"]["B04"]) == -1000
+    assert offset_counts(SOURCES["earth-search-sentinel-2-l2a"], es["properties"], es["assets"]["red"]) == \
+        pytest.approx(-1000)
+
+
+def test_every_source_names_assets_its_catalogue_has():
+    collections = {("pc", s): recorded(f"pc-{s}-collection.json") for s in
+                   ("sentinel-1-rtc", "sentinel-2-l2a", "esa-worldcover", "io-lulc-annual-v02")}
+    collections[("earth-search", "sentinel-2-l2a")] = recorded("earth-search-sentinel-2-l2a-collection.json")
+    for entry in SOURCES.values():
+        prefix = "pc" if "planetarycomputer" in entry.api else "earth-search"
+        collection = collections[(prefix, entry.collection)]
+        assert set(entry.assets) <= set(collection["item_assets"]), entry.name
+        assert entry.licence.startswith(collection["license"]) or collection["license"] == "proprietary", entry.name
+
+
+def test_the_recorded_items_keep_their_origin():
+    for name in ("pc-sentinel-2-l2a-item.json", "earth-search-sentinel-2-l2a-item.json"):
+        data = json.loads((RECORDED / name).read_text())
+        assert data["recorded_from"].startswith("https://") and data["cassette"].endswith(".yaml")
+
+
+# --- the servers themselves --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ci,outcome", [("true", "1 error"), ("", "1 skipped")])
+def test_a_server_that_cannot_start_fails_under_ci_and_skips_elsewhere(tmp_path, ci, outcome):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "CI": ci, "STARS_SERVER_VENV": str(tmp_path / "no-venv")}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+                           f"{Path(__file__)}::test_more_than_max_gb_is_refused_before_any_pixel_is_read"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert outcome in done.stdout
+    assert "`make setup` makes the test servers' venv" in done.stdout
