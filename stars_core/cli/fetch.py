@@ -1,6 +1,7 @@
 """`stars fetch pair`: Sentinel-1, Sentinel-2 and land-cover labels for an area, from STAC catalogues,
-on one grid. This version plans (`--dry-run`): it lists the items, dates, orbits and cloud cover and the
-megabytes and pixels to read, and refuses more than --max-gb, before any pixel is read."""
+on one grid, ready for `stars train`. It first lists the items, dates, orbits and cloud cover and the
+megabytes and pixels to read, and refuses more than --max-gb, before any pixel is read (`--dry-run`
+stops there)."""
 from __future__ import annotations
 
 from ..errors import InputError
@@ -39,6 +40,11 @@ def add_parsers(sub) -> None:
     for role in ("sar", "optical", "labels"):
         names = [n for n, s in SOURCES.items() if s.role == role]
         pair.add_argument(f"--{role}-source", choices=names, default=DEFAULTS[role], help=f"default {DEFAULTS[role]}")
+    pair.add_argument("--min-clear", type=int, default=1, help="clear Sentinel-2 looks a pixel needs, else no "
+                      "data (default 1)")
+    pair.add_argument("--retries", type=int, default=5, help="retries of a read the host answers with 429 or 5xx, "
+                      "the wait doubling from 1 s (default 5)")
+    pair.add_argument("--timeout", type=int, default=60, help="seconds a read may wait for the host (default 60)")
     pair.add_argument("--stac-url", help="search this STAC API instead of each source's own (same kind of items)")
 
 
@@ -72,8 +78,27 @@ def cmd_fetch(args) -> int:
     if args.dry_run:
         print(f"dry run: nothing read or written; without --dry-run the pair is written into {args.out}")
         return 0
-    raise InputError("reading the pixels is not in this version yet (issue 42): run with --dry-run to see what "
-                     "would be read")
+    return _write(args, plan)
+
+
+def _write(args, plan) -> int:
+    from pathlib import Path
+
+    from ..files import check_outputs
+    from ..fetch.pair import OUTPUTS, write_pair
+    from ..fetch.read import http_env
+
+    out = Path(args.out)
+    inputs = {"--aoi": args.aoi if Path(args.aoi).exists() else None, "--grid": args.grid}
+    check_outputs(inputs, {name: out / name for name in OUTPUTS})
+    with http_env(retries=args.retries, timeout_s=args.timeout):
+        facts = write_pair(plan, out, min_clear=args.min_clear)
+    print(f"optical: {facts['optical_clear_fraction']:.0%} of the pixels have at least {args.min_clear} clear "
+          f"look(s) (no data elsewhere); labels cover {facts['labels_covered_fraction']:.0%} of the grid")
+    print(f"wrote {', '.join(OUTPUTS)} into {out}; ready: stars train --m1 {out / 'sar.tif'} --m2 "
+          f"{out / 'optical.tif'} --labels {out / 'labels.tif'} --class-table {out / 'classes.csv'} --ignore-value 0 "
+          f"--out {out / 'model.stars'}")
+    return 0
 
 
 HANDLERS = {"fetch": cmd_fetch}

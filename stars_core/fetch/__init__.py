@@ -5,4 +5,7 @@ Three small steps a reader can follow, the grid chosen once and passed down:
     sources.py  the catalogues known by name: API, collection, asset keys, scaling, mask, licence
     search.py   STAC search with pystac-client (the `fetch` extra), the API's errors in one line
     plan.py     what would be read, before any pixel is: items, dates, orbits, cloud, MB, pixels
+    read.py     windowed COG reads over HTTP warped onto the grid (rasterio WarpedVRT), retries, errors
+    pair.py     the pair for `stars train`: S1 median in dB, S2 clear-look median, labels, class table,
+                provenance, all written atomically
 """

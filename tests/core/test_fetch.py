@@ -72,8 +72,8 @@ def test_the_cloud_limit_drops_the_cloudy_scene(servers, tmp_path, capsys):
 
 def test_more_than_max_gb_is_refused_before_any_pixel_is_read(servers, tmp_path, capsys):
     assert _fetch(servers, tmp_path, "--dry-run", "--max-gb", "0.0001") == 2
-    err = capsys.readouterr().err
-    assert "more than --max-gb 0.0001" in err and len(err.strip().splitlines()) == 1
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("stars fetch")]
+    assert len(said) == 1 and "more than --max-gb 0.0001" in said[0]
     assert servers.assets.requests == []
 
 
@@ -116,8 +116,8 @@ def test_an_unreachable_api_is_named(tmp_path, capsys):
     url = f"http://127.0.0.1:{free_port()}"
     assert main(["fetch", "pair", "--aoi", "10.31,46.92,10.32,46.93", "--start", "2024-04-01", "--end",
                  "2024-04-30", "--out", str(tmp_path / "o"), "--stac-url", url, "--dry-run"]) == 2
-    err = capsys.readouterr().err
-    assert f"the STAC API at {url} cannot be reached" in err and len(err.strip().splitlines()) == 1
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("stars fetch")]
+    assert len(said) == 1 and f"the STAC API at {url} cannot be reached" in said[0]
 
 
 # --- the area and the grid (no server) -------------------------------------------------------------------
@@ -222,3 +222,111 @@ def test_a_server_that_cannot_start_fails_under_ci_and_skips_elsewhere(tmp_path,
                           cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert outcome in done.stdout
     assert "`make setup` makes the test servers' venv" in done.stdout
+
+
+# --- reading the pair through the asset server -----------------------------------------------------------
+
+def _window(servers, path, grid):
+    """The grid's window in the pixels of a catalogue raster (both on the same 10 m lattice)."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        col = int(round((grid.transform.c - src.transform.c) / 10))
+        row = int(round((src.transform.f - grid.transform.f) / 10))
+        return src.read(window=((row, row + grid.height), (col, col + grid.width)))
+
+
+def test_the_pair_is_read_onto_the_grid_ready_for_training(servers, tmp_path, capsys):
+    import csv
+
+    import numpy as np
+    import rasterio
+
+    from stars_core.classes import ClassTable
+    from tests.servers.catalogue import TO_WORLDCOVER
+
+    assert _fetch(servers, tmp_path) == 0
+    out, lines = tmp_path / "pair", capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].startswith("wrote ") and f"stars train --m1 {out / 'sar.tif'}" in lines[-1]
+    scene = servers.catalogue["scene"]
+    with rasterio.open(out / "sar.tif") as sar:
+        grid = type("G", (), {"transform": sar.transform, "width": sar.width, "height": sar.height})
+        assert sar.crs.to_epsg() == 32632 and sar.transform.a == 10 and sar.tags()["units"] == "dB"
+        dates = np.stack([_window(servers, p, grid) for p in sorted(scene["series"].glob("S1_*.tif"))])
+        np.testing.assert_allclose(sar.read(), np.median(dates, axis=0), atol=1e-4)  # median in dB of the 3 dates
+    with rasterio.open(out / "optical.tif") as opt, rasterio.open(out / "clear.tif") as clear:
+        np.testing.assert_array_equal(opt.read(), _window(servers, scene["optical"], grid))  # offset removed, clouds masked
+        counts = clear.read(1)
+        assert counts[0, 0] == 1 and counts[-1, -1] == 2  # the upper-left cloud hides one of the two looks
+    with rasterio.open(out / "labels.tif") as lab:
+        raw = _window(servers, scene["labels"], grid)[0]
+        expected = np.vectorize(lambda v: TO_WORLDCOVER.get(int(v), 0))(raw)
+        np.testing.assert_array_equal(lab.read(1), expected)
+    table = ClassTable.from_file(out / "classes.csv")
+    assert dict(zip(table.values, table.colors))[10] == "#006400" and "Tree cover" in table.names
+    record = json.loads((out / "provenance.json").read_text())
+    ids = {i["id"] for s in record["sources"] for i in s["items"]}
+    assert ids == {i["id"] for i in servers.catalogue["items"]}
+    assert {s["licence"] for s in record["sources"]} >= {"CC-BY-4.0"} and "2024" in record["sources"][0]["attribution"]
+    assert not list(out.glob(".*tmp*"))
+
+
+def test_a_host_that_stays_busy_leaves_nothing_half_written(servers, tmp_path, capsys):
+    from osgeo import gdal
+
+    from tests.servers import Fault
+
+    gdal.VSICurlClearCache()  # GDAL keeps what an earlier test read of the same URLs
+    servers.assets.set_fault(Fault("503"))
+    assert _fetch(servers, tmp_path, "--retries", "1") == 2
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("stars fetch")]
+    gdal.VSICurlClearCache()  # GDAL also remembers the failure: the next test starts clean
+    assert len(said) == 1 and "answered HTTP 503 after 1 retries" in said[0]
+    assert not (tmp_path / "pair").exists() or list((tmp_path / "pair").iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["429", "503", "truncate", "stall"])
+def test_passing_faults_are_retried_and_read_the_same_pixels(servers, kind):
+    import numpy as np
+
+    from stars_core.fetch.read import blocks, http_env, read_block
+    from tests.servers import Fault
+
+    from osgeo import gdal
+
+    gdal.VSICurlClearCache()
+    grid = output_grid(parse_aoi(_inner_bbox(servers)))
+    href = next(i for i in servers.catalogue["items"] if i["collection"] == "sentinel-1-rtc")["assets"]["vv"]["href"]
+    window = next(blocks(grid))
+    with http_env(retries=3, delay_s=0.1, timeout_s=1):
+        clean = read_block(href, grid, window)
+        servers.assets.reset()
+        servers.assets.set_fault(Fault(kind, times=1, stall_s=2.5))
+        again = read_block(href + f"?fault={kind}", grid, window)  # a new URL: nothing cached by GDAL
+    np.testing.assert_array_equal(again, clean)
+    assert np.isfinite(clean).mean() > 0.9
+    assert len(servers.assets.requests) >= 3  # the faulty answer, then the retry, then the data
+
+
+def test_an_expired_signature_says_to_search_again(servers):
+    from stars_core.fetch.read import blocks, http_env, read_block
+
+    grid = output_grid(parse_aoi(_inner_bbox(servers)))
+    href = next(i for i in servers.catalogue["items"] if i["collection"] == "esa-worldcover")["assets"]["map"]["href"]
+    with http_env(retries=1, delay_s=0.1), pytest.raises(InputError, match=r"map.tif refused the read \(HTTP 403\): "
+                                                          r"a signed URL has expired"):
+        read_block(href + "?st=2020-01-01T00:00:00Z&se=2020-01-02T00:00:00Z&sp=rl&sig=abc", grid, next(blocks(grid)))
+
+
+def test_stars_train_takes_the_fetched_pair_as_written(servers, tmp_path):
+    from stars_core.training.data import SceneSpec
+    from stars_core.training.train import train
+    from tests.core.helpers import TINY_MODEL, tiny_train
+
+    assert _fetch(servers, tmp_path, "--aoi-crs", "EPSG:4326") == 0
+    out = tmp_path / "pair"
+    spec = SceneSpec(str(out / "sar.tif"), str(out / "optical.tif"), str(out / "labels.tif"))
+    model = tmp_path / "model.stars"
+    train([spec], model, TINY_MODEL, **tiny_train(chip_size=64, class_table=str(out / "classes.csv"),
+                                                  ignore_values=(0,)), log=lambda *_: None)
+    assert model.stat().st_size > 0
