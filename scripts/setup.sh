@@ -8,8 +8,9 @@
 # ONNX export and ONNX Runtime segmentation (the `onnx` extra) are optional for users, installed
 # here so their tests run; checked with numpy 1.24.2: onnxruntime 1.32.0, onnx 1.23.2. OpenVINO (the `fast`
 # extra: the default CPU engine for exported graphs) declares numpy >= 1.16.6; checked: openvino 2026.4.1.
-# STAC search (the `fetch` extra, `stars fetch`): pystac-client 0.9.1 with pystac 1.16.1, checked with
-# `pip install --dry-run` against the constraints file: neither asks for another numpy, rasterio or GDAL.
+# STAC search (the `fetch` extra, `stars fetch`): pystac-client 0.9.1 with pystac 1.16.1 and planetary-computer
+# 1.0.0 (pydantic 2), checked with `pip install --dry-run` against the constraints file: none asks for another
+# numpy, rasterio or GDAL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}

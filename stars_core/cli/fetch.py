@@ -69,6 +69,11 @@ def cmd_fetch(args) -> int:
     from ..fetch.plan import plan_pair
 
     request = _request(args)
+    if not args.dry_run:
+        from ..fetch.read import signer
+
+        for entry in request.sources.values():
+            signer(entry.signing)  # a missing package is said before any search
     if request.area.note:
         print(f"stars fetch: {request.area.note}")
     plan = plan_pair(request)

@@ -27,7 +27,7 @@ from ..errors import InputError
 from ..files import atomic_outputs
 from .aoi import Grid
 from .plan import Plan, RolePlan
-from .read import blocks, read_block
+from .read import blocks, read_block, signer
 from .search import item_time, open_api
 from .sources import offset_counts
 
@@ -40,11 +40,16 @@ def _profile(grid: Grid, count: int, dtype: str, nodata) -> dict:
             "blockysize": 256, "compress": "deflate"}
 
 
+def _href(role: RolePlan, item: dict, key: str) -> str:
+    """The asset's URL, signed when its source asks (just before the read: a token that expired is renewed)."""
+    return signer(role.source.signing)(item["assets"][key]["href"])
+
+
 def _sar(role: RolePlan, grid: Grid, path: Path, tick: Callable[[], None]) -> None:
     with rasterio.open(path, "w", **_profile(grid, 2, "float32", float("nan"))) as dst:
         for window in blocks(grid):
             for band, (name, key) in enumerate(role.source.bands.items(), start=1):
-                looks = np.stack([read_block(item["assets"][key]["href"], grid, window, Resampling.bilinear)
+                looks = np.stack([read_block(_href(role, item, key), grid, window, Resampling.bilinear)
                                   for item in role.items])  # (dates, h, w), linear power
                 looks[looks <= 0] = np.nan
                 with np.errstate(all="ignore"), _quiet():
@@ -68,9 +73,9 @@ def _clear_looks(role: RolePlan, grid: Grid, window) -> tuple[np.ndarray, np.nda
     mask_key, masked = role.source.mask
     looks = []
     for item in role.items:
-        scl = read_block(item["assets"][mask_key]["href"], grid, window, Resampling.nearest)
+        scl = read_block(_href(role, item, mask_key), grid, window, Resampling.nearest)
         bad = np.isnan(scl) | np.isin(scl, masked)
-        bands = np.stack([read_block(item["assets"][key]["href"], grid, window, Resampling.bilinear,
+        bands = np.stack([read_block(_href(role, item, key), grid, window, Resampling.bilinear,
                                      add=offset_counts(role.source, item["properties"], item["assets"][key]))
                           for key in role.source.bands.values()])
         bands[:, bad] = np.nan
@@ -125,7 +130,7 @@ def _labels(role: RolePlan, grid: Grid, path: Path, tick) -> float:
         for window in blocks(grid):
             codes = np.zeros((int(window.height), int(window.width)), np.float32)
             for item in role.items:  # later (newer) items fill what earlier ones left empty
-                block = read_block(item["assets"][role.source.bands["class"]]["href"], grid, window)
+                block = read_block(_href(role, item, role.source.bands["class"]), grid, window)
                 empty = (codes == 0) & np.isfinite(block)
                 codes[empty] = block[empty]
             covered += int((codes > 0).sum())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import rasterio
@@ -51,6 +51,20 @@ def explain(href: str, exc: Exception) -> InputError:
     if re.search(r"timed out|timeout", text, re.I):
         return InputError(f"{where} did not answer in time ({text[:120]}): check the connection, or try again later")
     return InputError(f"could not read {where}: {text[:200]}")
+
+
+def signer(kind: str) -> Callable[[str], str]:
+    """How to sign an asset URL before reading it: "planetary-computer" asks the planetary-computer
+    package for a SAS token (cached, renewed when under a minute is left, so a long fetch re-signs);
+    "" leaves URLs as they are."""
+    if not kind:
+        return lambda href: href
+    try:
+        import planetary_computer
+    except ImportError:
+        raise InputError("Planetary Computer's assets need signed URLs: pip install \"planetary-computer==1.0.0\" "
+                         "(the `fetch` extra installs it)")
+    return planetary_computer.sign
 
 
 def _retries() -> str:
