@@ -88,9 +88,9 @@ def asset_resolution(asset: dict) -> float:
 
 def window_estimate(item: dict, source: Source, grid: Grid) -> tuple[int, int]:
     """Bytes and pixels of the item's assets over the grid, at their own resolutions."""
-    g = grid.bounds
-    b = transform_bounds(LONLAT, grid.crs, *item["bbox"][:2], *item["bbox"][-2:], densify_pts=21) \
-        if len(item.get("bbox", [])) in (4, 6) else g
+    g, box = grid.bounds, item.get("bbox", [])
+    box = [box[0], box[1], box[3], box[4]] if len(box) == 6 else box  # a 3-D bbox: drop the heights
+    b = transform_bounds(LONLAT, grid.crs, *box, densify_pts=21) if len(box) == 4 else g
     w, h = max(0.0, min(g[2], b[2]) - max(g[0], b[0])), max(0.0, min(g[3], b[3]) - max(g[1], b[1]))
     total_bytes = total_pixels = 0
     for key in source.assets:

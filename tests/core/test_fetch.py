@@ -89,6 +89,9 @@ def test_the_estimate_counts_each_asset_at_its_own_resolution(servers):
     # four 10 m uint16 bands and the 20 m uint8 SCL, over a window the item covers whole
     assert pixels == 4 * grid.pixels + (grid.width // 2) * (grid.height // 2)
     assert size == 8 * grid.pixels + (grid.width // 2) * (grid.height // 2)
+    x0, y0, x1, y1 = item["bbox"]
+    assert window_estimate({**item, "bbox": [x0, y0, -100, x1, y1, 0]}, SOURCES["pc-sentinel-2-l2a"], grid) == \
+        (size, pixels)  # a 3-D bbox (with heights) covers the same window
 
 
 # --- the API's errors in one line ------------------------------------------------------------------------
@@ -383,3 +386,30 @@ def test_without_the_signing_package_the_fetch_says_what_to_install(tmp_path, mo
                  "2024-04-30", "--out", str(tmp_path / "o")]) == 2
     said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("stars fetch")]
     assert len(said) == 1 and 'pip install "planetary-computer==1.0.0"' in said[0]
+
+
+def test_a_real_tile_comes_back_on_its_own_grid(servers, tmp_path, capsys):
+    """The real TerraMind tile (when ../shared/data exists): --aoi and --grid its raster, the pair read
+    back equals the tile (dB radar, the four optical bands, the land cover in WorldCover codes)."""
+    import numpy as np
+    import rasterio
+
+    from stars_core.cli import main
+    from tests.servers.catalogue import LULC_TO_WORLDCOVER, S2_INDEXES, TERRAMIND, TERRAMIND_TILE
+
+    if not servers.catalogue["real_items"]:
+        pytest.skip("no real sample data in ../shared/data/terramind")
+    s1 = TERRAMIND / "S1RTC" / f"{TERRAMIND_TILE}.tif"
+    out = tmp_path / "pair"
+    assert main(["fetch", "pair", "--aoi", str(s1), "--grid", str(s1), "--start", "2024-04-01", "--end",
+                 "2024-04-30", "--out", str(out), "--stac-url", servers.stac.url]) == 0
+    printed = capsys.readouterr().out
+    assert all(i["id"] in printed for i in servers.catalogue["real_items"]), printed
+    with rasterio.open(s1) as src, rasterio.open(out / "sar.tif") as sar:
+        assert (sar.crs, sar.transform) == (src.crs, src.transform)
+        np.testing.assert_allclose(sar.read(), src.read().astype(np.float32), atol=1e-3)
+    with rasterio.open(TERRAMIND / "S2L2A" / f"{TERRAMIND_TILE}.tif") as src, rasterio.open(out / "optical.tif") as opt:
+        np.testing.assert_array_equal(opt.read(), np.clip(src.read(list(S2_INDEXES)), 0, None))
+    with rasterio.open(TERRAMIND / "LULC" / f"{TERRAMIND_TILE}.tif") as src, rasterio.open(out / "labels.tif") as lab:
+        expected = np.vectorize(lambda v: LULC_TO_WORLDCOVER.get(int(v), 0))(src.read(1))
+        np.testing.assert_array_equal(lab.read(1), expected)

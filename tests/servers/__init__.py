@@ -35,7 +35,7 @@ def start_servers(folder: Path) -> Servers:
     servers = Servers(stac, assets, {})
     try:
         servers.catalogue = build_catalogue(folder, assets.url)
-        stac.load(servers.catalogue["collections"], servers.catalogue["items"])
+        stac.load(servers.catalogue["collections"], servers.catalogue["items"] + servers.catalogue["real_items"])
     except BaseException:
         servers.stop()
         raise

@@ -8,11 +8,16 @@ Assets, written as COGs into `folder` and addressed as `asset_url/<item>/<asset>
   sentinel-2-l2a   B02, B03, B04, B08 uint16 with the L2A offset (+1000, baseline >= 04.00), SCL at 20 m
                    with a cloud, its shadow and a cirrus patch on the first date (uint8)
   esa-worldcover   map: the scene's labels recoded to WorldCover codes (uint8, 0 no data)
+When ../shared/data/terramind exists, one real tile (TERRAMIND_TILE) adds one item to each collection
+(`real_items`), elsewhere on Earth: its S1RTC dB converted back to linear gamma0, its S2L2A int16 bands
+2, 3, 4 and 8 (the 12-band L2A order B01-B09, B8A, B11, B12 is assumed: the folder does not name its
+bands) as uint16 with the L2A offset and a clear SCL, and its LULC recoded to WorldCover codes.
 """
 from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +150,51 @@ def _worldcover_item(scene: dict, base: dict, asset_url: str, folder: Path) -> d
             "properties": props, "assets": {"map": asset}, "links": collection["links"][:1]}
 
 
+# beside the checkout, as tests/conftest.py's SHARED_DATA (STARS_SHARED_DATA names another place)
+TERRAMIND = Path(os.environ.get("STARS_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")) / "terramind"
+TERRAMIND_TILE = "637U_59R_1_3"
+LULC_TO_WORLDCOVER = {1: 80, 2: 10, 3: 90, 4: 40, 5: 50, 6: 60, 7: 70, 8: 0, 9: 30}  # 8 clouds: no data
+S2_INDEXES = (2, 3, 4, 8)  # B02, B03, B04, B08 in B01..B09, B8A, B11, B12 (1-based)
+
+
+def _terramind_items(like: dict, base: dict, asset_url: str, folder: Path) -> list[dict]:
+    """The real tile's items, each a copy of the demo item of its collection (`like`) with its own assets."""
+    tile = TERRAMIND_TILE
+    with rasterio.open(TERRAMIND / "S1RTC" / f"{tile}.tif") as src:
+        db, profile = src.read(), {**src.profile, "nodata": -32768, "dtype": "float32"}
+    with rasterio.open(TERRAMIND / "S2L2A" / f"{tile}.tif") as src:
+        optical = src.read(list(S2_INDEXES)).astype(np.int32)
+    with rasterio.open(TERRAMIND / "LULC" / f"{tile}.tif") as src:
+        lulc = src.read(1)
+    geometry, bbox, bounds = _footprint(profile)
+    s1, s2, wc = (copy.deepcopy(like[c]) for c in ("sentinel-1-rtc", "sentinel-2-l2a", "esa-worldcover"))
+    linear = np.where(np.isfinite(db), 10 ** (db / 10), -32768).astype(np.float32)
+    for item, ident in ((s1, f"S1A_IW_GRDH_1SDV_20240410T053001_20240410T053026_053352_0378DC_{tile}_rtc"),
+                        (s2, f"S2B_MSIL2A_20240411T102559_R108_T32VNJ_{tile}"),
+                        (wc, f"ESA_WorldCover_10m_2021_v200_{tile}")):
+        item.update({**base, "id": ident, "geometry": geometry, "bbox": bbox})
+        item["properties"]["proj:epsg"] = int(profile["crs"].to_epsg())
+    for band, name in enumerate(("vv", "vh")):
+        _cog(folder / s1["id"] / f"{name}.tif", linear[band:band + 1], profile)
+        s1["assets"][name].update(href=f"{asset_url}/{s1['id']}/{name}.tif", **_proj(profile, bounds))
+    counts = np.where(optical > 0, optical + 1000, 0).clip(0, 65535).astype(np.uint16)
+    for band, name in enumerate(("B02", "B03", "B04", "B08")):
+        _cog(folder / s2["id"] / f"{name}.tif", counts[band:band + 1], {**profile, "dtype": "uint16", "nodata": 0})
+        s2["assets"][name].update(href=f"{asset_url}/{s2['id']}/{name}.tif", **_proj(profile, bounds))
+    coarse = {**profile, "dtype": "uint8", "nodata": 0, "width": profile["width"] // 2,
+              "height": profile["height"] // 2, "transform": profile["transform"] * rasterio.Affine.scale(2)}
+    _cog(folder / s2["id"] / "SCL.tif", np.full((1, coarse["height"], coarse["width"]), VEGETATION, np.uint8), coarse)
+    s2["assets"]["SCL"].update(href=f"{asset_url}/{s2['id']}/SCL.tif", **_proj(coarse, bounds))
+    codes = np.zeros_like(lulc)
+    for value, code in LULC_TO_WORLDCOVER.items():
+        codes[lulc == value] = code
+    _cog(folder / wc["id"] / "map.tif", codes[None], {**profile, "dtype": "uint8", "nodata": 0})
+    wc["assets"]["map"].update(href=f"{asset_url}/{wc['id']}/map.tif", **_proj(profile, bounds))
+    s1["properties"].update({"datetime": "2024-04-10T05:30:14Z", "sat:orbit_state": "descending"})
+    s2["properties"].update({"datetime": "2024-04-11T10:25:59Z", "eo:cloud_cover": 0.0})
+    return [s1, s2, wc]
+
+
 def build_catalogue(folder: Path, asset_url: str) -> dict:
     """Write the COGs into `folder` and return the collections and items to load (see the docstring)."""
     from stars_core.change.demo_series import make_demo_series
@@ -159,4 +209,9 @@ def build_catalogue(folder: Path, asset_url: str) -> dict:
              + [_worldcover_item(scene, base, asset_url, assets)])
     names = ("sentinel-1-rtc", "sentinel-2-l2a", "esa-worldcover", "io-lulc-annual-v02")
     collections = [recorded(f"pc-{n}-collection.json") for n in names]
-    return {"collections": collections, "items": items, "scene": {**scene, "series": series}, "assets": assets}
+    real = []
+    if (TERRAMIND / "S1RTC" / f"{TERRAMIND_TILE}.tif").exists():
+        like = {i["collection"]: i for i in items}  # the demo items as templates for the real tile's
+        real = _terramind_items(like, base, asset_url, assets)
+    return {"collections": collections, "items": items, "real_items": real, "scene": {**scene, "series": series},
+            "assets": assets}
