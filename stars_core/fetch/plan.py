@@ -59,7 +59,7 @@ class Plan:
         for r in self.roles:
             lines.append(f"{r.role}: {len(r.items)} item(s) of {r.source.collection} at {r.source.api}, about "
                          f"{r.bytes / 1e6:.1f} MB and {r.pixels / 1e6:.2f} Mpx to read")
-            lines += ["    " + describe(item) for item in r.items]
+            lines += ["    " + describe(item, g) for item in r.items]
         lines.append(f"total: about {self.bytes / 1e6:.1f} MB to read")
         return lines
 
@@ -69,9 +69,13 @@ class Plan:
                              f"shrink the area or the dates, or raise --max-gb")
 
 
-def describe(item: dict) -> str:
+def describe(item: dict, grid: Grid | None = None) -> str:
+    """One line: id, date, orbit or cloud cover, and the item's CRS when it is not the grid's (warped)."""
     p = item.get("properties", {})
     parts = [item.get("id", "?"), item_time(item)[:10] or "no date"]
+    epsg = p.get("proj:epsg")
+    if grid is not None and epsg and grid.crs.to_epsg() != int(epsg):
+        parts.append(f"EPSG:{epsg}, warped")
     if "sat:orbit_state" in p:
         parts.append(f"{p['sat:orbit_state']} orbit {p.get('sat:relative_orbit', '?')}")
     if "eo:cloud_cover" in p:

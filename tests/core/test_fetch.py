@@ -413,3 +413,27 @@ def test_a_real_tile_comes_back_on_its_own_grid(servers, tmp_path, capsys):
     with rasterio.open(TERRAMIND / "LULC" / f"{TERRAMIND_TILE}.tif") as src, rasterio.open(out / "labels.tif") as lab:
         expected = np.vectorize(lambda v: LULC_TO_WORLDCOVER.get(int(v), 0))(src.read(1))
         np.testing.assert_array_equal(lab.read(1), expected)
+
+
+def test_items_in_another_crs_are_said_to_be_warped(servers, tmp_path, capsys):
+    assert _fetch(servers, tmp_path, "--dry-run", "--crs", "EPSG:3035") == 0
+    out = capsys.readouterr().out
+    item_lines = [line for line in out.splitlines() if line.startswith("    ")]
+    assert item_lines and all("EPSG:32632, warped" in line for line in item_lines)
+    assert _fetch(servers, tmp_path, "--dry-run") == 0
+    assert "warped" not in capsys.readouterr().out  # the default grid is the items' own UTM zone
+
+
+def test_too_few_clear_looks_leave_no_data_and_say_the_clear_fraction(servers, tmp_path, capsys):
+    import numpy as np
+    import rasterio
+
+    assert _fetch(servers, tmp_path, "--min-clear", "2", "--orbit", "ascending") == 0
+    said = next(line for line in capsys.readouterr().out.splitlines() if "clear look" in line)
+    with rasterio.open(tmp_path / "pair" / "optical.tif") as opt, rasterio.open(tmp_path / "pair" / "clear.tif") as c:
+        data, clear = opt.read(), c.read(1)
+    assert (data[:, clear < 2] == 0).all() and (data[:, clear >= 2] > 0).all()
+    fraction = (clear >= 2).mean()
+    assert 0 < fraction < 1 and f"optical: {fraction:.0%} of the pixels have at least 2 clear" in said
+    record = json.loads((tmp_path / "pair" / "provenance.json").read_text())
+    assert record["optical_clear_fraction"] == pytest.approx(fraction, abs=1e-4) and record["orbit"] == "ascending"
