@@ -25,7 +25,7 @@ from .train import train_settings  # noqa: F401
 
 GROUPS = (train, distill, segment, evaluate, model, products, change, accuracy, weights, fetch)
 POLLED = ("train", "segment", "evaluate", "evaluate-chips", "segment-sheets", "sample", "assess", "clean", "polygons",
-          "change", "segment-series", "filter-series", "distill")
+          "change", "segment-series", "filter-series", "distill", "fetch")
 
 
 def _parser() -> argparse.ArgumentParser:

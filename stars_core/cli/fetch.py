@@ -96,8 +96,23 @@ def _write(args, plan) -> int:
     out = Path(args.out)
     inputs = {"--aoi": args.aoi if Path(args.aoi).exists() else None, "--grid": args.grid}
     check_outputs(inputs, {name: out / name for name in OUTPUTS})
-    with http_env(retries=args.retries, timeout_s=args.timeout):
-        facts = write_pair(plan, out, min_clear=args.min_clear)
+    from ..errors import Cancelled
+    from ..fetch.read import blocks
+    from ..progress import progress_bar
+    from .stop import STOP
+
+    bar = progress_bar(3 * len(list(blocks(plan.request.grid))), "block", what="fetching: ")
+
+    def tick() -> None:
+        bar.update(1)
+        if STOP():
+            raise Cancelled("fetch stopped; nothing written (a rerun starts again)")
+
+    try:
+        with http_env(retries=args.retries, timeout_s=args.timeout):
+            facts = write_pair(plan, out, min_clear=args.min_clear, tick=tick)
+    finally:
+        bar.close()
     print(f"optical: {facts['optical_clear_fraction']:.0%} of the pixels have at least {args.min_clear} clear "
           f"look(s) (no data elsewhere); labels cover {facts['labels_covered_fraction']:.0%} of the grid")
     print(f"wrote {', '.join(OUTPUTS)} into {out}; ready: stars train --m1 {out / 'sar.tif'} --m2 "

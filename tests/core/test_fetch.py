@@ -437,3 +437,25 @@ def test_too_few_clear_looks_leave_no_data_and_say_the_clear_fraction(servers, t
     assert 0 < fraction < 1 and f"optical: {fraction:.0%} of the pixels have at least 2 clear" in said
     record = json.loads((tmp_path / "pair" / "provenance.json").read_text())
     assert record["optical_clear_fraction"] == pytest.approx(fraction, abs=1e-4) and record["orbit"] == "ascending"
+
+
+def test_a_cancelled_pair_leaves_nothing(servers, tmp_path):
+    from stars_core.errors import Cancelled
+    from stars_core.fetch.pair import write_pair
+    from stars_core.fetch.plan import Request, plan_pair
+
+    area = parse_aoi(_inner_bbox(servers))
+    sources = {r: source(n, servers.stac.url) for r, n in (("sar", "pc-sentinel-1-rtc"),
+                                                           ("optical", "pc-sentinel-2-l2a"),
+                                                           ("labels", "pc-esa-worldcover"))}
+    plan = plan_pair(Request(area, output_grid(area), "2024-04-01", "2024-04-30", sources))
+    calls = []
+
+    def cancel_at_the_second_block() -> None:
+        calls.append(1)
+        if len(calls) == 2:  # the radar is written, the optical composite under way
+            raise Cancelled("stopped")
+
+    with pytest.raises(Cancelled):
+        write_pair(plan, tmp_path / "pair", tick=cancel_at_the_second_block)
+    assert not (tmp_path / "pair").exists() or list((tmp_path / "pair").iterdir()) == []
