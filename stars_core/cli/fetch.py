@@ -4,6 +4,8 @@ megabytes and pixels to read, and refuses more than --max-gb, before any pixel i
 stops there)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..errors import InputError
 
 EPILOG = """examples:
@@ -59,6 +61,9 @@ def _request(args):
         raise InputError(f"--end {args.end} is before --start {args.start}: swap them")
     if not args.max_gb > 0:
         raise InputError(f"--max-gb must be positive, got {args.max_gb:g}")
+    if args.min_clear < 1 or args.retries < 0 or args.timeout < 1:
+        raise InputError(f"--min-clear must be at least 1, --retries at least 0 and --timeout at least 1 s, got "
+                         f"{args.min_clear}, {args.retries} and {args.timeout}")
     area = parse_aoi(args.aoi, args.aoi_crs)
     grid = output_grid(area, crs=args.crs, res=args.res, like=args.grid)
     sources = {role: source(getattr(args, f"{role}_source"), args.stac_url) for role in ("sar", "optical", "labels")}
@@ -69,11 +74,16 @@ def cmd_fetch(args) -> int:
     from ..fetch.plan import plan_pair
 
     request = _request(args)
-    if not args.dry_run:
+    if not args.dry_run:  # said before any search: a missing package, an output that would destroy an input
+        from ..fetch.pair import OUTPUTS
         from ..fetch.read import signer
+        from ..files import check_outputs
 
         for entry in request.sources.values():
-            signer(entry.signing)  # a missing package is said before any search
+            signer(entry.signing)
+        out = Path(args.out)
+        check_outputs({"--aoi": args.aoi if Path(args.aoi).exists() else None, "--grid": args.grid},
+                      {name: out / name for name in OUTPUTS})
     if request.area.note:
         print(f"stars fetch: {request.area.note}")
     plan = plan_pair(request)
@@ -87,20 +97,13 @@ def cmd_fetch(args) -> int:
 
 
 def _write(args, plan) -> int:
-    from pathlib import Path
-
-    from ..files import check_outputs
-    from ..fetch.pair import OUTPUTS, write_pair
-    from ..fetch.read import http_env
-
-    out = Path(args.out)
-    inputs = {"--aoi": args.aoi if Path(args.aoi).exists() else None, "--grid": args.grid}
-    check_outputs(inputs, {name: out / name for name in OUTPUTS})
     from ..errors import Cancelled
-    from ..fetch.read import blocks
+    from ..fetch.pair import OUTPUTS, write_pair
+    from ..fetch.read import blocks, http_env
     from ..progress import progress_bar
     from .stop import STOP
 
+    out = Path(args.out)
     bar = progress_bar(3 * len(list(blocks(plan.request.grid))), "block", what="fetching: ")
 
     def tick() -> None:

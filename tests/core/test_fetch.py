@@ -459,3 +459,17 @@ def test_a_cancelled_pair_leaves_nothing(servers, tmp_path):
     with pytest.raises(Cancelled):
         write_pair(plan, tmp_path / "pair", tick=cancel_at_the_second_block)
     assert not (tmp_path / "pair").exists() or list((tmp_path / "pair").iterdir()) == []
+
+
+def test_an_output_that_is_the_grid_raster_is_refused_before_any_search(servers, tmp_path, capsys):
+    import shutil
+
+    from stars_core.cli import main
+
+    out = tmp_path / "pair"
+    out.mkdir()
+    grid = shutil.copy(servers.catalogue["scene"]["sar"], out / "sar.tif")
+    assert main(["fetch", "pair", "--aoi", _inner_bbox(servers), "--grid", str(grid), "--start", "2024-04-01",
+                 "--end", "2024-04-30", "--out", str(out), "--stac-url", "http://127.0.0.1:9/unreachable"]) == 2
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("stars fetch")]
+    assert len(said) == 1 and "is the --grid; writing it would destroy the input" in said[0]
