@@ -8,4 +8,5 @@ Three small steps a reader can follow, the grid chosen once and passed down:
     read.py     windowed COG reads over HTTP warped onto the grid (rasterio WarpedVRT), retries, errors
     pair.py     the pair for `stars train`: S1 median in dB, S2 clear-look median, labels, class table,
                 provenance, all written atomically
+    series.py   one S1 raster per acquisition day (same-day slices mosaicked) for `stars segment-series`
 """

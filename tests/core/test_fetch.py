@@ -473,3 +473,48 @@ def test_an_output_that_is_the_grid_raster_is_refused_before_any_search(servers,
                  "--end", "2024-04-30", "--out", str(out), "--stac-url", "http://127.0.0.1:9/unreachable"]) == 2
     said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("stars fetch")]
     assert len(said) == 1 and "is the --grid; writing it would destroy the input" in said[0]
+
+
+# --- the series ---------------------------------------------------------------------------------------------
+
+def test_the_series_has_one_raster_per_day_that_segment_series_reads(servers, tmp_path, capsys):
+    import numpy as np
+    import rasterio
+
+    from stars_core.change.series import read_dates
+    from stars_core.cli import main
+
+    args = ["fetch", "series", "--aoi", _inner_bbox(servers), "--start", "2024-04-01", "--end", "2024-04-30",
+            "--out", str(tmp_path / "s1"), "--stac-url", servers.stac.url]
+    assert main(args) == 0
+    assert "stars segment-series MODEL MAPS --dates" in capsys.readouterr().out.strip().splitlines()[-1]
+    dates = read_dates(table=tmp_path / "s1" / "dates.csv")
+    series = sorted(servers.catalogue["scene"]["series"].glob("S1_*.tif"))
+    assert [d.date for d in dates] == [p.stem[3:] for p in series]
+    for d, source_path in zip(dates, series):
+        with rasterio.open(d.path) as got:
+            grid = type("G", (), {"transform": got.transform, "width": got.width, "height": got.height})
+            np.testing.assert_allclose(got.read(), _window(servers, source_path, grid), atol=1e-4)
+            assert got.tags()["coverage"] == "1.0000" and got.tags()["TIFFTAG_DATETIME"].startswith(
+                d.date.replace("-", ":"))
+    # a rerun reads only what is missing
+    from osgeo import gdal
+
+    (tmp_path / "s1" / f"S1_{dates[1].date}.tif").unlink()
+    gdal.VSICurlClearCache()  # as a new process would start: nothing in GDAL's memory
+    servers.assets.reset()
+    assert main(args) == 0
+    asked = {path.split("/")[1] for _, path, _ in servers.assets.requests}
+    assert asked == {i["id"] for i in servers.catalogue["items"]
+                     if i["collection"] == "sentinel-1-rtc" and i["properties"]["datetime"].startswith(dates[1].date)}
+
+
+def test_a_day_with_both_orbits_keeps_one_and_says_so():
+    from stars_core.fetch.series import acquisition_days
+
+    def item(ident, orbit):
+        return {"id": ident, "properties": {"datetime": "2024-04-01T05:30:00Z", "sat:orbit_state": orbit}}
+
+    days, notes = acquisition_days([item("a", "ascending"), item("d1", "descending"), item("d2", "descending")])
+    assert [i["id"] for i in days["2024-04-01"]] == ["d1", "d2"]
+    assert notes == ["2024-04-01: both orbit directions; kept descending (2 slice(s)); --orbit picks one"]
