@@ -518,3 +518,26 @@ def test_a_day_with_both_orbits_keeps_one_and_says_so():
     days, notes = acquisition_days([item("a", "ascending"), item("d1", "descending"), item("d2", "descending")])
     assert [i["id"] for i in days["2024-04-01"]] == ["d1", "d2"]
     assert notes == ["2024-04-01: both orbit directions; kept descending (2 slice(s)); --orbit picks one"]
+
+
+def test_earth_search_scaling_from_its_items_gives_the_same_optical_composite(servers, tmp_path):
+    """Sentinel-2 from a second real STAC API (Earth Search's items: scale and offset in raster:bands)
+    beside Planetary Computer's radar and labels: the same reflectances as through Planetary Computer."""
+    import numpy as np
+    import rasterio
+
+    from stars_core.fetch.pair import write_pair
+    from stars_core.fetch.plan import Request, plan_pair
+    from stars_core.fetch.read import http_env
+
+    area = parse_aoi(_inner_bbox(servers))
+    sources = {"sar": source("pc-sentinel-1-rtc", servers.stac.url),
+               "optical": source("earth-search-sentinel-2-l2a", servers.earth_search.url),
+               "labels": source("pc-esa-worldcover", servers.stac.url)}
+    plan = plan_pair(Request(area, output_grid(area), "2024-04-01", "2024-04-30", sources))
+    assert {i["id"] for i in plan.roles[1].items} == {i["id"] for i in servers.catalogue["earth_search_items"]}
+    with http_env(retries=1, delay_s=0.1):
+        write_pair(plan, tmp_path / "pair")
+    with rasterio.open(tmp_path / "pair" / "optical.tif") as opt:
+        grid = type("G", (), {"transform": opt.transform, "width": opt.width, "height": opt.height})
+        np.testing.assert_array_equal(opt.read(), _window(servers, servers.catalogue["scene"]["optical"], grid))

@@ -12,18 +12,21 @@ from .stac import ServerUnavailable, StacServer, start_stac  # noqa: F401
 
 @dataclass
 class Servers:
-    stac: StacServer
+    stac: StacServer  # Planetary Computer's collections
     assets: AssetServer
     catalogue: dict
+    earth_search: StacServer | None = None  # Earth Search's sentinel-2-l2a, a second API on the same cluster
 
     def stop(self) -> None:
         self.assets.stop()
+        if self.earth_search is not None:
+            self.earth_search.stop()
         self.stac.stop()
 
 
 def start_servers(folder: Path) -> Servers:
     """Both servers, loaded with the catalogue; stopped again if any step fails."""
-    from .catalogue import build_catalogue
+    from .catalogue import build_catalogue, earth_search_items, recorded
 
     (folder / "assets").mkdir(parents=True, exist_ok=True)
     assets = start_assets(folder / "assets")
@@ -36,6 +39,10 @@ def start_servers(folder: Path) -> Servers:
     try:
         servers.catalogue = build_catalogue(folder, assets.url)
         stac.load(servers.catalogue["collections"], servers.catalogue["items"] + servers.catalogue["real_items"])
+        servers.earth_search = stac.another_api("earthsearch")
+        servers.catalogue["earth_search_items"] = earth_search_items(servers.catalogue["items"])
+        servers.earth_search.load([recorded("earth-search-sentinel-2-l2a-collection.json")],
+                                  servers.catalogue["earth_search_items"])
     except BaseException:
         servers.stop()
         raise

@@ -195,6 +195,26 @@ def _terramind_items(like: dict, base: dict, asset_url: str, folder: Path) -> li
     return [s1, s2, wc]
 
 
+ES_BANDS = {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir", "SCL": "scl"}
+
+
+def earth_search_items(pc_items: list[dict]) -> list[dict]:
+    """The Sentinel-2 scenes again as Earth Search lists them (the recorded Earth Search item as the
+    template: its asset keys and `raster:bands` scale 0.0001 and offset -0.1), on the same COGs."""
+    template = recorded("earth-search-sentinel-2-l2a-item.json")
+    items = []
+    for pc in (i for i in pc_items if i["collection"] == "sentinel-2-l2a"):
+        item = copy.deepcopy(template)
+        day = pc["properties"]["datetime"][:10].replace("-", "")
+        item.update(id=f"S2B_32TNS_{day}_0_L2A", geometry=pc["geometry"], bbox=pc["bbox"])
+        item["properties"].update({k: pc["properties"][k] for k in ("datetime", "eo:cloud_cover", "proj:epsg")})
+        for pc_key, key in ES_BANDS.items():
+            proj = {k: v for k, v in pc["assets"][pc_key].items() if k.startswith("proj:")}
+            item["assets"][key].update(href=pc["assets"][pc_key]["href"], **proj)
+        items.append(item)
+    return items
+
+
 def build_catalogue(folder: Path, asset_url: str) -> dict:
     """Write the COGs into `folder` and return the collections and items to load (see the docstring)."""
     from stars_core.change.demo_series import make_demo_series

@@ -97,10 +97,26 @@ class StacServer:
     api: subprocess.Popen | None = None
     log: Path | None = None
     loaded: dict = field(default_factory=dict)
+    database: str = DATABASE
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.pg_port}/{DATABASE}"
+        return f"postgresql://postgres@127.0.0.1:{self.pg_port}/{self.database}"
+
+    def another_api(self, database: str) -> "StacServer":
+        """A second STAC API on the same cluster, with its own database (another catalogue, e.g. Earth
+        Search beside Planetary Computer: both have a collection named sentinel-2-l2a)."""
+        folder = self.folder / database
+        folder.mkdir(parents=True, exist_ok=True)
+        _run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "postgres", database])
+        other = StacServer(folder, self.pg_port, database=database)
+        try:
+            _run([str(VENV / "bin" / "pypgstac"), "migrate", "--dsn", other.dsn])
+            _start_api(other)
+        except BaseException:
+            other.stop()
+            raise
+        return other
 
     def load(self, collections: list[dict], items: list[dict]) -> None:
         """Upsert collections and items through pgstac's own loader."""
@@ -150,6 +166,18 @@ def _start_cluster(folder: Path, port: int) -> None:
                     "-t", "60", "start"]))
 
 
+def _start_api(server: StacServer) -> None:
+    port = free_port()
+    env = {**os.environ, "PGUSER": "postgres", "PGPASSWORD": "unused", "PGHOST": "127.0.0.1",
+           "PGPORT": str(server.pg_port), "PGDATABASE": server.database}
+    server.log = server.folder / "api.log"
+    server.api = subprocess.Popen(
+        [str(VENV / "bin" / "uvicorn"), "stac_fastapi.pgstac.app:create_app", "--factory", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"], env=env, stdout=server.log.open("w"), stderr=subprocess.STDOUT)
+    server.url = f"http://127.0.0.1:{port}"
+    wait_http(server.url + "/", server.api)
+
+
 def start_stac(folder: Path) -> StacServer:
     """PostgreSQL + pgstac + stac-fastapi-pgstac on free ports; raise ServerUnavailable with the reason."""
     reason = missing()
@@ -161,16 +189,7 @@ def start_stac(folder: Path) -> StacServer:
         server.cluster = _cluster_folder(folder)
         _start_cluster(server.cluster, server.pg_port)
         _run([str(VENV / "bin" / "pypgstac"), "migrate", "--dsn", server.dsn])
-        port = free_port()
-        env = {**os.environ, "PGUSER": "postgres", "PGPASSWORD": "unused", "PGHOST": "127.0.0.1",
-               "PGPORT": str(server.pg_port), "PGDATABASE": DATABASE, "POSTGRES_HOST_READER": "127.0.0.1",
-               "POSTGRES_HOST_WRITER": "127.0.0.1"}
-        server.log = folder / "api.log"
-        server.api = subprocess.Popen(
-            [str(VENV / "bin" / "uvicorn"), "stac_fastapi.pgstac.app:create_app", "--factory", "--host", "127.0.0.1", "--port", str(port),
-             "--log-level", "warning"], env=env, stdout=server.log.open("w"), stderr=subprocess.STDOUT)
-        server.url = f"http://127.0.0.1:{port}"
-        wait_http(server.url + "/", server.api)
+        _start_api(server)
     except BaseException:
         server.stop()
         raise
