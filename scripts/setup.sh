@@ -8,6 +8,9 @@
 # ONNX export and ONNX Runtime segmentation (the `onnx` extra) are optional for users, installed
 # here so their tests run; checked with numpy 1.24.2: onnxruntime 1.32.0, onnx 1.23.2. OpenVINO (the `fast`
 # extra: the default CPU engine for exported graphs) declares numpy >= 1.16.6; checked: openvino 2026.4.1.
+# STAC search (the `fetch` extra, `stars fetch`): pystac-client 0.9.1 with pystac 1.16.1 and planetary-computer
+# 1.0.0 (pydantic 2), checked with `pip install --dry-run` against the constraints file: none asks for another
+# numpy, rasterio or GDAL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -42,8 +45,43 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$(cat "$stamp")" !
     mapfile -t torch_args < <(/usr/bin/python3 stars_qgis/installer.py torch-args "$TORCH_SPEC")
     echo "setup: PyTorch ${torch_args[0]} build (${torch_args[*]:1})"
     "$PY" -m pip install -q --disable-pip-version-check -c "$constraints" "${torch_args[@]:1}"
-    "$PY" -m pip install -q --disable-pip-version-check -c "$constraints" -e ".[test,onnx,fast,docs]"
+    "$PY" -m pip install -q --disable-pip-version-check -c "$constraints" -e ".[test,onnx,fast,docs,fetch]"
     echo "$TORCH_SPEC" > "$stamp"
+fi
+
+# The fetch tests' servers (tests/servers/): PostgreSQL + PostGIS from Debian (15 on Debian 12, the release's
+# own on later ones) and a venv of their own, build/stac-venv, with stac-fastapi-pgstac, pypgstac and
+# rangehttpserver pinned in tests/servers/requirements.txt (test infrastructure, kept out of the project's venv).
+# STARS_NO_SERVERS=1 skips this part (the fetch tests then skip, except under CI=true where they fail).
+if [ "${STARS_NO_SERVERS:-0}" != "1" ]; then
+    pg=""
+    for v in 15 16 17 18; do
+        dpkg-query -W -f='${Status}' "postgresql-$v-postgis-3" 2>/dev/null | grep -q "install ok installed" && pg=$v && break
+    done
+    if [ -z "$pg" ]; then
+        SUDO=""
+        [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+        for attempt in cached updated; do  # a fresh machine's apt lists may be empty until an update
+            for v in 15 16 17 18; do
+                apt-cache show "postgresql-$v-postgis-3" >/dev/null 2>&1 && pg=$v && break
+            done
+            [ -n "$pg" ] || [ "$attempt" = updated ] || $SUDO apt-get update -qq
+            [ -z "$pg" ] || break
+        done
+        if [ -n "$pg" ]; then
+            echo "setup: installing postgresql-$pg and postgresql-$pg-postgis-3 (the fetch tests' STAC server)"
+            DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "postgresql-$pg" "postgresql-$pg-postgis-3"
+        else
+            echo "setup: warning: no postgresql-*-postgis-3 package found: the fetch tests will skip" >&2
+        fi
+    fi
+    SERVERS=build/stac-venv
+    if [ ! -f "$SERVERS/.stars-setup" ] || [ tests/servers/requirements.txt -nt "$SERVERS/.stars-setup" ]; then
+        echo "setup: making $SERVERS (the fetch tests' STAC and asset servers)"
+        /usr/bin/python3 -m venv "$SERVERS"
+        "$SERVERS/bin/pip" install -q --disable-pip-version-check -r tests/servers/requirements.txt
+        touch "$SERVERS/.stars-setup"
+    fi
 fi
 system_numpy=$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)')
 "$PY" - "$system_numpy" <<'PY'

@@ -69,3 +69,29 @@ def onnx_exports(trained_model, demo_scene, tmp_path_factory):
     files["m2-int8"] = export_onnx(trained_model, folder / "m2-int8.onnx", "m2", int8=True,
                                    calibrate=demo_scene["optical"], calibration_tiles=4, **quiet)
     return files
+
+
+@pytest.fixture(scope="session")
+def stac_servers(tmp_path_factory):
+    """A real STAC API (stac-fastapi-pgstac on PostgreSQL + PostGIS) and a Range-capable asset server
+    with switchable faults, on 127.0.0.1, loaded with the local catalogue (tests/servers/). Started once
+    per session; each test gets the asset server with no fault and an empty request log. A server that
+    cannot start skips its tests with the reason, and fails the run under CI=true."""
+    from tests.servers import ServerUnavailable, start_servers
+
+    folder = tmp_path_factory.mktemp("servers")
+    try:
+        servers = start_servers(folder)
+    except ServerUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"test servers could not start under CI: {exc}")
+        pytest.skip(f"test servers could not start: {exc}")
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture
+def servers(stac_servers):
+    stac_servers.assets.reset()
+    yield stac_servers
+    stac_servers.assets.reset()

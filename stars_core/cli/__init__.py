@@ -6,6 +6,7 @@ its handlers (`add_parsers`, `HANDLERS`):
     model     info, export, recalibrate               evaluate  evaluate, evaluate-chips
     products  clean, polygons                         change    segment-series, filter-series, change
     accuracy  sample, assess                          weights   weights list|download
+    fetch     fetch pair
 
 `stars_core.cli:main` is the entry point; `common` holds what several groups share and `stop` the
 Ctrl-C/SIGTERM handling the long commands poll.
@@ -17,16 +18,16 @@ import errno
 import sys
 
 from ..errors import Cancelled, StarsError, TrainingError
-from . import accuracy, change, distill, evaluate, model, products, segment, train, weights
+from . import accuracy, change, distill, evaluate, fetch, model, products, segment, train, weights
 from .common import threads_value
 from .model import cmd_info, describe  # noqa: F401 (the documented names of the old module)
 from .stop import STOP, Stop  # noqa: F401
 from .train import train_settings  # noqa: F401
 
-GROUPS = (train, distill, segment, evaluate, model, products, change, accuracy, weights)
+GROUPS = (train, distill, segment, evaluate, model, products, change, accuracy, weights, fetch)
 DISK_ERRORS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EROFS, errno.EACCES)
 POLLED = ("train", "segment", "evaluate", "evaluate-chips", "segment-sheets", "sample", "assess", "clean", "polygons",
-          "change", "segment-series", "filter-series", "distill")
+          "change", "segment-series", "filter-series", "distill", "fetch")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -104,6 +104,7 @@ FLOORS = [
     {"checkpoint"},
     {"engines/"},
     {"segmentation/"},
+    {"fetch/"},
     {"training/"},
     {"change/", "distill/"},
     {"accuracy/"},

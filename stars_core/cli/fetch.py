@@ -1,0 +1,177 @@
+"""`stars fetch pair`: Sentinel-1, Sentinel-2 and land-cover labels for an area, from STAC catalogues,
+on one grid, ready for `stars train`; `stars fetch series`: one Sentinel-1 raster per acquisition day,
+ready for `stars segment-series`. It first lists the items, dates, orbits and cloud cover and the
+megabytes and pixels to read, and refuses more than --max-gb, before any pixel is read (`--dry-run`
+stops there)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import InputError
+
+EPILOG = """examples:
+  stars fetch pair --aoi 10.30,46.90,10.36,46.94 --start 2024-04-01 --end 2024-04-30 --out pair --dry-run
+  stars fetch pair --aoi fields.gpkg --start 2024-06-01 --end 2024-06-30 --out pair --orbit ascending --dry-run
+  (Planetary Computer by default; --stac-url names another STAC API with the same kind of items)
+"""
+EPILOG_SERIES = """examples:
+  stars fetch series --aoi 10.30,46.90,10.36,46.94 --start 2024-04-01 --end 2024-09-30 --orbit ascending --out s1
+  stars segment-series model.stars maps --dates s1/dates.csv
+"""
+
+
+def _common(p, what: str) -> None:
+    p.add_argument("--aoi", required=True, help="minx,miny,maxx,maxy (lon/lat unless --aoi-crs), a vector file "
+                   "(its features' union) or a raster (its footprint)")
+    p.add_argument("--aoi-crs", help="the CRS of a bbox --aoi (e.g. EPSG:32632; default lon/lat)")
+    p.add_argument("--start", required=True, help="first date, YYYY-MM-DD")
+    p.add_argument("--end", required=True, help="last date, YYYY-MM-DD (inclusive)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--dry-run", action="store_true", help="list what would be read, read no pixel")
+    p.add_argument("--max-gb", type=float, default=2.0, help="refuse a fetch that would read more (default 2)")
+    p.add_argument("--crs", help="output CRS (default: the UTM zone of the area's centre)")
+    p.add_argument("--res", type=float, default=10.0, help="output pixel size in CRS units (default 10)")
+    p.add_argument("--grid", metavar="RASTER", help="use this raster's grid (CRS, pixels, extent)")
+    p.add_argument("--orbit", choices=("ascending", "descending", "both"), default="both",
+                   help=f"Sentinel-1 orbit direction (default both; one direction keeps one viewing geometry{what})")
+    p.add_argument("--retries", type=int, default=5, help="retries of a read the host answers with 429 or 5xx, "
+                   "the wait doubling from 1 s (default 5)")
+    p.add_argument("--timeout", type=int, default=60, help="seconds a read may wait for the host (default 60)")
+    p.add_argument("--stac-url", help="search this STAC API instead of each source's own (same kind of items)")
+
+
+def add_parsers(sub) -> None:
+    import argparse
+
+    from ..fetch.sources import DEFAULTS, SOURCES
+
+    fp = sub.add_parser("fetch", help="get Sentinel-1, Sentinel-2 and land-cover labels for an area from STAC "
+                        "catalogues", description="Search STAC catalogues for an area and a date range and read the "
+                        "assets onto one grid.")
+    fs = fp.add_subparsers(dest="fetch_command", required=True)
+    pair = fs.add_parser("pair", help="a Sentinel-1 composite, a cloud-free Sentinel-2 composite and labels",
+                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(pair, "")
+    pair.add_argument("--max-cloud", type=float, default=60.0, help="skip Sentinel-2 items cloudier than this "
+                      "percent (default 60)")
+    for role in ("sar", "optical", "labels"):
+        names = [n for n, s in SOURCES.items() if s.role == role]
+        pair.add_argument(f"--{role}-source", choices=names, default=DEFAULTS[role], help=f"default {DEFAULTS[role]}")
+    pair.add_argument("--min-clear", type=int, default=1, help="clear Sentinel-2 looks a pixel needs, else no "
+                      "data (default 1)")
+    series = fs.add_parser("series", help="one Sentinel-1 raster per acquisition day, for stars segment-series",
+                           epilog=EPILOG_SERIES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(series, ": mixing ascending and descending makes spurious change")
+    names = [n for n, s in SOURCES.items() if s.role == "sar"]
+    series.add_argument("--sar-source", choices=names, default=DEFAULTS["sar"], help=f"default {DEFAULTS['sar']}")
+
+
+def _request(args):
+    from ..fetch.aoi import output_grid, parse_aoi
+    from ..fetch.plan import Request
+    from ..fetch.search import parse_date
+    from ..fetch.sources import source
+
+    start, end = parse_date(args.start, "--start"), parse_date(args.end, "--end")
+    if end < start:
+        raise InputError(f"--end {args.end} is before --start {args.start}: swap them")
+    if not args.max_gb > 0:
+        raise InputError(f"--max-gb must be positive, got {args.max_gb:g}")
+    if getattr(args, "min_clear", 1) < 1 or args.retries < 0 or args.timeout < 1:
+        raise InputError(f"--min-clear must be at least 1, --retries at least 0 and --timeout at least 1 s, got "
+                         f"{getattr(args, 'min_clear', 1)}, {args.retries} and {args.timeout}")
+    area = parse_aoi(args.aoi, args.aoi_crs)
+    grid = output_grid(area, crs=args.crs, res=args.res, like=args.grid)
+    roles = ("sar", "optical", "labels") if args.fetch_command == "pair" else ("sar",)
+    sources = {role: source(getattr(args, f"{role}_source"), args.stac_url) for role in roles}
+    return Request(area, grid, start.isoformat(), end.isoformat(), sources, args.orbit,
+                   getattr(args, "max_cloud", 60.0))
+
+
+def cmd_fetch(args) -> int:
+    from ..fetch.plan import plan_pair
+
+    request = _request(args)
+    if not args.dry_run:  # said before any search: a missing package, an output that would destroy an input
+        from ..fetch.pair import OUTPUTS
+        from ..fetch.read import signer
+        from ..files import check_outputs
+
+        for entry in request.sources.values():
+            signer(entry.signing)
+        out = Path(args.out)
+        names = OUTPUTS if args.fetch_command == "pair" else ("dates.csv", "provenance.json")
+        check_outputs({"--aoi": args.aoi if Path(args.aoi).exists() else None, "--grid": args.grid},
+                      {name: out / name for name in names})
+    if request.area.note:
+        print(f"stars fetch: {request.area.note}")
+    plan = plan_pair(request)
+    for line in plan.summary():
+        print(line)
+    plan.check_size(args.max_gb)
+    if args.dry_run:
+        print(f"dry run: nothing read or written; without --dry-run the {args.fetch_command} is written into "
+              f"{args.out}")
+        return 0
+    return _write(args, plan) if args.fetch_command == "pair" else _write_series(args, plan)
+
+
+def _write(args, plan) -> int:
+    from ..fetch.pair import OUTPUTS, write_pair
+    from ..fetch.read import blocks, http_env
+
+    out = Path(args.out)
+    bar, tick = _stoppable_bar(3 * len(list(blocks(plan.request.grid))))
+    try:
+        with http_env(retries=args.retries, timeout_s=args.timeout):
+            facts = write_pair(plan, out, min_clear=args.min_clear, tick=tick)
+    finally:
+        bar.close()
+    print(f"optical: {facts['optical_clear_fraction']:.0%} of the pixels have at least {args.min_clear} clear "
+          f"look(s) (no data elsewhere); labels cover {facts['labels_covered_fraction']:.0%} of the grid")
+    print(f"wrote {', '.join(OUTPUTS)} into {out}; ready: stars train --m1 {out / 'sar.tif'} --m2 "
+          f"{out / 'optical.tif'} --labels {out / 'labels.tif'} --class-table {out / 'classes.csv'} --ignore-value 0 "
+          f"--out {out / 'model.stars'}")
+    return 0
+
+
+def _stoppable_bar(total: int):
+    from ..errors import Cancelled
+    from ..progress import progress_bar
+    from .stop import STOP
+
+    bar = progress_bar(total, "block", what="fetching: ")
+
+    def tick() -> None:
+        bar.update(1)
+        if STOP():
+            raise Cancelled("fetch stopped; nothing half-written (a series keeps its finished dates; a rerun reads "
+                            "only what is missing)")
+    return bar, tick
+
+
+def _write_series(args, plan) -> int:
+    from ..fetch.read import blocks, http_env
+    from ..fetch.series import acquisition_days, write_series
+
+    role = plan.roles[0]
+    days, _ = acquisition_days(role.items)
+    bar, tick = _stoppable_bar(len(days) * len(list(blocks(plan.request.grid))))
+    try:
+        with http_env(retries=args.retries, timeout_s=args.timeout):
+            done = write_series(role, plan.request.grid, Path(args.out), tick)
+    finally:
+        bar.close()
+    for note in done["notes"]:
+        print(f"stars fetch: {note}")
+    low = {d: c for d, c in done["coverage"].items() if c < 0.99}
+    if low:
+        print("partial coverage (fraction of the grid; no data elsewhere): "
+              + ", ".join(f"{d} {c:.0%}" for d, c in low.items()))
+    out = Path(args.out)
+    print(f"wrote {len(done['written'])} date(s), kept {len(done['kept'])} already there, into {out}; ready: "
+          f"stars segment-series MODEL MAPS --dates {out / 'dates.csv'}")
+    return 0
+
+
+HANDLERS = {"fetch": cmd_fetch}

@@ -1,0 +1,148 @@
+"""What a fetch would read, before any pixel is read: the items of each role, their dates, orbits and
+cloud cover, and the megabytes and pixels the windows over the grid would take.
+
+    plan = plan_pair(request)      # searches; reads no pixel
+    print(plan.summary())
+    plan.check_size(max_gb)        # InputError when over the limit
+
+Estimates count the stored bytes of each asset's window over the grid at the asset's own resolution,
+uncompressed (COGs are usually smaller: the estimate errs on the safe side).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rasterio.warp import transform_bounds
+
+from ..errors import InputError
+from .aoi import LONLAT, Area, Grid
+from .search import item_time, open_api, search
+from .sources import Source
+
+BYTES = {"uint8": 1, "int8": 1, "uint16": 2, "int16": 2, "uint32": 4, "int32": 4, "float32": 4, "float64": 8}
+
+
+@dataclass
+class Request:
+    area: Area
+    grid: Grid
+    start: str
+    end: str
+    sources: dict[str, Source]  # role -> source
+    orbit: str = "both"  # "ascending", "descending" or "both" (Sentinel-1)
+    max_cloud: float = 60.0  # percent, Sentinel-2 items above are not searched
+
+
+@dataclass
+class RolePlan:
+    role: str
+    source: Source
+    items: list[dict]
+    query: dict | None
+    bytes: int = 0
+    pixels: int = 0
+
+
+@dataclass
+class Plan:
+    request: Request
+    roles: list[RolePlan] = field(default_factory=list)
+
+    @property
+    def bytes(self) -> int:
+        return sum(r.bytes for r in self.roles)
+
+    def summary(self) -> list[str]:
+        g = self.request.grid
+        lines = [f"grid: {g.crs.to_string()}, {g.transform.a:g} m pixels, {g.width} x {g.height} "
+                 f"({g.pixels / 1e6:.2f} Mpx){'; ' + g.note if g.note else ''}"]
+        for r in self.roles:
+            lines.append(f"{r.role}: {len(r.items)} item(s) of {r.source.collection} at {r.source.api}, about "
+                         f"{r.bytes / 1e6:.1f} MB and {r.pixels / 1e6:.2f} Mpx to read")
+            lines += ["    " + describe(item, g) for item in r.items]
+        lines.append(f"total: about {self.bytes / 1e6:.1f} MB to read")
+        return lines
+
+    def check_size(self, max_gb: float) -> None:
+        if self.bytes > max_gb * 1e9:
+            raise InputError(f"this fetch would read about {self.bytes / 1e9:.2f} GB, more than --max-gb {max_gb:g}: "
+                             f"shrink the area or the dates, or raise --max-gb")
+
+
+def describe(item: dict, grid: Grid | None = None) -> str:
+    """One line: id, date, orbit or cloud cover, and the item's CRS when it is not the grid's (warped)."""
+    p = item.get("properties", {})
+    parts = [item.get("id", "?"), item_time(item)[:10] or "no date"]
+    epsg = p.get("proj:epsg")
+    if grid is not None and epsg and grid.crs.to_epsg() != int(epsg):
+        parts.append(f"EPSG:{epsg}, warped")
+    if "sat:orbit_state" in p:
+        parts.append(f"{p['sat:orbit_state']} orbit {p.get('sat:relative_orbit', '?')}")
+    if "eo:cloud_cover" in p:
+        parts.append(f"cloud {float(p['eo:cloud_cover']):.1f}%")
+    return "  ".join(str(s) for s in parts)
+
+
+def asset_resolution(asset: dict) -> float:
+    if asset.get("proj:transform"):
+        return abs(float(asset["proj:transform"][0]))
+    band = (asset.get("raster:bands") or [{}])[0]
+    return float(asset.get("gsd") or band.get("spatial_resolution") or 10.0)
+
+
+def window_estimate(item: dict, source: Source, grid: Grid) -> tuple[int, int]:
+    """Bytes and pixels of the item's assets over the grid, at their own resolutions."""
+    g, box = grid.bounds, item.get("bbox", [])
+    box = [box[0], box[1], box[3], box[4]] if len(box) == 6 else box  # a 3-D bbox: drop the heights
+    b = transform_bounds(LONLAT, grid.crs, *box, densify_pts=21) if len(box) == 4 else g
+    w, h = max(0.0, min(g[2], b[2]) - max(g[0], b[0])), max(0.0, min(g[3], b[3]) - max(g[1], b[1]))
+    total_bytes = total_pixels = 0
+    for key in source.assets:
+        asset = item.get("assets", {}).get(key)
+        if asset is None:
+            raise InputError(f"item {item.get('id')} of {source.collection} has no asset {key!r} (it has "
+                             f"{', '.join(item.get('assets', {}))}): is this the collection the source expects?")
+        res = asset_resolution(asset)
+        pixels = int(round(w / res) * round(h / res))
+        stored = source.dtype if not source.mask or key != source.mask[0] else "uint8"  # a scene classification
+        dtype = (asset.get("raster:bands") or [{}])[0].get("data_type") or stored
+        total_bytes += pixels * BYTES.get(dtype, 4)
+        total_pixels += pixels
+    return total_bytes, total_pixels
+
+
+def _query(role: str, request: Request) -> dict | None:
+    if role == "sar" and request.orbit in ("ascending", "descending"):
+        return {"sat:orbit_state": {"eq": request.orbit}}
+    if role == "optical":
+        return {"eo:cloud_cover": {"lt": request.max_cloud}}
+    return None
+
+
+def plan_pair(request: Request) -> Plan:
+    """Search every role's source; labels are searched at any date and the newest item covering is kept."""
+    plan = Plan(request)
+    apis: dict[str, object] = {}
+    for role, source in request.sources.items():
+        api = apis.setdefault(source.api, open_api(source.api))
+        query = _query(role, request)
+        dated = role != "labels"
+        items = search(api, source, request.area, request.start if dated else None, request.end if dated else None,
+                       query)
+        if not dated:
+            items = _newest_per_footprint(items)
+        role_plan = RolePlan(role, source, items, query)
+        for item in items:
+            b, p = window_estimate(item, source, request.grid)
+            role_plan.bytes += b
+            role_plan.pixels += p
+        plan.roles.append(role_plan)
+    return plan
+
+
+def _newest_per_footprint(items: list[dict]) -> list[dict]:
+    """A static product in several versions (WorldCover 2020, 2021): the newest of each tile."""
+    newest: dict[tuple, dict] = {}
+    for item in items:  # oldest first, so a later one replaces
+        newest[tuple(round(v, 3) for v in item.get("bbox", []))] = item
+    return list(newest.values())

@@ -1,0 +1,543 @@
+"""`stars fetch` (issue 42) against real server software on 127.0.0.1: stac-fastapi-pgstac on PostgreSQL +
+PostGIS and a Range-capable asset server with switchable faults (tests/servers/, the `servers` fixture),
+loaded with items that follow recorded real Planetary Computer responses. AOI and grid tests need no server."""
+import json
+import math
+
+import pytest
+from rasterio.crs import CRS
+
+from stars_core.errors import InputError
+from stars_core.fetch.aoi import output_grid, parse_aoi, utm_crs
+from stars_core.fetch.sources import SOURCES, offset_counts, source
+from tests.core.helpers import write_polygons
+from tests.servers.catalogue import RECORDED, recorded
+
+pytest.importorskip("pystac_client")
+
+
+def _inner_bbox(servers, margin: float = 0.2) -> str:
+    """A lon/lat bbox inside the catalogue's scene (every item covers it)."""
+    wc = next(i for i in servers.catalogue["items"] if i["collection"] == "esa-worldcover")
+    x0, y0, x1, y1 = wc["bbox"]
+    dx, dy = (x1 - x0) * margin, (y1 - y0) * margin
+    return f"{x0 + dx:.6f},{y0 + dy:.6f},{x1 - dx:.6f},{y1 - dy:.6f}"
+
+
+def _fetch(servers, tmp_path, *extra, start="2024-04-01", end="2024-04-30"):
+    from stars_core.cli import main
+
+    return main(["fetch", "pair", "--aoi", _inner_bbox(servers), "--start", start, "--end", end, "--out",
+                 str(tmp_path / "pair"), "--stac-url", servers.stac.url, *extra])
+
+
+def _ids(servers, collection: str, **props) -> list[str]:
+    return [i["id"] for i in servers.catalogue["items"] if i["collection"] == collection
+            and all(i["properties"].get(k) == v for k, v in props.items())]
+
+
+# --- the dry run against the real STAC API ---------------------------------------------------------------
+
+def test_dry_run_lists_every_item_with_dates_orbits_cloud_and_reads_no_pixel(servers, tmp_path, capsys):
+    assert _fetch(servers, tmp_path, "--dry-run") == 0
+    out = capsys.readouterr().out
+    for collection in ("sentinel-1-rtc", "sentinel-2-l2a", "esa-worldcover"):
+        for item_id in _ids(servers, collection):
+            assert item_id in out
+    assert "ascending orbit 117" in out and "descending orbit 168" in out
+    cloudy = next(i for i in servers.catalogue["items"] if i["id"].startswith("S2B_MSIL2A_20240403"))
+    assert f"cloud {cloudy['properties']['eo:cloud_cover']:.1f}%" in out
+    assert "grid: EPSG:32632, 10 m pixels" in out
+    assert servers.assets.requests == []  # no asset touched
+    assert not (tmp_path / "pair").exists()
+
+
+def test_the_orbit_choice_is_searched_by_the_server(servers, tmp_path, capsys):
+    assert _fetch(servers, tmp_path, "--dry-run", "--orbit", "descending") == 0
+    out = capsys.readouterr().out
+    descending = _ids(servers, "sentinel-1-rtc", **{"sat:orbit_state": "descending"})
+    ascending = _ids(servers, "sentinel-1-rtc", **{"sat:orbit_state": "ascending"})
+    assert descending and ascending
+    assert all(i in out for i in descending) and not any(i in out for i in ascending)
+
+
+def test_the_cloud_limit_drops_the_cloudy_scene(servers, tmp_path, capsys):
+    cover = {i["id"]: i["properties"]["eo:cloud_cover"] for i in servers.catalogue["items"]
+             if i["collection"] == "sentinel-2-l2a"}
+    limit = (max(cover.values()) + min(cover.values())) / 2
+    assert _fetch(servers, tmp_path, "--dry-run", "--max-cloud", str(limit)) == 0
+    out = capsys.readouterr().out
+    assert [i for i in cover if i in out] == [i for i, c in cover.items() if c < limit]
+
+
+def test_more_than_max_gb_is_refused_before_any_pixel_is_read(servers, tmp_path, capsys):
+    assert _fetch(servers, tmp_path, "--dry-run", "--max-gb", "0.0001") == 2
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("stars fetch")]
+    assert len(said) == 1 and "more than --max-gb 0.0001" in said[0]
+    assert servers.assets.requests == []
+
+
+def test_the_estimate_counts_each_asset_at_its_own_resolution(servers):
+    from stars_core.fetch.aoi import Area, Grid
+    from stars_core.fetch.plan import window_estimate
+
+    item = next(i for i in servers.catalogue["items"] if i["collection"] == "sentinel-2-l2a")
+    inner = parse_aoi(_inner_bbox(servers, margin=0.3))
+    grid = output_grid(inner)
+    assert isinstance(inner, Area) and isinstance(grid, Grid)
+    size, pixels = window_estimate(item, SOURCES["pc-sentinel-2-l2a"], grid)
+    # four 10 m uint16 bands and the 20 m uint8 SCL, over a window the item covers whole
+    assert pixels == 4 * grid.pixels + (grid.width // 2) * (grid.height // 2)
+    assert size == 8 * grid.pixels + (grid.width // 2) * (grid.height // 2)
+    x0, y0, x1, y1 = item["bbox"]
+    assert window_estimate({**item, "bbox": [x0, y0, -100, x1, y1, 0]}, SOURCES["pc-sentinel-2-l2a"], grid) == \
+        (size, pixels)  # a 3-D bbox (with heights) covers the same window
+
+
+# --- the API's errors in one line ------------------------------------------------------------------------
+
+def test_a_wrong_collection_lists_the_collections_the_api_serves(servers, tmp_path):
+    from stars_core.fetch.aoi import parse_aoi
+    from stars_core.fetch.search import open_api, search
+
+    wrong = source("pc-sentinel-1-rtc", servers.stac.url, collection="sentinel-1-grd")
+    with pytest.raises(InputError, match="no collection 'sentinel-1-grd': it serves esa-worldcover, "
+                       "io-lulc-annual-v02, sentinel-1-rtc, sentinel-2-l2a"):
+        search(open_api(servers.stac.url), wrong, parse_aoi(_inner_bbox(servers)), "2024-04-01", "2024-04-30")
+
+
+def test_no_items_says_which_collection_and_dates_were_searched(servers, tmp_path, capsys):
+    assert _fetch(servers, tmp_path, "--dry-run", start="2020-01-01", end="2020-01-31") == 2
+    err = capsys.readouterr().err
+    assert f"no sentinel-1-rtc items at {servers.stac.url} from 2020-01-01 to 2020-01-31" in err
+
+
+def test_an_unreachable_api_is_named(tmp_path, capsys):
+    from stars_core.cli import main
+    from tests.servers.stac import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    assert main(["fetch", "pair", "--aoi", "10.31,46.92,10.32,46.93", "--start", "2024-04-01", "--end",
+                 "2024-04-30", "--out", str(tmp_path / "o"), "--stac-url", url, "--dry-run"]) == 2
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("stars fetch")]
+    assert len(said) == 1 and f"the STAC API at {url} cannot be reached" in said[0]
+
+
+# --- the area and the grid (no server) -------------------------------------------------------------------
+
+def test_swapped_longitude_latitude_is_refused_with_the_fix():
+    with pytest.raises(InputError, match=r"look swapped: give minlon,minlat,maxlon,maxlat \(-100.1,40.0,-100.0,40.1\)"):
+        parse_aoi("40.0,-100.1,40.1,-100.0")  # Kansas given as lat,lon
+
+
+def test_zero_area_is_refused():
+    with pytest.raises(InputError, match="zero area"):
+        parse_aoi("10.3,46.9,10.3,47.0")
+
+
+def test_a_bbox_in_another_crs_is_reprojected(tmp_path):
+    area = parse_aoi("600000,5198720,601280,5200000", aoi_crs="EPSG:32632")
+    assert 10.2 < area.bounds[0] < area.bounds[2] < 10.4 and 46.9 < area.bounds[1] < area.bounds[3] < 47.0
+    with pytest.raises(InputError, match="not longitude/latitude: name its CRS with --aoi-crs"):
+        parse_aoi("600000,5198720,601280,5200000")
+
+
+def test_the_default_grid_is_the_centres_utm_zone_on_the_10_m_lattice():
+    area = parse_aoi("10.301,46.901,10.329,46.919")
+    grid = output_grid(area)
+    assert grid.crs == CRS.from_epsg(32632)
+    t = grid.transform
+    assert t.a == 10 and t.e == -10 and t.c % 10 == 0 and t.f % 10 == 0
+    assert grid.width * 10 >= 0.028 * 111_000 * math.cos(math.radians(46.9)) * 0.95
+    assert utm_crs(-70.6, -33.4) == CRS.from_epsg(32719)  # southern hemisphere
+    crossing = output_grid(parse_aoi("11.9,46.9,12.1,47.0"))
+    assert "spans UTM zones EPSG:32632, EPSG:32633" in crossing.note
+
+
+def test_res_crs_and_grid_override(tmp_path, demo_scene):
+    area = parse_aoi("10.301,46.901,10.329,46.919")
+    assert output_grid(area, res=20).transform.a == 20
+    assert output_grid(area, crs="EPSG:3035").crs == CRS.from_epsg(3035)
+    import rasterio
+
+    like = output_grid(area, like=str(demo_scene["sar"]))
+    with rasterio.open(demo_scene["sar"]) as src:
+        assert (like.crs, like.transform, like.width) == (src.crs, src.transform, src.width)
+
+
+def test_a_vector_files_union_and_a_rasters_footprint_are_areas(tmp_path, demo_scene):
+    import rasterio
+
+    with rasterio.open(demo_scene["sar"]) as src:
+        wkt, b = src.crs.to_wkt(), src.bounds
+    half = (b.left + b.right) / 2
+    boxes = [((b.left, b.bottom, half, b.top), 1), ((half, b.bottom, b.right, b.top), 2)]
+    polys = [({"type": "Polygon", "coordinates": [[(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]]}, v)
+             for (x0, y0, x1, y1), v in boxes]
+    vector = parse_aoi(str(write_polygons(tmp_path / "aoi.gpkg", wkt, polys)))
+    raster = parse_aoi(str(demo_scene["sar"]))
+    assert vector.bounds == pytest.approx(raster.bounds, abs=1e-7)  # the union of the halves is the whole
+
+
+# --- the source table, against recorded real items --------------------------------------------------------
+
+def test_sentinel2_offsets_follow_the_recorded_items():
+    pc = recorded("pc-sentinel-2-l2a-item.json")
+    es = recorded("earth-search-sentinel-2-l2a-item.json")
+    assert pc["properties"]["s2:processing_baseline"] == "02.12"  # before the 2022 offset
+    assert offset_counts(SOURCES["pc-sentinel-2-l2a"], pc["properties"], pc["assets"]["B04"]) == 0
+    newer = {**pc["properties"], "s2:processing_baseline": "05.11"}
+    assert offset_counts(SOURCES["pc-sentinel-2-l2a"], newer, pc["assets"]["B04"]) == -1000
+    assert offset_counts(SOURCES["earth-search-sentinel-2-l2a"], es["properties"], es["assets"]["red"]) == \
+        pytest.approx(-1000)
+
+
+def test_every_source_names_assets_its_catalogue_has():
+    collections = {("pc", s): recorded(f"pc-{s}-collection.json") for s in
+                   ("sentinel-1-rtc", "sentinel-2-l2a", "esa-worldcover", "io-lulc-annual-v02")}
+    collections[("earth-search", "sentinel-2-l2a")] = recorded("earth-search-sentinel-2-l2a-collection.json")
+    for entry in SOURCES.values():
+        prefix = "pc" if "planetarycomputer" in entry.api else "earth-search"
+        collection = collections[(prefix, entry.collection)]
+        assert set(entry.assets) <= set(collection["item_assets"]), entry.name
+        assert entry.licence.startswith(collection["license"]) or collection["license"] == "proprietary", entry.name
+
+
+def test_the_recorded_items_keep_their_origin():
+    for name in ("pc-sentinel-2-l2a-item.json", "earth-search-sentinel-2-l2a-item.json"):
+        data = json.loads((RECORDED / name).read_text())
+        assert data["recorded_from"].startswith("https://") and data["cassette"].endswith(".yaml")
+
+
+# --- the servers themselves --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ci,outcome", [("true", "1 error"), ("", "1 skipped")])
+def test_a_server_that_cannot_start_fails_under_ci_and_skips_elsewhere(tmp_path, ci, outcome):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "CI": ci, "STARS_SERVER_VENV": str(tmp_path / "no-venv")}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+                           f"{Path(__file__)}::test_more_than_max_gb_is_refused_before_any_pixel_is_read"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert outcome in done.stdout
+    assert "`make setup` makes the test servers' venv" in done.stdout
+
+
+# --- reading the pair through the asset server -----------------------------------------------------------
+
+def _window(servers, path, grid):
+    """The grid's window in the pixels of a catalogue raster (both on the same 10 m lattice)."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        col = int(round((grid.transform.c - src.transform.c) / 10))
+        row = int(round((src.transform.f - grid.transform.f) / 10))
+        return src.read(window=((row, row + grid.height), (col, col + grid.width)))
+
+
+def test_the_pair_is_read_onto_the_grid_ready_for_training(servers, tmp_path, capsys):
+    import csv
+
+    import numpy as np
+    import rasterio
+
+    from stars_core.classes import ClassTable
+    from tests.servers.catalogue import TO_WORLDCOVER
+
+    assert _fetch(servers, tmp_path) == 0
+    out, lines = tmp_path / "pair", capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].startswith("wrote ") and f"stars train --m1 {out / 'sar.tif'}" in lines[-1]
+    scene = servers.catalogue["scene"]
+    with rasterio.open(out / "sar.tif") as sar:
+        grid = type("G", (), {"transform": sar.transform, "width": sar.width, "height": sar.height})
+        assert sar.crs.to_epsg() == 32632 and sar.transform.a == 10 and sar.tags()["units"] == "dB"
+        dates = np.stack([_window(servers, p, grid) for p in sorted(scene["series"].glob("S1_*.tif"))])
+        np.testing.assert_allclose(sar.read(), np.median(dates, axis=0), atol=1e-4)  # median in dB of the 3 dates
+    with rasterio.open(out / "optical.tif") as opt, rasterio.open(out / "clear.tif") as clear:
+        np.testing.assert_array_equal(opt.read(), _window(servers, scene["optical"], grid))  # offset removed, clouds masked
+        counts = clear.read(1)
+        assert counts[0, 0] == 1 and counts[-1, -1] == 2  # the upper-left cloud hides one of the two looks
+    with rasterio.open(out / "labels.tif") as lab:
+        raw = _window(servers, scene["labels"], grid)[0]
+        expected = np.vectorize(lambda v: TO_WORLDCOVER.get(int(v), 0))(raw)
+        np.testing.assert_array_equal(lab.read(1), expected)
+    table = ClassTable.from_file(out / "classes.csv")
+    assert dict(zip(table.values, table.colors))[10] == "#006400" and "Tree cover" in table.names
+    record = json.loads((out / "provenance.json").read_text())
+    ids = {i["id"] for s in record["sources"] for i in s["items"]}
+    assert ids == {i["id"] for i in servers.catalogue["items"]}
+    assert {s["licence"] for s in record["sources"]} >= {"CC-BY-4.0"} and "2024" in record["sources"][0]["attribution"]
+    assert not list(out.glob(".*tmp*"))
+
+
+def test_a_host_that_stays_busy_leaves_nothing_half_written(servers, tmp_path, capsys):
+    from osgeo import gdal
+
+    from tests.servers import Fault
+
+    gdal.VSICurlClearCache()  # GDAL keeps what an earlier test read of the same URLs
+    servers.assets.set_fault(Fault("503"))
+    assert _fetch(servers, tmp_path, "--retries", "1") == 2
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("stars fetch")]
+    gdal.VSICurlClearCache()  # GDAL also remembers the failure: the next test starts clean
+    assert len(said) == 1 and "answered HTTP 503 after 1 retries" in said[0]
+    assert not (tmp_path / "pair").exists() or list((tmp_path / "pair").iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["429", "503", "truncate", "stall"])
+def test_passing_faults_are_retried_and_read_the_same_pixels(servers, kind):
+    import numpy as np
+
+    from stars_core.fetch.read import blocks, http_env, read_block
+    from tests.servers import Fault
+
+    from osgeo import gdal
+
+    gdal.VSICurlClearCache()
+    grid = output_grid(parse_aoi(_inner_bbox(servers)))
+    href = next(i for i in servers.catalogue["items"] if i["collection"] == "sentinel-1-rtc")["assets"]["vv"]["href"]
+    window = next(blocks(grid))
+    with http_env(retries=3, delay_s=0.1, timeout_s=1):
+        clean = read_block(href, grid, window)
+        servers.assets.reset()
+        servers.assets.set_fault(Fault(kind, times=1, stall_s=2.5))
+        again = read_block(href + f"?fault={kind}", grid, window)  # a new URL: nothing cached by GDAL
+    np.testing.assert_array_equal(again, clean)
+    assert np.isfinite(clean).mean() > 0.9
+    assert len(servers.assets.requests) >= 3  # the faulty answer, then the retry, then the data
+
+
+def test_an_expired_signature_says_to_search_again(servers):
+    from stars_core.fetch.read import blocks, http_env, read_block
+
+    grid = output_grid(parse_aoi(_inner_bbox(servers)))
+    href = next(i for i in servers.catalogue["items"] if i["collection"] == "esa-worldcover")["assets"]["map"]["href"]
+    with http_env(retries=1, delay_s=0.1), pytest.raises(InputError, match=r"map.tif refused the read \(HTTP 403\): "
+                                                          r"a signed URL has expired"):
+        read_block(href + "?st=2020-01-01T00:00:00Z&se=2020-01-02T00:00:00Z&sp=rl&sig=abc", grid, next(blocks(grid)))
+
+
+def test_stars_train_takes_the_fetched_pair_as_written(servers, tmp_path):
+    from stars_core.training.data import SceneSpec
+    from stars_core.training.train import train
+    from tests.core.helpers import TINY_MODEL, tiny_train
+
+    assert _fetch(servers, tmp_path, "--aoi-crs", "EPSG:4326") == 0
+    out = tmp_path / "pair"
+    spec = SceneSpec(str(out / "sar.tif"), str(out / "optical.tif"), str(out / "labels.tif"))
+    model = tmp_path / "model.stars"
+    train([spec], model, TINY_MODEL, **tiny_train(chip_size=64, class_table=str(out / "classes.csv"),
+                                                  ignore_values=(0,)), log=lambda *_: None)
+    assert model.stat().st_size > 0
+
+
+def _signed_plan(servers, monkeypatch, expiry: str):
+    """A plan whose sources sign like Planetary Computer's, with a stand-in signer adding a SAS-like query."""
+    import dataclasses
+    import sys
+    import types
+
+    from stars_core.fetch.plan import Request, plan_pair
+
+    fake = types.ModuleType("planetary_computer")
+    fake.sign = lambda href: f"{href}?st=2024-01-01T00:00:00Z&se={expiry}&sp=rl&sig=c2lnbmVk"
+    monkeypatch.setitem(sys.modules, "planetary_computer", fake)
+    area = parse_aoi(_inner_bbox(servers))
+    sources = {role: dataclasses.replace(source(name, servers.stac.url), signing="planetary-computer")
+               for role, name in (("sar", "pc-sentinel-1-rtc"), ("optical", "pc-sentinel-2-l2a"),
+                                  ("labels", "pc-esa-worldcover"))}
+    return plan_pair(Request(area, output_grid(area), "2024-04-01", "2024-04-30", sources))
+
+
+def test_planetary_computer_urls_are_signed_just_before_each_read(servers, tmp_path, monkeypatch):
+    from stars_core.fetch.pair import write_pair
+    from stars_core.fetch.read import http_env
+
+    with http_env(retries=1, delay_s=0.1):
+        write_pair(_signed_plan(servers, monkeypatch, "2099-01-01T00:00:00Z"), tmp_path / "pair")
+    requests = servers.assets.requests
+    assert requests and all("sig=c2lnbmVk" in path for _, path, _ in requests)
+
+
+def test_an_expired_signature_stops_the_pair_in_one_line(servers, tmp_path, monkeypatch):
+    from osgeo import gdal
+
+    from stars_core.fetch.pair import write_pair
+    from stars_core.fetch.read import http_env
+
+    gdal.VSICurlClearCache()
+    with http_env(retries=1, delay_s=0.1), pytest.raises(InputError, match=r"\(HTTP 403\): a signed URL has expired"):
+        write_pair(_signed_plan(servers, monkeypatch, "2020-01-02T00:00:00Z"), tmp_path / "pair")
+    gdal.VSICurlClearCache()
+    assert not (tmp_path / "pair").exists() or list((tmp_path / "pair").iterdir()) == []
+
+
+def test_without_the_signing_package_the_fetch_says_what_to_install(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from stars_core.cli import main
+
+    monkeypatch.setitem(sys.modules, "planetary_computer", None)  # any import of it fails
+    assert main(["fetch", "pair", "--aoi", "10.31,46.92,10.32,46.93", "--start", "2024-04-01", "--end",
+                 "2024-04-30", "--out", str(tmp_path / "o")]) == 2
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("stars fetch")]
+    assert len(said) == 1 and 'pip install "planetary-computer==1.0.0"' in said[0]
+
+
+def test_a_real_tile_comes_back_on_its_own_grid(servers, tmp_path, capsys):
+    """The real TerraMind tile (when ../shared/data exists): --aoi and --grid its raster, the pair read
+    back equals the tile (dB radar, the four optical bands, the land cover in WorldCover codes)."""
+    import numpy as np
+    import rasterio
+
+    from stars_core.cli import main
+    from tests.servers.catalogue import LULC_TO_WORLDCOVER, S2_INDEXES, TERRAMIND, TERRAMIND_TILE
+
+    if not servers.catalogue["real_items"]:
+        pytest.skip("no real sample data in ../shared/data/terramind")
+    s1 = TERRAMIND / "S1RTC" / f"{TERRAMIND_TILE}.tif"
+    out = tmp_path / "pair"
+    assert main(["fetch", "pair", "--aoi", str(s1), "--grid", str(s1), "--start", "2024-04-01", "--end",
+                 "2024-04-30", "--out", str(out), "--stac-url", servers.stac.url]) == 0
+    printed = capsys.readouterr().out
+    assert all(i["id"] in printed for i in servers.catalogue["real_items"]), printed
+    with rasterio.open(s1) as src, rasterio.open(out / "sar.tif") as sar:
+        assert (sar.crs, sar.transform) == (src.crs, src.transform)
+        np.testing.assert_allclose(sar.read(), src.read().astype(np.float32), atol=1e-3)
+    with rasterio.open(TERRAMIND / "S2L2A" / f"{TERRAMIND_TILE}.tif") as src, rasterio.open(out / "optical.tif") as opt:
+        np.testing.assert_array_equal(opt.read(), np.clip(src.read(list(S2_INDEXES)), 0, None))
+    with rasterio.open(TERRAMIND / "LULC" / f"{TERRAMIND_TILE}.tif") as src, rasterio.open(out / "labels.tif") as lab:
+        expected = np.vectorize(lambda v: LULC_TO_WORLDCOVER.get(int(v), 0))(src.read(1))
+        np.testing.assert_array_equal(lab.read(1), expected)
+
+
+def test_items_in_another_crs_are_said_to_be_warped(servers, tmp_path, capsys):
+    assert _fetch(servers, tmp_path, "--dry-run", "--crs", "EPSG:3035") == 0
+    out = capsys.readouterr().out
+    item_lines = [line for line in out.splitlines() if line.startswith("    ")]
+    assert item_lines and all("EPSG:32632, warped" in line for line in item_lines)
+    assert _fetch(servers, tmp_path, "--dry-run") == 0
+    assert "warped" not in capsys.readouterr().out  # the default grid is the items' own UTM zone
+
+
+def test_too_few_clear_looks_leave_no_data_and_say_the_clear_fraction(servers, tmp_path, capsys):
+    import numpy as np
+    import rasterio
+
+    assert _fetch(servers, tmp_path, "--min-clear", "2", "--orbit", "ascending") == 0
+    said = next(line for line in capsys.readouterr().out.splitlines() if "clear look" in line)
+    with rasterio.open(tmp_path / "pair" / "optical.tif") as opt, rasterio.open(tmp_path / "pair" / "clear.tif") as c:
+        data, clear = opt.read(), c.read(1)
+    assert (data[:, clear < 2] == 0).all() and (data[:, clear >= 2] > 0).all()
+    fraction = (clear >= 2).mean()
+    assert 0 < fraction < 1 and f"optical: {fraction:.0%} of the pixels have at least 2 clear" in said
+    record = json.loads((tmp_path / "pair" / "provenance.json").read_text())
+    assert record["optical_clear_fraction"] == pytest.approx(fraction, abs=1e-4) and record["orbit"] == "ascending"
+
+
+def test_a_cancelled_pair_leaves_nothing(servers, tmp_path):
+    from stars_core.errors import Cancelled
+    from stars_core.fetch.pair import write_pair
+    from stars_core.fetch.plan import Request, plan_pair
+
+    area = parse_aoi(_inner_bbox(servers))
+    sources = {r: source(n, servers.stac.url) for r, n in (("sar", "pc-sentinel-1-rtc"),
+                                                           ("optical", "pc-sentinel-2-l2a"),
+                                                           ("labels", "pc-esa-worldcover"))}
+    plan = plan_pair(Request(area, output_grid(area), "2024-04-01", "2024-04-30", sources))
+    calls = []
+
+    def cancel_at_the_second_block() -> None:
+        calls.append(1)
+        if len(calls) == 2:  # the radar is written, the optical composite under way
+            raise Cancelled("stopped")
+
+    with pytest.raises(Cancelled):
+        write_pair(plan, tmp_path / "pair", tick=cancel_at_the_second_block)
+    assert not (tmp_path / "pair").exists() or list((tmp_path / "pair").iterdir()) == []
+
+
+def test_an_output_that_is_the_grid_raster_is_refused_before_any_search(servers, tmp_path, capsys):
+    import shutil
+
+    from stars_core.cli import main
+
+    out = tmp_path / "pair"
+    out.mkdir()
+    grid = shutil.copy(servers.catalogue["scene"]["sar"], out / "sar.tif")
+    assert main(["fetch", "pair", "--aoi", _inner_bbox(servers), "--grid", str(grid), "--start", "2024-04-01",
+                 "--end", "2024-04-30", "--out", str(out), "--stac-url", "http://127.0.0.1:9/unreachable"]) == 2
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("stars fetch")]
+    assert len(said) == 1 and "is the --grid; writing it would destroy the input" in said[0]
+
+
+# --- the series ---------------------------------------------------------------------------------------------
+
+def test_the_series_has_one_raster_per_day_that_segment_series_reads(servers, tmp_path, capsys):
+    import numpy as np
+    import rasterio
+
+    from stars_core.change.series import read_dates
+    from stars_core.cli import main
+
+    args = ["fetch", "series", "--aoi", _inner_bbox(servers), "--start", "2024-04-01", "--end", "2024-04-30",
+            "--out", str(tmp_path / "s1"), "--stac-url", servers.stac.url]
+    assert main(args) == 0
+    assert "stars segment-series MODEL MAPS --dates" in capsys.readouterr().out.strip().splitlines()[-1]
+    dates = read_dates(table=tmp_path / "s1" / "dates.csv")
+    series = sorted(servers.catalogue["scene"]["series"].glob("S1_*.tif"))
+    assert [d.date for d in dates] == [p.stem[3:] for p in series]
+    for d, source_path in zip(dates, series):
+        with rasterio.open(d.path) as got:
+            grid = type("G", (), {"transform": got.transform, "width": got.width, "height": got.height})
+            np.testing.assert_allclose(got.read(), _window(servers, source_path, grid), atol=1e-4)
+            assert got.tags()["coverage"] == "1.0000" and got.tags()["TIFFTAG_DATETIME"].startswith(
+                d.date.replace("-", ":"))
+    # a rerun reads only what is missing
+    from osgeo import gdal
+
+    (tmp_path / "s1" / f"S1_{dates[1].date}.tif").unlink()
+    gdal.VSICurlClearCache()  # as a new process would start: nothing in GDAL's memory
+    servers.assets.reset()
+    assert main(args) == 0
+    asked = {path.split("/")[1] for _, path, _ in servers.assets.requests}
+    assert asked == {i["id"] for i in servers.catalogue["items"]
+                     if i["collection"] == "sentinel-1-rtc" and i["properties"]["datetime"].startswith(dates[1].date)}
+
+
+def test_a_day_with_both_orbits_keeps_one_and_says_so():
+    from stars_core.fetch.series import acquisition_days
+
+    def item(ident, orbit):
+        return {"id": ident, "properties": {"datetime": "2024-04-01T05:30:00Z", "sat:orbit_state": orbit}}
+
+    days, notes = acquisition_days([item("a", "ascending"), item("d1", "descending"), item("d2", "descending")])
+    assert [i["id"] for i in days["2024-04-01"]] == ["d1", "d2"]
+    assert notes == ["2024-04-01: both orbit directions; kept descending (2 slice(s)); --orbit picks one"]
+
+
+def test_earth_search_scaling_from_its_items_gives_the_same_optical_composite(servers, tmp_path):
+    """Sentinel-2 from a second real STAC API (Earth Search's items: scale and offset in raster:bands)
+    beside Planetary Computer's radar and labels: the same reflectances as through Planetary Computer."""
+    import numpy as np
+    import rasterio
+
+    from stars_core.fetch.pair import write_pair
+    from stars_core.fetch.plan import Request, plan_pair
+    from stars_core.fetch.read import http_env
+
+    area = parse_aoi(_inner_bbox(servers))
+    sources = {"sar": source("pc-sentinel-1-rtc", servers.stac.url),
+               "optical": source("earth-search-sentinel-2-l2a", servers.earth_search.url),
+               "labels": source("pc-esa-worldcover", servers.stac.url)}
+    plan = plan_pair(Request(area, output_grid(area), "2024-04-01", "2024-04-30", sources))
+    assert {i["id"] for i in plan.roles[1].items} == {i["id"] for i in servers.catalogue["earth_search_items"]}
+    with http_env(retries=1, delay_s=0.1):
+        write_pair(plan, tmp_path / "pair")
+    with rasterio.open(tmp_path / "pair" / "optical.tif") as opt:
+        grid = type("G", (), {"transform": opt.transform, "width": opt.width, "height": opt.height})
+        np.testing.assert_array_equal(opt.read(), _window(servers, servers.catalogue["scene"]["optical"], grid))
