@@ -15,6 +15,7 @@ beside each map: a quarter of float32's size, at 1/255 resolution.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import os
 import re
@@ -395,16 +396,17 @@ def _segment_date(runner, d: DateInput, reference, target: Path, cfg, probabilit
                 gdal.Warp(source, os.fspath(d.path), format="VRT", dstSRS=ref.crs.to_wkt(), outputBounds=tuple(ref.bounds),
                           width=ref.width, height=ref.height, resampleAlg="bilinear", dstNodata=nodata)
         probs = Path(tmp) / "probabilities.tif" if probabilities else None
-        segment(runner, source, target, cfg, probabilities=probs, cancel=cancel,
-                progress=None if progress is None else (lambda done, total: progress(k, n, done, total)),
-                info=info, log=warn, calibration=d.path, overviews=False)  # the float probabilities are a step
-        if probs is not None:
-            to_uint8(probs, target.with_name(f"{d.date}_probabilities.tif"))
+        segment(runner, source, target, dataclasses.replace(cfg, probability_dtype="uint8"), probabilities=probs,
+                cancel=cancel, progress=None if progress is None else (lambda done, total: progress(k, n, done, total)),
+                info=info, log=warn, calibration=d.path, overviews=False)  # uint8 straight from the tile loop
+        if probs is not None:  # into place beside the map (same folder: a rename, not a copy)
+            os.replace(probs, target.with_name(f"{d.date}_probabilities.tif"))
 
 
 def to_uint8(src_path: Path, out: Path) -> None:
     """Float probabilities as uint8 (value = round(255 p), tagged STARS_PROBABILITY_SCALE=1/255); no
-    data goes to the dataset mask, so every value 0..255 stays a probability."""
+    data goes to the dataset mask, so every value 0..255 stays a probability. (A series writes them
+    so from the tile loop, `SegmentConfig.probability_dtype`; this converts a float file made before.)"""
     with rasterio.open(src_path) as src, atomic_path(out) as tmp, rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
         profile = dict(src.profile, dtype="uint8", nodata=None, compress="deflate", tiled=True)
         with rasterio.open(tmp, "w", **profile) as dst:  # the mask inside the file, not a .msk beside it
