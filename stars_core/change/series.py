@@ -19,6 +19,7 @@ import dataclasses
 import datetime as dt
 import os
 import re
+import socket
 import tempfile
 import time
 from contextlib import contextmanager
@@ -55,6 +56,7 @@ class SeriesResult:
     skipped: list[str] = field(default_factory=list)
     maps: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # date: why (under torchrun, where the others go on)
 
 
 def parse_date(text: str) -> str | None:
@@ -118,13 +120,20 @@ def segment_series(model, dates: Sequence[DateInput], out_dir: str | os.PathLike
                    *, grid: str | os.PathLike | None = None, skip_existing: bool = True, probabilities: bool = False,
                    cancel: Callable[[], bool] | None = None,
                    progress: Callable[[int, int, int, int], None] | None = None,
-                   log: Callable[[str], None] = print, info: Callable[[str], None] | None = None) -> SeriesResult:
+                   log: Callable[[str], None] = print, info: Callable[[str], None] | None = None,
+                   share=None, barrier: Callable[[], None] | None = None) -> SeriesResult:
     """A map per date into `out_dir` (`<date>.tif`, and `<date>_probabilities.tif` with
     `probabilities`), recorded in `series.csv` with what made each map (`made_by`). A rerun keeps a
     date's map only when its record matches this run (model, raster, grid, options) and says why it
-    makes one again. `progress(date index, dates, tiles done, tiles)`; `log` gets segment's warnings."""
+    makes one again. `progress(date index, dates, tiles done, tiles)`; `log` gets segment's warnings.
+    Under torchrun (`share`, `barrier`) every process checks every date, then maps dates rank,
+    rank + world, ... with its own model load, updating series.csv under its lock; a date that fails
+    is named (`failed`) and the process goes on with its others; after `barrier`, rank 0's result
+    holds every process's dates."""
     from ..segmentation.infer import open_runner
+    from ..segmentation.sheets import Share
 
+    share = share or Share()  # `sheets.Share`: rank and world
     out = Path(out_dir)
     check_outputs({**{f"raster of {d.date}": d.path for d in dates}, "grid": grid,
                    "model file": model if isinstance(model, (str, os.PathLike)) else None},
@@ -135,9 +144,11 @@ def segment_series(model, dates: Sequence[DateInput], out_dir: str | os.PathLike
     _check_dates(dates, reference, runner, cfg)
     made = made_by(model, runner, cfg, reference)
     out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_scratch(out)
     result = SeriesResult(out, out / RECORD)
     said: set[str] = set()
-    for k, d in enumerate(dates):
+    for k in range(share.rank, len(dates), share.world):
+        d = dates[k]
         if cancel is not None and cancel():
             raise Cancelled(f"series cancelled before {d.date}; the {len(result.done)} date(s) done are kept and a "
                             f"rerun skips them")
@@ -152,13 +163,75 @@ def segment_series(model, dates: Sequence[DateInput], out_dir: str | os.PathLike
         if rows.get(d.date) is not None and skip_existing:
             log(f"{d.date}: made again: {'; '.join(why)}")
         start = time.perf_counter()
-        _segment_date(runner, d, reference, target, cfg, probabilities, k, len(dates), progress, cancel, info,
-                      _once(log, said, d.date))
+        try:
+            _segment_date(runner, d, reference, target, cfg, probabilities, k, len(dates), progress, cancel, info,
+                          _once(log, said, d.date))
+        except Cancelled:
+            raise
+        except Exception as exc:  # one process alone: stop here; one of many: name the date, go on
+            if share.world == 1:
+                raise
+            result.failed[d.date] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log(f"{d.date}: FAILED: {result.failed[d.date]}")
+            continue
         update_record(result.record, {d.date: {**row, "seconds": f"{time.perf_counter() - start:.1f}"}}, replace=True)
         result.done.append(d.date)
         result.maps[d.date] = target
         log(f"{d.date}: {target.name} ({time.perf_counter() - start:.1f} s)")
+    if share.world > 1:
+        _gather(result, share, barrier, [d.date for d in dates])
     return result
+
+
+def _gather(result: SeriesResult, share, barrier: Callable[[], None] | None, order: list[str]) -> None:
+    """Every process's dates into rank 0's `result`, once all have finished (a file per rank, then `barrier`)."""
+    import json
+
+    mine = result.folder / f".series-rank{share.rank}.json"
+    with atomic_path(mine) as tmp:
+        Path(tmp).write_text(json.dumps({"done": result.done, "skipped": result.skipped, "failed": result.failed}))
+    if barrier is not None:
+        barrier()
+    if share.rank != 0:
+        return
+    result.done, result.skipped, result.failed = [], [], {}
+    for rank in range(share.world):
+        path = result.folder / f".series-rank{rank}.json"
+        part = json.loads(path.read_text())
+        path.unlink()
+        result.done += part["done"]
+        result.skipped += part["skipped"]
+        result.failed.update(part["failed"])
+    for dates in (result.done, result.skipped):
+        dates.sort(key=order.index)
+    for date in result.done + result.skipped:
+        result.maps[date] = result.folder / f"{date}.tif"
+
+
+def _scratch_prefix(date: str) -> str:
+    """A date's scratch folder names its host and process, so a later run can remove it once that process is gone."""
+    return f".stars-{date}.pid-{socket.gethostname()}-{os.getpid()}-"
+
+
+def _remove_stale_scratch(out: Path) -> None:
+    """Scratch folders of processes of this host that are gone (killed mid-date); those of running ones stay."""
+    import shutil
+
+    host = socket.gethostname()
+    for path in out.glob(f".stars-*.pid-{host}-*"):
+        m = re.search(rf"\.pid-{re.escape(host)}-(\d+)-", path.name)
+        if m and path.is_dir() and not _running(int(m.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def series_outputs(out: Path, dates: Sequence[str]) -> dict[str, Path]:
@@ -387,7 +460,7 @@ def _segment_date(runner, d: DateInput, reference, target: Path, cfg, probabilit
 
     from ..segmentation.infer import segment
 
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".stars-{d.date}-") as tmp:
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=_scratch_prefix(d.date)) as tmp:
         source = d.path
         with open_raster(reference, "grid") as ref, open_raster(d.path, f"raster of {d.date}") as ds:
             if not same_grid(ref, ds):  # onto the series' grid; outside the date's footprint: no data

@@ -80,3 +80,95 @@ def test_the_series_writes_uint8_without_a_float_file_and_the_filter_is_unchange
     for d in dates:
         assert np.array_equal(_pixels(out / f"{d.date}_filtered.tif")[0], _pixels(old / f"{d.date}_filtered.tif")[0])
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+SEG = ["--tile-size", "128", "--device", "cpu", "--runtime", "torch"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "STARS_PROGRESS_INTERVAL": "0"}
+
+
+def _series_run(model, out, rasters, *extra, processes: int = 1) -> subprocess.CompletedProcess:
+    """`stars segment-series` in one process, or in `processes` CPU processes under torchrun (gloo)."""
+    launch = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+              if processes > 1 else [sys.executable])
+    cmd = [*launch, "-m", "stars_core.cli", "segment-series", str(model), str(out), *map(str, rasters), *SEG, *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.suffix in (".tif", ".qml")}
+
+
+def _record(folder: Path) -> list[dict]:
+    import csv
+
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader((folder / "series.csv").open())]
+
+
+def _damage_a_middle_block(src: Path, dst: Path) -> Path:
+    """A copy whose last pixel reads (the checks pass) but whose middle block does not: a date that fails mid-run."""
+    from osgeo import gdal
+
+    with rasterio.open(src) as s:
+        profile = dict(s.profile, tiled=True, blockxsize=64, blockysize=64, compress="deflate")
+        data, tags = s.read(), s.tags()
+    with rasterio.open(dst, "w", **profile) as d:
+        d.write(data)
+        d.update_tags(**tags)
+    ds = gdal.Open(str(dst))
+    offset = int(ds.GetRasterBand(1).GetMetadataItem("BLOCK_OFFSET_1_1", "TIFF"))
+    ds = None
+    with open(dst, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\xff" * 64)
+    return dst
+
+
+def test_a_series_under_torchrun_writes_the_files_of_one_process_and_a_failed_date_leaves_the_others(
+        series, trained_model, tmp_path):  # noqa: F811
+    rasters = sorted(series["folder"].glob("S1_*.tif"))
+    one, two = tmp_path / "one", tmp_path / "two"
+    run = _series_run(trained_model, one, rasters, "--temporal-filter")
+    assert run.returncode == 0, run.stderr[-3000:]
+    run = _series_run(trained_model, two, rasters, "--temporal-filter", processes=2)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "[process 1] 2024-04-13: 2024-04-13.tif" in run.stdout  # rank 1 took dates 2 and 4, and only them
+    assert "[process 1] 2024-05-07: 2024-05-07.tif" in run.stdout and "[process 1] 2024-04-01" not in run.stdout
+    assert "[process 1] 2024-04-25" not in run.stdout
+    assert "4 date(s) segmented, 0 already done" in run.stdout and "wrote 4 *_filtered.tif" in run.stdout
+    mine, theirs = _files(one), _files(two)
+    assert len(mine) == 4 * 4 + 4 and mine.keys() == theirs.keys()  # map, probabilities, filtered (+ .qml)
+    assert [n for n in mine if mine[n] != theirs[n]] == []  # bit for bit
+    assert _record(one) == _record(two)
+    assert not [p.name for p in two.iterdir() if p.name.startswith(".")]
+    stamps = {p.name: p.stat().st_mtime_ns for p in two.glob("*.tif")}
+    run = _series_run(trained_model, two, rasters, processes=2)  # a rerun skips what is done
+    assert run.returncode == 0 and "0 date(s) segmented, 4 already done" in run.stdout, run.stderr[-3000:]
+    assert {p.name: p.stat().st_mtime_ns for p in two.glob("*.tif")} == stamps
+
+    (tmp_path / "in").mkdir()
+    damaged = [*rasters[:1], _damage_a_middle_block(rasters[1], tmp_path / "in" / rasters[1].name), *rasters[2:]]
+    three = tmp_path / "three"
+    run = _series_run(trained_model, three, damaged, "--temporal-filter", processes=2)
+    assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-3000:]
+    assert "1 date(s) failed" in run.stderr and "2024-04-13: the raster" in run.stderr, run.stderr[-3000:]
+    assert "3 date(s) segmented" in run.stdout and "_filtered" not in " ".join(p.name for p in three.iterdir())
+    for date in ("2024-04-01", "2024-04-25", "2024-05-07"):  # both processes' other dates, whole
+        assert (three / f"{date}.tif").read_bytes() == mine[f"{date}.tif"]
+    assert not (three / "2024-04-13.tif").exists() and "2024-04-13" not in (three / "series.csv").read_text()
+    assert not [p.name for p in three.iterdir() if p.name.startswith(".")]
+
+
+def test_a_killed_process_scratch_is_removed_and_a_running_one_kept(tmp_path):
+    import socket
+
+    from stars_core.change.series import _remove_stale_scratch
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    dead = tmp_path / f".stars-2024-04-01.pid-{host}-{int(gone.stdout)}-abc"
+    alive = tmp_path / f".stars-2024-04-13.pid-{host}-{os.getpid()}-def"
+    elsewhere = tmp_path / f".stars-2024-04-25.pid-another-host-{int(gone.stdout)}-ghi"  # its host says if it runs
+    for path in (dead, alive, elsewhere):
+        path.mkdir()
+    _remove_stale_scratch(tmp_path)
+    assert not dead.exists() and alive.is_dir() and elsewhere.is_dir()
