@@ -6,11 +6,12 @@ missing or duplicate dates are refused in one line before any work, and so are d
 lies entirely outside the grid or has another band count than the model's. The grid is the first
 date's raster, or `grid`: every other date is warped onto it on the fly (a GDAL VRT, bilinear), so
 pixels a date does not cover are no data for that date. Each date is one `infer.segment` run (its
-streaming, tiling and runtime; a .stars model is loaded once and its fast export made once); memory
-does not grow with the number of dates. A rerun skips dates already done when what made their maps
+streaming, tiling and runtime; a .stars model is loaded once and its fast export made once, an int8
+one calibrated on the first date); memory does not grow with the number of dates. Under torchrun the
+dates are split across processes (rank r maps dates r, r + world, ...): the same files as one process. A rerun skips dates already done when what made their maps
 (model file, raster, grid, options: `series.csv` records it) is what this run would use, and makes
 them again otherwise, saying why. Per-date class probabilities, when asked for, are written as uint8 (value = round(255 p))
-beside each map: a quarter of float32's size, at 1/255 resolution.
+beside each map, straight from segment's tile loop: a quarter of float32's size, at 1/255 resolution.
 """
 from __future__ import annotations
 
@@ -130,7 +131,7 @@ def segment_series(model, dates: Sequence[DateInput], out_dir: str | os.PathLike
     rank + world, ... with its own model load, updating series.csv under its lock; a date that fails
     is named (`failed`) and the process goes on with its others; after `barrier`, rank 0's result
     holds every process's dates."""
-    from ..segmentation.infer import open_runner
+    from ..segmentation.infer import open_runner, prepare_runtime
     from ..segmentation.sheets import Share
 
     share = share or Share()  # `sheets.Share`: rank and world
@@ -145,6 +146,11 @@ def segment_series(model, dates: Sequence[DateInput], out_dir: str | os.PathLike
     made = made_by(model, runner, cfg, reference)
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale_scratch(out)
+    if share.world > 1:  # the runtime's export (int8 calibration) made once, by rank 0, before any date
+        if share.rank == 0:
+            prepare_runtime(runner, cfg, dates[0].path, info)
+        if barrier is not None:
+            barrier()
     result = SeriesResult(out, out / RECORD)
     said: set[str] = set()
     for k in range(share.rank, len(dates), share.world):
@@ -165,7 +171,7 @@ def segment_series(model, dates: Sequence[DateInput], out_dir: str | os.PathLike
         start = time.perf_counter()
         try:
             _segment_date(runner, d, reference, target, cfg, probabilities, k, len(dates), progress, cancel, info,
-                          _once(log, said, d.date))
+                          _once(log, said, d.date), dates[0].path)
         except Cancelled:
             raise
         except Exception as exc:  # one process alone: stop here; one of many: name the date, go on
@@ -455,7 +461,7 @@ def _check_readable(ds, role: str) -> None:
 
 
 def _segment_date(runner, d: DateInput, reference, target: Path, cfg, probabilities: bool, k: int, n: int,
-                  progress, cancel, info, warn) -> None:
+                  progress, cancel, info, warn, calibration) -> None:
     from osgeo import gdal
 
     from ..segmentation.infer import segment
@@ -471,7 +477,7 @@ def _segment_date(runner, d: DateInput, reference, target: Path, cfg, probabilit
         probs = Path(tmp) / "probabilities.tif" if probabilities else None
         segment(runner, source, target, dataclasses.replace(cfg, probability_dtype="uint8"), probabilities=probs,
                 cancel=cancel, progress=None if progress is None else (lambda done, total: progress(k, n, done, total)),
-                info=info, log=warn, calibration=d.path, overviews=False)  # uint8 straight from the tile loop
+                info=info, log=warn, calibration=calibration, overviews=False)  # uint8 straight from the tile loop
         if probs is not None:  # into place beside the map (same folder: a rename, not a copy)
             os.replace(probs, target.with_name(f"{d.date}_probabilities.tif"))
 

@@ -24,8 +24,10 @@ def _series_parser(sub) -> None:
                         "the grid of the first (or --grid) on the fly, pixels a date does not cover left as no data; "
                         "dates from --dates (a CSV of date,path), the file names (ISO dates) or GDAL metadata. A "
                         "rerun keeps a date's map only when the same model file, raster, grid and options made it "
-                        "(series.csv records them) and says why it maps a date again. Then `stars change` between "
-                        "two dates.")
+                        "(series.csv records them) and says why it maps a date again. Under `torchrun --nproc_per_node N "
+                        "[--nnodes M ...]` the dates are split across the processes (the same files as one process; "
+                        "a failed date is named and the others are kept) and the first runs the temporal filter once "
+                        "all have finished. Then `stars change` between two dates.")
     se.add_argument("model", help="model file (.stars or exported .onnx)")
     se.add_argument("out_dir", help="output folder: <date>.tif per date and series.csv")
     se.add_argument("rasters", nargs="*", help="SAR rasters, one per date (the date in the name, e.g. "

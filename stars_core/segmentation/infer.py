@@ -266,6 +266,14 @@ def segment(
     )
 
 
+def prepare_runtime(model, cfg: SegmentConfig, raster: str | os.PathLike,
+                    info: Callable[[str], None] | None = None) -> None:
+    """Make the export that `cfg.runtime` runs (int8: calibrated on `raster`) when it is not cached yet,
+    without segmenting: one of many processes makes it before the others start (once, not once each)."""
+    loaded, cfg = _open_model(model, cfg, lambda m: None)
+    _runtime(loaded, cfg, _check_request(loaded, cfg, None), raster, info or (lambda m: None), lambda m: None)
+
+
 def _open_model(model, cfg: SegmentConfig, note) -> tuple:
     """The runner of `model` and the settings completed for it (its tile size where none was given)."""
     loaded = open_runner(model, cfg)

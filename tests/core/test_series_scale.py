@@ -172,3 +172,27 @@ def test_a_killed_process_scratch_is_removed_and_a_running_one_kept(tmp_path):
         path.mkdir()
     _remove_stale_scratch(tmp_path)
     assert not dead.exists() and alive.is_dir() and elsewhere.is_dir()
+
+
+def test_under_torchrun_one_process_makes_the_int8_export_and_the_maps_are_those_of_one_process(
+        series, trained_model, tmp_path):  # noqa: F811
+    import json
+    import shutil
+
+    pytest.importorskip("onnxruntime")
+    rasters = sorted(series["folder"].glob("S1_*.tif"))[:3]
+    int8 = ["--runtime", "int8"]
+    model_one, model_two = tmp_path / "a" / "m.stars", tmp_path / "b" / "m.stars"  # each its own export cache
+    for m in (model_one, model_two):
+        m.parent.mkdir()
+        shutil.copy(trained_model, m)
+    one = _series_run(model_one, tmp_path / "one", rasters, *int8)
+    two = _series_run(model_two, tmp_path / "two", rasters, *int8, processes=2)
+    assert one.returncode == 0 and two.returncode == 0, one.stderr[-2000:] + two.stderr[-3000:]
+    assert (one.stdout + one.stderr).count("exporting the m1 branch") == 1
+    assert (two.stdout + two.stderr).count("exporting the m1 branch") == 1  # rank 0 only, before any date
+    notes = [json.loads(p.read_text()) for p in (model_one.parent.glob("*.int8.json"), model_two.parent.glob(
+        "*.int8.json")) for p in p]
+    assert len(notes) == 2 and {n["calibrated_on"] for n in notes} == {str(rasters[0])}  # the first date, in both
+    mine, theirs = _files(tmp_path / "one"), _files(tmp_path / "two")
+    assert len(mine) == 3 * 2 and [n for n in mine if mine[n] != theirs.get(n)] == []
