@@ -312,6 +312,9 @@ class SegmentConfig:
         default): PyTorch for a .stars file, ONNX Runtime for a .onnx file.
     weights: which weights of a model file trained with --keep-best: "best" (of validation, the
         default) or "last"; a file without best weights has its last either way.
+    probability_dtype: how the probabilities output is stored: "float32" (default, no data NaN) or
+        "uint8" (value = round(255 p), tagged STARS_PROBABILITY_SCALE=1/255, no data in the dataset's
+        mask): written so straight from the tile loop, a quarter of the size.
     """
 
     tile_size: int | None = None
@@ -327,8 +330,11 @@ class SegmentConfig:
     mmu_connectivity: int = 8
     runtime: str | None = None
     weights: str = "best"
+    probability_dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        if self.probability_dtype not in ("float32", "uint8"):
+            raise InputError(f"probability_dtype must be float32 or uint8, got {self.probability_dtype!r}")
         if self.runtime is not None and self.runtime not in RUNTIMES:
             raise InputError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
         if self.weights not in WEIGHTS:

@@ -6,18 +6,21 @@ missing or duplicate dates are refused in one line before any work, and so are d
 lies entirely outside the grid or has another band count than the model's. The grid is the first
 date's raster, or `grid`: every other date is warped onto it on the fly (a GDAL VRT, bilinear), so
 pixels a date does not cover are no data for that date. Each date is one `infer.segment` run (its
-streaming, tiling and runtime; a .stars model is loaded once and its fast export made once); memory
-does not grow with the number of dates. A rerun skips dates already done when what made their maps
+streaming, tiling and runtime; a .stars model is loaded once and its fast export made once, an int8
+one calibrated on the first date); memory does not grow with the number of dates. Under torchrun the
+dates are split across processes (rank r maps dates r, r + world, ...): the same files as one process. A rerun skips dates already done when what made their maps
 (model file, raster, grid, options: `series.csv` records it) is what this run would use, and makes
 them again otherwise, saying why. Per-date class probabilities, when asked for, are written as uint8 (value = round(255 p))
-beside each map: a quarter of float32's size, at 1/255 resolution.
+beside each map, straight from segment's tile loop: a quarter of float32's size, at 1/255 resolution.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import os
 import re
+import socket
 import tempfile
 import time
 from contextlib import contextmanager
@@ -54,6 +57,7 @@ class SeriesResult:
     skipped: list[str] = field(default_factory=list)
     maps: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # date: why (under torchrun, where the others go on)
 
 
 def parse_date(text: str) -> str | None:
@@ -117,13 +121,20 @@ def segment_series(model, dates: Sequence[DateInput], out_dir: str | os.PathLike
                    *, grid: str | os.PathLike | None = None, skip_existing: bool = True, probabilities: bool = False,
                    cancel: Callable[[], bool] | None = None,
                    progress: Callable[[int, int, int, int], None] | None = None,
-                   log: Callable[[str], None] = print, info: Callable[[str], None] | None = None) -> SeriesResult:
+                   log: Callable[[str], None] = print, info: Callable[[str], None] | None = None,
+                   share=None, barrier: Callable[[], None] | None = None) -> SeriesResult:
     """A map per date into `out_dir` (`<date>.tif`, and `<date>_probabilities.tif` with
     `probabilities`), recorded in `series.csv` with what made each map (`made_by`). A rerun keeps a
     date's map only when its record matches this run (model, raster, grid, options) and says why it
-    makes one again. `progress(date index, dates, tiles done, tiles)`; `log` gets segment's warnings."""
-    from ..segmentation.infer import open_runner
+    makes one again. `progress(date index, dates, tiles done, tiles)`; `log` gets segment's warnings.
+    Under torchrun (`share`, `barrier`) every process checks every date, then maps dates rank,
+    rank + world, ... with its own model load, updating series.csv under its lock; a date that fails
+    is named (`failed`) and the process goes on with its others; after `barrier`, rank 0's result
+    holds every process's dates."""
+    from ..segmentation.infer import open_runner, prepare_runtime
+    from ..segmentation.sheets import Share
 
+    share = share or Share()  # `sheets.Share`: rank and world
     out = Path(out_dir)
     check_outputs({**{f"raster of {d.date}": d.path for d in dates}, "grid": grid,
                    "model file": model if isinstance(model, (str, os.PathLike)) else None},
@@ -134,9 +145,16 @@ def segment_series(model, dates: Sequence[DateInput], out_dir: str | os.PathLike
     _check_dates(dates, reference, runner, cfg)
     made = made_by(model, runner, cfg, reference)
     out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_scratch(out)
+    if share.world > 1:  # the runtime's export (int8 calibration) made once, by rank 0, before any date
+        if share.rank == 0:
+            prepare_runtime(runner, cfg, dates[0].path, info)
+        if barrier is not None:
+            barrier()
     result = SeriesResult(out, out / RECORD)
     said: set[str] = set()
-    for k, d in enumerate(dates):
+    for k in range(share.rank, len(dates), share.world):
+        d = dates[k]
         if cancel is not None and cancel():
             raise Cancelled(f"series cancelled before {d.date}; the {len(result.done)} date(s) done are kept and a "
                             f"rerun skips them")
@@ -151,13 +169,75 @@ def segment_series(model, dates: Sequence[DateInput], out_dir: str | os.PathLike
         if rows.get(d.date) is not None and skip_existing:
             log(f"{d.date}: made again: {'; '.join(why)}")
         start = time.perf_counter()
-        _segment_date(runner, d, reference, target, cfg, probabilities, k, len(dates), progress, cancel, info,
-                      _once(log, said, d.date))
+        try:
+            _segment_date(runner, d, reference, target, cfg, probabilities, k, len(dates), progress, cancel, info,
+                          _once(log, said, d.date), dates[0].path)
+        except Cancelled:
+            raise
+        except Exception as exc:  # one process alone: stop here; one of many: name the date, go on
+            if share.world == 1:
+                raise
+            result.failed[d.date] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log(f"{d.date}: FAILED: {result.failed[d.date]}")
+            continue
         update_record(result.record, {d.date: {**row, "seconds": f"{time.perf_counter() - start:.1f}"}}, replace=True)
         result.done.append(d.date)
         result.maps[d.date] = target
         log(f"{d.date}: {target.name} ({time.perf_counter() - start:.1f} s)")
+    if share.world > 1:
+        _gather(result, share, barrier, [d.date for d in dates])
     return result
+
+
+def _gather(result: SeriesResult, share, barrier: Callable[[], None] | None, order: list[str]) -> None:
+    """Every process's dates into rank 0's `result`, once all have finished (a file per rank, then `barrier`)."""
+    import json
+
+    mine = result.folder / f".series-rank{share.rank}.json"
+    with atomic_path(mine) as tmp:
+        Path(tmp).write_text(json.dumps({"done": result.done, "skipped": result.skipped, "failed": result.failed}))
+    if barrier is not None:
+        barrier()
+    if share.rank != 0:
+        return
+    result.done, result.skipped, result.failed = [], [], {}
+    for rank in range(share.world):
+        path = result.folder / f".series-rank{rank}.json"
+        part = json.loads(path.read_text())
+        path.unlink()
+        result.done += part["done"]
+        result.skipped += part["skipped"]
+        result.failed.update(part["failed"])
+    for dates in (result.done, result.skipped):
+        dates.sort(key=order.index)
+    for date in result.done + result.skipped:
+        result.maps[date] = result.folder / f"{date}.tif"
+
+
+def _scratch_prefix(date: str) -> str:
+    """A date's scratch folder names its host and process, so a later run can remove it once that process is gone."""
+    return f".stars-{date}.pid-{socket.gethostname()}-{os.getpid()}-"
+
+
+def _remove_stale_scratch(out: Path) -> None:
+    """Scratch folders of processes of this host that are gone (killed mid-date); those of running ones stay."""
+    import shutil
+
+    host = socket.gethostname()
+    for path in out.glob(f".stars-*.pid-{host}-*"):
+        m = re.search(rf"\.pid-{re.escape(host)}-(\d+)-", path.name)
+        if m and path.is_dir() and not _running(int(m.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def series_outputs(out: Path, dates: Sequence[str]) -> dict[str, Path]:
@@ -381,12 +461,12 @@ def _check_readable(ds, role: str) -> None:
 
 
 def _segment_date(runner, d: DateInput, reference, target: Path, cfg, probabilities: bool, k: int, n: int,
-                  progress, cancel, info, warn) -> None:
+                  progress, cancel, info, warn, calibration) -> None:
     from osgeo import gdal
 
     from ..segmentation.infer import segment
 
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".stars-{d.date}-") as tmp:
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=_scratch_prefix(d.date)) as tmp:
         source = d.path
         with open_raster(reference, "grid") as ref, open_raster(d.path, f"raster of {d.date}") as ds:
             if not same_grid(ref, ds):  # onto the series' grid; outside the date's footprint: no data
@@ -395,16 +475,17 @@ def _segment_date(runner, d: DateInput, reference, target: Path, cfg, probabilit
                 gdal.Warp(source, os.fspath(d.path), format="VRT", dstSRS=ref.crs.to_wkt(), outputBounds=tuple(ref.bounds),
                           width=ref.width, height=ref.height, resampleAlg="bilinear", dstNodata=nodata)
         probs = Path(tmp) / "probabilities.tif" if probabilities else None
-        segment(runner, source, target, cfg, probabilities=probs, cancel=cancel,
-                progress=None if progress is None else (lambda done, total: progress(k, n, done, total)),
-                info=info, log=warn, calibration=d.path, overviews=False)  # the float probabilities are a step
-        if probs is not None:
-            to_uint8(probs, target.with_name(f"{d.date}_probabilities.tif"))
+        segment(runner, source, target, dataclasses.replace(cfg, probability_dtype="uint8"), probabilities=probs,
+                cancel=cancel, progress=None if progress is None else (lambda done, total: progress(k, n, done, total)),
+                info=info, log=warn, calibration=calibration, overviews=False)  # uint8 straight from the tile loop
+        if probs is not None:  # into place beside the map (same folder: a rename, not a copy)
+            os.replace(probs, target.with_name(f"{d.date}_probabilities.tif"))
 
 
 def to_uint8(src_path: Path, out: Path) -> None:
     """Float probabilities as uint8 (value = round(255 p), tagged STARS_PROBABILITY_SCALE=1/255); no
-    data goes to the dataset mask, so every value 0..255 stays a probability."""
+    data goes to the dataset mask, so every value 0..255 stays a probability. (A series writes them
+    so from the tile loop, `SegmentConfig.probability_dtype`; this converts a float file made before.)"""
     with rasterio.open(src_path) as src, atomic_path(out) as tmp, rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
         profile = dict(src.profile, dtype="uint8", nodata=None, compress="deflate", tiled=True)
         with rasterio.open(tmp, "w", **profile) as dst:  # the mask inside the file, not a .msk beside it

@@ -24,8 +24,10 @@ def _series_parser(sub) -> None:
                         "the grid of the first (or --grid) on the fly, pixels a date does not cover left as no data; "
                         "dates from --dates (a CSV of date,path), the file names (ISO dates) or GDAL metadata. A "
                         "rerun keeps a date's map only when the same model file, raster, grid and options made it "
-                        "(series.csv records them) and says why it maps a date again. Then `stars change` between "
-                        "two dates.")
+                        "(series.csv records them) and says why it maps a date again. Under `torchrun --nproc_per_node N "
+                        "[--nnodes M ...]` the dates are split across the processes (the same files as one process; "
+                        "a failed date is named and the others are kept) and the first runs the temporal filter once "
+                        "all have finished. Then `stars change` between two dates.")
     se.add_argument("model", help="model file (.stars or exported .onnx)")
     se.add_argument("out_dir", help="output folder: <date>.tif per date and series.csv")
     se.add_argument("rasters", nargs="*", help="SAR rasters, one per date (the date in the name, e.g. "
@@ -54,7 +56,9 @@ def cmd_segment_series(args) -> int:
     dates = read_dates(args.rasters, args.dates)
     if args.temporal_filter:  # refused now, not after every date is mapped
         check_filter(args.out_dir, dates, args.switch)
-    cfg = segment_config(args)
+    share, barrier, device = _processes(args.device)
+    cfg = segment_config(args, device=device)
+    log = say if share.rank == 0 else (lambda m: say(f"[process {share.rank}] {m}"))
     bar, current = None, [-1]
 
     def progress(k: int, n: int, done: int, total: int) -> None:
@@ -70,15 +74,42 @@ def cmd_segment_series(args) -> int:
         result = segment_series(args.model, dates, args.out_dir, cfg, grid=args.grid,
                                 skip_existing=not args.no_skip_existing,
                                 probabilities=args.probabilities or args.temporal_filter,
-                                cancel=STOP, progress=progress, log=say,
-                                info=lambda m: say(m, file=sys.stderr))
+                                cancel=STOP, progress=progress if share.rank == 0 else None, log=log,
+                                info=lambda m: log(m) if share.rank else say(m, file=sys.stderr),
+                                share=share, barrier=barrier)
     finally:
         if bar is not None:
             bar.close()
-    print(f"{len(result.done)} date(s) segmented, {len(result.skipped)} already done; record {result.record}")
+    if share.rank != 0:  # rank 0 reports every process's dates and runs the filter
+        return 0
+    print(f"{len(result.done)} date(s) segmented, {len(result.skipped)} already done"
+          + (f", {len(result.failed)} failed" if result.failed else "") + f"; record {result.record}")
+    if result.failed:
+        print(f"stars segment-series: error: {len(result.failed)} date(s) failed, the others' maps are kept (a rerun "
+              f"maps only what is missing): " + "; ".join(f"{d}: {why}" for d, why in sorted(result.failed.items())),
+              file=sys.stderr)
+        return 1
     if args.temporal_filter:
         _report_filter(filter_folder(args.out_dir, args.switch, cancel=STOP), args.switch)
     return 0
+
+
+def _processes(device: str) -> tuple:
+    """(this process's `Share`, a barrier or None, its device): under torchrun, a gloo group for the
+    barrier (the dates need no communication) and, on CUDA, the process's local GPU."""
+    from ..segmentation.sheets import Share
+    from .common import cuda_available
+
+    share = Share.from_env()
+    if share.world == 1:
+        return share, None, device
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    if device in ("auto", "cuda") and cuda_available():
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    return share, dist.barrier, device
 
 
 def _report_filter(counts: dict, switch: float) -> None:

@@ -152,7 +152,7 @@ def _export(torch_runner, runtime: str, branch: str, tile: int, raster, path: Pa
         with atomic_path(path) as tmp_graph:
             export_onnx(torch_runner.path, tmp_graph, branch, tile, int8=runtime == "int8",
                         calibrate=raster if runtime == "int8" else None, log=lambda m: None,
-                        weights=torch_runner.loaded.weights)
+                        weights=torch_runner.loaded.weights, loaded=torch_runner.loaded)
             measured_with = OnnxModel(tmp_graph, "cpu")
             share, tiles = agreement(torch_runner, measured_with, branch, raster, tile)
             info = {"runtime": runtime, "engine": measured_with.engine, "branch": branch, "tile_size": tile,

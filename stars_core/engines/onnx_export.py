@@ -19,6 +19,7 @@ onnxruntime 1.17 runs (ai.onnx <= 20, ai.onnx.ml <= 4, IR <= 9).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import os
@@ -119,8 +120,10 @@ def metadata(loaded: LoadedModel, branch: str, tile: int, source: Path) -> dict[
 
 def export_onnx(model: str | os.PathLike, out: str | os.PathLike, branch: str = "m1", tile_size: int | None = None,
                 int8: bool = False, calibrate: str | os.PathLike | None = None, calibration_tiles: int = 16,
-                log: Callable[[str], None] = print, weights: str = "best") -> Path:
-    """Write `out` (.onnx) with one branch of the model file `model`; see the module docstring."""
+                log: Callable[[str], None] = print, weights: str = "best",
+                loaded: LoadedModel | None = None) -> Path:
+    """Write `out` (.onnx) with one branch of the model file `model`; see the module docstring.
+    `loaded`: the model already loaded from `model` (its `weights`), so that it is not loaded twice."""
     if branch not in ("m1", "m2", "fused"):
         raise InputError(f"branch must be m1, m2 or fused, got {branch!r}")
     import importlib.util
@@ -131,7 +134,7 @@ def export_onnx(model: str | os.PathLike, out: str | os.PathLike, branch: str = 
         raise InputError("--int8 needs --calibrate RASTER: a raster of the branch's input to calibrate the "
                          "quantisation on")
     check_outputs({"model file": model, "calibration raster": calibrate}, {"ONNX file": out})
-    loaded = load_model(model, "cpu", weights)
+    loaded = loaded if loaded is not None else load_model(model, "cpu", weights)
     if loaded.config.mode == "single" and branch != "m1":
         raise InputError("this model (mode 'single') has the m1 branch only; export --branch m1")
     tile = tile_size or loaded.chip_size
@@ -146,10 +149,13 @@ def export_onnx(model: str | os.PathLike, out: str | os.PathLike, branch: str = 
             torch.onnx.export(graph, (torch.zeros(1, channels, tile, tile),), str(tmp), dynamo=False,
                               opset_version=OPSET, input_names=["input"], output_names=["probabilities"],
                               dynamic_axes={"input": {0: "batch"}, "probabilities": {0: "batch"}})
+        classes, stats = len(loaded.classes), loaded.stats
+        del graph, loaded  # the calibration below needs only the graph file: this function's model copy goes
+        gc.collect()
         if int8:
-            _quantise(tmp, loaded, branch, calibrate, tile, calibration_tiles, log)
-        _write_metadata(tmp, meta, len(loaded.classes), tile)
-    log(f"exported the {branch} branch ({', '.join(meta['stars_input_modalities'])} in, {len(loaded.classes)} class "
+            _quantise(tmp, stats, branch, calibrate, tile, calibration_tiles, log)
+        _write_metadata(tmp, meta, classes, tile)
+    log(f"exported the {branch} branch ({', '.join(meta['stars_input_modalities'])} in, {classes} class "
         f"probabilities out{', int8' if int8 else ''}) to {out}")
     return Path(out)
 
@@ -241,7 +247,7 @@ def _glibc():
         return None
 
 
-def _quantise(path: Path, loaded: LoadedModel, branch: str, raster, tile: int, count: int, log) -> None:
+def _quantise(path: Path, all_stats: tuple, branch: str, raster, tile: int, count: int, log) -> None:
     """Static int8 quantisation (QDQ, per-channel weights) calibrated on tiles of `raster`."""
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -251,7 +257,7 @@ def _quantise(path: Path, loaded: LoadedModel, branch: str, raster, tile: int, c
 
     if branch == "fused":
         raise InputError("int8 export calibrates on one raster: export the m1 or m2 branch")
-    stats = loaded.stats[0 if branch == "m1" else 1]
+    stats = all_stats[0 if branch == "m1" else 1]
     samples = []
     with open_raster(raster, "calibration") as ds:
         if ds.count != len(stats.names):

@@ -12,7 +12,9 @@ Outputs (GeoTIFF, same CRS, transform and size as the input):
         does not fit), tiled, DEFLATE, overviews (mode), colour table, category names and a QGIS
         style beside it (.qml) holding the legend;
     confidence (optional): probability of the chosen class, float32, no-data NaN;
-    probabilities (optional): one float32 band per class, named after it;
+    probabilities (optional): one band per class, named after it: float32, no-data NaN, or with
+        `SegmentConfig.probability_dtype` "uint8" round(255 p) straight from the tile loop (tagged
+        STARS_PROBABILITY_SCALE=1/255, no data in the dataset mask: every value 0..255 stays a probability);
     uncertainty (optional): two float32 bands from the same blended probabilities (no second run):
         normalised entropy (0: certain, 1: every class equally likely) and margin (top-1 minus
         top-2 probability: small where the model hesitates between two classes).
@@ -21,6 +23,7 @@ no output behind.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import threading
@@ -263,6 +266,14 @@ def segment(
     )
 
 
+def prepare_runtime(model, cfg: SegmentConfig, raster: str | os.PathLike,
+                    info: Callable[[str], None] | None = None) -> None:
+    """Make the export that `cfg.runtime` runs (int8: calibrated on `raster`) when it is not cached yet,
+    without segmenting: one of many processes makes it before the others start (once, not once each)."""
+    loaded, cfg = _open_model(model, cfg, lambda m: None)
+    _runtime(loaded, cfg, _check_request(loaded, cfg, None), raster, info or (lambda m: None), lambda m: None)
+
+
 def _open_model(model, cfg: SegmentConfig, note) -> tuple:
     """The runner of `model` and the settings completed for it (its tile size where none was given)."""
     loaded = open_runner(model, cfg)
@@ -286,8 +297,9 @@ def _predict_on_grid(loaded, inputs, src, work, finals, cfg: SegmentConfig, bran
 
     with tempfile.TemporaryDirectory(dir=finals[0].parent, prefix=".stars-work-") as tmp:
         works = tuple(None if t is None else Path(tmp) / t.name for t in finals)
-        _, _, tiles = _predict(loaded, inputs, work.profile, works, cfg, branch, progress, cancel, readers)
-        counts, nodata = _warp_back(works, finals, src, loaded.classes, cancel)
+        as_float = dataclasses.replace(cfg, probability_dtype="float32")  # warped as floats, then rounded
+        _, _, tiles = _predict(loaded, inputs, work.profile, works, as_float, branch, progress, cancel, readers)
+        counts, nodata = _warp_back(works, finals, src, loaded.classes, cancel, cfg.probability_dtype)
     return counts, nodata, tiles
 
 
@@ -515,7 +527,7 @@ def _working_grid(src, loaded, cfg: SegmentConfig, note: Callable[[str], None]):
                      resampling=Resampling.average if ratio < 1 else Resampling.bilinear)
 
 
-def _profiles(base: dict, classes: ClassTable) -> tuple[dict, dict, dict, dict]:
+def _profiles(base: dict, classes: ClassTable, probability_dtype: str = "float32") -> tuple[dict, dict, dict, dict]:
     """GeoTIFF profiles of the class, confidence, probability and uncertainty rasters on the grid of `base`."""
     fits_byte = min(classes.values) >= 0 and max(classes.values) < 255
     if min(classes.values) < 0 or max(classes.values) >= 65535:
@@ -526,6 +538,8 @@ def _profiles(base: dict, classes: ClassTable) -> tuple[dict, dict, dict, dict]:
     cls = dict(common, count=1, dtype="uint8" if fits_byte else "uint16", nodata=255 if fits_byte else 65535)
     conf = dict(common, count=1, dtype="float32", nodata=float("nan"), predictor=3)
     prob = dict(conf, count=len(classes), interleave="band")
+    if probability_dtype == "uint8":  # no data in the mask (`probability_uint8`), not a value
+        prob = dict(common, count=len(classes), interleave="band", dtype="uint8", nodata=None)
     unc = dict(conf, count=2, interleave="band")
     return cls, conf, prob, unc
 
@@ -544,7 +558,7 @@ def _predict(loaded, inputs: _Inputs, base_profile: dict, outputs, cfg: SegmentC
     pool = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="stars-read")
     pending: list = []
     try:
-        with _Writers(outputs, base_profile, loaded.classes) as writers:
+        with _Writers(outputs, base_profile, loaded.classes, cfg.probability_dtype) as writers:
             pending = [pool.submit(inputs.read, t) for t in batches[0]]
             done = 0
             for b, batch in enumerate(batches):
@@ -577,21 +591,24 @@ class _Writers:
     """The open output rasters (classes; confidence and probabilities when asked for), written one
     finished block row at a time, with the class pixel counts."""
 
-    def __init__(self, paths, base_profile: dict, classes: ClassTable):
+    def __init__(self, paths, base_profile: dict, classes: ClassTable, probability_dtype: str = "float32"):
         self.paths, self.classes = paths, classes
-        self.profiles = _profiles(base_profile, classes)
+        self.profiles = _profiles(base_profile, classes, probability_dtype)
         self.values = np.asarray(classes.values, dtype=self.profiles[0]["dtype"])
         self.counts = np.zeros(len(classes), np.int64)
         self.nodata = 0
 
     def __enter__(self) -> "_Writers":
         with ExitStack() as stack:  # an output that fails to open closes the ones opened before it
+            stack.enter_context(rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True))  # a uint8 file's mask inside it
             self.out, self.conf, self.prob, self.unc = (
                 None if path is None else stack.enter_context(rasterio.open(path, "w", **profile))
                 for path, profile in zip(self.paths, self.profiles))
             self._stack = stack.pop_all()
         if self.prob is not None:
             self.prob.descriptions = tuple(self.classes.names)
+            if self.prob.dtypes[0] == "uint8":
+                self.prob.update_tags(**PROBABILITY_SCALE)
         if self.unc is not None:
             self.unc.descriptions = UNCERTAINTY_BANDS
         return self
@@ -612,7 +629,11 @@ class _Writers:
             if self.conf is not None:
                 conf = np.take_along_axis(p, best[None], 0)[0]
                 self.conf.write(np.where(ok, conf, np.nan).astype(np.float32), 1, window=window)
-            if self.prob is not None:
+            if self.prob is not None and self.prob.dtypes[0] == "uint8":
+                q, mask = probability_uint8(p, ok)
+                self.prob.write(q, window=window)
+                self.prob.write_mask(mask, window=window)
+            elif self.prob is not None:
                 self.prob.write(np.where(ok[None], p, np.nan).astype(np.float32), window=window)
             if self.unc is not None:
                 self.unc.write(np.where(ok[None], uncertainty_bands(p), np.nan).astype(np.float32), window=window)
@@ -629,6 +650,17 @@ def uncertainty_bands(p: np.ndarray) -> np.ndarray:
     return np.stack([np.clip(entropy, 0.0, 1.0), top[1] - top[0]])
 
 
+def probability_uint8(p: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(K, h, w) probabilities and (h, w) validity -> uint8 round(255 p) (0 where not valid) and the
+    dataset mask (255 valid, 0 no data). Rounded from float32, as the float32 output is stored."""
+    p32 = np.asarray(p, np.float32)
+    q = np.where(ok[None], np.round(np.clip(p32, 0, 1) * np.float32(255)), 0).astype(np.uint8)
+    return q, ok.astype(np.uint8) * 255
+
+
+PROBABILITY_SCALE = {"STARS_PROBABILITY_SCALE": "1/255"}
+
+
 def _finish(paths, classes: ClassTable, overviews: bool = True) -> None:
     """Colour table, class names and overviews (mode for classes, average for probabilities)."""
     out, conf, prob, unc = paths
@@ -641,10 +673,11 @@ def _finish(paths, classes: ClassTable, overviews: bool = True) -> None:
                 ds.build_overviews(overview_factors(ds.width, ds.height), Resampling.average)
 
 
-def _warp_back(works, finals, src, classes: ClassTable, cancel) -> tuple[np.ndarray, int]:
+def _warp_back(works, finals, src, classes: ClassTable, cancel,
+               probability_dtype: str = "float32") -> tuple[np.ndarray, int]:
     """Bring work-grid outputs back onto the input grid (classes: nearest; probabilities: bilinear),
     with the input's no-data pixels as no-data. Returns class pixel counts and the no-data count."""
-    out_p, conf_p, prob_p, unc_p = _profiles(src.profile, classes)
+    out_p, conf_p, prob_p, unc_p = _profiles(src.profile, classes, probability_dtype)
     lut = classes.value_index()
     counts, nodata = np.zeros(len(classes), np.int64), 0
     for work, final, profile in zip(works, finals, (out_p, conf_p, prob_p, unc_p)):
@@ -654,9 +687,11 @@ def _warp_back(works, finals, src, classes: ClassTable, cancel) -> tuple[np.ndar
         with rasterio.open(work) as w, WarpedVRT(
             w, crs=src.crs, transform=src.transform, width=src.width, height=src.height,
             resampling=Resampling.nearest if nearest else Resampling.bilinear,
-        ) as vrt, rasterio.open(final, "w", **profile) as dst:
+        ) as vrt, rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(final, "w", **profile) as dst:
             if profile is prob_p:
                 dst.descriptions = tuple(classes.names)
+                if profile["dtype"] == "uint8":
+                    dst.update_tags(**PROBABILITY_SCALE)
             elif profile is unc_p:
                 dst.descriptions = UNCERTAINTY_BANDS
             for row in range(0, src.height, BLOCK):
@@ -665,7 +700,11 @@ def _warp_back(works, finals, src, classes: ClassTable, cancel) -> tuple[np.ndar
                 window = Window(0, row, src.width, min(BLOCK, src.height - row))
                 data = vrt.read(window=window)
                 ok = valid_mask(src, src.read(window=window), window)
-                data[:, ~ok] = profile["nodata"]
+                if profile is prob_p and profile["dtype"] == "uint8":
+                    data, mask = probability_uint8(data, ok & np.isfinite(data).all(axis=0))
+                    dst.write_mask(mask, window=window)
+                else:
+                    data[:, ~ok] = profile["nodata"]
                 dst.write(data, window=window)
                 if nearest:
                     idx = lut[data[0][ok & (data[0] != profile["nodata"])]]
