@@ -276,9 +276,12 @@ def test_one_cached_model_segments_sar_and_optical_in_two_threads_as_one_after_t
             np.testing.assert_array_equal(_read(tmp_path / f"{name}_{i}.tif")[0], _read(tmp_path / f"{name}_alone.tif")[0])
 
 
-def test_cli_segment_and_evaluate(demo_scene, trained_model, tmp_path, capsys):
+def test_cli_segment_and_evaluate(demo_scene, int8_model, tmp_path, capsys):
+    from tests.core.helpers import copy_with_exports
+
+    trained_model = copy_with_exports(int8_model["model"], tmp_path)  # the default path runs its cached int8 export
     out = tmp_path / "map.tif"
-    rc = cli_main(["segment", str(trained_model), str(demo_scene["sar"]), str(out), "--tile-size", "128",
+    rc = cli_main(["segment", str(trained_model), str(demo_scene["sar"]), str(out), "--tile-size", "64",
                    "--device", "cpu", "--confidence", str(tmp_path / "conf.tif")])
     assert rc == 0 and out.exists() and (tmp_path / "conf.tif").exists()
     assert "wrote" in capsys.readouterr().out
@@ -374,11 +377,12 @@ def test_reader_threads_each_open_their_own_handles_and_give_the_same_map(demo_s
     monkeypatch.setattr(infer, "WarpedVRT", recording(infer.WarpedVRT))
     loaded = load_model(trained_model)
     with rasterio.open(demo_scene["sar"]) as ds:
-        coarse = ds.transform * Affine.scale(3)
+        coarse, corner = ds.transform * Affine.scale(3), ds.read(window=((0, 96), (0, 96)))
+    coarse = rewrite(demo_scene["sar"], tmp_path / "coarse.tif", data=corner, width=96, height=96, transform=coarse)
     runs = {  # name: raster, segment() arguments, config, {opener: (opens in the main thread, in each reader)}
         "sar": (demo_scene["sar"], {}, {}, {"open_raster": (1, 1)}),
         "fused": (demo_scene["sar"], {"with_m2": demo_scene["optical"]}, {}, {"open_raster": (2, 2)}),
-        "resampled": (rewrite(demo_scene["sar"], tmp_path / "coarse.tif", transform=coarse), {}, {"resample": True},
+        "resampled": (coarse, {}, {"resample": True},  # 96 px of 3x the pixel size: read as 288 px
                       {"open_raster": (1, 1), "WarpedVRT": (2, 1)}),  # the main thread's second VRT warps back
     }
     for name, (raster, kwargs, extra, expected) in runs.items():
