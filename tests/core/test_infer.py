@@ -208,16 +208,17 @@ def test_probabilities_and_confidence_match_the_class_map(demo_scene, trained_mo
 
 
 def test_pixel_size_far_from_training_warns_and_resample_returns_to_the_input_grid(demo_scene, trained_model, tmp_path):
-    with rasterio.open(demo_scene["sar"]) as ds:
-        coarse = ds.transform * Affine.scale(3)  # 6 m pixels for a model trained on 2 m
-    sar = rewrite(demo_scene["sar"], tmp_path / "coarse.tif", transform=coarse)
+    with rasterio.open(demo_scene["sar"]) as ds:  # 6 m pixels for a model trained on 2 m: 96 px are read as 288
+        coarse, corner = ds.transform * Affine.scale(3), ds.read(window=((0, 96), (0, 96)))  # the swath edge's corner
+    sar = rewrite(demo_scene["sar"], tmp_path / "coarse.tif", data=corner, width=96, height=96, transform=coarse)
     plain = segment(trained_model, sar, tmp_path / "a.tif", SegmentConfig(tile_size=128, **CPU))
     assert any("trained on 2 m" in w and "--resample" in w for w in plain.warnings)
     res = segment(trained_model, sar, tmp_path / "b.tif", SegmentConfig(tile_size=128, resample=True, **CPU),
                   confidence=tmp_path / "b_conf.tif")
     assert any("resampling" in w for w in res.warnings)
     b, profile = _read(tmp_path / "b.tif")
-    assert profile["transform"] == coarse and b.shape == (256, 256)
+    assert profile["transform"] == coarse and b.shape == (96, 96)
+    assert (b == 255).any() and (b != 255).any()
     np.testing.assert_array_equal(b == 255, ~_sar_valid(sar))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
