@@ -125,14 +125,15 @@ def test_polygons_tile_the_map_exactly_with_classes_areas_and_holes(demo_scene, 
     assert union.area == pytest.approx(mapped) == pytest.approx(result["area_m2"])  # no gaps, no-data left out
 
 
-def test_segment_writes_polygons_after_the_minimum_mapping_unit(demo_scene, trained_model, tmp_path, capsys):
+def test_segment_writes_polygons_after_the_minimum_mapping_unit(demo_scene, int8_model, tmp_path, capsys):
     from osgeo import ogr
 
     from stars_core.cli import main as cli_main
 
+    trained_model = int8_model["model"]  # the default path runs its cached int8 export, exported once
     gpkg = tmp_path / "poly.gpkg"
     assert cli_main(["segment", str(trained_model), str(demo_scene["sar"]), str(tmp_path / "m.tif"), "--tile-size",
-                     "128", "--device", "cpu", "--mmu", "0.02ha", "--polygons", str(gpkg)]) == 0
+                     "64", "--device", "cpu", "--mmu", "0.02ha", "--polygons", str(gpkg)]) == 0
     ds = ogr.Open(str(gpkg))  # kept: a layer must not outlive its data source
     areas = [f.GetField("area_m2") for f in ds.GetLayerByName("landcover")]
     ds = None
