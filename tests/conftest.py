@@ -1,5 +1,4 @@
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -56,18 +55,18 @@ def landcover(trained_model, demo_scene, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def int8_model(trained_model, demo_scene, tmp_path_factory):
-    """The tiny model as model.stars in a folder of its own, with the int8 export of its m1 branch for
-    64-px tiles cached beside it, exported once as `stars segment --runtime int8` exports it, and the
-    SAR map it made. Tests that reuse, damage or re-export it copy it (helpers.copy_with_exports)."""
+    """The tiny model with the int8 export of its m1 branch for 128-px tiles cached beside it, made
+    once as `stars segment` and QGIS make it on a CPU (runtime auto), and the SAR map it made. Later
+    runs of the default path reuse it; tests that re-export or damage it copy it first
+    (helpers.copy_with_exports)."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     from stars_core.config import SegmentConfig
     from stars_core.segmentation.infer import segment
 
-    model = Path(shutil.copy(trained_model, tmp_path_factory.mktemp("int8-model") / "model.stars"))
     landcover = tmp_path_factory.mktemp("int8-map") / "landcover.tif"
-    segment(model, demo_scene["sar"], landcover, SegmentConfig(tile_size=64, device="cpu", runtime="int8"))
-    return {"model": model, "map": landcover}
+    segment(trained_model, demo_scene["sar"], landcover, SegmentConfig(tile_size=128, device="cpu", runtime="int8"))
+    return {"model": Path(trained_model), "map": landcover}
 
 
 @pytest.fixture(scope="session")

@@ -64,15 +64,16 @@ def test_the_int8_export_is_deterministic_and_follows_the_model_file(int8_model,
     from stars_core.engines.auto import cached_path
     from stars_core.segmentation.infer import segment
 
-    first = next(int8_model["model"].parent.glob("model.*.m1-64.int8.onnx"))  # the session's export
-    a = shutil.copy(int8_model["model"], tmp_path / "model.stars")  # the same file, without its export
-    segment(a, demo_scene["sar"], tmp_path / "b.tif", SegmentConfig(tile_size=64, device="cpu", runtime="int8"))
+    model = int8_model["model"]
+    first = next(model.parent.glob(f"{model.stem}.*.m1-128.int8.onnx"))  # the session's export
+    a = shutil.copy(model, tmp_path / model.name)  # the same file, without its export
+    segment(a, demo_scene["sar"], tmp_path / "b.tif", SegmentConfig(tile_size=128, device="cpu", runtime="int8"))
     again = tmp_path / first.name
     assert again.read_bytes() == first.read_bytes()  # the same calibration tiles, the same graph
-    assert cached_path(a, "int8", "m1", 64) == again
+    assert cached_path(a, "int8", "m1", 128) == again
     with open(a, "ab") as f:
         f.write(b"\0")  # another model file: its hash, so its export's name, changes
-    assert cached_path(a, "int8", "m1", 64) != again and not cached_path(a, "int8", "m1", 64).exists()
+    assert cached_path(a, "int8", "m1", 128) != again and not cached_path(a, "int8", "m1", 128).exists()
 
 
 def test_an_unwritable_model_folder_caches_in_the_user_cache(trained_model, demo_scene, tmp_path, monkeypatch):
@@ -142,7 +143,7 @@ def test_the_default_path_gives_one_map_whatever_the_threads(int8_model, demo_sc
     for n in (1, 2):  # a process each: a runner compiled for one thread count is kept for the process
         out = tmp_path / f"t{n}.tif"
         run = subprocess.run([sys.executable, "-m", "stars_core.cli", "--threads", str(n), "segment", str(model_copy),
-                              str(demo_scene["sar"]), str(out), "--tile-size", "64", "--device", "cpu", "--runtime",
+                              str(demo_scene["sar"]), str(out), "--tile-size", "128", "--device", "cpu", "--runtime",
                               "int8", "--probabilities", str(tmp_path / f"p{n}.tif")], capture_output=True, text=True)
         assert run.returncode == 0 and "exporting" not in run.stderr, run.stderr[-2000:]
         maps.append(_map(out))
@@ -158,13 +159,13 @@ def test_a_damaged_cached_export_is_named_and_made_again(int8_model, demo_scene,
     from tests.core.helpers import copy_with_exports
 
     model = copy_with_exports(int8_model["model"], tmp_path)  # exported and run once, as the session did
-    graph = next(tmp_path.glob("model.*.int8.onnx"))
+    graph = next(tmp_path.glob("*.m1-128.int8.onnx"))
     victim = graph if damage == "graph" else graph.with_suffix(".json")
     victim.write_bytes(victim.read_bytes()[: len(victim.read_bytes()) // 3])  # cut short
     _SESSIONS.clear()  # a new process would not have it open
     capsys.readouterr()
-    assert cli_main(["segment", str(model), str(demo_scene["sar"]), str(tmp_path / "b.tif"), "--tile-size", "64",
-                     "--device", "cpu", "--runtime", "int8"]) == 0
+    assert cli_main(["segment", str(model), str(demo_scene["sar"]), str(tmp_path / "b.tif"), *SEG, "--runtime",
+                     "int8"]) == 0
     err = capsys.readouterr().err
     assert f"the runtime's cached export {graph}" in err and "is damaged" in err and "exporting again" in err
     assert np.array_equal(_map(int8_model["map"]), _map(tmp_path / "b.tif"))

@@ -130,10 +130,10 @@ def test_segment_writes_polygons_after_the_minimum_mapping_unit(demo_scene, int8
 
     from stars_core.cli import main as cli_main
 
-    trained_model = int8_model["model"]  # the default path runs its cached int8 export, exported once
+    trained_model = int8_model["model"]  # the default path runs its int8 export, made once for the session
     gpkg = tmp_path / "poly.gpkg"
     assert cli_main(["segment", str(trained_model), str(demo_scene["sar"]), str(tmp_path / "m.tif"), "--tile-size",
-                     "64", "--device", "cpu", "--mmu", "0.02ha", "--polygons", str(gpkg)]) == 0
+                     "128", "--device", "cpu", "--mmu", "0.02ha", "--polygons", str(gpkg)]) == 0
     ds = ogr.Open(str(gpkg))  # kept: a layer must not outlive its data source
     areas = [f.GetField("area_m2") for f in ds.GetLayerByName("landcover")]
     ds = None
