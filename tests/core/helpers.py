@@ -73,6 +73,15 @@ def write_polygons(path: Path, crs_wkt: str, polys, field: str = "class", field_
     return path
 
 
+def copy_with_exports(model: Path, folder: Path) -> Path:
+    """Copy a model file and the runtime exports cached beside it (`<stem>.*`) into `folder`."""
+    import shutil
+
+    for f in model.parent.glob(f"{model.stem}.*"):
+        shutil.copy(f, folder / f.name)
+    return folder / model.name
+
+
 def label_array(path: Path) -> np.ndarray:
     with rasterio.open(path) as s:
         return s.read(1)

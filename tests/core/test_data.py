@@ -173,7 +173,7 @@ def test_a_scene_table_of_a_hundred_scenes_trains_with_few_open_files(demo_scene
     code = ("import sys; from stars_core.cli import main; sys.exit(main(sys.argv[1:]))")
     cmd = (f"ulimit -n 64; {sys.executable} -c '{code}' train --scenes {table} --class-table {demo_scene['classes']} "
            f"--ignore-value 0 --out {tmp_path / 'm.stars'} --backbone resnet18 --encoder-width 16 --steps 2 "
-           f"--batch-size 2 --chip-size 32 --workers 0 --device cpu")
+           f"--batch-size 2 --chip-size 32 --workers 0 --device cpu --val-every 2 --checkpoint-every 2")  # 1 validation
     result = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-1500:]
     import torch

@@ -208,16 +208,17 @@ def test_probabilities_and_confidence_match_the_class_map(demo_scene, trained_mo
 
 
 def test_pixel_size_far_from_training_warns_and_resample_returns_to_the_input_grid(demo_scene, trained_model, tmp_path):
-    with rasterio.open(demo_scene["sar"]) as ds:
-        coarse = ds.transform * Affine.scale(3)  # 6 m pixels for a model trained on 2 m
-    sar = rewrite(demo_scene["sar"], tmp_path / "coarse.tif", transform=coarse)
+    with rasterio.open(demo_scene["sar"]) as ds:  # 6 m pixels for a model trained on 2 m: 96 px are read as 288
+        coarse, corner = ds.transform * Affine.scale(3), ds.read(window=((0, 96), (0, 96)))  # the swath edge's corner
+    sar = rewrite(demo_scene["sar"], tmp_path / "coarse.tif", data=corner, width=96, height=96, transform=coarse)
     plain = segment(trained_model, sar, tmp_path / "a.tif", SegmentConfig(tile_size=128, **CPU))
     assert any("trained on 2 m" in w and "--resample" in w for w in plain.warnings)
     res = segment(trained_model, sar, tmp_path / "b.tif", SegmentConfig(tile_size=128, resample=True, **CPU),
                   confidence=tmp_path / "b_conf.tif")
     assert any("resampling" in w for w in res.warnings)
     b, profile = _read(tmp_path / "b.tif")
-    assert profile["transform"] == coarse and b.shape == (256, 256)
+    assert profile["transform"] == coarse and b.shape == (96, 96)
+    assert (b == 255).any() and (b != 255).any()
     np.testing.assert_array_equal(b == 255, ~_sar_valid(sar))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
@@ -276,7 +277,8 @@ def test_one_cached_model_segments_sar_and_optical_in_two_threads_as_one_after_t
             np.testing.assert_array_equal(_read(tmp_path / f"{name}_{i}.tif")[0], _read(tmp_path / f"{name}_alone.tif")[0])
 
 
-def test_cli_segment_and_evaluate(demo_scene, trained_model, tmp_path, capsys):
+def test_cli_segment_and_evaluate(demo_scene, int8_model, tmp_path, capsys):
+    trained_model = int8_model["model"]  # the default path runs its int8 export, made once for the session
     out = tmp_path / "map.tif"
     rc = cli_main(["segment", str(trained_model), str(demo_scene["sar"]), str(out), "--tile-size", "128",
                    "--device", "cpu", "--confidence", str(tmp_path / "conf.tif")])
@@ -374,11 +376,12 @@ def test_reader_threads_each_open_their_own_handles_and_give_the_same_map(demo_s
     monkeypatch.setattr(infer, "WarpedVRT", recording(infer.WarpedVRT))
     loaded = load_model(trained_model)
     with rasterio.open(demo_scene["sar"]) as ds:
-        coarse = ds.transform * Affine.scale(3)
+        coarse, corner = ds.transform * Affine.scale(3), ds.read(window=((0, 96), (0, 96)))
+    coarse = rewrite(demo_scene["sar"], tmp_path / "coarse.tif", data=corner, width=96, height=96, transform=coarse)
     runs = {  # name: raster, segment() arguments, config, {opener: (opens in the main thread, in each reader)}
         "sar": (demo_scene["sar"], {}, {}, {"open_raster": (1, 1)}),
         "fused": (demo_scene["sar"], {"with_m2": demo_scene["optical"]}, {}, {"open_raster": (2, 2)}),
-        "resampled": (rewrite(demo_scene["sar"], tmp_path / "coarse.tif", transform=coarse), {}, {"resample": True},
+        "resampled": (coarse, {}, {"resample": True},  # 96 px of 3x the pixel size: read as 288 px
                       {"open_raster": (1, 1), "WarpedVRT": (2, 1)}),  # the main thread's second VRT warps back
     }
     for name, (raster, kwargs, extra, expected) in runs.items():

@@ -125,11 +125,12 @@ def test_polygons_tile_the_map_exactly_with_classes_areas_and_holes(demo_scene, 
     assert union.area == pytest.approx(mapped) == pytest.approx(result["area_m2"])  # no gaps, no-data left out
 
 
-def test_segment_writes_polygons_after_the_minimum_mapping_unit(demo_scene, trained_model, tmp_path, capsys):
+def test_segment_writes_polygons_after_the_minimum_mapping_unit(demo_scene, int8_model, tmp_path, capsys):
     from osgeo import ogr
 
     from stars_core.cli import main as cli_main
 
+    trained_model = int8_model["model"]  # the default path runs its int8 export, made once for the session
     gpkg = tmp_path / "poly.gpkg"
     assert cli_main(["segment", str(trained_model), str(demo_scene["sar"]), str(tmp_path / "m.tif"), "--tile-size",
                      "128", "--device", "cpu", "--mmu", "0.02ha", "--polygons", str(gpkg)]) == 0

@@ -82,15 +82,19 @@ def test_only_the_named_sheets_are_planned(demo_scene, tmp_path, capsys):
         line.endswith("R003C003, R001C002"), line
 
 
-def _sheet_run(trained_model, demo_scene, out, processes: int, runtime: str = "torch", **popen):
+def _sheet_run(trained_model, demo_scene, out, processes: int, runtime: str = "torch", tile: int = 64, **popen):
     import subprocess
     import sys
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port",
-           str(29500 + processes + (hash(str(out)) % 400)), "-m", "stars_core.cli", "segment-sheets",
-           str(trained_model), str(demo_scene["sheets"]), str(demo_scene["sar"]), str(out), "--name-field", "name",
-           "--tile-size", "64", "--device", "cpu", "--runtime", runtime]
+           str(29500 + processes + (hash(str(out)) % 400)), "-m", "stars_core.cli",
+           *_sheet_args(trained_model, demo_scene, out, runtime, tile)]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def _sheet_args(model, demo_scene, out, runtime: str, tile: int = 64) -> list[str]:
+    return ["segment-sheets", str(model), str(demo_scene["sheets"]), str(demo_scene["sar"]), str(out), "--name-field",
+            "name", "--tile-size", str(tile), "--device", "cpu", "--runtime", runtime]
 
 
 def _rasters(folder):
@@ -101,21 +105,23 @@ def _rasters(folder):
     return out
 
 
-def test_two_processes_write_the_same_sheets_as_one_and_a_rerun_skips_them(trained_model, demo_scene, tmp_path):
-    import shutil
+def test_two_processes_write_the_same_sheets_as_one_and_a_rerun_skips_them(int8_model, demo_scene, tmp_path):
+    from stars_core.cli import main as cli_main
+    from tests.core.helpers import copy_with_exports
 
-    model = shutil.copy(trained_model, tmp_path / "model.stars")  # its int8 export is cached beside it
-    for n in (1, 2):  # on the default path (int8): one map whatever the processes and their threads
-        proc = _sheet_run(model, demo_scene, tmp_path / f"p{n}", n, runtime="int8")
-        log = proc.communicate(timeout=300)[0]
-        assert proc.returncode == 0, log[-2000:]
+    model = copy_with_exports(int8_model["model"], tmp_path)  # the session's int8 export (128-px tiles) beside it
+    # on the default path (int8): one map whatever the processes and their threads; one: this process
+    assert cli_main(_sheet_args(model, demo_scene, tmp_path / "p1", "int8", tile=128)) == 0
+    proc = _sheet_run(model, demo_scene, tmp_path / "p2", 2, runtime="int8", tile=128)
+    log = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0 and "exporting" not in log, log[-2000:]
     one, two = _rasters(tmp_path / "p1"), _rasters(tmp_path / "p2")
     assert set(one) == set(two) == {"A1.tif", "A2.tif", "B1.tif", "B2.tif"}
     for name in one:
         np.testing.assert_array_equal(one[name], two[name], err_msg=name)
     assert (tmp_path / "p2" / "mosaic.vrt").is_file() and not list((tmp_path / "p2").glob(".*"))
     mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "p2").glob("*.tif")}
-    proc = _sheet_run(model, demo_scene, tmp_path / "p2", 2, runtime="int8")
+    proc = _sheet_run(model, demo_scene, tmp_path / "p2", 2, runtime="int8", tile=128)
     log = proc.communicate(timeout=300)[0]
     assert proc.returncode == 0 and "4 skipped" in log, log[-2000:]
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "p2").glob("*.tif")} == mtimes
