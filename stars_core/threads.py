@@ -16,6 +16,7 @@ Import this module before torch where possible; it does not import torch itself.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -198,6 +199,24 @@ def configure(threads: int | str | None = "auto", reserve: int = 0, settle: floa
     policy.adapt(force=True)
     _POLICY = policy
     return policy
+
+
+@contextlib.contextmanager
+def hold():
+    """The thread count in force held for a block, then the policy restored: two runs compared bit
+    for bit (a resumed training against an uninterrupted one) must not see the adaptive count change
+    between them with the machine's load (a different count sums in another order)."""
+    global _POLICY
+    before = _POLICY
+    held = ThreadPolicy(current() or available_cores())
+    held.adapt(force=True)
+    _POLICY = held
+    try:
+        yield held.current
+    finally:
+        _POLICY = before
+        if before is not None:
+            before.adapt(force=True)
 
 
 def current() -> int | None:

@@ -16,6 +16,14 @@ threads.configure("auto", settle=0.1)
 
 
 @pytest.fixture
+def steady_threads():
+    """One thread count for the whole test (a comparison of two runs bit for bit): the session's count
+    otherwise adapts to the machine's load between them."""
+    with threads.hold() as count:
+        yield count
+
+
+@pytest.fixture
 def seed():
     torch.manual_seed(0)
     return 0

@@ -158,6 +158,7 @@ def test_band_count_mismatch_is_a_clear_error(demo_scene, trained_model, tmp_pat
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.usefixtures("steady_threads")  # two runs compared bit for bit
 def test_band_names_in_another_order_are_reordered(demo_scene, trained_model, tmp_path):
     with rasterio.open(demo_scene["sar"]) as ds:
         swapped = ds.read()[::-1]
@@ -243,6 +244,7 @@ def test_the_loaded_model_can_be_reused(demo_scene, trained_model, tmp_path):
     assert r1.class_pixels == r2.class_pixels
 
 
+@pytest.mark.usefixtures("steady_threads")  # two runs compared bit for bit
 def test_one_cached_model_segments_sar_and_optical_in_two_threads_as_one_after_the_other(demo_scene, trained_model,
                                                                                         tmp_path):
     """QGIS runs Processing algorithms in background threads and shares a cached model between them:
@@ -298,6 +300,7 @@ def test_cli_segment_and_evaluate(demo_scene, int8_model, tmp_path, capsys):
     assert rc == 2 and "trained on 2 (VV, VH)" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("steady_threads")  # two runs compared bit for bit
 def test_device_side_blending_gives_the_numpy_map(trained_model, demo_scene, tmp_path):
     """The blending CUDA uses (torch buffers on the model's device) checked on the CPU."""
     cfg = dict(tile_size=96, overlap=40, batch_size=3, **CPU)
@@ -311,6 +314,7 @@ def test_device_side_blending_gives_the_numpy_map(trained_model, demo_scene, tmp
         np.testing.assert_allclose(x.read(), y.read(), atol=1e-5)
 
 
+@pytest.mark.usefixtures("steady_threads")  # two runs compared bit for bit
 def test_reader_threads_each_open_their_own_handles_and_give_the_same_map(demo_scene, trained_model, tmp_path,
                                                                           monkeypatch):
     """Several reader threads (the CUDA default) read with handles of their own, since GDAL handles

@@ -116,3 +116,22 @@ def test_the_users_own_settings_win():
     assert _cli_env({"GOMP_SPINCOUNT": "500"})[0] == "500"  # kept as given
     assert _cli_env({"OMP_NUM_THREADS": "1"}) == ("None", 1)
     assert _cli_env({}, "--threads", "1")[1] == 1
+
+
+def test_hold_keeps_the_count_through_a_block_and_restores_the_policy(monkeypatch):
+    """While held, the load going up and down changes nothing; after the block the policy adapts again."""
+    if threads.available_cores() < 2:
+        pytest.skip("needs 2 cores to show a change of count")
+    wanted = iter([2] + [1] * 5)  # the load: idle at first, then one core busy
+    monkeypatch.setattr(threads, "threads_for", lambda load, cores, reserve=0: next(wanted))
+    policy = threads.configure("auto", settle=0)
+    policy.interval = 0.0
+    try:
+        assert threads.current() == 2
+        with threads.hold() as count:
+            assert count == 2
+            assert [threads.adapt() for _ in range(2)] == [2, 2]  # held at 2 although a core is busy now
+        assert threads.adapt() == 1  # adapting to the load again after the block
+    finally:
+        monkeypatch.undo()
+        threads.configure("auto", settle=0)

@@ -40,6 +40,7 @@ def test_loss_falls_on_the_demo_scene(demo_scene, tmp_path):
     assert np.mean(seg[-8:]) < 0.8 * np.mean(seg[:8])
 
 
+@pytest.mark.usefixtures("steady_threads")  # two runs compared bit for bit
 def test_resume_reproduces_the_uninterrupted_run(demo_scene, tmp_path):
     kw = dict(model_cfg=TINY_MODEL, **tiny_train(steps=6, checkpoint_every=100, class_table=str(demo_scene["classes"])),
               **QUIET)

@@ -22,7 +22,7 @@ def test_packaged_plugin_segments_through_qgis_process(demo_scene, trained_model
         subprocess.run([sys.executable, str(ROOT / "scripts" / "plugin.py"), *args], env=env, check=True,
                        capture_output=True)
     installed = tmp_path / "profile" / "profiles" / "default" / "python" / "plugins" / "stars_qgis"
-    assert (installed / "stars_core" / "infer.py").is_file() and (installed / "metadata.txt").is_file()
+    assert (installed / "stars_core" / "segmentation" / "infer.py").is_file() and (installed / "metadata.txt").is_file()
     out = tmp_path / "map.tif"
     proc = subprocess.run(
         [QGIS_PROCESS, "run", "stars:segmentmissingmodality", "--", f"INPUT={demo_scene['sar']}",
