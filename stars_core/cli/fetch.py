@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import InputError
 
 EPILOG = """examples:
   stars fetch pair --aoi 10.30,46.90,10.36,46.94 --start 2024-04-01 --end 2024-04-30 --out pair --dry-run
@@ -67,25 +66,9 @@ def add_parsers(sub) -> None:
 
 
 def _request(args):
-    from ..fetch.aoi import output_grid, parse_aoi
-    from ..fetch.plan import Request
-    from ..fetch.search import parse_date
-    from ..fetch.sources import source
+    from ..fetch.run import request_for
 
-    start, end = parse_date(args.start, "--start"), parse_date(args.end, "--end")
-    if end < start:
-        raise InputError(f"--end {args.end} is before --start {args.start}: swap them")
-    if not args.max_gb > 0:
-        raise InputError(f"--max-gb must be positive, got {args.max_gb:g}")
-    if getattr(args, "min_clear", 1) < 1 or args.retries < 0 or args.timeout < 1:
-        raise InputError(f"--min-clear must be at least 1, --retries at least 0 and --timeout at least 1 s, got "
-                         f"{getattr(args, 'min_clear', 1)}, {args.retries} and {args.timeout}")
-    area = parse_aoi(args.aoi, args.aoi_crs)
-    grid = output_grid(area, crs=args.crs, res=args.res, like=args.grid)
-    roles = ("sar", "optical", "labels") if args.fetch_command == "pair" else ("sar",)
-    sources = {role: source(getattr(args, f"{role}_source"), args.stac_url) for role in roles}
-    return Request(area, grid, start.isoformat(), end.isoformat(), sources, args.orbit,
-                   getattr(args, "max_cloud", 60.0))
+    return request_for(args.fetch_command, args)
 
 
 def cmd_fetch(args) -> int:
