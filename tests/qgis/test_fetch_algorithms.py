@@ -43,6 +43,9 @@ class Said(QgsProcessingFeedback):
     def pushInfo(self, info):  # noqa: N802
         self.lines.append(info)
 
+    def reportError(self, error, fatalError=False):  # noqa: N802
+        self.lines.append(f"ERROR {error}")
+
 
 def test_the_dry_run_lists_the_items_in_the_log_and_reads_no_pixel(servers, run_alg, tmp_path):
     said = Said()
@@ -193,3 +196,62 @@ def test_a_refused_proxy_is_one_line_naming_the_api(servers, run_alg, tmp_path, 
     with pytest.raises(QgsProcessingException, match=f"STAC API at {servers.stac.url}.*proxy") as raised:
         run_alg("stars:getsentinelpair", _params(servers, tmp_path, DRY_RUN=True))
     assert "\n" not in str(raised.value) and servers.assets.requests == []
+
+
+# --- a graphical model: area -> pair -> train -> series -> maps -> change ---------------------------------
+
+def _child(model, alg_id: str, child_id: str, static: dict, wired: dict, output: str | None = None) -> None:
+    """A child algorithm with static values, values wired from other children's outputs and, if
+    `output` names one of its outputs, that output as the model's (named `child_id`)."""
+    from qgis.core import (QgsProcessingModelChildAlgorithm, QgsProcessingModelChildParameterSource as Source,
+                           QgsProcessingModelOutput)
+
+    child = QgsProcessingModelChildAlgorithm(alg_id)
+    child.setChildId(child_id)
+    for key, value in static.items():
+        child.addParameterSources(key, [Source.fromStaticValue(value)])
+    for key, (other, name) in wired.items():
+        child.addParameterSources(key, [Source.fromChildOutput(other, name)])
+    if output:
+        out = QgsProcessingModelOutput(child_id, child_id)
+        out.setChildId(child_id)
+        out.setChildOutputName(output)
+        child.setModelOutputs({child_id: out})
+    model.addChildAlgorithm(child)
+
+
+def test_area_to_change_runs_as_a_graphical_model(servers, stars_provider, tmp_path):
+    """Get pair -> Train STARS -> Get series -> Segment a SAR time series -> Land-cover change, wired in
+    a Processing model as the modeler would, on the local servers' tiny scene."""
+    import processing
+    from qgis.core import QgsProcessingModelAlgorithm
+
+    from stars_core.classmap import change_record
+
+    model = QgsProcessingModelAlgorithm("area to change", "tests")
+    area = {k: v for k, v in _params(servers, tmp_path).items() if k != "OUTPUT_FOLDER"}
+    _child(model, "stars:getsentinelpair", "pair", {**area, "OUTPUT_FOLDER": str(tmp_path / "pair")}, {})
+    _child(model, "stars:trainstars", "train",
+           {"STEPS": 40, "LR": 0.002, "BATCH_SIZE": 4, "CHIP_SIZE": 64, "BACKBONE": 2, "ENCODER_WIDTH": 16, "DEVICE": 1,
+            "IGNORE_VALUES": "0", "OUTPUT": str(tmp_path / "model.stars")},
+           {"M1": ("pair", "SAR"), "M2": ("pair", "OPTICAL"), "LABELS": ("pair", "LABELS"),
+            "CLASS_TABLE": ("pair", "CLASS_TABLE")})
+    _child(model, "stars:getsentinelseries", "series", {**area, "ORBIT": 0}, {})
+    _child(model, "stars:segmenttimeseries", "maps",
+           {"RUNTIME": 1, "TILE_SIZE": 64, "OVERLAP": 16, "BATCH_SIZE": 2, "DEVICE": 1, "TEMPORAL_FILTER": False},
+           {"MODEL": ("train", "OUTPUT"), "DATES": ("series", "DATES")})
+    _child(model, "stars:landcoverchange", "change", {"UNCHANGED": 1},
+           {"MAP_A": ("maps", "FIRST_MAP"), "MAP_B": ("maps", "LAST_MAP")}, output="OUTPUT")
+    model.updateDestinationParameters()  # the model's own name for the output ("change:change" on 3.22)
+    (name,) = [d.name() for d in model.destinationParameterDefinitions()]
+    said = Said()
+    try:
+        res = processing.run(model, {name: str(tmp_path / "change.tif")}, feedback=said)
+    except QgsProcessingException:
+        pytest.fail("\n".join(said.lines)[-3000:])
+    assert (tmp_path / "model.stars").stat().st_size > 0
+    with rasterio.open(res[name]) as changed, rasterio.open(tmp_path / "pair" / "sar.tif") as sar:
+        assert changed.crs == sar.crs and changed.transform == sar.transform  # the fetched grid, end to end
+        record = change_record(changed)
+    days = sorted(p.stem[3:] for p in servers.catalogue["scene"]["series"].glob("S1_*.tif"))
+    assert Path(record["map_a"]).name == f"{days[0]}.tif" and Path(record["map_b"]).name == f"{days[-1]}.tif"
