@@ -55,7 +55,9 @@ class GetSentinelPair(StarsAlgorithm):
                 "proxy settings are used. A dry run reads no pixel.")
 
     def required(self, parameters, context) -> tuple[str, ...]:
-        return ("numpy", "rasterio", "pystac_client")
+        """No PyTorch; a missing pystac-client is said by the core, with the command that installs it
+        (the 'Install dependencies' algorithm does not install it yet)."""
+        return ("numpy", "rasterio")
 
     def initAlgorithm(self, config=None):  # noqa: N802
         fetch_parameters(self)

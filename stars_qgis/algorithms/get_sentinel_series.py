@@ -39,7 +39,9 @@ class GetSentinelSeries(StarsAlgorithm):
                 "dates; QGIS's proxy settings are used.")
 
     def required(self, parameters, context) -> tuple[str, ...]:
-        return ("numpy", "rasterio", "pystac_client")
+        """No PyTorch; a missing pystac-client is said by the core, with the command that installs it
+        (the 'Install dependencies' algorithm does not install it yet)."""
+        return ("numpy", "rasterio")
 
     def initAlgorithm(self, config=None):  # noqa: N802
         fetch_parameters(self)

@@ -255,3 +255,11 @@ def test_area_to_change_runs_as_a_graphical_model(servers, stars_provider, tmp_p
         record = change_record(changed)
     days = sorted(p.stem[3:] for p in servers.catalogue["scene"]["series"].glob("S1_*.tif"))
     assert Path(record["map_a"]).name == f"{days[0]}.tif" and Path(record["map_b"]).name == f"{days[-1]}.tif"
+
+
+def test_without_pystac_client_the_dialog_says_what_to_install(servers, run_alg, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pystac_client", None)  # an import of it fails, as where it is absent
+    with pytest.raises(QgsProcessingException, match='pip install "pystac-client=='):
+        run_alg("stars:getsentinelseries", _params(servers, tmp_path, DRY_RUN=True))
