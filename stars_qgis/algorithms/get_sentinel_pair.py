@@ -55,8 +55,7 @@ class GetSentinelPair(StarsAlgorithm):
                 "proxy settings are used. A dry run reads no pixel.")
 
     def required(self, parameters, context) -> tuple[str, ...]:
-        """No PyTorch; a missing pystac-client is said by the core, with the command that installs it
-        (the 'Install dependencies' algorithm does not install it yet)."""
+        """No PyTorch; a missing pystac-client is said by the core, with the command that installs it."""
         return ("numpy", "rasterio")
 
     def initAlgorithm(self, config=None):  # noqa: N802
