@@ -571,3 +571,12 @@ def test_the_proxy_environment_is_set_for_the_fetch_and_restored_after(monkeypat
         assert os.environ["http_proxy"] == os.environ["HTTPS_PROXY"] == "http://127.0.0.1:3128"
         assert os.environ["no_proxy"] == "example.org"
     assert os.environ["https_proxy"] == "http://before:1" and "http_proxy" not in os.environ
+
+
+def test_ctrl_c_stops_the_command_between_blocks_and_leaves_nothing(servers, tmp_path, monkeypatch, capsys):
+    from stars_core.fetch.pair import OUTPUTS
+
+    monkeypatch.setattr("stars_core.cli.stop.STOP", lambda: True)  # as after a first Ctrl-C
+    assert _fetch(servers, tmp_path) != 0
+    assert "fetch stopped; nothing half-written" in capsys.readouterr().err
+    assert not any((tmp_path / "pair" / name).exists() for name in OUTPUTS)
