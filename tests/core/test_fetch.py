@@ -580,3 +580,16 @@ def test_ctrl_c_stops_the_command_between_blocks_and_leaves_nothing(servers, tmp
     assert _fetch(servers, tmp_path) != 0
     assert "fetch stopped; nothing half-written" in capsys.readouterr().err
     assert not any((tmp_path / "pair" / name).exists() for name in OUTPUTS)
+
+
+def test_the_fetched_labels_carry_their_classes_as_a_class_map_does(servers, tmp_path):
+    import rasterio
+
+    from stars_core.classmap import stored_classes
+
+    assert _fetch(servers, tmp_path) == 0
+    with rasterio.open(tmp_path / "pair" / "labels.tif") as ds:
+        assert ds.colormap(1)[10] == (0, 100, 0, 255)  # WorldCover's tree cover green, from the collection
+        classes = stored_classes(ds)
+        assert classes is not None and dict(zip(classes.values, classes.names))[10] == "Tree cover"
+    assert not list((tmp_path / "pair").glob(".*"))  # the sidecars were renamed with their raster
