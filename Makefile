@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export QT_QPA_PLATFORM ?= offscreen
 export XDG_RUNTIME_DIR ?= /tmp/runtime-$(shell id -u)
 
-.PHONY: setup docs test demo demo-change bench package install-plugin check-install lint-qt6 test-core check-debian13 clean
+.PHONY: setup docs test demo demo-change demo-fetch bench package install-plugin check-install lint-qt6 test-core check-debian13 clean
 
 setup:
 	@bash scripts/setup.sh
@@ -26,6 +26,11 @@ demo: setup
 # Change through clouds on a generated SAR series: series maps, change map, sample, estimated areas
 demo-change: setup
 	$(PY) scripts/demo_change.py
+
+# From an area to estimated change areas through `stars fetch`, offline: the tests' local STAC API and
+# asset server (tests/servers/, installed by `make setup`) serve a generated scene and its dated series
+demo-fetch: setup
+	$(PY) scripts/demo_fetch.py
 
 bench: setup
 	$(PY) bench/model_speed.py --batches 1 --repeats 2

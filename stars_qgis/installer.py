@@ -9,8 +9,9 @@ PIP_INDEX_URL, PIP_FIND_LINKS, proxies, constraints): a company mirror or a loca
 works as it does on the command line.
 
 What is installed: PyTorch (the CUDA build where an NVIDIA driver answers, else the CPU build; the
-user can choose) plus onnxruntime, onnx, OpenVINO (the fast CPU engine for exported graphs), rasterio
-and tqdm; or, for machines that only segment exported .onnx models, onnxruntime, OpenVINO and
+user can choose) plus onnxruntime, onnx, OpenVINO (the fast CPU engine for exported graphs), rasterio,
+tqdm, and pystac-client and planetary-computer (the fetch algorithms' STAC search and URL signing,
+pure Python, pinned as the `fetch` extra pins them); or, for machines that only segment exported .onnx models, onnxruntime, OpenVINO and
 rasterio alone. This module imports no QGIS: the Processing algorithm
 `stars:installdependencies` and the plugin menu action call it; tests run it directly.
 """
@@ -30,7 +31,8 @@ from typing import Callable
 SUPPORTED_PYTHON = ((3, 9), (3, 13))  # the range PyTorch and ONNX Runtime wheels cover
 PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 SETS = {
-    "full": ("torch", "onnxruntime", "onnx", "openvino", "rasterio", "tqdm"),  # train, export, segment
+    "full": ("torch", "onnxruntime", "onnx", "openvino", "rasterio", "tqdm",  # train, export, segment
+             "pystac-client==0.9.1", "planetary-computer==1.0.0"),  # fetch: as pyproject.toml's `fetch` extra
     "onnx": ("onnxruntime", "openvino", "rasterio"),  # segment exported .onnx models only
 }
 
@@ -103,10 +105,14 @@ class Plan:
         return f"{torch}; packages {', '.join(self.packages)} into {self.target}"
 
 
+IMPORT_NAMES = {"pystac-client==0.9.1": "pystac_client", "planetary-computer==1.0.0": "planetary_computer"}
+
+
 def importable(name: str) -> bool:
+    """Whether the package a set names (by its pip requirement) can be imported already."""
     import importlib.util
 
-    return importlib.util.find_spec(name) is not None
+    return importlib.util.find_spec(IMPORT_NAMES.get(name, name)) is not None
 
 
 def plan(profile_dir: str | os.PathLike, what: str = "full", build: str = "auto", extra_args: list[str] | None = None,
@@ -123,7 +129,8 @@ def plan(profile_dir: str | os.PathLike, what: str = "full", build: str = "auto"
     if build not in ("auto", "cpu", "cuda"):
         raise InstallError(f"PyTorch build must be auto, cpu or cuda, got {build!r}")
     # Only what QGIS's Python lacks: a second rasterio (with its own GDAL) beside QGIS's is avoided.
-    packages = tuple(p for p in SETS[what] if p == "torch" and build != "auto" or not importable(p))
+    packages = tuple(p for p in SETS[what] if p == "torch" and build != "auto"
+                     or not importable(IMPORT_NAMES.get(p, p)))
     if not packages:
         raise InstallError("everything STARS needs is already importable in QGIS's Python; nothing to install")
     args = list(extra_args or [])

@@ -55,6 +55,8 @@ class StarsProvider(QgsProcessingProvider):
         from .algorithms.estimate_accuracy_area import EstimateAccuracyArea
         from .algorithms.evaluate_segmentation import EvaluateSegmentation
         from .algorithms.export_onnx import ExportOnnx
+        from .algorithms.get_sentinel_pair import GetSentinelPair
+        from .algorithms.get_sentinel_series import GetSentinelSeries
         from .algorithms.install_dependencies import InstallDependencies
         from .algorithms.land_cover_change import LandCoverChange
         from .algorithms.land_cover_polygons import LandCoverPolygons
@@ -63,7 +65,8 @@ class StarsProvider(QgsProcessingProvider):
         from .algorithms.segment_time_series import SegmentTimeSeries
         from .algorithms.train_stars import TrainStars
 
-        return [TrainStars(), DistillModel(), SegmentMissingModality(), SegmentMapSheets(), SegmentTimeSeries(),
+        return [GetSentinelPair(), GetSentinelSeries(),
+                TrainStars(), DistillModel(), SegmentMissingModality(), SegmentMapSheets(), SegmentTimeSeries(),
                 EvaluateSegmentation(), ExportOnnx(),
                 CleanLandCoverMap(), LandCoverPolygons(), LandCoverChange(), CreateAccuracySample(), EstimateAccuracyArea(),
                 DemoScene(), InstallDependencies()]

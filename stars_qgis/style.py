@@ -22,7 +22,7 @@ class PalettedStyle(QgsProcessingLayerPostProcessorInterface):
         PalettedStyle._keep.append(self)
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802
-        if isinstance(layer, QgsRasterLayer):
+        if isinstance(layer, QgsRasterLayer) and self.classes is not None:  # None: the layer's own style
             layer.setRenderer(paletted_renderer(layer, self.classes))
             layer.triggerRepaint()
 
@@ -79,9 +79,9 @@ def _canvas_controller():
 
 
 class SeriesLayer(PalettedStyle):
-    """A map of a series: styled, its date as its fixed temporal range, moved into one layer-tree
-    group; the project's animation is set to the series' `dates` (`play_dates`), so the Temporal
-    Controller plays it one date per frame."""
+    """A map of a series (or, `classes` None, an image of one, left in its own style): styled, its
+    date as its fixed temporal range, moved into one layer-tree group; the project's animation is set
+    to the series' `dates` (`play_dates`), so the Temporal Controller plays it one date per frame."""
 
     def __init__(self, classes, date: str, group: str, dates=()):
         super().__init__(classes)

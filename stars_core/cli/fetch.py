@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import InputError
 
 EPILOG = """examples:
   stars fetch pair --aoi 10.30,46.90,10.36,46.94 --start 2024-04-01 --end 2024-04-30 --out pair --dry-run
@@ -66,67 +65,44 @@ def add_parsers(sub) -> None:
     series.add_argument("--sar-source", choices=names, default=DEFAULTS["sar"], help=f"default {DEFAULTS['sar']}")
 
 
-def _request(args):
-    from ..fetch.aoi import output_grid, parse_aoi
-    from ..fetch.plan import Request
-    from ..fetch.search import parse_date
-    from ..fetch.sources import source
+def _config(args):
+    """The core's FetchConfig from the command line (its fields are the options' names)."""
+    from dataclasses import fields
 
-    start, end = parse_date(args.start, "--start"), parse_date(args.end, "--end")
-    if end < start:
-        raise InputError(f"--end {args.end} is before --start {args.start}: swap them")
-    if not args.max_gb > 0:
-        raise InputError(f"--max-gb must be positive, got {args.max_gb:g}")
-    if getattr(args, "min_clear", 1) < 1 or args.retries < 0 or args.timeout < 1:
-        raise InputError(f"--min-clear must be at least 1, --retries at least 0 and --timeout at least 1 s, got "
-                         f"{getattr(args, 'min_clear', 1)}, {args.retries} and {args.timeout}")
-    area = parse_aoi(args.aoi, args.aoi_crs)
-    grid = output_grid(area, crs=args.crs, res=args.res, like=args.grid)
-    roles = ("sar", "optical", "labels") if args.fetch_command == "pair" else ("sar",)
-    sources = {role: source(getattr(args, f"{role}_source"), args.stac_url) for role in roles}
-    return Request(area, grid, start.isoformat(), end.isoformat(), sources, args.orbit,
-                   getattr(args, "max_cloud", 60.0))
+    from ..fetch.run import FetchConfig
+
+    return FetchConfig(**{f.name: getattr(args, f.name) for f in fields(FetchConfig) if hasattr(args, f.name)})
 
 
 def cmd_fetch(args) -> int:
-    from ..fetch.plan import plan_pair
+    from ..fetch.run import fetch
+    from ..progress import progress_bar
+    from .stop import STOP
 
-    request = _request(args)
-    if not args.dry_run:  # said before any search: a missing package, an output that would destroy an input
-        from ..fetch.pair import OUTPUTS
-        from ..fetch.read import signer
-        from ..files import check_outputs
+    bar = []
 
-        for entry in request.sources.values():
-            signer(entry.signing)
-        out = Path(args.out)
-        names = OUTPUTS if args.fetch_command == "pair" else ("dates.csv", "provenance.json")
-        check_outputs({"--aoi": args.aoi if Path(args.aoi).exists() else None, "--grid": args.grid},
-                      {name: out / name for name in names})
-    if request.area.note:
-        print(f"stars fetch: {request.area.note}")
-    plan = plan_pair(request)
-    for line in plan.summary():
-        print(line)
-    plan.check_size(args.max_gb)
+    def progress(done: int, total: int) -> None:
+        if not bar:
+            bar.append(progress_bar(total, "block", what="fetching: "))
+        bar[0].update(1)
+
+    try:
+        done = fetch(args.fetch_command, _config(args), Path(args.out), dry_run=args.dry_run, log=print,
+                     progress=progress, cancel=STOP)
+    finally:
+        for b in bar:
+            b.close()
     if args.dry_run:
         print(f"dry run: nothing read or written; without --dry-run the {args.fetch_command} is written into "
               f"{args.out}")
         return 0
-    return _write(args, plan) if args.fetch_command == "pair" else _write_series(args, plan)
+    return _said_pair(args, done["facts"]) if args.fetch_command == "pair" else _said_series(args, done["facts"])
 
 
-def _write(args, plan) -> int:
-    from ..fetch.pair import OUTPUTS, write_pair
-    from ..fetch.read import blocks, http_env
+def _said_pair(args, facts: dict) -> int:
+    from ..fetch.pair import OUTPUTS
 
     out = Path(args.out)
-    bar, tick = _stoppable_bar(3 * len(list(blocks(plan.request.grid))))
-    try:
-        with http_env(retries=args.retries, timeout_s=args.timeout):
-            facts = write_pair(plan, out, min_clear=args.min_clear, tick=tick)
-    finally:
-        bar.close()
     print(f"optical: {facts['optical_clear_fraction']:.0%} of the pixels have at least {args.min_clear} clear "
           f"look(s) (no data elsewhere); labels cover {facts['labels_covered_fraction']:.0%} of the grid")
     print(f"wrote {', '.join(OUTPUTS)} into {out}; ready: stars train --m1 {out / 'sar.tif'} --m2 "
@@ -135,33 +111,7 @@ def _write(args, plan) -> int:
     return 0
 
 
-def _stoppable_bar(total: int):
-    from ..errors import Cancelled
-    from ..progress import progress_bar
-    from .stop import STOP
-
-    bar = progress_bar(total, "block", what="fetching: ")
-
-    def tick() -> None:
-        bar.update(1)
-        if STOP():
-            raise Cancelled("fetch stopped; nothing half-written (a series keeps its finished dates; a rerun reads "
-                            "only what is missing)")
-    return bar, tick
-
-
-def _write_series(args, plan) -> int:
-    from ..fetch.read import blocks, http_env
-    from ..fetch.series import acquisition_days, write_series
-
-    role = plan.roles[0]
-    days, _ = acquisition_days(role.items)
-    bar, tick = _stoppable_bar(len(days) * len(list(blocks(plan.request.grid))))
-    try:
-        with http_env(retries=args.retries, timeout_s=args.timeout):
-            done = write_series(role, plan.request.grid, Path(args.out), tick)
-    finally:
-        bar.close()
+def _said_series(args, done: dict) -> int:
     for note in done["notes"]:
         print(f"stars fetch: {note}")
     low = {d: c for d, c in done["coverage"].items() if c < 0.99}

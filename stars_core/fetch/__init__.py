@@ -9,4 +9,5 @@ Three small steps a reader can follow, the grid chosen once and passed down:
     pair.py     the pair for `stars train`: S1 median in dB, S2 clear-look median, labels, class table,
                 provenance, all written atomically
     series.py   one S1 raster per acquisition day (same-day slices mosaicked) for `stars segment-series`
+    run.py      one call from a FetchConfig to the files: what `stars fetch` and the QGIS algorithms run
 """

@@ -4,7 +4,8 @@
     optical.tif    B, G, R, NIR: median of the clear looks (the scene classification's masked codes
                    removed), reflectance x 10000 (uint16, 0 no data where fewer than `min_clear` looks)
     clear.tif      the number of clear looks per pixel (uint8)
-    labels.tif     the land-cover product's codes (uint8, 0 no data), classes.csv its class table
+    labels.tif     the land-cover product's codes (uint8, 0 no data) with its classes' colours and names
+                   stored as a class map's are (classmap.style_class_map); classes.csv its class table
     provenance.json  the API, collections, item ids and dates, the query, licences and attribution
 
 Every file appears together or none (written under temporary names, renamed at the end).
@@ -23,6 +24,7 @@ import rasterio
 from rasterio.enums import Resampling
 
 from ..classes import ClassTable, palette
+from ..classmap import style_class_map
 from ..errors import InputError
 from ..files import atomic_outputs
 from .aoi import Grid
@@ -168,6 +170,7 @@ def write_pair(plan: Plan, out: Path, min_clear: int = 1, tick: Callable[[], Non
         _sar(roles["sar"], plan.request.grid, tmp["sar.tif"], tick)
         clear = _optical(roles["optical"], plan.request.grid, (tmp["optical.tif"], tmp["clear.tif"]), min_clear, tick)
         covered = _labels(roles["labels"], plan.request.grid, tmp["labels.tif"], tick)
+        style_class_map(tmp["labels.tif"], table)  # colours and names, as every class map of the toolbox has
         with open(tmp["classes.csv"], "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["value", "name", "color"])

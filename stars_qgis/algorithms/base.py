@@ -270,3 +270,86 @@ def segment_config(alg: StarsAlgorithm, parameters, context, **extra):
         weights=WEIGHTS[alg.parameterAsEnum(parameters, alg.WEIGHTS, context)],
         **mmu_setting(alg, parameters, context), **extra,
     )
+
+
+# -- getting data (stars:getsentinelpair, stars:getsentinelseries) ---------------------------------
+ORBITS = ["both", "ascending", "descending"]
+ORBIT_NAMES = ["both directions", "ascending only", "descending only (one viewing geometry: no spurious change)"]
+
+
+def fetch_parameters(alg: StarsAlgorithm) -> None:
+    """The area, the dates, the catalogue, the orbit and the size limit: both fetch algorithms."""
+    from qgis.core import QgsProcessingParameterBoolean, QgsProcessingParameterDateTime, QgsProcessingParameterExtent
+
+    num = QgsProcessingParameterNumber.Type
+    alg.addParameter(QgsProcessingParameterExtent(alg.AOI, "Area of interest (draw it, or take a layer's extent)"))
+    for key, what in ((alg.START, "First date"), (alg.END, "Last date (inclusive)")):
+        alg.addParameter(QgsProcessingParameterDateTime(key, what, QgsProcessingParameterDateTime.Type.Date))
+    alg.addParameter(QgsProcessingParameterEnum(alg.ORBIT, "Sentinel-1 orbit direction", ORBIT_NAMES,
+                                                defaultValue=0))
+    alg.addParameter(QgsProcessingParameterNumber(alg.MAX_GB, "Refuse to read more than (GB)", num.Double, 2.0,
+                                                  minValue=0.0001))
+    alg.addParameter(QgsProcessingParameterBoolean(alg.DRY_RUN, "Only list what would be read (dry run)",
+                                                   defaultValue=False))
+    alg.addParameter(advanced(QgsProcessingParameterString(
+        alg.STAC_URL, "Another STAC API with the same kind of items (empty: each source's own)", optional=True)))
+    alg.addParameter(advanced(QgsProcessingParameterNumber(alg.RES, "Pixel size (metres)", num.Double, 10.0,
+                                                           minValue=0.1)))
+    alg.addParameter(advanced(QgsProcessingParameterNumber(alg.RETRIES, "Retries of a busy host", num.Integer, 5,
+                                                           minValue=0)))
+    alg.addParameter(advanced(QgsProcessingParameterNumber(alg.TIMEOUT, "Seconds a read may wait for the host",
+                                                           num.Integer, 60, minValue=1)))
+
+
+def _date(alg: StarsAlgorithm, parameters, key: str, context) -> str:
+    value = parameters.get(key)
+    if isinstance(value, str):  # as typed in a model or qgis_process: checked by the core
+        return value.strip()
+    day = alg.parameterAsDateTime(parameters, key, context).date()
+    return day.toString("yyyy-MM-dd") if day.isValid() else ""
+
+
+def qgis_proxy() -> tuple[str | None, str]:
+    """The proxy of QGIS's network settings (Settings > Options > Network) as a URL, and the hosts
+    excluded from it; (None, "") when QGIS uses none (the system's then reaches us through the
+    environment)."""
+    from urllib.parse import quote, urlparse
+
+    from qgis.core import QgsNetworkAccessManager
+    from qgis.PyQt.QtNetwork import QNetworkProxy
+
+    manager = QgsNetworkAccessManager.instance()
+    proxy = manager.fallbackProxy()
+    schemes = {QNetworkProxy.ProxyType.HttpProxy: "http", QNetworkProxy.ProxyType.HttpCachingProxy: "http",
+               QNetworkProxy.ProxyType.Socks5Proxy: "socks5h"}
+    scheme = schemes.get(proxy.type())
+    if scheme is None or not proxy.hostName():
+        return None, ""
+    user = f"{quote(proxy.user())}:{quote(proxy.password())}@" if proxy.user() else ""
+    hosts = [urlparse(u).hostname or u for u in list(manager.excludeList()) + list(manager.noProxyList()) if u]
+    return f"{scheme}://{user}{proxy.hostName()}:{proxy.port()}", ",".join(hosts)
+
+
+def fetch_config(alg: StarsAlgorithm, parameters, context, feedback, **extra):
+    """The core's FetchConfig from the dialog: the extent in its own CRS, QGIS's proxy."""
+    from stars_core.fetch.run import FetchConfig
+
+    box = alg.parameterAsExtent(parameters, alg.AOI, context)
+    crs = alg.parameterAsExtentCrs(parameters, alg.AOI, context)
+    if box.isNull() or box.isEmpty():
+        raise QgsProcessingException("the 'Area of interest' is empty: draw an area or take a layer's extent")
+    proxy, no_proxy = qgis_proxy()
+    if proxy:
+        feedback.pushInfo(f"network: through the proxy {proxy.split('@')[-1].split('://')[-1]} of QGIS's settings "
+                          f"(Settings > Options > Network)")
+    stac_url = (alg.parameterAsString(parameters, alg.STAC_URL, context) or "").strip() or None
+    return FetchConfig(
+        aoi=f"{box.xMinimum()!r},{box.yMinimum()!r},{box.xMaximum()!r},{box.yMaximum()!r}",
+        aoi_crs=(crs.authid() or crs.toWkt()) if crs.isValid() else None,
+        start=_date(alg, parameters, alg.START, context), end=_date(alg, parameters, alg.END, context),
+        orbit=ORBITS[alg.parameterAsEnum(parameters, alg.ORBIT, context)],
+        max_gb=alg.parameterAsDouble(parameters, alg.MAX_GB, context),
+        res=alg.parameterAsDouble(parameters, alg.RES, context), stac_url=stac_url,
+        retries=alg.parameterAsInt(parameters, alg.RETRIES, context),
+        timeout=alg.parameterAsInt(parameters, alg.TIMEOUT, context), proxy=proxy, no_proxy=no_proxy, **extra)
+

@@ -7,7 +7,7 @@ from qgis.core import (QgsApplication, QgsProcessingException, QgsProcessingOutp
 from .base import StarsAlgorithm, advanced
 
 SETS = ["full", "onnx"]
-SET_NAMES = ["PyTorch and ONNX Runtime: train and segment (.stars and .onnx models)",
+SET_NAMES = ["PyTorch and ONNX Runtime: train and segment (.stars and .onnx models), and get data (STAC)",
              "ONNX Runtime only: segment exported .onnx models"]
 BUILDS = ["auto", "cpu", "cuda"]
 BUILD_NAMES = ["automatic (CUDA build where an NVIDIA driver is present, else CPU)", "CPU build", "CUDA build"]

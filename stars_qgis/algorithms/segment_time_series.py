@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from qgis.core import (QgsProcessing, QgsProcessingContext, QgsProcessingOutputFile, QgsProcessingOutputNumber,
+                       QgsProcessingOutputRasterLayer,
                        QgsProcessingParameterBoolean, QgsProcessingParameterFile,
                        QgsProcessingParameterFolderDestination, QgsProcessingParameterMultipleLayers,
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterLayer)
@@ -22,6 +23,8 @@ class SegmentTimeSeries(SegmentingAlgorithm):
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
     RECORD = "RECORD"
     DONE = "DONE"
+    FIRST_MAP = "FIRST_MAP"
+    LAST_MAP = "LAST_MAP"
 
     def name(self) -> str:
         return "segmenttimeseries"
@@ -60,6 +63,8 @@ class SegmentTimeSeries(SegmentingAlgorithm):
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"))
         self.addOutput(QgsProcessingOutputFile(self.RECORD, "Series record (series.csv)"))
         self.addOutput(QgsProcessingOutputNumber(self.DONE, "Dates mapped"))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.FIRST_MAP, "Map of the first date"))  # for a model's
+        self.addOutput(QgsProcessingOutputRasterLayer(self.LAST_MAP, "Map of the last date"))  # Land-cover change
 
     def execute(self, parameters, context, feedback) -> dict:
         from stars_core.change.series import check_filter, filter_folder, read_dates, segment_series, series_dates
@@ -99,5 +104,7 @@ class SegmentTimeSeries(SegmentingAlgorithm):
                 f"land cover {date}", context.project(), self.OUTPUT_FOLDER))
             context.layerToLoadOnCompletionDetails(str(path)).setPostProcessor(
                 SeriesLayer(runner.classes, date, "land cover series", dates=list(maps)))
+        days = sorted(maps)
         return {self.OUTPUT_FOLDER: folder, self.RECORD: str(result.record),
-                self.DONE: len(result.done) + len(result.skipped)}
+                self.DONE: len(result.done) + len(result.skipped),
+                self.FIRST_MAP: str(maps[days[0]]) if days else None, self.LAST_MAP: str(maps[days[-1]]) if days else None}

@@ -541,3 +541,55 @@ def test_earth_search_scaling_from_its_items_gives_the_same_optical_composite(se
     with rasterio.open(tmp_path / "pair" / "optical.tif") as opt:
         grid = type("G", (), {"transform": opt.transform, "width": opt.width, "height": opt.height})
         np.testing.assert_array_equal(opt.read(), _window(servers, servers.catalogue["scene"]["optical"], grid))
+
+
+# --- the one core call the QGIS algorithms make ---------------------------------------------------------
+
+def test_a_cancelled_fetch_leaves_nothing_and_progress_reaches_the_total(servers, tmp_path):
+    from stars_core.errors import Cancelled
+    from stars_core.fetch.pair import OUTPUTS
+    from stars_core.fetch.run import FetchConfig, fetch
+
+    cfg = FetchConfig(aoi=_inner_bbox(servers), start="2024-04-01", end="2024-04-30", stac_url=servers.stac.url)
+    with pytest.raises(Cancelled):
+        fetch("pair", cfg, tmp_path / "stopped", log=lambda _: None, cancel=lambda: True)
+    assert not (tmp_path / "stopped").exists() or not any((tmp_path / "stopped").iterdir())
+    seen = []
+    done = fetch("pair", cfg, tmp_path / "pair", log=lambda _: None, progress=lambda k, n: seen.append((k, n)))
+    assert seen[-1][0] == seen[-1][1] == len(seen) and done["facts"]["labels_covered_fraction"] == 1.0
+    assert all((tmp_path / "pair" / name).is_file() for name in OUTPUTS)
+
+
+def test_the_proxy_environment_is_set_for_the_fetch_and_restored_after(monkeypatch):
+    import os
+
+    from stars_core.fetch.run import proxy_env
+
+    monkeypatch.setenv("https_proxy", "http://before:1")
+    monkeypatch.delenv("http_proxy", raising=False)
+    with proxy_env("http://127.0.0.1:3128", "example.org"):
+        assert os.environ["http_proxy"] == os.environ["HTTPS_PROXY"] == "http://127.0.0.1:3128"
+        assert os.environ["no_proxy"] == "example.org"
+    assert os.environ["https_proxy"] == "http://before:1" and "http_proxy" not in os.environ
+
+
+def test_ctrl_c_stops_the_command_between_blocks_and_leaves_nothing(servers, tmp_path, monkeypatch, capsys):
+    from stars_core.fetch.pair import OUTPUTS
+
+    monkeypatch.setattr("stars_core.cli.stop.STOP", lambda: True)  # as after a first Ctrl-C
+    assert _fetch(servers, tmp_path) != 0
+    assert "fetch stopped; nothing half-written" in capsys.readouterr().err
+    assert not any((tmp_path / "pair" / name).exists() for name in OUTPUTS)
+
+
+def test_the_fetched_labels_carry_their_classes_as_a_class_map_does(servers, tmp_path):
+    import rasterio
+
+    from stars_core.classmap import stored_classes
+
+    assert _fetch(servers, tmp_path) == 0
+    with rasterio.open(tmp_path / "pair" / "labels.tif") as ds:
+        assert ds.colormap(1)[10] == (0, 100, 0, 255)  # WorldCover's tree cover green, from the collection
+        classes = stored_classes(ds)
+        assert classes is not None and dict(zip(classes.values, classes.names))[10] == "Tree cover"
+    assert not list((tmp_path / "pair").glob(".*"))  # the sidecars were renamed with their raster

@@ -284,3 +284,12 @@ def test_make_setup_asks_the_installers_rule_for_pytorch(tmp_path, build, expect
         expected = expected[:1]
     assert out == [*expected, "torch==9.9"]
     assert "installer.py torch-args" in (Path(__file__).parents[2] / "scripts" / "setup.sh").read_text()
+
+
+def test_the_full_set_adds_the_fetch_packages_qgis_lacks_by_their_import_names(monkeypatch):
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    lacking = installer.plan("/p", importable=lambda name: name not in ("pystac_client", "planetary_computer"),
+                             index_probe=lambda: False)
+    assert lacking.packages == ("pystac-client==0.9.1", "planetary-computer==1.0.0") and lacking.build == "none"
+    with pytest.raises(InstallError, match="already importable"):  # found under their import names: nothing to do
+        installer.plan("/p", importable=lambda name: "-" not in name, index_probe=lambda: False)

@@ -35,7 +35,8 @@ def test_provider_lists_the_algorithms_with_icons(stars_provider):
     ids = sorted(a.id() for a in QgsApplication.processingRegistry().providerById("stars").algorithms())
     assert ids == ["stars:cleanlandcovermap", "stars:createaccuracysample", "stars:demoscene", "stars:distillmodel",
                    "stars:estimateaccuracyarea",
-                   "stars:evaluatesegmentation", "stars:exportonnx", "stars:installdependencies",
+                   "stars:evaluatesegmentation", "stars:exportonnx", "stars:getsentinelpair",
+                   "stars:getsentinelseries", "stars:installdependencies",
                    "stars:landcoverchange", "stars:landcoverpolygons", "stars:segmentmapsheets",
                    "stars:segmentmissingmodality", "stars:segmenttimeseries", "stars:trainstars"]
     assert not stars_provider.icon().isNull()

@@ -24,8 +24,9 @@ class Servers:
         self.stac.stop()
 
 
-def start_servers(folder: Path) -> Servers:
-    """Both servers, loaded with the catalogue; stopped again if any step fails."""
+def start_servers(folder: Path, **catalogue) -> Servers:
+    """Both servers, loaded with the catalogue (`catalogue`: build_catalogue's size and dates);
+    stopped again if any step fails."""
     from .catalogue import build_catalogue, earth_search_items, recorded
 
     (folder / "assets").mkdir(parents=True, exist_ok=True)
@@ -37,7 +38,7 @@ def start_servers(folder: Path) -> Servers:
         raise
     servers = Servers(stac, assets, {})
     try:
-        servers.catalogue = build_catalogue(folder, assets.url)
+        servers.catalogue = build_catalogue(folder, assets.url, **catalogue)
         stac.load(servers.catalogue["collections"], servers.catalogue["items"] + servers.catalogue["real_items"])
         servers.earth_search = stac.another_api("earthsearch")
         servers.catalogue["earth_search_items"] = earth_search_items(servers.catalogue["items"])

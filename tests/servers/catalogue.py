@@ -124,7 +124,7 @@ def _s2_items(scene: dict, asset_url: str, folder: Path) -> list[dict]:
         for band, name in enumerate(("B02", "B03", "B04", "B08")):
             _cog(folder / item_id / f"{name}.tif", bands[band:band + 1], {**profile, "nodata": 0})
             item["assets"][name].update(href=f"{asset_url}/{item_id}/{name}.tif", **_proj(profile, bounds))
-        coarse = {**profile, "width": SIZE // 2, "height": SIZE // 2, "nodata": 0,
+        coarse = {**profile, "width": profile["width"] // 2, "height": profile["height"] // 2, "nodata": 0,
                   "transform": profile["transform"] * rasterio.Affine.scale(2)}
         _cog(folder / item_id / "SCL.tif", scl_full[None, ::2, ::2], coarse)
         item["assets"]["SCL"].update(href=f"{asset_url}/{item_id}/SCL.tif", **_proj(coarse, bounds))
@@ -215,13 +215,14 @@ def earth_search_items(pc_items: list[dict]) -> list[dict]:
     return items
 
 
-def build_catalogue(folder: Path, asset_url: str) -> dict:
-    """Write the COGs into `folder` and return the collections and items to load (see the docstring)."""
+def build_catalogue(folder: Path, asset_url: str, size: int = SIZE, dates: int = 3) -> dict:
+    """Write the COGs into `folder` and return the collections and items to load (see the docstring);
+    `size` and `dates`: a larger scene and a longer series (`make demo-fetch`)."""
     from stars_core.change.demo_series import make_demo_series
     from stars_core.demo_scene import make_demo_scene
 
-    scene = make_demo_scene(folder / "scene", size=SIZE, seed=SEED, sheets=(1, 1), pixel_size=PIXEL)
-    series = make_demo_series(folder / "scene", dates=3, size=SIZE, seed=SEED, pixel_size=PIXEL)["folder"]
+    scene = make_demo_scene(folder / "scene", size=size, seed=SEED, sheets=(1, 1), pixel_size=PIXEL)
+    series = make_demo_series(folder / "scene", dates=dates, size=size, seed=SEED, pixel_size=PIXEL)["folder"]
     base = {"type": "Feature", "stac_version": "1.0.0",
             "stac_extensions": ["https://stac-extensions.github.io/projection/v1.1.0/schema.json"]}
     assets = folder / "assets"

@@ -1,0 +1,158 @@
+"""One call from an area and dates to files: what `stars fetch pair|series` and the QGIS algorithms
+"Get Sentinel-1 and Sentinel-2 for an area" and "Get a Sentinel-1 series for an area" run.
+
+    result = fetch("pair", FetchConfig(aoi="10.30,46.90,10.36,46.94", start="2024-04-01", end="2024-04-30"),
+                   out, dry_run=False, log=print, progress=lambda done, total: ..., cancel=stopped)
+
+It searches (no pixel read), says the plan line by line through `log`, refuses more than `max_gb`,
+then (unless `dry_run`) reads block by block, `progress(done, total)` after each block and `cancel`
+polled there: nothing half-written. `proxy` sends every request, the search's (pystac-client, requests) and the
+reads' (GDAL's curl), through an HTTP proxy, as QGIS's network settings name it.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ..errors import Cancelled, InputError
+from .plan import Plan, Request, plan_pair
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    """What a fetch asks for; the names are `stars fetch`'s options (--aoi-crs is aoi_crs)."""
+    aoi: str
+    start: str
+    end: str
+    aoi_crs: str | None = None
+    crs: str | None = None
+    res: float = 10.0
+    grid: str | None = None
+    orbit: str = "both"
+    max_gb: float = 2.0
+    max_cloud: float = 60.0
+    min_clear: int = 1
+    retries: int = 5
+    timeout: int = 60
+    stac_url: str | None = None
+    sar_source: str = "pc-sentinel-1-rtc"
+    optical_source: str = "pc-sentinel-2-l2a"
+    labels_source: str = "pc-esa-worldcover"
+    proxy: str | None = None  # "http://[user:password@]host:port"; None: the environment's, if any
+    no_proxy: str = ""  # hosts that bypass the proxy, comma-separated
+
+
+def request_for(kind: str, cfg) -> Request:
+    """The search request of a pair or a series; `cfg` a FetchConfig or the command line's arguments."""
+    from .aoi import output_grid, parse_aoi
+    from .search import parse_date
+    from .sources import source
+
+    start, end = parse_date(cfg.start, "--start"), parse_date(cfg.end, "--end")
+    if end < start:
+        raise InputError(f"--end {cfg.end} is before --start {cfg.start}: swap them")
+    if not cfg.max_gb > 0:
+        raise InputError(f"--max-gb must be positive, got {cfg.max_gb:g}")
+    min_clear = getattr(cfg, "min_clear", 1)
+    if min_clear < 1 or cfg.retries < 0 or cfg.timeout < 1:
+        raise InputError(f"--min-clear must be at least 1, --retries at least 0 and --timeout at least 1 s, got "
+                         f"{min_clear}, {cfg.retries} and {cfg.timeout}")
+    area = parse_aoi(cfg.aoi, cfg.aoi_crs)
+    grid = output_grid(area, crs=cfg.crs, res=cfg.res, like=cfg.grid)
+    roles = ("sar", "optical", "labels") if kind == "pair" else ("sar",)
+    sources = {role: source(getattr(cfg, f"{role}_source"), cfg.stac_url) for role in roles}
+    return Request(area, grid, start.isoformat(), end.isoformat(), sources, cfg.orbit, getattr(cfg, "max_cloud", 60.0))
+
+
+@contextmanager
+def proxy_env(proxy: str | None, no_proxy: str = "") -> Iterator[None]:
+    """Every HTTP request inside the block through `proxy`: the environment that requests and curl
+    read, and GDAL's GDAL_HTTP_PROXY (set for the block, restored after). None changes nothing."""
+    if not proxy:
+        yield
+        return
+    import rasterio
+
+    saved = {k: os.environ.get(k) for k in (*PROXY_VARIABLES, "no_proxy", "NO_PROXY")}
+    os.environ.update({k: proxy for k in PROXY_VARIABLES})
+    os.environ["no_proxy"] = os.environ["NO_PROXY"] = no_proxy
+    try:
+        with rasterio.Env(GDAL_HTTP_PROXY=proxy):
+            yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _check_before_search(kind: str, cfg, request: Request, out: Path) -> None:
+    """Said before any search: a missing package, an output that would destroy an input."""
+    from ..files import check_outputs
+    from .pair import OUTPUTS
+    from .read import signer
+
+    for entry in request.sources.values():
+        signer(entry.signing)
+    names = OUTPUTS if kind == "pair" else ("dates.csv", "provenance.json")
+    check_outputs({"--aoi": cfg.aoi if Path(cfg.aoi).exists() else None, "--grid": cfg.grid},
+                  {name: out / name for name in names})
+
+
+def fetch(kind: str, cfg: FetchConfig, out: str | os.PathLike, dry_run: bool = False,
+          log: Callable[[str], None] = print, progress: Callable[[int, int], None] = lambda done, total: None,
+          cancel: Callable[[], bool] = lambda: False) -> dict:
+    """Plan, say, check the size and (unless `dry_run`) write the pair or the series into `out`.
+    Returns {"plan", "summary": lines said, "facts": the pair's facts or the series' record}."""
+    if kind not in ("pair", "series"):
+        raise InputError(f"unknown fetch {kind!r}: pair or series")
+    out = Path(out)
+    with proxy_env(cfg.proxy, cfg.no_proxy):
+        request = request_for(kind, cfg)
+        if not dry_run:
+            _check_before_search(kind, cfg, request, out)
+        if request.area.note:
+            log(f"stars fetch: {request.area.note}")
+        plan = plan_pair(request)
+        lines = plan.summary()
+        for line in lines:
+            log(line)
+        plan.check_size(cfg.max_gb)
+        if dry_run:
+            return {"plan": plan, "summary": lines, "facts": {}}
+        return {"plan": plan, "summary": lines, "facts": _write(kind, cfg, plan, out, progress, cancel)}
+
+
+def blocks_to_read(kind: str, plan: Plan) -> int:
+    """The blocks a write reads: blocks per output raster times rasters."""
+    from .read import blocks
+    from .series import acquisition_days
+
+    per = len(list(blocks(plan.request.grid)))
+    return 3 * per if kind == "pair" else len(acquisition_days(plan.roles[0].items)[0]) * per
+
+
+def _write(kind: str, cfg, plan: Plan, out: Path, progress, cancel) -> dict:
+    from .pair import write_pair
+    from .read import http_env
+    from .series import write_series
+
+    total, done = blocks_to_read(kind, plan), [0]
+
+    def step() -> None:
+        done[0] += 1
+        progress(done[0], total)
+        if cancel():
+            raise Cancelled("fetch stopped; nothing half-written (a series keeps its finished dates; a rerun reads "
+                            "only what is missing)")
+
+    with http_env(retries=cfg.retries, timeout_s=cfg.timeout):
+        if kind == "pair":
+            return write_pair(plan, out, min_clear=cfg.min_clear, tick=step)
+        return write_series(plan.roles[0], plan.request.grid, out, step)

@@ -1,0 +1,83 @@
+"""stars:getsentinelseries — one Sentinel-1 raster per acquisition day for an area, from a STAC
+catalogue, on one grid, loaded as a temporal group, ready for *Segment a SAR time series*."""
+from __future__ import annotations
+
+from qgis.core import (QgsProcessingContext, QgsProcessingOutputFile, QgsProcessingOutputNumber,
+                       QgsProcessingParameterFolderDestination)
+
+from .base import StarsAlgorithm, fetch_config, fetch_parameters
+
+
+class GetSentinelSeries(StarsAlgorithm):
+    AOI = "AOI"
+    START = "START"
+    END = "END"
+    ORBIT = "ORBIT"
+    MAX_GB = "MAX_GB"
+    DRY_RUN = "DRY_RUN"
+    STAC_URL = "STAC_URL"
+    RES = "RES"
+    RETRIES = "RETRIES"
+    TIMEOUT = "TIMEOUT"
+    OUTPUT_FOLDER = "OUTPUT_FOLDER"
+    DATES = "DATES"
+    COUNT = "COUNT"
+
+    def name(self) -> str:
+        return "getsentinelseries"
+
+    def displayName(self) -> str:  # noqa: N802
+        return "Get a Sentinel-1 series for an area"
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return ("Searches a STAC catalogue (Microsoft Planetary Computer's sentinel-1-rtc by default) for the area "
+                "and dates, says what it would read in the log, refuses more than the size limit, then writes one "
+                "Sentinel-1 raster in dB per acquisition day (same-day slices mosaicked) on one grid, and dates.csv, "
+                "which Segment a SAR time series takes as its dates table. The rasters enter the project as one "
+                "group, each with its date, for the Temporal Controller. Mixing ascending and descending orbits "
+                "makes spurious change: choose one direction for change mapping. A rerun reads only the missing "
+                "dates; QGIS's proxy settings are used.")
+
+    def required(self, parameters, context) -> tuple[str, ...]:
+        """No PyTorch; a missing pystac-client is said by the core, with the command that installs it."""
+        return ("numpy", "rasterio")
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        fetch_parameters(self)
+        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"))
+        self.addOutput(QgsProcessingOutputFile(self.DATES, "Dates table (dates.csv)"))
+        self.addOutput(QgsProcessingOutputNumber(self.COUNT, "Dates"))
+
+    def execute(self, parameters, context, feedback) -> dict:
+        from pathlib import Path
+
+        from stars_core.fetch.run import fetch
+
+        cfg = fetch_config(self, parameters, context, feedback)
+        out = Path(self.parameterAsString(parameters, self.OUTPUT_FOLDER, context))
+        dry = self.parameterAsBool(parameters, self.DRY_RUN, context)
+        done = fetch("series", cfg, out, dry_run=dry, log=feedback.pushInfo, progress=self.progress(feedback),
+                     cancel=feedback.isCanceled)
+        if dry:
+            feedback.pushInfo("dry run: nothing read or written")
+            return {self.OUTPUT_FOLDER: str(out), self.COUNT: 0}
+        record = done["facts"]
+        for note in record["notes"]:
+            feedback.pushWarning(note)
+        dates = sorted(record["coverage"])
+        for date in dates:
+            feedback.pushInfo(f"{date}: covers {record['coverage'][date]:.0%} of the grid"
+                              + (" (kept from an earlier run)" if date in record["kept"] else ""))
+        self._load(context, out, dates)
+        return {self.OUTPUT_FOLDER: str(out), self.DATES: str(out / "dates.csv"), self.COUNT: len(dates)}
+
+    def _load(self, context, out, dates) -> None:
+        """Each date into one layer group with its date as its temporal range (Temporal Controller)."""
+        from ..style import SeriesLayer
+
+        for date in dates:
+            path = str(out / f"S1_{date}.tif")
+            context.addLayerToLoadOnCompletion(path, QgsProcessingContext.LayerDetails(
+                f"Sentinel-1 {date}", context.project(), self.OUTPUT_FOLDER))
+            context.layerToLoadOnCompletionDetails(path).setPostProcessor(
+                SeriesLayer(None, date, "Sentinel-1 series", dates=dates))
