@@ -248,6 +248,26 @@ def write_outputs(out, scene, model, landcover, confidence, sheet_dir, diagnosti
     return project, quick
 
 
+def where_reference_exists(sheet_map: Path, labels: Path, out: Path) -> Path:
+    """The sheet's map where the demo's reference exists (the scene's border has none): the area the
+    sample assesses and the true areas are counted over. A real project's interpreter labels every
+    point from imagery; here a class mapped only on the border would have no point to label."""
+    import rasterio
+    from rasterio.windows import from_bounds
+
+    from stars_core.classmap import stored_classes, style_class_map
+
+    with rasterio.open(sheet_map) as m, rasterio.open(labels) as lab:
+        window = from_bounds(*m.bounds, transform=lab.transform).round_offsets().round_lengths()
+        data = m.read(1)
+        data[lab.read(1, window=window) == 0] = m.nodata
+        classes, profile = stored_classes(m), m.profile
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(data, 1)
+    style_class_map(out, classes)
+    return out
+
+
 def estimate_areas(runner: Runner, out: Path, scene: Path, sheet_map: Path, sheet: str) -> dict:
     """Sample the held-out sheet's SAR-only map, label the points from the demo's reference raster
     (the interpreter's part: in a real project someone labels them from imagery or in the field),
@@ -259,6 +279,7 @@ def estimate_areas(runner: Runner, out: Path, scene: Path, sheet_map: Path, shee
     folder = out / "accuracy"
     folder.mkdir(exist_ok=True)
     sample, report = folder / "sample.gpkg", folder / "report.json"
+    sheet_map = where_reference_exists(sheet_map, scene / "labels.tif", folder / f"{sheet}_assessed.tif")
     runner.run(f"Create accuracy sample on the map of sheet {sheet}", "stars:createaccuracysample", {
         "INPUT": sheet_map, "TARGET_SE": 0.02, "MIN_PER_CLASS": 30, "OUTPUT": sample}, "sample")
     runner.done += 1
