@@ -277,6 +277,28 @@ ORBITS = ["both", "ascending", "descending"]
 ORBIT_NAMES = ["both directions", "ascending only", "descending only (one viewing geometry: no spurious change)"]
 
 
+class FetchingAlgorithm(StarsAlgorithm):
+    """What the two fetch algorithms (Get Sentinel-1 and Sentinel-2 for an area, Get a Sentinel-1
+    series for an area) share, declared once: the area, dates, catalogue, orbit, size limit and
+    network keys (`fetch_parameters`), the output folder, and what a run needs (no PyTorch; a missing
+    pystac-client is said by the core, with the command that installs it)."""
+
+    AOI = "AOI"
+    START = "START"
+    END = "END"
+    ORBIT = "ORBIT"
+    MAX_GB = "MAX_GB"
+    DRY_RUN = "DRY_RUN"
+    STAC_URL = "STAC_URL"
+    RES = "RES"
+    RETRIES = "RETRIES"
+    TIMEOUT = "TIMEOUT"
+    OUTPUT_FOLDER = "OUTPUT_FOLDER"
+
+    def required(self, parameters, context) -> tuple[str, ...]:
+        return ("numpy", "rasterio")
+
+
 def fetch_parameters(alg: StarsAlgorithm) -> None:
     """The area, the dates, the catalogue, the orbit and the size limit: both fetch algorithms."""
     from qgis.core import QgsProcessingParameterBoolean, QgsProcessingParameterDateTime, QgsProcessingParameterExtent

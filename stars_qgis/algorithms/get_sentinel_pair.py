@@ -6,7 +6,7 @@ from qgis.core import (QgsProcessingContext, QgsProcessingOutputFile, QgsProcess
                        QgsProcessingParameterEnum, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterNumber)
 
-from .base import StarsAlgorithm, advanced, fetch_config, fetch_parameters
+from .base import FetchingAlgorithm, advanced, fetch_config, fetch_parameters
 
 RASTERS = (("SAR", "sar.tif", "Sentinel-1 VV, VH (dB, median)"),
            ("OPTICAL", "optical.tif", "Sentinel-2 B, G, R, NIR (clear-look median)"),
@@ -20,22 +20,11 @@ def _names(role: str) -> list[str]:
     return [n for n, s in SOURCES.items() if s.role == role]
 
 
-class GetSentinelPair(StarsAlgorithm):
-    AOI = "AOI"
-    START = "START"
-    END = "END"
-    ORBIT = "ORBIT"
-    MAX_GB = "MAX_GB"
-    DRY_RUN = "DRY_RUN"
-    STAC_URL = "STAC_URL"
-    RES = "RES"
-    RETRIES = "RETRIES"
-    TIMEOUT = "TIMEOUT"
+class GetSentinelPair(FetchingAlgorithm):
     OPTICAL_SOURCE = "OPTICAL_SOURCE"
     LABELS_SOURCE = "LABELS_SOURCE"
     MAX_CLOUD = "MAX_CLOUD"
     MIN_CLEAR = "MIN_CLEAR"
-    OUTPUT_FOLDER = "OUTPUT_FOLDER"
     CLASS_TABLE = "CLASS_TABLE"
     PROVENANCE = "PROVENANCE"
 
@@ -53,10 +42,6 @@ class GetSentinelPair(StarsAlgorithm):
                 "clear-look count, land-cover labels (ESA WorldCover by default) with their class table, and "
                 "provenance.json (the API, items, dates, licences). The outputs are what Train STARS takes. QGIS's "
                 "proxy settings are used. A dry run reads no pixel.")
-
-    def required(self, parameters, context) -> tuple[str, ...]:
-        """No PyTorch; a missing pystac-client is said by the core, with the command that installs it."""
-        return ("numpy", "rasterio")
 
     def initAlgorithm(self, config=None):  # noqa: N802
         fetch_parameters(self)

@@ -5,21 +5,10 @@ from __future__ import annotations
 from qgis.core import (QgsProcessingContext, QgsProcessingOutputFile, QgsProcessingOutputNumber,
                        QgsProcessingParameterFolderDestination)
 
-from .base import StarsAlgorithm, fetch_config, fetch_parameters
+from .base import FetchingAlgorithm, fetch_config, fetch_parameters
 
 
-class GetSentinelSeries(StarsAlgorithm):
-    AOI = "AOI"
-    START = "START"
-    END = "END"
-    ORBIT = "ORBIT"
-    MAX_GB = "MAX_GB"
-    DRY_RUN = "DRY_RUN"
-    STAC_URL = "STAC_URL"
-    RES = "RES"
-    RETRIES = "RETRIES"
-    TIMEOUT = "TIMEOUT"
-    OUTPUT_FOLDER = "OUTPUT_FOLDER"
+class GetSentinelSeries(FetchingAlgorithm):
     DATES = "DATES"
     COUNT = "COUNT"
 
@@ -37,10 +26,6 @@ class GetSentinelSeries(StarsAlgorithm):
                 "group, each with its date, for the Temporal Controller. Mixing ascending and descending orbits "
                 "makes spurious change: choose one direction for change mapping. A rerun reads only the missing "
                 "dates; QGIS's proxy settings are used.")
-
-    def required(self, parameters, context) -> tuple[str, ...]:
-        """No PyTorch; a missing pystac-client is said by the core, with the command that installs it."""
-        return ("numpy", "rasterio")
 
     def initAlgorithm(self, config=None):  # noqa: N802
         fetch_parameters(self)

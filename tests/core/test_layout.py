@@ -180,17 +180,25 @@ def test_each_command_module_says_which_commands_it_holds():
     assert missing == []
 
 
-def test_the_segmenting_algorithms_take_their_shared_parameters_from_the_base():
-    """Model, engine, tiling and minimum-mapping-unit keys are declared once (base.SegmentingAlgorithm)."""
-    shared = {"MODEL", "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "DEVICE", "RUNTIME", "WEIGHTS", "MMU", "CONNECTIVITY"}
-    segmenting, again = [], []
+@pytest.mark.parametrize("base,expected", [
+    ("SegmentingAlgorithm", ["SegmentMapSheets", "SegmentMissingModality", "SegmentTimeSeries"]),
+    ("FetchingAlgorithm", ["GetSentinelPair", "GetSentinelSeries"]),
+])
+def test_algorithms_of_one_kind_take_their_shared_parameters_from_the_base(base, expected):
+    """Keys several algorithms share (model, engine, tiling, minimum mapping unit; area, dates,
+    catalogue, network) are declared once, on their base class in base.py."""
+    tree = ast.parse((ROOT / "stars_qgis" / "algorithms" / "base.py").read_text())
+    definition = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == base)
+    shared = {t.id for n in definition.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    assert shared
+    found, again = [], []
     for path in sorted((ROOT / "stars_qgis" / "algorithms").glob("*.py")):
         for node in ast.parse(path.read_text()).body:
-            if isinstance(node, ast.ClassDef) and any(getattr(b, "id", "") == "SegmentingAlgorithm" for b in node.bases):
-                segmenting.append(node.name)
+            if isinstance(node, ast.ClassDef) and any(getattr(b, "id", "") == base for b in node.bases):
+                found.append(node.name)
                 again += [f"{node.name}.{t.id}" for n in node.body if isinstance(n, ast.Assign)
                           for t in n.targets if isinstance(t, ast.Name) and t.id in shared]
                 again += [f"{node.name}.{n.name}" for n in node.body
                           if isinstance(n, ast.FunctionDef) and n.name == "required"]
-    assert sorted(segmenting) == ["SegmentMapSheets", "SegmentMissingModality", "SegmentTimeSeries"]
+    assert sorted(found) == expected
     assert again == []
