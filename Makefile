@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export QT_QPA_PLATFORM ?= offscreen
 export XDG_RUNTIME_DIR ?= /tmp/runtime-$(shell id -u)
 
-.PHONY: setup docs test demo demo-change demo-fetch bench package install-plugin check-install lint-qt6 test-core check-debian13 clean
+.PHONY: setup docs test test-servers demo demo-change demo-fetch bench package install-plugin check-install lint-qt6 test-core check-debian13 clean
 
 setup:
 	@bash scripts/setup.sh
@@ -15,7 +15,11 @@ setup:
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
-test: setup docs
+# the fetch tests' servers (PostgreSQL + PostGIS from Debian, build/stac-venv): `make test` only
+test-servers:
+	@bash scripts/test_servers.sh
+
+test: setup docs test-servers
 	@mkdir -p $(XDG_RUNTIME_DIR) && chmod 700 $(XDG_RUNTIME_DIR)
 	$(PY) -m pytest -q tests
 
@@ -28,8 +32,8 @@ demo-change: setup
 	$(PY) scripts/demo_change.py
 
 # From an area to estimated change areas through `stars fetch`, offline: the tests' local STAC API and
-# asset server (tests/servers/, installed by `make setup`) serve a generated scene and its dated series
-demo-fetch: setup
+# asset server (tests/servers/, installed by `make test-servers`) serve a generated scene and its dated series
+demo-fetch: setup test-servers
 	$(PY) scripts/demo_fetch.py
 
 bench: setup

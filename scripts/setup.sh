@@ -49,40 +49,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$(cat "$stamp")" !
     echo "$TORCH_SPEC" > "$stamp"
 fi
 
-# The fetch tests' servers (tests/servers/): PostgreSQL + PostGIS from Debian (15 on Debian 12, the release's
-# own on later ones) and a venv of their own, build/stac-venv, with stac-fastapi-pgstac, pypgstac and
-# rangehttpserver pinned in tests/servers/requirements.txt (test infrastructure, kept out of the project's venv).
-# STARS_NO_SERVERS=1 skips this part (the fetch tests then skip, except under CI=true where they fail).
-if [ "${STARS_NO_SERVERS:-0}" != "1" ]; then
-    pg=""
-    for v in 15 16 17 18; do
-        dpkg-query -W -f='${Status}' "postgresql-$v-postgis-3" 2>/dev/null | grep -q "install ok installed" && pg=$v && break
-    done
-    if [ -z "$pg" ]; then
-        SUDO=""
-        [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-        for attempt in cached updated; do  # a fresh machine's apt lists may be empty until an update
-            for v in 15 16 17 18; do
-                apt-cache show "postgresql-$v-postgis-3" >/dev/null 2>&1 && pg=$v && break
-            done
-            [ -n "$pg" ] || [ "$attempt" = updated ] || $SUDO apt-get update -qq
-            [ -z "$pg" ] || break
-        done
-        if [ -n "$pg" ]; then
-            echo "setup: installing postgresql-$pg and postgresql-$pg-postgis-3 (the fetch tests' STAC server)"
-            DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "postgresql-$pg" "postgresql-$pg-postgis-3"
-        else
-            echo "setup: warning: no postgresql-*-postgis-3 package found: the fetch tests will skip" >&2
-        fi
-    fi
-    SERVERS=build/stac-venv
-    if [ ! -f "$SERVERS/.stars-setup" ] || [ tests/servers/requirements.txt -nt "$SERVERS/.stars-setup" ]; then
-        echo "setup: making $SERVERS (the fetch tests' STAC and asset servers)"
-        /usr/bin/python3 -m venv "$SERVERS"
-        "$SERVERS/bin/pip" install -q --disable-pip-version-check -r tests/servers/requirements.txt
-        touch "$SERVERS/.stars-setup"
-    fi
-fi
 system_numpy=$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)')
 "$PY" - "$system_numpy" <<'PY'
 import subprocess, sys

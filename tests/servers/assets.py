@@ -66,7 +66,7 @@ def start_assets(folder: Path) -> AssetServer:
     """rangehttpserver over `folder` and the fault proxy in front of it, both on free ports."""
     python = VENV / "bin" / "python"
     if not python.exists() or not list((VENV / "lib").glob("python3*/site-packages/RangeHTTPServer")):
-        raise ServerUnavailable(f"no rangehttpserver in {VENV}: `make setup` makes the test servers' venv")
+        raise ServerUnavailable(f"no rangehttpserver in {VENV}: `make test-servers` (part of `make test`) makes the test servers' venv")
     port, proxy_port = free_port(), free_port()
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     upstream = subprocess.Popen([str(python), "-m", "RangeHTTPServer", str(port), "--bind", "127.0.0.1"], cwd=folder,

@@ -1,7 +1,7 @@
 """A real STAC API on 127.0.0.1: Debian's PostgreSQL (15 on Debian 12) + PostGIS 3 in a throw-away cluster, pgstac's
 schema (`pypgstac migrate`) and stac-fastapi-pgstac under uvicorn, the software Planetary Computer
 runs. Both come from the test servers' venv build/stac-venv (tests/servers/requirements.txt, made by
-`make setup`), never from the project's venv. Nothing listens beyond 127.0.0.1.
+`make test-servers`, part of `make test`), never from the project's venv. Nothing listens beyond 127.0.0.1.
 
     server = start_stac(folder)          # cluster in folder/pg, API on a free port
     server.load(collections, items)      # pystac-like dicts, through `pypgstac load`
@@ -52,12 +52,12 @@ def free_port() -> int:
 def missing() -> str | None:
     """Why the STAC server cannot start here, or None."""
     if not (PG_BIN / "initdb").exists():
-        return f"no PostgreSQL in {PG_BIN}: `make setup` installs postgresql-{PG_VERSION}"
+        return f"no PostgreSQL in {PG_BIN}: `make test-servers` (part of `make test`) installs postgresql-{PG_VERSION}"
     if not POSTGIS.exists():
-        return f"no PostGIS for PostgreSQL {PG_VERSION}: `make setup` installs postgresql-{PG_VERSION}-postgis-3"
+        return f"no PostGIS for PostgreSQL {PG_VERSION}: `make test-servers` (part of `make test`) installs postgresql-{PG_VERSION}-postgis-3"
     for tool in ("uvicorn", "pypgstac"):
         if not (VENV / "bin" / tool).exists():
-            return f"no {tool} in {VENV}: `make setup` makes the test servers' venv (tests/servers/requirements.txt)"
+            return f"no {tool} in {VENV}: `make test-servers` (part of `make test`) makes the test servers' venv (tests/servers/requirements.txt)"
     return None
 
 
