@@ -224,7 +224,7 @@ def test_a_server_that_cannot_start_fails_under_ci_and_skips_elsewhere(tmp_path,
                            f"{Path(__file__)}::test_more_than_max_gb_is_refused_before_any_pixel_is_read"],
                           cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert outcome in done.stdout
-    assert "`make setup` makes the test servers' venv" in done.stdout
+    assert "`make test-servers` (part of `make test`) makes the test servers' venv" in done.stdout
 
 
 # --- reading the pair through the asset server -----------------------------------------------------------
