@@ -362,12 +362,13 @@ def test_series_refusals_come_before_the_first_pixel(series, trained_model, tmp_
     cut.write_bytes((folder / "S1_2024-04-25.tif").read_bytes()[:150_000])
     cases = ((["--temporal-filter", one], "the temporal filter needs 2 or more dates"),
              (["--temporal-filter", "--switch", "0", one, two], "between 0 and 1"),
-             ([one, str(cut)], "cut short or damaged"))
+             ([one, str(cut)], ("cut short or damaged", "is not a raster GDAL can read")))  # GDAL 3.6 / 3.10
     for argv, message in cases:
         capsys.readouterr()
         assert cli_main(["segment-series", str(trained_model), str(out), *argv, *SEG]) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and message in err[0], err
+        said = (message,) if isinstance(message, str) else message
+        assert len(err) == 1 and any(m in err[0] for m in said), err
         assert not out.exists()
     out.mkdir()  # the output folder holds date 2's raster under the name of date 2's map
     inside = shutil.copy(two, out / "2024-04-13.tif")
