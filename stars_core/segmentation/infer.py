@@ -538,8 +538,9 @@ def _profiles(base: dict, classes: ClassTable, probability_dtype: str = "float32
     cls = dict(common, count=1, dtype="uint8" if fits_byte else "uint16", nodata=255 if fits_byte else 65535)
     conf = dict(common, count=1, dtype="float32", nodata=float("nan"), predictor=3)
     prob = dict(conf, count=len(classes), interleave="band")
-    if probability_dtype == "uint8":  # no data in the mask (`probability_uint8`), not a value
-        prob = dict(common, count=len(classes), interleave="band", dtype="uint8", nodata=None)
+    if probability_dtype == "uint8":  # no data in the mask (`probability_uint8`), not a value; the series'
+        # working files for the filter: deflate level 1 writes them 3x faster than the default 6, 9 % larger
+        prob = dict(common, count=len(classes), interleave="band", dtype="uint8", nodata=None, zlevel=1)
     unc = dict(conf, count=2, interleave="band")
     return cls, conf, prob, unc
 
