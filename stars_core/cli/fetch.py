@@ -71,8 +71,8 @@ def add_parsers(sub) -> None:
 
 
 def _collection(p, role: str) -> None:
-    p.add_argument(f"--{role}-collection", metavar="NAME", help=f"search this collection instead of the --{role}-source's "
-                   "own (same kind of items: the same asset names), e.g. at the --stac-url")
+    p.add_argument(f"--{role}-collection", metavar="NAME", help=f"search this collection instead of the "
+                   f"--{role}-source's own (same kind of items: the same asset names), e.g. at the --stac-url")
 
 
 def _config(args):
