@@ -56,6 +56,10 @@ def add_parsers(sub) -> None:
     for role in ("sar", "optical", "labels"):
         names = [n for n, s in SOURCES.items() if s.role == role]
         pair.add_argument(f"--{role}-source", choices=names, default=DEFAULTS[role], help=f"default {DEFAULTS[role]}")
+        _collection(pair, role)
+    pair.add_argument("--min-label-coverage", type=float, default=1.0, help="the fraction of the area the labels' "
+                      "items must cover, else the fetch is refused before any pixel is read (default 1: all of it; "
+                      "e.g. 0.6 trains on the covered part, the rest no data)")
     pair.add_argument("--min-clear", type=int, default=1, help="clear Sentinel-2 looks a pixel needs, else no "
                       "data (default 1)")
     series = fs.add_parser("series", help="one Sentinel-1 raster per acquisition day, for stars segment-series",
@@ -63,6 +67,12 @@ def add_parsers(sub) -> None:
     _common(series, ": mixing ascending and descending makes spurious change")
     names = [n for n, s in SOURCES.items() if s.role == "sar"]
     series.add_argument("--sar-source", choices=names, default=DEFAULTS["sar"], help=f"default {DEFAULTS['sar']}")
+    _collection(series, "sar")
+
+
+def _collection(p, role: str) -> None:
+    p.add_argument(f"--{role}-collection", metavar="NAME", help=f"search this collection instead of the "
+                   f"--{role}-source's own (same kind of items: the same asset names), e.g. at the --stac-url")
 
 
 def _config(args):

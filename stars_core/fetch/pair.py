@@ -117,7 +117,8 @@ def class_table(role: RolePlan) -> ClassTable:
         rows = [(c["value"], c.get("description") or c.get("name"), "#" + c.get("color-hint", "").lower())
                 for c in asset["classification:classes"]]
     elif asset.get("file:values"):
-        rows = [(v["values"][0], v["summary"], None) for v in asset["file:values"] if v["values"][0] != 0]
+        rows = [(v["values"][0], v["summary"], role.source.colors.get(v["values"][0])) for v in asset["file:values"]
+                if v["values"][0] != 0]
     else:
         raise InputError(f"the collection {role.source.collection} at {role.source.api} describes no classes: give "
                          f"the labels' class table to stars train yourself")

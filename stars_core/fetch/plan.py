@@ -10,9 +10,13 @@ uncompressed (COGs are usually smaller: the estimate errs on the safe side).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
-from rasterio.warp import transform_bounds
+import numpy as np
+from rasterio.features import rasterize
+from rasterio.transform import Affine
+from rasterio.warp import transform_bounds, transform_geom
 
 from ..errors import InputError
 from .aoi import LONLAT, Area, Grid
@@ -41,6 +45,7 @@ class RolePlan:
     query: dict | None
     bytes: int = 0
     pixels: int = 0
+    coverage: float | None = None  # labels: the fraction of the area under the items' footprints
 
 
 @dataclass
@@ -60,6 +65,8 @@ class Plan:
             lines.append(f"{r.role}: {len(r.items)} item(s) of {r.source.collection} at {r.source.api}, about "
                          f"{r.bytes / 1e6:.1f} MB and {r.pixels / 1e6:.2f} Mpx to read")
             lines += ["    " + describe(item, g) for item in r.items]
+            if r.coverage is not None:
+                lines.append(f"{r.role}: the items' footprints cover {r.coverage:.0%} of the area")
         lines.append(f"total: about {self.bytes / 1e6:.1f} MB to read")
         return lines
 
@@ -67,6 +74,16 @@ class Plan:
         if self.bytes > max_gb * 1e9:
             raise InputError(f"this fetch would read about {self.bytes / 1e9:.2f} GB, more than --max-gb {max_gb:g}: "
                              f"shrink the area or the dates, or raise --max-gb")
+
+    def check_labels(self, min_coverage: float = 1.0) -> None:
+        """Refuse labels whose items cover less of the area than `min_coverage` (before any pixel is read)."""
+        for r in self.roles:
+            if r.coverage is not None and r.coverage < min_coverage - 1e-9:
+                allow, said = math.floor(r.coverage * 100) / 100, math.floor(r.coverage * 1000) / 10
+                raise InputError(f"the labels of {r.source.collection} at {r.source.api} cover only {said:g}% "
+                                 f"of the area (their items' footprints): choose another collection "
+                                 f"(--labels-source, --labels-collection), shrink the area to what they cover, or "
+                                 f"pass --min-label-coverage {allow:g} to train on the covered part (the rest no data)")
 
 
 def describe(item: dict, grid: Grid | None = None) -> str:
@@ -131,7 +148,8 @@ def plan_pair(request: Request) -> Plan:
                        query)
         if not dated:
             items = _newest_per_footprint(items)
-        role_plan = RolePlan(role, source, items, query)
+        role_plan = RolePlan(role, source, items, query,
+                             coverage=None if dated else footprint_coverage(items, request.area, request.grid))
         for item in items:
             b, p = window_estimate(item, source, request.grid)
             role_plan.bytes += b
@@ -146,3 +164,24 @@ def _newest_per_footprint(items: list[dict]) -> list[dict]:
     for item in items:  # oldest first, so a later one replaces
         newest[tuple(round(v, 3) for v in item.get("bbox", []))] = item
     return list(newest.values())
+
+
+def footprint_coverage(items: list[dict], area: Area, grid: Grid, cells: int = 512) -> float:
+    """The fraction of the area under the items' footprints (their `geometry`), counted on the grid
+    coarsened to at most `cells` across; a footprint touching a cell covers it, so an edge shared
+    with the area (an area drawn from a tile) counts as covered."""
+    scale = max(1.0, max(grid.width, grid.height) / cells)
+    shape = (math.ceil(grid.height / scale), math.ceil(grid.width / scale))
+    transform = grid.transform * Affine.scale(scale)
+    aoi = transform_geom(LONLAT, grid.crs, area.geometry)
+    inside = rasterize([aoi], out_shape=shape, transform=transform, fill=0, dtype="uint8").astype(bool)
+    if not inside.any():  # an area thinner than a cell
+        inside = rasterize([aoi], out_shape=shape, transform=transform, fill=0, dtype="uint8",
+                           all_touched=True).astype(bool)
+    feet = [transform_geom(LONLAT, grid.crs, i["geometry"]) for i in items if i.get("geometry")]
+    if not inside.any():
+        return 1.0  # the area is off the grid (--grid elsewhere): none of it to cover
+    if not feet:
+        return 0.0
+    covered = rasterize(feet, out_shape=shape, transform=transform, fill=0, dtype="uint8", all_touched=True)
+    return float(np.count_nonzero(covered[inside]) / np.count_nonzero(inside))

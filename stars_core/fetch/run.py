@@ -43,6 +43,10 @@ class FetchConfig:
     sar_source: str = "pc-sentinel-1-rtc"
     optical_source: str = "pc-sentinel-2-l2a"
     labels_source: str = "pc-esa-worldcover"
+    sar_collection: str | None = None  # another collection of the role's source (same kind of items)
+    optical_collection: str | None = None
+    labels_collection: str | None = None
+    min_label_coverage: float = 1.0  # the fraction of the area the labels' items must cover, else refused
     proxy: str | None = None  # "http://[user:password@]host:port"; None: the environment's, if any
     no_proxy: str = ""  # hosts that bypass the proxy, comma-separated
 
@@ -59,13 +63,17 @@ def request_for(kind: str, cfg) -> Request:
     if not cfg.max_gb > 0:
         raise InputError(f"--max-gb must be positive, got {cfg.max_gb:g}")
     min_clear = getattr(cfg, "min_clear", 1)
+    coverage = getattr(cfg, "min_label_coverage", 1.0)
+    if not 0 <= coverage <= 1:
+        raise InputError(f"--min-label-coverage must be between 0 and 1, got {coverage:g}")
     if min_clear < 1 or cfg.retries < 0 or cfg.timeout < 1:
         raise InputError(f"--min-clear must be at least 1, --retries at least 0 and --timeout at least 1 s, got "
                          f"{min_clear}, {cfg.retries} and {cfg.timeout}")
     area = parse_aoi(cfg.aoi, cfg.aoi_crs)
     grid = output_grid(area, crs=cfg.crs, res=cfg.res, like=cfg.grid)
     roles = ("sar", "optical", "labels") if kind == "pair" else ("sar",)
-    sources = {role: source(getattr(cfg, f"{role}_source"), cfg.stac_url) for role in roles}
+    sources = {role: source(getattr(cfg, f"{role}_source"), cfg.stac_url, getattr(cfg, f"{role}_collection", None))
+               for role in roles}
     return Request(area, grid, start.isoformat(), end.isoformat(), sources, cfg.orbit, getattr(cfg, "max_cloud", 60.0))
 
 
@@ -124,6 +132,7 @@ def fetch(kind: str, cfg: FetchConfig, out: str | os.PathLike, dry_run: bool = F
         for line in lines:
             log(line)
         plan.check_size(cfg.max_gb)
+        plan.check_labels(cfg.min_label_coverage)
         if dry_run:
             return {"plan": plan, "summary": lines, "facts": {}}
         return {"plan": plan, "summary": lines, "facts": _write(kind, cfg, plan, out, progress, cancel)}

@@ -6,7 +6,13 @@ cassettes; copies trimmed in tests/servers/recorded/), the Sentinel-2 offset rul
 Computer's "Adjusting for the Sentinel-2 Baseline Change" notebook (processing baseline 04.00 and later
 add 1000 to every reflectance count) and the SCL codes from ESA's L2A product definition (0 no data,
 1 saturated or defective, 3 cloud shadows, 8/9 cloud medium/high probability, 10 thin cirrus, 11 snow).
-A user names any other STAC API with items of the same kind with `--stac-url`/`--collection`.
+A user names any other STAC API with items of the same kind with `--stac-url` and another collection
+of a role with `--sar-collection`, `--optical-collection` or `--labels-collection`.
+
+io-lulc-annual-v02's class codes and names are its items' own `file:values` (the collection publishes no
+`classification:classes`); their colours are Planetary Computer's `io-lulc-9-class` colormap, the one its
+items' `tilejson` and `rendered_preview` assets name (microsoft/planetary-computer-apis,
+pctiler/pctiler/colormaps/lulc.py).
 """
 from __future__ import annotations
 
@@ -20,6 +26,10 @@ EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
 COPERNICUS = ("Contains modified Copernicus Sentinel data [{year}]; the Copernicus Sentinel data terms: free, full "
               "and open access, attribution required")
 SCL_MASKED = (0, 1, 3, 8, 9, 10, 11)  # no data, defective, cloud shadow, cloud medium/high, thin cirrus, snow
+# Planetary Computer's io-lulc-9-class colormap (see the module docstring): water, trees, flooded vegetation,
+# crops, built area, bare ground, snow/ice, clouds, rangeland
+IO_LULC_COLORS = {1: "#419bdf", 2: "#397d49", 4: "#7a87c6", 5: "#e49635", 7: "#c4281b", 8: "#a59b8f", 9: "#a8ebff",
+                  10: "#616161", 11: "#e3e2c3"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,7 @@ class Source:
     signing: str = ""  # "planetary-computer": asset URLs need a SAS token (the planetary-computer package)
     notes: str = ""
     classes_from: str = ""  # where the class table comes from: "classification:classes" or "file:values"
+    colors: dict[int, str] = field(default_factory=dict)  # class code -> "#rrggbb" where the collection has none
     extra: dict = field(default_factory=dict)
 
     @property
@@ -74,7 +85,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     Source("pc-io-lulc-annual-v02", "labels", PLANETARY_COMPUTER, "io-lulc-annual-v02", {"class": "data"}, "uint8",
            0, "Impact Observatory land-cover class", licence="CC-BY-4.0",
            attribution="Impact Observatory, Microsoft and Esri: 10 m annual land use and land cover (9 classes)",
-           signing="planetary-computer", classes_from="file:values"),
+           signing="planetary-computer", classes_from="file:values", colors=IO_LULC_COLORS),
 )}
 DEFAULTS = {"sar": "pc-sentinel-1-rtc", "optical": "pc-sentinel-2-l2a", "labels": "pc-esa-worldcover"}
 

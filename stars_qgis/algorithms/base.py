@@ -290,6 +290,7 @@ class FetchingAlgorithm(StarsAlgorithm):
     MAX_GB = "MAX_GB"
     DRY_RUN = "DRY_RUN"
     STAC_URL = "STAC_URL"
+    SAR_COLLECTION = "SAR_COLLECTION"
     RES = "RES"
     RETRIES = "RETRIES"
     TIMEOUT = "TIMEOUT"
@@ -315,12 +316,23 @@ def fetch_parameters(alg: StarsAlgorithm) -> None:
                                                    defaultValue=False))
     alg.addParameter(advanced(QgsProcessingParameterString(
         alg.STAC_URL, "Another STAC API with the same kind of items (empty: each source's own)", optional=True)))
+    alg.addParameter(collection_parameter(alg.SAR_COLLECTION, "Sentinel-1"))
     alg.addParameter(advanced(QgsProcessingParameterNumber(alg.RES, "Pixel size (metres)", num.Double, 10.0,
                                                            minValue=0.1)))
     alg.addParameter(advanced(QgsProcessingParameterNumber(alg.RETRIES, "Retries of a busy host", num.Integer, 5,
                                                            minValue=0)))
     alg.addParameter(advanced(QgsProcessingParameterNumber(alg.TIMEOUT, "Seconds a read may wait for the host",
                                                            num.Integer, 60, minValue=1)))
+
+
+def collection_parameter(key: str, what: str) -> QgsProcessingParameterString:
+    """An advanced, optional collection name for one role (empty: its source's own collection)."""
+    return advanced(QgsProcessingParameterString(
+        key, f"Another {what} collection with the same kind of items (empty: the catalogue's own)", optional=True))
+
+
+def collection_name(alg: StarsAlgorithm, parameters, key: str, context) -> str | None:
+    return (alg.parameterAsString(parameters, key, context) or "").strip() or None
 
 
 def _date(alg: StarsAlgorithm, parameters, key: str, context) -> str:
@@ -372,6 +384,7 @@ def fetch_config(alg: StarsAlgorithm, parameters, context, feedback, **extra):
         orbit=ORBITS[alg.parameterAsEnum(parameters, alg.ORBIT, context)],
         max_gb=alg.parameterAsDouble(parameters, alg.MAX_GB, context),
         res=alg.parameterAsDouble(parameters, alg.RES, context), stac_url=stac_url,
+        sar_collection=collection_name(alg, parameters, alg.SAR_COLLECTION, context),
         retries=alg.parameterAsInt(parameters, alg.RETRIES, context),
         timeout=alg.parameterAsInt(parameters, alg.TIMEOUT, context), proxy=proxy, no_proxy=no_proxy, **extra)
 

@@ -6,7 +6,8 @@ from qgis.core import (QgsProcessingContext, QgsProcessingOutputFile, QgsProcess
                        QgsProcessingParameterEnum, QgsProcessingParameterFolderDestination,
                        QgsProcessingParameterNumber)
 
-from .base import FetchingAlgorithm, advanced, fetch_config, fetch_parameters
+from .base import (FetchingAlgorithm, advanced, collection_name, collection_parameter, fetch_config,
+                   fetch_parameters)
 
 RASTERS = (("SAR", "sar.tif", "Sentinel-1 VV, VH (dB, median)"),
            ("OPTICAL", "optical.tif", "Sentinel-2 B, G, R, NIR (clear-look median)"),
@@ -23,6 +24,9 @@ def _names(role: str) -> list[str]:
 class GetSentinelPair(FetchingAlgorithm):
     OPTICAL_SOURCE = "OPTICAL_SOURCE"
     LABELS_SOURCE = "LABELS_SOURCE"
+    OPTICAL_COLLECTION = "OPTICAL_COLLECTION"
+    LABELS_COLLECTION = "LABELS_COLLECTION"
+    MIN_LABEL_COVERAGE = "MIN_LABEL_COVERAGE"
     MAX_CLOUD = "MAX_CLOUD"
     MIN_CLEAR = "MIN_CLEAR"
     CLASS_TABLE = "CLASS_TABLE"
@@ -49,7 +53,12 @@ class GetSentinelPair(FetchingAlgorithm):
                                                      defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum(self.LABELS_SOURCE, "Land-cover labels", _names("labels"),
                                                      defaultValue=0))
+        self.addParameter(collection_parameter(self.OPTICAL_COLLECTION, "Sentinel-2"))
+        self.addParameter(collection_parameter(self.LABELS_COLLECTION, "land-cover"))
         num = QgsProcessingParameterNumber.Type
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            self.MIN_LABEL_COVERAGE, "Share of the area the labels must cover (else refused; 1: all)", num.Double,
+            1.0, minValue=0, maxValue=1)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
             self.MAX_CLOUD, "Skip Sentinel-2 scenes cloudier than (%)", num.Double, 60.0, minValue=0, maxValue=100)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
@@ -71,7 +80,10 @@ class GetSentinelPair(FetchingAlgorithm):
                            labels_source=_names("labels")[self.parameterAsEnum(parameters, self.LABELS_SOURCE,
                                                                                 context)],
                            max_cloud=self.parameterAsDouble(parameters, self.MAX_CLOUD, context),
-                           min_clear=self.parameterAsInt(parameters, self.MIN_CLEAR, context))
+                           min_clear=self.parameterAsInt(parameters, self.MIN_CLEAR, context),
+                           optical_collection=collection_name(self, parameters, self.OPTICAL_COLLECTION, context),
+                           labels_collection=collection_name(self, parameters, self.LABELS_COLLECTION, context),
+                           min_label_coverage=self.parameterAsDouble(parameters, self.MIN_LABEL_COVERAGE, context))
         out = Path(self.parameterAsString(parameters, self.OUTPUT_FOLDER, context))
         dry = self.parameterAsBool(parameters, self.DRY_RUN, context)
         done = fetch("pair", cfg, out, dry_run=dry, log=feedback.pushInfo, progress=self.progress(feedback),

@@ -3,6 +3,7 @@ PostGIS and a Range-capable asset server with switchable faults (tests/servers/,
 loaded with items that follow recorded real Planetary Computer responses. AOI and grid tests need no server."""
 import json
 import math
+import re
 
 import pytest
 from rasterio.crs import CRS
@@ -593,3 +594,96 @@ def test_the_fetched_labels_carry_their_classes_as_a_class_map_does(servers, tmp
         classes = stored_classes(ds)
         assert classes is not None and dict(zip(classes.values, classes.names))[10] == "Tree cover"
     assert not list((tmp_path / "pair").glob(".*"))  # the sidecars were renamed with their raster
+
+
+# --- naming the collections, labels that do not cover the area, io-lulc-annual-v02 ------------------------
+
+def _bbox_of(item: dict, x0: float, x1: float, y0: float = 0.2, y1: float = 0.8) -> str:
+    """A lon/lat bbox at these fractions of the item's bbox (west to east, south to north)."""
+    w, s, e, n = item["bbox"]
+    return f"{w + (e - w) * x0:.6f},{s + (n - s) * y0:.6f},{w + (e - w) * x1:.6f},{s + (n - s) * y1:.6f}"
+
+
+@pytest.mark.parametrize("kind,flag", [("pair", "--sar-collection"), ("pair", "--optical-collection"),
+                                       ("pair", "--labels-collection"), ("series", "--sar-collection")])
+def test_a_collection_flag_names_the_collection_searched(servers, tmp_path, capsys, kind, flag):
+    from stars_core.cli import main
+
+    assert main(["fetch", kind, "--aoi", _inner_bbox(servers), "--start", "2024-04-01", "--end", "2024-04-30",
+                 "--out", str(tmp_path / "o"), "--stac-url", servers.stac.url, flag, "landsat-c2-l2", "--dry-run"]) == 2
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("stars fetch")]
+    assert len(said) == 1 and "has no collection 'landsat-c2-l2': it serves esa-worldcover, io-lulc-annual-v02, " \
+        "sentinel-1-rtc, sentinel-2-l2a" in said[0]
+    assert servers.assets.requests == []
+
+
+def test_the_named_collection_replaces_the_sources_own(servers, tmp_path, capsys):
+    """WorldCover's reading rules pointed at io-lulc-annual-v02: its item is found there, and its asset
+    keys are not WorldCover's, said in one line."""
+    assert _fetch(servers, tmp_path, "--dry-run", "--labels-collection", "io-lulc-annual-v02") == 2
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("stars fetch")]
+    assert len(said) == 1 and "item 32T-2023 of io-lulc-annual-v02 has no asset 'map' (it has data" in said[0]
+
+
+def test_labels_that_cover_part_of_the_area_are_refused_before_any_pixel(servers, tmp_path, capsys):
+    """io-lulc's test item covers the scene's western half: over the inner box (20 % to 80 % of the
+    scene) that is half the area, refused in one line naming the collection, the fraction and the fixes."""
+    assert _fetch(servers, tmp_path, "--labels-source", "pc-io-lulc-annual-v02") == 2
+    printed = capsys.readouterr()
+    assert "labels: the items' footprints cover 50% of the area" in printed.out  # the plan, said first
+    said = [line for line in printed.err.splitlines() if line.startswith("stars fetch")]
+    assert len(said) == 1, said
+    share = re.search(f"the labels of io-lulc-annual-v02 at {servers.stac.url} cover only ([0-9.]+)% of the area",
+                      said[0])
+    assert share and 45 <= float(share.group(1)) <= 55, said[0]
+    assert "another collection" in said[0] and "shrink the area" in said[0]
+    allow = float(said[0].split("--min-label-coverage ")[1].split()[0])
+    assert 0.45 <= allow <= 0.55
+    assert servers.assets.requests == []
+    assert not (tmp_path / "pair").exists() or list((tmp_path / "pair").iterdir()) == []
+    assert _fetch(servers, tmp_path, "--labels-source", "pc-io-lulc-annual-v02", "--min-label-coverage",
+                  str(allow)) == 0
+    record = json.loads((tmp_path / "pair" / "provenance.json").read_text())
+    assert record["labels_covered_fraction"] == pytest.approx(0.5, abs=0.05)  # the rest no data, as allowed
+
+
+def test_the_footprint_coverage_is_the_share_of_the_area_under_the_items(servers):
+    from stars_core.fetch.aoi import Area
+    from stars_core.fetch.plan import footprint_coverage
+
+    item = servers.catalogue["io_lulc_items"][0]
+    area = Area(item["geometry"], tuple(item["bbox"]), "the item's own footprint")
+    assert footprint_coverage([item], area, output_grid(area)) == 1.0
+    wider = parse_aoi(_bbox_of(item, 0.0, 2.0))  # as wide again to the east
+    assert footprint_coverage([item], wider, output_grid(wider)) == pytest.approx(0.5, abs=0.02)
+    assert footprint_coverage([], wider, output_grid(wider)) == 0.0
+
+
+def test_io_lulc_labels_come_with_its_own_class_table(servers, tmp_path, capsys):
+    """`--labels-source pc-io-lulc-annual-v02` over the western half: classes.csv is the real item's
+    file:values (No Data left out) in Planetary Computer's colours, labels.tif its codes."""
+    import csv
+
+    import numpy as np
+    import rasterio
+
+    from stars_core.cli import main
+    from tests.servers.catalogue import TO_IO_LULC
+
+    out = tmp_path / "pair"
+    aoi = _bbox_of(servers.catalogue["io_lulc_items"][0], 0.2, 0.8)
+    assert main(["fetch", "pair", "--aoi", aoi, "--start", "2024-04-01", "--end", "2024-04-30", "--out", str(out),
+                 "--stac-url", servers.stac.url, "--labels-source", "pc-io-lulc-annual-v02"]) == 0
+    with open(out / "classes.csv", newline="") as f:
+        rows = [(int(r["value"]), r["name"], r["color"]) for r in csv.DictReader(f)]
+    assert rows == [(1, "Water", "#419bdf"), (2, "Trees", "#397d49"), (4, "Flooded vegetation", "#7a87c6"),
+                    (5, "Crops", "#e49635"), (7, "Built area", "#c4281b"), (8, "Bare ground", "#a59b8f"),
+                    (9, "Snow/ice", "#a8ebff"), (10, "Clouds", "#616161"), (11, "Rangeland", "#e3e2c3")]
+    with rasterio.open(out / "labels.tif") as lab:
+        grid = type("G", (), {"transform": lab.transform, "width": lab.width, "height": lab.height})
+        raw = _window(servers, servers.catalogue["scene"]["labels"], grid)[0]
+        np.testing.assert_array_equal(lab.read(1), np.vectorize(lambda v: TO_IO_LULC.get(int(v), 0))(raw))
+        assert lab.colormap(1)[2] == (57, 125, 73, 255)
+    record = json.loads((out / "provenance.json").read_text())
+    labels = next(s for s in record["sources"] if s["role"] == "labels")
+    assert labels["collection"] == "io-lulc-annual-v02" and [i["id"] for i in labels["items"]] == ["32T-2023"]

@@ -92,6 +92,22 @@ def test_messages_name_the_dialogs_parameters(servers, run_alg, tmp_path):
     assert servers.assets.requests == []
 
 
+def test_the_collections_and_the_label_coverage_are_dialog_parameters(servers, run_alg, tmp_path):
+    from stars_core.fetch.sources import SOURCES
+
+    with pytest.raises(QgsProcessingException, match="has no collection 'landsat-c2-l2': it serves esa-worldcover"):
+        run_alg("stars:getsentinelpair", _params(servers, tmp_path, DRY_RUN=True, LABELS_COLLECTION="landsat-c2-l2"))
+    io_lulc = [n for n, s in SOURCES.items() if s.role == "labels"].index("pc-io-lulc-annual-v02")
+    with pytest.raises(QgsProcessingException, match="cover only .*% of the area.* pass the 'Share of the area the "
+                       "labels must cover"):
+        run_alg("stars:getsentinelpair", _params(servers, tmp_path, DRY_RUN=True, LABELS_SOURCE=io_lulc))
+    said = Said()
+    run_alg("stars:getsentinelpair", _params(servers, tmp_path, DRY_RUN=True, LABELS_SOURCE=io_lulc,
+                                             MIN_LABEL_COVERAGE=0.4, SAR_COLLECTION="sentinel-1-rtc"), said)
+    assert any("footprints cover 50% of the area" in line for line in said.lines)
+    assert servers.assets.requests == []
+
+
 def test_the_series_enters_the_project_as_a_temporal_group(servers, stars_provider, tmp_path, monkeypatch):
     import processing
     from qgis.PyQt.QtCore import QDate

@@ -39,7 +39,8 @@ def start_servers(folder: Path, **catalogue) -> Servers:
     servers = Servers(stac, assets, {})
     try:
         servers.catalogue = build_catalogue(folder, assets.url, **catalogue)
-        stac.load(servers.catalogue["collections"], servers.catalogue["items"] + servers.catalogue["real_items"])
+        stac.load(servers.catalogue["collections"], servers.catalogue["items"] + servers.catalogue["real_items"]
+                  + servers.catalogue["io_lulc_items"])
         servers.earth_search = stac.another_api("earthsearch")
         servers.catalogue["earth_search_items"] = earth_search_items(servers.catalogue["items"])
         servers.earth_search.load([recorded("earth-search-sentinel-2-l2a-collection.json")],

@@ -8,6 +8,8 @@ Assets, written as COGs into `folder` and addressed as `asset_url/<item>/<asset>
   sentinel-2-l2a   B02, B03, B04, B08 uint16 with the L2A offset (+1000, baseline >= 04.00), SCL at 20 m
                    with a cloud, its shadow and a cirrus patch on the first date (uint8)
   esa-worldcover   map: the scene's labels recoded to WorldCover codes (uint8, 0 no data)
+  io-lulc-annual-v02  data: the western half of the scene's labels recoded to Impact Observatory's codes
+                   (uint8, 0 no data; `io_lulc_items`: a label collection that covers part of an area)
 When ../shared/data/terramind exists, one real tile (TERRAMIND_TILE) adds one item to each collection
 (`real_items`), elsewhere on Earth: its S1RTC dB converted back to linear gamma0, its S2L2A int16 bands
 2, 3, 4 and 8 (the 12-band L2A order B01-B09, B8A, B11, B12 is assumed: the folder does not name its
@@ -30,6 +32,7 @@ SIZE, PIXEL, SEED = 128, 10.0, 3
 S2_DATES = ("2024-04-03", "2024-04-08")
 # demo classes -> WorldCover: buildings, roads -> built-up; water; forest -> tree cover; farmland -> cropland; bare
 TO_WORLDCOVER = {1: 50, 2: 50, 3: 80, 4: 10, 5: 40, 6: 60}
+TO_IO_LULC = {1: 7, 2: 7, 3: 1, 4: 2, 5: 5, 6: 8}  # the same to Impact Observatory's built area, water, ...
 CLOUD, SHADOW, CIRRUS, VEGETATION = 9, 3, 10, 4  # SCL codes (high-probability cloud, cloud shadow, thin cirrus)
 
 
@@ -130,6 +133,27 @@ def _s2_items(scene: dict, asset_url: str, folder: Path) -> list[dict]:
         item["assets"]["SCL"].update(href=f"{asset_url}/{item_id}/SCL.tif", **_proj(coarse, bounds))
         items.append(item)
     return items
+
+
+def _io_lulc_item(scene: dict, asset_url: str, folder: Path) -> dict:
+    """The western half of the scene's labels as an io-lulc-annual-v02 item (the recorded real item's
+    JSON, its `file:values` class table included, with this footprint and asset)."""
+    item = copy.deepcopy(recorded("pc-io-lulc-annual-v02-item.json"))
+    with rasterio.open(scene["labels"]) as src:
+        labels, profile = src.read(1), src.profile
+    half = labels.shape[1] // 2
+    codes = np.zeros((labels.shape[0], half), np.uint8)
+    for value, code in TO_IO_LULC.items():
+        codes[labels[:, :half] == value] = code
+    profile = {**profile, "width": half, "nodata": 0}
+    item_id = "32T-2023"
+    geometry, bbox, bounds = _footprint(profile)
+    _cog(folder / item_id / "data.tif", codes[None], profile)
+    item.update(id=item_id, geometry=geometry, bbox=bbox)
+    item["assets"]["data"].update(href=f"{asset_url}/{item_id}/data.tif", **_proj(profile, bounds))
+    item["properties"].update({"supercell": "32T", "io:tile_id": "32T", "proj:epsg": int(profile["crs"].to_epsg()),
+                               **_proj(profile, bounds)})
+    return item
 
 
 def _worldcover_item(scene: dict, base: dict, asset_url: str, folder: Path) -> dict:
@@ -235,4 +259,4 @@ def build_catalogue(folder: Path, asset_url: str, size: int = SIZE, dates: int =
         like = {i["collection"]: i for i in items}  # the demo items as templates for the real tile's
         real = _terramind_items(like, base, asset_url, assets)
     return {"collections": collections, "items": items, "real_items": real, "scene": {**scene, "series": series},
-            "assets": assets}
+            "assets": assets, "io_lulc_items": [_io_lulc_item(scene, asset_url, assets)]}

@@ -20,6 +20,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = Path(os.environ.get("STARS_SERVER_VENV", ROOT / "build" / "stac-venv"))
@@ -109,14 +110,7 @@ class StacServer:
         folder = self.folder / database
         folder.mkdir(parents=True, exist_ok=True)
         _run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "postgres", database])
-        other = StacServer(folder, self.pg_port, database=database)
-        try:
-            _run([str(VENV / "bin" / "pypgstac"), "migrate", "--dsn", other.dsn])
-            _start_api(other)
-        except BaseException:
-            other.stop()
-            raise
-        return other
+        return _serve(StacServer(folder, self.pg_port, database=database))
 
     def load(self, collections: list[dict], items: list[dict]) -> None:
         """Upsert collections and items through pgstac's own loader."""
@@ -178,6 +172,19 @@ def _start_api(server: StacServer) -> None:
     wait_http(server.url + "/", server.api)
 
 
+def _serve(server: StacServer, before: Callable[[], None] = lambda: None) -> StacServer:
+    """`before` (e.g. start the cluster), pgstac's schema in the server's database, then the API on it;
+    whatever failed, what had started is stopped again."""
+    try:
+        before()
+        _run([str(VENV / "bin" / "pypgstac"), "migrate", "--dsn", server.dsn])
+        _start_api(server)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
 def start_stac(folder: Path) -> StacServer:
     """PostgreSQL + pgstac + stac-fastapi-pgstac on free ports; raise ServerUnavailable with the reason."""
     reason = missing()
@@ -185,12 +192,9 @@ def start_stac(folder: Path) -> StacServer:
         raise ServerUnavailable(reason)
     folder.mkdir(parents=True, exist_ok=True)
     server = StacServer(folder, free_port())
-    try:
+
+    def cluster() -> None:
         server.cluster = _cluster_folder(folder)
         _start_cluster(server.cluster, server.pg_port)
-        _run([str(VENV / "bin" / "pypgstac"), "migrate", "--dsn", server.dsn])
-        _start_api(server)
-    except BaseException:
-        server.stop()
-        raise
-    return server
+
+    return _serve(server, cluster)
