@@ -503,7 +503,7 @@ def test_the_series_has_one_raster_per_day_that_segment_series_reads(servers, tm
     (tmp_path / "s1" / f"S1_{dates[1].date}.tif").unlink()
     gdal.VSICurlClearCache()  # as a new process would start: nothing in GDAL's memory
     servers.assets.reset()
-    assert main(args) == 0
+    assert main(args + ["--no-cache"]) == 0  # (the cache would read nothing at all: tested below)
     asked = {path.split("/")[1] for _, path, _ in servers.assets.requests}
     assert asked == {i["id"] for i in servers.catalogue["items"]
                      if i["collection"] == "sentinel-1-rtc" and i["properties"]["datetime"].startswith(dates[1].date)}
@@ -593,3 +593,137 @@ def test_the_fetched_labels_carry_their_classes_as_a_class_map_does(servers, tmp
         classes = stored_classes(ds)
         assert classes is not None and dict(zip(classes.values, classes.names))[10] == "Tree cover"
     assert not list((tmp_path / "pair").glob(".*"))  # the sidecars were renamed with their raster
+
+
+# --- the cache: a rerun or a second command over the same grid reads nothing twice -------------------------
+
+def _rasters(folder) -> dict:
+    """Every raster of a fetch's output folder: its bands' bytes, CRS, transform and tags."""
+    import rasterio
+
+    found = {}
+    for path in sorted(folder.glob("*.tif")):
+        with rasterio.open(path) as ds:
+            found[path.name] = (ds.read().tobytes(), ds.crs, ds.transform, ds.tags())
+    return found
+
+
+def _range_reads(servers) -> list:
+    return [r for r in servers.assets.requests if r[2]]
+
+
+def test_a_rerun_of_the_pair_reads_nothing_and_writes_the_same_bits(servers, tmp_path, capsys):
+    from osgeo import gdal
+
+    from stars_core.fetch.pair import write_pair
+    from stars_core.fetch.plan import Request, plan_pair
+    from stars_core.fetch.read import http_env
+
+    cache = tmp_path / "cache"
+    gdal.VSICurlClearCache()
+    assert _fetch(servers, tmp_path, "--cache", str(cache)) == 0
+    assert _range_reads(servers)
+    first = json.loads((tmp_path / "pair" / "provenance.json").read_text())["cache"]
+    assert first["folder"] == str(cache) and first["items_from_cache"] == []
+    assert set(first["items_read"]) == {i["id"] for i in servers.catalogue["items"]}
+    capsys.readouterr()
+    gdal.VSICurlClearCache()  # as a new process would start: nothing in GDAL's memory
+    servers.assets.reset()
+    again = tmp_path / "again"
+    assert _fetch(servers, again, "--cache", str(cache)) == 0
+    assert _range_reads(servers) == [] and servers.assets.requests == []  # not even a HEAD
+    said = capsys.readouterr().out
+    assert f"asset(s) taken from {cache}, 0 read from their hosts" in said
+    second = json.loads((again / "pair" / "provenance.json").read_text())["cache"]
+    assert set(second["items_from_cache"]) == set(first["items_read"]) and second["items_read"] == []
+    assert _rasters(again / "pair") == _rasters(tmp_path / "pair")
+    # the same bits as the reads straight from the host, block by block, with no cache at all
+    area = parse_aoi(_inner_bbox(servers))
+    sources = {r: source(n, servers.stac.url) for r, n in (("sar", "pc-sentinel-1-rtc"),
+                                                           ("optical", "pc-sentinel-2-l2a"),
+                                                           ("labels", "pc-esa-worldcover"))}
+    with http_env(retries=1, delay_s=0.1):
+        write_pair(plan_pair(Request(area, output_grid(area), "2024-04-01", "2024-04-30", sources)),
+                   tmp_path / "direct")
+    assert _rasters(tmp_path / "direct") == _rasters(tmp_path / "pair")
+
+
+def test_without_the_cache_nothing_is_kept_and_the_pixels_are_the_same(servers, tmp_path, capsys):
+    import os
+    from pathlib import Path
+
+    assert _fetch(servers, tmp_path, "--no-cache") == 0
+    assert "cache: none (--no-cache)" in capsys.readouterr().out
+    assert not (tmp_path / "cache").exists() and not any(p.name.startswith(".") for p in (tmp_path / "pair").iterdir())
+    assert not (Path(os.environ["STARS_CACHE_DIR"]) / "fetch").exists()
+    record = json.loads((tmp_path / "pair" / "provenance.json").read_text())["cache"]
+    assert record["folder"] is None and record["items_from_cache"] == []
+    assert _fetch(servers, tmp_path / "cached") == 0  # the default folder: $STARS_CACHE_DIR/fetch
+    assert (Path(os.environ["STARS_CACHE_DIR"]) / "fetch").is_dir()
+    assert _rasters(tmp_path / "cached" / "pair") == _rasters(tmp_path / "pair")
+
+
+def test_a_series_after_a_pair_over_the_same_grid_reads_no_radar_again(servers, tmp_path, capsys):
+    from osgeo import gdal
+
+    from stars_core.cli import main
+
+    gdal.VSICurlClearCache()
+    assert _fetch(servers, tmp_path, "--dry-run") == 0
+    assert "total: about" in capsys.readouterr().out
+    assert _fetch(servers, tmp_path) == 0  # every Sentinel-1 item of April, both orbits
+    gdal.VSICurlClearCache()
+    servers.assets.reset()
+    capsys.readouterr()
+    assert _fetch(servers, tmp_path, "--dry-run") == 0
+    said = capsys.readouterr().out
+    total = next(line for line in said.splitlines() if line.startswith("total:"))
+    assert total.startswith("total: about 0.0 MB to read, ") and total.endswith(" MB already cached")
+    assert float(total.split(", ")[1].split()[0]) > 0
+    assert main(["fetch", "series", "--aoi", _inner_bbox(servers), "--start", "2024-04-01", "--end", "2024-04-30",
+                 "--out", str(tmp_path / "s1"), "--stac-url", servers.stac.url]) == 0
+    assert servers.assets.requests == []
+    record = json.loads((tmp_path / "s1" / "provenance.json").read_text())
+    assert set(record["cache"]["items_from_cache"]) == {i for ids in record["dates"].values() for i in ids}
+
+
+def test_a_damaged_cache_entry_is_read_again_and_said(servers, tmp_path, capsys):
+    from osgeo import gdal
+
+    from stars_core.fetch.cache import default_folder, record_of
+
+    gdal.VSICurlClearCache()
+    assert _fetch(servers, tmp_path) == 0
+    entries = sorted(default_folder().glob("*/*.tif"))
+    damaged = entries[len(entries) // 2]
+    href = record_of(damaged)["href"]
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])  # cut short, as a full disk would
+    gdal.VSICurlClearCache()
+    servers.assets.reset()
+    capsys.readouterr()
+    assert _fetch(servers, tmp_path / "again") == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("stars fetch: the cached")]
+    assert said == [f"stars fetch: the cached copy of {href} is damaged (cut short or changed); reading it again"]
+    assert {path for _, path, _ in servers.assets.requests} == {href.split(servers.assets.url)[1]}
+    assert _rasters(tmp_path / "again" / "pair") == _rasters(tmp_path / "pair")
+
+
+def test_an_interrupted_read_leaves_no_cache_entry(servers, tmp_path):
+    from stars_core.errors import Cancelled
+    from stars_core.fetch.run import FetchConfig, fetch
+
+    cfg = FetchConfig(aoi=_inner_bbox(servers), start="2024-04-01", end="2024-04-30", stac_url=servers.stac.url,
+                      cache=str(tmp_path / "cache"))
+    ticks = []
+    with pytest.raises(Cancelled):  # stopped inside the first asset's first block
+        fetch("pair", cfg, tmp_path / "pair", log=lambda _: None, cancel=lambda: ticks.append(1) or True)
+    left = sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_file())
+    assert len(ticks) == 1 and left == ["grid.json"]  # no entry, no temporary file
+
+
+def test_a_signature_is_not_part_of_the_cache_key():
+    from stars_core.fetch.cache import unsigned
+
+    href = "https://x.blob.core.windows.net/c/vv.tif"
+    assert unsigned(href + "?st=2024-01-01&se=2024-01-02&sp=rl&sv=2021&sr=c&skoid=a&sig=abc%3D") == href
+    assert unsigned(href + "?X-Amz-Signature=1&X-Amz-Date=2&version=3") == href + "?version=3"
