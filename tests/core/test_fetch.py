@@ -680,6 +680,8 @@ def test_a_series_after_a_pair_over_the_same_grid_reads_no_radar_again(servers, 
     total = next(line for line in said.splitlines() if line.startswith("total:"))
     assert total.startswith("total: about 0.0 MB to read, ") and total.endswith(" MB already cached")
     assert float(total.split(", ")[1].split()[0]) > 0
+    assert _fetch(servers, tmp_path, "--dry-run", "--res", "20") == 0  # another grid: nothing of it cached
+    assert "already cached" not in capsys.readouterr().out
     assert main(["fetch", "series", "--aoi", _inner_bbox(servers), "--start", "2024-04-01", "--end", "2024-04-30",
                  "--out", str(tmp_path / "s1"), "--stac-url", servers.stac.url]) == 0
     assert servers.assets.requests == []
