@@ -507,6 +507,8 @@ def test_the_series_has_one_raster_per_day_that_segment_series_reads(servers, tm
     asked = {path.split("/")[1] for _, path, _ in servers.assets.requests}
     assert asked == {i["id"] for i in servers.catalogue["items"]
                      if i["collection"] == "sentinel-1-rtc" and i["properties"]["datetime"].startswith(dates[1].date)}
+    record = json.loads((tmp_path / "s1" / "provenance.json").read_text())["cache"]
+    assert set(record["items_read"]) == asked and record["items_from_cache"] == []  # kept dates: in neither
 
 
 def test_a_day_with_both_orbits_keeps_one_and_says_so():
@@ -689,7 +691,8 @@ def test_a_series_after_a_pair_over_the_same_grid_reads_no_radar_again(servers, 
     assert set(record["cache"]["items_from_cache"]) == {i for ids in record["dates"].values() for i in ids}
 
 
-def test_a_damaged_cache_entry_is_read_again_and_said(servers, tmp_path, capsys):
+@pytest.mark.parametrize("damage", ["cut short", "bytes changed"])
+def test_a_damaged_cache_entry_is_read_again_and_said(servers, tmp_path, capsys, damage):
     from osgeo import gdal
 
     from stars_core.fetch.cache import default_folder, record_of
@@ -699,7 +702,12 @@ def test_a_damaged_cache_entry_is_read_again_and_said(servers, tmp_path, capsys)
     entries = sorted(default_folder().glob("*/*.tif"))
     damaged = entries[len(entries) // 2]
     href = record_of(damaged)["href"]
-    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])  # cut short, as a full disk would
+    data = damaged.read_bytes()
+    if damage == "cut short":  # as a full disk or a copy stopped half-way would
+        damaged.write_bytes(data[: len(data) // 2])
+    else:  # the same size, a flipped byte in the pixels (bit rot): only the SHA-256 tells
+        half = len(data) // 2
+        damaged.write_bytes(data[:half] + bytes([data[half] ^ 0xFF]) + data[half + 1:])
     gdal.VSICurlClearCache()
     servers.assets.reset()
     capsys.readouterr()
