@@ -72,7 +72,8 @@ class Plan:
 
     def check_size(self, max_gb: float) -> None:
         if self.bytes - self.cached > max_gb * 1e9:
-            raise InputError(f"this fetch would read about {(self.bytes - self.cached) / 1e9:.2f} GB, more than --max-gb {max_gb:g}: "
+            raise InputError(f"this fetch would read about {(self.bytes - self.cached) / 1e9:.2f} GB, more than "
+                             f"--max-gb {max_gb:g}: "
                              f"shrink the area or the dates, or raise --max-gb")
 
 
