@@ -737,3 +737,12 @@ def test_a_signature_is_not_part_of_the_cache_key():
     href = "https://x.blob.core.windows.net/c/vv.tif"
     assert unsigned(href + "?st=2024-01-01&se=2024-01-02&sp=rl&sv=2021&sr=c&skoid=a&sig=abc%3D") == href
     assert unsigned(href + "?X-Amz-Signature=1&X-Amz-Date=2&version=3") == href + "?version=3"
+
+
+def test_a_cache_folder_that_cannot_be_written_is_one_line_with_the_fix(servers, tmp_path, capsys):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache should be")
+    assert _fetch(servers, tmp_path, "--cache", str(blocker / "fetch")) == 2
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("stars fetch")]
+    assert len(said) == 1 and f"the fetch cache {blocker / 'fetch'} cannot be written" in said[0]
+    assert "--cache, or --no-cache" in said[0] and servers.assets.requests == []
