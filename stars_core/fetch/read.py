@@ -4,6 +4,9 @@
     with http_env():                                   # retries with backoff on 429/5xx, timeouts
         block = read_block(href, grid, window)         # (h, w) float32, NaN where the asset has no data
 
+Inside cache.warped_assets (what `stars fetch` runs under) each asset is opened once and warped whole
+onto the grid into the cache, and read_block reads its windows from there.
+
 GDAL retries 429, 500, 502, 503 and 504 itself (GDAL_HTTP_MAX_RETRY times, the delay growing from
 GDAL_HTTP_RETRY_DELAY; both in GDAL 3.6); what still fails comes back as one line naming the URL.
 """
@@ -79,14 +82,13 @@ def _retries() -> str:
 def open_warped(href: str, grid: Grid, resampling: Resampling = Resampling.nearest) -> Iterator[WarpedVRT]:
     """The asset's first band warped onto the grid (float32, its own no data), opened once."""
     try:
-        with rasterio.open(href) as src:
-            nodata = src.nodata
-            with WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
-                           resampling=resampling, src_nodata=nodata, nodata=nodata, dtype="float32",
-                           add_alpha=False) as vrt:
-                yield vrt
+        src = rasterio.open(href)
     except rasterio.errors.RasterioIOError as exc:
         raise explain(href, exc) from None
+    with src, WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
+                        resampling=resampling, src_nodata=src.nodata, nodata=src.nodata, dtype="float32",
+                        add_alpha=False) as vrt:
+        yield vrt
 
 
 def read_window(vrt: WarpedVRT, href: str, window: Window) -> np.ndarray:
