@@ -1,5 +1,5 @@
 """Assets warped onto the grid, kept on disk, so a rerun or a second command over the same area reads
-nothing twice, and every asset is opened once per fetch instead of once per block.
+nothing twice, and every remote asset is opened once per fetch instead of once per block.
 
     with warped_assets(folder, log=print, tick=step):  # None: a temporary folder, removed at the end
         read_block(href, grid, window)                  # read.py: the first call of an asset warps it
@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import tempfile
-from collections import OrderedDict
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -37,7 +36,6 @@ from ..files import atomic_path, sha256, user_cache_dir
 from .aoi import LONLAT, Grid
 
 VERSION = 1  # of the entries' format: a new one makes new keys
-OPEN_MAX = 64  # entries kept open at once (a long series opens and closes them as it goes)
 # Query parameters that sign a URL (Azure SAS, as Planetary Computer's; S3 and GCS presigned URLs):
 # dropped from the key, so a new signature finds the same entry.
 SIGNATURE = {"st", "se", "sp", "sv", "sr", "sig", "spr", "si", "skoid", "sktid", "skt", "ske", "sks", "skv", "sdd"}
@@ -115,17 +113,19 @@ class WarpedAssets:
         self.folder, self.log, self.tick, self.kept = folder, log, tick, kept
         self.hits: set[str] = set()  # unsigned URLs found whole in the folder
         self.reads: set[str] = set()  # unsigned URLs read from their host by this fetch
-        self._open: OrderedDict[Path, rasterio.DatasetReader] = OrderedDict()
+        self._ready: set[Path] = set()  # entries checked whole (or filled) by this fetch
 
     def read(self, href: str, grid: Grid, window: Window, resampling: Resampling) -> np.ndarray:
+        """The window of the asset's entry (filled first if missing or damaged). The local file is opened
+        for each window: closing it lets GDAL drop its blocks, each read once, so memory stays flat."""
         path = entry_path(self.folder, href, grid, resampling)
-        dataset = self._open.get(path)
-        if dataset is None:
-            dataset = self._entry(href, grid, resampling, path)
-        self._open.move_to_end(path)
-        return dataset.read(1, window=window)
+        if path not in self._ready:
+            self._entry(href, grid, resampling, path)
+            self._ready.add(path)
+        with rasterio.open(path) as dataset:
+            return dataset.read(1, window=window)
 
-    def _entry(self, href: str, grid: Grid, resampling: Resampling, path: Path):
+    def _entry(self, href: str, grid: Grid, resampling: Resampling, path: Path) -> None:
         url = unsigned(href)
         if not is_cached(path, check_hash=True):
             if path.exists() or path.with_suffix(".json").exists():
@@ -134,10 +134,6 @@ class WarpedAssets:
             self.reads.add(url)
         elif url not in self.reads:
             self.hits.add(url)
-        while len(self._open) >= OPEN_MAX:
-            self._open.popitem(last=False)[1].close()
-        self._open[path] = rasterio.open(path)
-        return self._open[path]
 
     def _fill(self, href: str, grid: Grid, resampling: Resampling, path: Path) -> None:
         """The asset warped onto the whole grid, window by window as read_block reads, into `path`."""
@@ -168,10 +164,6 @@ class WarpedAssets:
                                        "width": grid.width, "height": grid.height,
                                        "bounds_lonlat": list(transform_bounds(grid.crs, LONLAT, *grid.bounds))},
                                       indent=1))
-
-    def close(self) -> None:
-        while self._open:
-            self._open.popitem()[1].close()
 
     def noted(self, roles) -> dict:
         """For provenance: the ids of the items every asset of which came from the cache, and of those
@@ -218,6 +210,5 @@ def warped_assets(folder: str | os.PathLike | None, log: Callable[[str], None] =
         yield assets
     finally:
         CURRENT.reset(token)
-        assets.close()
         if temporary:
             shutil.rmtree(temporary, ignore_errors=True)
