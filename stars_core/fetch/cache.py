@@ -107,7 +107,7 @@ def mark_cached(plan, folder: Path | None) -> int:
 
 
 class WarpedAssets:
-    """The entries of one fetch: filled on first use, then read by window from open files."""
+    """The entries of one fetch: filled on first use, then read by window from the local files."""
 
     def __init__(self, folder: Path, log: Callable[[str], None], tick: Callable[[], None], kept: bool = True):
         self.folder, self.log, self.tick, self.kept = folder, log, tick, kept
@@ -152,8 +152,8 @@ class WarpedAssets:
                 dst.update_tags(href=unsigned(href), resampling=resampling.name)
             record = {"href": unsigned(href), "resampling": resampling.name, "size": tmp.stat().st_size,
                       "sha256": sha256(tmp)}
-            with atomic_path(path.with_suffix(".json")) as side:
-                side.write_text(json.dumps(record, indent=1))
+        with atomic_path(path.with_suffix(".json")) as side:  # last: the entry is whole once this is there
+            side.write_text(json.dumps(record, indent=1))
 
     @staticmethod
     def _describe(grid: Grid, where: Path) -> None:
