@@ -73,7 +73,8 @@ def run_chain(servers, out: Path, steps: int) -> tuple[Path, Path, list[str]]:
     aoi, api, dates = area_of(servers), servers.stac.url, sorted(
         p.stem[3:] for p in servers.catalogue["scene"]["series"].glob("S1_*.tif"))
     pair, s1 = out / "pair", out / "s1"
-    window = ("--aoi", aoi, "--start", dates[0], "--end", "2024-04-10", "--out", str(pair), "--stac-url", api)
+    cache = ("--cache", str(out / "servers" / "fetch-cache"))  # the local servers' URLs change with each run
+    window = ("--aoi", aoi, "--start", dates[0], "--end", "2024-04-10", "--out", str(pair), "--stac-url", api, *cache)
     print(stars("fetch", "pair", *window, "--dry-run"))  # the first date's radar, the April optical scenes
     print(stars("fetch", "pair", *window).strip().splitlines()[-1])
     model = out / "model.stars"
@@ -83,7 +84,7 @@ def run_chain(servers, out: Path, steps: int) -> tuple[Path, Path, list[str]]:
               "--out", str(model), "--backbone", "resnet18", "--encoder-width", "16", "--chip-size", "64",
               "--batch-size", "8", "--steps", str(steps), "--lr", "2e-3", "--workers", "0")
     print(stars("fetch", "series", "--aoi", aoi, "--start", dates[0], "--end", dates[-1], "--orbit", "ascending",
-                "--out", str(s1), "--stac-url", api).strip().splitlines()[-1])
+                "--out", str(s1), "--stac-url", api, *cache).strip().splitlines()[-1])
     stars("segment-series", str(model), str(out / "maps"), "--dates", str(s1 / "dates.csv"), "--temporal-filter")
     print(stars("change", str(out / "change.tif"), "--series", str(out / "maps"), "--unchanged", "single",
                 "--csv", str(out / "matrix.csv"), "--html", str(out / "change.html")))

@@ -117,7 +117,10 @@ def stac_servers(tmp_path_factory):
 
 
 @pytest.fixture
-def servers(stac_servers):
+def servers(stac_servers, tmp_path_factory, monkeypatch):
+    """The session's servers with no fault and an empty request log, and a fetch cache of the test's
+    own (an earlier test's cached assets would hide this test's reads)."""
+    monkeypatch.setenv("STARS_CACHE_DIR", str(tmp_path_factory.mktemp("stars-cache")))
     stac_servers.assets.reset()
     yield stac_servers
     stac_servers.assets.reset()

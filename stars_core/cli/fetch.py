@@ -37,6 +37,10 @@ def _common(p, what: str) -> None:
                    "the wait doubling from 1 s (default 5)")
     p.add_argument("--timeout", type=int, default=60, help="seconds a read may wait for the host (default 60)")
     p.add_argument("--stac-url", help="search this STAC API instead of each source's own (same kind of items)")
+    p.add_argument("--cache", metavar="DIR", help="keep the assets read, warped onto the grid, in this folder "
+                   "(default ~/.cache/stars/fetch, or $STARS_CACHE_DIR/fetch): a rerun reads nothing twice")
+    p.add_argument("--no-cache", action="store_true", help="keep nothing between runs (assets are warped into a "
+                   "temporary folder inside --out, removed at the end)")
 
 
 def add_parsers(sub) -> None:

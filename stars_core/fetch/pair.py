@@ -28,6 +28,7 @@ from ..classmap import style_class_map
 from ..errors import InputError
 from ..files import atomic_outputs
 from .aoi import Grid
+from .cache import provenance_note
 from .plan import Plan, RolePlan
 from .read import blocks, read_block, signer
 from .search import item_time, open_api
@@ -177,6 +178,6 @@ def write_pair(plan: Plan, out: Path, min_clear: int = 1, tick: Callable[[], Non
             writer.writerow(["value", "name", "color"])
             writer.writerows(zip(table.values, table.names, table.colors))
         facts = {"optical_clear_fraction": round(clear, 4), "labels_covered_fraction": round(covered, 4),
-                 "min_clear_looks": min_clear}
+                 "min_clear_looks": min_clear, **provenance_note(plan.roles)}
         tmp["provenance.json"].write_text(json.dumps(provenance(plan, facts), indent=1))
     return facts

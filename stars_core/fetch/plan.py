@@ -46,6 +46,7 @@ class RolePlan:
     bytes: int = 0
     pixels: int = 0
     coverage: float | None = None  # labels: the fraction of the area under the items' footprints
+    cached: int = 0  # of `bytes`, what the fetch cache already holds (cache.mark_cached)
 
 
 @dataclass
@@ -57,22 +58,29 @@ class Plan:
     def bytes(self) -> int:
         return sum(r.bytes for r in self.roles)
 
+    @property
+    def cached(self) -> int:
+        return sum(r.cached for r in self.roles)
+
     def summary(self) -> list[str]:
         g = self.request.grid
         lines = [f"grid: {g.crs.to_string()}, {g.transform.a:g} m pixels, {g.width} x {g.height} "
                  f"({g.pixels / 1e6:.2f} Mpx){'; ' + g.note if g.note else ''}"]
         for r in self.roles:
             lines.append(f"{r.role}: {len(r.items)} item(s) of {r.source.collection} at {r.source.api}, about "
-                         f"{r.bytes / 1e6:.1f} MB and {r.pixels / 1e6:.2f} Mpx to read")
+                         f"{(r.bytes - r.cached) / 1e6:.1f} MB and {r.pixels / 1e6:.2f} Mpx to read"
+                         + (f" ({r.cached / 1e6:.1f} MB more already cached)" if r.cached else ""))
             lines += ["    " + describe(item, g) for item in r.items]
             if r.coverage is not None:
                 lines.append(f"{r.role}: the items' footprints cover {r.coverage:.0%} of the area")
-        lines.append(f"total: about {self.bytes / 1e6:.1f} MB to read")
+        lines.append(f"total: about {(self.bytes - self.cached) / 1e6:.1f} MB to read"
+                     + (f", {self.cached / 1e6:.1f} MB already cached" if self.cached else ""))
         return lines
 
     def check_size(self, max_gb: float) -> None:
-        if self.bytes > max_gb * 1e9:
-            raise InputError(f"this fetch would read about {self.bytes / 1e9:.2f} GB, more than --max-gb {max_gb:g}: "
+        if self.bytes - self.cached > max_gb * 1e9:
+            raise InputError(f"this fetch would read about {(self.bytes - self.cached) / 1e9:.2f} GB, more than "
+                             f"--max-gb {max_gb:g}: "
                              f"shrink the area or the dates, or raise --max-gb")
 
     def check_labels(self, min_coverage: float = 1.0) -> None:
@@ -107,14 +115,14 @@ def asset_resolution(asset: dict) -> float:
     return float(asset.get("gsd") or band.get("spatial_resolution") or 10.0)
 
 
-def window_estimate(item: dict, source: Source, grid: Grid) -> tuple[int, int]:
-    """Bytes and pixels of the item's assets over the grid, at their own resolutions."""
+def window_estimate(item: dict, source: Source, grid: Grid, keys: list[str] | None = None) -> tuple[int, int]:
+    """Bytes and pixels of the item's assets (or those of `keys`) over the grid, at their own resolutions."""
     g, box = grid.bounds, item.get("bbox", [])
     box = [box[0], box[1], box[3], box[4]] if len(box) == 6 else box  # a 3-D bbox: drop the heights
     b = transform_bounds(LONLAT, grid.crs, *box, densify_pts=21) if len(box) == 4 else g
     w, h = max(0.0, min(g[2], b[2]) - max(g[0], b[0])), max(0.0, min(g[3], b[3]) - max(g[1], b[1]))
     total_bytes = total_pixels = 0
-    for key in source.assets:
+    for key in source.assets if keys is None else keys:
         asset = item.get("assets", {}).get(key)
         if asset is None:
             raise InputError(f"item {item.get('id')} of {source.collection} has no asset {key!r} (it has "

@@ -4,6 +4,9 @@
     with http_env():                                   # retries with backoff on 429/5xx, timeouts
         block = read_block(href, grid, window)         # (h, w) float32, NaN where the asset has no data
 
+Inside cache.warped_assets (what `stars fetch` runs under) each asset is opened once and warped whole
+onto the grid into the cache, and read_block reads its windows from there.
+
 GDAL retries 429, 500, 502, 503 and 504 itself (GDAL_HTTP_MAX_RETRY times, the delay growing from
 GDAL_HTTP_RETRY_DELAY; both in GDAL 3.6); what still fails comes back as one line naming the URL.
 """
@@ -23,6 +26,7 @@ from rasterio.windows import Window
 
 from ..errors import InputError
 from .aoi import Grid
+from .cache import CURRENT
 
 RETRIES, RETRY_DELAY_S, TIMEOUT_S = 5, 1.0, 60
 
@@ -74,20 +78,39 @@ def _retries() -> str:
         return "0"
 
 
+@contextmanager
+def open_warped(href: str, grid: Grid, resampling: Resampling = Resampling.nearest) -> Iterator[WarpedVRT]:
+    """The asset's first band warped onto the grid (float32, its own no data), opened once."""
+    try:
+        src = rasterio.open(href)
+    except rasterio.errors.RasterioIOError as exc:
+        raise explain(href, exc) from None
+    with src, WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
+                        resampling=resampling, src_nodata=src.nodata, nodata=src.nodata, dtype="float32",
+                        add_alpha=False) as vrt:
+        yield vrt
+
+
+def read_window(vrt: WarpedVRT, href: str, window: Window) -> np.ndarray:
+    """One window of an open_warped asset as float32, NaN where it has no data."""
+    try:
+        data = vrt.read(1, window=window, masked=True)
+    except rasterio.errors.RasterioIOError as exc:
+        raise explain(href, exc) from None
+    return data.filled(np.nan).astype(np.float32)
+
+
 def read_block(href: str, grid: Grid, window: Window, resampling: Resampling = Resampling.nearest,
                add: float = 0.0) -> np.ndarray:
     """The asset's first band over `window` of the grid, as float32 with NaN for no data; `add` is
-    added to valid values (an offset to the entry's units)."""
-    try:
-        with rasterio.open(href) as src:
-            nodata = src.nodata
-            with WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
-                           resampling=resampling, src_nodata=nodata, nodata=nodata, dtype="float32",
-                           add_alpha=False) as vrt:
-                data = vrt.read(1, window=window, masked=True)
-    except rasterio.errors.RasterioIOError as exc:
-        raise explain(href, exc) from None
-    out = data.filled(np.nan).astype(np.float32)
+    added to valid values (an offset to the entry's units). Inside cache.warped_assets the asset is
+    warped whole onto the grid into the cache on its first read, and read from there after."""
+    assets = CURRENT.get()
+    if assets is not None:
+        out = assets.read(href, grid, window, resampling)
+    else:
+        with open_warped(href, grid, resampling) as vrt:
+            out = read_window(vrt, href, window)
     if add:
         out += np.float32(add)
     return out

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..errors import Cancelled, InputError
+from .cache import mark_cached
 from .plan import Plan, Request, plan_pair
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")
@@ -49,6 +50,8 @@ class FetchConfig:
     min_label_coverage: float = 1.0  # the fraction of the area the labels' items must cover, else refused
     proxy: str | None = None  # "http://[user:password@]host:port"; None: the environment's, if any
     no_proxy: str = ""  # hosts that bypass the proxy, comma-separated
+    cache: str | None = None  # the fetch cache's folder; None: cache.default_folder()
+    no_cache: bool = False  # keep nothing: assets warped into a temporary folder inside the output folder
 
 
 def request_for(kind: str, cfg) -> Request:
@@ -128,31 +131,73 @@ def fetch(kind: str, cfg: FetchConfig, out: str | os.PathLike, dry_run: bool = F
         if request.area.note:
             log(f"stars fetch: {request.area.note}")
         plan = plan_pair(request)
-        lines = plan.summary()
+        folder = cache_folder(cfg)
+        reads = assets_to_read(kind, plan, out)
+        missing = _missing(reads, plan, folder)
+        mark_cached(plan, folder)
+        lines = plan.summary() + [f"cache: {folder}, {len(reads) - missing} of {len(reads)} asset(s) already there"
+                                  if folder else "cache: none (--no-cache)"]
         for line in lines:
             log(line)
         plan.check_size(cfg.max_gb)
         plan.check_labels(cfg.min_label_coverage)
         if dry_run:
             return {"plan": plan, "summary": lines, "facts": {}}
-        return {"plan": plan, "summary": lines, "facts": _write(kind, cfg, plan, out, progress, cancel)}
+        return {"plan": plan, "summary": lines, "facts": _write(kind, cfg, plan, out, missing, progress, cancel,
+                                                                log)}
 
 
-def blocks_to_read(kind: str, plan: Plan) -> int:
-    """The blocks a write reads: blocks per output raster times rasters."""
+def cache_folder(cfg) -> Path | None:
+    """--cache, else the per-user default; None with --no-cache."""
+    from .cache import default_folder
+
+    if getattr(cfg, "no_cache", False):
+        return None
+    return Path(cfg.cache).expanduser() if getattr(cfg, "cache", None) else default_folder()
+
+
+def assets_to_read(kind: str, plan: Plan, out: Path) -> list[tuple[str, object]]:
+    """(href, resampling) of every asset the write reads: each role's items for a pair; for a series
+    the items of the dates not yet written."""
+    from .cache import resampling_for
+    from .series import acquisition_days
+
+    if kind == "pair":
+        chosen = [(role, item) for role in plan.roles for item in role.items]
+    else:
+        days = acquisition_days(plan.roles[0].items)[0]
+        chosen = [(plan.roles[0], item) for day, items in days.items() if not (out / f"S1_{day}.tif").exists()
+                  for item in items]
+    keys = {"pair": lambda role: role.source.assets, "series": lambda role: list(role.source.bands.values())}[kind]
+    return [(item["assets"][k]["href"], resampling_for(role.source, k)) for role, item in chosen for k in keys(role)]
+
+
+def _missing(reads: list[tuple[str, object]], plan: Plan, folder: Path | None) -> int:
+    from .cache import entry_path, is_cached
+
+    if folder is None:
+        return len(reads)
+    return sum(not is_cached(entry_path(folder, href, plan.request.grid, how)) for href, how in reads)
+
+
+def blocks_to_read(kind: str, plan: Plan, missing: int = 0) -> int:
+    """The blocks a write reads: blocks per raster times the output rasters and the `missing` assets
+    (each warped whole into the cache first)."""
     from .read import blocks
     from .series import acquisition_days
 
     per = len(list(blocks(plan.request.grid)))
-    return 3 * per if kind == "pair" else len(acquisition_days(plan.roles[0].items)[0]) * per
+    outputs = 3 if kind == "pair" else len(acquisition_days(plan.roles[0].items)[0])
+    return (outputs + missing) * per
 
 
-def _write(kind: str, cfg, plan: Plan, out: Path, progress, cancel) -> dict:
+def _write(kind: str, cfg, plan: Plan, out: Path, missing: int, progress, cancel, log) -> dict:
+    from .cache import warped_assets
     from .pair import write_pair
     from .read import http_env
     from .series import write_series
 
-    total, done = blocks_to_read(kind, plan), [0]
+    total, done = blocks_to_read(kind, plan, missing), [0]
 
     def step() -> None:
         done[0] += 1
@@ -161,7 +206,12 @@ def _write(kind: str, cfg, plan: Plan, out: Path, progress, cancel) -> dict:
             raise Cancelled("fetch stopped; nothing half-written (a series keeps its finished dates; a rerun reads "
                             "only what is missing)")
 
-    with http_env(retries=cfg.retries, timeout_s=cfg.timeout):
+    with http_env(retries=cfg.retries, timeout_s=cfg.timeout), \
+            warped_assets(cache_folder(cfg), log=log, tick=step, scratch=out) as assets:
         if kind == "pair":
-            return write_pair(plan, out, min_clear=cfg.min_clear, tick=step)
-        return write_series(plan.roles[0], plan.request.grid, out, step)
+            facts = write_pair(plan, out, min_clear=cfg.min_clear, tick=step)
+        else:
+            facts = write_series(plan.roles[0], plan.request.grid, out, step)
+    log(f"cache: {len(assets.hits)} asset(s) taken from {assets.folder}, {len(assets.reads)} read from their "
+        f"hosts" if assets.kept else f"cache: none (--no-cache); {len(assets.reads)} asset(s) read from their hosts")
+    return facts

@@ -23,6 +23,7 @@ from rasterio.enums import Resampling
 
 from ..files import atomic_path
 from .aoi import Grid
+from .cache import provenance_note
 from .plan import RolePlan
 from .read import blocks, read_block, signer
 from .search import item_time
@@ -93,7 +94,7 @@ def write_series(role: RolePlan, grid: Grid, out: Path, tick: Callable[[], None]
         writer.writerows((day, f"S1_{day}.tif", f"{coverage[day]:.4f}") for day in days)
     record = {"api": role.source.api, "collection": role.source.collection, "query": role.query,
               "licence": role.source.licence, "notes": notes,
-              "dates": {day: [i["id"] for i in items] for day, items in days.items()}}
+              "dates": {day: [i["id"] for i in items] for day, items in days.items()}, **provenance_note([role])}
     with atomic_path(out / "provenance.json") as tmp:
         tmp.write_text(json.dumps(record, indent=1))
     return {"written": written, "kept": kept, "coverage": coverage, "notes": notes}

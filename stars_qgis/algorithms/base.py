@@ -294,6 +294,8 @@ class FetchingAlgorithm(StarsAlgorithm):
     RES = "RES"
     RETRIES = "RETRIES"
     TIMEOUT = "TIMEOUT"
+    CACHE = "CACHE"
+    NO_CACHE = "NO_CACHE"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
 
     def required(self, parameters, context) -> tuple[str, ...]:
@@ -323,6 +325,11 @@ def fetch_parameters(alg: StarsAlgorithm) -> None:
                                                            minValue=0)))
     alg.addParameter(advanced(QgsProcessingParameterNumber(alg.TIMEOUT, "Seconds a read may wait for the host",
                                                            num.Integer, 60, minValue=1)))
+    alg.addParameter(advanced(QgsProcessingParameterFile(
+        alg.CACHE, "Cache folder (empty: the STARS cache in the QGIS profile)",
+        behavior=QgsProcessingParameterFile.Behavior.Folder, optional=True)))
+    alg.addParameter(advanced(QgsProcessingParameterBoolean(alg.NO_CACHE, "Keep nothing between runs (no cache)",
+                                                            defaultValue=False)))
 
 
 def collection_parameter(key: str, what: str) -> QgsProcessingParameterString:
@@ -386,5 +393,7 @@ def fetch_config(alg: StarsAlgorithm, parameters, context, feedback, **extra):
         res=alg.parameterAsDouble(parameters, alg.RES, context), stac_url=stac_url,
         sar_collection=collection_name(alg, parameters, alg.SAR_COLLECTION, context),
         retries=alg.parameterAsInt(parameters, alg.RETRIES, context),
-        timeout=alg.parameterAsInt(parameters, alg.TIMEOUT, context), proxy=proxy, no_proxy=no_proxy, **extra)
+        timeout=alg.parameterAsInt(parameters, alg.TIMEOUT, context), proxy=proxy, no_proxy=no_proxy,
+        cache=alg.parameterAsFile(parameters, alg.CACHE, context) or None,
+        no_cache=alg.parameterAsBool(parameters, alg.NO_CACHE, context), **extra)
 

@@ -241,8 +241,6 @@ def _window(servers, path, grid):
 
 
 def test_the_pair_is_read_onto_the_grid_ready_for_training(servers, tmp_path, capsys):
-    import csv
-
     import numpy as np
     import rasterio
 
@@ -426,7 +424,6 @@ def test_items_in_another_crs_are_said_to_be_warped(servers, tmp_path, capsys):
 
 
 def test_too_few_clear_looks_leave_no_data_and_say_the_clear_fraction(servers, tmp_path, capsys):
-    import numpy as np
     import rasterio
 
     assert _fetch(servers, tmp_path, "--min-clear", "2", "--orbit", "ascending") == 0
@@ -504,10 +501,12 @@ def test_the_series_has_one_raster_per_day_that_segment_series_reads(servers, tm
     (tmp_path / "s1" / f"S1_{dates[1].date}.tif").unlink()
     gdal.VSICurlClearCache()  # as a new process would start: nothing in GDAL's memory
     servers.assets.reset()
-    assert main(args) == 0
+    assert main(args + ["--no-cache"]) == 0  # (the cache would read nothing at all: tested below)
     asked = {path.split("/")[1] for _, path, _ in servers.assets.requests}
     assert asked == {i["id"] for i in servers.catalogue["items"]
                      if i["collection"] == "sentinel-1-rtc" and i["properties"]["datetime"].startswith(dates[1].date)}
+    record = json.loads((tmp_path / "s1" / "provenance.json").read_text())["cache"]
+    assert set(record["items_read"]) == asked and record["items_from_cache"] == []  # kept dates: in neither
 
 
 def test_a_day_with_both_orbits_keeps_one_and_says_so():
@@ -687,3 +686,154 @@ def test_io_lulc_labels_come_with_its_own_class_table(servers, tmp_path, capsys)
     record = json.loads((out / "provenance.json").read_text())
     labels = next(s for s in record["sources"] if s["role"] == "labels")
     assert labels["collection"] == "io-lulc-annual-v02" and [i["id"] for i in labels["items"]] == ["32T-2023"]
+
+
+# --- the cache: a rerun or a second command over the same grid reads nothing twice -------------------------
+
+def _rasters(folder) -> dict:
+    """Every raster of a fetch's output folder: its bands' bytes, CRS, transform and tags."""
+    import rasterio
+
+    found = {}
+    for path in sorted(folder.glob("*.tif")):
+        with rasterio.open(path) as ds:
+            found[path.name] = (ds.read().tobytes(), ds.crs, ds.transform, ds.tags())
+    return found
+
+
+def _range_reads(servers) -> list:
+    return [r for r in servers.assets.requests if r[2]]
+
+
+def test_a_rerun_of_the_pair_reads_nothing_and_writes_the_same_bits(servers, tmp_path, capsys):
+    from osgeo import gdal
+
+    from stars_core.fetch.pair import write_pair
+    from stars_core.fetch.plan import Request, plan_pair
+    from stars_core.fetch.read import http_env
+
+    cache = tmp_path / "cache"
+    gdal.VSICurlClearCache()
+    assert _fetch(servers, tmp_path, "--cache", str(cache)) == 0
+    assert _range_reads(servers)
+    first = json.loads((tmp_path / "pair" / "provenance.json").read_text())["cache"]
+    assert first["folder"] == str(cache) and first["items_from_cache"] == []
+    assert set(first["items_read"]) == {i["id"] for i in servers.catalogue["items"]}
+    capsys.readouterr()
+    gdal.VSICurlClearCache()  # as a new process would start: nothing in GDAL's memory
+    servers.assets.reset()
+    again = tmp_path / "again"
+    assert _fetch(servers, again, "--cache", str(cache)) == 0
+    assert _range_reads(servers) == [] and servers.assets.requests == []  # not even a HEAD
+    said = capsys.readouterr().out
+    assert f"asset(s) taken from {cache}, 0 read from their hosts" in said
+    second = json.loads((again / "pair" / "provenance.json").read_text())["cache"]
+    assert set(second["items_from_cache"]) == set(first["items_read"]) and second["items_read"] == []
+    assert _rasters(again / "pair") == _rasters(tmp_path / "pair")
+    # the same bits as the reads straight from the host, block by block, with no cache at all
+    area = parse_aoi(_inner_bbox(servers))
+    sources = {r: source(n, servers.stac.url) for r, n in (("sar", "pc-sentinel-1-rtc"),
+                                                           ("optical", "pc-sentinel-2-l2a"),
+                                                           ("labels", "pc-esa-worldcover"))}
+    with http_env(retries=1, delay_s=0.1):
+        write_pair(plan_pair(Request(area, output_grid(area), "2024-04-01", "2024-04-30", sources)),
+                   tmp_path / "direct")
+    assert _rasters(tmp_path / "direct") == _rasters(tmp_path / "pair")
+
+
+def test_without_the_cache_nothing_is_kept_and_the_pixels_are_the_same(servers, tmp_path, capsys):
+    import os
+    from pathlib import Path
+
+    assert _fetch(servers, tmp_path, "--no-cache") == 0
+    assert "cache: none (--no-cache)" in capsys.readouterr().out
+    assert not (tmp_path / "cache").exists() and not any(p.name.startswith(".") for p in (tmp_path / "pair").iterdir())
+    assert not (Path(os.environ["STARS_CACHE_DIR"]) / "fetch").exists()
+    record = json.loads((tmp_path / "pair" / "provenance.json").read_text())["cache"]
+    assert record["folder"] is None and record["items_from_cache"] == []
+    assert _fetch(servers, tmp_path / "cached") == 0  # the default folder: $STARS_CACHE_DIR/fetch
+    assert (Path(os.environ["STARS_CACHE_DIR"]) / "fetch").is_dir()
+    assert _rasters(tmp_path / "cached" / "pair") == _rasters(tmp_path / "pair")
+
+
+def test_a_series_after_a_pair_over_the_same_grid_reads_no_radar_again(servers, tmp_path, capsys):
+    from osgeo import gdal
+
+    from stars_core.cli import main
+
+    gdal.VSICurlClearCache()
+    assert _fetch(servers, tmp_path, "--dry-run") == 0
+    assert "total: about" in capsys.readouterr().out
+    assert _fetch(servers, tmp_path) == 0  # every Sentinel-1 item of April, both orbits
+    gdal.VSICurlClearCache()
+    servers.assets.reset()
+    capsys.readouterr()
+    assert _fetch(servers, tmp_path, "--dry-run") == 0
+    said = capsys.readouterr().out
+    total = next(line for line in said.splitlines() if line.startswith("total:"))
+    assert total.startswith("total: about 0.0 MB to read, ") and total.endswith(" MB already cached")
+    assert float(total.split(", ")[1].split()[0]) > 0
+    assert _fetch(servers, tmp_path, "--dry-run", "--res", "20") == 0  # another grid: nothing of it cached
+    assert "already cached" not in capsys.readouterr().out
+    assert main(["fetch", "series", "--aoi", _inner_bbox(servers), "--start", "2024-04-01", "--end", "2024-04-30",
+                 "--out", str(tmp_path / "s1"), "--stac-url", servers.stac.url]) == 0
+    assert servers.assets.requests == []
+    record = json.loads((tmp_path / "s1" / "provenance.json").read_text())
+    assert set(record["cache"]["items_from_cache"]) == {i for ids in record["dates"].values() for i in ids}
+
+
+@pytest.mark.parametrize("damage", ["cut short", "bytes changed"])
+def test_a_damaged_cache_entry_is_read_again_and_said(servers, tmp_path, capsys, damage):
+    from osgeo import gdal
+
+    from stars_core.fetch.cache import default_folder, record_of
+
+    gdal.VSICurlClearCache()
+    assert _fetch(servers, tmp_path) == 0
+    entries = sorted(default_folder().glob("*/*.tif"))
+    damaged = entries[len(entries) // 2]
+    href = record_of(damaged)["href"]
+    data = damaged.read_bytes()
+    if damage == "cut short":  # as a full disk or a copy stopped half-way would
+        damaged.write_bytes(data[: len(data) // 2])
+    else:  # the same size, a flipped byte in the pixels (bit rot): only the SHA-256 tells
+        half = len(data) // 2
+        damaged.write_bytes(data[:half] + bytes([data[half] ^ 0xFF]) + data[half + 1:])
+    gdal.VSICurlClearCache()
+    servers.assets.reset()
+    capsys.readouterr()
+    assert _fetch(servers, tmp_path / "again") == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("stars fetch: the cached")]
+    assert said == [f"stars fetch: the cached copy of {href} is damaged (cut short or changed); reading it again"]
+    assert {path for _, path, _ in servers.assets.requests} == {href.split(servers.assets.url)[1]}
+    assert _rasters(tmp_path / "again" / "pair") == _rasters(tmp_path / "pair")
+
+
+def test_an_interrupted_read_leaves_no_cache_entry(servers, tmp_path):
+    from stars_core.errors import Cancelled
+    from stars_core.fetch.run import FetchConfig, fetch
+
+    cfg = FetchConfig(aoi=_inner_bbox(servers), start="2024-04-01", end="2024-04-30", stac_url=servers.stac.url,
+                      cache=str(tmp_path / "cache"))
+    ticks = []
+    with pytest.raises(Cancelled):  # stopped inside the first asset's first block
+        fetch("pair", cfg, tmp_path / "pair", log=lambda _: None, cancel=lambda: ticks.append(1) or True)
+    left = sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_file())
+    assert len(ticks) == 1 and left == ["grid.json"]  # no entry, no temporary file
+
+
+def test_a_signature_is_not_part_of_the_cache_key():
+    from stars_core.fetch.cache import unsigned
+
+    href = "https://x.blob.core.windows.net/c/vv.tif"
+    assert unsigned(href + "?st=2024-01-01&se=2024-01-02&sp=rl&sv=2021&sr=c&skoid=a&sig=abc%3D") == href
+    assert unsigned(href + "?X-Amz-Signature=1&X-Amz-Date=2&version=3") == href + "?version=3"
+
+
+def test_a_cache_folder_that_cannot_be_written_is_one_line_with_the_fix(servers, tmp_path, capsys):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache should be")
+    assert _fetch(servers, tmp_path, "--cache", str(blocker / "fetch")) == 2
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("stars fetch")]
+    assert len(said) == 1 and f"the fetch cache {blocker / 'fetch'} cannot be written" in said[0]
+    assert "--cache, or --no-cache" in said[0] and servers.assets.requests == []

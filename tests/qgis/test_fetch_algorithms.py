@@ -279,3 +279,25 @@ def test_without_pystac_client_the_dialog_says_what_to_install(servers, run_alg,
     monkeypatch.setitem(sys.modules, "pystac_client", None)  # an import of it fails, as where it is absent
     with pytest.raises(QgsProcessingException, match='pip install "pystac-client=='):
         run_alg("stars:getsentinelseries", _params(servers, tmp_path, DRY_RUN=True))
+
+
+def test_the_dialogs_cache_folder_serves_a_second_run_and_no_cache_keeps_nothing(servers, run_alg, tmp_path):
+    import json
+
+    from osgeo import gdal
+
+    cache = tmp_path / "cache"
+    run_alg("stars:getsentinelseries", _params(servers, tmp_path, CACHE=str(cache), ORBIT=1,
+                                               OUTPUT_FOLDER=str(tmp_path / "s1")), Said())
+    assert list(cache.glob("*/*.tif"))
+    gdal.VSICurlClearCache()
+    servers.assets.reset()
+    run_alg("stars:getsentinelseries", _params(servers, tmp_path, CACHE=str(cache), ORBIT=1,
+                                               OUTPUT_FOLDER=str(tmp_path / "again")), Said())
+    assert servers.assets.requests == []
+    record = json.loads((tmp_path / "again" / "provenance.json").read_text())["cache"]
+    assert record["folder"] == str(cache) and record["items_from_cache"] and not record["items_read"]
+    run_alg("stars:getsentinelseries", _params(servers, tmp_path, NO_CACHE=True, ORBIT=1,
+                                               OUTPUT_FOLDER=str(tmp_path / "none")), Said())
+    assert servers.assets.requests and json.loads((tmp_path / "none" / "provenance.json").read_text())["cache"][
+        "folder"] is None
