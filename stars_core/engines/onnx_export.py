@@ -221,7 +221,7 @@ def _lean_calibration():
             options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
             options.enable_mem_pattern = False
             options.enable_cpu_mem_arena = False
-            order = getattr(onnxruntime.ExecutionOrder, "PRIORITY_BASED", None)
+            order = getattr(getattr(onnxruntime, "ExecutionOrder", None), "PRIORITY_BASED", None)
             if order is not None:
                 options.execution_order = order
             self.infer_session = onnxruntime.InferenceSession(self.augmented_model_path, sess_options=options,
