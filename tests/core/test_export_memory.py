@@ -55,6 +55,7 @@ def test_the_calibration_keeps_no_activation_alive_for_its_ranges_alone(trained_
     before the last node that needs the tensor anyway: none is kept alive for its ranges alone (in
     ONNX Runtime's default order, many were: 2.0 GB per 512-pixel ResNet-50 tile instead of 0.4)."""
     import json
+    from pathlib import Path
 
     import onnxruntime
     from onnxruntime.quantization import calibrate
@@ -70,7 +71,7 @@ def test_the_calibration_keeps_no_activation_alive_for_its_ranges_alone(trained_
         self.infer_session = onnxruntime.InferenceSession(self.augmented_model_path, sess_options=options,
                                                           providers=self.execution_providers)
         collect(self, reader)
-        events = json.loads(open(self.infer_session.end_profiling()).read())
+        events = json.loads(Path(self.infer_session.end_profiling()).read_text())
         order = [e["name"][: -len("_kernel_time")] for e in events if e.get("cat") == "Node"
                  and e["name"].endswith("_kernel_time")]
         runs.append((self.model.graph, order))
