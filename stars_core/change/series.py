@@ -251,6 +251,22 @@ def series_outputs(out: Path, dates: Sequence[str]) -> dict[str, Path]:
     return files
 
 
+def recorded_files(folder: str | os.PathLike) -> dict[str, Path]:
+    """The files of a series folder that its record names, by what the user calls them: series.csv,
+    and each recorded date's map, probabilities and filtered map (the names series.csv holds and
+    those a series writes) with the maps' styles. Other files of the folder are not the series'."""
+    folder = Path(folder)
+    rows = _read_record(folder / RECORD)
+    if not rows:
+        return {"series record": folder / RECORD}
+    files = series_outputs(folder, sorted(rows))
+    for date, row in rows.items():
+        for key, what in (("map", "map"), ("probabilities", "probabilities"), ("filtered", "filtered map")):
+            if row.get(key):
+                files[f"{what} of {date} in series.csv"] = folder / row[key]
+    return files
+
+
 def _once(log: Callable[[str], None], said: set[str], date: str) -> Callable[[str], None]:
     """segment's warnings for a date, each said once for the whole series (with the first date it concerned)."""
     def forward(message: str) -> None:

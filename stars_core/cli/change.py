@@ -196,15 +196,15 @@ def _change_inputs(args) -> tuple[str, str, str, list[str]]:
 
 
 def _protect_series(args) -> None:
-    """With --series every file of the folder may be read (a period's maps, series.csv): no output
-    may be one of them, checked before a period's map is made."""
-    from pathlib import Path
-
+    """With --series the series' record and the files it names may be read (a period's maps,
+    series.csv): no output may be one of them, checked before a period's map is made. Other files of
+    the folder (an earlier change map written there) are not the series' and may be written again."""
+    from ..change.series import recorded_files
     from ..files import check_outputs
 
-    folder = Path(args.series)
-    files = sorted(str(p) for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
-    check_outputs({"series folder's record or one of its maps": files},
+    series = {(what if what.startswith("series") else f"series' {what}"): path
+              for what, path in recorded_files(args.series).items()}
+    check_outputs(series,
                   {"change map": args.maps[-1] if args.maps else None, "change polygons": args.polygons,
                    "transition matrix CSV": args.csv, "HTML report": args.html})
 

@@ -467,21 +467,26 @@ def test_a_change_report_gives_hectares_to_2_decimals_and_wraps_its_notes(long_n
 
 
 def test_a_change_of_a_series_period_never_writes_over_a_map_of_the_series(pair, tmp_path, capsys):
-    """A period's maps are read into a temporary composite, but they are inputs all the same."""
+    """A period's maps are read into a temporary composite, but they are inputs all the same: the
+    files series.csv names are protected, and only those (a change map in the folder runs again)."""
     pa, pb, a, b = pair
     series = tmp_path / "series"
     series.mkdir()
     for date, path in (("2024-01-01", pa), ("2024-02-01", pb), ("2024-03-01", pb)):
         (series / f"{date}.tif").write_bytes(path.read_bytes())
-    (series / "series.csv").write_text("date,source,map\n" + "".join(
-        f"{d},x,{d}.tif\n" for d in ("2024-01-01", "2024-02-01", "2024-03-01")))
+    (series / "series.csv").write_text("date,source,map,filtered\n" + "".join(
+        f"{d},x,{d}.tif,{f}\n" for d, f in (("2024-01-01", ""), ("2024-02-01", "smooth.tif"), ("2024-03-01", ""))))
+    (series / "smooth.tif").write_bytes(pb.read_bytes())  # filtered, named otherwise than a series does; not read
     before = {p.name: _hash(p) for p in series.iterdir()}
-    for target in ("2024-01-01.tif", "series.csv"):
+    for target in ("2024-01-01.tif", "series.csv", "smooth.tif", "2024-02-01_filtered.tif"):
         capsys.readouterr()
         assert cli_main(["change", "--series", str(series), "--from", "2024-01-01:2024-02-01", "--to", "2024-03-01",
                          str(series / target)]) == 2
         err = capsys.readouterr().err.strip()
         assert "destroy the input" in err and len(err.splitlines()) == 1, err
     assert {p.name: _hash(p) for p in series.iterdir()} == before
-    assert cli_main(["change", "--series", str(series), "--from", "2024-01-01:2024-02-01", "--to", "2024-03-01",
-                     str(series / "change.tif")]) == 0
+    for _ in range(2):  # the change map and the period's map written into the folder, then again over them
+        assert cli_main(["change", "--series", str(series), "--from", "2024-01-01:2024-02-01", "--to", "2024-03-01",
+                         str(series / "change.tif")]) == 0, capsys.readouterr().err
+    assert {p.name: _hash(p) for p in series.iterdir() if p.name in before} == before
+    assert (series / "change_from.tif").is_file()
