@@ -35,28 +35,50 @@ FLOOR = 0.5 / 255  # a uint8 probability of 0 is "below 1/255", not impossible
 def viterbi(probabilities: np.ndarray, switch: float) -> np.ndarray:
     """The most probable class index sequence of each pixel: `probabilities` (T, K, P) of T dates,
     K classes and P pixels -> (T, P) class indices."""
-    T, K, P = probabilities.shape
-    emit = np.log(np.clip(probabilities, FLOOR, 1.0))
+    return decode(np.log(np.clip(probabilities, FLOOR, 1.0)), switch)
+
+
+def decode(emit: np.ndarray, switch: float) -> np.ndarray:
+    """Viterbi on log evidence `emit` (T, K, P) -> (T, P) class indices. The switch prior is the same
+    for every pair of classes, so a class's best predecessor is itself or the best other class: the
+    best and second-best previous scores give every class's in one pass (O(K), not O(K^2), a date).
+    Ties go to the higher class index, as a stable sort of the scores has them."""
+    T, K, P = emit.shape
     stay, move = np.log1p(-switch), np.log(switch / (K - 1))
     score = emit[0].copy()  # (K, P)
     back = np.empty((T, K, P), np.int8 if K < 128 else np.int16)
     for t in range(1, T):
-        order = np.argsort(score, axis=0)
-        best, second = order[-1], order[-2]  # (P,) the best and second-best previous class
-        best_score = np.take_along_axis(score, best[None], 0)[0]
-        second_score = np.take_along_axis(score, second[None], 0)[0]
-        classes = np.arange(K)[:, None]
-        other_from = np.where(best[None] == classes, second[None], best[None])  # best previous class != j
-        other = np.where(best[None] == classes, second_score[None], best_score[None]) + move
-        kept = score + stay
-        take_other = other > kept
-        back[t] = np.where(take_other, other_from, classes)
-        score = np.where(take_other, other, kept) + emit[t]
+        first, second, i1, i2 = _top_two(score)
+        from_first, from_second = first + move, second + move
+        new = np.empty(score.shape, np.result_type(score, stay))
+        for j in range(K):
+            is_first = i1 == j
+            other = np.where(is_first, from_second, from_first)
+            kept = score[j] + stay
+            take = other > kept
+            back[t, j] = np.where(take, np.where(is_first, i2, i1), j)
+            new[j] = np.where(take, other, kept) + emit[t, j]
+        score = new
     path = np.empty((T, P), np.int64)
     path[-1] = np.argmax(score, axis=0)
     for t in range(T - 1, 0, -1):
         path[t - 1] = np.take_along_axis(back[t], path[t][None], 0)[0]
     return path
+
+
+def _top_two(score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(K, P) -> the best and second-best values and their class indices, a class at a time
+    (contiguous rows; ties to the higher index)."""
+    first, second = score[0].copy(), np.full_like(score[0], -np.inf)
+    i1, i2 = np.zeros(score.shape[1], np.int16), np.zeros(score.shape[1], np.int16)
+    for k in range(1, score.shape[0]):
+        s = score[k]
+        above_first, above_second = s >= first, s >= second
+        second = np.where(above_first, first, np.where(above_second, s, second))
+        i2 = np.where(above_first, i1, np.where(above_second, k, i2))
+        first = np.where(above_first, s, first)
+        i1 = np.where(above_first, k, i1).astype(np.int16)
+    return first, second, i1, i2.astype(np.int16)
 
 
 def check_switch(switch: float) -> None:
@@ -143,17 +165,29 @@ def _filter_strip(row: int, srcs, map_srcs, dsts, values: np.ndarray, scale: flo
     raw = np.stack([m.read(1, window=w) for m in map_srcs])  # (T, h, w)
     nodata = map_srcs[0].nodata
     valid = np.ones(raw.shape[1:], bool) if nodata is None else (raw != nodata).all(axis=0)
-    probs = np.stack([s.read(window=w).astype(np.float32) / scale for s in srcs])  # (T, K, h, w)
-    T, K = probs.shape[:2]
-    flat = probs.reshape(T, K, -1)[:, :, valid.ravel()]
+    if scale == 255.0:  # uint8 probabilities: their log evidence looked up, value for value the same
+        emit = np.stack([_LOG_UINT8[s.read(window=w)] for s in srcs])  # (T, K, h, w)
+    else:
+        emit = np.log(np.clip(np.stack([s.read(window=w).astype(np.float32) / scale for s in srcs]), FLOOR, 1.0))
+    T, K = emit.shape[:2]
+    every = bool(valid.all())
+    flat = emit.reshape(T, K, -1) if every else emit.reshape(T, K, -1)[:, :, valid.ravel()]
     out = raw.copy()
     if flat.shape[2]:
-        path = values[viterbi(flat, switch)]  # (T, P)
-        out.reshape(T, -1)[:, valid.ravel()] = path
-        counts["changed"] += int((path != raw.reshape(T, -1)[:, valid.ravel()]).sum())
+        path = values[decode(flat, switch)]  # (T, P)
+        was = raw.reshape(T, -1) if every else raw.reshape(T, -1)[:, valid.ravel()]
+        if every:
+            out = path.reshape(raw.shape).astype(raw.dtype)
+        else:
+            out.reshape(T, -1)[:, valid.ravel()] = path
+        counts["changed"] += int((path != was).sum())
         counts["pixels"] += int(valid.sum()) * T
     for k, d in enumerate(dsts):
         d.write(out[k], 1, window=w)
+
+
+# log evidence of each uint8 probability q: log(clip(q / 255, FLOOR, 1)) computed as the float path does
+_LOG_UINT8 = np.log(np.clip(np.arange(256, dtype=np.uint8).astype(np.float32) / 255.0, FLOOR, 1.0))
 
 
 def filtered_names(maps: Sequence[str | os.PathLike]) -> list[Path]:

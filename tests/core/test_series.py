@@ -140,6 +140,40 @@ def test_viterbi_finds_the_most_probable_sequence_as_a_brute_force_search_does()
         assert tuple(path[:, p]) == max(score, key=score.get)
 
 
+def test_the_one_pass_decoder_equals_the_full_transition_search_ties_included():
+    """`decode` takes each class's best predecessor from the best and second-best previous scores;
+    a full K x K search over predecessors (a class keeps itself unless another is strictly better;
+    among the others, ties go to the higher class index) gives the same path, on
+    uint8-quantised evidence full of ties, and the uint8 table gives the float path's evidence."""
+    from stars_core.change.temporal import _LOG_UINT8, FLOOR, decode
+
+    rng = np.random.default_rng(5)
+    T, K, P = 9, 4, 3000
+    q = (rng.integers(0, 256, size=(T, K, P)) // 48 * 48).astype(np.uint8)  # 6 levels: many equal scores
+    emit = np.log(np.clip(q.astype(np.float64) / 255.0, FLOOR, 1.0))
+    for switch in (0.02, 0.4, 0.9):
+        log_a = np.full((K, K), np.log(switch / (K - 1)))
+        np.fill_diagonal(log_a, np.log1p(-switch))
+        score, back = emit[0], []
+        for t in range(1, T):
+            cand = score[:, None, :] + log_a[:, :, None]  # (from, to, P)
+            step = np.empty((K, P), np.int64)
+            for j in range(K):  # a class keeps itself unless another is strictly better (ties: higher index)
+                others, prior = cand[:, j].copy(), score.copy()
+                others[j] = prior[j] = -np.inf  # the best other by its score: adding the prior may round
+                # two different scores to one sum
+                best_other = K - 1 - np.argmax(prior[::-1], axis=0)
+                step[j] = np.where(others.max(axis=0) > cand[j, j], best_other, j)
+            back.append(step)
+            score = cand.max(axis=0) + emit[t]
+        path = [np.argmax(score, axis=0)]
+        for b in back[::-1]:
+            path.append(np.take_along_axis(b, path[-1][None], 0)[0])
+        np.testing.assert_array_equal(decode(emit, switch), np.stack(path[::-1]))
+    floats = np.log(np.clip(np.arange(256, dtype=np.uint8).astype(np.float32) / 255.0, FLOOR, 1.0))
+    assert _LOG_UINT8.dtype == np.float32 and np.array_equal(_LOG_UINT8, floats)
+
+
 def test_the_filter_drops_a_one_date_flicker_and_keeps_a_lasting_change():
     from stars_core.change.temporal import viterbi
 
