@@ -4,10 +4,10 @@ One implementation serves training validation and `stars evaluate`.
 """
 from __future__ import annotations
 
+import sys
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from .classes import IGNORE
 from .errors import InputError
@@ -15,7 +15,8 @@ from .errors import InputError
 
 def confusion_matrix(pred, target, num_classes: int, ignore_index: int = IGNORE) -> np.ndarray:
     """(K, K) int64 counts, rows = reference class, columns = predicted class; ignored pixels skipped."""
-    if isinstance(pred, torch.Tensor):
+    torch = sys.modules.get("torch")  # a tensor means PyTorch is loaded: `stars evaluate` need not load it
+    if torch is not None and isinstance(pred, torch.Tensor):
         pred, target = pred.detach().cpu().numpy(), target.detach().cpu().numpy()
     pred, target = np.asarray(pred).ravel(), np.asarray(target).ravel()
     keep = (target != ignore_index) & (target < num_classes) & (target >= 0)

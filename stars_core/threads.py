@@ -85,11 +85,12 @@ class LoadProbe:
         self.cpus = _affinity()
         self.machine_cores = available_cores()
         self._last = (_machine_jiffies(self.cpus), _own_jiffies())
+        self.since = time.monotonic()  # when the interval the next sample measures began
 
     def sample(self) -> Load | None:
         machine, own = _machine_jiffies(self.cpus), _own_jiffies()
         last_machine, last_own = self._last
-        self._last = (machine, own)
+        self._last, self.since = (machine, own), time.monotonic()
         if None in (machine, own, last_machine, last_own):
             return None
         busy, total = machine[0] - last_machine[0], machine[1] - last_machine[1]
@@ -177,7 +178,9 @@ def configure(threads: int | str | None = "auto", reserve: int = 0, settle: floa
     """Choose the process's thread policy: "auto"/None adapts (unless OMP_NUM_THREADS is set, which
     fixes the count), an integer fixes it, capped at the cores this process may use (more threads
     than cores only make every thread wait; `say` is told). `reserve` cores are left alone (e.g. to
-    QGIS's interface). Measures the load for `settle` seconds first."""
+    QGIS's interface). Measures the load over `settle` seconds at least first: where an adaptive
+    policy measured it less than its `interval` ago (a second command in one process, a second
+    algorithm run in QGIS), over the time since then, waiting only for what that lacks of `settle`."""
     global _POLICY
     fixed: int | None = None
     if threads not in (None, "auto"):
@@ -195,7 +198,10 @@ def configure(threads: int | str | None = "auto", reserve: int = 0, settle: floa
     if policy.adaptive and _own_jiffies() is None:  # no /proc: keep what PyTorch chose
         policy = ThreadPolicy(available_cores(), reserve)
     if policy.adaptive and settle > 0:
-        time.sleep(settle)
+        last = _POLICY.probe if _POLICY is not None and _POLICY.adaptive else None
+        if last is not None and time.monotonic() - last.since <= policy.interval:
+            policy.probe = last  # its interval goes on, no older than the policy's own checks
+        time.sleep(max(0.0, settle - (time.monotonic() - policy.probe.since)))
     policy.adapt(force=True)
     _POLICY = policy
     return policy

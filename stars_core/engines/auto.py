@@ -161,6 +161,10 @@ def _export(torch_runner, runtime: str, branch: str, tile: int, raster, path: Pa
                     "measured_on": Path(raster).name, "agreement": share, "agreement_tiles": tiles}
             with atomic_path(info_path) as tmp_info:
                 Path(tmp_info).write_text(json.dumps(info, indent=1))
+        # the graph it compiled is now the cached file: the run uses it rather than compiling it again
+        measured_with.path = os.fspath(path)
+        _SESSIONS.clear()
+        _SESSIONS[(os.fspath(path), measured_with.engine)] = measured_with
     except OSError as exc:
         raise InputError(f"cannot write the {runtime} export at {path} ({exc.strerror or exc}); free some space or "
                          f"use --runtime torch") from None

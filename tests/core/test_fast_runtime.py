@@ -3,6 +3,7 @@ a CPU, exported once per model file and cached beside it, with its agreement wit
 import importlib.util
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,9 +17,10 @@ SEG = ["--tile-size", "128", "--device", "cpu"]
 
 @pytest.fixture(scope="module")
 def model_copy(trained_model, tmp_path_factory):
-    """The session's model in a folder of its own, so the cached exports land there."""
+    """The session's model in a folder of its own (under its own name, which its exports record), so
+    the cached exports land there."""
     folder = tmp_path_factory.mktemp("runtime-model")
-    return shutil.copy(trained_model, folder / "model.stars")
+    return Path(shutil.copy(trained_model, folder / Path(trained_model).name))
 
 
 def _map(path):
@@ -26,15 +28,21 @@ def _map(path):
         return ds.read(1)
 
 
-def test_auto_runs_the_int8_export_cached_beside_the_model_and_says_so(model_copy, demo_scene, tmp_path, capsys):
+def test_auto_runs_the_int8_export_cached_beside_the_model_and_says_so(model_copy, int8_model, demo_scene, tmp_path,
+                                                                      capsys):
+    """The default path exports the int8 graph once beside the model and says so; the export is
+    deterministic (byte for byte the session's export of the same model, made by `segment`)."""
     from stars_core.engines.auto import model_sha256
 
     assert cli_main(["segment", str(model_copy), str(demo_scene["sar"]), str(tmp_path / "auto.tif"), *SEG]) == 0
     out = capsys.readouterr()
     engine = "OpenVINO" if importlib.util.find_spec("openvino") else "ONNX Runtime"  # where OpenVINO is, it runs
     assert "exporting the m1 branch to ONNX int8" in out.err and f"runtime int8: {engine} on the CPU" in out.out
-    graphs = sorted(model_copy.parent.glob("model.*.m1-128.int8.onnx"))
+    graphs = sorted(model_copy.parent.glob(f"{model_copy.stem}.*.m1-128.int8.onnx"))
     assert len(graphs) == 1 and model_sha256(model_copy)[:16] in graphs[0].name
+    session = int8_model["model"]
+    first = next(session.parent.glob(f"{session.stem}.*.m1-128.int8.onnx"))  # the session's export
+    assert graphs[0].read_bytes() == first.read_bytes()  # the same calibration tiles, the same graph
     info = json.loads(graphs[0].with_suffix(".json").read_text())
     assert info["source_sha256"] == model_sha256(model_copy) and info["runtime"] == "int8"
     assert 0.5 < info["agreement"] <= 1 and info["agreement_tiles"] == 9
@@ -56,20 +64,18 @@ def test_the_fp32_export_gives_the_map_of_pytorch(model_copy, demo_scene, tmp_pa
     assert cli_main(["segment", str(model_copy), str(demo_scene["sar"]), str(tmp_path / "torch.tif"), *SEG,
                      "--runtime", "torch"]) == 0
     assert (_map(tmp_path / "onnx.tif") == _map(tmp_path / "torch.tif")).mean() > 0.995
-    assert list(model_copy.parent.glob("model.*.m1-128.onnx"))
+    assert list(model_copy.parent.glob(f"{model_copy.stem}.*.m1-128.onnx"))
 
 
-def test_the_int8_export_is_deterministic_and_follows_the_model_file(int8_model, demo_scene, tmp_path):
-    from stars_core.config import SegmentConfig
+def test_the_export_follows_the_model_file(int8_model, tmp_path):
+    """The export's name holds the model file's hash: a copy has the name of the session's export,
+    another model file (one byte more) another export, not yet made."""
     from stars_core.engines.auto import cached_path
-    from stars_core.segmentation.infer import segment
 
     model = int8_model["model"]
     first = next(model.parent.glob(f"{model.stem}.*.m1-128.int8.onnx"))  # the session's export
     a = shutil.copy(model, tmp_path / model.name)  # the same file, without its export
-    segment(a, demo_scene["sar"], tmp_path / "b.tif", SegmentConfig(tile_size=128, device="cpu", runtime="int8"))
     again = tmp_path / first.name
-    assert again.read_bytes() == first.read_bytes()  # the same calibration tiles, the same graph
     assert cached_path(a, "int8", "m1", 128) == again
     with open(a, "ab") as f:
         f.write(b"\0")  # another model file: its hash, so its export's name, changes
@@ -138,14 +144,25 @@ def test_the_default_path_gives_one_map_whatever_the_threads(int8_model, demo_sc
 
     from tests.core.helpers import copy_with_exports
 
+    from stars_core import threads
+
     model_copy = copy_with_exports(int8_model["model"], tmp_path)  # the session's int8 export beside it
     maps, probs = [], []
-    for n in (1, 2):  # a process each: a runner compiled for one thread count is kept for the process
-        out = tmp_path / f"t{n}.tif"
-        run = subprocess.run([sys.executable, "-m", "stars_core.cli", "--threads", str(n), "segment", str(model_copy),
-                              str(demo_scene["sar"]), str(out), "--tile-size", "128", "--device", "cpu", "--runtime",
-                              "int8", "--probabilities", str(tmp_path / f"p{n}.tif")], capture_output=True, text=True)
-        assert run.returncode == 0 and "exporting" not in run.stderr, run.stderr[-2000:]
+    for n in (1, 2):  # a process each (this one, then another): a runner compiled for one thread count
+        out = tmp_path / f"t{n}.tif"  # is kept for the process
+        argv = ["--threads", str(n), "segment", str(model_copy), str(demo_scene["sar"]), str(out), "--tile-size", "128",
+                "--device", "cpu", "--runtime", "int8", "--probabilities", str(tmp_path / f"p{n}.tif")]
+        if n == 1:
+            capsys.readouterr()
+            try:
+                assert cli_main(argv) == 0
+            finally:
+                threads.configure("auto", settle=0)  # the session's policy again
+            err = capsys.readouterr().err
+            assert "exporting" not in err, err[-2000:]
+        else:
+            run = subprocess.run([sys.executable, "-m", "stars_core.cli", *argv], capture_output=True, text=True)
+            assert run.returncode == 0 and "exporting" not in run.stderr, run.stderr[-2000:]
         maps.append(_map(out))
         with rasterio.open(tmp_path / f"p{n}.tif") as ds:
             probs.append(ds.read())

@@ -103,9 +103,10 @@ def test_configs_and_errors_load_without_torch():
 
 
 def test_the_map_to_numbers_chain_needs_no_torch():
-    """Sampling, estimating, cleaning and polygonizing a map run where PyTorch is not installed (a
-    QGIS that only segments with ONNX, or only assesses a map made elsewhere)."""
+    """Evaluating, sampling, estimating, cleaning and polygonizing a map run where PyTorch is not
+    installed (a QGIS that only segments with ONNX, or only assesses a map made elsewhere)."""
     result = _run("import sys; sys.modules['torch'] = None\n"
+                  "import stars_core.evaluate, stars_core.cli.evaluate\n"
                   "import stars_core.accuracy.assess, stars_core.accuracy.report, stars_core.cli.accuracy\n"
                   "import stars_core.product.mmu, stars_core.product.polygons\n"
                   "assert sys.modules['torch'] is None")

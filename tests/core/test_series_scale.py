@@ -124,7 +124,14 @@ def _damage_a_middle_block(src: Path, dst: Path) -> Path:
 
 
 def test_a_series_under_torchrun_writes_the_files_of_one_process_and_a_failed_date_leaves_the_others(
-        series, trained_model, tmp_path):  # noqa: F811
+        series, trained_model, tmp_path, capsys):  # noqa: F811
+    """torchrun's two processes write the files of one, a rerun skips them; on the int8 runtime, rank 0
+    alone makes the export, and a date that fails mid-run leaves the others' files whole."""
+    import json
+    import shutil
+
+    from stars_core.cli import main as cli_main
+
     rasters = sorted(series["folder"].glob("S1_*.tif"))
     one, two = tmp_path / "one", tmp_path / "two"
     run = _series_run(trained_model, one, rasters, "--temporal-filter")
@@ -145,15 +152,32 @@ def test_a_series_under_torchrun_writes_the_files_of_one_process_and_a_failed_da
     assert run.returncode == 0 and "0 date(s) segmented, 4 already done" in run.stdout, run.stderr[-3000:]
     assert {p.name: p.stat().st_mtime_ns for p in two.glob("*.tif")} == stamps
 
+    # under torchrun on the int8 runtime, one date failing mid-run: rank 0 makes the export before any date
+    # (calibrated on the first date), and the other dates are those of one process, whole
+    pytest.importorskip("onnxruntime")
+    model_one, model_two = tmp_path / "a" / "m.stars", tmp_path / "b" / "m.stars"  # each its own export cache
+    for m in (model_one, model_two):
+        m.parent.mkdir()
+        shutil.copy(trained_model, m)
+    int8 = ["--runtime", "int8", "--temporal-filter"]
+    capsys.readouterr()
+    assert cli_main(["segment-series", str(model_one), str(tmp_path / "one8"), *map(str, rasters), *SEG, *int8]) == 0
+    seen = capsys.readouterr()
+    assert (seen.out + seen.err).count("exporting the m1 branch") == 1
     (tmp_path / "in").mkdir()
     damaged = [*rasters[:1], _damage_a_middle_block(rasters[1], tmp_path / "in" / rasters[1].name), *rasters[2:]]
     three = tmp_path / "three"
-    run = _series_run(trained_model, three, damaged, "--temporal-filter", processes=2)
+    run = _series_run(model_two, three, damaged, *int8, processes=2)
     assert run.returncode == 1, run.stdout[-2000:] + run.stderr[-3000:]
+    assert (run.stdout + run.stderr).count("exporting the m1 branch") == 1  # rank 0 only, before any date
     assert "1 date(s) failed" in run.stderr and "2024-04-13: the raster" in run.stderr, run.stderr[-3000:]
     assert "3 date(s) segmented" in run.stdout and "_filtered" not in " ".join(p.name for p in three.iterdir())
+    notes = [json.loads(p.read_text()) for m in (model_one, model_two) for p in m.parent.glob("*.int8.json")]
+    assert len(notes) == 2 and {n["calibrated_on"] for n in notes} == {str(rasters[0])}  # the first date, in both
+    mine8 = _files(tmp_path / "one8")
     for date in ("2024-04-01", "2024-04-25", "2024-05-07"):  # both processes' other dates, whole
-        assert (three / f"{date}.tif").read_bytes() == mine[f"{date}.tif"]
+        for name in (f"{date}.tif", f"{date}.qml", f"{date}_probabilities.tif"):
+            assert (three / name).read_bytes() == mine8[name], name
     assert not (three / "2024-04-13.tif").exists() and "2024-04-13" not in (three / "series.csv").read_text()
     assert not [p.name for p in three.iterdir() if p.name.startswith(".")]
 
@@ -172,27 +196,3 @@ def test_a_killed_process_scratch_is_removed_and_a_running_one_kept(tmp_path):
         path.mkdir()
     _remove_stale_scratch(tmp_path)
     assert not dead.exists() and alive.is_dir() and elsewhere.is_dir()
-
-
-def test_under_torchrun_one_process_makes_the_int8_export_and_the_maps_are_those_of_one_process(
-        series, trained_model, tmp_path):  # noqa: F811
-    import json
-    import shutil
-
-    pytest.importorskip("onnxruntime")
-    rasters = sorted(series["folder"].glob("S1_*.tif"))[:3]
-    int8 = ["--runtime", "int8"]
-    model_one, model_two = tmp_path / "a" / "m.stars", tmp_path / "b" / "m.stars"  # each its own export cache
-    for m in (model_one, model_two):
-        m.parent.mkdir()
-        shutil.copy(trained_model, m)
-    one = _series_run(model_one, tmp_path / "one", rasters, *int8)
-    two = _series_run(model_two, tmp_path / "two", rasters, *int8, processes=2)
-    assert one.returncode == 0 and two.returncode == 0, one.stderr[-2000:] + two.stderr[-3000:]
-    assert (one.stdout + one.stderr).count("exporting the m1 branch") == 1
-    assert (two.stdout + two.stderr).count("exporting the m1 branch") == 1  # rank 0 only, before any date
-    notes = [json.loads(p.read_text()) for p in (model_one.parent.glob("*.int8.json"), model_two.parent.glob(
-        "*.int8.json")) for p in p]
-    assert len(notes) == 2 and {n["calibrated_on"] for n in notes} == {str(rasters[0])}  # the first date, in both
-    mine, theirs = _files(tmp_path / "one"), _files(tmp_path / "two")
-    assert len(mine) == 3 * 2 and [n for n in mine if mine[n] != theirs.get(n)] == []

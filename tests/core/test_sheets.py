@@ -105,35 +105,20 @@ def _rasters(folder):
     return out
 
 
-def test_two_processes_write_the_same_sheets_as_one_and_a_rerun_skips_them(int8_model, demo_scene, tmp_path):
-    from stars_core.cli import main as cli_main
-    from tests.core.helpers import copy_with_exports
-
-    model = copy_with_exports(int8_model["model"], tmp_path)  # the session's int8 export (128-px tiles) beside it
-    # on the default path (int8): one map whatever the processes and their threads; one: this process
-    assert cli_main(_sheet_args(model, demo_scene, tmp_path / "p1", "int8", tile=128)) == 0
-    proc = _sheet_run(model, demo_scene, tmp_path / "p2", 2, runtime="int8", tile=128)
-    log = proc.communicate(timeout=300)[0]
-    assert proc.returncode == 0 and "exporting" not in log, log[-2000:]
-    one, two = _rasters(tmp_path / "p1"), _rasters(tmp_path / "p2")
-    assert set(one) == set(two) == {"A1.tif", "A2.tif", "B1.tif", "B2.tif"}
-    for name in one:
-        np.testing.assert_array_equal(one[name], two[name], err_msg=name)
-    assert (tmp_path / "p2" / "mosaic.vrt").is_file() and not list((tmp_path / "p2").glob(".*"))
-    mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "p2").glob("*.tif")}
-    proc = _sheet_run(model, demo_scene, tmp_path / "p2", 2, runtime="int8", tile=128)
-    log = proc.communicate(timeout=300)[0]
-    assert proc.returncode == 0 and "4 skipped" in log, log[-2000:]
-    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "p2").glob("*.tif")} == mtimes
-
-
-def test_a_killed_run_leaves_valid_sheets_and_a_rerun_completes_it(trained_model, demo_scene, tmp_path):
+def test_a_killed_run_leaves_valid_sheets_and_a_rerun_writes_the_sheets_of_one_process_then_skips_them(
+        int8_model, demo_scene, tmp_path):
+    """Two processes under torchrun, killed at the first sheet: whatever exists is whole; the rerun
+    completes the job with the sheets one process writes, and a third run skips them all."""
     import os
     import signal
     import time
 
-    out = tmp_path / "killed"
-    proc = _sheet_run(trained_model, demo_scene, out, 2, start_new_session=True)
+    from stars_core.cli import main as cli_main
+    from tests.core.helpers import copy_with_exports
+
+    model = copy_with_exports(int8_model["model"], tmp_path)  # the session's int8 export (128-px tiles) beside it
+    out = tmp_path / "p2"
+    proc = _sheet_run(model, demo_scene, out, 2, runtime="int8", tile=128, start_new_session=True)
     deadline = time.time() + 240
     while time.time() < deadline and not list(out.glob("*.tif")) and proc.poll() is None:
         time.sleep(0.05)
@@ -141,11 +126,22 @@ def test_a_killed_run_leaves_valid_sheets_and_a_rerun_completes_it(trained_model
     proc.communicate()
     for name, data in _rasters(out).items():  # whatever exists is a whole, readable sheet
         assert data.shape[0] == 1, name
-    proc = _sheet_run(trained_model, demo_scene, out, 2)
+    proc = _sheet_run(model, demo_scene, out, 2, runtime="int8", tile=128)
     log = proc.communicate(timeout=300)[0]
-    assert proc.returncode == 0, log[-2000:]
-    assert set(_rasters(out)) == {"A1.tif", "A2.tif", "B1.tif", "B2.tif"}
+    assert proc.returncode == 0 and "exporting" not in log, log[-2000:]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # the killed run's temporaries are gone
+    # on the default path (int8): one map whatever the processes and their threads; one: this process
+    assert cli_main(_sheet_args(model, demo_scene, tmp_path / "p1", "int8", tile=128)) == 0
+    one, two = _rasters(tmp_path / "p1"), _rasters(out)
+    assert set(one) == set(two) == {"A1.tif", "A2.tif", "B1.tif", "B2.tif"}
+    for name in one:
+        np.testing.assert_array_equal(one[name], two[name], err_msg=name)
+    assert (out / "mosaic.vrt").is_file()
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tif")}
+    proc = _sheet_run(model, demo_scene, out, 2, runtime="int8", tile=128)
+    log = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0 and "4 skipped" in log, log[-2000:]
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.tif")} == mtimes
 
 
 def test_only_takes_sheet_numbers_and_refuses_an_empty_list(demo_scene, tmp_path, capsys):

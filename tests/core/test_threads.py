@@ -135,3 +135,26 @@ def test_hold_keeps_the_count_through_a_block_and_restores_the_policy(monkeypatc
     finally:
         monkeypatch.undo()
         threads.configure("auto", settle=0)
+
+
+def test_a_second_configure_measures_the_load_since_the_last_check_and_waits_only_what_that_lacks(monkeypatch):
+    """A second command in one process (or a second algorithm run in QGIS) shortly after the last
+    load check measures the load since that check, over `settle` seconds at least; a check older than
+    the policy's interval is not reused: a new measurement, the whole `settle` waited."""
+    slept = []
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads.time, "sleep", slept.append)
+    try:
+        first = threads.configure("auto", settle=0.2)
+        assert first.adaptive and slept[-1] == pytest.approx(0.2, abs=0.05)
+        first.probe.since -= 0.15  # the last check was 0.15 s ago
+        second = threads.configure("auto", settle=0.2)
+        assert second.probe is first.probe and slept[-1] == pytest.approx(0.05, abs=0.04)
+        second.probe.since -= 1.0  # a second ago: the measurement already spans `settle`
+        assert threads.configure("auto", settle=0.2).probe is first.probe and slept[-1] == 0.0
+        first.probe.since -= 2 * first.interval  # too old to stand for the load now
+        third = threads.configure("auto", settle=0.2)
+        assert third.probe is not first.probe and slept[-1] == pytest.approx(0.2, abs=0.05)
+    finally:
+        monkeypatch.undo()
+        threads.configure("auto", settle=0)

@@ -53,10 +53,27 @@ def look():
         json.dump(result, f)
     QgsApplication.exit(0)
 
-def start():
-    QTimer.singleShot(5000, look)  # set first: a dialog opened while loading runs its own event loop
-    iface.addProject(os.environ["STARS_PROJECT"])  # as File > Open Project does
+looked, started = [], []
 
+def look_once():
+    if not looked:
+        looked.append(True)
+        look()
+
+def settled():  # the canvas has drawn the project: look a moment later, unless it draws again
+    canvas = iface.mapCanvas()
+    QTimer.singleShot(500, lambda: None if canvas.isDrawing() else look_once())
+
+def start():
+    if started:
+        return
+    started.append(True)
+    QTimer.singleShot(5000, look_once)  # set first: a dialog opened while loading runs its own event loop
+    iface.addProject(os.environ["STARS_PROJECT"])  # as File > Open Project does
+    iface.mapCanvas().mapCanvasRefreshed.connect(settled)
+
+# once QGIS has finished starting (this file runs before its last step), else after 3 s
+iface.initializationCompleted.connect(lambda: QTimer.singleShot(0, start))
 QTimer.singleShot(3000, start)
 '''
 
