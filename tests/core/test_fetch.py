@@ -564,6 +564,9 @@ def test_a_rerun_with_another_grid_or_orbit_makes_the_dates_again_and_says_why(s
     servers.assets.reset()
     assert _series(servers, out, "--orbit", "ascending", "--res", "20", "--no-cache") == 0
     assert "kept 2 already there" in capsys.readouterr().out and servers.assets.requests == []
+    assert _series(servers, out, "--orbit", "ascending", "--res", "20", "--dry-run") == 0  # the cache holds them too
+    said = capsys.readouterr().out
+    assert "total: about 0.0 MB to read\n" in said and "series: 2 date(s), 0 to write, 2 kept" in said
     # both directions now: the ascending dates kept, the descending one written; dates.csv says each orbit
     assert _series(servers, out, "--res", "20") == 0
     said = capsys.readouterr().out
