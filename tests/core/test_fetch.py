@@ -63,6 +63,13 @@ def test_the_orbit_choice_is_searched_by_the_server(servers, tmp_path, capsys):
     assert all(i in out for i in descending) and not any(i in out for i in ascending)
 
 
+def test_the_pair_takes_the_relative_orbit_too(servers, tmp_path, capsys):
+    assert _fetch(servers, tmp_path, "--dry-run", "--relative-orbit", "117") == 0
+    out = capsys.readouterr().out
+    assert all(i in out for i in _ids(servers, "sentinel-1-rtc", **{"sat:relative_orbit": 117}))
+    assert not any(i in out for i in _ids(servers, "sentinel-1-rtc", **{"sat:relative_orbit": 168}))
+
+
 def test_the_cloud_limit_drops_the_cloudy_scene(servers, tmp_path, capsys):
     cover = {i["id"]: i["properties"]["eo:cloud_cover"] for i in servers.catalogue["items"]
              if i["collection"] == "sentinel-2-l2a"}
