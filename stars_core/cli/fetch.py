@@ -33,6 +33,8 @@ def _common(p, what: str) -> None:
     p.add_argument("--grid", metavar="RASTER", help="use this raster's grid (CRS, pixels, extent)")
     p.add_argument("--orbit", choices=("ascending", "descending", "both"), default="both",
                    help=f"Sentinel-1 orbit direction (default both; one direction keeps one viewing geometry{what})")
+    p.add_argument("--relative-orbit", action="append", metavar="N[,N...]", help="only these Sentinel-1 relative "
+                   "orbits (repeat or comma-separate; the dry run lists each item's): one track, one geometry")
     p.add_argument("--retries", type=int, default=5, help="retries of a read the host answers with 429 or 5xx, "
                    "the wait doubling from 1 s (default 5)")
     p.add_argument("--timeout", type=int, default=60, help="seconds a read may wait for the host (default 60)")
@@ -126,14 +128,13 @@ def _said_pair(args, facts: dict) -> int:
 
 
 def _said_series(args, done: dict) -> int:
-    for note in done["notes"]:
-        print(f"stars fetch: {note}")
     low = {d: c for d, c in done["coverage"].items() if c < 0.99}
     if low:
         print("partial coverage (fraction of the grid; no data elsewhere): "
               + ", ".join(f"{d} {c:.0%}" for d, c in low.items()))
     out = Path(args.out)
-    print(f"wrote {len(done['written'])} date(s), kept {len(done['kept'])} already there, into {out}; ready: "
+    again = f" ({len(done['remade'])} made again, said above)" if done["remade"] else ""
+    print(f"wrote {len(done['written'])} date(s){again}, kept {len(done['kept'])} already there, into {out}; ready: "
           f"stars segment-series MODEL MAPS --dates {out / 'dates.csv'}")
     return 0
 

@@ -91,14 +91,14 @@ def resampling_for(source, key: str) -> Resampling:
 
 
 def mark_cached(plan, folder: Path | None) -> int:
-    """Set each role's `cached` bytes (the estimate of the assets whose entries exist, plan.py) and
-    return how many assets are still to be read."""
+    """Set each role's `cached` bytes (the estimate of the assets whose entries exist, plan.py; items
+    the write will not read, `unread_ids`, left out) and return how many assets are still to be read."""
     from .plan import window_estimate
 
     missing = 0
     for role in plan.roles:
         role.cached = 0
-        for item in role.items:
+        for item in (i for i in role.items if i["id"] not in role.unread_ids):
             keys = [k for k in role.source.assets if folder is not None and is_cached(entry_path(
                 folder, item["assets"][k]["href"], plan.request.grid, resampling_for(role.source, k)))]
             missing += len(role.source.assets) - len(keys)

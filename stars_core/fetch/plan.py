@@ -35,6 +35,7 @@ class Request:
     sources: dict[str, Source]  # role -> source
     orbit: str = "both"  # "ascending", "descending" or "both" (Sentinel-1)
     max_cloud: float = 60.0  # percent, Sentinel-2 items above are not searched
+    relative_orbits: tuple[int, ...] = ()  # Sentinel-1 relative orbits searched (empty: any)
 
 
 @dataclass
@@ -47,6 +48,12 @@ class RolePlan:
     pixels: int = 0
     coverage: float | None = None  # labels: the fraction of the area under the items' footprints
     cached: int = 0  # of `bytes`, what the fetch cache already holds (cache.mark_cached)
+    unread: int = 0  # of `bytes`, what the write will not read (series.plan_series: dates already in the output)
+    unread_ids: frozenset[str] = frozenset()  # the ids of those items (not counted as cached either)
+
+    @property
+    def to_read(self) -> int:
+        return self.bytes - self.cached - self.unread
 
 
 @dataclass
@@ -62,24 +69,32 @@ class Plan:
     def cached(self) -> int:
         return sum(r.cached for r in self.roles)
 
+    @property
+    def to_read(self) -> int:
+        return sum(r.to_read for r in self.roles)
+
     def summary(self) -> list[str]:
         g = self.request.grid
         lines = [f"grid: {g.crs.to_string()}, {g.transform.a:g} m pixels, {g.width} x {g.height} "
                  f"({g.pixels / 1e6:.2f} Mpx){'; ' + g.note if g.note else ''}"]
         for r in self.roles:
             lines.append(f"{r.role}: {len(r.items)} item(s) of {r.source.collection} at {r.source.api}, about "
-                         f"{(r.bytes - r.cached) / 1e6:.1f} MB and {r.pixels / 1e6:.2f} Mpx to read"
-                         + (f" ({r.cached / 1e6:.1f} MB more already cached)" if r.cached else ""))
+                         f"{r.to_read / 1e6:.1f} MB and {r.pixels / 1e6:.2f} Mpx to read"
+                         + (f" ({r.cached / 1e6:.1f} MB more already cached)" if r.cached else "")
+                         + (f" ({r.unread / 1e6:.1f} MB of items not read: their dates are already in the output "
+                            f"folder, or another orbit direction was kept for their day)" if r.unread else ""))
             lines += ["    " + describe(item, g) for item in r.items]
+            if r.role == "sar" and r.items:
+                lines.append(f"{r.role}: relative orbits {relative_orbits(r.items)}")
             if r.coverage is not None:
                 lines.append(f"{r.role}: the items' footprints cover {r.coverage:.0%} of the area")
-        lines.append(f"total: about {(self.bytes - self.cached) / 1e6:.1f} MB to read"
+        lines.append(f"total: about {self.to_read / 1e6:.1f} MB to read"
                      + (f", {self.cached / 1e6:.1f} MB already cached" if self.cached else ""))
         return lines
 
     def check_size(self, max_gb: float) -> None:
-        if self.bytes - self.cached > max_gb * 1e9:
-            raise InputError(f"this fetch would read about {(self.bytes - self.cached) / 1e9:.2f} GB, more than "
+        if self.to_read > max_gb * 1e9:
+            raise InputError(f"this fetch would read about {self.to_read / 1e9:.2f} GB, more than "
                              f"--max-gb {max_gb:g}: "
                              f"shrink the area or the dates, or raise --max-gb")
 
@@ -94,6 +109,23 @@ class Plan:
                                  f"pass --min-label-coverage {allow:g} to train on the covered part (the rest no data)")
 
 
+def parse_relative_orbits(value) -> tuple[int, ...]:
+    """--relative-orbit as given: None, a number, "117,168", or a list of those (repeated option)."""
+    if value is None or value == "":
+        return ()
+    parts = [value] if isinstance(value, (str, int)) else list(value)
+    texts = [t.strip() for p in parts for t in str(p).split(",") if t.strip()]
+    try:
+        orbits = tuple(sorted({int(t) for t in texts}))
+    except ValueError:
+        raise InputError(f"--relative-orbit {','.join(texts)!r} is not a list of numbers: give e.g. 117 or 117,168 "
+                         f"(the dry run lists each item's relative orbit)") from None
+    if any(not 1 <= o <= 175 for o in orbits):
+        raise InputError(f"--relative-orbit {','.join(map(str, orbits))}: Sentinel-1 relative orbits run from 1 to "
+                         f"175 (the dry run lists each item's)")
+    return orbits
+
+
 def describe(item: dict, grid: Grid | None = None) -> str:
     """One line: id, date, orbit or cloud cover, and the item's CRS when it is not the grid's (warped)."""
     p = item.get("properties", {})
@@ -102,10 +134,20 @@ def describe(item: dict, grid: Grid | None = None) -> str:
     if grid is not None and epsg and grid.crs.to_epsg() != int(epsg):
         parts.append(f"EPSG:{epsg}, warped")
     if "sat:orbit_state" in p:
-        parts.append(f"{p['sat:orbit_state']} orbit {p.get('sat:relative_orbit', '?')}")
+        parts.append(f"{p['sat:orbit_state']}, relative orbit {p.get('sat:relative_orbit', '?')}")
     if "eo:cloud_cover" in p:
         parts.append(f"cloud {float(p['eo:cloud_cover']):.1f}%")
     return "  ".join(str(s) for s in parts)
+
+
+def relative_orbits(items: list[dict]) -> str:
+    """The Sentinel-1 relative orbits of `items`, each with its direction and item count: "117 ascending (2)"."""
+    seen: dict[tuple[str, str], int] = {}
+    for item in items:
+        p = item.get("properties", {})
+        key = (str(p.get("sat:relative_orbit", "?")), p.get("sat:orbit_state", "?"))
+        seen[key] = seen.get(key, 0) + 1
+    return ", ".join(f"{o} {d} ({n})" for (o, d), n in sorted(seen.items(), key=lambda kv: kv[0][0].zfill(3)))
 
 
 def asset_resolution(asset: dict) -> float:
@@ -137,8 +179,11 @@ def window_estimate(item: dict, source: Source, grid: Grid, keys: list[str] | No
 
 
 def _query(role: str, request: Request) -> dict | None:
-    if role == "sar" and request.orbit in ("ascending", "descending"):
-        return {"sat:orbit_state": {"eq": request.orbit}}
+    if role == "sar":
+        query = {"sat:orbit_state": {"eq": request.orbit}} if request.orbit in ("ascending", "descending") else {}
+        if len(request.relative_orbits) == 1:  # several: kept after the search (the query extension has no "in")
+            query["sat:relative_orbit"] = {"eq": request.relative_orbits[0]}
+        return query or None
     if role == "optical":
         return {"eo:cloud_cover": {"lt": request.max_cloud}}
     return None
@@ -156,6 +201,8 @@ def plan_pair(request: Request) -> Plan:
                        query)
         if not dated:
             items = _newest_per_footprint(items)
+        if role == "sar" and request.relative_orbits:
+            items = _on_orbits(items, request.relative_orbits, source)
         role_plan = RolePlan(role, source, items, query,
                              coverage=None if dated else footprint_coverage(items, request.area, request.grid))
         for item in items:
@@ -164,6 +211,16 @@ def plan_pair(request: Request) -> Plan:
             role_plan.pixels += p
         plan.roles.append(role_plan)
     return plan
+
+
+def _on_orbits(items: list[dict], orbits: tuple[int, ...], source: Source) -> list[dict]:
+    """The items on one of `orbits` (their `sat:relative_orbit`); none: an InputError naming those found."""
+    kept = [i for i in items if i["properties"].get("sat:relative_orbit") in orbits]
+    if not kept:
+        raise InputError(f"no {source.collection} items on relative orbit(s) {', '.join(map(str, orbits))} at "
+                         f"{source.api} for these dates and area; their items are on {relative_orbits(items)}: "
+                         f"choose among those with --relative-orbit")
+    return kept
 
 
 def _newest_per_footprint(items: list[dict]) -> list[dict]:

@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 from ..errors import Cancelled, InputError
 from .cache import mark_cached
 from .plan import Plan, Request, plan_pair
+from .series import plan_series
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")
 
@@ -35,6 +36,7 @@ class FetchConfig:
     res: float = 10.0
     grid: str | None = None
     orbit: str = "both"
+    relative_orbit: str | list | None = None  # Sentinel-1 relative orbits: 117, "117,168" or a list; None: any
     max_gb: float = 2.0
     max_cloud: float = 60.0
     min_clear: int = 1
@@ -57,6 +59,7 @@ class FetchConfig:
 def request_for(kind: str, cfg) -> Request:
     """The search request of a pair or a series; `cfg` a FetchConfig or the command line's arguments."""
     from .aoi import output_grid, parse_aoi
+    from .plan import parse_relative_orbits
     from .search import parse_date
     from .sources import source
 
@@ -77,7 +80,8 @@ def request_for(kind: str, cfg) -> Request:
     roles = ("sar", "optical", "labels") if kind == "pair" else ("sar",)
     sources = {role: source(getattr(cfg, f"{role}_source"), cfg.stac_url, getattr(cfg, f"{role}_collection", None))
                for role in roles}
-    return Request(area, grid, start.isoformat(), end.isoformat(), sources, cfg.orbit, getattr(cfg, "max_cloud", 60.0))
+    return Request(area, grid, start.isoformat(), end.isoformat(), sources, cfg.orbit, getattr(cfg, "max_cloud", 60.0),
+                   parse_relative_orbits(getattr(cfg, "relative_orbit", None)))
 
 
 @contextmanager
@@ -131,12 +135,14 @@ def fetch(kind: str, cfg: FetchConfig, out: str | os.PathLike, dry_run: bool = F
         if request.area.note:
             log(f"stars fetch: {request.area.note}")
         plan = plan_pair(request)
+        dated = plan_series(plan, out) if kind == "series" else []
         folder = cache_folder(cfg)
         reads = assets_to_read(kind, plan, out)
         missing = _missing(reads, plan, folder)
         mark_cached(plan, folder)
-        lines = plan.summary() + [f"cache: {folder}, {len(reads) - missing} of {len(reads)} asset(s) already there"
-                                  if folder else "cache: none (--no-cache)"]
+        lines = plan.summary() + dated + [
+            f"cache: {folder}, {len(reads) - missing} of {len(reads)} asset(s) already there" if folder
+            else "cache: none (--no-cache)"]
         for line in lines:
             log(line)
         plan.check_size(cfg.max_gb)
@@ -158,16 +164,15 @@ def cache_folder(cfg) -> Path | None:
 
 def assets_to_read(kind: str, plan: Plan, out: Path) -> list[tuple[str, object]]:
     """(href, resampling) of every asset the write reads: each role's items for a pair; for a series
-    the items of the dates not yet written."""
+    the items of the dates to write (series.series_dates: missing, or made otherwise)."""
     from .cache import resampling_for
-    from .series import acquisition_days
+    from .series import series_dates
 
     if kind == "pair":
         chosen = [(role, item) for role in plan.roles for item in role.items]
     else:
-        days = acquisition_days(plan.roles[0].items)[0]
-        chosen = [(plan.roles[0], item) for day, items in days.items() if not (out / f"S1_{day}.tif").exists()
-                  for item in items]
+        days, _, why = series_dates(plan, out)
+        chosen = [(plan.roles[0], item) for day, items in days.items() if why[day] for item in items]
     keys = {"pair": lambda role: role.source.assets, "series": lambda role: list(role.source.bands.values())}[kind]
     return [(item["assets"][k]["href"], resampling_for(role.source, k)) for role, item in chosen for k in keys(role)]
 
@@ -180,14 +185,19 @@ def _missing(reads: list[tuple[str, object]], plan: Plan, folder: Path | None) -
     return sum(not is_cached(entry_path(folder, href, plan.request.grid, how)) for href, how in reads)
 
 
-def blocks_to_read(kind: str, plan: Plan, missing: int = 0) -> int:
-    """The blocks a write reads: blocks per raster times the output rasters and the `missing` assets
-    (each warped whole into the cache first)."""
+def blocks_to_read(kind: str, plan: Plan, missing: int = 0, out: Path | None = None) -> int:
+    """The blocks a write reads: blocks per raster times the output rasters (a series': the dates to
+    write into `out`) and the `missing` assets (each warped whole into the cache first)."""
     from .read import blocks
-    from .series import acquisition_days
+    from .series import acquisition_days, series_dates
 
     per = len(list(blocks(plan.request.grid)))
-    outputs = 3 if kind == "pair" else len(acquisition_days(plan.roles[0].items)[0])
+    if kind == "pair":
+        outputs = 3
+    elif out is None:  # every date
+        outputs = len(acquisition_days(plan.roles[0].items)[0])
+    else:
+        outputs = sum(map(bool, series_dates(plan, out)[2].values()))
     return (outputs + missing) * per
 
 
@@ -197,7 +207,7 @@ def _write(kind: str, cfg, plan: Plan, out: Path, missing: int, progress, cancel
     from .read import http_env
     from .series import write_series
 
-    total, done = blocks_to_read(kind, plan, missing), [0]
+    total, done = blocks_to_read(kind, plan, missing, out), [0]
 
     def step() -> None:
         done[0] += 1
@@ -211,7 +221,7 @@ def _write(kind: str, cfg, plan: Plan, out: Path, missing: int, progress, cancel
         if kind == "pair":
             facts = write_pair(plan, out, min_clear=cfg.min_clear, tick=step)
         else:
-            facts = write_series(plan.roles[0], plan.request.grid, out, step)
+            facts = write_series(plan, out, step)
     log(f"cache: {len(assets.hits)} asset(s) taken from {assets.folder}, {len(assets.reads)} read from their "
         f"hosts" if assets.kept else f"cache: none (--no-cache); {len(assets.reads)} asset(s) read from their hosts")
     return facts

@@ -3,12 +3,13 @@ catalogue, on one grid, loaded as a temporal group, ready for *Segment a SAR tim
 from __future__ import annotations
 
 from qgis.core import (QgsProcessingContext, QgsProcessingOutputFile, QgsProcessingOutputNumber,
-                       QgsProcessingParameterFolderDestination)
+                       QgsProcessingParameterFolderDestination, QgsProcessingParameterString)
 
-from .base import FetchingAlgorithm, fetch_config, fetch_parameters
+from .base import FetchingAlgorithm, advanced, fetch_config, fetch_parameters
 
 
 class GetSentinelSeries(FetchingAlgorithm):
+    RELATIVE_ORBIT = "RELATIVE_ORBIT"
     DATES = "DATES"
     COUNT = "COUNT"
 
@@ -21,14 +22,19 @@ class GetSentinelSeries(FetchingAlgorithm):
     def shortHelpString(self) -> str:  # noqa: N802
         return ("Searches a STAC catalogue (Microsoft Planetary Computer's sentinel-1-rtc by default) for the area "
                 "and dates, says what it would read in the log, refuses more than the size limit, then writes one "
-                "Sentinel-1 raster in dB per acquisition day (same-day slices mosaicked) on one grid, and dates.csv, "
-                "which Segment a SAR time series takes as its dates table. The rasters enter the project as one "
-                "group, each with its date, for the Temporal Controller. Mixing ascending and descending orbits "
-                "makes spurious change: choose one direction for change mapping. A rerun reads only the missing "
-                "dates; QGIS's proxy settings are used.")
+                "Sentinel-1 raster in dB per acquisition day (same-day slices mosaicked; a day with both orbit "
+                "directions keeps the one covering more of the area) on one grid, and dates.csv, which Segment a "
+                "SAR time series takes as its dates table. The rasters enter the project as one group, each with "
+                "its date, for the Temporal Controller. Mixing ascending and descending orbits makes spurious "
+                "change: choose one direction (and, under Advanced, one relative orbit) for change mapping; a "
+                "series that mixes them is warned about. A rerun reads only the dates missing or made otherwise "
+                "(another area, pixel size, orbit or slices: said in the log); QGIS's proxy settings are used.")
 
     def initAlgorithm(self, config=None):  # noqa: N802
         fetch_parameters(self)
+        self.addParameter(advanced(QgsProcessingParameterString(
+            self.RELATIVE_ORBIT, "Only these Sentinel-1 relative orbits, e.g. 117 or 117,168 (empty: any; the "
+            "dry run lists each item's)", optional=True)))
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"))
         self.addOutput(QgsProcessingOutputFile(self.DATES, "Dates table (dates.csv)"))
         self.addOutput(QgsProcessingOutputNumber(self.COUNT, "Dates"))
@@ -38,7 +44,8 @@ class GetSentinelSeries(FetchingAlgorithm):
 
         from stars_core.fetch.run import fetch
 
-        cfg = fetch_config(self, parameters, context, feedback)
+        cfg = fetch_config(self, parameters, context, feedback,
+                           relative_orbit=self.parameterAsString(parameters, self.RELATIVE_ORBIT, context) or None)
         out = Path(self.parameterAsString(parameters, self.OUTPUT_FOLDER, context))
         dry = self.parameterAsBool(parameters, self.DRY_RUN, context)
         done = fetch("series", cfg, out, dry_run=dry, log=feedback.pushInfo, progress=self.progress(feedback),
@@ -52,7 +59,8 @@ class GetSentinelSeries(FetchingAlgorithm):
         dates = sorted(record["coverage"])
         for date in dates:
             feedback.pushInfo(f"{date}: covers {record['coverage'][date]:.0%} of the grid"
-                              + (" (kept from an earlier run)" if date in record["kept"] else ""))
+                              + (" (kept from an earlier run)" if date in record["kept"] else "")
+                              + (f" (made again: {record['remade'][date]})" if date in record["remade"] else ""))
         self._load(context, out, dates)
         return {self.OUTPUT_FOLDER: str(out), self.DATES: str(out / "dates.csv"), self.COUNT: len(dates)}
 

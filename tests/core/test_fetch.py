@@ -45,7 +45,8 @@ def test_dry_run_lists_every_item_with_dates_orbits_cloud_and_reads_no_pixel(ser
     for collection in ("sentinel-1-rtc", "sentinel-2-l2a", "esa-worldcover"):
         for item_id in _ids(servers, collection):
             assert item_id in out
-    assert "ascending orbit 117" in out and "descending orbit 168" in out
+    assert "ascending, relative orbit 117" in out and "descending, relative orbit 168" in out
+    assert "sar: relative orbits 117 ascending (2), 168 descending (1)" in out
     cloudy = next(i for i in servers.catalogue["items"] if i["id"].startswith("S2B_MSIL2A_20240403"))
     assert f"cloud {cloudy['properties']['eo:cloud_cover']:.1f}%" in out
     assert "grid: EPSG:32632, 10 m pixels" in out
@@ -60,6 +61,13 @@ def test_the_orbit_choice_is_searched_by_the_server(servers, tmp_path, capsys):
     ascending = _ids(servers, "sentinel-1-rtc", **{"sat:orbit_state": "ascending"})
     assert descending and ascending
     assert all(i in out for i in descending) and not any(i in out for i in ascending)
+
+
+def test_the_pair_takes_the_relative_orbit_too(servers, tmp_path, capsys):
+    assert _fetch(servers, tmp_path, "--dry-run", "--relative-orbit", "117") == 0
+    out = capsys.readouterr().out
+    assert all(i in out for i in _ids(servers, "sentinel-1-rtc", **{"sat:relative_orbit": 117}))
+    assert not any(i in out for i in _ids(servers, "sentinel-1-rtc", **{"sat:relative_orbit": 168}))
 
 
 def test_the_cloud_limit_drops_the_cloudy_scene(servers, tmp_path, capsys):
@@ -509,15 +517,152 @@ def test_the_series_has_one_raster_per_day_that_segment_series_reads(servers, tm
     assert set(record["items_read"]) == asked and record["items_from_cache"] == []  # kept dates: in neither
 
 
-def test_a_day_with_both_orbits_keeps_one_and_says_so():
+def test_a_day_with_both_orbits_keeps_the_one_covering_more_of_the_area_and_says_so():
     from stars_core.fetch.series import acquisition_days
 
-    def item(ident, orbit):
-        return {"id": ident, "properties": {"datetime": "2024-04-01T05:30:00Z", "sat:orbit_state": orbit}}
+    area = parse_aoi("10.30,46.90,10.40,46.96")
+    grid = output_grid(area)
 
-    days, notes = acquisition_days([item("a", "ascending"), item("d1", "descending"), item("d2", "descending")])
+    def item(ident, orbit, east):  # a footprint over the area's west part up to `east`
+        box = [10.29, 46.89, east, 46.97]
+        ring = [(box[0], box[1]), (box[2], box[1]), (box[2], box[3]), (box[0], box[3]), (box[0], box[1])]
+        return {"id": ident, "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {"datetime": "2024-04-01T05:30:00Z", "sat:orbit_state": orbit}}
+
+    slices = [item("a", "ascending", 10.41), item("d1", "descending", 10.33), item("d2", "descending", 10.34)]
+    days, notes = acquisition_days(slices, area, grid)
+    assert [i["id"] for i in days["2024-04-01"]] == ["a"]  # one slice, but all of the area
+    assert notes == ["2024-04-01: both orbit directions (ascending 1 slice(s) covering 100% of the area, descending "
+                     "2 slice(s) covering 40% of the area); kept ascending, one raster per date; --orbit picks one"]
+    days, _ = acquisition_days(slices)  # no area: the direction with more slices
     assert [i["id"] for i in days["2024-04-01"]] == ["d1", "d2"]
-    assert notes == ["2024-04-01: both orbit directions; kept descending (2 slice(s)); --orbit picks one"]
+
+
+def _series(servers, out, *extra):
+    from stars_core.cli import main
+
+    return main(["fetch", "series", "--aoi", _inner_bbox(servers), "--start", "2024-04-01", "--end", "2024-04-30",
+                 "--out", str(out), "--stac-url", servers.stac.url, *extra])
+
+
+def _dates_csv(folder) -> list[dict]:
+    import csv
+
+    return list(csv.DictReader((folder / "dates.csv").open()))
+
+
+def test_a_rerun_with_another_grid_or_orbit_makes_the_dates_again_and_says_why(servers, tmp_path, capsys):
+    import rasterio
+    from osgeo import gdal
+
+    out = tmp_path / "s1"
+    assert _series(servers, out, "--orbit", "ascending") == 0
+    capsys.readouterr()
+    assert _series(servers, out, "--orbit", "ascending", "--res", "20") == 0
+    said = capsys.readouterr().out
+    rows = _dates_csv(out)
+    assert len(rows) == 2 and "wrote 2 date(s) (2 made again, said above), kept 0" in said
+    for row in rows:
+        assert f"{row['date']}: made again: another grid (EPSG:32632 " in said and "step 10, now EPSG:32632" in said
+        with rasterio.open(out / row["path"]) as ds:
+            assert ds.transform.a == 20 and ds.tags()["items"] == row["items"]
+    # the same command again: every date kept, nothing read (no cache to hide a read)
+    gdal.VSICurlClearCache()
+    servers.assets.reset()
+    assert _series(servers, out, "--orbit", "ascending", "--res", "20", "--no-cache") == 0
+    assert "kept 2 already there" in capsys.readouterr().out and servers.assets.requests == []
+    assert _series(servers, out, "--orbit", "ascending", "--res", "20", "--dry-run") == 0  # the cache holds them too
+    said = capsys.readouterr().out
+    assert "total: about 0.0 MB to read\n" in said and "series: 2 date(s), 0 to write, 2 kept" in said
+    # both directions now: the ascending dates kept, the descending one written; dates.csv says each orbit
+    assert _series(servers, out, "--res", "20") == 0
+    said = capsys.readouterr().out
+    assert "made again" not in said and "wrote 1 date(s), kept 2 already there" in said
+    assert {r["orbit"] for r in _dates_csv(out)} == {"ascending", "descending"} and len(_dates_csv(out)) == 3
+
+
+def test_what_made_a_date_is_compared_with_what_this_run_would_make(tmp_path):
+    import numpy as np
+    import rasterio
+
+    from stars_core.fetch.series import made_by, redo_reasons
+
+    area = parse_aoi("10.30,46.90,10.31,46.91")
+    grid = output_grid(area)
+    items = [{"id": "s1a", "properties": {"sat:orbit_state": "ascending", "sat:relative_orbit": 117}}]
+    wanted = made_by(items, "sentinel-1-rtc")
+    path = tmp_path / "S1_2024-04-01.tif"
+    assert redo_reasons(path, grid, wanted) == ["not written yet"]
+    profile = {"driver": "GTiff", "width": grid.width, "height": grid.height, "count": 1, "dtype": "float32",
+               "crs": grid.crs, "transform": grid.transform}
+    with rasterio.open(path, "w", **profile) as ds:
+        ds.write(np.zeros((1, grid.height, grid.width), np.float32))
+    assert redo_reasons(path, grid, wanted) == ["its tags do not say what made it (not written by stars fetch series)"]
+    with rasterio.open(path, "r+") as ds:
+        ds.update_tags(**wanted)
+    assert redo_reasons(path, grid, wanted) == []
+    other = [{"id": "s1b", "properties": {"sat:orbit_state": "descending", "sat:relative_orbit": 168}}]
+    why = redo_reasons(path, grid, made_by(items + other, "sentinel-1-rtc"))
+    assert why == ["another orbit (ascending 117, now ascending 117,168)",
+                   "other slices (1 of sentinel-1-rtc, now 2 of sentinel-1-rtc: 1 new)"]
+    moved = output_grid(parse_aoi("10.30,46.90,10.32,46.91"))
+    assert redo_reasons(path, moved, wanted)[0].startswith("another grid (")
+
+
+def test_only_the_relative_orbits_asked_for_are_listed_and_read(servers, tmp_path, capsys):
+    descending = _ids(servers, "sentinel-1-rtc", **{"sat:relative_orbit": 168})
+    ascending = _ids(servers, "sentinel-1-rtc", **{"sat:relative_orbit": 117})
+    assert _series(servers, tmp_path / "s1", "--dry-run", "--relative-orbit", "168") == 0
+    out = capsys.readouterr().out
+    assert all(i in out for i in descending) and not any(i in out for i in ascending)
+    assert "sar: relative orbits 168 descending (1)" in out
+    assert _series(servers, tmp_path / "s1", "--dry-run", "--relative-orbit", "168", "--relative-orbit", "117,5") == 0
+    out = capsys.readouterr().out
+    assert all(i in out for i in descending + ascending)
+    assert _series(servers, tmp_path / "s1", "--dry-run", "--relative-orbit", "5,6") == 2
+    assert "no sentinel-1-rtc items on relative orbit(s) 5, 6 at" in capsys.readouterr().err
+    assert _series(servers, tmp_path / "s1", "--dry-run", "--relative-orbit", "200") == 2
+    assert "relative orbits run from 1 to 175" in capsys.readouterr().err
+    assert _series(servers, tmp_path / "s1", "--relative-orbit", "168") == 0
+    assert [r["relative_orbits"] for r in _dates_csv(tmp_path / "s1")] == ["168"]
+
+
+def test_a_series_of_both_directions_is_warned_about_and_its_provenance_is_whole(servers, tmp_path, capsys):
+    warning = "warning: the series mixes orbit directions across its dates (2 ascending, 1 descending)"
+    assert _series(servers, tmp_path / "both") == 0
+    assert capsys.readouterr().out.count(warning) == 1
+    record = json.loads((tmp_path / "both" / "provenance.json").read_text())
+    assert any(n.startswith(warning) for n in record["notes"])
+    assert record["area"]["label"] == _inner_bbox(servers) and record["dates"] == ["2024-04-01", "2024-04-30"]
+    assert record["grid"]["crs"] == "EPSG:32632" and record["grid"]["transform"][0] == 10.0
+    (sar,) = record["sources"]
+    assert sar["licence"] == "CC-BY-4.0" and sar["attribution"].startswith("Contains modified Copernicus Sentinel "
+                                                                           "data [2024]")
+    assert {a["orbit"] for a in record["acquisitions"].values()} == {"ascending", "descending"}
+    assert _series(servers, tmp_path / "one", "--orbit", "ascending") == 0
+    assert "mixes orbit directions" not in capsys.readouterr().out
+    assert json.loads((tmp_path / "one" / "provenance.json").read_text())["notes"] == []
+
+
+def test_a_resume_counts_and_reads_only_the_dates_it_writes(servers, tmp_path):
+    from dataclasses import replace
+
+    from stars_core.fetch.run import FetchConfig, fetch
+
+    out = tmp_path / "s1"
+    cfg = FetchConfig(aoi=_inner_bbox(servers), start="2024-04-01", end="2024-04-30", stac_url=servers.stac.url,
+                      no_cache=True)
+    full = fetch("series", cfg, out, dry_run=True, log=lambda _: None)["plan"].bytes
+    fetch("series", cfg, out, log=lambda _: None)
+    (out / f"S1_{_dates_csv(out)[0]['date']}.tif").unlink()
+    half = replace(cfg, max_gb=full / 2 / 1e9)  # more than one date, less than three
+    said = []
+    plan = fetch("series", half, out, dry_run=True, log=said.append)["plan"]
+    assert 0 < plan.to_read < full / 2 and "series: 3 date(s), 1 to write, 2 kept as they are in" in "\n".join(said)
+    seen = []
+    done = fetch("series", half, out, log=lambda _: None, progress=lambda k, n: seen.append((k, n)))["facts"]
+    assert len(done["written"]) == 1 and len(done["kept"]) == 2
+    assert seen[-1][0] == seen[-1][1] == len(seen)  # the bar reaches its end: kept dates not counted
 
 
 def test_earth_search_scaling_from_its_items_gives_the_same_optical_composite(servers, tmp_path):
@@ -779,7 +924,7 @@ def test_a_series_after_a_pair_over_the_same_grid_reads_no_radar_again(servers, 
                  "--out", str(tmp_path / "s1"), "--stac-url", servers.stac.url]) == 0
     assert servers.assets.requests == []
     record = json.loads((tmp_path / "s1" / "provenance.json").read_text())
-    assert set(record["cache"]["items_from_cache"]) == {i for ids in record["dates"].values() for i in ids}
+    assert set(record["cache"]["items_from_cache"]) == {i for d in record["acquisitions"].values() for i in d["items"]}
 
 
 @pytest.mark.parametrize("damage", ["cut short", "bytes changed"])

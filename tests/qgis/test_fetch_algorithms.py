@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import rasterio
-from qgis.core import (QgsPalettedRasterRenderer, QgsProcessingException, QgsProcessingFeedback, QgsProject)
+from qgis.core import (QgsApplication, QgsPalettedRasterRenderer, QgsProcessingException, QgsProcessingFeedback,
+                       QgsProcessingParameterDefinition, QgsProject)
 from rasterio.warp import transform_bounds
 
 from stars_core.classes import ClassTable
@@ -124,6 +125,19 @@ def test_the_series_enters_the_project_as_a_temporal_group(servers, stars_provid
         props = layer.temporalProperties()
         assert props.isActive() and props.fixedTemporalRange().begin().date() == QDate.fromString(day, "yyyy-MM-dd")
         assert not isinstance(layer.renderer(), QgsPalettedRasterRenderer)  # an image, not a class map
+
+
+def test_the_relative_orbit_is_an_advanced_parameter_of_the_series(servers, run_alg, tmp_path):
+    alg = QgsApplication.processingRegistry().algorithmById("stars:getsentinelseries")
+    param = alg.parameterDefinition("RELATIVE_ORBIT")
+    assert param is not None and param.flags() & QgsProcessingParameterDefinition.Flag.FlagAdvanced
+    said = Said()
+    run_alg("stars:getsentinelseries", _params(servers, tmp_path, DRY_RUN=True, RELATIVE_ORBIT="168"), said)
+    s1 = {i["id"]: i["properties"]["sat:relative_orbit"] for i in servers.catalogue["items"]
+          if i["collection"] == "sentinel-1-rtc"}
+    log = "\n".join(said.lines)
+    assert {i for i in s1 if i in log} == {i for i, orbit in s1.items() if orbit == 168}
+    assert "sar: relative orbits 168 descending (1)" in log and servers.assets.requests == []
 
 
 # --- QGIS's proxy settings -------------------------------------------------------------------------------
