@@ -5,6 +5,7 @@ megabytes and pixels to read, and refuses more than --max-gb, before any pixel i
 stops there)."""
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 
@@ -119,9 +120,11 @@ def _said_pair(args, facts: dict) -> int:
     out = Path(args.out)
     print(f"optical: {facts['optical_clear_fraction']:.0%} of the pixels have at least {args.min_clear} clear "
           f"look(s) (no data elsewhere); labels cover {facts['labels_covered_fraction']:.0%} of the grid")
-    print(f"wrote {', '.join(OUTPUTS)} into {out}; ready: stars train --m1 {out / 'sar.tif'} --m2 "
-          f"{out / 'optical.tif'} --labels {out / 'labels.tif'} --class-table {out / 'classes.csv'} --ignore-value 0 "
-          f"--out {out / 'model.stars'}")
+    q = {name: shlex.quote(str(out / name)) for name in ("sar.tif", "optical.tif", "labels.tif", "classes.csv",
+                                                         "model.stars")}  # a line a shell runs as printed
+    print(f"wrote {', '.join(OUTPUTS)} into {out}; ready: stars train --m1 {q['sar.tif']} --m2 "
+          f"{q['optical.tif']} --labels {q['labels.tif']} --class-table {q['classes.csv']} --ignore-value 0 "
+          f"--out {q['model.stars']}")
     return 0
 
 
