@@ -147,7 +147,7 @@ def _retries() -> str:
 class Warped:
     """An asset's first band warped onto the grid (float32, its own no data), opened once. A read the
     host refuses with 403 (an expired signature) signs the URL again with a fresh token, reopens and
-    reads once more; the second refusal is the one line."""
+    reads once more; the second failure is the one line."""
 
     def __init__(self, href: str, grid: Grid, resampling: Resampling):
         self.href, self.grid, self.resampling, self.resigned = href, grid, resampling, False
@@ -162,11 +162,13 @@ class Warped:
             resampling=self.resampling, src_nodata=src.nodata, nodata=src.nodata, dtype="float32", add_alpha=False))
 
     def _retry(self, step: Callable):
-        """step(); once more, after signing again with a fresh token, when the host refuses it with 403."""
+        """step(); once more, after signing again with a fresh token, when the host refuses it with 403
+        (a block read that fails says no HTTP code: any failure of a URL signed here is tried again)."""
         try:
             return step()
         except rasterio.errors.RasterioIOError as exc:
-            fresh = None if self.resigned or not _refused(str(exc)) else resign(self.href)
+            refused = _refused(str(exc)) or step != self._open
+            fresh = None if self.resigned or not refused else resign(self.href)
             if fresh is None:
                 raise explain(self.href, exc) from None
         self.href, self.resigned = fresh, True

@@ -40,13 +40,14 @@ def network(retries: int = RETRIES, timeout_s: float = TIMEOUT_S) -> Iterator[No
 
 
 def retry_policy():
-    """urllib3's Retry for the current `network`: 429 and 5xx retried with a growing wait, POST too (a
-    search changes nothing), the last answer raised as an error."""
+    """urllib3's Retry for the current `network`: 429 and 5xx retried with a growing wait (Retry-After
+    honoured), POST too (a search changes nothing), the last answer raised as an error; a connection
+    refused or a name not found is tried twice at most (offline: one line soon)."""
     from urllib3.util.retry import Retry
 
     retries, _ = NETWORK.get()
-    return Retry(total=retries, backoff_factor=BACKOFF_S, status_forcelist=RETRY_STATUS, allowed_methods=None,
-                 raise_on_status=True)
+    return Retry(total=retries, connect=min(retries, 1), backoff_factor=BACKOFF_S, status_forcelist=RETRY_STATUS,
+                 allowed_methods=None, raise_on_status=True)
 
 
 def _client():
