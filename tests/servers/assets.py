@@ -23,7 +23,8 @@ from .stac import VENV, ServerUnavailable, free_port, wait_http
 
 @dataclass
 class Fault:
-    """kind: "429", "503", "truncate", "stall", "stale-sas" (fault_proxy.py); `times` requests get it, then
+    """kind: "429", "500", "502", "503", "504", "truncate", "stall", "stale-sas" (fault_proxy.py); `times`
+    requests get it, then
     the server answers normally."""
     kind: str
     times: int = 1_000_000

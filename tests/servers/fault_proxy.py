@@ -3,7 +3,8 @@ Python's GIL while it reads, so a proxy thread inside the test process would nev
 
     python fault_proxy.py PORT UPSTREAM_PORT
 
-Control, on the same port: `POST /_fault?kind=503&times=2` (kinds: 429, 503, truncate, stall, stale-sas;
+Control, on the same port: `POST /_fault?kind=503&times=2` (kinds: 429, 500, 502, 503, 504, truncate,
+stall, stale-sas;
 no kind: none), `GET /_requests` (the requests seen since the last `POST /_reset`, as JSON). Standard
 library only.
 
@@ -38,7 +39,8 @@ EXPIRED = ('<?xml version="1.0" encoding="utf-8"?><Error><Code>AuthenticationFai
 
 @dataclass
 class Fault:
-    """kind: "429", "503", "truncate", "stall", "stale-sas"; `times` requests (tokens for stale-sas) get it,
+    """kind: "429", "500", "502", "503", "504", "truncate", "stall", "stale-sas"; `times` requests (tokens
+    for stale-sas) get it,
     then the server answers normally."""
     kind: str
     times: int = 1_000_000
@@ -127,8 +129,8 @@ class _Proxy(BaseHTTPRequestHandler):
         if se:
             now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             return self._simple(403, EXPIRED.format(se=se, now=now).encode(), {"Content-Type": "application/xml"})
-        if fault and fault.kind in ("429", "503"):
-            return self._simple(int(fault.kind), b"busy", {"Retry-After": "1"})
+        if fault and fault.kind in ("429", "500", "502", "503", "504"):  # Retry-After where real hosts send it
+            return self._simple(int(fault.kind), b"busy", {"Retry-After": "1"} if fault.kind in ("429", "503") else {})
         if fault and fault.kind == "stall":
             time.sleep(fault.stall_s)
         url = urllib.parse.urlsplit(self.path)
