@@ -34,9 +34,9 @@ def _common(p, what: str) -> None:
     p.add_argument("--grid", metavar="RASTER", help="use this raster's grid (CRS, pixels, extent)")
     p.add_argument("--orbit", choices=("ascending", "descending", "both"), default="both",
                    help=f"Sentinel-1 orbit direction (default both; one direction keeps one viewing geometry{what})")
-    p.add_argument("--retries", type=int, default=5, help="retries of a read the host answers with 429 or 5xx, "
-                   "the wait doubling from 1 s (default 5)")
-    p.add_argument("--timeout", type=int, default=60, help="seconds a read may wait for the host (default 60)")
+    p.add_argument("--retries", type=int, default=5, help="retries of a request (search, token, read) the host "
+                   "answers with 429 or 5xx, the wait growing each time (default 5)")
+    p.add_argument("--timeout", type=int, default=60, help="seconds a request may wait for the host (default 60)")
     p.add_argument("--stac-url", help="search this STAC API instead of each source's own (same kind of items)")
     p.add_argument("--cache", metavar="DIR", help="keep the assets read, warped onto the grid, in this folder "
                    "(default ~/.cache/stars/fetch, or $STARS_CACHE_DIR/fetch): a rerun reads nothing twice")
