@@ -11,7 +11,8 @@ works as it does on the command line.
 What is installed: PyTorch (the CUDA build where an NVIDIA driver answers, else the CPU build; the
 user can choose) plus onnxruntime, onnx, OpenVINO (the fast CPU engine for exported graphs), rasterio,
 tqdm, and pystac-client and planetary-computer (the fetch algorithms' STAC search and URL signing,
-pure Python, pinned as the `fetch` extra pins them); or, for machines that only segment exported .onnx models, onnxruntime, OpenVINO and
+pure Python, pinned as the `fetch` extra pins them; left out, said in a line, where pip finds no
+version for this Python: pystac-client 0.9.1 needs 3.10); or, for machines that only segment exported .onnx models, onnxruntime, OpenVINO and
 rasterio alone. This module imports no QGIS: the Processing algorithm
 `stars:installdependencies` and the plugin menu action call it; tests run it directly.
 """
@@ -30,16 +31,23 @@ from typing import Callable
 
 SUPPORTED_PYTHON = ((3, 9), (3, 13))  # the range PyTorch and ONNX Runtime wheels cover
 PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+FETCH = ("pystac-client==0.9.1", "planetary-computer==1.0.0")  # as pyproject.toml's `fetch` extra pins them
 SETS = {
     "full": ("torch", "onnxruntime", "onnx", "openvino", "rasterio", "tqdm",  # train, export, segment
-             "pystac-client==0.9.1", "planetary-computer==1.0.0"),  # fetch: as pyproject.toml's `fetch` extra
+             *FETCH),  # the fetch algorithms' search and URL signing
     "onnx": ("onnxruntime", "openvino", "rasterio"),  # segment exported .onnx models only
 }
 
 
-# Speed-ups the rest works without: installed where pip finds them, else left out with a line saying so.
+# What the rest works without: installed where pip finds them, else left out with a line saying so.
+# pystac-client 0.9.1 requires Python 3.10 or later (its Requires-Python), so on a QGIS with Python 3.9
+# the fetch packages are left out and everything else is installed.
 OPTIONAL = {"openvino": "the fast engine for exported graphs is missing: segmentation runs its int8 exports in "
-                        "ONNX Runtime, about 1.1-1.5x slower"}
+                        "ONNX Runtime, about 1.1-1.5x slower",
+            **{name: "the fetch algorithms' packages are left out (pystac-client 0.9.1 needs Python 3.10 or later): "
+                     "\"Get Sentinel-1 and Sentinel-2 for an area\" and \"Get a Sentinel-1 series\" will say so; "
+                     "everything else works" for name in FETCH}}
+TOGETHER = (FETCH,)  # left out together: planetary-computer alone would pull another pystac-client
 
 
 class InstallError(Exception):
@@ -228,6 +236,8 @@ def install(p: Plan, progress: Callable[[str], None] = print, cancel: Callable[[
             optional = [q for q in p.packages if q in OPTIONAL and _no_distribution(str(exc), q)]
             if not optional:
                 raise
+            optional += [q for group in TOGETHER if set(group) & set(optional) for q in group
+                         if q in p.packages and q not in optional]
             for q in optional:
                 progress(f"{q} is not available from pip's index here ({OPTIONAL[q]}); installing the rest")
             _run_pip(cmd + [q for q in p.packages if q not in optional], progress, cancel)

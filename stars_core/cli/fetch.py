@@ -5,6 +5,7 @@ megabytes and pixels to read, and refuses more than --max-gb, before any pixel i
 stops there)."""
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 
@@ -35,9 +36,9 @@ def _common(p, what: str) -> None:
                    help=f"Sentinel-1 orbit direction (default both; one direction keeps one viewing geometry{what})")
     p.add_argument("--relative-orbit", action="append", metavar="N[,N...]", help="only these Sentinel-1 relative "
                    "orbits (repeat or comma-separate; the dry run lists each item's): one track, one geometry")
-    p.add_argument("--retries", type=int, default=5, help="retries of a read the host answers with 429 or 5xx, "
-                   "the wait doubling from 1 s (default 5)")
-    p.add_argument("--timeout", type=int, default=60, help="seconds a read may wait for the host (default 60)")
+    p.add_argument("--retries", type=int, default=5, help="retries of a request (search, token, read) the host "
+                   "answers with 429 or 5xx, the wait growing each time (default 5)")
+    p.add_argument("--timeout", type=int, default=60, help="seconds a request may wait for the host (default 60)")
     p.add_argument("--stac-url", help="search this STAC API instead of each source's own (same kind of items)")
     p.add_argument("--cache", metavar="DIR", help="keep the assets read, warped onto the grid, in this folder "
                    "(default ~/.cache/stars/fetch, or $STARS_CACHE_DIR/fetch): a rerun reads nothing twice")
@@ -121,9 +122,11 @@ def _said_pair(args, facts: dict) -> int:
     out = Path(args.out)
     print(f"optical: {facts['optical_clear_fraction']:.0%} of the pixels have at least {args.min_clear} clear "
           f"look(s) (no data elsewhere); labels cover {facts['labels_covered_fraction']:.0%} of the grid")
-    print(f"wrote {', '.join(OUTPUTS)} into {out}; ready: stars train --m1 {out / 'sar.tif'} --m2 "
-          f"{out / 'optical.tif'} --labels {out / 'labels.tif'} --class-table {out / 'classes.csv'} --ignore-value 0 "
-          f"--out {out / 'model.stars'}")
+    q = {name: shlex.quote(str(out / name)) for name in ("sar.tif", "optical.tif", "labels.tif", "classes.csv",
+                                                         "model.stars")}  # a line a shell runs as printed
+    print(f"wrote {', '.join(OUTPUTS)} into {out}; ready: stars train --m1 {q['sar.tif']} --m2 "
+          f"{q['optical.tif']} --labels {q['labels.tif']} --class-table {q['classes.csv']} --ignore-value 0 "
+          f"--out {q['model.stars']}")
     return 0
 
 

@@ -116,10 +116,12 @@ def _vector_union(path: Path) -> Area:
     wgs84.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
     union.Transform(osr.CoordinateTransformation(srs, wgs84))
-    hull = union.ConvexHull() if union.GetGeometryCount() > 1 else union
+    # a multi-geometry counts its polygons; a polygon's count is its rings (a hole is no second polygon)
+    several = ogr.GT_Flatten(union.GetGeometryType()) != ogr.wkbPolygon and union.GetGeometryCount() > 1
+    hull = union.ConvexHull() if several else union
     geometry = json.loads(hull.ExportToJson())
     minx, maxx, miny, maxy = union.GetEnvelope()
-    note = "several polygons: searched over their convex hull" if union.GetGeometryCount() > 1 else ""
+    note = "several polygons: searched over their convex hull" if several else ""
     return Area(geometry, (minx, miny, maxx, maxy), str(path), note)
 
 

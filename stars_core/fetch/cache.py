@@ -137,7 +137,7 @@ class WarpedAssets:
 
     def _fill(self, href: str, grid: Grid, resampling: Resampling, path: Path) -> None:
         """The asset warped onto the whole grid, window by window as read_block reads, into `path`."""
-        from .read import blocks, open_warped, read_window
+        from .read import blocks, open_warped
 
         path.parent.mkdir(parents=True, exist_ok=True)
         self._describe(grid, path.parent / "grid.json")
@@ -145,9 +145,9 @@ class WarpedAssets:
                    "crs": grid.crs, "transform": grid.transform, "nodata": float("nan"), "tiled": True,
                    "blockxsize": 256, "blockysize": 256, "compress": "zstd", "predictor": 3}
         with atomic_path(path) as tmp:
-            with open_warped(href, grid, resampling) as vrt, rasterio.open(tmp, "w", **profile) as dst:
+            with open_warped(href, grid, resampling) as warped, rasterio.open(tmp, "w", **profile) as dst:
                 for window in blocks(grid):
-                    dst.write(read_window(vrt, href, window), 1, window=window)
+                    dst.write(warped.read(window), 1, window=window)
                     self.tick()
                 dst.update_tags(href=unsigned(href), resampling=resampling.name)
             record = {"href": unsigned(href), "resampling": resampling.name, "size": tmp.stat().st_size,

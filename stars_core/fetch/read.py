@@ -9,12 +9,19 @@ onto the grid into the cache, and read_block reads its windows from there.
 
 GDAL retries 429, 500, 502, 503 and 504 itself (GDAL_HTTP_MAX_RETRY times, the delay growing from
 GDAL_HTTP_RETRY_DELAY; both in GDAL 3.6); what still fails comes back as one line naming the URL.
+
+Planetary Computer's URLs are signed with a SAS token from its token service (the planetary-computer
+package's settings: PC_SDK_SAS_URL, PC_SDK_SUBSCRIPTION_KEY), asked for here under the search's retries
+and timeout (search.network; the package's own request has no timeout), kept in the package's token
+cache. A read refused with 403 half-way (a token that expired or was revoked) is signed again with a
+fresh token and tried once more before the "expired" line.
 """
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Callable, Iterator
+from urllib.parse import urlsplit
 
 import numpy as np
 import rasterio
@@ -26,7 +33,7 @@ from rasterio.windows import Window
 
 from ..errors import InputError
 from .aoi import Grid
-from .cache import CURRENT
+from .cache import CURRENT, unsigned
 
 RETRIES, RETRY_DELAY_S, TIMEOUT_S = 5, 1.0, 60
 
@@ -36,8 +43,9 @@ def http_env(retries: int = RETRIES, delay_s: float = RETRY_DELAY_S, timeout_s: 
     """GDAL's HTTP settings for the reads inside the block."""
     with rasterio.Env(GDAL_HTTP_MAX_RETRY=str(retries), GDAL_HTTP_RETRY_DELAY=str(delay_s),
                       GDAL_HTTP_TIMEOUT=str(timeout_s), GDAL_HTTP_CONNECTTIMEOUT=str(min(timeout_s, 15)),
-                      GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", CPL_VSIL_CURL_ALLOWED_EXTENSIONS=".tif,.tiff,.TIF",
-                      VSI_CACHE="TRUE"):
+                      GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", VSI_CACHE="TRUE"):
+        # no CPL_VSIL_CURL_ALLOWED_EXTENSIONS: any name opens (.TIFF, .jp2, a signed URL's query);
+        # EMPTY_DIR already spares the probes for side-car files
         yield
 
 
@@ -46,7 +54,7 @@ def explain(href: str, exc: Exception) -> InputError:
     text = " ".join(str(exc).split())
     code = re.search(r"HTTP response code: (\d+)", text)
     where = href.split("?")[0]
-    if code and code.group(1) == "403":
+    if _refused(text):
         return InputError(f"{where} refused the read (HTTP 403): a signed URL has expired or the host denies "
                           f"access; search again to get fresh signatures")
     if code:
@@ -58,17 +66,75 @@ def explain(href: str, exc: Exception) -> InputError:
 
 
 def signer(kind: str) -> Callable[[str], str]:
-    """How to sign an asset URL before reading it: "planetary-computer" asks the planetary-computer
-    package for a SAS token (cached, renewed when under a minute is left, so a long fetch re-signs);
-    "" leaves URLs as they are."""
+    """How to sign an asset URL before reading it: "planetary-computer" signs Planetary Computer's blob
+    storage URLs with a SAS token (cached, renewed when under a minute is left, so a long fetch
+    re-signs); "" leaves URLs as they are."""
     if not kind:
         return lambda href: href
     try:
-        import planetary_computer
+        import planetary_computer  # noqa: F401
     except ImportError:
         raise InputError("Planetary Computer's assets need signed URLs: pip install \"planetary-computer==1.0.0\" "
                          "(the `fetch` extra installs it)")
-    return planetary_computer.sign
+    return sign_planetary_computer
+
+
+SIGNED: dict[str, str] = {}  # URLs signed by sign_planetary_computer -> as they were before
+
+
+def sign_planetary_computer(href: str, fresh: bool = False) -> str:
+    """`href` signed as planetary_computer.sign_url signs it (blob storage URLs only), the token asked for
+    under the current network settings; `fresh`: a new token even if the cached one looks valid."""
+    from planetary_computer import sas
+    from planetary_computer.settings import Settings
+    from planetary_computer.utils import parse_blob_url
+
+    parts = urlsplit(href)
+    if not parts.netloc.endswith(sas.BLOB_STORAGE_DOMAIN) or parts.netloc.startswith("ai4edatasetspublicassets."):
+        return href
+    plain = unsigned(href)
+    settings = Settings.get()
+    account, container = parse_blob_url(urlsplit(plain))
+    url = f"{settings.sas_url}/{account}/{container}"
+    token = sas.TOKEN_CACHE.get(url)
+    if fresh or token is None or token.ttl() < 60:
+        token = sas.TOKEN_CACHE[url] = _token(url, settings.subscription_key, sas.SASToken)
+    signed = token.sign(plain).href
+    SIGNED[signed] = plain
+    return signed
+
+
+def _token(url: str, key: str | None, model):
+    """A SAS token from the token service at `url`, or one line naming it."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    from .search import NETWORK, retry_policy
+
+    with requests.Session() as session:
+        session.mount("http://", HTTPAdapter(max_retries=retry_policy()))
+        session.mount("https://", HTTPAdapter(max_retries=retry_policy()))
+        try:
+            answer = session.get(url, headers={"Ocp-Apim-Subscription-Key": key} if key else None,
+                                 timeout=NETWORK.get()[1])
+            answer.raise_for_status()
+            return model(**answer.json())
+        except (requests.RequestException, ValueError, TypeError) as exc:
+            text = " ".join(str(exc).split())[:200]
+            raise InputError(f"Planetary Computer's token service {url} gave no signing token ({text}): check the "
+                             f"connection and proxy settings, try again later, or set PC_SDK_SUBSCRIPTION_KEY "
+                             f"(a subscription key gets a higher rate limit)") from None
+
+
+def resign(href: str) -> str | None:
+    """`href` signed again with a fresh token, or None when it was not signed here."""
+    plain = SIGNED.get(href)
+    return sign_planetary_computer(plain, fresh=True) if plain else None
+
+
+def _refused(text: str) -> bool:
+    """GDAL's message for a read the host refused (403: an expired signature, or no access)."""
+    return bool(re.search(r"HTTP (response|error) code:? 403\b", text))
 
 
 def _retries() -> str:
@@ -78,26 +144,55 @@ def _retries() -> str:
         return "0"
 
 
+class Warped:
+    """An asset's first band warped onto the grid (float32, its own no data), opened once. A read the
+    host refuses with 403 (an expired signature) signs the URL again with a fresh token, reopens and
+    reads once more; the second failure is the one line."""
+
+    def __init__(self, href: str, grid: Grid, resampling: Resampling):
+        self.href, self.grid, self.resampling, self.resigned = href, grid, resampling, False
+        self._stack = ExitStack()
+        self.vrt = self._retry(self._open)
+
+    def _open(self) -> WarpedVRT:
+        self._stack.close()
+        src = self._stack.enter_context(rasterio.open(self.href))
+        return self._stack.enter_context(WarpedVRT(
+            src, crs=self.grid.crs, transform=self.grid.transform, width=self.grid.width, height=self.grid.height,
+            resampling=self.resampling, src_nodata=src.nodata, nodata=src.nodata, dtype="float32", add_alpha=False))
+
+    def _retry(self, step: Callable):
+        """step(); once more, after signing again with a fresh token, when the host refuses it with 403
+        (a block read that fails says no HTTP code: any failure of a URL signed here is tried again)."""
+        try:
+            return step()
+        except rasterio.errors.RasterioIOError as exc:
+            refused = _refused(str(exc)) or step != self._open
+            fresh = None if self.resigned or not refused else resign(self.href)
+            if fresh is None:
+                raise explain(self.href, exc) from None
+        self.href, self.resigned = fresh, True
+        if step != self._open:
+            self.vrt = self._retry(self._open)
+        return self._retry(step)
+
+    def read(self, window: Window) -> np.ndarray:
+        """One window as float32, NaN where the asset has no data."""
+        data = self._retry(lambda: self.vrt.read(1, window=window, masked=True))
+        return data.filled(np.nan).astype(np.float32)
+
+    def close(self) -> None:
+        self._stack.close()
+
+
 @contextmanager
-def open_warped(href: str, grid: Grid, resampling: Resampling = Resampling.nearest) -> Iterator[WarpedVRT]:
-    """The asset's first band warped onto the grid (float32, its own no data), opened once."""
+def open_warped(href: str, grid: Grid, resampling: Resampling = Resampling.nearest) -> Iterator[Warped]:
+    """The asset warped onto the grid (Warped), closed at the end of the block."""
+    warped = Warped(href, grid, resampling)
     try:
-        src = rasterio.open(href)
-    except rasterio.errors.RasterioIOError as exc:
-        raise explain(href, exc) from None
-    with src, WarpedVRT(src, crs=grid.crs, transform=grid.transform, width=grid.width, height=grid.height,
-                        resampling=resampling, src_nodata=src.nodata, nodata=src.nodata, dtype="float32",
-                        add_alpha=False) as vrt:
-        yield vrt
-
-
-def read_window(vrt: WarpedVRT, href: str, window: Window) -> np.ndarray:
-    """One window of an open_warped asset as float32, NaN where it has no data."""
-    try:
-        data = vrt.read(1, window=window, masked=True)
-    except rasterio.errors.RasterioIOError as exc:
-        raise explain(href, exc) from None
-    return data.filled(np.nan).astype(np.float32)
+        yield warped
+    finally:
+        warped.close()
 
 
 def read_block(href: str, grid: Grid, window: Window, resampling: Resampling = Resampling.nearest,
@@ -109,8 +204,8 @@ def read_block(href: str, grid: Grid, window: Window, resampling: Resampling = R
     if assets is not None:
         out = assets.read(href, grid, window, resampling)
     else:
-        with open_warped(href, grid, resampling) as vrt:
-            out = read_window(vrt, href, window)
+        with open_warped(href, grid, resampling) as warped:
+            out = warped.read(window)
     if add:
         out += np.float32(add)
     return out

@@ -127,8 +127,10 @@ def fetch(kind: str, cfg: FetchConfig, out: str | os.PathLike, dry_run: bool = F
     Returns {"plan", "summary": lines said, "facts": the pair's facts or the series' record}."""
     if kind not in ("pair", "series"):
         raise InputError(f"unknown fetch {kind!r}: pair or series")
+    from .search import network
+
     out = Path(out)
-    with proxy_env(cfg.proxy, cfg.no_proxy):
+    with proxy_env(cfg.proxy, cfg.no_proxy), network(cfg.retries, cfg.timeout):
         request = request_for(kind, cfg)
         if not dry_run:
             _check_before_search(kind, cfg, request, out)

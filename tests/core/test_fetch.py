@@ -342,47 +342,6 @@ def test_stars_train_takes_the_fetched_pair_as_written(servers, tmp_path):
     assert model.stat().st_size > 0
 
 
-def _signed_plan(servers, monkeypatch, expiry: str):
-    """A plan whose sources sign like Planetary Computer's, with a stand-in signer adding a SAS-like query."""
-    import dataclasses
-    import sys
-    import types
-
-    from stars_core.fetch.plan import Request, plan_pair
-
-    fake = types.ModuleType("planetary_computer")
-    fake.sign = lambda href: f"{href}?st=2024-01-01T00:00:00Z&se={expiry}&sp=rl&sig=c2lnbmVk"
-    monkeypatch.setitem(sys.modules, "planetary_computer", fake)
-    area = parse_aoi(_inner_bbox(servers))
-    sources = {role: dataclasses.replace(source(name, servers.stac.url), signing="planetary-computer")
-               for role, name in (("sar", "pc-sentinel-1-rtc"), ("optical", "pc-sentinel-2-l2a"),
-                                  ("labels", "pc-esa-worldcover"))}
-    return plan_pair(Request(area, output_grid(area), "2024-04-01", "2024-04-30", sources))
-
-
-def test_planetary_computer_urls_are_signed_just_before_each_read(servers, tmp_path, monkeypatch):
-    from stars_core.fetch.pair import write_pair
-    from stars_core.fetch.read import http_env
-
-    with http_env(retries=1, delay_s=0.1):
-        write_pair(_signed_plan(servers, monkeypatch, "2099-01-01T00:00:00Z"), tmp_path / "pair")
-    requests = servers.assets.requests
-    assert requests and all("sig=c2lnbmVk" in path for _, path, _ in requests)
-
-
-def test_an_expired_signature_stops_the_pair_in_one_line(servers, tmp_path, monkeypatch):
-    from osgeo import gdal
-
-    from stars_core.fetch.pair import write_pair
-    from stars_core.fetch.read import http_env
-
-    gdal.VSICurlClearCache()
-    with http_env(retries=1, delay_s=0.1), pytest.raises(InputError, match=r"\(HTTP 403\): a signed URL has expired"):
-        write_pair(_signed_plan(servers, monkeypatch, "2020-01-02T00:00:00Z"), tmp_path / "pair")
-    gdal.VSICurlClearCache()
-    assert not (tmp_path / "pair").exists() or list((tmp_path / "pair").iterdir()) == []
-
-
 def test_without_the_signing_package_the_fetch_says_what_to_install(tmp_path, monkeypatch, capsys):
     import sys
 

@@ -269,6 +269,22 @@ def test_a_missing_optional_speed_up_installs_the_rest_and_says_what_it_costs(tm
                           python=sys.executable)
 
 
+def test_fetch_packages_pip_cannot_find_for_this_python_are_left_out_together(tmp_path):
+    """pystac-client 0.9.1 needs Python 3.10: on a 3.9 QGIS pip finds no version of it. The rest is
+    installed, planetary-computer left out with it (alone it would pull another pystac-client), said."""
+    wheels = tmp_path / "wheels"
+    tiny_wheel(wheels)
+    tiny_wheel(wheels, "planetary_computer", "1.0.0")  # found: only pystac-client is missing
+    assert set(installer.FETCH) <= set(installer.SETS["full"])
+    lines = []
+    target = installer.install(_plan(tmp_path, wheels, ("starstiny", *installer.FETCH)), progress=lines.append,
+                               python=sys.executable)
+    assert (target / "starstiny" / "__init__.py").is_file()
+    assert not (target / "planetary_computer").exists()
+    said = [line for line in lines if "is not available" in line]
+    assert len(said) == 2 and all("Python 3.10" in line and "everything else works" in line for line in said)
+
+
 @pytest.mark.parametrize("build,expected", [("cpu", ["cpu", "--extra-index-url", installer.PYTORCH_CPU_INDEX]),
                                             ("cuda", ["cuda"])])
 def test_make_setup_asks_the_installers_rule_for_pytorch(tmp_path, build, expected):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .assets import AssetServer, Fault, start_assets  # noqa: F401
+from .assets import AssetServer, Fault, FaultProxy, start_assets, start_proxy  # noqa: F401
 from .stac import ServerUnavailable, StacServer, start_stac  # noqa: F401
 
 

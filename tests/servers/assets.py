@@ -23,17 +23,16 @@ from .stac import VENV, ServerUnavailable, free_port, wait_http
 
 @dataclass
 class Fault:
-    """kind: "429", "503", "truncate", "stall"; `times` requests get it, then the server answers normally."""
+    """kind: "429", "500", "502", "503", "504", "truncate", "stall", "stale-sas" (fault_proxy.py); `times`
+    requests get it, then
+    the server answers normally."""
     kind: str
     times: int = 1_000_000
     stall_s: float = 5.0
 
 
-@dataclass
-class AssetServer:
-    folder: Path
-    upstream: subprocess.Popen
-    proxy: subprocess.Popen
+class _Controls:
+    """The fault proxy's controls (fault_proxy.py), on its own port."""
     port: int
 
     @property
@@ -55,6 +54,44 @@ class AssetServer:
         """(method, path, Range header) of every asset request since the last reset."""
         with urllib.request.urlopen(self.url + "/_requests", timeout=10) as answer:
             return [tuple(r) for r in json.loads(answer.read())]
+
+    def revoke(self) -> None:
+        """Every SAS token the proxy issued so far is refused from now on (403, as an expired one)."""
+        self._post("/_revoke")
+
+
+@dataclass
+class FaultProxy(_Controls):
+    """The fault proxy alone in front of another server on 127.0.0.1 (e.g. the STAC API)."""
+    proxy: subprocess.Popen
+    port: int
+
+    def stop(self) -> None:
+        self.proxy.terminate()
+        self.proxy.wait(10)
+
+
+def start_proxy(upstream: str) -> FaultProxy:
+    """The fault proxy in front of `upstream` (http://127.0.0.1:PORT), on a free port."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("fault_proxy.py")), str(port),
+                                upstream.rsplit(":", 1)[1].strip("/")], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    proxy = FaultProxy(process, port)
+    try:
+        wait_http(f"{proxy.url}/_requests", process, seconds=20)
+    except BaseException:
+        proxy.stop()
+        raise
+    return proxy
+
+
+@dataclass
+class AssetServer(_Controls):
+    folder: Path
+    upstream: subprocess.Popen
+    proxy: subprocess.Popen
+    port: int
 
     def stop(self) -> None:
         for process in (self.proxy, self.upstream):
