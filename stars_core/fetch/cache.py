@@ -20,10 +20,8 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
-from contextvars import ContextVar
 from pathlib import Path
 from typing import Callable, Iterator
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 import rasterio
@@ -34,25 +32,14 @@ from rasterio.windows import Window
 from ..errors import InputError
 from ..files import atomic_path, sha256, user_cache_dir
 from .aoi import LONLAT, Grid
+from .read import CURRENT, blocks, open_warped, unsigned
 
 VERSION = 1  # of the entries' format: a new one makes new keys
-# Query parameters that sign a URL (Azure SAS, as Planetary Computer's; S3 and GCS presigned URLs):
-# dropped from the key, so a new signature finds the same entry.
-SIGNATURE = {"st", "se", "sp", "sv", "sr", "sig", "spr", "si", "skoid", "sktid", "skt", "ske", "sks", "skv", "sdd"}
-SIGNATURE_PREFIXES = ("x-amz-", "x-goog-")
 
 
 def default_folder() -> Path:
     """The per-user fetch cache: $STARS_CACHE_DIR/fetch, else ~/.cache/stars/fetch (XDG_CACHE_HOME)."""
     return user_cache_dir() / "fetch"
-
-
-def unsigned(href: str) -> str:
-    """The URL without its signature: the same asset signed again is the same entry."""
-    parts = urlsplit(href)
-    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-            if k.lower() not in SIGNATURE and not k.lower().startswith(SIGNATURE_PREFIXES)]
-    return urlunsplit(parts._replace(query=urlencode(kept)))
 
 
 def _digest(*parts: object) -> str:
@@ -137,7 +124,6 @@ class WarpedAssets:
 
     def _fill(self, href: str, grid: Grid, resampling: Resampling, path: Path) -> None:
         """The asset warped onto the whole grid, window by window as read_block reads, into `path`."""
-        from .read import blocks, open_warped
 
         path.parent.mkdir(parents=True, exist_ok=True)
         self._describe(grid, path.parent / "grid.json")
@@ -183,9 +169,6 @@ def provenance_note(roles) -> dict:
     """{"cache": ...} for a provenance file (see WarpedAssets.noted), {} outside warped_assets."""
     assets = CURRENT.get()
     return {"cache": assets.noted(roles)} if assets is not None else {}
-
-
-CURRENT: ContextVar[WarpedAssets | None] = ContextVar("stars_fetch_cache", default=None)
 
 
 @contextmanager

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import re
 from contextlib import ExitStack, contextmanager
+from contextvars import ContextVar
 from typing import Callable, Iterator
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 import rasterio
@@ -33,9 +34,26 @@ from rasterio.windows import Window
 
 from ..errors import InputError
 from .aoi import Grid
-from .cache import CURRENT, unsigned
 
 RETRIES, RETRY_DELAY_S, TIMEOUT_S = 5, 1.0, 60
+
+
+# Query parameters that sign a URL (Azure SAS, as Planetary Computer's; S3 and GCS presigned URLs):
+# dropped from the fetch cache's key, so a new signature finds the same entry.
+SIGNATURE = {"st", "se", "sp", "sv", "sr", "sig", "spr", "si", "skoid", "sktid", "skt", "ske", "sks", "skv", "sdd"}
+SIGNATURE_PREFIXES = ("x-amz-", "x-goog-")
+
+
+def unsigned(href: str) -> str:
+    """The URL without its signature: the same asset signed again is the same entry."""
+    parts = urlsplit(href)
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            if k.lower() not in SIGNATURE and not k.lower().startswith(SIGNATURE_PREFIXES)]
+    return urlunsplit(parts._replace(query=urlencode(kept)))
+
+
+# the fetch cache of the running fetch (cache.warped_assets sets it; read_block reads through it)
+CURRENT: ContextVar = ContextVar("stars_fetch_cache", default=None)
 
 
 @contextmanager
