@@ -77,8 +77,8 @@ def _top_two(score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
         second = np.where(above_first, first, np.where(above_second, s, second))
         i2 = np.where(above_first, i1, np.where(above_second, k, i2))
         first = np.where(above_first, s, first)
-        i1 = np.where(above_first, k, i1).astype(np.int16)
-    return first, second, i1, i2.astype(np.int16)
+        i1 = np.where(above_first, k, i1)
+    return first, second, i1, i2
 
 
 def check_switch(switch: float) -> None:
@@ -170,17 +170,13 @@ def _filter_strip(row: int, srcs, map_srcs, dsts, values: np.ndarray, scale: flo
     else:
         emit = np.log(np.clip(np.stack([s.read(window=w).astype(np.float32) / scale for s in srcs]), FLOOR, 1.0))
     T, K = emit.shape[:2]
-    every = bool(valid.all())
-    flat = emit.reshape(T, K, -1) if every else emit.reshape(T, K, -1)[:, :, valid.ravel()]
+    cols = slice(None) if valid.all() else valid.ravel()  # every pixel valid: a view, no copy
+    flat = emit.reshape(T, K, -1)[:, :, cols]
     out = raw.copy()
     if flat.shape[2]:
         path = values[decode(flat, switch)]  # (T, P)
-        was = raw.reshape(T, -1) if every else raw.reshape(T, -1)[:, valid.ravel()]
-        if every:
-            out = path.reshape(raw.shape).astype(raw.dtype)
-        else:
-            out.reshape(T, -1)[:, valid.ravel()] = path
-        counts["changed"] += int((path != was).sum())
+        out.reshape(T, -1)[:, cols] = path
+        counts["changed"] += int((path != raw.reshape(T, -1)[:, cols]).sum())
         counts["pixels"] += int(valid.sum()) * T
     for k, d in enumerate(dsts):
         d.write(out[k], 1, window=w)
