@@ -71,6 +71,23 @@ def true_changes(first: Path, last: Path, names: dict) -> dict[str, float]:
     return out
 
 
+def print_areas(report: dict, truth: dict[str, float], width: int) -> list[dict]:
+    """The report's transitions (those mapped, estimated or true) against their true areas, as a table
+    whose first column is `width` wide; returns its rows."""
+    rows = []
+    print(f"{'change':<{width}} {'mapped ha':>10} {'estimated ha (95 %)':>22} {'true ha':>9}")
+    for c in report["per_class"]:
+        if " -> " not in c["class"] or not (c["mapped_ha"] or c["area_ha"] or truth.get(c["class"])):
+            continue  # unchanged pixels, and transitions nobody saw
+        ci = c["area_ci95_ha"]
+        est = f"{c['area_ha']:,.2f}" + (f" ± {ci:,.2f}" if ci is not None else "")
+        true = truth.get(c["class"], 0.0)
+        print(f"{c['class']:<{width}} {c['mapped_ha']:>10,.2f} {est:>22} {true:>9,.2f}")
+        rows.append({"change": c["class"], "mapped_ha": c["mapped_ha"], "estimated_ha": c["area_ha"],
+                     "ci95_ha": ci, "true_ha": true})
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="demo_change_out")
@@ -103,17 +120,7 @@ def main() -> int:
     names = {int(line.split(",")[0]): line.split(",")[1] for line in
              (scene / "classes.csv").read_text().splitlines()[1:]}
     truth = true_changes(first, last, names)
-    rows = []
-    print(f"{'change':<28} {'mapped ha':>10} {'estimated ha (95 %)':>22} {'true ha':>9}")
-    for c in r["per_class"]:
-        if " -> " not in c["class"] or not (c["mapped_ha"] or c["area_ha"] or truth.get(c["class"])):
-            continue  # unchanged pixels, and transitions nobody saw
-        ci = c["area_ci95_ha"]
-        est = f"{c['area_ha']:,.2f}" + (f" ± {ci:,.2f}" if ci is not None else "")
-        true = truth.get(c["class"], 0.0)
-        print(f"{c['class']:<28} {c['mapped_ha']:>10,.2f} {est:>22} {true:>9,.2f}")
-        rows.append({"change": c["class"], "mapped_ha": c["mapped_ha"], "estimated_ha": c["area_ha"],
-                     "ci95_ha": ci, "true_ha": true})
+    rows = print_areas(r, truth, width=28)
     summary = {"seconds": round(time.time() - start), "labelled_points": labelled, "changes": rows,
                "true_changes_ha": truth}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

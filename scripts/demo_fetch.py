@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
-from demo_change import label_from_truth, true_changes  # noqa: E402  (the interpreter stand-in, the truth)
+from demo_change import label_from_truth, print_areas, true_changes  # noqa: E402  (stand-in, truth, table)
 
 
 def stars(*args: str) -> str:
@@ -93,20 +93,6 @@ def run_chain(servers, out: Path, steps: int) -> tuple[Path, Path, list[str]]:
     return pair, s1, fetched
 
 
-def print_areas(report: dict, truth: dict[str, float]) -> list[dict]:
-    rows = []
-    print(f"{'change':<36} {'mapped ha':>10} {'estimated ha (95 %)':>22} {'true ha':>9}")
-    for c in report["per_class"]:
-        if " -> " not in c["class"] or not (c["mapped_ha"] or c["area_ha"] or truth.get(c["class"])):
-            continue  # unchanged pixels, and transitions nobody saw
-        ci = c["area_ci95_ha"]
-        est = f"{c['area_ha']:,.2f}" + (f" ± {ci:,.2f}" if ci is not None else "")
-        print(f"{c['class']:<36} {c['mapped_ha']:>10,.2f} {est:>22} {truth.get(c['class'], 0.0):>9,.2f}")
-        rows.append({"change": c["class"], "mapped_ha": c["mapped_ha"], "estimated_ha": c["area_ha"],
-                     "ci95_ha": ci, "true_ha": truth.get(c["class"], 0.0)})
-    return rows
-
-
 def main() -> int:
     from tests.servers import ServerUnavailable, start_servers
 
@@ -138,7 +124,7 @@ def main() -> int:
     with open(pair / "classes.csv") as f:
         names = {int(row["value"]): row["name"] for row in csv.DictReader(f)}
     truth = true_changes(first, last, names)
-    rows = print_areas(json.loads((out / "report.json").read_text()), truth)
+    rows = print_areas(json.loads((out / "report.json").read_text()), truth, width=36)
     summary = {"seconds": round(time.time() - start), "dates": dates, "labelled_points": labelled, "changes": rows,
                "true_changes_ha": truth}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
