@@ -301,6 +301,20 @@ class FetchingAlgorithm(StarsAlgorithm):
     def required(self, parameters, context) -> tuple[str, ...]:
         return ("numpy", "rasterio")
 
+    def run_fetch(self, kind: str, cfg, parameters, context, feedback) -> tuple[Path, dict | None]:
+        """`stars fetch KIND` of `cfg` into the dialog's output folder, with its log, progress and
+        cancel: the folder and the fetch's record, or None after a dry run (said in the log)."""
+        from stars_core.fetch.run import fetch
+
+        out = Path(self.parameterAsString(parameters, self.OUTPUT_FOLDER, context))
+        dry = self.parameterAsBool(parameters, self.DRY_RUN, context)
+        done = fetch(kind, cfg, out, dry_run=dry, log=feedback.pushInfo, progress=self.progress(feedback),
+                     cancel=feedback.isCanceled)
+        if dry:
+            feedback.pushInfo("dry run: nothing read or written")
+            return out, None
+        return out, done
+
 
 def fetch_parameters(alg: StarsAlgorithm) -> None:
     """The area, the dates, the catalogue, the orbit and the size limit: both fetch algorithms."""

@@ -70,10 +70,6 @@ class GetSentinelPair(FetchingAlgorithm):
         self.addOutput(QgsProcessingOutputFile(self.PROVENANCE, "Provenance (provenance.json)"))
 
     def execute(self, parameters, context, feedback) -> dict:
-        from pathlib import Path
-
-        from stars_core.fetch.run import fetch
-
         cfg = fetch_config(self, parameters, context, feedback,
                            optical_source=_names("optical")[self.parameterAsEnum(parameters, self.OPTICAL_SOURCE,
                                                                                   context)],
@@ -84,12 +80,8 @@ class GetSentinelPair(FetchingAlgorithm):
                            optical_collection=collection_name(self, parameters, self.OPTICAL_COLLECTION, context),
                            labels_collection=collection_name(self, parameters, self.LABELS_COLLECTION, context),
                            min_label_coverage=self.parameterAsDouble(parameters, self.MIN_LABEL_COVERAGE, context))
-        out = Path(self.parameterAsString(parameters, self.OUTPUT_FOLDER, context))
-        dry = self.parameterAsBool(parameters, self.DRY_RUN, context)
-        done = fetch("pair", cfg, out, dry_run=dry, log=feedback.pushInfo, progress=self.progress(feedback),
-                     cancel=feedback.isCanceled)
-        if dry:
-            feedback.pushInfo("dry run: nothing read or written")
+        out, done = self.run_fetch("pair", cfg, parameters, context, feedback)
+        if done is None:
             return {self.OUTPUT_FOLDER: str(out)}
         facts = done["facts"]
         feedback.pushInfo(f"optical: {facts['optical_clear_fraction']:.0%} of the pixels have at least "

@@ -40,18 +40,10 @@ class GetSentinelSeries(FetchingAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.COUNT, "Dates"))
 
     def execute(self, parameters, context, feedback) -> dict:
-        from pathlib import Path
-
-        from stars_core.fetch.run import fetch
-
         cfg = fetch_config(self, parameters, context, feedback,
                            relative_orbit=self.parameterAsString(parameters, self.RELATIVE_ORBIT, context) or None)
-        out = Path(self.parameterAsString(parameters, self.OUTPUT_FOLDER, context))
-        dry = self.parameterAsBool(parameters, self.DRY_RUN, context)
-        done = fetch("series", cfg, out, dry_run=dry, log=feedback.pushInfo, progress=self.progress(feedback),
-                     cancel=feedback.isCanceled)
-        if dry:
-            feedback.pushInfo("dry run: nothing read or written")
+        out, done = self.run_fetch("series", cfg, parameters, context, feedback)
+        if done is None:
             return {self.OUTPUT_FOLDER: str(out), self.COUNT: 0}
         record = done["facts"]
         for note in record["notes"]:
