@@ -141,9 +141,15 @@ def test_a_second_configure_measures_the_load_since_the_last_check_and_waits_onl
     """A second command in one process (or a second algorithm run in QGIS) shortly after the last
     load check measures the load since that check, over `settle` seconds at least; a check older than
     the policy's interval is not reused: a new measurement, the whole `settle` waited."""
-    slept = []
+    slept, clock = [], [threads.time.monotonic() + 1e6]  # far past any earlier check of the session
+
+    def sleep(seconds: float) -> None:  # the test's own clock: only a sleep moves it, whatever the machine's load
+        slept.append(seconds)
+        clock[0] += seconds
+
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(threads.time, "sleep", slept.append)
+    monkeypatch.setattr(threads.time, "sleep", sleep)
+    monkeypatch.setattr(threads.time, "monotonic", lambda: clock[0])
     try:
         first = threads.configure("auto", settle=0.2)
         assert first.adaptive and slept[-1] == pytest.approx(0.2, abs=0.05)
