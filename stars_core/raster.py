@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+import threading
+from contextlib import ExitStack
+from typing import Any, Callable
 
 import numpy as np
 import rasterio
@@ -200,3 +202,38 @@ def row_areas(ds, rows: np.ndarray) -> np.ndarray:
         lat_bottom = np.radians(t.f + (rows + 1) * t.e)
         return EARTH_RADIUS ** 2 * abs(math.radians(t.a)) * np.abs(np.sin(lat_top) - np.sin(lat_bottom))
     return np.full(len(rows), pixel_area(ds) if ds.crs is not None else abs(t.a * t.e - t.b * t.d))
+
+
+class ThreadHandles:
+    """Rasters opened once in every thread that reads them: GDAL handles must not be shared between
+    threads, and rasterio 1.4 ties a dataset to the GDAL environment of the thread that opened it,
+    so each thread also closes its own (`close_in`)."""
+
+    def __init__(self, open_all: Callable[[ExitStack], Any]):
+        self._open_all, self._local = open_all, threading.local()
+
+    def get(self) -> Any:
+        """This thread's handles, opened on its first call (`open_all(stack)`)."""
+        handles = getattr(self._local, "handles", None)
+        if handles is None:
+            self._local.stack = ExitStack()
+            handles = self._local.handles = self._open_all(self._local.stack)
+        return handles
+
+    def close_own(self) -> None:
+        stack = getattr(self._local, "stack", None)
+        if stack is not None:
+            stack.close()
+        self._local.stack = self._local.handles = None
+
+    def close_in(self, pool, threads: int) -> None:
+        """Have every one of the pool's `threads` threads close its own handles (a barrier puts one
+        closing task on each thread)."""
+        barrier = threading.Barrier(threads)
+
+        def close_mine() -> None:
+            barrier.wait(timeout=120)
+            self.close_own()
+
+        for future in [pool.submit(close_mine) for _ in range(threads)]:
+            future.result()

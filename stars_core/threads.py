@@ -241,3 +241,9 @@ def describe() -> str:
     if not _POLICY.adaptive:
         return f"threads: {_POLICY.current} (fixed)"
     return f"threads: {_POLICY.current} of {_POLICY.cores} cores, adapted to the load every {_POLICY.interval:g} s"
+
+
+def gdal_options() -> dict[str, str]:
+    """GDAL configuration for work GDAL spreads over threads itself (overviews): the thread count in
+    force, or every core the process may use before `configure`."""
+    return {"GDAL_NUM_THREADS": str(current() or available_cores())}

@@ -12,10 +12,12 @@ flood that drains before the next pass) is dropped too when its evidence is weak
 prior; a smaller `switch` removes more flicker and more brief events. Abercrombie and Friedl (2016,
 IEEE TGRS 54:703-713) apply the same model to MODIS land-cover time series.
 
-Streamed in strips of rows; memory is strips x dates x classes, flat in the raster size.
+Streamed in windows of whole block rows, decoded on every thread the process may use; memory is
+threads x window x dates x classes, flat in the raster size.
 """
 from __future__ import annotations
 
+import itertools
 import os
 from contextlib import ExitStack
 from pathlib import Path
@@ -28,7 +30,8 @@ from rasterio.windows import Window
 from ..errors import Cancelled, InputError
 from ..files import atomic_outputs, check_outputs
 
-STRIP = 64  # rows per strip
+STRIP = 256  # rows per window: the block rows the series writes (`infer.BLOCK`)
+WINDOW_BYTES = 96 << 20  # a window's float evidence (dates x classes x pixels), at most
 FLOOR = 0.5 / 255  # a uint8 probability of 0 is "below 1/255", not impossible
 
 
@@ -40,11 +43,52 @@ def viterbi(probabilities: np.ndarray, switch: float) -> np.ndarray:
 
 def decode(emit: np.ndarray, switch: float) -> np.ndarray:
     """Viterbi on log evidence `emit` (T, K, P) -> (T, P) class indices. The switch prior is the same
-    for every pair of classes, so a class's best predecessor is itself or the best other class: the
-    best and second-best previous scores give every class's in one pass (O(K), not O(K^2), a date).
-    Ties go to the higher class index, as a stable sort of the scores has them."""
+    for every pair of classes, so a class's best predecessor is itself or the best other class.
+    Where staying is at least as likely as moving to a given class (switch <= (K - 1) / K, every
+    useful prior), the best class always keeps itself, so every other class weighs staying against
+    the best previous score alone: four in-place operations a class and date. Ties go to the
+    higher class index, as a stable sort of the scores has them; a class keeps itself on a tie."""
     T, K, P = emit.shape
     stay, move = np.log1p(-switch), np.log(switch / (K - 1))
+    if move > stay:
+        return _decode_moving(emit, stay, move)
+    score = emit[0].astype(np.result_type(emit, stay))  # (K, P), a copy
+    moved = np.empty((T, K, P), bool)  # class j at date t came from the best class of date t - 1
+    best_of = np.empty((T, P), np.int8 if K < 128 else np.int16)
+    kept = np.empty(P, score.dtype)
+    for t in range(1, T):
+        best = _best(score, best_of[t])
+        other = best + move
+        for j in range(K):
+            np.add(score[j], stay, out=kept)
+            np.greater(other, kept, out=moved[t, j])
+            np.maximum(kept, other, out=score[j])
+            score[j] += emit[t, j]
+    path = np.empty((T, P), np.int64)
+    path[-1] = np.argmax(score, axis=0)
+    for t in range(T - 1, 0, -1):
+        came = np.take_along_axis(moved[t], path[t][None], 0)[0]
+        path[t - 1] = np.where(came, best_of[t], path[t])
+    return path
+
+
+def _best(score: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """(K, P) -> the best value of each pixel, its class written into `index` (ties to the higher
+    class index)."""
+    best = score[0].copy()
+    index[:] = 0
+    higher = np.empty(best.shape, bool)
+    for k in range(1, score.shape[0]):
+        np.greater_equal(score[k], best, out=higher)
+        np.copyto(index, k, where=higher)
+        np.maximum(best, score[k], out=best)
+    return best
+
+
+def _decode_moving(emit: np.ndarray, stay: float, move: float) -> np.ndarray:
+    """`decode` where moving to a given class is likelier than staying (switch > (K - 1) / K): a
+    class's best predecessor is then the best other class, from the best and second-best scores."""
+    T, K, P = emit.shape
     score = emit[0].copy()  # (K, P)
     back = np.empty((T, K, P), np.int8 if K < 128 else np.int16)
     for t in range(1, T):
@@ -119,16 +163,8 @@ def filter_series(probabilities: Sequence[str | os.PathLike], maps: Sequence[str
         with atomic_outputs(*outputs, *qmls) as temps:
             dsts = [rasterio.open(t, "w", **profile) for t in temps[:len(outputs)]]
             try:
-                for row in range(0, profile["height"], STRIP):
-                    if cancel is not None and cancel():
-                        raise Cancelled("temporal filter cancelled; no output was written")
-                    try:
-                        _filter_strip(row, srcs, map_srcs, dsts, np.array(classes.values), scale, switch, counts)
-                    except rasterio.errors.RasterioIOError as exc:
-                        raise InputError(f"the series could not be read from row {row} on (a damaged file? GDAL: "
-                                         f"{str(exc).strip()}); make its maps again") from None
-                    if progress is not None:
-                        progress(min(1.0, (row + STRIP) / profile["height"]))
+                _filter_windows([*probabilities, *maps], dsts, np.array(classes.values), scale, switch, counts,
+                                cancel, progress)
             finally:
                 for d in dsts:
                     d.close()
@@ -137,6 +173,62 @@ def filter_series(probabilities: Sequence[str | os.PathLike], maps: Sequence[str
             for q in temps[len(outputs):]:
                 q.write_text(paletted_qml(classes))
         return counts
+
+
+def _filter_windows(inputs: list, dsts, values: np.ndarray, scale: float, switch: float, counts: dict,
+                    cancel, progress) -> None:
+    """The filter over every window (`_windows`), decoded by the process's threads (numpy and GDAL
+    let go of the GIL), each with its own handles of the `inputs` (the probabilities, then the maps),
+    and written here in order; at most two windows a thread wait in memory."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .. import threads
+    from ..raster import ThreadHandles
+
+    T, K = len(dsts), len(values)
+    height, width = dsts[0].height, dsts[0].width
+    handles = ThreadHandles(lambda stack: [stack.enter_context(rasterio.open(p)) for p in inputs])
+    workers = max(1, threads.current() or threads.available_cores())
+    windows = iter(_windows(height, width, T * K))
+
+    def work(w: Window):
+        opened = handles.get()
+        return _filter_window(w, opened[:T], opened[T:], values, scale, switch)
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stars-filter")
+    pending = [(w, pool.submit(work, w)) for w in itertools.islice(windows, 2 * workers)]
+    try:
+        while pending:
+            if cancel is not None and cancel():
+                raise Cancelled("temporal filter cancelled; no output was written")
+            w, future = pending.pop(0)
+            try:
+                out, changed, valid = future.result()
+            except rasterio.errors.RasterioIOError as exc:
+                raise InputError(f"the series could not be read from row {w.row_off} on (a damaged file? GDAL: "
+                                 f"{str(exc).strip()}); make its maps again") from None
+            pending += [(n, pool.submit(work, n)) for n in itertools.islice(windows, 1)]
+            for k, d in enumerate(dsts):
+                d.write(out[k], 1, window=w)
+            counts["changed"] += changed
+            counts["pixels"] += valid * T
+            if progress is not None:
+                progress(min(1.0, (w.row_off + w.height * (w.col_off + w.width) / width) / height))
+    finally:
+        for _, future in pending:
+            future.cancel()
+        try:
+            handles.close_in(pool, workers)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _windows(height: int, width: int, bands: int) -> list[Window]:
+    """Windows of whole block rows (every 256-row block read and inflated once), as wide as keeps a
+    window's float evidence of all `bands` (dates x classes) within WINDOW_BYTES."""
+    cols = max(STRIP, WINDOW_BYTES // (bands * STRIP * 4) // STRIP * STRIP)
+    return [Window(col, row, min(cols, width - col), min(STRIP, height - row))
+            for row in range(0, height, STRIP) for col in range(0, width, cols)]
 
 
 def _open_checked(path, what: str):
@@ -158,28 +250,25 @@ def _open_checked(path, what: str):
     return ds
 
 
-def _filter_strip(row: int, srcs, map_srcs, dsts, values: np.ndarray, scale: float, switch: float,
-                  counts: dict) -> None:
-    width, height = map_srcs[0].width, map_srcs[0].height
-    w = Window(0, row, width, min(STRIP, height - row))
+def _filter_window(w: Window, srcs, map_srcs, values: np.ndarray, scale: float,
+                   switch: float) -> tuple[np.ndarray, int, int]:
+    """One window's filtered maps (T, h, w), the pixels the filter changed and the valid pixels."""
     raw = np.stack([m.read(1, window=w) for m in map_srcs])  # (T, h, w)
     nodata = map_srcs[0].nodata
     valid = np.ones(raw.shape[1:], bool) if nodata is None else (raw != nodata).all(axis=0)
     if scale == 255.0:  # uint8 probabilities: their log evidence looked up, value for value the same
-        emit = np.stack([_LOG_UINT8[s.read(window=w)] for s in srcs])  # (T, K, h, w)
+        emit = _LOG_UINT8[np.stack([s.read(window=w) for s in srcs])]  # (T, K, h, w)
     else:
         emit = np.log(np.clip(np.stack([s.read(window=w).astype(np.float32) / scale for s in srcs]), FLOOR, 1.0))
     T, K = emit.shape[:2]
     cols = slice(None) if valid.all() else valid.ravel()  # every pixel valid: a view, no copy
     flat = emit.reshape(T, K, -1)[:, :, cols]
-    out = raw.copy()
+    out, changed = raw.copy(), 0
     if flat.shape[2]:
         path = values[decode(flat, switch)]  # (T, P)
         out.reshape(T, -1)[:, cols] = path
-        counts["changed"] += int((path != raw.reshape(T, -1)[:, cols]).sum())
-        counts["pixels"] += int(valid.sum()) * T
-    for k, d in enumerate(dsts):
-        d.write(out[k], 1, window=w)
+        changed = int((path != raw.reshape(T, -1)[:, cols]).sum())
+    return out, changed, int(valid.sum())
 
 
 # log evidence of each uint8 probability q: log(clip(q / 255, FLOOR, 1)) computed as the float path does

@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack
@@ -46,8 +45,8 @@ from ..classes import ClassTable
 from ..classmap import overview_factors, style_class_map
 from ..config import SegmentConfig
 from ..files import atomic_outputs, check_outputs
-from ..raster import (aligned, band_names, centre_latitude, crs_label, geometries_in, metres_per_pixel, open_raster,
-                     pixel_area, pixel_size, read_polygons, valid_mask, window_of)
+from ..raster import (ThreadHandles, aligned, band_names, centre_latitude, crs_label, geometries_in, metres_per_pixel,
+                     open_raster, pixel_area, pixel_size, read_polygons, valid_mask, window_of)
 from .. import threads
 from ..errors import Cancelled, InputError
 from ..style import grey_qml, paletted_qml
@@ -114,45 +113,26 @@ class _Inputs:
                  stats: tuple[BandStats, BandStats | None], clip: list[dict] | None = None,
                  prepare: Callable = normalise, reopen: Callable[[ExitStack], tuple] | None = None):
         self.order, self.stats, self.clip, self.prepare = order, stats, clip, prepare
-        self._given, self._reopen = (primary, secondary), reopen
-        self._local = threading.local()
+        self._given = (primary, secondary)
+        self.handles = None if reopen is None else ThreadHandles(reopen)
 
     def several_readers(self, several: bool) -> None:
         """With one reader thread, the handles given serve it (nothing is reopened)."""
         if not several:
-            self._reopen = None
+            self.handles = None
 
     def _datasets(self) -> tuple:
-        pair = getattr(self._local, "pair", None)
-        if pair is None:
-            pair = self._given
-            if self._reopen is not None:
-                self._local.stack = ExitStack()
-                pair = self._reopen(self._local.stack)
-            self._local.pair = pair
-        return pair
+        return self._given if self.handles is None else self.handles.get()
 
     def close_own(self) -> None:
-        """Close the handles this thread opened. Each reader thread closes its own: rasterio 1.4 ties
-        a dataset to the GDAL environment of the thread that opened it."""
-        stack = getattr(self._local, "stack", None)
-        if stack is not None:
-            stack.close()
-        self._local.stack = self._local.pair = None
+        """Close the handles this thread opened."""
+        if self.handles is not None:
+            self.handles.close_own()
 
     def close_in(self, pool: ThreadPoolExecutor, threads: int) -> None:
-        """Have every one of the pool's `threads` reader threads close its own handles (a barrier
-        puts one closing task on each thread)."""
-        if self._reopen is None:
-            return
-        barrier = threading.Barrier(threads)
-
-        def close_mine() -> None:
-            barrier.wait(timeout=120)
-            self.close_own()
-
-        for future in [pool.submit(close_mine) for _ in range(threads)]:
-            future.result()
+        """Have every one of the pool's `threads` reader threads close its own handles."""
+        if self.handles is not None:
+            self.handles.close_in(pool, threads)
 
     def read(self, tile: Tile):
         """Padded model inputs of one tile (`prepare`: normalised, or raw for a graph that normalises
@@ -670,7 +650,7 @@ def _finish(paths, classes: ClassTable, overviews: bool = True) -> None:
         return
     for path in (conf, prob, unc):
         if path is not None:
-            with rasterio.open(path, "r+") as ds:
+            with rasterio.open(path, "r+") as ds, rasterio.Env(**threads.gdal_options()):
                 ds.build_overviews(overview_factors(ds.width, ds.height), Resampling.average)
 
 

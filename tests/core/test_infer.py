@@ -356,10 +356,10 @@ def test_reader_threads_each_open_their_own_handles_and_give_the_same_map(demo_s
             assert len(used) == len(set(used)) >= 2, "one handle per reader thread, more than one thread used"
             assert all(ds is not given for _, ds in opened)
             closers = []
-            close_own = inputs.close_own
-            inputs.close_own = lambda: (closers.append(threading.get_ident()), close_own())
+            close_own = inputs.handles.close_own
+            inputs.handles.close_own = lambda: (closers.append(threading.get_ident()), close_own())
             inputs.close_in(pool, 3)  # each reader closes its own (rasterio 1.4 ties a dataset to its thread)
-            inputs.close_own = close_own
+            inputs.handles.close_own = close_own
         assert set(used) <= set(closers) and len(set(closers)) == 3
         assert all(ds.closed for _, ds in opened) and not given.closed
         again = [inputs.read(t) for t in tiles]  # after close, this thread opens new handles

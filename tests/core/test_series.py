@@ -1,6 +1,8 @@
 """A map per date of a SAR series (stars_core/change/series.py) and the generated series with known
 changes (change/demo_series.py): dates read from names, metadata or a table; every map on one grid;
 one model load; a rerun skips what is done; compact probabilities; the refusals."""
+import threading
+
 import numpy as np
 import pytest
 import rasterio
@@ -141,8 +143,8 @@ def test_viterbi_finds_the_most_probable_sequence_as_a_brute_force_search_does()
 
 
 def test_the_one_pass_decoder_equals_the_full_transition_search_ties_included():
-    """`decode` takes each class's best predecessor from the best and second-best previous scores;
-    a full K x K search over predecessors (a class keeps itself unless another is strictly better;
+    """`decode` weighs each class's staying against the best previous score (and, where moving is
+    likelier than staying, against the best and second-best: switch 0.9 of K = 4); a full K x K search over predecessors (a class keeps itself unless another is strictly better;
     among the others, ties go to the higher class index) gives the same path, on
     uint8-quantised evidence full of ties, and the uint8 table gives the float path's evidence."""
     from stars_core.change.temporal import _LOG_UINT8, FLOOR, decode
@@ -172,6 +174,51 @@ def test_the_one_pass_decoder_equals_the_full_transition_search_ties_included():
         np.testing.assert_array_equal(decode(emit, switch), np.stack(path[::-1]))
     floats = np.log(np.clip(np.arange(256, dtype=np.uint8).astype(np.float32) / 255.0, FLOOR, 1.0))
     assert _LOG_UINT8.dtype == np.float32 and np.array_equal(_LOG_UINT8, floats)
+
+
+def test_the_filter_decodes_in_windows_on_several_threads_as_over_the_whole_raster(tmp_path, monkeypatch):
+    """Windows narrower than the raster, on two threads, each with its own handles: every filtered
+    pixel (no data kept) is the whole raster's Viterbi path, and every window is written in its place."""
+    from rasterio.transform import from_origin
+
+    import stars_core.change.temporal as temporal
+    from stars_core import threads
+    from stars_core.classes import ClassTable
+    from stars_core.classmap import style_class_map
+
+    T, K, H, W = 4, 3, 300, 600
+    rng = np.random.default_rng(11)
+    p = rng.dirichlet(np.full(K, 0.3), size=(T, H, W)).transpose(0, 3, 1, 2)  # (T, K, H, W)
+    q = np.round(p * 255).astype(np.uint8)
+    classes = ClassTable((10, 20, 30), ("a", "b", "c"), ("#ff0000", "#00ff00", "#0000ff"))
+    maps = np.array(classes.values, np.uint8)[q.argmax(axis=1)]
+    maps[:, 280:, 590:] = 255  # no data in the last window
+    grid = dict(driver="GTiff", width=W, height=H, crs="EPSG:32633", transform=from_origin(0, 0, 10, 10), tiled=True,
+                blockxsize=256, blockysize=256)
+    probs, dated, outs = [], [], []
+    for t in range(T):
+        probs.append(tmp_path / f"p{t}.tif")
+        dated.append(tmp_path / f"m{t}.tif")
+        outs.append(tmp_path / f"f{t}.tif")
+        with rasterio.open(probs[-1], "w", **grid, count=K, dtype="uint8") as ds:
+            ds.write(q[t])
+        with rasterio.open(dated[-1], "w", **grid, count=1, dtype="uint8", nodata=255) as ds:
+            ds.write(maps[t], 1)
+        style_class_map(dated[-1], classes)
+    monkeypatch.setattr(temporal, "WINDOW_BYTES", T * K * 256 * 4 * 256)  # 256-column windows: 2 x 3 of them
+    monkeypatch.setattr(threads, "current", lambda: 2)
+    assert len(temporal._windows(H, W, T * K)) == 6
+    readers = set()
+    read = temporal._filter_window
+    monkeypatch.setattr(temporal, "_filter_window", lambda *a: (readers.add(threading.get_ident()), read(*a))[1])
+    counts = temporal.filter_series(probs, dated, outs, 0.1)
+    assert len(readers) == 2
+    valid = (maps != 255).all(axis=0)
+    expected = maps.copy()
+    expected[:, valid] = np.array(classes.values)[temporal.decode(temporal._LOG_UINT8[q[:, :, valid]], 0.1)]
+    got = np.stack([rasterio.open(o).read(1) for o in outs])
+    np.testing.assert_array_equal(got, expected)
+    assert counts["pixels"] == valid.sum() * T and counts["changed"] == (got != maps).sum() > 0
 
 
 def test_the_filter_drops_a_one_date_flicker_and_keeps_a_lasting_change():
