@@ -600,16 +600,17 @@ class _Writers:
     def write(self, rows) -> None:
         """Write block rows from `BlendRows.finished`: classes, confidence, probabilities."""
         for row, p, ok in rows:
-            best = p.argmax(axis=0)
+            best, top = top_class(p)
             window = Window(0, row, p.shape[2], ok.shape[0])
             out = self.values[best]
-            out[~ok] = self.profiles[0]["nodata"]
+            every = ok.all()
+            if not every:
+                out[~ok] = self.profiles[0]["nodata"]
+                self.nodata += int((~ok).sum())
             self.out.write(out, 1, window=window)
-            self.counts += np.bincount(best[ok], minlength=len(self.classes))
-            self.nodata += int((~ok).sum())
+            self.counts += np.bincount((best if every else best[ok]).ravel(), minlength=len(self.classes))
             if self.conf is not None:
-                conf = np.take_along_axis(p, best[None], 0)[0]
-                self.conf.write(np.where(ok, conf, np.nan).astype(np.float32), 1, window=window)
+                self.conf.write(np.where(ok, top, np.nan).astype(np.float32), 1, window=window)
             if self.prob is not None and self.prob.dtypes[0] == "uint8":
                 q, mask = probability_uint8(p, ok)
                 self.prob.write(q, window=window)
@@ -618,6 +619,20 @@ class _Writers:
                 self.prob.write(np.where(ok[None], p, np.nan).astype(np.float32), window=window)
             if self.unc is not None:
                 self.unc.write(np.where(ok[None], uncertainty_bands(p), np.nan).astype(np.float32), window=window)
+
+
+def top_class(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(K, h, w) probabilities -> each pixel's class index (uint8 below 256 classes; ties to the lower
+    index, as argmax) and its probability: a pass a class over contiguous rows, where argmax over
+    the first axis copies the array first."""
+    best = np.zeros(p.shape[1:], np.uint8 if p.shape[0] <= 256 else np.int32)
+    top = p[0].copy()
+    higher = np.empty(p.shape[1:], bool)
+    for k in range(1, p.shape[0]):
+        np.greater(p[k], top, out=higher)
+        np.copyto(best, k, where=higher)
+        np.maximum(top, p[k], out=top)
+    return best, top
 
 
 UNCERTAINTY_BANDS = ("normalised entropy", "margin (top-1 minus top-2 probability)")
@@ -634,9 +649,11 @@ def uncertainty_bands(p: np.ndarray) -> np.ndarray:
 def probability_uint8(p: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(K, h, w) probabilities and (h, w) validity -> uint8 round(255 p) (0 where not valid) and the
     dataset mask (255 valid, 0 no data). Rounded from float32, as the float32 output is stored."""
-    p32 = np.asarray(p, np.float32)
-    q = np.where(ok[None], np.round(np.clip(p32, 0, 1) * np.float32(255)), 0).astype(np.uint8)
-    return q, ok.astype(np.uint8) * 255
+    scaled = np.clip(np.asarray(p, np.float32), 0, 1, dtype=np.float32)  # one buffer, worked in place
+    scaled *= np.float32(255)
+    np.rint(scaled, out=scaled)  # np.round's rounding: half to even
+    np.copyto(scaled, 0, where=~ok[None])  # before the cast: no data may be NaN
+    return scaled.astype(np.uint8), ok.astype(np.uint8) * 255
 
 
 PROBABILITY_SCALE = {"STARS_PROBABILITY_SCALE": "1/255"}

@@ -450,3 +450,14 @@ def test_an_extent_and_a_mask_limit_the_map_on_the_input_grid(demo_scene, traine
     with pytest.raises(InputError, match="does not overlap"):
         segment_area(trained_model, demo_scene["sar"], tmp_path / "x.tif", SegmentConfig(tile_size=128, **CPU),
                      extent=(l - 1e6, b - 1e6, l - 9e5, b - 9e5))
+
+
+def test_the_top_class_is_argmax_ties_to_the_lower_index_with_its_probability():
+    from stars_core.segmentation.infer import top_class
+
+    rng = np.random.default_rng(2)
+    p = (rng.integers(0, 4, size=(5, 33, 47)) / 4).astype(np.float32)  # quarters: ties everywhere
+    best, top = top_class(p)
+    np.testing.assert_array_equal(best, p.argmax(axis=0))
+    np.testing.assert_array_equal(top, p.max(axis=0))
+    assert best.dtype == np.uint8 and (best > 0).any()
