@@ -81,20 +81,17 @@ def style_class_map(path: str | os.PathLike, classes: ClassTable, **tags: str) -
     colour table only on 8-bit maps: a 16-bit GeoTIFF's has 65,536 entries, all of them in QGIS's
     legend (its .qml styles it instead). A file GDAL could not write whole (a full disk) is said in one
     line (`files.unwritten`)."""
-    import rasterio
-    from rasterio.enums import Resampling
-
-    from . import threads
+    from .raster import build_overviews
 
     with _reopen(path) as ds:
         if ds.dtypes[0] == "uint8":
             ds.write_colormap(1, {v: (*rgb(c), 255) for v, c in zip(classes.values, classes.colors)})
         ds.update_tags(1, **{CLASSES_TAG: json.dumps(classes.to_dict())})
         ds.update_tags(**{f"CLASS_{v}": n for v, n in zip(classes.values, classes.names)}, **tags)
-    with _reopen(path) as ds, rasterio.Env(**threads.gdal_options()):  # reopened: the overviews see the colours
-        ds.build_overviews(overview_factors(ds.width, ds.height), Resampling.mode)
+        factors = overview_factors(ds.width, ds.height)
+    build_overviews(path, factors, "mode")  # after the colour table is on disk, which they keep
+    with _reopen(path) as ds:  # the overviews were written whole too
         ds.update_tags(ns="rio_overview", resampling="mode")
-    _reopen(path).close()  # the overviews were written whole too
     _set_category_names(Path(path), classes)
 
 

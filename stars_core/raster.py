@@ -237,3 +237,31 @@ class ThreadHandles:
 
         for future in [pool.submit(close_mine) for _ in range(threads)]:
             future.result()
+
+
+def build_overviews(path: str | os.PathLike, factors: list[int], resampling: str) -> None:
+    """Overviews of every band of the raster at `path` ("mode", "average", ...), on GDAL's threads
+    (`threads.gdal_options`). Through GDAL's own bindings where they are installed: they let go of
+    the GIL, so several files build at once on several threads (rasterio's call holds it)."""
+    from . import threads
+    from .files import unwritten
+
+    count = threads.gdal_options()["GDAL_NUM_THREADS"]
+    try:
+        from osgeo import gdal
+    except ImportError:
+        with rasterio.open(path, "r+") as ds, rasterio.Env(GDAL_NUM_THREADS=count):
+            ds.build_overviews(factors, Resampling[resampling.lower()])
+        return
+    before = gdal.GetThreadLocalConfigOption("GDAL_NUM_THREADS", None)
+    gdal.SetThreadLocalConfigOption("GDAL_NUM_THREADS", count)
+    gdal.PushErrorHandler("CPLQuietErrorHandler")  # GDAL's message goes into the one error below
+    try:
+        ds = gdal.Open(os.fspath(path), gdal.GA_Update)
+        failed = ds is None or ds.BuildOverviews(resampling.upper(), factors) != 0
+        ds = None  # closed: the overviews are on disk
+        if failed:
+            raise unwritten(path, gdal.GetLastErrorMsg())
+    finally:
+        gdal.PopErrorHandler()
+        gdal.SetThreadLocalConfigOption("GDAL_NUM_THREADS", before)

@@ -168,8 +168,8 @@ def filter_series(probabilities: Sequence[str | os.PathLike], maps: Sequence[str
             finally:
                 for d in dsts:
                     d.close()
-            for t in temps[:len(outputs)]:
-                style_class_map(t, classes, STARS_TEMPORAL_FILTER=f"hmm switch={switch:g}")
+            _in_threads(lambda t: style_class_map(t, classes, STARS_TEMPORAL_FILTER=f"hmm switch={switch:g}"),
+                        temps[:len(outputs)])
             for q in temps[len(outputs):]:
                 q.write_text(paletted_qml(classes))
         return counts
@@ -229,6 +229,18 @@ def _windows(height: int, width: int, bands: int) -> list[Window]:
     cols = max(STRIP, WINDOW_BYTES // (bands * STRIP * 4) // STRIP * STRIP)
     return [Window(col, row, min(cols, width - col), min(STRIP, height - row))
             for row in range(0, height, STRIP) for col in range(0, width, cols)]
+
+
+def _in_threads(job: Callable, items: Sequence) -> None:
+    """`job` on every item on the process's threads (each item its own file; GDAL's overviews let go
+    of the GIL), the first error raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .. import threads
+
+    with ThreadPoolExecutor(max_workers=max(1, threads.current() or threads.available_cores())) as pool:
+        for future in [pool.submit(job, item) for item in items]:
+            future.result()
 
 
 def _open_checked(path, what: str):

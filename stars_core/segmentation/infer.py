@@ -45,8 +45,8 @@ from ..classes import ClassTable
 from ..classmap import overview_factors, style_class_map
 from ..config import SegmentConfig
 from ..files import atomic_outputs, check_outputs
-from ..raster import (ThreadHandles, aligned, band_names, centre_latitude, crs_label, geometries_in, metres_per_pixel,
-                     open_raster, pixel_area, pixel_size, read_polygons, valid_mask, window_of)
+from ..raster import (ThreadHandles, aligned, band_names, build_overviews, centre_latitude, crs_label, geometries_in,
+                     metres_per_pixel, open_raster, pixel_area, pixel_size, read_polygons, valid_mask, window_of)
 from .. import threads
 from ..errors import Cancelled, InputError
 from ..style import grey_qml, paletted_qml
@@ -668,8 +668,9 @@ def _finish(paths, classes: ClassTable, overviews: bool = True) -> None:
         return
     for path in (conf, prob, unc):
         if path is not None:
-            with rasterio.open(path, "r+") as ds, rasterio.Env(**threads.gdal_options()):
-                ds.build_overviews(overview_factors(ds.width, ds.height), Resampling.average)
+            with rasterio.open(path) as ds:
+                factors = overview_factors(ds.width, ds.height)
+            build_overviews(path, factors, "average")
 
 
 def _warp_back(works, finals, src, classes: ClassTable, cancel,

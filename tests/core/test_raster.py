@@ -156,3 +156,31 @@ def test_polygon_file_errors(tmp_path):
         read_polygons(path, "class", layer="roads")
     with pytest.raises(FileNotFoundError, match="vector file"):
         read_polygons(tmp_path / "none.gpkg")
+
+
+def test_overviews_through_gdal_s_bindings_equal_rasterio_s_and_a_failure_is_one_line(tmp_path, monkeypatch, capfd):
+    """`build_overviews` (GDAL's bindings, which let go of the GIL) writes the overviews rasterio's
+    call writes, and the same without the bindings; a file GDAL cannot update is said, not ignored."""
+    import sys
+
+    from stars_core.raster import build_overviews
+
+    data = np.random.default_rng(4).integers(0, 5, (1, 300, 260)).astype(np.uint8)
+    ours, theirs, fallback = (_write(tmp_path / f"{n}.tif", data) for n in ("ours", "theirs", "fallback"))
+    build_overviews(ours, [2, 4], "mode")
+    with rasterio.open(theirs, "r+") as ds:
+        ds.build_overviews([2, 4], Resampling.mode)
+    monkeypatch.setitem(sys.modules, "osgeo", None)  # `from osgeo import gdal` raises ImportError
+    build_overviews(fallback, [2, 4], "mode")
+    monkeypatch.undo()
+    for level in (0, 1):
+        with rasterio.open(ours, overview_level=level) as a, rasterio.open(theirs, overview_level=level) as b, \
+                rasterio.open(fallback, overview_level=level) as c:
+            assert a.shape == b.shape == c.shape == (300 // 2 ** (level + 1), 260 // 2 ** (level + 1))
+            np.testing.assert_array_equal(a.read(), b.read())
+            np.testing.assert_array_equal(c.read(), b.read())
+    (tmp_path / "not.tif").write_text("not a raster")
+    capfd.readouterr()
+    with pytest.raises(OSError, match="not.tif' could not be written: .*not recognized"):
+        build_overviews(tmp_path / "not.tif", [2], "mode")
+    assert capfd.readouterr().err == ""  # GDAL's own line is in the error, not printed beside it
