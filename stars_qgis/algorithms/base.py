@@ -296,6 +296,7 @@ class FetchingAlgorithm(StarsAlgorithm):
     TIMEOUT = "TIMEOUT"
     CACHE = "CACHE"
     NO_CACHE = "NO_CACHE"
+    RELATIVE_ORBIT = "RELATIVE_ORBIT"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
 
     def required(self, parameters, context) -> tuple[str, ...]:
@@ -317,7 +318,8 @@ class FetchingAlgorithm(StarsAlgorithm):
 
 
 def fetch_parameters(alg: StarsAlgorithm) -> None:
-    """The area, the dates, the catalogue, the orbit and the size limit: both fetch algorithms."""
+    """The area, the dates, the catalogue, the orbit (direction and relative orbits) and the size limit:
+    both fetch algorithms."""
     from qgis.core import QgsProcessingParameterBoolean, QgsProcessingParameterDateTime, QgsProcessingParameterExtent
 
     num = QgsProcessingParameterNumber.Type
@@ -344,6 +346,9 @@ def fetch_parameters(alg: StarsAlgorithm) -> None:
         behavior=QgsProcessingParameterFile.Behavior.Folder, optional=True)))
     alg.addParameter(advanced(QgsProcessingParameterBoolean(alg.NO_CACHE, "Keep nothing between runs (no cache)",
                                                             defaultValue=False)))
+    alg.addParameter(advanced(QgsProcessingParameterString(
+        alg.RELATIVE_ORBIT, "Only these Sentinel-1 relative orbits, e.g. 117 or 117,168 (empty: any; the dry run "
+        "lists each item's)", optional=True)))
 
 
 def collection_parameter(key: str, what: str) -> QgsProcessingParameterString:
@@ -409,5 +414,6 @@ def fetch_config(alg: StarsAlgorithm, parameters, context, feedback, **extra):
         retries=alg.parameterAsInt(parameters, alg.RETRIES, context),
         timeout=alg.parameterAsInt(parameters, alg.TIMEOUT, context), proxy=proxy, no_proxy=no_proxy,
         cache=alg.parameterAsFile(parameters, alg.CACHE, context) or None,
-        no_cache=alg.parameterAsBool(parameters, alg.NO_CACHE, context), **extra)
+        no_cache=alg.parameterAsBool(parameters, alg.NO_CACHE, context),
+        relative_orbit=(alg.parameterAsString(parameters, alg.RELATIVE_ORBIT, context) or "").strip() or None, **extra)
 

@@ -3,13 +3,12 @@ catalogue, on one grid, loaded as a temporal group, ready for *Segment a SAR tim
 from __future__ import annotations
 
 from qgis.core import (QgsProcessingContext, QgsProcessingOutputFile, QgsProcessingOutputNumber,
-                       QgsProcessingParameterFolderDestination, QgsProcessingParameterString)
+                       QgsProcessingParameterFolderDestination)
 
-from .base import FetchingAlgorithm, advanced, fetch_config, fetch_parameters
+from .base import FetchingAlgorithm, fetch_config, fetch_parameters
 
 
 class GetSentinelSeries(FetchingAlgorithm):
-    RELATIVE_ORBIT = "RELATIVE_ORBIT"
     DATES = "DATES"
     COUNT = "COUNT"
 
@@ -32,16 +31,12 @@ class GetSentinelSeries(FetchingAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         fetch_parameters(self)
-        self.addParameter(advanced(QgsProcessingParameterString(
-            self.RELATIVE_ORBIT, "Only these Sentinel-1 relative orbits, e.g. 117 or 117,168 (empty: any; the "
-            "dry run lists each item's)", optional=True)))
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"))
         self.addOutput(QgsProcessingOutputFile(self.DATES, "Dates table (dates.csv)"))
         self.addOutput(QgsProcessingOutputNumber(self.COUNT, "Dates"))
 
     def execute(self, parameters, context, feedback) -> dict:
-        cfg = fetch_config(self, parameters, context, feedback,
-                           relative_orbit=self.parameterAsString(parameters, self.RELATIVE_ORBIT, context) or None)
+        cfg = fetch_config(self, parameters, context, feedback)
         out, done = self.run_fetch("series", cfg, parameters, context, feedback)
         if done is None:
             return {self.OUTPUT_FOLDER: str(out), self.COUNT: 0}

@@ -127,12 +127,13 @@ def test_the_series_enters_the_project_as_a_temporal_group(servers, stars_provid
         assert not isinstance(layer.renderer(), QgsPalettedRasterRenderer)  # an image, not a class map
 
 
-def test_the_relative_orbit_is_an_advanced_parameter_of_the_series(servers, run_alg, tmp_path):
-    alg = QgsApplication.processingRegistry().algorithmById("stars:getsentinelseries")
+@pytest.mark.parametrize("algorithm", ["stars:getsentinelseries", "stars:getsentinelpair"])
+def test_the_relative_orbit_is_an_advanced_parameter_of_both_fetches(servers, run_alg, tmp_path, algorithm):
+    alg = QgsApplication.processingRegistry().algorithmById(algorithm)
     param = alg.parameterDefinition("RELATIVE_ORBIT")
     assert param is not None and param.flags() & QgsProcessingParameterDefinition.Flag.FlagAdvanced
     said = Said()
-    run_alg("stars:getsentinelseries", _params(servers, tmp_path, DRY_RUN=True, RELATIVE_ORBIT="168"), said)
+    run_alg(algorithm, _params(servers, tmp_path, DRY_RUN=True, RELATIVE_ORBIT="168"), said)
     s1 = {i["id"]: i["properties"]["sat:relative_orbit"] for i in servers.catalogue["items"]
           if i["collection"] == "sentinel-1-rtc"}
     log = "\n".join(said.lines)
