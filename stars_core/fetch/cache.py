@@ -84,12 +84,13 @@ def mark_cached(plan, folder: Path | None) -> int:
 
     missing = 0
     for role in plan.roles:
-        role.cached = 0
+        role.cached = role.cached_pixels = 0
         for item in (i for i in role.items if i["id"] not in role.unread_ids):
             keys = [k for k in role.source.assets if folder is not None and is_cached(entry_path(
                 folder, item["assets"][k]["href"], plan.request.grid, resampling_for(role.source, k)))]
             missing += len(role.source.assets) - len(keys)
-            role.cached += window_estimate(item, role.source, plan.request.grid, keys)[0] if keys else 0
+            b, p = window_estimate(item, role.source, plan.request.grid, keys) if keys else (0, 0)
+            role.cached, role.cached_pixels = role.cached + b, role.cached_pixels + p
     return missing
 
 

@@ -50,10 +50,16 @@ class RolePlan:
     cached: int = 0  # of `bytes`, what the fetch cache already holds (cache.mark_cached)
     unread: int = 0  # of `bytes`, what the write will not read (series.plan_series: dates already in the output)
     unread_ids: frozenset[str] = frozenset()  # the ids of those items (not counted as cached either)
+    cached_pixels: int = 0  # of `pixels`, as `cached` of `bytes`
+    unread_pixels: int = 0  # of `pixels`, as `unread` of `bytes`
 
     @property
     def to_read(self) -> int:
         return self.bytes - self.cached - self.unread
+
+    @property
+    def pixels_to_read(self) -> int:
+        return self.pixels - self.cached_pixels - self.unread_pixels
 
 
 @dataclass
@@ -79,7 +85,7 @@ class Plan:
                  f"({g.pixels / 1e6:.2f} Mpx){'; ' + g.note if g.note else ''}"]
         for r in self.roles:
             lines.append(f"{r.role}: {len(r.items)} item(s) of {r.source.collection} at {r.source.api}, about "
-                         f"{r.to_read / 1e6:.1f} MB and {r.pixels / 1e6:.2f} Mpx to read"
+                         f"{r.to_read / 1e6:.1f} MB and {r.pixels_to_read / 1e6:.2f} Mpx to read"
                          + (f" ({r.cached / 1e6:.1f} MB more already cached)" if r.cached else "")
                          + (f" ({r.unread / 1e6:.1f} MB of items not read: their dates are already in the output "
                             f"folder, or another orbit direction was kept for their day)" if r.unread else ""))

@@ -133,7 +133,8 @@ def plan_series(plan: Plan, out: Path) -> list[str]:
     read = {i["id"] for day, items in days.items() if why[day] for i in items}
     unread = [i for i in role.items if i["id"] not in read]
     role.unread_ids = frozenset(i["id"] for i in unread)
-    role.unread = sum(window_estimate(i, role.source, plan.request.grid)[0] for i in unread)
+    estimates = [window_estimate(i, role.source, plan.request.grid) for i in unread]
+    role.unread, role.unread_pixels = sum(b for b, _ in estimates), sum(p for _, p in estimates)
     kept = [day for day in days if not why[day]]
     lines = [f"series: {len(days)} date(s), {len(days) - len(kept)} to write, {len(kept)} kept as they are in {out}"]
     lines += [f"    {day}: made again: {'; '.join(why[day])}" for day in days if why[day] not in ([], [NEW])]

@@ -533,6 +533,7 @@ def test_a_rerun_with_another_grid_or_orbit_makes_the_dates_again_and_says_why(s
     assert _series(servers, out, "--orbit", "ascending", "--res", "20", "--dry-run") == 0  # the cache holds them too
     said = capsys.readouterr().out
     assert "total: about 0.0 MB to read\n" in said and "series: 2 date(s), 0 to write, 2 kept" in said
+    assert "about 0.0 MB and 0.00 Mpx to read (" in said  # what is kept is not counted as read
     # both directions now: the ascending dates kept, the descending one written; dates.csv says each orbit
     assert _series(servers, out, "--res", "20") == 0
     said = capsys.readouterr().out
@@ -876,6 +877,7 @@ def test_a_series_after_a_pair_over_the_same_grid_reads_no_radar_again(servers, 
     said = capsys.readouterr().out
     total = next(line for line in said.splitlines() if line.startswith("total:"))
     assert total.startswith("total: about 0.0 MB to read, ") and total.endswith(" MB already cached")
+    assert "about 0.0 MB and 0.00 Mpx to read (" in said  # the cached pixels are not counted as read
     assert float(total.split(", ")[1].split()[0]) > 0
     assert _fetch(servers, tmp_path, "--dry-run", "--res", "20") == 0  # another grid: nothing of it cached
     assert "already cached" not in capsys.readouterr().out
