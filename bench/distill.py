@@ -16,7 +16,7 @@ with --labelled: students also learn the labels outside the sheet. Prints, never
     python bench/distill.py [--seeds 0 1 2] [--steps 600] [--size 4096] [--skip-accuracy] [--skip-speed]
                             [--tiles 512 1024] [--students-only] [--real ../shared/data/terramind]
                             [--model demo_out/model.stars --scene demo_out/scene --sheet B2]
-                            [--labelled] [--no-amp] [--step-speed 60 --rounds 2] [--macs]
+                            [--labelled] [--no-amp] [--decoder-channels 64] [--step-speed 60 --rounds 2] [--macs]
 """
 from __future__ import annotations
 
@@ -79,11 +79,13 @@ def accuracy(args, tmp: Path) -> None:
         with rasterio.open(labels_arg[0], "w", **profile) as dst:
             dst.write(lab, 1)
         ignore = (0,)
-    what = "labels outside the sheet" if args.labelled else "no labels"
+    what = ("labels outside the sheet" if args.labelled else "no labels") + (
+        f", decoder {args.decoder_channels}" if args.decoder_channels else "")
     for seed in args.seeds:
         out = tmp / f"student_{seed}.stars"
         result = distill(model, [scene / "sar.tif"], out, DistillConfig(steps=args.steps, seed=seed, device="cpu",
-                                                                          amp=not args.no_amp, ignore_values=ignore),
+                                                                          amp=not args.no_amp, ignore_values=ignore,
+                                                                          decoder_channels=args.decoder_channels),
                          labels=labels_arg, log=print if seed == args.seeds[0] else lambda *_: None)
         segment(out, scene / "sar.tif", tmp / f"student_{seed}.tif", cfg)
         miou, student_map = score(tmp / f"student_{seed}.tif", labels, window, tmp, f"student_{seed}")
@@ -234,6 +236,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="part 4's rounds")
     ap.add_argument("--macs", action="store_true", help="part 5: each model's multiply-accumulates per tile")
     ap.add_argument("--labelled", action="store_true", help="part 1: students also learn the labels outside the sheet")
+    ap.add_argument("--decoder-channels", type=int, help="part 1: the students' decoder channels (default: "
+                    "stars distill's)")
     ap.add_argument("--no-amp", action="store_true", help="part 1: students in plain fp32 (stars distill --no-amp)")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--tiles", type=int, nargs="+", default=[512], help="tile sizes for part 2")
