@@ -257,9 +257,12 @@ def build_overviews(path: str | os.PathLike, factors: list[int], resampling: str
     gdal.SetThreadLocalConfigOption("GDAL_NUM_THREADS", count)
     gdal.PushErrorHandler("CPLQuietErrorHandler")  # GDAL's message goes into the one error below
     try:
-        ds = gdal.Open(os.fspath(path), gdal.GA_Update)
-        failed = ds is None or ds.BuildOverviews(resampling.upper(), factors) != 0
-        ds = None  # closed: the overviews are on disk
+        try:
+            ds = gdal.Open(os.fspath(path), gdal.GA_Update)
+            failed = ds is None or ds.BuildOverviews(resampling.upper(), factors) != 0
+            ds = None  # closed: the overviews are on disk
+        except RuntimeError as exc:  # where the bindings raise (gdal.UseExceptions, QGIS, GDAL 4)
+            raise unwritten(path, str(exc).strip()) from None
         if failed:
             raise unwritten(path, gdal.GetLastErrorMsg())
     finally:
