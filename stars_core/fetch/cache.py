@@ -77,21 +77,23 @@ def resampling_for(source, key: str) -> Resampling:
         else Resampling.bilinear
 
 
-def mark_cached(plan, folder: Path | None) -> int:
+def mark_cached(plan, folder: Path | None) -> tuple[int, int]:
     """Set each role's `cached` bytes (the estimate of the assets whose entries exist, plan.py; items
-    the write will not read, `unread_ids`, left out) and return how many assets are still to be read."""
+    the write will not read, `unread_ids`, left out) and return how many assets are still to be read,
+    of how many the write reads."""
     from .plan import window_estimate
 
-    missing = 0
+    missing = reads = 0
     for role in plan.roles:
         role.cached = role.cached_pixels = 0
         for item in (i for i in role.items if i["id"] not in role.unread_ids):
             keys = [k for k in role.source.assets if folder is not None and is_cached(entry_path(
                 folder, item["assets"][k]["href"], plan.request.grid, resampling_for(role.source, k)))]
             missing += len(role.source.assets) - len(keys)
+            reads += len(role.source.assets)
             b, p = window_estimate(item, role.source, plan.request.grid, keys) if keys else (0, 0)
             role.cached, role.cached_pixels = role.cached + b, role.cached_pixels + p
-    return missing
+    return missing, reads
 
 
 class WarpedAssets:

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 from ..errors import Cancelled, InputError
 from .cache import mark_cached
 from .plan import Plan, Request, plan_pair
-from .series import plan_series
+from .series import plan_series, series_dates
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")
 
@@ -137,13 +137,12 @@ def fetch(kind: str, cfg: FetchConfig, out: str | os.PathLike, dry_run: bool = F
         if request.area.note:
             log(f"stars fetch: {request.area.note}")
         plan = plan_pair(request)
-        dated = plan_series(plan, out) if kind == "series" else []
+        dated = series_dates(plan, out) if kind == "series" else None  # once: it opens every date's raster
+        said = plan_series(plan, out, dated) if kind == "series" else []
         folder = cache_folder(cfg)
-        reads = assets_to_read(kind, plan, out)
-        missing = _missing(reads, plan, folder)
-        mark_cached(plan, folder)
-        lines = plan.summary() + dated + [
-            f"cache: {folder}, {len(reads) - missing} of {len(reads)} asset(s) already there" if folder
+        missing, reads = mark_cached(plan, folder)
+        lines = plan.summary() + said + [
+            f"cache: {folder}, {reads - missing} of {reads} asset(s) already there" if folder
             else "cache: none (--no-cache)"]
         for line in lines:
             log(line)
@@ -151,8 +150,8 @@ def fetch(kind: str, cfg: FetchConfig, out: str | os.PathLike, dry_run: bool = F
         plan.check_labels(cfg.min_label_coverage)
         if dry_run:
             return {"plan": plan, "summary": lines, "facts": {}}
-        return {"plan": plan, "summary": lines, "facts": _write(kind, cfg, plan, out, missing, progress, cancel,
-                                                                log)}
+        return {"plan": plan, "summary": lines, "facts": _write(kind, cfg, plan, out, dated, missing, progress,
+                                                                cancel, log)}
 
 
 def cache_folder(cfg) -> Path | None:
@@ -164,52 +163,25 @@ def cache_folder(cfg) -> Path | None:
     return Path(cfg.cache).expanduser() if getattr(cfg, "cache", None) else default_folder()
 
 
-def assets_to_read(kind: str, plan: Plan, out: Path) -> list[tuple[str, object]]:
-    """(href, resampling) of every asset the write reads: each role's items for a pair; for a series
-    the items of the dates to write (series.series_dates: missing, or made otherwise)."""
-    from .cache import resampling_for
-    from .series import series_dates
-
-    if kind == "pair":
-        chosen = [(role, item) for role in plan.roles for item in role.items]
-    else:
-        days, _, why = series_dates(plan, out)
-        chosen = [(plan.roles[0], item) for day, items in days.items() if why[day] for item in items]
-    keys = {"pair": lambda role: role.source.assets, "series": lambda role: list(role.source.bands.values())}[kind]
-    return [(item["assets"][k]["href"], resampling_for(role.source, k)) for role, item in chosen for k in keys(role)]
-
-
-def _missing(reads: list[tuple[str, object]], plan: Plan, folder: Path | None) -> int:
-    from .cache import entry_path, is_cached
-
-    if folder is None:
-        return len(reads)
-    return sum(not is_cached(entry_path(folder, href, plan.request.grid, how)) for href, how in reads)
-
-
-def blocks_to_read(kind: str, plan: Plan, missing: int = 0, out: Path | None = None) -> int:
-    """The blocks a write reads: blocks per raster times the output rasters (a series': the dates to
-    write into `out`) and the `missing` assets (each warped whole into the cache first)."""
+def blocks_to_read(plan: Plan, missing: int, dated: tuple | None) -> int:
+    """The blocks a write reads: blocks per raster times the output rasters (the pair's three, or
+    the series' dates to write, `dated` from series.series_dates) and the `missing` assets (each
+    warped whole into the cache first)."""
     from .read import blocks
-    from .series import acquisition_days, series_dates
 
     per = len(list(blocks(plan.request.grid)))
-    if kind == "pair":
-        outputs = 3
-    elif out is None:  # every date
-        outputs = len(acquisition_days(plan.roles[0].items)[0])
-    else:
-        outputs = sum(map(bool, series_dates(plan, out)[2].values()))
+    outputs = 3 if dated is None else sum(map(bool, dated[2].values()))
     return (outputs + missing) * per
 
 
-def _write(kind: str, cfg, plan: Plan, out: Path, missing: int, progress, cancel, log) -> dict:
+def _write(kind: str, cfg, plan: Plan, out: Path, dated: tuple | None, missing: int, progress, cancel,
+           log) -> dict:
     from .cache import warped_assets
     from .pair import write_pair
     from .read import http_env
     from .series import write_series
 
-    total, done = blocks_to_read(kind, plan, missing, out), [0]
+    total, done = blocks_to_read(plan, missing, dated), [0]
 
     def step() -> None:
         done[0] += 1
@@ -223,7 +195,7 @@ def _write(kind: str, cfg, plan: Plan, out: Path, missing: int, progress, cancel
         if kind == "pair":
             facts = write_pair(plan, out, min_clear=cfg.min_clear, tick=step)
         else:
-            facts = write_series(plan, out, step)
+            facts = write_series(plan, out, dated, step)
     log(f"cache: {len(assets.hits)} asset(s) taken from {assets.folder}, {len(assets.reads)} read from their "
         f"hosts" if assets.kept else f"cache: none (--no-cache); {len(assets.reads)} asset(s) read from their hosts")
     return facts

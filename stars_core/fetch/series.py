@@ -2,8 +2,9 @@
 plan's grid, named and tagged as `stars segment-series` reads dates (S1_<date>.tif, TIFFTAG_DATETIME,
 and dates.csv of date,path,coverage,orbit,relative_orbits,items).
 
-    lines = plan_series(plan, out)     # before any read: which dates are written and why, notes
-    written = write_series(plan, out)
+    dated = series_dates(plan, out)     # the days, notes, and why each date's raster is written
+    lines = plan_series(plan, out, dated)     # before any read: which dates are written and why, notes
+    written = write_series(plan, out, dated)
 
 One raster per day, not per day and orbit direction: `stars segment-series` takes one raster per
 date. A day with both directions keeps the one whose slices' footprints cover more of the area (then
@@ -125,11 +126,12 @@ def series_dates(plan: Plan, out: Path) -> tuple[dict[str, list[dict]], list[str
     return days, notes + mixed_orbits(days), why
 
 
-def plan_series(plan: Plan, out: Path) -> list[str]:
+def plan_series(plan: Plan, out: Path, dated: tuple) -> list[str]:
     """Before any read: set the role's `unread` bytes (the slices of dates kept as they are in `out`
-    and of a day's other orbit direction) and return the lines to say: the dates to write and why, notes."""
+    and of a day's other orbit direction) and return the lines to say: the dates to write and why,
+    notes. `dated`: `series_dates(plan, out)`."""
     role = plan.roles[0]
-    days, notes, why = series_dates(plan, out)
+    days, notes, why = dated
     read = {i["id"] for day, items in days.items() if why[day] for i in items}
     unread = [i for i in role.items if i["id"] not in read]
     role.unread_ids = frozenset(i["id"] for i in unread)
@@ -167,13 +169,14 @@ def _write_day(role: RolePlan, grid: Grid, items: list[dict], path: Path, tick: 
     return coverage
 
 
-def write_series(plan: Plan, out: Path, tick: Callable[[], None] = lambda: None) -> dict:
-    """Write the dates whose rasters are missing or were made otherwise, then dates.csv and
-    provenance.json; returns what was done (`remade`: day -> why, for rasters replaced)."""
+def write_series(plan: Plan, out: Path, dated: tuple, tick: Callable[[], None] = lambda: None) -> dict:
+    """Write the dates whose rasters are missing or were made otherwise (`dated`: `series_dates(plan,
+    out)`, as the plan said them), then dates.csv and provenance.json; returns what was done (`remade`:
+    day -> why, for rasters replaced)."""
     from .pair import provenance
 
     role = plan.roles[0]
-    days, notes, why = series_dates(plan, out)
+    days, notes, why = dated
     out.mkdir(parents=True, exist_ok=True)
     written, kept, remade, coverage = [], [], {}, {}
     for day, items in days.items():

@@ -821,6 +821,12 @@ def test_a_rerun_of_the_pair_reads_nothing_and_writes_the_same_bits(servers, tmp
     gdal.VSICurlClearCache()
     assert _fetch(servers, tmp_path, "--cache", str(cache)) == 0
     assert _range_reads(servers)
+    said = capsys.readouterr().out
+    counted = re.search(rf"cache: {re.escape(str(cache))}, 0 of (\d+) asset\(s\) already there", said)
+    assets = sum(len(source(n, servers.stac.url).assets) * len([i for i in servers.catalogue["items"]
+                                                                 if i["collection"] == source(n).collection])
+                 for n in ("pc-sentinel-1-rtc", "pc-sentinel-2-l2a", "pc-esa-worldcover"))
+    assert counted and int(counted.group(1)) == assets > 0
     first = json.loads((tmp_path / "pair" / "provenance.json").read_text())["cache"]
     assert first["folder"] == str(cache) and first["items_from_cache"] == []
     assert set(first["items_read"]) == {i["id"] for i in servers.catalogue["items"]}
@@ -832,6 +838,7 @@ def test_a_rerun_of_the_pair_reads_nothing_and_writes_the_same_bits(servers, tmp
     assert _range_reads(servers) == [] and servers.assets.requests == []  # not even a HEAD
     said = capsys.readouterr().out
     assert f"asset(s) taken from {cache}, 0 read from their hosts" in said
+    assert f"cache: {cache}, {assets} of {assets} asset(s) already there" in said
     second = json.loads((again / "pair" / "provenance.json").read_text())["cache"]
     assert set(second["items_from_cache"]) == set(first["items_read"]) and second["items_read"] == []
     assert _rasters(again / "pair") == _rasters(tmp_path / "pair")
