@@ -241,12 +241,12 @@ class ThreadHandles:
 
 def build_overviews(path: str | os.PathLike, factors: list[int], resampling: str) -> None:
     """Overviews of every band of the raster at `path` ("mode", "average", ...), on GDAL's threads
-    (`threads.gdal_options`). Through GDAL's own bindings where they are installed: they let go of
+    (`threads.in_force`). Through GDAL's own bindings where they are installed: they let go of
     the GIL, so several files build at once on several threads (rasterio's call holds it)."""
     from . import threads
     from .files import unwritten
 
-    count = threads.gdal_options()["GDAL_NUM_THREADS"]
+    count = str(threads.in_force())
     try:
         from osgeo import gdal
     except ImportError:

@@ -214,7 +214,7 @@ def hold():
     between them with the machine's load (a different count sums in another order)."""
     global _POLICY
     before = _POLICY
-    held = ThreadPolicy(current() or available_cores())
+    held = ThreadPolicy(in_force())
     held.adapt(force=True)
     _POLICY = held
     try:
@@ -243,7 +243,7 @@ def describe() -> str:
     return f"threads: {_POLICY.current} of {_POLICY.cores} cores, adapted to the load every {_POLICY.interval:g} s"
 
 
-def gdal_options() -> dict[str, str]:
-    """GDAL configuration for work GDAL spreads over threads itself (overviews): the thread count in
-    force, or every core the process may use before `configure`."""
-    return {"GDAL_NUM_THREADS": str(current() or available_cores())}
+def in_force() -> int:
+    """The thread count in force, or every core the process may use before `configure`: for the work
+    the toolbox or GDAL spreads over threads itself (the temporal filter, compression, overviews)."""
+    return current() or available_cores()

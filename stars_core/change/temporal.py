@@ -188,7 +188,7 @@ def _filter_windows(inputs: list, dsts, values: np.ndarray, scale: float, switch
     T, K = len(dsts), len(values)
     height, width = dsts[0].height, dsts[0].width
     handles = ThreadHandles(lambda stack: [stack.enter_context(rasterio.open(p)) for p in inputs])
-    workers = max(1, threads.current() or threads.available_cores())
+    workers = threads.in_force()
     windows = iter(_windows(height, width, T * K))
 
     def work(w: Window):
@@ -238,7 +238,7 @@ def _in_threads(job: Callable, items: Sequence) -> None:
 
     from .. import threads
 
-    with ThreadPoolExecutor(max_workers=max(1, threads.current() or threads.available_cores())) as pool:
+    with ThreadPoolExecutor(max_workers=threads.in_force()) as pool:
         for future in [pool.submit(job, item) for item in items]:
             future.result()
 

@@ -514,7 +514,7 @@ def _profiles(base: dict, classes: ClassTable, probability_dtype: str = "float32
         raise InputError(f"class values must be in 0..65534 to be written as a GeoTIFF, got {list(classes.values)}")
     common = dict(driver="GTiff", width=base["width"], height=base["height"], crs=base["crs"],
                   transform=base["transform"], tiled=True, blockxsize=BLOCK, blockysize=BLOCK,
-                  compress="deflate", BIGTIFF="IF_SAFER", NUM_THREADS=threads.gdal_options()["GDAL_NUM_THREADS"])
+                  compress="deflate", BIGTIFF="IF_SAFER", NUM_THREADS=str(threads.in_force()))
     # (GDAL compresses the blocks on its threads and writes them in the order given: the same bytes)
     cls = dict(common, count=1, dtype="uint8" if fits_byte else "uint16", nodata=255 if fits_byte else 65535)
     conf = dict(common, count=1, dtype="float32", nodata=float("nan"), predictor=3)
