@@ -141,7 +141,7 @@ def speed(args, tmp: Path) -> None:
             shutil.copy(model, args.r50)
     for runtime in ("onnx", "int8"):  # the first run's one-time cost, apart
         r = run_child(model, scene["sar"], tmp / f"warm_{runtime}.tif", runtime)
-        info = json.loads(next(tmp.glob(f"r50.*.m1-512{'.int8' if runtime == 'int8' else ''}.json")).read_text())
+        info = json.loads(next(tmp.glob(f"r50.*.m1-512{'.int8w7' if runtime == 'int8' else ''}.json")).read_text())
         print(f"(first {runtime} run: export{' and calibration' if runtime == 'int8' else ''} and agreement check "
               f"{r.get('seconds', float('nan')):.0f} s in all on the 1024 demo SAR; measured agreement "
               f"{100 * info['agreement']:.2f} % on {info['agreement_tiles']} tiles)", flush=True)

@@ -278,8 +278,9 @@ def _once(log: Callable[[str], None], said: set[str], date: str) -> Callable[[st
 
 def made_by(model, runner, cfg: SegmentConfig, reference) -> dict[str, str]:
     """What makes a date's pixels besides its raster: the model file's SHA-256, the grid and the
-    options that change pixels (tile size, overlap, runtime, weights, modality)."""
-    from ..engines.auto import model_sha256
+    options that change pixels (tile size, overlap, runtime, weights, modality; where the int8
+    export runs, its recipe: maps of an earlier recipe are made again)."""
+    from ..engines.auto import INT8_WEIGHTS, choose, model_sha256
     from ..raster import crs_label
 
     path = model if isinstance(model, (str, os.PathLike)) else getattr(runner, "path", None)
@@ -288,6 +289,9 @@ def made_by(model, runner, cfg: SegmentConfig, reference) -> dict[str, str]:
         grid = f"{crs_label(ref.crs)} {ref.width}x{ref.height} from ({t.c:.6g}, {t.f:.6g}) step {t.a:.6g}x{-t.e:.6g}"
     options = {"tile": cfg.tile_size or "model's", "overlap": cfg.overlap if cfg.overlap is not None else "default",
                "runtime": cfg.runtime or "default", "weights": cfg.weights, "modality": cfg.modality}
+    device = getattr(runner, "device_type", None)  # None: a .onnx file, run as it is
+    if device is not None and choose(cfg.runtime, device, f"m{cfg.modality}", path is not None)[0] == "int8":
+        options["int8"] = INT8_WEIGHTS
     return {"model_sha256": model_sha256(path) if path is not None else "", "grid": grid,
             "options": " ".join(f"{k}={v}" for k, v in options.items())}
 

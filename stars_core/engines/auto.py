@@ -13,7 +13,7 @@ The exported graphs run in OpenVINO where it is installed (on a CPU), else in ON
 (`onnx_model.engine_for`; $STARS_ONNX_ENGINE chooses).
 
 The export is keyed by the model file's SHA-256, the branch and the tile size, written beside the
-model (`<model>.<sha16>.<branch>-<tile>[.int8].onnx`, else in the user cache folder when that folder
+model (`<model>.<sha16>.<branch>-<tile>[.int8w7].onnx`, else in the user cache folder when that folder
 cannot be written), atomically, with a JSON note beside it: the runtime, the source model's hash,
 what it was calibrated on, and its measured agreement with eager PyTorch (the share of equal
 pixels on tiles of the same raster that the calibration did not use). Each run says which runtime
@@ -33,6 +33,7 @@ import numpy as np
 from ..config import RUNTIMES
 from ..errors import InputError
 AGREEMENT_TILES = 9
+INT8_WEIGHTS = "w7"  # the int8 export's recipe (7-bit weights, `onnx_export._quantise`): cached names, series records
 ENGINE_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 _HASHES: dict[tuple, str] = {}
 _SESSIONS: dict[tuple, object] = {}
@@ -87,7 +88,8 @@ def cached_path(model: str | os.PathLike, runtime: str, branch: str, tile: int, 
     """Where the export of `model` for `runtime` lives: beside the model if that folder is writable."""
     model = Path(model)
     which = ".last" if weights == "last" else ""
-    name = f"{model.stem}.{model_sha256(model)[:16]}{which}.{branch}-{tile}{'.int8' if runtime == 'int8' else ''}.onnx"
+    recipe = f".int8{INT8_WEIGHTS}" if runtime == "int8" else ""  # 8-bit weights' exports (.int8) are not reused
+    name = f"{model.stem}.{model_sha256(model)[:16]}{which}.{branch}-{tile}{recipe}.onnx"
     beside = model.resolve().parent / name
     if beside.is_file() or os.access(beside.parent, os.W_OK):
         return beside

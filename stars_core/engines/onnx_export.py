@@ -8,7 +8,16 @@ are fixed at the export's tile size and K is fixed, as Deepness reads them (its 
 input's last dimension, its class count the output's second); the batch is free. This toolbox's
 runner tiles any raster into that size (padding the edges). The per-modality BatchNorm statistics
 of the shared encoder are the branch's own (eval mode). `int8=True` quantises statically (QDQ, per
-channel), calibrated on tiles of a raster of the branch's input.
+channel), calibrated on tiles of a raster of the branch's input, with 7-bit weights (the recipe
+`auto.INT8_WEIGHTS` names).
+
+Why 7 bits: a CPU without VNNI (AVX2, or AVX-512 before Cascade Lake; AMD before Zen 4) multiplies
+uint8 activations by int8 weights in pairs summed in 16 bits, which saturate where both are large
+(OpenVINO's "Saturation (overflow) issue" page; ONNX Runtime's `quantize_static` advises
+`reduce_range` there). With 8-bit weights the demo model's int8 map on AVX2 differed from its map on
+VNNI on 1.4 % of pixels; with 7-bit weights the two are the same pixels, on every x86 CPU, for the
+same mIoU (bench/RESULTS.md). One export therefore serves every machine of a cluster or a shared
+folder.
 
 Compatibility (the contract is Deepness 0.6.5's `processing/models/model_base.py`, which caps
 onnxruntime at 1.17): every value of the metadata is JSON; the keys Deepness's code reads
@@ -255,7 +264,8 @@ def _glibc():
 
 
 def _quantise(path: Path, all_stats: tuple, branch: str, raster, tile: int, count: int, log) -> None:
-    """Static int8 quantisation (QDQ, per-channel weights) calibrated on tiles of `raster`."""
+    """Static int8 quantisation (QDQ, per-channel 7-bit weights: `reduce_range`, the same map with or
+    without VNNI, module docstring) calibrated on tiles of `raster`."""
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -294,7 +304,7 @@ def _quantise(path: Path, all_stats: tuple, branch: str, raster, tile: int, coun
         quant_pre_process(str(path), str(pre), skip_symbolic_shape=True)
         with _lean_calibration():
             quantize_static(str(pre), str(quantised), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                            reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         os.replace(quantised, path)
     finally:
         for p in (pre, quantised):

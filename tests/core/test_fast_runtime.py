@@ -38,10 +38,10 @@ def test_auto_runs_the_int8_export_cached_beside_the_model_and_says_so(model_cop
     out = capsys.readouterr()
     engine = "OpenVINO" if importlib.util.find_spec("openvino") else "ONNX Runtime"  # where OpenVINO is, it runs
     assert "exporting the m1 branch to ONNX int8" in out.err and f"runtime int8: {engine} on the CPU" in out.out
-    graphs = sorted(model_copy.parent.glob(f"{model_copy.stem}.*.m1-128.int8.onnx"))
+    graphs = sorted(model_copy.parent.glob(f"{model_copy.stem}.*.m1-128.int8w7.onnx"))
     assert len(graphs) == 1 and model_sha256(model_copy)[:16] in graphs[0].name
     session = int8_model["model"]
-    first = next(session.parent.glob(f"{session.stem}.*.m1-128.int8.onnx"))  # the session's export
+    first = next(session.parent.glob(f"{session.stem}.*.m1-128.int8w7.onnx"))  # the session's export
     assert graphs[0].read_bytes() == first.read_bytes()  # the same calibration tiles, the same graph
     info = json.loads(graphs[0].with_suffix(".json").read_text())
     assert info["source_sha256"] == model_sha256(model_copy) and info["runtime"] == "int8"
@@ -73,7 +73,7 @@ def test_the_export_follows_the_model_file(int8_model, tmp_path):
     from stars_core.engines.auto import cached_path
 
     model = int8_model["model"]
-    first = next(model.parent.glob(f"{model.stem}.*.m1-128.int8.onnx"))  # the session's export
+    first = next(model.parent.glob(f"{model.stem}.*.m1-128.int8w7.onnx"))  # the session's export
     a = shutil.copy(model, tmp_path / model.name)  # the same file, without its export
     again = tmp_path / first.name
     assert cached_path(a, "int8", "m1", 128) == again
@@ -176,7 +176,7 @@ def test_a_damaged_cached_export_is_named_and_made_again(int8_model, demo_scene,
     from tests.core.helpers import copy_with_exports
 
     model = copy_with_exports(int8_model["model"], tmp_path)  # exported and run once, as the session did
-    graph = next(tmp_path.glob("*.m1-128.int8.onnx"))
+    graph = next(tmp_path.glob("*.m1-128.int8w7.onnx"))
     victim = graph if damage == "graph" else graph.with_suffix(".json")
     victim.write_bytes(victim.read_bytes()[: len(victim.read_bytes()) // 3])  # cut short
     _SESSIONS.clear()  # a new process would not have it open

@@ -132,6 +132,49 @@ def test_int8_export_runs_and_keeps_the_metadata(trained_model, exported, demo_s
         export_onnx(trained_model, tmp_path / "x.onnx", "m1", int8=True, **QUIET)
 
 
+@pytest.mark.parametrize("which", ["m1-int8", "m2-int8"])
+def test_int8_weights_are_7_bit_so_no_cpu_saturates_a_pair_of_products(exported, which):
+    """Without VNNI, int8 convolutions sum two uint8 x int8 products in 16 bits: weights of at most 64
+    keep 2 x 255 x 64 under 32,767, so every CPU computes the same map (onnx_export's docstring)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(exported[which])).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    weights = [inits[n.input[0]] for n in graph.node
+               if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].dtype == np.int8]
+    assert len(weights) >= 10  # every convolution's weights
+    largest = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+    assert largest == 64 and 2 * 255 * largest <= 32767  # 7-bit range, all of it used
+
+
+def _vnni() -> bool:
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as cpu
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_features__ as cpu
+    return bool(cpu.get("AVX512VNNI") or cpu.get("AVX512_CLX") or cpu.get("AVX_VNNI"))
+
+
+@pytest.mark.skipif(not _vnni(), reason="compares this CPU's VNNI kernels with its AVX2 ones: needs VNNI")
+def test_the_int8_map_is_the_same_with_and_without_vnni(exported, demo_scene, tmp_path):
+    """OpenVINO's AVX2 kernels (oneDNN's ONEDNN_MAX_CPU_ISA, as a CPU without VNNI runs them) give
+    the same map and probabilities as its VNNI ones: with 8-bit weights the sums saturate there."""
+    pytest.importorskip("openvino")
+    maps = []
+    for isa in ("", "AVX2"):
+        env = {k: v for k, v in os.environ.items() if k != "ONEDNN_MAX_CPU_ISA"}
+        env.update({"STARS_ONNX_ENGINE": "openvino", **({"ONEDNN_MAX_CPU_ISA": isa} if isa else {})})
+        out = tmp_path / f"map{isa}.tif"
+        cmd = [sys.executable, "-m", "stars_core.cli", "segment", str(exported["m1-int8"]), str(demo_scene["sar"]),
+               str(out), "--probabilities", str(tmp_path / f"p{isa}.tif")]
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr[-1500:]
+        with rasterio.open(out) as m, rasterio.open(tmp_path / f"p{isa}.tif") as p:
+            maps.append((m.read(), p.read()))
+    assert np.array_equal(maps[0][0], maps[1][0]) and np.array_equal(maps[0][1], maps[1][1], equal_nan=True)
+
+
 def test_int8_calibration_keeps_no_memory_pattern_and_gives_the_calibrator_back(trained_model, demo_scene, tmp_path,
                                                                                   monkeypatch):
     """The calibration session runs without ONNX Runtime's memory pattern and arena (they held GBs for

@@ -371,6 +371,40 @@ def test_a_rerun_makes_again_each_date_whose_model_raster_grid_or_options_change
     assert len(done) == 2 and "does not say what made it" in said[0]
 
 
+def test_a_map_of_an_earlier_int8_recipe_is_made_again(series, int8_model, tmp_path):
+    """Where the int8 export runs, its recipe (7-bit weights) is part of what made a map: a date mapped
+    by an earlier recipe (8-bit weights, recorded without it) is mapped again, not kept beside new ones."""
+    import csv
+
+    from stars_core.change.series import RECORD, DateInput, segment_series
+    from stars_core.config import SegmentConfig
+    from stars_core.engines.auto import INT8_WEIGHTS
+
+    if int8_model["map"] is None:
+        pytest.skip("needs ONNX Runtime (the int8 export)")
+    dates = [DateInput(d, series["folder"] / f"S1_{d}.tif") for d in ("2024-04-01", "2024-04-13")]
+    out = tmp_path / "maps"
+
+    def run():
+        lines = []
+        cfg = SegmentConfig(tile_size=128, device="cpu", runtime="int8")  # the export cached beside the model
+        done = segment_series(int8_model["model"], dates, out, cfg, log=lines.append).done
+        return done, [line for line in lines if "made again" in line]
+
+    assert run() == (["2024-04-01", "2024-04-13"], [])
+    rows = list(csv.DictReader((out / RECORD).open()))
+    assert all(r["options"].endswith(f" int8={INT8_WEIGHTS}") for r in rows)
+    assert run() == ([], [])
+    for r in rows:  # as an earlier version recorded them
+        r["options"] = r["options"].replace(f" int8={INT8_WEIGHTS}", "")
+    with (out / RECORD).open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    done, said = run()
+    assert done == ["2024-04-01", "2024-04-13"] and f"other options (int8 ? -> {INT8_WEIGHTS})" in said[0]
+
+
 def test_two_runs_writing_one_series_record_at_once_keep_every_row(tmp_path):
     import datetime as dt
     import threading

@@ -177,7 +177,7 @@ def test_a_series_under_torchrun_writes_the_files_of_one_process_and_a_failed_da
     assert (run.stdout + run.stderr).count("exporting the m1 branch") == 1  # rank 0 only, before any date
     assert "1 date(s) failed" in run.stderr and "2024-04-13: the raster" in run.stderr, run.stderr[-3000:]
     assert "3 date(s) segmented" in run.stdout and "_filtered" not in " ".join(p.name for p in three.iterdir())
-    notes = [json.loads(p.read_text()) for m in (model_one, model_two) for p in m.parent.glob("*.int8.json")]
+    notes = [json.loads(p.read_text()) for m in (model_one, model_two) for p in m.parent.glob("*.int8w7.json")]
     assert len(notes) == 2 and {n["calibrated_on"] for n in notes} == {str(rasters[0])}  # the first date, in both
     mine8 = _files(tmp_path / "one8")
     for date in ("2024-04-01", "2024-04-25", "2024-05-07"):  # both processes' other dates, whole
