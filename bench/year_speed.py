@@ -188,6 +188,9 @@ def main() -> None:
     ap.add_argument("--no-plain", action="store_true", help="skip the plain series (no filtered/plain ratio)")
     args = ap.parse_args()
     print(f"ISA: {', '.join(isa_flags())}", flush=True)
+    if os.environ.get("ONEDNN_MAX_CPU_ISA"):  # OpenVINO's kernels as a CPU without (say) VNNI runs them
+        print(f"ONEDNN_MAX_CPU_ISA={os.environ['ONEDNN_MAX_CPU_ISA']}: OpenVINO runs that ISA's kernels; the "
+              f"floor's int8 rate (ONNX Runtime) does not follow it", flush=True)
     rate = int8_macs_per_second(args.gemm)
     print(f"int8 rate: {rate / 1e9:.0f} GMAC/s (ONNX Runtime MatMulInteger, {args.gemm}^3)", flush=True)
     (ROOT / "build").mkdir(exist_ok=True)
