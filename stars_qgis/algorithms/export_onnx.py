@@ -34,7 +34,8 @@ class ExportOnnx(StarsAlgorithm):
             "file's normalisation itself; class names, band names, tile size and resolution are in its "
             "metadata. In Deepness, map the raster's bands in the model's band order and leave the "
             "standardisation at mean 0, std 1.<br><br>int8 quantisation makes CPU segmentation faster; it is "
-            "calibrated on tiles of a raster of the branch's input."
+            "calibrated on tiles of a raster of the branch's input, with 7-bit weights so that every CPU, with or "
+            "without VNNI, gives the same map."
         )
 
     def initAlgorithm(self, config=None):  # noqa: N802
