@@ -17,6 +17,26 @@ from .config import STRIDE
 from .errors import InputError
 
 
+def top_class(p: np.ndarray, index: np.ndarray | None = None,
+              ties_to_higher: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(K, ...) class scores -> each pixel's best class index and its score: a pass a class over
+    contiguous rows, where argmax over the first axis copies the array first. Ties go to the lower
+    index, as argmax, or to the higher (`ties_to_higher`); the index is written into `index` where
+    given, else a new uint8 array (int32 above 256 classes)."""
+    if index is None:
+        index = np.zeros(p.shape[1:], np.uint8 if p.shape[0] <= 256 else np.int32)
+    else:
+        index[...] = 0
+    top = p[0].copy()
+    beats = np.greater_equal if ties_to_higher else np.greater
+    higher = np.empty(p.shape[1:], bool)
+    for k in range(1, p.shape[0]):
+        beats(p[k], top, out=higher)
+        np.copyto(index, k, where=higher)
+        np.maximum(top, p[k], out=top)
+    return index, top
+
+
 def round_up(n: int, multiple: int = STRIDE) -> int:
     return -(-n // multiple) * multiple
 

@@ -29,6 +29,7 @@ from rasterio.windows import Window
 
 from ..errors import Cancelled, InputError
 from ..files import atomic_outputs, check_outputs
+from ..tiling import top_class
 
 STRIP = 256  # rows per window: the block rows the series writes (`infer.BLOCK`)
 WINDOW_BYTES = 96 << 20  # a window's float evidence (dates x classes x pixels), at most
@@ -57,7 +58,7 @@ def decode(emit: np.ndarray, switch: float) -> np.ndarray:
     best_of = np.empty((T, P), np.int8 if K < 128 else np.int16)
     kept = np.empty(P, score.dtype)
     for t in range(1, T):
-        best = _best(score, best_of[t])
+        best = top_class(score, best_of[t], ties_to_higher=True)[1]
         other = best + move
         for j in range(K):
             np.add(score[j], stay, out=kept)
@@ -70,19 +71,6 @@ def decode(emit: np.ndarray, switch: float) -> np.ndarray:
         came = np.take_along_axis(moved[t], path[t][None], 0)[0]
         path[t - 1] = np.where(came, best_of[t], path[t])
     return path
-
-
-def _best(score: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """(K, P) -> the best value of each pixel, its class written into `index` (ties to the higher
-    class index)."""
-    best = score[0].copy()
-    index[:] = 0
-    higher = np.empty(best.shape, bool)
-    for k in range(1, score.shape[0]):
-        np.greater_equal(score[k], best, out=higher)
-        np.copyto(index, k, where=higher)
-        np.maximum(best, score[k], out=best)
-    return best
 
 
 def _decode_moving(emit: np.ndarray, stay: float, move: float) -> np.ndarray:

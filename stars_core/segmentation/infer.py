@@ -50,7 +50,7 @@ from ..raster import (ThreadHandles, aligned, band_names, build_overviews, centr
 from .. import threads
 from ..errors import Cancelled, InputError
 from ..style import grey_qml, paletted_qml
-from ..tiling import Tile, TileGrid, pad_reflect
+from ..tiling import Tile, TileGrid, pad_reflect, top_class
 
 BLOCK = 256  # GeoTIFF block size; rows are written in whole block rows
 PIXEL_SIZE_TOLERANCE = 1.5  # warn when input and training pixel sizes differ by more than this factor
@@ -620,20 +620,6 @@ class _Writers:
                 self.prob.write(np.where(ok[None], p, np.nan).astype(np.float32), window=window)
             if self.unc is not None:
                 self.unc.write(np.where(ok[None], uncertainty_bands(p), np.nan).astype(np.float32), window=window)
-
-
-def top_class(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(K, h, w) probabilities -> each pixel's class index (uint8 below 256 classes; ties to the lower
-    index, as argmax) and its probability: a pass a class over contiguous rows, where argmax over
-    the first axis copies the array first."""
-    best = np.zeros(p.shape[1:], np.uint8 if p.shape[0] <= 256 else np.int32)
-    top = p[0].copy()
-    higher = np.empty(p.shape[1:], bool)
-    for k in range(1, p.shape[0]):
-        np.greater(p[k], top, out=higher)
-        np.copyto(best, k, where=higher)
-        np.maximum(top, p[k], out=top)
-    return best, top
 
 
 UNCERTAINTY_BANDS = ("normalised entropy", "margin (top-1 minus top-2 probability)")

@@ -453,7 +453,7 @@ def test_an_extent_and_a_mask_limit_the_map_on_the_input_grid(demo_scene, traine
 
 
 def test_the_top_class_is_argmax_ties_to_the_lower_index_with_its_probability():
-    from stars_core.segmentation.infer import top_class
+    from stars_core.tiling import top_class
 
     rng = np.random.default_rng(2)
     p = (rng.integers(0, 4, size=(5, 33, 47)) / 4).astype(np.float32)  # quarters: ties everywhere
@@ -461,3 +461,6 @@ def test_the_top_class_is_argmax_ties_to_the_lower_index_with_its_probability():
     np.testing.assert_array_equal(best, p.argmax(axis=0))
     np.testing.assert_array_equal(top, p.max(axis=0))
     assert best.dtype == np.uint8 and (best > 0).any()
+    index = np.empty(p.shape[1:], np.int8)  # the temporal filter's rule: ties to the higher index, written in place
+    assert top_class(p, index, ties_to_higher=True)[0] is index
+    np.testing.assert_array_equal(index, len(p) - 1 - p[::-1].argmax(axis=0))
